@@ -1,0 +1,98 @@
+"""The one backend contract: load a model from a spec, then stream timestamped events for a turn.
+
+Backends live one per module in ``runtime/backends/`` and are looked up by name, so importing this
+module never imports torch, transformers or llama_cpp.
+"""
+from __future__ import annotations
+
+import importlib
+import threading
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Iterator, Protocol
+
+from .errors import ModelLoadError
+from .events import Event
+
+Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..."}
+
+BACKENDS = {
+    "llamacpp": "runtime.backends.llamacpp",
+    "hf": "runtime.backends.hf",
+    "http": "runtime.backends.http",
+}
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Shared by every backend. temperature 0 means greedy, so task lengths are reproducible."""
+
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+
+    def with_overrides(self, **values: Any) -> "SamplingParams":
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to load one model; aliases and config entries both resolve to this."""
+
+    name: str
+    backend: str
+    source: str
+    chat: bool = True  # False: plain completion (base models without a chat template)
+    dtype: str = "auto"  # hf: auto|float16|bfloat16|float32
+    device: str = "auto"  # hf: auto|cuda|cpu
+    quantization: str = "none"  # hf: none|8bit|4bit
+    compile: bool = False  # hf: static cache + torch.compile
+    n_ctx: int = 4096
+    n_gpu_layers: int = 0  # llamacpp: -1 = all layers on the GPU
+    flash_attn: bool = True  # llamacpp
+    api_model: str = ""  # http: the server's model name
+    api_key_env: str = ""  # http: environment variable holding the API key
+    timeout_s: float = 60.0  # http: give up on a server silent for this long
+    description: str = ""
+    options: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        return {f.name for f in fields(cls)}
+
+
+class LoadedModel(Protocol):
+    spec: ModelSpec
+    load_s: float
+    loaded_ns: int  # perf_counter_ns when loading finished
+
+    def stream(
+        self, messages: list[Message], params: SamplingParams, cancel: threading.Event | None = None
+    ) -> Iterator[Event]:
+        """Yield Submitted, Token..., Done for one turn. Never raises once Submitted is yielded:
+        failures end the stream with Done(stop_reason="error")."""
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class Backend(Protocol):
+    name: str
+
+    def load(self, spec: ModelSpec) -> LoadedModel: ...
+
+
+def get_backend(name: str) -> Backend:
+    """Import the backend module on demand; a missing library is a one-line error, not a traceback."""
+    try:
+        module_name = BACKENDS[name]
+    except KeyError:
+        raise ModelLoadError(f"unknown backend {name!r}", f"use one of: {', '.join(BACKENDS)}") from None
+    module = importlib.import_module(module_name)
+    return module.BACKEND
+
+
+def load_model(spec: ModelSpec) -> LoadedModel:
+    return get_backend(spec.backend).load(spec)

@@ -1,0 +1,1 @@
+"""One module per backend, each exposing ``BACKEND``; see runtime.backend.get_backend."""

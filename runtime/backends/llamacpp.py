@@ -1,0 +1,190 @@
+"""GGUF models through llama-cpp-python.
+
+Uses the low-level token loop (``Llama.generate``) rather than the chat-completion chunk path: every
+token id is timestamped the moment llama.cpp returns it, counts are exact, and no per-chunk dict is built.
+Chat prompts are rendered with the GGUF's own chat template (the same Jinja formatter that
+``create_chat_completion`` uses); models without a template get a plain completion prompt.
+"""
+from __future__ import annotations
+
+import codecs
+import contextlib
+import os
+import threading
+import time
+from typing import Iterator
+
+from ..backend import Message, ModelSpec, SamplingParams
+from ..errors import ModelLoadError, UnsupportedHardware
+from ..events import Done, Event, Submitted, Token, now_ns
+from ..models import local_file
+from ..stops import StopMatcher
+
+GGUF_MAGIC = b"GGUF"
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """llama.cpp prints load logs straight to fd 2 even with verbose=False; keep the terminal clean."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def check_gguf(path) -> None:
+    """Catch missing, random and truncated files before llama.cpp sees them (it would only say 'failed')."""
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic != GGUF_MAGIC:
+        raise ModelLoadError(f"{path} is not a GGUF file (bad header)", "pass a .gguf model file")
+
+
+class LlamaCppModel:
+    def __init__(self, spec: ModelSpec, llm, load_s: float, loaded_ns: int) -> None:
+        import llama_cpp
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        self.spec = spec
+        self.llm = llm
+        self.load_s = load_s
+        self.loaded_ns = loaded_ns
+        self._lib = llama_cpp
+        template = llm.metadata.get("tokenizer.chat_template")
+        self.formatter = None
+        if spec.chat and template:
+            model = llm._model
+            eos, bos = llm.token_eos(), llm.token_bos()
+            self.formatter = Jinja2ChatFormatter(
+                template=template,
+                eos_token=model.token_get_text(eos) if eos != -1 else "",
+                bos_token=model.token_get_text(bos) if bos != -1 else "",
+            )
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def encode(self, messages: list[Message]) -> list[int]:
+        if self.formatter is not None:
+            result = self.formatter(messages=messages)
+            return self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
+        text = "\n\n".join(m["content"] for m in messages)
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+
+    def perf(self) -> dict[str, float]:
+        """llama.cpp's own counters for the last call, kept beside taskclock's figures for cross-checks."""
+        data = self._lib.llama_perf_context(self.llm.ctx)
+        return {
+            "prompt_eval_ms": data.t_p_eval_ms,
+            "prompt_tokens": data.n_p_eval,
+            "eval_ms": data.t_eval_ms,
+            "eval_tokens": data.n_eval,
+        }
+
+    def stream(
+        self, messages: list[Message], params: SamplingParams, cancel: threading.Event | None = None
+    ) -> Iterator[Event]:
+        yield Submitted(now_ns())
+        try:
+            prompt = self.encode(messages)
+        except Exception as exc:
+            yield Done(now_ns(), "error", error=f"cannot apply the chat template: {exc}")
+            return
+        n_ctx = self.llm.n_ctx()
+        if len(prompt) >= n_ctx:
+            yield Done(now_ns(), "error", input_tokens=len(prompt),
+                       error=f"the prompt is {len(prompt)} tokens but the context holds {n_ctx}; "
+                             f"shorten it or raise --ctx")
+            return
+        max_new = min(params.max_tokens, n_ctx - len(prompt))
+        yield from self._generate(prompt, params, max_new, cancel)
+
+    def _generate(self, prompt: list[int], params: SamplingParams, max_new: int,
+                  cancel: threading.Event | None) -> Iterator[Event]:
+        llm, lib = self.llm, self._lib
+        vocab = llm._model.vocab
+        llm.set_seed(params.seed)
+        lib.llama_perf_context_reset(llm.ctx)
+        greedy = params.temperature <= 0
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stops = StopMatcher(params.stop)
+        produced, reason, error = 0, "length", None
+        tokens = llm.generate(
+            prompt,
+            temp=params.temperature if not greedy else 0.0,
+            top_p=params.top_p if not greedy else 1.0,
+            top_k=0 if not greedy else 1,
+            min_p=0.0,
+            repeat_penalty=1.0,
+            reset=True,
+        )
+        try:
+            for tok in tokens:
+                t = now_ns()
+                if lib.llama_vocab_is_eog(vocab, tok):
+                    reason = "eos"
+                    break
+                produced += 1
+                piece = decoder.decode(llm._model.detokenize([tok], special=False))
+                shown, hit = stops.feed(piece)
+                yield Token(t, shown, tok)
+                if hit:
+                    reason = "stop"
+                    break
+                if produced >= max_new:
+                    break
+                if cancel is not None and cancel.is_set():
+                    reason = "cancelled"
+                    break
+        except Exception as exc:  # llama.cpp decode failures surface as RuntimeError
+            reason, error = "error", f"generation failed: {exc}"
+        finally:
+            tokens.close()
+        if reason != "stop":
+            tail = stops.feed(decoder.decode(b"", final=True))[0] + stops.flush()
+            if tail:
+                yield Token(now_ns(), tail, None, count=0)
+        yield Done(now_ns(), reason, len(prompt), produced, error=error, extra={"llama_perf": self.perf()})
+
+    def close(self) -> None:
+        self.llm.close()
+
+
+class LlamaCppBackend:
+    name = "llamacpp"
+
+    def load(self, spec: ModelSpec) -> LlamaCppModel:
+        start = time.perf_counter()
+        path = local_file(spec)
+        if path is None:
+            raise ModelLoadError(f"{spec.source} is not a .gguf file", "the llama.cpp backend needs a .gguf file")
+        check_gguf(path)
+        try:
+            import llama_cpp
+        except ImportError:
+            raise ModelLoadError("llama-cpp-python is not installed", "run `make install`") from None
+        if spec.n_gpu_layers != 0 and not llama_cpp.llama_supports_gpu_offload():
+            raise UnsupportedHardware(
+                f"n_gpu_layers={spec.n_gpu_layers} asks for the GPU but this llama-cpp-python has no GPU support",
+                "use --gpu-layers 0, or rebuild llama-cpp-python with CUDA (see docs/GPU.md)",
+            )
+        try:
+            with _quiet_stderr():
+                llm = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=spec.n_ctx,
+                    n_gpu_layers=spec.n_gpu_layers,
+                    flash_attn=spec.flash_attn,
+                    verbose=False,
+                )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelLoadError(f"llama.cpp cannot load {path}: {exc} (truncated or corrupt file?)",
+                                 "re-download or reinstall the model") from None
+        return LlamaCppModel(spec, llm, time.perf_counter() - start, now_ns())
+
+
+BACKEND = LlamaCppBackend()

@@ -1,0 +1,72 @@
+"""The timestamped event stream every backend produces and every view consumes.
+
+A turn is: ``Submitted`` (when the request is handed to the backend), one ``Token`` per produced token
+(or per chunk, for servers that do not say how many tokens a chunk holds), then exactly one ``Done``.
+``Loaded`` is recorded once per model load and prepended to the first turn's events so ``load_s`` can be
+derived from the same list. Timestamps are ``time.perf_counter_ns()`` taken where the event is produced
+(the token's arrival), never when it is displayed.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Union
+
+StopReason = Literal["eos", "length", "stop", "cancelled", "error"]
+
+now_ns = time.perf_counter_ns
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    t_ns: int
+    load_s: float
+    model: str
+    kind: str = "loaded"
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    t_ns: int
+    kind: str = "submitted"
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """One produced token (``count`` = 1) or one server chunk holding ``count`` tokens.
+
+    ``count`` = 0 marks text released at the end of a turn (held back for a possible stop string or an
+    incomplete character): it belongs to the reply but is not a token arrival, so it is not timed.
+    """
+
+    t_ns: int
+    text: str
+    token_id: int | None = None
+    count: int = 1
+    kind: str = "token"
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    t_ns: int
+    stop_reason: StopReason
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    error: str | None = None
+    # Figures the backend reports about itself (llama.cpp server timings, GPU memory, energy...).
+    extra: dict[str, Any] = field(default_factory=dict)
+    kind: str = "done"
+
+
+Event = Union[Loaded, Submitted, Token, Done]
+
+_KINDS = {"loaded": Loaded, "submitted": Submitted, "token": Token, "done": Done}
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    return asdict(event)
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    cls = _KINDS[data["kind"]]
+    return cls(**data)

@@ -1,0 +1,85 @@
+"""Append-only JSONL files that survive crashes and concurrent writers.
+
+Each record is serialised first and written with a single ``write()`` on a file opened with O_APPEND,
+under an exclusive ``flock``, then fsynced: a crash loses at most the record being written, and two
+processes appending to one file never interleave. Readers skip a torn last line instead of failing.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import StorageError
+
+
+def _storage_error(path: Path, exc: OSError) -> StorageError:
+    if exc.errno == errno.ENOSPC:
+        return StorageError(f"the disk is full: cannot write {path}", "free some space; nothing already written was lost")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return StorageError(f"cannot write {path}: permission denied", "choose a writable folder")
+    return StorageError(f"cannot write {path}: {exc.strerror or exc}", "check the folder")
+
+
+def ensure_dir(folder: Path) -> Path:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _storage_error(folder, exc) from None
+    if not os.access(folder, os.W_OK):
+        raise StorageError(f"cannot write to {folder}: permission denied", "choose a writable folder")
+    return folder
+
+
+def append(path: Path, record: dict[str, Any]) -> None:
+    line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise _storage_error(path, exc) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        start = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            written = os.write(fd, line)
+            if written != len(line):
+                raise OSError(errno.ENOSPC, "short write")
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, start)  # never leave half a record behind
+            raise
+    except OSError as exc:
+        raise _storage_error(path, exc) from None
+    finally:
+        os.close(fd)
+
+
+def read(path: Path) -> Iterator[dict[str, Any]]:
+    """Every complete record; a torn final line (the process died mid-write) is skipped."""
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if not line.endswith("\n"):
+                break
+            line = line.strip()
+            if line:
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace a whole file at once (exports, summaries, run configs): readers see old or new, never half."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with open(partial, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise _storage_error(path, exc) from None

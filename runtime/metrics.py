@@ -1,0 +1,210 @@
+"""Metrics as pure functions of a turn's event list. Definitions: docs/METRICS.md.
+
+Every view (CLI, batch runner, app, tests) computes figures through these functions, so a number means
+the same thing everywhere. Functions return None where a figure is undefined (no tokens yet, a zero span)
+rather than inventing a zero.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Iterable, Sequence
+
+from .events import Done, Event, Loaded, Submitted, Token
+
+NS = 1_000_000_000
+INSTANT_WINDOW_S = 1.0
+
+
+def _submitted(events: Sequence[Event]) -> Submitted | None:
+    return next((e for e in events if isinstance(e, Submitted)), None)
+
+
+def _tokens(events: Sequence[Event]) -> list[Token]:
+    """Token events that carry tokens; count-0 events only release held-back text and are not timed."""
+    return [e for e in events if isinstance(e, Token) and e.count > 0]
+
+
+def _done(events: Sequence[Event]) -> Done | None:
+    return next((e for e in reversed(events) if isinstance(e, Done)), None)
+
+
+def output_text(events: Sequence[Event]) -> str:
+    return "".join(e.text for e in events if isinstance(e, Token))
+
+
+def output_tokens(events: Sequence[Event]) -> int:
+    """Tokens generated: the backend's own count when it reports one, else the sum of token events."""
+    done = _done(events)
+    if done is not None and done.output_tokens is not None:
+        return done.output_tokens
+    return sum(t.count for t in _tokens(events))
+
+
+def input_tokens(events: Sequence[Event]) -> int | None:
+    done = _done(events)
+    return done.input_tokens if done else None
+
+
+def output_chars(events: Sequence[Event]) -> int:
+    return len(output_text(events))
+
+
+def output_words(events: Sequence[Event]) -> int:
+    return len(output_text(events).split())
+
+
+def load_s(events: Sequence[Event]) -> float | None:
+    loaded = next((e for e in events if isinstance(e, Loaded)), None)
+    return loaded.load_s if loaded else None
+
+
+def ttft_s(events: Sequence[Event]) -> float | None:
+    """First token's arrival minus submission."""
+    sub, toks = _submitted(events), _tokens(events)
+    if sub is None or not toks:
+        return None
+    return (toks[0].t_ns - sub.t_ns) / NS
+
+
+def decode_tps(events: Sequence[Event]) -> float | None:
+    """Tokens after the first over the span from first to last token: (n-1)/(t_last-t_first)."""
+    toks = _tokens(events)
+    if len(toks) < 2:
+        return None
+    span = toks[-1].t_ns - toks[0].t_ns
+    if span <= 0:
+        return None
+    after_first = output_tokens(events) - toks[0].count
+    return after_first * NS / span
+
+
+def e2e_tps(events: Sequence[Event]) -> float | None:
+    """All output tokens over the span from submission to the last token: n/(t_last-submit)."""
+    sub, toks = _submitted(events), _tokens(events)
+    if sub is None or not toks:
+        return None
+    span = toks[-1].t_ns - sub.t_ns
+    return output_tokens(events) * NS / span if span > 0 else None
+
+
+def task_time_s(events: Sequence[Event]) -> float | None:
+    """What the user waits for: done minus submission."""
+    sub, done = _submitted(events), _done(events)
+    if sub is None or done is None:
+        return None
+    return (done.t_ns - sub.t_ns) / NS
+
+
+def elapsed_s(events: Sequence[Event], now_ns: int) -> float | None:
+    """Running task time while a turn is in flight (task_time_s once it is done)."""
+    sub = _submitted(events)
+    if sub is None:
+        return None
+    done = _done(events)
+    return ((done.t_ns if done else now_ns) - sub.t_ns) / NS
+
+
+def inter_token_ms(events: Sequence[Event]) -> list[float]:
+    """Gaps between consecutive token events in ms; the wait for the first token is not a gap."""
+    toks = _tokens(events)
+    return [(b.t_ns - a.t_ns) / 1e6 for a, b in zip(toks, toks[1:])]
+
+
+def percentile(values: Sequence[float], p: float) -> float | None:
+    """Linear-interpolation percentile (numpy's default method), p in [0, 100]."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * p / 100
+    lo, hi = math.floor(rank), math.ceil(rank)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (rank - lo)
+
+
+def instant_tps(events: Sequence[Event], now_ns: int | None = None, window_s: float = INSTANT_WINDOW_S) -> float | None:
+    """Tokens per second over the last ``window_s`` seconds ending at ``now_ns``.
+
+    Counts the tokens whose arrival ends an inter-token gap inside the window and divides by the part of
+    the window the stream has covered (from the first token at the earliest). A stalled stream therefore
+    decays towards zero instead of freezing at its last rate. ``now_ns`` defaults to the last token.
+    """
+    toks = _tokens(events)
+    if len(toks) < 2 and now_ns is None:
+        return None
+    if not toks:
+        return None
+    now = toks[-1].t_ns if now_ns is None else now_ns
+    start = max(now - int(window_s * NS), toks[0].t_ns)
+    span = now - start
+    if span <= 0:
+        return None
+    counted = sum(t.count for t in toks[1:] if start < t.t_ns <= now)
+    return counted * NS / span
+
+
+def rate_per_s(amount: int, seconds: float | None) -> float | None:
+    return amount / seconds if seconds else None
+
+
+def prefill_tps(events: Sequence[Event]) -> float | None:
+    n_in, ttft = input_tokens(events), ttft_s(events)
+    return n_in / ttft if n_in and ttft else None
+
+
+@dataclass(frozen=True)
+class TurnMetrics:
+    """Every figure of one turn, derived from its events; field names are the JSON keys."""
+
+    input_tokens: int | None
+    output_tokens: int
+    output_chars: int
+    output_words: int
+    load_s: float | None
+    ttft_s: float | None
+    decode_tps: float | None
+    e2e_tps: float | None
+    prefill_tps: float | None
+    task_time_s: float | None
+    itl_p50_ms: float | None
+    itl_p90_ms: float | None
+    itl_p99_ms: float | None
+    chars_per_s: float | None
+    words_per_s: float | None
+    stop_reason: str | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def compute(events: Sequence[Event]) -> TurnMetrics:
+    gaps = inter_token_ms(events)
+    task = task_time_s(events)
+    chars, words = output_chars(events), output_words(events)
+    done = _done(events)
+    return TurnMetrics(
+        input_tokens=input_tokens(events),
+        output_tokens=output_tokens(events),
+        output_chars=chars,
+        output_words=words,
+        load_s=load_s(events),
+        ttft_s=ttft_s(events),
+        decode_tps=decode_tps(events),
+        e2e_tps=e2e_tps(events),
+        prefill_tps=prefill_tps(events),
+        task_time_s=task,
+        itl_p50_ms=percentile(gaps, 50),
+        itl_p90_ms=percentile(gaps, 90),
+        itl_p99_ms=percentile(gaps, 99),
+        chars_per_s=rate_per_s(chars, task),
+        words_per_s=rate_per_s(words, task),
+        stop_reason=done.stop_reason if done else None,
+    )
+
+
+def token_offsets_ms(events: Iterable[Event]) -> list[float]:
+    """Each token event's arrival as ms after submission: what session logs store for recomputation."""
+    events = list(events)
+    sub = _submitted(events)
+    if sub is None:
+        return []
+    return [round((t.t_ns - sub.t_ns) / 1e6, 3) for t in _tokens(events)]

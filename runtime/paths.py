@@ -1,0 +1,47 @@
+"""Where taskclock reads and writes: one place for every folder (XDG dirs via platformdirs)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+APP = "taskclock"
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def _platformdirs():
+    import platformdirs
+
+    return platformdirs
+
+
+def config_dir() -> Path:
+    return Path(_platformdirs().user_config_dir(APP))
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("TASKCLOCK_CACHE") or _platformdirs().user_cache_dir(APP))
+
+
+def data_dir() -> Path:
+    return Path(_platformdirs().user_data_dir(APP))
+
+
+def log_dir() -> Path:
+    return Path(_platformdirs().user_log_dir(APP))
+
+
+def in_checkout() -> bool:
+    """True when running from a source checkout (its sessions/ folder is the default log folder there)."""
+    return (CHECKOUT / "pyproject.toml").is_file() and (CHECKOUT / "sessions").is_dir()
+
+
+def default_sessions_dir() -> Path:
+    return CHECKOUT / "sessions" if in_checkout() else data_dir() / "sessions"
+
+
+def default_runs_dir() -> Path:
+    return CHECKOUT / "runs" if in_checkout() else data_dir() / "runs"
+
+
+def builtin_themes_dir() -> Path:
+    return CHECKOUT / "themes"

@@ -1,0 +1,98 @@
+"""Shared fixtures: real models, loaded once per test session.
+
+SmolLM2 through llama.cpp and through transformers are the real offline models; the tiny random-weight
+llama is for fast plumbing tests where the words do not matter.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_MMLU = Path(os.environ.get("TASKCLOCK_TEST_MMLU", ROOT.parent / "shared" / "mmlu"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_user_dirs(tmp_path_factory):
+    """Keep tests away from the real user config; share one model cache across the session."""
+    home = tmp_path_factory.mktemp("xdg")
+    os.environ["XDG_CONFIG_HOME"] = str(home / "config")
+    os.environ["XDG_DATA_HOME"] = str(home / "data")
+    os.environ["XDG_STATE_HOME"] = str(home / "state")
+    os.environ.pop("TASKCLOCK_CONFIG", None)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    yield
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    from runtime.backend import load_model
+    from runtime.models import resolve
+
+    model = load_model(resolve("smollm2"))
+    yield model
+    model.close()
+
+
+@pytest.fixture(scope="session")
+def smollm2_hf():
+    from runtime.backend import load_model
+    from runtime.models import resolve
+
+    model = load_model(resolve("smollm2-hf"))
+    yield model
+    model.close()
+
+
+TINY_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    """A 2-layer random-weight llama with a word-level in-memory tokenizer and a chat template."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    words = ["<unk>", "<s>", "</s>", "<pad>"] + [f"w{i}" for i in range(250)] + list("abcdefghijklmnopqrstuvwxyz?.,!")
+    vocab = {w: i for i, w in enumerate(words)}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
+                                        unk_token="<unk>", pad_token="<pad>")
+    tokenizer.chat_template = TINY_TEMPLATE
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(words), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=3)
+    model = LlamaForCausalLM(config)
+    model.generation_config.eos_token_id = 2
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tiny_llama_dir):
+    from runtime.backend import ModelSpec, load_model
+
+    model = load_model(ModelSpec("tiny", "hf", str(tiny_llama_dir)))
+    yield model
+    model.close()
+
+
+def run_cli(*args: str, input: str | None = None, env: dict | None = None, timeout: float = 300,
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The real `taskclock` command in a subprocess, as a user runs it."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "tui", *args], capture_output=True, text=True, input=input,
+                          env=full_env, timeout=timeout, cwd=cwd or ROOT)

@@ -1,0 +1,1 @@
+"""taskclock's user-facing side: the CLI entry point and the Textual app. Never imports torch."""

@@ -1,0 +1,29 @@
+"""`taskclock models`: the aliases and configured models, and whether their weights are here."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("models", help="list model aliases and configured models")
+    p.add_argument("--config", help="config TOML")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from runtime.config import load_config
+    from runtime.models import DEFAULT_MODEL, all_models, is_present
+
+    config = load_config(args.config)
+    table = Table(title="taskclock models")
+    for column in ("name", "backend", "options", "present", "source / description"):
+        table.add_column(column)
+    for spec in all_models(config.models):
+        options = [spec.quantization] if spec.quantization != "none" else []
+        options += [] if spec.chat else ["completion"]
+        name = f"{spec.name} (default)" if spec.name == (config.defaults.model or DEFAULT_MODEL) else spec.name
+        table.add_row(name, spec.backend, ", ".join(options), is_present(spec), spec.description or spec.source)
+    Console().print(table)
+    return 0

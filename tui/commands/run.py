@@ -1,0 +1,69 @@
+"""`taskclock run PROMPT`: one headless turn, streamed to stdout, then its metrics."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+
+from . import common
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("run", help="one prompt, headless: stream the reply, then print its metrics",
+                       description="Stream one reply to stdout, then print TTFT, TPS, task time and more.")
+    p.add_argument("prompt", nargs="?", help="the prompt (or use --prompt-file)")
+    p.add_argument("--prompt-file", help="read the prompt from a UTF-8 file ('-' = stdin)")
+    p.add_argument("--system", help="system message")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text and metrics")
+    common.add_model_options(p)
+    common.add_sampling_options(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from runtime.backend import load_model
+    from runtime.config import load_config
+    from runtime.turn import run_turn
+
+    config = load_config(args.config)
+    prompt = common.read_prompt(args.prompt, args.prompt_file)
+    spec = common.resolve_specs([args.model or config.defaults.model], args, config)[0]
+    params = common.sampling(args, config)
+    messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
+        {"role": "user", "content": prompt}
+    ]
+    common.status(f"loading {spec.name} ({spec.backend})…")
+    model = load_model(spec)
+
+    def echo(event) -> None:
+        if not args.json and getattr(event, "text", ""):
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+
+    cancel = threading.Event()
+    try:
+        result, interrupted = common.run_interruptibly(
+            lambda: run_turn(model, messages, params, cancel=cancel, on_event=echo, include_load=True), cancel
+        )
+    finally:
+        model.close()
+    figures = result.metrics.as_dict()
+    done = result.done
+    if args.json:
+        out = {"model": spec.name, "backend": spec.backend, "text": result.text, **figures}
+        if done is not None and done.error:
+            out["error"] = done.error
+        if done is not None and done.extra:
+            out["backend_figures"] = done.extra
+        print(json.dumps(out, ensure_ascii=False))
+    else:
+        from ..format import metrics_block
+
+        print(flush=True)
+        print("\n" + metrics_block(figures), file=sys.stderr)
+    if interrupted:
+        return 130
+    if done is not None and done.stop_reason == "error":
+        print(f"taskclock: error: {done.error}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,43 @@
+"""Human formatting of metric values, shared by the CLI and the app."""
+from __future__ import annotations
+
+from typing import Any
+
+
+def fmt(value: Any, unit: str = "", digits: int = 2) -> str:
+    """A figure with its unit, or an em dash where the figure is undefined (never a fake zero)."""
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        text = f"{value:.{digits}f}"
+    else:
+        text = str(value)
+    return f"{text} {unit}".strip()
+
+
+METRIC_LINES = (
+    ("load time", "load_s", "s", 2),
+    ("input tokens", "input_tokens", "", 0),
+    ("output tokens", "output_tokens", "", 0),
+    ("output words", "output_words", "", 0),
+    ("output chars", "output_chars", "", 0),
+    ("TTFT", "ttft_s", "s", 3),
+    ("prefill rate", "prefill_tps", "tok/s", 1),
+    ("decode rate", "decode_tps", "tok/s", 1),
+    ("e2e rate", "e2e_tps", "tok/s", 1),
+    ("task time", "task_time_s", "s", 3),
+    ("ITL p50", "itl_p50_ms", "ms", 1),
+    ("ITL p90", "itl_p90_ms", "ms", 1),
+    ("ITL p99", "itl_p99_ms", "ms", 1),
+    ("words/s", "words_per_s", "", 1),
+    ("chars/s", "chars_per_s", "", 1),
+    ("stop reason", "stop_reason", "", 0),
+)
+
+
+def metrics_block(values: dict[str, Any]) -> str:
+    """The block `taskclock run` prints after the reply, like `ollama run --verbose`."""
+    width = max(len(label) for label, *_ in METRIC_LINES)
+    return "\n".join(
+        f"{label + ':':<{width + 1}} {fmt(values.get(key), unit, digits)}" for label, key, unit, digits in METRIC_LINES
+    )
