@@ -10,7 +10,7 @@ import importlib
 import sys
 import traceback
 
-COMMANDS = ("run", "models")
+COMMANDS = ("run", "models", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,200 @@
+"""Session logs: one JSONL file per chat session, one record per completed turn, and their exports.
+
+A record keeps the per-token arrival offsets, so every metric can be recomputed later from the log alone.
+Records are appended with runtime.jsonl (a crash loses at most the turn in progress); exports are
+written whole with write_atomic.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import statistics
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from . import jsonl, metrics
+from .errors import DataError
+from .turn import TurnResult
+
+SUFFIX = ".jsonl"
+EXPORT_TAG = ".export"  # exports sit beside their log as NAME.export.FORMAT and are not sessions themselves
+EXPORT_FORMATS = ("csv", "md", "jsonl")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def turn_record(result: TurnResult, kind: str = "chat", **extra: Any) -> dict[str, Any]:
+    """The JSON line for one turn; ``kind`` says which view produced it ("chat", "compare"...)."""
+    done = result.done
+    prompt = result.messages[-1]["content"] if result.messages else ""
+    return {
+        "kind": kind,
+        "time": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "model": result.model,
+        "backend": result.backend,
+        "prompt": prompt,
+        "messages": result.messages,
+        "reply": result.text,
+        "params": asdict(result.params),
+        "metrics": result.metrics.as_dict(),
+        "token_offsets_ms": metrics.token_offsets_ms(result.events),
+        "stop_reason": done.stop_reason if done else None,
+        "error": done.error if done else None,
+        **extra,
+    }
+
+
+def session_file_name(started: datetime, model: str) -> str:
+    """Start time first so a folder listing sorts by time; the model name made safe for any filesystem."""
+    safe_model = _UNSAFE.sub("_", Path(model).name if model.endswith(".gguf") else model).strip("_") or "model"
+    return f"{started:%Y%m%d-%H%M%S}-{safe_model}{SUFFIX}"
+
+
+class SessionLog:
+    """The log of one chat session; the file appears with its first turn, so empty sessions leave nothing."""
+
+    def __init__(self, folder: Path, model: str, started: datetime | None = None) -> None:
+        self.folder = Path(folder)
+        self.model = model
+        self.started = started or datetime.now()
+        self.path = self.folder / session_file_name(self.started, model)
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Raises StorageError naming the folder or file when it cannot be written."""
+        jsonl.ensure_dir(self.folder)
+        jsonl.append(self.path, record)
+
+
+def read_session(path: Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"session file {path} does not exist", "pass a .jsonl file from the sessions folder")
+    try:
+        records = list(jsonl.read(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read session file {path}: {exc}", "check the file") from None
+    turns = [r for r in records if isinstance(r, dict) and isinstance(r.get("metrics"), dict)]
+    if records and not turns:
+        raise DataError(f"{path} is not a taskclock session log (no turn records)", "pass a session .jsonl file")
+    return turns
+
+
+def _median(values: list[Any]) -> float | None:
+    present = [v for v in values if isinstance(v, (int, float))]
+    return statistics.median(present) if present else None
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    path: Path
+    model: str
+    turns: int
+    median_ttft_s: float | None
+    median_decode_tps: float | None
+    median_task_time_s: float | None
+
+
+def summarize(path: Path) -> SessionSummary:
+    turns = read_session(path)
+    models = sorted({t.get("model", "?") for t in turns})
+    return SessionSummary(
+        path=Path(path),
+        model=", ".join(models) or "?",
+        turns=len(turns),
+        median_ttft_s=_median([t["metrics"].get("ttft_s") for t in turns]),
+        median_decode_tps=_median([t["metrics"].get("decode_tps") for t in turns]),
+        median_task_time_s=_median([t["metrics"].get("task_time_s") for t in turns]),
+    )
+
+
+def list_sessions(folder: Path) -> list[SessionSummary]:
+    """Every readable session in a folder, newest first; unreadable files are left out, not fatal."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    summaries = []
+    for path in sorted(folder.glob(f"*{SUFFIX}"), reverse=True):
+        if path.stem.endswith(EXPORT_TAG):
+            continue
+        try:
+            summaries.append(summarize(path))
+        except DataError:
+            continue
+    return summaries
+
+
+METRIC_COLUMNS = tuple(f.name for f in metrics.TurnMetrics.__dataclass_fields__.values())
+TURN_COLUMNS = ("turn", "time", "kind", "model", "backend", "prompt", "reply", "error")
+
+
+def _row(number: int, record: dict[str, Any]) -> dict[str, Any]:
+    row = {key: record.get(key) for key in TURN_COLUMNS}
+    row["turn"] = number
+    row.update({key: record["metrics"].get(key) for key in METRIC_COLUMNS})
+    return row
+
+
+def to_csv(turns: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=[*TURN_COLUMNS, *METRIC_COLUMNS], lineterminator="\n")
+    writer.writeheader()
+    for number, record in enumerate(turns, 1):
+        writer.writerow(_row(number, record))
+    return out.getvalue()
+
+
+def _cell(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+MARKDOWN_COLUMNS = (("turn", "turn"), ("model", "model"), ("TTFT s", "ttft_s"), ("decode tok/s", "decode_tps"),
+                    ("e2e tok/s", "e2e_tps"), ("task s", "task_time_s"), ("out tokens", "output_tokens"),
+                    ("words", "output_words"), ("ITL p50 ms", "itl_p50_ms"), ("ITL p99 ms", "itl_p99_ms"),
+                    ("stop", "stop_reason"))
+
+
+def to_markdown(turns: list[dict[str, Any]], title: str = "taskclock session") -> str:
+    """A summary table of every turn, then each prompt and reply."""
+    lines = [f"# {title}", "", f"{len(turns)} turns.", ""]
+    lines.append("| " + " | ".join(label for label, _ in MARKDOWN_COLUMNS) + " |")
+    lines.append("|" + "---|" * len(MARKDOWN_COLUMNS))
+    for number, record in enumerate(turns, 1):
+        row = _row(number, record)
+        lines.append("| " + " | ".join(_cell(row[key]) for _, key in MARKDOWN_COLUMNS) + " |")
+    for number, record in enumerate(turns, 1):
+        lines += ["", f"## Turn {number} ({record.get('model', '?')})", "", "**Prompt**", "",
+                  str(record.get("prompt", "")), "", "**Reply**", "", str(record.get("reply", ""))]
+        if record.get("error"):
+            lines += ["", f"**Error:** {record['error']}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_jsonl(turns: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(t, ensure_ascii=False, separators=(",", ":")) + "\n" for t in turns)
+
+
+RENDERERS: dict[str, Callable[[list[dict[str, Any]]], str]] = {"csv": to_csv, "md": to_markdown, "jsonl": to_jsonl}
+
+
+def export_session(path: Path, fmt: str, out: Path | None = None) -> Path:
+    """Write one export of a session log (default: beside it, same stem); returns where it went."""
+    if fmt not in RENDERERS:
+        raise DataError(f"unknown export format {fmt!r}", f"use one of: {', '.join(EXPORT_FORMATS)}")
+    path = Path(path)
+    target = Path(out) if out else path.with_name(f"{path.stem}{EXPORT_TAG}.{fmt}")
+    if target.resolve() == path.resolve():
+        raise DataError(f"exporting {path} onto itself", "choose another output file with -o")
+    jsonl.write_atomic(target, RENDERERS[fmt](read_session(path)))
+    return target
+
+
+def export_all(path: Path) -> list[Path]:
+    """Every format beside the log: what the app's export key writes."""
+    return [export_session(path, fmt) for fmt in EXPORT_FORMATS]
