@@ -84,7 +84,9 @@ def folder_from_gguf(gguf: Path) -> Path:
     if (target / "config.json").is_file():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -152,7 +154,8 @@ class HFModel:
             eos.append(tokenizer.eos_token_id)
         self.eos_ids = set(eos)
         self.has_template = spec.chat and bool(getattr(tokenizer, "chat_template", None))
-        self.max_positions = getattr(model.config, "max_position_embeddings", None) or spec.n_ctx
+        self.max_positions = min(getattr(model.config, "max_position_embeddings", None) or spec.n_ctx, spec.n_ctx)
+        self.warmup_s: float | None = None
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
@@ -261,6 +264,22 @@ class HFModel:
                 yield Token(now_ns(), tail, None, count=0)
         yield Done(now_ns(), reason, len(prompt), produced)
 
+    def compile(self) -> None:
+        """Static KV cache + torch.compile; the compile pause is spent here and reported as warmup_s,
+        never inside a measured turn."""
+        import torch
+
+        start = time.perf_counter()
+        self.model.generation_config.cache_implementation = "static"
+        mode = "reduce-overhead" if self.device == "cuda" else "default"
+        self.model.forward = torch.compile(self.model.forward, mode=mode, fullgraph=True)
+        warm = SamplingParams(max_tokens=8)
+        for _ in range(2):  # the second pass catches recompiles for the decode-step shapes
+            for event in self.stream([{"role": "user", "content": "Warm up."}], warm):
+                if isinstance(event, Done) and event.stop_reason == "error":
+                    raise ModelLoadError(f"torch.compile failed: {event.error}", "drop --compile")
+        self.warmup_s = time.perf_counter() - start
+
     def close(self) -> None:
         import gc
 
@@ -282,9 +301,15 @@ class HFBackend:
         quant = quantization_config(spec, dtype)
         source = resolve_folder(spec)
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
         kwargs: dict[str, Any] = {"dtype": dtype}
         if quant is not None:
+            if spec.compile:
+                raise ModelLoadError("transformers cannot torch.compile a bitsandbytes model",
+                                     "drop --compile or use --quant none")
             kwargs["quantization_config"] = quant
             kwargs["device_map"] = device
         try:
@@ -302,12 +327,10 @@ class HFBackend:
         if quant is None:
             model.to(device)
         model.eval()
+        loaded = HFModel(spec, model, tokenizer, device, time.perf_counter() - start, now_ns())
         if spec.compile:
-            from .hf_compile import compile_model
-
-            compile_model(model)
-        loaded = now_ns()
-        return HFModel(spec, model, tokenizer, device, time.perf_counter() - start, loaded)
+            loaded.compile()
+        return loaded
 
 
 BACKEND = HFBackend()

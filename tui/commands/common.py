@@ -104,10 +104,13 @@ def status(text: str) -> None:
 
 
 def run_interruptibly(work, cancel: threading.Event):
-    """Run ``work()`` on a thread; Ctrl-C sets ``cancel`` so the turn ends cleanly with its partial figures.
+    """Run ``work()`` on a thread while Ctrl-C only sets ``cancel``, so the turn ends cleanly between
+    tokens with its partial figures (a KeyboardInterrupt could land anywhere, even mid-cleanup).
 
     Returns (result, interrupted).
     """
+    import signal
+
     box: dict = {}
 
     def target() -> None:
@@ -116,15 +119,17 @@ def run_interruptibly(work, cancel: threading.Event):
         except BaseException as exc:
             box["error"] = exc
 
-    thread = threading.Thread(target=target, name="taskclock-turn", daemon=True)
-    thread.start()
-    interrupted = False
-    while thread.is_alive():
-        try:
+    def on_sigint(signum, frame) -> None:
+        cancel.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        thread = threading.Thread(target=target, name="taskclock-turn", daemon=True)
+        thread.start()
+        while thread.is_alive():
             thread.join(0.1)
-        except KeyboardInterrupt:
-            interrupted = True
-            cancel.set()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     if "error" in box:
         raise box["error"]
-    return box.get("result"), interrupted
+    return box.get("result"), cancel.is_set()

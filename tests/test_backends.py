@@ -1,0 +1,135 @@
+"""The real backends produce the event stream the rest of taskclock relies on."""
+import threading
+
+import pytest
+
+from runtime import metrics
+from runtime.backend import SamplingParams
+from runtime.events import Done, Submitted, Token
+from runtime.turn import run_turn
+
+QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
+COUNT = [{"role": "user", "content": "Count from 1 to 40, one number per line."}]
+
+
+def check_stream_shape(events):
+    assert isinstance(events[0], Submitted)
+    assert isinstance(events[-1], Done)
+    tokens = [e for e in events if isinstance(e, Token) and e.count]
+    times = [e.t_ns for e in events]
+    assert times == sorted(times), "timestamps must follow production order"
+    return tokens
+
+
+@pytest.mark.parametrize("fixture", ["smollm2", "smollm2_hf"])
+def test_stream_is_submitted_tokens_done_with_exact_counts(fixture, request):
+    model = request.getfixturevalue(fixture)
+    result = run_turn(model, QUESTION, SamplingParams(max_tokens=40))
+    tokens = check_stream_shape(result.events)
+    assert all(t.token_id is not None for t in tokens)
+    assert result.done.output_tokens == len(tokens)
+    assert result.done.input_tokens > 0
+    assert "Paris" in result.text
+    assert result.done.stop_reason == "eos"
+
+
+def test_transformers_and_llamacpp_agree_word_for_word(smollm2, smollm2_hf):
+    """Same weights, greedy: the two runtimes must produce the same reply and the same prompt length."""
+    params = SamplingParams(max_tokens=30)
+    a = run_turn(smollm2, COUNT, params)
+    b = run_turn(smollm2_hf, COUNT, params)
+    assert a.text == b.text
+    assert a.done.input_tokens == b.done.input_tokens
+
+
+@pytest.mark.parametrize("fixture", ["smollm2", "tiny_llama"])
+def test_max_tokens_ends_with_length(fixture, request):
+    model = request.getfixturevalue(fixture)
+    result = run_turn(model, COUNT, SamplingParams(max_tokens=5))
+    assert result.metrics.output_tokens <= 5
+    if result.done.stop_reason == "length":
+        assert result.metrics.output_tokens == 5
+
+
+@pytest.mark.parametrize("fixture", ["smollm2", "smollm2_hf"])
+def test_stop_string_ends_turn_and_is_not_shown(fixture, request):
+    model = request.getfixturevalue(fixture)
+    result = run_turn(model, COUNT, SamplingParams(max_tokens=80, stop=("7",)))
+    assert result.done.stop_reason == "stop"
+    assert "7" not in result.text
+    assert "6" in result.text
+
+
+@pytest.mark.parametrize("fixture", ["smollm2", "tiny_llama"])
+def test_cancel_between_tokens(fixture, request):
+    model = request.getfixturevalue(fixture)
+    cancel = threading.Event()
+    seen = []
+
+    def on_event(event):
+        if isinstance(event, Token):
+            seen.append(event)
+            if len(seen) == 3:
+                cancel.set()
+
+    result = run_turn(model, COUNT, SamplingParams(max_tokens=200), cancel=cancel, on_event=on_event)
+    assert result.done.stop_reason == "cancelled"
+    assert 3 <= result.metrics.output_tokens <= 5
+
+
+def test_context_overflow_is_a_clear_error(smollm2):
+    long_prompt = [{"role": "user", "content": "word " * 5000}]
+    result = run_turn(smollm2, long_prompt, SamplingParams(max_tokens=5))
+    assert result.done.stop_reason == "error"
+    assert "context" in result.done.error and "tokens" in result.done.error
+
+
+def test_sampling_with_seed_is_reproducible(smollm2):
+    params = SamplingParams(max_tokens=20, temperature=0.9, top_p=0.95, seed=7)
+    poem = [{"role": "user", "content": "Write a line about the sea."}]
+    assert run_turn(smollm2, poem, params).text == run_turn(smollm2, poem, params).text
+
+
+def test_llamacpp_timing_agrees_with_its_own_perf_counters(smollm2):
+    """taskclock's clock vs llama.cpp's llama_perf_context for the same call: within 10%."""
+    result = run_turn(smollm2, COUNT, SamplingParams(max_tokens=60))
+    perf = result.done.extra["llama_perf"]
+    ours = result.metrics
+    # llama.cpp's eval counters cover every decode call after the prompt (one per token after the first).
+    llama_decode_tps = perf["eval_tokens"] * 1000 / perf["eval_ms"]
+    assert ours.decode_tps == pytest.approx(llama_decode_tps, rel=0.10)
+    # TTFT = prompt eval + the first sampled token; llama.cpp counts only the prompt eval.
+    assert ours.ttft_s == pytest.approx(perf["prompt_eval_ms"] / 1000, rel=0.10, abs=0.005)
+    assert perf["prompt_tokens"] <= result.done.input_tokens
+
+
+def test_hf_generation_failure_ends_stream_with_error(tiny_llama, monkeypatch):
+    """A model that raises mid-generation: the stream ends with Done(error), keeping earlier tokens."""
+    original = tiny_llama.model.forward
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise RuntimeError("simulated device fault")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_llama.model, "forward", flaky)
+    result = run_turn(tiny_llama, COUNT, SamplingParams(max_tokens=50))
+    assert result.done.stop_reason == "error"
+    assert "simulated device fault" in result.done.error
+    assert 1 <= metrics.output_tokens(result.events) <= 3
+
+
+@pytest.mark.parametrize("quant", ["8bit", "4bit"])
+def test_bitsandbytes_quantized_models_stream(quant):
+    from runtime.backend import load_model
+    from runtime.models import resolve
+
+    model = load_model(resolve(f"smollm2-hf-{quant}"))
+    try:
+        result = run_turn(model, QUESTION, SamplingParams(max_tokens=8))
+    finally:
+        model.close()
+    assert result.done.stop_reason in ("eos", "length")
+    assert result.metrics.output_tokens > 0 and result.metrics.ttft_s > 0

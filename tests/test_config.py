@@ -1,0 +1,63 @@
+"""Config TOML: typed, strict, and every mistake named by file, key and line."""
+import pytest
+
+from conftest import run_cli
+from runtime.config import load_config
+from runtime.errors import ConfigError
+from runtime.models import resolve
+
+
+def write(tmp_path, text):
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_models_and_sampling_are_read(tmp_path):
+    path = write(tmp_path, """
+[defaults]
+model = "tiny"
+
+[sampling]
+max_tokens = 64
+temperature = 0
+stop = ["###"]
+
+[models.tiny]
+backend = "hf"
+source = "/some/folder"
+dtype = "bfloat16"
+quantization = "4bit"
+n_ctx = 1024
+""")
+    config = load_config(path)
+    assert config.defaults.model == "tiny"
+    assert config.sampling.max_tokens == 64 and config.sampling.stop == ("###",)
+    assert config.sampling.temperature == 0.0
+    spec = resolve("tiny", config.models)
+    assert (spec.backend, spec.dtype, spec.quantization, spec.n_ctx) == ("hf", "bfloat16", "4bit", 1024)
+
+
+def test_unknown_key_names_file_key_and_line(tmp_path):
+    path = write(tmp_path, "[sampling]\nmax_tokens = 8\ntemprature = 0.5\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in str(err.value) and "temprature" in str(err.value) and "line 3" in str(err.value)
+
+
+def test_wrong_type_is_named(tmp_path):
+    path = write(tmp_path, '[models.x]\nbackend = "hf"\nsource = "y"\nn_ctx = "big"\n')
+    with pytest.raises(ConfigError, match=r"n_ctx must be an integer"):
+        load_config(path)
+
+
+def test_syntax_error_names_the_file(tmp_path):
+    path = write(tmp_path, "[sampling\nmax_tokens = 1\n")
+    with pytest.raises(ConfigError, match="TOML syntax error"):
+        load_config(path)
+
+
+def test_config_from_environment_variable_reaches_the_cli(tmp_path):
+    path = write(tmp_path, "[defaults]\nmodle = 'x'\n")
+    proc = run_cli("models", env={"TASKCLOCK_CONFIG": str(path)})
+    assert proc.returncode == 2 and "modle" in proc.stderr and "Traceback" not in proc.stderr
