@@ -11,7 +11,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("export", help="export a chat session log as CSV, Markdown or JSONL",
                        description="CSV: one row per turn with metric columns; Markdown: a summary table and "
                                    "the conversation; JSONL: the records as logged.")
-    p.add_argument("source", help="a session .jsonl file (see the sessions folder)")
+    p.add_argument("source", help="a session .jsonl file (see the sessions folder) or a bench run folder")
     p.add_argument("--format", "-f", choices=FORMATS, default="csv")
     p.add_argument("-o", "--output", help="output file (default: beside the source, NAME.export.FORMAT)")
 
@@ -23,9 +23,16 @@ def export_file(source: Path, args: argparse.Namespace) -> Path:
 
 
 def export_folder(source: Path, args: argparse.Namespace) -> Path:
+    """A bench run folder: regenerate its results.csv, summary.md, summary.json and plots.txt."""
+    from runtime.bench import RUN_FILE
     from runtime.errors import DataError
+    from runtime.summary import export
 
-    raise DataError(f"{source} is a folder, not a session file", "pass one .jsonl file from the sessions folder")
+    if not (source / RUN_FILE).is_file():
+        raise DataError(f"{source} is a folder but not a bench run (no {RUN_FILE})",
+                        "pass a session .jsonl file or a runs/<run-id> folder")
+    export(source)
+    return source
 
 
 def run(args: argparse.Namespace) -> int:

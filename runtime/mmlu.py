@@ -1,0 +1,179 @@
+"""MMLU questions: loading the CSV release (or the `cais/mmlu` hub dataset) and picking a stratified sample.
+
+The CSV layout is the authors' original one: ``test/<subject>_test.csv`` (also under ``data/``), no header,
+six columns (question, A, B, C, D, answer letter). Fields contain newlines and files mix CRLF and LF, so
+they are read with the csv module, never split on lines. A malformed row is skipped and counted, never fatal.
+"""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from .errors import DataError
+
+LETTERS = ("A", "B", "C", "D")
+DEFAULT_LIMIT = 660  # the paper's sample size
+HUB_DATASET = "cais/mmlu"
+NO_DATA_FIX = "pass --mmlu PATH (e.g. ../shared/mmlu) or set TASKCLOCK_MMLU"
+
+
+@dataclass(frozen=True)
+class Question:
+    """One MMLU item; ``id`` ("<subject>/<row index>") is stable across runs and machines."""
+
+    subject: str
+    index: int
+    question: str
+    choices: tuple[str, str, str, str]
+    answer: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.subject}/{self.index}"
+
+
+@dataclass
+class MMLUData:
+    source: str
+    questions: list[Question]
+    skipped: list[str] = field(default_factory=list)  # "file:row: reason", one per malformed row
+
+    def subjects(self) -> list[str]:
+        return sorted({q.subject for q in self.questions})
+
+    def by_id(self) -> dict[str, Question]:
+        return {q.id: q for q in self.questions}
+
+
+def resolve_path(explicit: str | None, configured: str = "") -> str | None:
+    """--mmlu, then TASKCLOCK_MMLU, then config defaults.mmlu; None means "try the hub"."""
+    return explicit or os.environ.get("TASKCLOCK_MMLU") or configured or None
+
+
+def split_folder(root: Path, split: str = "test") -> Path:
+    for candidate in (root / split, root / "data" / split):
+        if candidate.is_dir():
+            return candidate
+    raise DataError(f"{root} has no {split}/ or data/{split}/ folder of MMLU CSVs", NO_DATA_FIX)
+
+
+def parse_row(row: list[str], subject: str, index: int) -> tuple[Question | None, str]:
+    """A Question, or None and the reason the row is malformed."""
+    if len(row) != 6:
+        return None, f"expected 6 fields, found {len(row)}"
+    answer = row[5].strip().upper()
+    if answer not in LETTERS:
+        return None, f"answer {row[5]!r} is not one of A-D"
+    if not row[0].strip():
+        return None, "empty question"
+    return Question(subject, index, row[0], (row[1], row[2], row[3], row[4]), answer), ""
+
+
+def read_csv_file(path: Path, subject: str) -> tuple[list[Question], list[str]]:
+    questions: list[Question] = []
+    skipped: list[str] = []
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            for index, row in enumerate(csv.reader(handle)):
+                question, reason = parse_row(row, subject, index)
+                if question is None:
+                    skipped.append(f"{path.name}:{index + 1}: {reason}")
+                else:
+                    questions.append(question)
+    except UnicodeDecodeError as exc:
+        skipped.append(f"{path.name}: not UTF-8 (byte {exc.start}); rest of file skipped")
+    except (OSError, csv.Error) as exc:
+        skipped.append(f"{path.name}: unreadable ({exc}); rest of file skipped")
+    return questions, skipped
+
+
+def load_csv(root: Path, split: str = "test") -> MMLUData:
+    if not root.exists():
+        raise DataError(f"MMLU folder {root} does not exist", NO_DATA_FIX)
+    folder = split_folder(root, split)
+    suffix = f"_{split}.csv"
+    files = sorted(folder.glob(f"*{suffix}"))
+    if not files:
+        raise DataError(f"{folder} holds no *{suffix} files", "point --mmlu at the MMLU data folder")
+    data = MMLUData(str(root.resolve()), [])
+    for path in files:
+        questions, skipped = read_csv_file(path, path.name[: -len(suffix)])
+        data.questions.extend(questions)
+        data.skipped.extend(skipped)
+    if not data.questions:
+        raise DataError(f"no valid MMLU rows in {folder} ({len(data.skipped)} malformed)", "check the files")
+    return data
+
+
+def load_hub(split: str = "test") -> MMLUData:
+    """cais/mmlu through `datasets` (the optional `hub` extra), for users who are online."""
+    if importlib.util.find_spec("datasets") is None:
+        raise DataError("no MMLU data", NO_DATA_FIX)
+    import datasets
+
+    try:
+        table = datasets.load_dataset(HUB_DATASET, "all", split=split)
+    except Exception:  # offline, or the hub refused: the user can always pass a folder
+        raise DataError(f"no MMLU data (could not fetch {HUB_DATASET})", NO_DATA_FIX) from None
+    data = MMLUData(f"hub:{HUB_DATASET}", [])
+    counters: dict[str, int] = {}
+    for item in table:
+        subject = item["subject"]
+        index = counters.get(subject, 0)
+        counters[subject] = index + 1
+        row = [item["question"], *item["choices"], LETTERS[item["answer"]] if 0 <= item["answer"] < 4 else "?"]
+        question, reason = parse_row(row, subject, index)
+        if question is None:
+            data.skipped.append(f"{subject}:{index + 1}: {reason}")
+        else:
+            data.questions.append(question)
+    return data
+
+
+def load(path: str | None, split: str = "test") -> MMLUData:
+    return load_csv(Path(path).expanduser(), split) if path else load_hub(split)
+
+
+def pick_subjects(data: MMLUData, subjects: Iterable[str] | None) -> list[str]:
+    available = data.subjects()
+    wanted = [s.strip() for s in (subjects or []) if s.strip()]
+    if not wanted or wanted == ["all"]:
+        return available
+    unknown = [s for s in wanted if s not in available]
+    if unknown:
+        raise DataError(f"unknown MMLU subject(s): {', '.join(unknown)}",
+                        f"use 'all' or some of: {', '.join(available[:5])}, … ({len(available)} in all)")
+    return sorted(set(wanted))
+
+
+def quotas(sizes: dict[str, int], limit: int) -> dict[str, int]:
+    """Proportional allocation by largest remainder; ties go to the alphabetically first subject."""
+    total = sum(sizes.values())
+    if limit >= total:
+        return dict(sizes)
+    exact = {s: limit * n / total for s, n in sizes.items()}
+    counts = {s: int(v) for s, v in exact.items()}
+    left = limit - sum(counts.values())
+    for subject in sorted(exact, key=lambda s: (-(exact[s] - counts[s]), s))[:left]:
+        counts[subject] += 1
+    return counts
+
+
+def select(data: MMLUData, subjects: Iterable[str] | None, limit: int, seed: int) -> list[Question]:
+    """A deterministic stratified sample: each subject's share of ``limit`` follows its size, and the
+    questions within a subject are drawn with a generator seeded by (seed, subject)."""
+    if limit <= 0:
+        raise DataError(f"--limit must be at least 1, not {limit}", "pass a positive number of questions")
+    chosen = pick_subjects(data, subjects)
+    pools = {s: [q for q in data.questions if q.subject == s] for s in chosen}
+    counts = quotas({s: len(p) for s, p in pools.items()}, limit)
+    picked: list[Question] = []
+    for subject in chosen:
+        rng = random.Random(f"{seed}:{subject}")
+        picked.extend(sorted(rng.sample(pools[subject], counts[subject]), key=lambda q: q.index))
+    return picked
