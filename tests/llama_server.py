@@ -1,0 +1,154 @@
+"""Real OpenAI-compatible servers on loopback for the HTTP backend's tests.
+
+``LlamaServer`` runs llama-cpp-python's own server (``python -m llama_cpp.server``) on SmolLM2;
+``scripted_server`` runs a tiny http.server that misbehaves on purpose (HTTP 500, a malformed SSE line, a
+stall), because a healthy server cannot be asked to fail in those ways.
+"""
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import httpx
+import pytest
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+class LlamaServer:
+    """llama-cpp-python's server serving one GGUF on 127.0.0.1 and a free port."""
+
+    def __init__(self, gguf, n_ctx: int = 2048) -> None:
+        self.port = free_port()
+        self.url = f"http://{HOST}:{self.port}/v1"
+        self.log = tempfile.TemporaryFile("w+")  # llama.cpp's load log would fill a pipe and block the server
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", HOST,
+             "--port", str(self.port), "--n_ctx", str(n_ctx), "--flash_attn", "true"],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self, limit_s: float = 120) -> None:
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError(f"llama_cpp.server exited: {self.log.read()[-2000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/models", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("llama_cpp.server did not answer /v1/models in time")
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+
+def smollm2_gguf():
+    from runtime.models import local_file, resolve
+
+    return local_file(resolve("smollm2"))
+
+
+@pytest.fixture(scope="session")
+def llama_server():
+    server = LlamaServer(smollm2_gguf())
+    yield server
+    server.stop()
+
+
+def sse(chunk: dict | str) -> bytes:
+    data = chunk if isinstance(chunk, str) else json.dumps(chunk)
+    return f"data: {data}\n\n".encode()
+
+
+def content_chunk(text: str, finish: str | None = None) -> dict:
+    return {"choices": [{"index": 0, "delta": {"content": text} if text else {}, "finish_reason": finish}]}
+
+
+class ScriptedHandler(http.server.BaseHTTPRequestHandler):
+    """Answers GET /v1/models with one model and POST /v1/chat/completions with ``server.script``:
+    a status code and body, or a list of SSE byte strings and float pauses (seconds) to send in order."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self._send(200, json.dumps({"object": "list", "data": [{"id": "scripted", "object": "model"}]}).encode())
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        body = json.loads(self.rfile.read(length))
+        if not self.path.endswith("completions"):
+            self._send(404, b'{"detail": "Not Found"}')
+            return
+        self.server.requests.append(body)
+        self.server.auth = self.headers.get("Authorization")
+        script = self.server.script
+        if isinstance(script, tuple):
+            status, body = script
+            self._send(status, json.dumps(body).encode())
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        try:
+            for step in script:
+                if isinstance(step, float):
+                    time.sleep(step)
+                else:
+                    self.wfile.write(step)
+                    self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up, which is what some tests want
+        self.close_connection = True
+
+
+@pytest.fixture
+def scripted_server():
+    """A real HTTP server on loopback whose replies a test sets via ``server.script``."""
+    server = http.server.ThreadingHTTPServer((HOST, 0), ScriptedHandler)
+    server.daemon_threads = True
+    server.script = [sse(content_chunk("", "stop")), sse("[DONE]")]
+    server.requests = []
+    server.url = f"http://{HOST}:{server.server_address[1]}/v1"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
