@@ -1,0 +1,83 @@
+"""The taskclock app: a thin shell of tabs. Each tab is a widget built from the shared AppContext.
+
+Adding a tab is one line in TABS (its module, and optionally a .tcss beside it in screens/).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.widget import Widget
+from textual.widgets import Footer, TabbedContent, TabPane
+
+from .context import AppContext
+from .screens.chat import ChatPane, ModelCommands
+from .screens.help import HelpScreen, binding_rows
+from .screens.sessions import SessionsPane
+from .themes import DEFAULT_THEME, load_themes
+
+HERE = Path(__file__).parent
+FALLBACK_THEME = "textual-dark"
+
+
+@dataclass(frozen=True)
+class Tab:
+    title: str
+    id: str
+    key: str
+    make: Callable[[AppContext], Widget]
+
+
+TABS = (
+    Tab("Chat", "chat", "f2", ChatPane),
+    Tab("Sessions", "sessions", "f3", SessionsPane),
+)
+
+
+class TaskclockApp(App):
+    TITLE = "taskclock"
+    HELP_SECTION = "App"
+    CSS_PATH = [HERE / "app.tcss", *sorted((HERE / "screens").glob("*.tcss"))]
+    COMMANDS = App.COMMANDS | {ModelCommands}
+    BINDINGS = [
+        Binding("f1", "help", "Help"),
+        Binding("question_mark", "help", "Help", show=False),
+        Binding("ctrl+t", "change_theme", "Theme"),
+        *(Binding(tab.key, f"show_tab('{tab.id}')", tab.title) for tab in TABS),
+    ]
+
+    def __init__(self, context: AppContext, theme: str | None = None) -> None:
+        super().__init__()
+        self.context = context
+        themes, self._theme_problems = load_themes()
+        for item in themes:
+            self.register_theme(item)
+        self._wanted_theme = theme or context.config.defaults.theme
+
+    def compose(self) -> ComposeResult:
+        with TabbedContent(initial=TABS[0].id):
+            for tab in TABS:
+                with TabPane(tab.title, id=tab.id):
+                    yield tab.make(self.context)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for problem in self._theme_problems:
+            self.notify(problem, title="Theme file", severity="error", timeout=12)
+        self.theme = self._pick_theme(self._wanted_theme)
+
+    def _pick_theme(self, name: str) -> str:
+        if name in self.available_themes:
+            return name
+        fallback = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else FALLBACK_THEME
+        self.notify(f"unknown theme {name!r}; using {fallback} (themes: ctrl+t)", title="Theme", severity="warning")
+        return fallback
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(binding_rows(self)))

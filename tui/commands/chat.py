@@ -1,0 +1,57 @@
+"""`taskclock chat` (and plain `taskclock`): open the app on a model."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+from . import common
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("chat", help="open the app: chat under a live latency meter (the default command)",
+                       description="Open the taskclock app. Every turn is logged to the sessions folder.")
+    common.add_model_options(p)
+    common.add_sampling_options(p)
+    p.add_argument("--sessions", metavar="DIR", help="session log folder (default: config, else ./sessions in a "
+                                                     "checkout, else the user data dir)")
+    p.add_argument("--theme", help="theme name (built-in: taskclock-dark, taskclock-light, taskclock-high-contrast)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from runtime.config import load_config
+    from runtime.paths import default_sessions_dir
+
+    from ..app import TaskclockApp
+    from ..context import AppContext
+
+    config = load_config(args.config)
+    spec = common.resolve_specs([args.model or config.defaults.model], args, config)[0]
+    sessions_dir = Path(args.sessions or config.defaults.sessions_dir or default_sessions_dir()).expanduser()
+    context = AppContext(config=config, model=spec, sessions_dir=sessions_dir, params=common.sampling(args, config))
+    app = TaskclockApp(context, theme=args.theme)
+    with own_terminal_stream():
+        app.run()
+    return app.return_code or 0
+
+
+@contextlib.contextmanager
+def own_terminal_stream():
+    """Give Textual its own copy of the terminal's fd 2.
+
+    Textual draws on sys.__stderr__, and llama.cpp's loader points fd 2 at /dev/null while it loads to hide
+    its logs: frames drawn meanwhile would be lost. A duplicate descriptor keeps pointing at the terminal.
+    """
+    original = sys.__stderr__
+    if original is None:
+        yield
+        return
+    stream = open(os.dup(original.fileno()), "w", encoding=original.encoding, errors="replace")
+    sys.__stderr__ = stream
+    try:
+        yield
+    finally:
+        sys.__stderr__ = original
+        stream.close()

@@ -1,0 +1,19 @@
+"""What the app's tabs need to do their work, passed in so tests can swap the model loader."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from runtime.backend import LoadedModel, ModelSpec, SamplingParams, load_model
+from runtime.config import Config
+
+
+@dataclass(frozen=True)
+class AppContext:
+    config: Config
+    model: ModelSpec  # the model loaded at start
+    sessions_dir: Path
+    params: SamplingParams = field(default_factory=SamplingParams)
+    # How a spec becomes a LoadedModel: the real backends, except in UI tests that script the events.
+    loader: Callable[[ModelSpec], LoadedModel] = load_model

@@ -1,0 +1,1 @@
+"""The app's tabs and modal screens, one module (and one .tcss) each."""

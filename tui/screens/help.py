@@ -1,0 +1,44 @@
+"""Keyboard help: every binding of the app and its tabs, read from the widgets themselves so it stays true."""
+from __future__ import annotations
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import DataTable
+
+FIXED = [("App", "ctrl+p", "Command palette: models, themes, commands"), ("App", "ctrl+q", "Quit")]
+
+
+def binding_rows(app: App) -> list[tuple[str, str, str]]:
+    """(section, keys, what) for the app and every taskclock widget on the current screen."""
+    rows = list(FIXED)
+    nodes = [app, *app.screen.walk_children(with_self=True)]
+    seen: set[type] = set()
+    for node in nodes:
+        cls = type(node)
+        if cls in seen or not cls.__module__.startswith("tui."):
+            continue
+        seen.add(cls)
+        section = getattr(cls, "HELP_SECTION", cls.__name__)
+        for item in cls.__dict__.get("BINDINGS", []):
+            binding = item if isinstance(item, Binding) else Binding(*item)
+            rows.append((section, binding.key.replace(",", ", "), binding.description))
+    return rows
+
+
+class HelpScreen(ModalScreen):
+    BINDINGS = [Binding("escape,f1,question_mark,q", "dismiss", "Close")]
+
+    def __init__(self, rows: list[tuple[str, str, str]]) -> None:
+        super().__init__()
+        self.rows = rows
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help") as box:
+            box.border_title = "Keys · Esc closes"
+            table = DataTable(cursor_type="none", show_cursor=False)
+            table.add_columns("where", "keys", "does")
+            for row in self.rows:
+                table.add_row(*row)
+            yield table

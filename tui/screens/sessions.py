@@ -1,0 +1,91 @@
+"""The Sessions tab: past chat sessions with their turn counts and medians, each opened read-only."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Markdown, Static
+from textual.worker import Worker, WorkerState
+
+from runtime.errors import DataError
+from runtime.sessions import SessionSummary, list_sessions, read_session, to_markdown
+
+from ..context import AppContext
+from ..format import fmt
+
+
+class SessionsPane(Vertical):
+    HELP_SECTION = "Sessions"
+    BINDINGS = [Binding("r", "refresh", "Refresh")]
+
+    def __init__(self, context: AppContext) -> None:
+        super().__init__(id="sessions-pane")
+        self.folder = context.sessions_dir
+        self.summaries: list[SessionSummary] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"Sessions in {self.folder}  ·  Enter opens one (read-only)", id="sessions-folder")
+        table = DataTable(cursor_type="row", zebra_stripes=True, id="sessions-table")
+        table.add_columns("session", "model", "turns", "median TTFT", "median decode", "median task time")
+        yield table
+        yield Static("No sessions yet: chat in the Chat tab and each reply is logged here.", id="sessions-empty")
+
+    def on_show(self) -> None:
+        self.action_refresh()
+
+    def action_refresh(self) -> None:
+        self._scan()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, name="scan-sessions")
+    def _scan(self) -> list[SessionSummary]:
+        return list_sessions(self.folder)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.name != "scan-sessions":
+            return
+        event.stop()
+        if event.state == WorkerState.SUCCESS:
+            self._fill(event.worker.result)
+        elif event.state == WorkerState.ERROR:
+            self.notify(f"Cannot list sessions in {self.folder}: {event.worker.error}", severity="error")
+
+    def _fill(self, summaries: list[SessionSummary]) -> None:
+        self.summaries = summaries
+        table = self.query_one(DataTable)
+        table.clear()
+        for s in summaries:
+            table.add_row(s.path.name, s.model, str(s.turns), fmt(s.median_ttft_s, "s", 3),
+                          fmt(s.median_decode_tps, "tok/s", 1), fmt(s.median_task_time_s, "s", 2),
+                          key=str(s.path))
+        self.query_one("#sessions-empty").display = not summaries
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        path = Path(event.row_key.value)
+        try:
+            turns = read_session(path)
+        except DataError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.app.push_screen(SessionScreen(path, to_markdown(turns, title=path.name)))
+
+
+class SessionScreen(ModalScreen):
+    """One past session, read-only: its summary table, then every prompt and reply."""
+
+    HELP_SECTION = "Session viewer"
+    BINDINGS = [Binding("escape,q", "dismiss", "Close")]
+
+    def __init__(self, path: Path, markdown: str) -> None:
+        super().__init__()
+        self.path = path
+        self.markdown = markdown
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="session-view") as view:
+            view.border_title = f"{self.path.name} (read-only) · Esc closes"
+            yield Markdown(self.markdown)

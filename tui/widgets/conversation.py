@@ -1,0 +1,48 @@
+"""The scrolling transcript: user prompts, and replies that stream as plain text then render as Markdown."""
+from __future__ import annotations
+
+from textual.containers import VerticalScroll
+from textual.widgets import Markdown, Static
+
+
+class UserTurn(Static):
+    pass
+
+
+class ReplyTurn(Static):
+    """Plain text while streaming (cheap to repaint); swapped for Markdown once the turn ends."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__("", markup=False)
+        self.border_title = model
+
+    def stream(self, text: str) -> None:
+        self.update(text or "…")
+
+
+class ReplyMarkdown(Markdown):
+    pass
+
+
+class Conversation(VerticalScroll):
+    def add_prompt(self, text: str) -> None:
+        self.mount(UserTurn(text, markup=False))
+
+    def add_reply(self, model: str) -> ReplyTurn:
+        reply = ReplyTurn(model)
+        self.mount(reply)
+        self.scroll_end(animate=False)
+        return reply
+
+    def finish_reply(self, reply: ReplyTurn, text: str, note: str, stop_reason: str) -> None:
+        """Render the finished reply as Markdown; ``note`` (stopped, error...) goes in its border."""
+        final = ReplyMarkdown(text or "*(no output)*")
+        final.border_title = reply.border_title
+        final.border_subtitle = note
+        final.add_class(f"-{stop_reason}")
+        self.mount(final, after=reply)
+        reply.remove()
+        self.scroll_end(animate=False)
+
+    def clear(self) -> None:
+        self.remove_children()
