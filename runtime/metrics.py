@@ -171,6 +171,8 @@ class TurnMetrics:
     chars_per_s: float | None
     words_per_s: float | None
     stop_reason: str | None
+    gpu_peak_mem_mb: float | None = None
+    energy_j: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -198,6 +200,8 @@ def compute(events: Sequence[Event]) -> TurnMetrics:
         chars_per_s=rate_per_s(chars, task),
         words_per_s=rate_per_s(words, task),
         stop_reason=done.stop_reason if done else None,
+        gpu_peak_mem_mb=done.extra.get("gpu_peak_mem_mb") if done else None,
+        energy_j=done.extra.get("energy_j") if done else None,
     )
 
 

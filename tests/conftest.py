@@ -16,6 +16,19 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_MMLU = Path(os.environ.get("TASKCLOCK_TEST_MMLU", ROOT.parent / "shared" / "mmlu"))
 
 
+def pytest_collection_modifyitems(config, items):
+    """CUDA tests run where a GPU exists (the lent GPU machine) and skip cleanly everywhere else."""
+    cuda_items = [item for item in items if "cuda" in item.keywords]
+    if not cuda_items:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs an NVIDIA GPU with CUDA")
+        for item in cuda_items:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_user_dirs(tmp_path_factory):
     """Keep tests away from the real user config; share one model cache across the session."""

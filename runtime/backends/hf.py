@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 from ..backend import Message, ModelSpec, SamplingParams
 from ..errors import ModelLoadError, ModelNotFound, UnsupportedHardware
+from ..gpu import TurnProbe, model_memory_mb
 from ..events import Done, Event, Submitted, Token, now_ns
 from ..models import local_file
 from ..paths import cache_dir
@@ -156,6 +157,8 @@ class HFModel:
         self.has_template = spec.chat and bool(getattr(tokenizer, "chat_template", None))
         self.max_positions = min(getattr(model.config, "max_position_embeddings", None) or spec.n_ctx, spec.n_ctx)
         self.warmup_s: float | None = None
+        self.model_mem_mb = model_memory_mb(device == "cuda")
+        self.probe = TurnProbe(device == "cuda", device == "cuda")
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
@@ -226,6 +229,7 @@ class HFModel:
                 failure.append(exc)
                 streamer.end()
 
+        self.probe.start()
         thread = threading.Thread(target=work, name="taskclock-hf-generate", daemon=True)
         thread.start()
         detok = IncrementalDetokenizer(self._decode)
@@ -253,8 +257,12 @@ class HFModel:
                 reason = "cancelled"
                 halt.set()
         thread.join()
+        gpu = self.probe.finish()
+        if self.model_mem_mb is not None:
+            gpu["model_mem_mb"] = self.model_mem_mb
         if failure:
-            yield Done(now_ns(), "error", len(prompt), produced, error=f"generation failed: {_first_line(failure[0])}")
+            yield Done(now_ns(), "error", len(prompt), produced, error=f"generation failed: {_first_line(failure[0])}",
+                       extra=gpu)
             return
         if cancel is not None and cancel.is_set() and reason == "length" and produced < max_new:
             reason = "cancelled"
@@ -263,6 +271,13 @@ class HFModel:
             if tail:
                 yield Token(now_ns(), tail, None, count=0)
         yield Done(now_ns(), reason, len(prompt), produced)
+
+    def stream_batch(self, conversations: list[list[Message]], params: SamplingParams,
+                     cancel: threading.Event | None = None) -> list[list[Event]]:
+        """Several requests as one left-padded batch: one complete event list per request."""
+        from .hf_batch import generate_batch
+
+        return generate_batch(self, conversations, params, cancel)
 
     def compile(self) -> None:
         """Static KV cache + torch.compile; the compile pause is spent here and reported as warmup_s,

@@ -16,6 +16,7 @@ from typing import Iterator
 
 from ..backend import Message, ModelSpec, SamplingParams
 from ..errors import ModelLoadError, UnsupportedHardware
+from ..gpu import TurnProbe
 from ..events import Done, Event, Submitted, Token, now_ns
 from ..models import local_file
 from ..stops import StopMatcher
@@ -54,6 +55,7 @@ class LlamaCppModel:
         self.load_s = load_s
         self.loaded_ns = loaded_ns
         self._lib = llama_cpp
+        self.probe = TurnProbe(False, spec.n_gpu_layers != 0)
         template = llm.metadata.get("tokenizer.chat_template")
         self.formatter = None
         if spec.chat and template:
@@ -109,6 +111,7 @@ class LlamaCppModel:
         vocab = llm._model.vocab
         llm.set_seed(params.seed)
         lib.llama_perf_context_reset(llm.ctx)
+        self.probe.start()
         greedy = params.temperature <= 0
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = StopMatcher(params.stop)
@@ -148,7 +151,8 @@ class LlamaCppModel:
             tail = stops.feed(decoder.decode(b"", final=True))[0] + stops.flush()
             if tail:
                 yield Token(now_ns(), tail, None, count=0)
-        yield Done(now_ns(), reason, len(prompt), produced, error=error, extra={"llama_perf": self.perf()})
+        extra = {"llama_perf": self.perf(), **self.probe.finish()}
+        yield Done(now_ns(), reason, len(prompt), produced, error=error, extra=extra)
 
     def close(self) -> None:
         self.llm.close()
