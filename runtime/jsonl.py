@@ -17,7 +17,7 @@ from .errors import StorageError
 
 
 def _storage_error(path: Path, exc: OSError) -> StorageError:
-    if exc.errno == errno.ENOSPC:
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
         return StorageError(f"the disk is full: cannot write {path}", "free some space; nothing already written was lost")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return StorageError(f"cannot write {path}: permission denied", "choose a writable folder")
