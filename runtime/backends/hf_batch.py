@@ -1,0 +1,141 @@
+"""Real batched generation for transformers models: one padded ``generate()`` call for several requests.
+
+Prompts are left-padded (decoder-only models continue from the right edge) with an attention mask, so
+each sequence sees only its own tokens. Every request shares the batch's submission time and token
+arrival times, so its TTFT is the batch's first step; its own end is the step where that sequence
+produced EOS, hit a stop string or reached its token budget — what a user of a batching server waits for.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..backend import Message, SamplingParams
+from ..events import Done, Event, Submitted, Token, now_ns
+from ..stops import StopMatcher
+from ..textstream import IncrementalDetokenizer
+from .hf import _END, TimestampStreamer, _first_line
+
+if TYPE_CHECKING:
+    from .hf import HFModel
+
+
+@dataclass
+class _Sequence:
+    """One request inside the batch: its events so far and its own text state."""
+
+    events: list[Event]
+    prompt_len: int
+    detok: IncrementalDetokenizer
+    stops: StopMatcher
+    produced: int = 0
+    batch_size: int = 1
+    finished: bool = False
+
+    def finish(self, t_ns: int, reason: str, error: str | None = None) -> None:
+        if reason != "stop":
+            tail = self.stops.feed(self.detok.flush())[0] + self.stops.flush()
+            if tail:
+                self.events.append(Token(t_ns, tail, None, count=0))
+        self.events.append(Done(t_ns, reason, self.prompt_len, self.produced, error=error,
+                                extra={"batch_size": self.batch_size}))
+        self.finished = True
+
+
+def _prepare(model: "HFModel", conversations: list[list[Message]], streams: list[list[Event]]) -> tuple[list[int], list[list[int]]]:
+    """Encode every request; those that cannot run end at once with an error Done."""
+    slots, prompts = [], []
+    for i, messages in enumerate(conversations):
+        try:
+            ids = model.encode(messages)
+        except Exception as exc:
+            streams[i].append(Done(now_ns(), "error", error=f"cannot apply the chat template: {_first_line(exc)}"))
+            continue
+        if len(ids) >= model.max_positions:
+            streams[i].append(Done(now_ns(), "error", input_tokens=len(ids),
+                                   error=f"the prompt is {len(ids)} tokens but the model's context holds "
+                                         f"{model.max_positions}; shorten the prompt"))
+            continue
+        slots.append(i)
+        prompts.append(ids)
+    return slots, prompts
+
+
+def generate_batch(model: "HFModel", conversations: list[list[Message]], params: SamplingParams,
+                   cancel: threading.Event | None = None) -> list[list[Event]]:
+    """Run the requests as one left-padded batch; returns one complete event list per request."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    submitted = now_ns()
+    streams: list[list[Event]] = [[Submitted(submitted)] for _ in conversations]
+    slots, prompts = _prepare(model, conversations, streams)
+    if not slots:
+        return streams
+    width = max(len(p) for p in prompts)
+    max_new = min(params.max_tokens, model.max_positions - width)
+    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else next(iter(model.eos_ids), 0)
+    sequences = [_Sequence(streams[i], len(p), IncrementalDetokenizer(model._decode), StopMatcher(params.stop),
+                           batch_size=len(prompts)) for i, p in zip(slots, prompts)]
+    device = model.model.device
+
+    class Finished(StoppingCriteria):
+        """Ends sequences that hit a stop string, and the whole batch on cancel."""
+
+        def __call__(self, input_ids, scores, **kwargs):
+            flags = [s.finished or (cancel is not None and cancel.is_set()) for s in sequences]
+            return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
+
+    streamer = TimestampStreamer()
+    failure: list[BaseException] = []
+    kwargs: dict[str, Any] = dict(
+        input_ids=torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device),
+        attention_mask=torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device),
+        max_new_tokens=max_new, streamer=streamer, pad_token_id=pad,
+        stopping_criteria=StoppingCriteriaList([Finished()]),
+    )
+    if params.temperature > 0:
+        kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+        torch.manual_seed(params.seed)
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+
+    def work() -> None:
+        try:
+            with torch.inference_mode():
+                model.model.generate(**kwargs)
+        except BaseException as exc:  # reported in every unfinished request's Done
+            failure.append(exc)
+            streamer.end()
+
+    thread = threading.Thread(target=work, name="taskclock-hf-batch", daemon=True)
+    thread.start()
+    while (item := streamer.queue.get()) is not _END:
+        t, ids = item
+        for seq, tok in zip(sequences, ids):
+            if not seq.finished:
+                _step(seq, tok, t, model.eos_ids, max_new)
+    thread.join()
+    end = now_ns()
+    for seq in sequences:
+        if not seq.finished:
+            if failure:
+                seq.finish(end, "error", f"generation failed: {_first_line(failure[0])}")
+            else:
+                seq.finish(end, "cancelled" if cancel is not None and cancel.is_set() else "length")
+    return streams
+
+
+def _step(seq: _Sequence, tok: int, t_ns: int, eos_ids: set[int], max_new: int) -> None:
+    """Feed one step's token to its sequence; finish it on EOS, a stop string or its budget."""
+    if tok in eos_ids:
+        seq.finish(t_ns, "eos")
+        return
+    seq.produced += 1
+    shown, hit = seq.stops.feed(seq.detok.push(tok))
+    seq.events.append(Token(t_ns, shown, tok))
+    if hit:
+        seq.finish(t_ns, "stop")
+    elif seq.produced >= max_new:
+        seq.finish(t_ns, "length")
