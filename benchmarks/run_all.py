@@ -1,0 +1,64 @@
+"""Run every benchmark and rewrite docs/BENCHMARKS.md with their sections, the machine and the date.
+
+    make bench            # or: .venv/bin/python benchmarks/run_all.py [--only startup,overhead]
+
+Each benchmark script prints its own Markdown section with `--markdown`; GPU-only benchmarks are run only
+where CUDA is available and say so otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = ("startup", "overhead", "ui_overhead", "batch_scaling", "gpu_decode")
+
+
+def machine() -> str:
+    import importlib.metadata as md
+
+    versions = ", ".join(f"{name} {md.version(name)}" for name in ("torch", "transformers", "llama-cpp-python"))
+    gpu = "no GPU"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return (f"{platform.machine()}, {os.cpu_count()} cores, {gpu}, Python {platform.python_version()}, "
+            f"{versions}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="comma-separated subset of: " + ", ".join(BENCHMARKS))
+    args = parser.parse_args()
+    chosen = args.only.split(",") if args.only else BENCHMARKS
+    sections = []
+    for name in chosen:
+        script = ROOT / "benchmarks" / f"{name}.py"
+        print(f"running {name}…", file=sys.stderr, flush=True)
+        proc = subprocess.run([sys.executable, str(script), "--markdown"], cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+            sections.append(f"## {name}\n\nDid not run: {tail}")
+        else:
+            sections.append(proc.stdout.strip())
+    header = (
+        "# Benchmarks\n\n"
+        "Speed targets live here, not in the tests. Written by `make bench` (`benchmarks/run_all.py`); each "
+        "script also runs alone and prints the same section with `--markdown`.\n\n"
+        f"Machine: {machine()}. Date: {datetime.date.today().isoformat()}."
+    )
+    (ROOT / "docs" / "BENCHMARKS.md").write_text(header + "\n\n" + "\n\n".join(sections) + "\n")
+    print("wrote docs/BENCHMARKS.md", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
