@@ -139,16 +139,24 @@ class ScriptedHandler(http.server.BaseHTTPRequestHandler):
         self.close_connection = True
 
 
-@pytest.fixture
-def scripted_server():
+@contextlib.contextmanager
+def running_scripted_server(script=None):
     """A real HTTP server on loopback whose replies a test sets via ``server.script``."""
     server = http.server.ThreadingHTTPServer((HOST, 0), ScriptedHandler)
     server.daemon_threads = True
-    server.script = [sse(content_chunk("", "stop")), sse("[DONE]")]
+    server.script = script or [sse(content_chunk("", "stop")), sse("[DONE]")]
     server.requests = []
     server.url = f"http://{HOST}:{server.server_address[1]}/v1"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def scripted_server():
+    with running_scripted_server() as server:
+        yield server

@@ -10,7 +10,7 @@ import importlib
 import sys
 import traceback
 
-COMMANDS = ("chat", "run", "models", "export", "bench")
+COMMANDS = ("chat", "run", "models", "export", "bench", "compare")
 
 
 def build_parser() -> argparse.ArgumentParser:

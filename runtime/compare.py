@@ -1,0 +1,181 @@
+"""Side-by-side trials: several models answer one prompt with the same sampling, then a row per model.
+
+Models run one after another by default, so they do not compete for the same cores or GPU and distort
+each other's figures; ``concurrent=True`` runs them all at once (what a shared server sees) and is
+labelled as such wherever the result is shown. The verdict says when the model fastest per token is not
+the one that finishes first, which is the point of taskclock (docs/METRICS.md).
+"""
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from .backend import LoadedModel, Message, SamplingParams
+from .errors import ModelLoadError, ModelNotFound
+from .events import Event
+from .sessions import turn_record
+from .turn import TurnResult, check_prompt, run_turn
+
+MIN_MODELS = 2
+
+
+@dataclass(frozen=True)
+class Column:
+    """One compared figure; ``best`` says which end wins."""
+
+    key: str
+    label: str
+    unit: str
+    digits: int
+    best: str  # "low" or "high"
+
+
+COLUMNS = (
+    Column("ttft_s", "TTFT", "s", 3, "low"),
+    Column("decode_tps", "decode", "tok/s", 1, "high"),
+    Column("task_time_s", "task", "s", 3, "low"),
+    Column("output_tokens", "tokens", "", 0, "low"),  # most concise; tokenizers differ, see words
+    Column("output_words", "words", "", 0, "low"),
+    Column("words_per_s", "words/s", "", 1, "high"),
+)
+UNFINISHED = ("error", "cancelled")
+
+
+def check_model_count(names: Sequence[str], maximum: int | None = None) -> None:
+    if len(names) < MIN_MODELS:
+        raise ModelNotFound(f"compare needs at least {MIN_MODELS} models, got {len(names)}", "pass --models A,B")
+    if maximum is not None and len(names) > maximum:
+        raise ModelNotFound(f"compare shows at most {maximum} models side by side, got {len(names)}",
+                            "pick fewer models")
+
+
+@dataclass
+class Comparison:
+    results: list[TurnResult]
+    concurrent: bool
+    compare_id: str
+
+    def labels(self) -> list[str]:
+        """Model names, numbered where one model appears twice (``smollm2``, ``smollm2 #2``)."""
+        labels = []
+        for result in self.results:
+            seen = sum(1 for r in self.results[: len(labels)] if r.model == result.model)
+            labels.append(f"{result.model} #{seen + 1}" if seen else result.model)
+        return labels
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Per model: its label, backend and every TurnMetrics figure (the JSON keys), plus any error."""
+        rows = []
+        for label, result in zip(self.labels(), self.results):
+            done = result.done
+            rows.append({"model": label, "backend": result.backend, **result.metrics.as_dict(),
+                         "error": done.error if done else None})
+        return rows
+
+    def winners(self) -> dict[str, list[str]]:
+        """Column key → the winning model(s) (ties share). Replies that errored or were stopped cannot win:
+        ending early is not finishing sooner."""
+        rows = [r for r in self.rows() if r["stop_reason"] not in UNFINISHED]
+        out: dict[str, list[str]] = {}
+        for column in COLUMNS:
+            values = [(r[column.key], r["model"]) for r in rows if r[column.key] is not None]
+            if not values:
+                out[column.key] = []
+                continue
+            pick = min if column.best == "low" else max
+            best = pick(v for v, _ in values)
+            out[column.key] = [model for v, model in values if v == best]
+        return out
+
+    def verdict(self) -> str | None:
+        """One line when the fastest by decode tokens/s does not finish first, and why; else None."""
+        winners = self.winners()
+        fastest, first = winners["decode_tps"], winners["task_time_s"]
+        if not fastest or not first or set(fastest) & set(first):
+            return None
+        rows = {r["model"]: r for r in self.rows()}
+        quick, done = rows[fastest[0]], rows[first[0]]
+        if done["output_words"] < quick["output_words"]:
+            why = f"it says less ({done['output_words']} words vs {quick['output_words']})"
+        elif (done["ttft_s"] or 0) < (quick["ttft_s"] or 0):
+            why = f"it starts sooner (TTFT {done['ttft_s']:.3f} s vs {quick['ttft_s']:.3f} s)"
+        else:
+            why = "its tokens carry more text"
+        return (f"{quick['model']} is fastest per token ({quick['decode_tps']:.1f} tok/s) but {done['model']} "
+                f"finishes first ({done['task_time_s']:.2f} s vs {quick['task_time_s']:.2f} s): {why}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"compare_id": self.compare_id, "mode": "concurrent" if self.concurrent else "sequential",
+                "models": self.rows(), "winners": self.winners(), "verdict": self.verdict()}
+
+    def session_records(self) -> list[dict[str, Any]]:
+        """One session-log line per model, like chat turns, tagged so the rows of one trial stay together."""
+        return [turn_record(result, kind="compare", compare_id=self.compare_id,
+                            mode="concurrent" if self.concurrent else "sequential", position=index)
+                for index, result in enumerate(self.results)]
+
+
+def run_compare(
+    models: Sequence[LoadedModel],
+    messages: list[Message],
+    params: SamplingParams,
+    *,
+    concurrent: bool = False,
+    warmup: int = 0,
+    cancel: threading.Event | None = None,
+    on_event: Callable[[int, Event], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+    include_load: Sequence[bool] | bool = False,
+) -> Comparison:
+    """Run every model on ``messages`` and compare.
+
+    ``warmup`` untimed turns per model come first (all before any timed turn). ``on_start(i)`` is called
+    when model i's timed turn begins and ``on_event(i, event)`` for each of its events, from the thread that
+    runs it (several threads at once when concurrent). ``include_load`` (one flag, or one per model) puts
+    each model's load time in its row.
+    """
+    check_prompt(messages)
+    if concurrent and len({id(m) for m in models}) < len(models):
+        raise ModelLoadError("one loaded model cannot answer twice at once", "load it once per column")
+    loads = [include_load] * len(models) if isinstance(include_load, bool) else list(include_load)
+    for model in models:
+        for _ in range(warmup):
+            if cancel is not None and cancel.is_set():
+                break
+            run_turn(model, messages, params, cancel=cancel)
+
+    def timed(index: int) -> TurnResult:
+        if on_start is not None:
+            on_start(index)
+        forward = (lambda event: on_event(index, event)) if on_event is not None else None
+        return run_turn(models[index], messages, params, cancel=cancel, on_event=forward,
+                        include_load=loads[index])
+
+    if concurrent:
+        results: list[TurnResult | None] = [None] * len(models)
+        failures: list[BaseException] = []
+
+        def worker(index: int) -> None:
+            try:
+                results[index] = timed(index)
+            except BaseException as exc:  # re-raised on the caller's thread
+                failures.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(i,), name=f"compare-{i}", daemon=True)
+                   for i in range(len(models))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if failures:
+            raise failures[0]
+        finished = [r for r in results if r is not None]
+    else:
+        finished = []
+        for index in range(len(models)):
+            if cancel is not None and cancel.is_set():
+                break  # stopped: the models not yet run are left out rather than cut at once
+            finished.append(timed(index))
+    return Comparison(finished, concurrent, uuid.uuid4().hex[:12])

@@ -1,0 +1,114 @@
+"""`taskclock compare PROMPT --models A,B,...`: the same prompt on several models, then a row per model."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from pathlib import Path
+
+from . import common
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "compare", help="one prompt on several models: a comparison row per model, winner per column",
+        description="Run one prompt on every model (one after another unless --concurrent) and print TTFT, "
+                    "decode TPS, task time, output tokens, words and words/s with the winner of each column, "
+                    "and a verdict when the fastest per token does not finish first. Each model's turn is "
+                    "logged to the sessions folder.")
+    p.add_argument("prompt", nargs="?", help="the prompt (or use --prompt-file)")
+    p.add_argument("--prompt-file", help="read the prompt from a UTF-8 file ('-' = stdin)")
+    p.add_argument("--system", help="system message")
+    p.add_argument("--json", action="store_true", help="print one JSON object: per-model figures, winners, verdict")
+    p.add_argument("--concurrent", action="store_true",
+                   help="run all models at once (they share the machine, so figures include contention)")
+    p.add_argument("--warmup", type=int, default=0, metavar="K", help="untimed turns per model before the timed one")
+    p.add_argument("--sessions", metavar="DIR", help="session log folder (default: config, else the default folder)")
+    p.add_argument("--no-log", action="store_true", help="do not write the turns to a session log")
+    common.add_model_options(p, many=True)
+    common.add_sampling_options(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from runtime.backend import load_model
+    from runtime.compare import check_model_count, run_compare
+    from runtime.config import load_config
+    from runtime.errors import PromptError
+
+    config = load_config(args.config)
+    prompt = common.read_prompt(args.prompt, args.prompt_file)
+    if args.warmup < 0:
+        raise PromptError(f"--warmup must not be negative, not {args.warmup}", "pass 0 or more")
+    names = common.split_models(args.models)
+    check_model_count(names)
+    specs = common.resolve_specs(names, args, config)
+    params = common.sampling(args, config)
+    messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
+        {"role": "user", "content": prompt}
+    ]
+    models = []
+    try:
+        for spec in specs:
+            common.status(f"loading {spec.name} ({spec.backend})…")
+            models.append(load_model(spec))
+        cancel = threading.Event()
+        comparison, interrupted = common.run_interruptibly(
+            lambda: run_compare(models, messages, params, concurrent=args.concurrent, warmup=args.warmup,
+                                cancel=cancel, include_load=True,
+                                on_start=lambda i: common.status(f"running {specs[i].name}…")),
+            cancel,
+        )
+    finally:
+        for model in models:
+            model.close()
+    if not args.no_log:
+        _log(comparison, args, config)
+    _print(comparison, args.json)
+    if interrupted:
+        return 130
+    return 1 if any(r.done is None or r.done.stop_reason == "error" for r in comparison.results) else 0
+
+
+def _log(comparison, args: argparse.Namespace, config) -> None:
+    """Append one line per model to a session log; a log that cannot be written is a warning, not a failure."""
+    from runtime.errors import StorageError
+    from runtime.paths import default_sessions_dir
+    from runtime.sessions import SessionLog
+
+    folder = Path(args.sessions or config.defaults.sessions_dir or default_sessions_dir()).expanduser()
+    log = SessionLog(folder, "compare")
+    try:
+        for record in comparison.session_records():
+            log.append(record)
+    except StorageError as exc:
+        common.status(f"taskclock: warning: compare not logged: {exc}")
+        return
+    common.status(f"logged to {log.path}")
+
+
+def _print(comparison, as_json: bool) -> None:
+    if as_json:
+        out = comparison.as_dict()
+        for row, result in zip(out["models"], comparison.results):
+            row["text"] = result.text
+            if result.done is not None and result.done.extra:
+                row["backend_figures"] = result.done.extra
+        print(json.dumps(out, ensure_ascii=False))
+        return
+    from rich.console import Console
+
+    from ..comparison import comparison_table
+
+    console = Console()
+    for label, result in zip(comparison.labels(), comparison.results):
+        console.rule(label)
+        console.print(result.text or "(no output)", markup=False, highlight=False)
+    console.print()
+    console.print(comparison_table(comparison))
+    for row in comparison.rows():
+        if row["error"]:
+            print(f"{row['model']}: error: {row['error']}", file=sys.stderr)
+    verdict = comparison.verdict()
+    if verdict:
+        console.print(f"verdict: {verdict}", markup=False, highlight=False)

@@ -1,0 +1,44 @@
+"""The comparison table (rich), shared by `taskclock compare` and the Compare tab."""
+from __future__ import annotations
+
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from runtime.compare import COLUMNS, Comparison
+
+from .format import fmt
+
+WINNER = "★"
+
+
+def mode_line(concurrent: bool) -> str:
+    if concurrent:
+        return "CONCURRENT: all models ran at once, sharing the machine, so each one's figures include the others' load"
+    return "sequential: one model at a time, so no model slowed another"
+
+
+LEGEND = f"{WINNER} best: lowest TTFT, task time, tokens, words; highest tok/s, words/s"
+
+
+def comparison_table(comparison: Comparison) -> Table:
+    """A row per model; the winner of each column is marked ★ (lowest times/tokens/words, highest rates)."""
+    winners = comparison.winners()
+    table = Table(title="taskclock compare", caption=f"{LEGEND}\n{mode_line(comparison.concurrent)}",
+                  caption_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("model")
+    for column in COLUMNS:
+        table.add_column(f"{column.label}\n{column.unit}".rstrip(), justify="right")
+    table.add_column("stop")
+    for row in comparison.rows():
+        cells: list[Text | str] = [Text.assemble(row["model"], "\n", (row["backend"], "dim"))]
+        for column in COLUMNS:
+            text = fmt(row[column.key], "", column.digits)
+            if row["model"] in winners[column.key]:
+                cells.append(Text(f"{WINNER} {text}", style="bold green"))
+            else:
+                cells.append(text)
+        stop = row["stop_reason"] or "—"
+        cells.append(Text(stop, style="red") if stop == "error" else stop)
+        table.add_row(*cells)
+    return table
