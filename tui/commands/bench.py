@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from runtime import bench, summary
 
     folder, plan, data = prepare_run(args)
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # paths stay whole, so they can be copied
     if data.skipped:
         err.print(f"skipped {len(data.skipped)} malformed MMLU row(s), e.g. {data.skipped[0]}")
     err.print(f"run folder: {folder}  ({len(plan.question_ids)} questions × {len(plan.tasks)} task(s) × "

@@ -1,0 +1,185 @@
+"""The bench runner with real models: rows, resume, kill -9, Ctrl-C, a model that fails, a full disk."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, SHARED_MMLU, run_cli
+from runtime import bench, jsonl, mmlu, tasks
+from runtime.backend import ModelSpec, SamplingParams
+
+
+@pytest.fixture(scope="module")
+def data():
+    return mmlu.load(str(SHARED_MMLU))
+
+
+def _prepare(tmp_path, data, models, task_names=("mc", "paraphrase"), limit=3, batch_size=1, max_tokens=6):
+    return bench.prepare(models=models, task_list=tasks.resolve(list(task_names)), data=data, subjects=None,
+                         limit=limit, seed=0, batch_size=batch_size, warmup=1, max_tokens=max_tokens,
+                         sampling=SamplingParams(), runs_dir=tmp_path)
+
+
+def _keys(folder: Path) -> list[tuple]:
+    return [bench.row_key(r) for r in jsonl.read(folder / bench.RESULTS_FILE) if r["kind"] == "result"]
+
+
+def test_rows_then_resume_adds_nothing(tmp_path, data, tiny_llama_dir):
+    spec = ModelSpec("tiny", "hf", str(tiny_llama_dir))
+    folder, plan = _prepare(tmp_path, data, [spec])
+    reports = []
+    outcome = bench.BenchRunner(folder, plan, data.by_id(), on_progress=reports.append).run()
+    assert outcome.rows_written == 6 and not outcome.interrupted
+    keys = _keys(folder)
+    assert sorted(keys) == sorted((("tiny", t, q) for t in ("mc", "paraphrase") for q in plan.question_ids))
+    row = next(jsonl.read(folder / bench.RESULTS_FILE))
+    assert row["input_tokens"] > 0 and row["task_time_s"] > 0 and row["output_tokens"] <= 6
+    assert row["answer"] in mmlu.LETTERS and row["correct"] == (row["parsed"] == row["answer"])
+    assert reports[-1].state == "done" and reports[-1].done == reports[-1].total == 3
+    again = bench.BenchRunner(folder, bench.read_plan(folder), data.by_id()).run()
+    assert again.rows_written == 0
+    assert _keys(folder) == keys
+
+
+def test_cancel_keeps_finished_rows_and_resume_completes(tmp_path, data, tiny_llama_dir):
+    spec = ModelSpec("tiny", "hf", str(tiny_llama_dir))
+    folder, plan = _prepare(tmp_path, data, [spec], limit=4)
+    cancel = threading.Event()
+
+    def stop_after_two(report):
+        if report.row is not None and report.done >= 2:
+            cancel.set()
+
+    outcome = bench.BenchRunner(folder, plan, data.by_id(), cancel=cancel, on_progress=stop_after_two).run()
+    assert outcome.interrupted and outcome.rows_written == 2
+    bench.BenchRunner(folder, bench.read_plan(folder), data.by_id()).run()
+    keys = _keys(folder)
+    assert len(keys) == len(set(keys)) == plan.total_rows()
+
+
+def test_failed_model_is_marked_and_the_others_run(tmp_path, data, tiny_llama_dir):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"not a model at all")
+    specs = [ModelSpec("broken", "llamacpp", str(broken)), ModelSpec("tiny", "hf", str(tiny_llama_dir))]
+    folder, plan = _prepare(tmp_path, data, specs, task_names=("mc",), limit=2)
+    outcome = bench.BenchRunner(folder, plan, data.by_id()).run()
+    assert "not a GGUF file" in outcome.failures["broken"]
+    assert {k[0] for k in _keys(folder)} == {"tiny"}
+    rows, failures = bench.read_rows(folder)
+    assert len(rows) == 2 and "broken" in failures
+
+
+def test_batched_rows_share_the_batch_clock(tmp_path, data, tiny_llama_dir):
+    spec = ModelSpec("tiny", "hf", str(tiny_llama_dir))
+    folder, plan = _prepare(tmp_path, data, [spec], task_names=("paraphrase",), limit=4, batch_size=2)
+    bench.BenchRunner(folder, plan, data.by_id()).run()
+    rows = [r for r in jsonl.read(folder / bench.RESULTS_FILE)]
+    assert [r["batch_size"] for r in rows] == [2, 2, 2, 2]
+    assert rows[0]["ttft_s"] == rows[1]["ttft_s"]  # both requests got their first token in the same step
+
+
+def _fill_disk_at(limit_bytes: int):
+    """A child process whose files cannot grow past ``limit_bytes``: writes come up short as on a full disk."""
+    import resource
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return limit
+
+
+def test_disk_full_stops_cleanly_and_keeps_written_rows(tmp_path, data):
+    from runtime.models import resolve
+
+    folder, plan = _prepare(tmp_path, data, [resolve("smollm2")], task_names=("mc",), limit=4, max_tokens=4)
+    args = [sys.executable, "-m", "tui", "bench", "--resume", str(folder), "--no-plots"]
+    full = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          preexec_fn=_fill_disk_at(1200))
+    assert full.returncode == 2
+    assert full.stderr.strip().splitlines()[-1].startswith("taskclock: error: the disk is full")
+    raw = (folder / bench.RESULTS_FILE).read_bytes()
+    assert raw.endswith(b"\n") and 1 <= len(_keys(folder)) < 4  # whole rows only, none half-written
+    assert run_cli("bench", "--resume", str(folder), "--no-plots").returncode == 0
+    keys = _keys(folder)
+    assert len(keys) == len(set(keys)) == 4
+
+
+def _bench_args(out: Path, limit: int = 6) -> list[str]:
+    return ["bench", "--models", "smollm2", "--tasks", "mc", "--mmlu", str(SHARED_MMLU), "--limit", str(limit),
+            "--max-tokens", "4", "--warmup", "0", "--out", str(out), "--no-plots"]
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tui", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_rows(out: Path, proc: subprocess.Popen, rows: int) -> Path:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        for results in out.glob(f"*/{bench.RESULTS_FILE}"):
+            if len(results.read_bytes().splitlines()) >= rows:
+                return results.parent
+        time.sleep(0.02)
+    raise AssertionError(f"no {rows} rows appeared (exit {proc.poll()}): {proc.stderr.read() if proc.poll() else ''}")
+
+
+def _rows(folder: Path) -> dict[tuple, str]:
+    keys = _keys(folder)
+    assert len(keys) == len(set(keys)), "duplicate rows"
+    return {bench.row_key(r): r["reply"] for r in jsonl.read(folder / bench.RESULTS_FILE)}
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
+    killed_out, whole_out = tmp_path / "killed", tmp_path / "whole"
+    proc = _start(_bench_args(killed_out))
+    folder = _wait_for_rows(killed_out, proc, 2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 2 <= len(_keys(folder)) < 6
+    resumed = run_cli("bench", "--resume", str(folder), "--no-plots")
+    assert resumed.returncode == 0, resumed.stderr
+    whole = run_cli(*_bench_args(whole_out))
+    assert whole.returncode == 0, whole.stderr
+    (whole_folder,) = whole_out.iterdir()
+    assert _rows(folder) == _rows(whole_folder)  # same keys, and greedy gives the same replies
+
+
+def test_ctrl_c_keeps_rows_and_says_how_to_resume(tmp_path):
+    proc = _start(_bench_args(tmp_path, limit=20))
+    folder = _wait_for_rows(tmp_path, proc, 2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert f"taskclock bench --resume {folder}" in stderr
+    kept = _keys(folder)
+    assert 2 <= len(kept) < 20 and len(kept) == len(set(kept))
+    assert (folder / "summary.md").is_file()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--tasks", "mc,translate"], "unknown task(s): translate"),
+    (["--limit", "0"], "--limit must be at least 1"),
+    (["--limit", "-3"], "--limit must be at least 1"),
+    (["--mmlu", "/no/such/folder"], "does not exist"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, extra, message):
+    args = ["bench", "--models", "smollm2", "--mmlu", str(SHARED_MMLU), "--out", str(tmp_path), *extra]
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+
+
+def test_no_mmlu_anywhere(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TASKCLOCK_MMLU"}
+    result = subprocess.run([sys.executable, "-m", "tui", "bench", "--models", "smollm2", "--out", str(tmp_path)],
+                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
+    assert result.returncode == 2 and "pass --mmlu PATH" in result.stderr

@@ -1,0 +1,140 @@
+"""The summary math, rankings and exports on a hand-made results file (figures worked out by hand)."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from conftest import run_cli
+from runtime import bench, jsonl, summary
+from runtime.backend import ModelSpec
+from runtime.tasks import BUILTIN
+
+
+def _plan(models=("fast-tokens", "short-replies")) -> bench.RunPlan:
+    return bench.RunPlan(
+        run_id="hand-made", created="2026-11-22T00:00:00", mmlu="/nowhere", subjects=["x"], limit=3, seed=0,
+        batch_size=1, warmup=0, max_tokens=0, temperature=0.0, top_p=1.0, skipped_rows=2,
+        models=[ModelSpec(m, "llamacpp", "/nowhere.gguf") for m in models],
+        tasks=[BUILTIN["mc"], BUILTIN["explain"]], question_ids=["x/0", "x/1", "x/2"],
+    )
+
+
+def _row(model, task, qid, out, words, tps, time_s, ttft=0.1, parsed=None, answer=None, stop="eos"):
+    scored = task == "mc"
+    return {"kind": "result", "model": model, "backend": "llamacpp", "task": task, "qid": qid, "subject": "x",
+            "batch_size": 1, "input_tokens": 50, "output_tokens": out, "output_words": words,
+            "output_chars": words * 5, "ttft_s": ttft, "decode_tps": tps, "task_time_s": time_s, "stop_reason": stop,
+            "error": "boom" if stop == "error" else None, "reply": "r", "parsed": parsed,
+            "answer": answer if scored else None, "correct": (parsed == answer) if scored else None}
+
+
+@pytest.fixture()
+def run_folder(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    bench.write_plan(folder, _plan())
+    rows = [
+        # fast-tokens: 100 tok/s but verbose; explain takes 2, 4, 6 s
+        _row("fast-tokens", "explain", "x/0", 200, 150, 100.0, 2.0),
+        _row("fast-tokens", "explain", "x/1", 400, 300, 100.0, 4.0),
+        _row("fast-tokens", "explain", "x/2", 600, 450, 100.0, 6.0),
+        # short-replies: 50 tok/s but terse; explain takes 1, 1, 2 s
+        _row("short-replies", "explain", "x/0", 50, 40, 50.0, 1.0),
+        _row("short-replies", "explain", "x/1", 50, 40, 50.0, 1.0),
+        _row("short-replies", "explain", "x/2", 100, 80, 50.0, 2.0),
+        # mc: right, wrong, no letter for fast-tokens; one error row for short-replies
+        _row("fast-tokens", "mc", "x/0", 1, 1, None, 0.2, parsed="A", answer="A"),
+        _row("fast-tokens", "mc", "x/1", 1, 1, None, 0.2, parsed="B", answer="C"),
+        _row("fast-tokens", "mc", "x/2", 3, 3, 20.0, 0.4, parsed=None, answer="D"),
+        _row("short-replies", "mc", "x/0", 1, 1, None, 0.5, parsed="A", answer="A"),
+        _row("short-replies", "mc", "x/1", 0, 0, None, 0.1, stop="error"),
+    ]
+    rows.insert(3, dict(rows[1]))  # a duplicate key (e.g. from a crash between write and bookkeeping)
+    for row in rows:
+        jsonl.append(folder / bench.RESULTS_FILE, row)
+    jsonl.append(folder / bench.RESULTS_FILE, {"kind": "failure", "model": "gone", "error": "cannot load"})
+    with open(folder / bench.RESULTS_FILE, "a") as handle:
+        handle.write('{"kind": "result", "model": "torn')  # a row cut by kill -9
+    return folder
+
+
+def _cell(result, model, task):
+    return next(c for c in result.cells if c.model == model and c.task == task)
+
+
+def test_cell_figures(run_folder):
+    result = summary.load_summary(run_folder)
+    assert len(result.rows) == 11  # duplicate and torn line dropped
+    cell = _cell(result, "fast-tokens", "explain")
+    assert cell.done == 3
+    assert cell.mean_output_tokens == pytest.approx(400)
+    assert cell.median_output_tokens == pytest.approx(400)
+    assert cell.mean_output_words == pytest.approx(300)
+    assert cell.mean_task_time_s == pytest.approx(4.0)
+    assert cell.total_time_s == pytest.approx(12.0)
+    assert cell.p90_task_time_s == pytest.approx(5.6)  # 4 + 0.8 * (6 - 4)
+    assert cell.words_per_s == pytest.approx(900 / 12)
+    assert cell.mean_decode_tps == pytest.approx(100)
+    assert cell.accuracy is None
+    short = _cell(result, "short-replies", "explain")
+    assert short.median_output_tokens == pytest.approx(50)
+    assert short.mean_task_time_s == pytest.approx(4 / 3)
+
+
+def test_accuracy_no_letter_rate_and_errors(run_folder):
+    result = summary.load_summary(run_folder)
+    mc = _cell(result, "fast-tokens", "mc")
+    assert mc.accuracy == pytest.approx(1 / 3)
+    assert mc.no_letter_rate == pytest.approx(1 / 3)
+    assert mc.mean_decode_tps == pytest.approx(20.0)  # undefined rates are left out, not counted as 0
+    other = _cell(result, "short-replies", "mc")
+    assert (other.done, other.errors) == (2, 1)
+    assert other.accuracy == pytest.approx(1.0)  # over the rows that completed
+    assert other.mean_task_time_s == pytest.approx(0.5)
+
+
+def test_rankings_disagree_where_tokens_per_second_misleads(run_folder):
+    result = summary.load_summary(run_folder)
+    explain = {r.model: r for r in result.ranks if r.task == "explain"}
+    assert (explain["fast-tokens"].tps_rank, explain["fast-tokens"].time_rank) == (1, 2)
+    assert (explain["short-replies"].tps_rank, explain["short-replies"].time_rank) == (2, 1)
+    assert explain["fast-tokens"].disagree and explain["short-replies"].disagree
+
+
+def test_failures_listed(run_folder):
+    assert summary.load_summary(run_folder).failures == {"gone": "cannot load"}
+
+
+def test_export_files(run_folder):
+    paths = summary.export(run_folder)
+    assert {p.name for p in paths} == {"results.csv", "summary.md", "summary.json", "plots.txt"}
+    with open(run_folder / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 11 and rows[0]["model"] == "fast-tokens"
+    data = json.loads((run_folder / "summary.json").read_text())
+    assert data["rows"] == 11 and data["expected_rows"] == 12 and data["mmlu_rows_skipped"] == 2
+    assert data["failed_models"] == {"gone": "cannot load"}
+    assert any(r["disagree"] for r in data["rankings"])
+    md = (run_folder / "summary.md").read_text()
+    assert "| fast-tokens | explain | 3 |" in md and "**yes**" in md and "gone: cannot load" in md
+    assert "decode tok/s vs mean task time" in (run_folder / "plots.txt").read_text()
+
+
+def test_cli_export_regenerates(run_folder):
+    result = run_cli("export", str(run_folder))
+    assert result.returncode == 0, result.stderr
+    assert (run_folder / "summary.md").is_file() and (run_folder / "results.csv").is_file()
+
+
+def test_cli_export_rejects_plain_folder(tmp_path):
+    result = run_cli("export", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "not a bench run" in result.stderr
+
+
+def test_run_toml_round_trip(tmp_path):
+    plan = _plan()
+    bench.write_plan(tmp_path, plan)
+    assert bench.read_plan(tmp_path) == plan
