@@ -43,6 +43,10 @@ COLUMNS = (
 UNFINISHED = ("error", "cancelled")
 
 
+def mode_name(concurrent: bool) -> str:
+    return "concurrent" if concurrent else "sequential"
+
+
 def check_model_count(names: Sequence[str], maximum: int | None = None) -> None:
     if len(names) < MIN_MODELS:
         raise ModelNotFound(f"compare needs at least {MIN_MODELS} models, got {len(names)}", "pass --models A,B")
@@ -107,13 +111,13 @@ class Comparison:
                 f"finishes first ({done['task_time_s']:.2f} s vs {quick['task_time_s']:.2f} s): {why}")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"compare_id": self.compare_id, "mode": "concurrent" if self.concurrent else "sequential",
+        return {"compare_id": self.compare_id, "mode": mode_name(self.concurrent),
                 "models": self.rows(), "winners": self.winners(), "verdict": self.verdict()}
 
     def session_records(self) -> list[dict[str, Any]]:
         """One session-log line per model, like chat turns, tagged so the rows of one trial stay together."""
         return [turn_record(result, kind="compare", compare_id=self.compare_id,
-                            mode="concurrent" if self.concurrent else "sequential", position=index)
+                            mode=mode_name(self.concurrent), position=index)
                 for index, result in enumerate(self.results)]
 
 

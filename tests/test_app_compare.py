@@ -1,0 +1,153 @@
+"""The Compare tab in a real Textual Pilot session, with real models (SmolLM2 and Gemma 3 270M via llama.cpp)."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from rich.console import Console
+from textual.widgets import Select, Static, Switch
+
+from runtime import sessions
+from runtime.backend import SamplingParams
+from runtime.compare import COLUMNS
+from runtime.config import Config
+from runtime.events import Submitted
+from runtime.models import resolve
+from tui.app import TaskclockApp
+from tui.comparison import WINNER
+from tui.context import AppContext
+from tui.screens.compare import CONCURRENT_LABEL, ComparePane
+from tui.widgets.compare_column import CompareColumn
+
+SIZE = (160, 50)
+
+
+def submitted(result) -> int:
+    return next(e.t_ns for e in result.events if isinstance(e, Submitted))
+
+
+def rendered(renderable) -> str:
+    console = Console(width=SIZE[0], record=True, file=io.StringIO())
+    console.print(renderable)
+    return console.export_text()
+
+
+def make_app(tmp_path: Path, max_tokens: int = 16) -> TaskclockApp:
+    context = AppContext(config=Config(), model=resolve("smollm2"), sessions_dir=tmp_path / "sessions",
+                         params=SamplingParams(max_tokens=max_tokens))
+    return TaskclockApp(context)
+
+
+async def open_compare(pilot, models: list[str]) -> ComparePane:
+    await pilot.press("f4")
+    pane = pilot.app.query_one(ComparePane)
+    for slot, name in enumerate(models):
+        pane.query_one(f"#compare-model-{slot}", Select).value = name
+    await pilot.pause()
+    return pane
+
+
+async def wait_until(pilot, condition, limit: int = 1200) -> None:
+    for _ in range(limit):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("the compare did not finish")
+
+
+async def send(pilot, pane: ComparePane, prompt: str) -> None:
+    pane.query_one("#compare-prompt").focus()
+    await pilot.pause()
+    for char in prompt:
+        await pilot.press("space" if char == " " else char)
+    await pilot.press("enter")
+
+
+async def test_two_models_stream_in_columns_then_compare(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await open_compare(pilot, ["smollm2", "gemma3-270m"])
+        assert str(pane.query_one("#compare-concurrent-label").content) == CONCURRENT_LABEL
+        assert pane.query_one(Switch).value is False  # sequential by default
+        await send(pilot, pane, "Name a fruit.")
+        await wait_until(pilot, lambda: pane.live is not None and pane.live.running)
+        seen_live = set()
+
+        def track() -> bool:
+            for column in pane.query(CompareColumn):
+                if column.meter.values.get("TTFT"):
+                    seen_live.add(column.id)
+            return pane.last is not None and pane.live is None
+
+        await wait_until(pilot, track)
+        comparison = pane.last
+        columns = list(pane.query(CompareColumn))
+        assert [c.border_title for c in columns] == ["1. smollm2", "2. gemma3-270m"]
+        assert seen_live == {"compare-column-0", "compare-column-1"}  # each meter showed figures
+        for column, result in zip(columns, comparison.results):
+            assert column.reply == (result.text or "(no output)")
+            assert result.metrics.ttft_s > 0
+            assert column.meter.values["TTFT"].endswith(" s")
+        first, second = comparison.results
+        assert submitted(second) > first.done.t_ns  # one after another
+        lines = rendered(pane.query_one("#compare-table", Static).content).splitlines()
+        winners = comparison.winners()
+        for label in comparison.labels():
+            row = next(line for line in lines if line.strip().startswith(label))
+            won = sum(label in winners[c.key] for c in COLUMNS)
+            assert row.count(WINNER) == won
+        assert any(winners[c.key] for c in COLUMNS)
+        verdict = str(pane.query_one("#compare-verdict", Static).content)
+        assert verdict == (f"verdict: {comparison.verdict()}" if comparison.verdict() else "")
+        log = next((tmp_path / "sessions").glob("*.jsonl"))
+        turns = sessions.read_session(log)
+        assert [(t["kind"], t["model"]) for t in turns] == [("compare", "smollm2"), ("compare", "gemma3-270m")]
+
+
+async def test_concurrent_toggle_and_bad_choices(tmp_path):
+    app = make_app(tmp_path, max_tokens=8)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await open_compare(pilot, ["smollm2"])
+        await send(pilot, pane, "Hi")
+        await pilot.pause()
+        assert pane.live is None and not list(pane.query(CompareColumn))  # one model is not a comparison
+        pane.query_one("#compare-model-1", Select).value = "smollm2"
+        pane.query_one(Switch).value = True
+        await send(pilot, pane, "Hi")
+        await wait_until(pilot, lambda: pane.last is not None and pane.live is None)
+        comparison = pane.last
+        assert comparison.concurrent and len(comparison.results) == 2
+        spans = [(submitted(r), r.done.t_ns) for r in comparison.results]
+        assert max(s for s, _ in spans) < min(e for _, e in spans)  # both in flight at once
+        assert "CONCURRENT" in str(pane.query_one("#compare-table", Static).content.caption)
+        assert comparison.labels() == ["smollm2", "smollm2 #2"]
+
+
+async def test_stop_mid_compare_keeps_partial_and_app_stays_usable(tmp_path):
+    app = make_app(tmp_path, max_tokens=200)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await open_compare(pilot, ["smollm2", "smollm2"])
+        await send(pilot, pane, "Write a long story.")
+        await wait_until(pilot, lambda: pane.live is not None and any(pane.live.events[0][1:]))
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: pane.live is None)
+        comparison = pane.last
+        assert comparison.results[0].done.stop_reason == "cancelled" and len(comparison.results) == 1
+        columns = list(pane.query(CompareColumn))
+        assert columns[0].border_subtitle == "stopped" and columns[0].reply
+        assert str(columns[1].meter.query_one("#meter-state", Static).content) == "not run (stopped)"
+        await send(pilot, pane, "Reply with the single word OK.")  # the loaded models answer the next prompt
+        await wait_until(pilot, lambda: pane.live is None and pane.last is not comparison)
+        assert [r.done.stop_reason in ("eos", "length") for r in pane.last.results] == [True, True]
+
+
+async def test_four_columns_side_by_side(tmp_path):
+    app = make_app(tmp_path, max_tokens=4)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await open_compare(pilot, ["smollm2"] * 4)
+        await send(pilot, pane, "Hi")
+        await wait_until(pilot, lambda: pane.last is not None and pane.live is None)
+        columns = list(pane.query(CompareColumn))
+        assert len(columns) == 4 and all(c.size.width > 20 for c in columns)
+        assert len({c.region.x for c in columns}) == 4
+        assert pane.last.labels() == ["smollm2", "smollm2 #2", "smollm2 #3", "smollm2 #4"]

@@ -1,0 +1,233 @@
+"""The Compare tab: 2–4 models answer one prompt, each streaming in its own column under its own live meter.
+
+Models run one after another unless the labelled "concurrent" switch is on (then they share the machine
+and each one's figures include the others' load). Generation runs in a thread worker that only appends
+events to per-column lists; a UI timer repaints the running columns at most REPAINT_HZ times a second.
+When every model is done, a comparison row per model (winner per column) and the verdict appear, and each
+model's turn is appended to the session log as a "compare" record.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Label, Select, Static, Switch
+from textual.worker import Worker, WorkerState
+
+from runtime.backend import LoadedModel, ModelSpec
+from runtime.compare import Comparison, check_model_count, mode_name, run_compare
+from runtime.errors import StorageError, TaskclockError
+from runtime.events import Done, Event, now_ns
+from runtime.models import all_models
+from runtime.sessions import SessionLog
+
+from ..comparison import comparison_table
+from ..context import AppContext
+from ..messages import SendPrompt
+from ..widgets.compare_column import CompareColumn
+from ..widgets.prompt_input import PromptInput
+from .chat import NOTES, REPAINT_HZ, describe_error
+
+SLOTS = 4
+CONCURRENT_LABEL = "concurrent: run all at once (they share the machine, so figures include contention)"
+
+
+def note_for(done: Done | None) -> str:
+    """The word under a finished column (stopped, error: ...), as the Chat tab puts it under a reply."""
+    if done is None:
+        return "error"
+    return f"error: {done.error}" if done.stop_reason == "error" else NOTES.get(done.stop_reason, "")
+
+
+@dataclass
+class LiveCompare:
+    """Shared by the generation thread (appends events, sets ``running``) and the UI timer (reads)."""
+
+    specs: list[ModelSpec]
+    concurrent: bool
+    events: list[list[Event]] = field(default_factory=list)
+    running: set[int] = field(default_factory=set)  # started and not yet shown as finished
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.events = [[] for _ in self.specs]
+
+    def started(self, index: int) -> None:
+        self.running.add(index)
+
+    def record(self, index: int, event: Event) -> None:
+        self.events[index].append(event)
+
+
+@dataclass
+class CompareOutcome:
+    comparison: Comparison
+    log_error: str | None = None
+
+
+class ComparePane(Vertical):
+    HELP_SECTION = "Compare"
+    BINDINGS = [Binding("escape", "stop", "Stop", priority=True)]
+
+    def __init__(self, context: AppContext) -> None:
+        super().__init__(id="compare-pane")
+        self.context = context
+        self.loaded: dict[int, LoadedModel] = {}  # column slot → its model, kept for the next prompt
+        self.live: LiveCompare | None = None
+        self.session: SessionLog | None = None
+        self.last: Comparison | None = None
+
+    def compose(self) -> ComposeResult:
+        specs = all_models(self.context.config.models)
+        names = [s.name for s in specs]
+        if self.context.model.name not in names:
+            specs.insert(0, self.context.model)
+        self.specs = {s.name: s for s in specs}
+        options = [(name, name) for name in self.specs]
+        with Horizontal(id="compare-models"):
+            for slot in range(SLOTS):
+                value = self.context.model.name if slot == 0 else Select.NULL
+                yield Select(options, prompt=f"model {slot + 1}" + ("" if slot < 2 else " (optional)"),
+                             value=value, id=f"compare-model-{slot}", classes="compare-model")
+        with Horizontal(id="compare-options"):
+            yield Switch(value=False, id="compare-concurrent")
+            yield Label(CONCURRENT_LABEL, id="compare-concurrent-label")
+        yield PromptInput(id="compare-prompt", classes="autofocus")
+        yield Horizontal(id="compare-columns")
+        with VerticalScroll(id="compare-results"):
+            yield Static("Pick 2–4 models, type a prompt, Enter runs them one after another.", id="compare-table")
+            yield Static("", id="compare-verdict", markup=False)
+
+    def on_mount(self) -> None:
+        self._ticker = self.set_interval(1 / REPAINT_HZ, self._repaint, pause=True)
+
+    def on_unmount(self) -> None:
+        if self.live is not None:
+            self.live.cancel.set()  # models still generating are left to the exiting process
+            return
+        for model in self.loaded.values():
+            model.close()
+
+    def chosen(self) -> list[ModelSpec]:
+        picks = [self.query_one(f"#compare-model-{slot}", Select).value for slot in range(SLOTS)]
+        return [self.specs[name] for name in picks if name is not Select.NULL]
+
+    # -- running -----------------------------------------------------------------------------------
+
+    async def on_send_prompt(self, message: SendPrompt) -> None:
+        message.stop()
+        if not message.text.strip():
+            return
+        if self.live is not None:
+            self.notify("Still comparing: wait or press Esc to stop", severity="warning")
+            return
+        specs = self.chosen()
+        try:
+            check_model_count([s.name for s in specs], maximum=SLOTS)
+        except TaskclockError as exc:
+            self.notify(str(exc), title="Compare", severity="warning")
+            return
+        concurrent = self.query_one("#compare-concurrent", Switch).value
+        self.live = LiveCompare(specs, concurrent)
+        await self._build_columns(specs)
+        self.query_one("#compare-table", Static).update(f"running ({mode_name(concurrent)})…")
+        self.query_one("#compare-verdict", Static).update("")
+        if self.session is None:
+            self.session = SessionLog(self.context.sessions_dir, "compare")
+        self._ticker.resume()
+        self._compare(self.live, [{"role": "user", "content": message.text}], self.session)
+
+    async def _build_columns(self, specs: list[ModelSpec]) -> None:
+        columns = self.query_one("#compare-columns", Horizontal)
+        await columns.remove_children()
+        waiting = "waiting (runs at once)" if self.live.concurrent else "waiting for its turn"
+        new = [CompareColumn(f"{i + 1}. {spec.name}", id=f"compare-column-{i}") for i, spec in enumerate(specs)]
+        await columns.mount_all(new)
+        for column in new:
+            column.waiting(waiting)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="compare", name="compare")
+    def _compare(self, live: LiveCompare, messages, session: SessionLog) -> CompareOutcome:
+        fresh = []
+        for slot, spec in enumerate(live.specs):
+            current = self.loaded.get(slot)
+            if current is not None and current.spec == spec:
+                fresh.append(False)
+                continue
+            if current is not None:
+                current.close()
+                del self.loaded[slot]
+            self.loaded[slot] = self.context.loader(spec)
+            fresh.append(True)
+        for slot in [s for s in self.loaded if s >= len(live.specs)]:
+            self.loaded.pop(slot).close()
+        models = [self.loaded[slot] for slot in range(len(live.specs))]
+        comparison = run_compare(models, messages, self.context.params, concurrent=live.concurrent,
+                                 cancel=live.cancel, on_start=live.started, on_event=live.record,
+                                 include_load=fresh)
+        try:
+            for record in comparison.session_records():
+                session.append(record)
+        except StorageError as exc:
+            return CompareOutcome(comparison, str(exc))
+        return CompareOutcome(comparison)
+
+    def _repaint(self) -> None:
+        live = self.live
+        if live is None:
+            return
+        now = now_ns()
+        for index in sorted(live.running):
+            events = live.events[index][:]  # a consistent copy; the producer keeps appending to the original
+            column = self.query_one(f"#compare-column-{index}", CompareColumn)
+            if events and isinstance(events[-1], Done):
+                live.running.discard(index)
+                column.show_final(events, note_for(events[-1]))
+            else:
+                column.show_live(events, now)
+
+    def _finish(self, outcome: CompareOutcome) -> None:
+        self._ticker.pause()
+        comparison, self.live = outcome.comparison, None
+        self.last = comparison
+        for index, column in enumerate(self.query(CompareColumn)):
+            if index < len(comparison.results):
+                result = comparison.results[index]
+                column.show_final(result.events, note_for(result.done))
+            else:
+                column.waiting("not run (stopped)")
+        self.query_one("#compare-table", Static).update(comparison_table(comparison))
+        verdict = comparison.verdict()
+        self.query_one("#compare-verdict", Static).update(f"verdict: {verdict}" if verdict else "")
+        if outcome.log_error:
+            self.notify(f"Compare not saved: {outcome.log_error}", title="Session log", severity="error", timeout=12)
+
+    def _crashed(self, error: BaseException) -> None:
+        self._ticker.pause()
+        self.live = None
+        for column in self.query(CompareColumn):
+            column.waiting("not run")
+        self.query_one("#compare-table", Static).update(f"Compare failed: {describe_error(error)}")
+        self.notify(f"Compare failed: {describe_error(error)}", title="Compare", severity="error", timeout=12)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.name != "compare":
+            return
+        event.stop()
+        if event.state == WorkerState.SUCCESS:
+            self._finish(event.worker.result)
+        elif event.state == WorkerState.ERROR:
+            self._crashed(event.worker.error)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "stop":
+            return self.live is not None or None
+        return True
+
+    def action_stop(self) -> None:
+        if self.live is not None:
+            self.live.cancel.set()
