@@ -77,7 +77,12 @@ class TaskclockApp(App):
         return fallback
 
     def action_show_tab(self, tab: str) -> None:
-        self.query_one(TabbedContent).active = tab
+        tabs = self.query_one(TabbedContent)
+        tabs.active = tab
+        # Move focus into the shown pane (its "autofocus" widget, else the first focusable one): focus left in
+        # a hidden pane would switch the tabs straight back.
+        focusable = [w for w in tabs.get_pane(tab).query("*") if w.focusable]
+        self.set_focus(next((w for w in focusable if w.has_class("autofocus")), focusable[0] if focusable else None))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(binding_rows(self)))
