@@ -15,6 +15,7 @@ from textual.widgets import Footer, TabbedContent, TabPane
 
 from .context import AppContext
 from .screens.chat import ChatPane, ModelCommands
+from .screens.compare import ComparePane
 from .screens.help import HelpScreen, binding_rows
 from .screens.sessions import SessionsPane
 from .themes import DEFAULT_THEME, load_themes
@@ -34,6 +35,7 @@ class Tab:
 TABS = (
     Tab("Chat", "chat", "f2", ChatPane),
     Tab("Sessions", "sessions", "f3", SessionsPane),
+    Tab("Compare", "compare", "f4", ComparePane),
 )
 
 
