@@ -87,7 +87,7 @@ class ChatPane(Vertical):
         with Horizontal(id="chat-body"):
             with Vertical(id="chat-main"):
                 yield Conversation(id="conversation")
-                yield PromptInput(id="prompt")
+                yield PromptInput(id="prompt", classes="autofocus")
             yield Meter(id="meter")
 
     def on_mount(self) -> None:

@@ -1,0 +1,58 @@
+"""Shared by the app tests: build the app with injected parts, wait on it, read its notifications."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from runtime.backend import SamplingParams
+from runtime.config import Config
+from runtime.models import resolve
+from tui.app import TaskclockApp
+from tui.context import AppContext
+from tui.screens.chat import ChatPane
+from tui.widgets.prompt_input import PromptInput
+
+WAIT_S = 120  # a guard against hanging, not a speed check
+
+
+def make_app(sessions_dir: Path, *, model: str = "smollm2", max_tokens: int = 24, config: Config | None = None,
+             theme: str | None = None, **context) -> TaskclockApp:
+    config = config or Config()
+    return TaskclockApp(AppContext(config=config, model=resolve(model, config.models), sessions_dir=sessions_dir,
+                                   params=SamplingParams(max_tokens=max_tokens), **context), theme=theme)
+
+
+async def wait_for(pilot, condition, what: str) -> None:
+    for _ in range(int(WAIT_S / 0.05)):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def ready(pilot) -> ChatPane:
+    chat = pilot.app.query_one(ChatPane)
+    await wait_for(pilot, lambda: chat.model is not None and chat.loading is None, "the model to load")
+    chat.query_one(PromptInput).cursor_blink = False
+    return chat
+
+
+async def send(pilot, text: str) -> None:
+    prompt = pilot.app.query_one(ChatPane).query_one(PromptInput)
+    prompt.focus()
+    prompt.load_text(text)
+    await pilot.pause()
+    await pilot.press("enter")
+
+
+async def turn(pilot, text: str):
+    """Send a prompt and wait for the finished turn; returns its TurnResult."""
+    chat = pilot.app.query_one(ChatPane)
+    before = chat.last_result
+    await send(pilot, text)
+    await wait_for(pilot, lambda: chat.last_result is not before and chat.live is None, "the reply")
+    await pilot.pause(0.1)
+    return chat.last_result
+
+
+def notes(app, severity: str | None = None) -> list[str]:
+    return [n.message for n in app._notifications if severity is None or n.severity == severity]
