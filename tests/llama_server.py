@@ -40,7 +40,11 @@ class LlamaServer:
              "--port", str(self.port), "--n_ctx", str(n_ctx), "--flash_attn", "true"],
             stdout=self.log, stderr=subprocess.STDOUT,
         )
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
 
     def _wait_ready(self, limit_s: float = 120) -> None:
         deadline = time.monotonic() + limit_s
@@ -52,7 +56,6 @@ class LlamaServer:
                 if httpx.get(f"{self.url}/models", timeout=1).status_code == 200:
                     return
             time.sleep(0.2)
-        self.stop()
         raise RuntimeError("llama_cpp.server did not answer /v1/models in time")
 
     def kill(self) -> None:
