@@ -161,7 +161,9 @@ class ComparePane(Vertical):
             if current is not None:
                 current.close()
                 del self.loaded[slot]
+            self.app.call_from_thread(self._column_waiting, slot, f"loading {spec.name} ({spec.backend})…")
             self.loaded[slot] = self.context.loader(spec)
+            self.app.call_from_thread(self._column_waiting, slot, "loaded")
             fresh.append(True)
         for slot in [s for s in self.loaded if s >= len(live.specs)]:
             self.loaded.pop(slot).close()
@@ -175,6 +177,9 @@ class ComparePane(Vertical):
         except StorageError as exc:
             return CompareOutcome(comparison, str(exc))
         return CompareOutcome(comparison)
+
+    def _column_waiting(self, slot: int, state: str) -> None:
+        self.query_one(f"#compare-column-{slot}", CompareColumn).waiting(state)
 
     def _repaint(self) -> None:
         live = self.live
