@@ -14,6 +14,7 @@ from textual.widget import Widget
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from .context import AppContext
+from .screens.batch import BatchPane
 from .screens.chat import ChatPane, ModelCommands
 from .screens.compare import ComparePane
 from .screens.help import HelpScreen, binding_rows
@@ -36,6 +37,7 @@ TABS = (
     Tab("Chat", "chat", "f2", ChatPane),
     Tab("Sessions", "sessions", "f3", SessionsPane),
     Tab("Compare", "compare", "f4", ComparePane),
+    Tab("Batch", "batch", "f5", BatchPane),
 )
 
 

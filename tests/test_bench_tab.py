@@ -1,0 +1,112 @@
+"""The Batch tab in a real Textual Pilot session with SmolLM2 (llama.cpp) on the shared MMLU copy."""
+from __future__ import annotations
+
+from textual.widgets import Button, DataTable, Input, Static
+
+from app_helpers import make_app, wait_for
+from conftest import SHARED_MMLU
+from runtime import bench, jsonl
+from runtime.config import Config, Defaults
+from tui.screens.batch import BatchPane
+
+SIZE = (160, 50)
+
+
+def _app(tmp_path):
+    config = Config(defaults=Defaults(runs_dir=str(tmp_path / "runs")))
+    return make_app(tmp_path / "sessions", config=config)
+
+
+async def _open(pilot, models="smollm2", task_names="mc", limit="3", mmlu=str(SHARED_MMLU)) -> BatchPane:
+    await pilot.press("f5")
+    pane = pilot.app.query_one(BatchPane)
+    for field_id, value in (("batch-models", models), ("batch-tasks", task_names), ("batch-limit", limit),
+                            ("batch-mmlu", mmlu)):
+        pane.query_one(f"#{field_id}", Input).value = value
+    await pilot.pause()
+    return pane
+
+
+def _status(pane) -> str:
+    return str(pane.query_one("#batch-status", Static).render())
+
+
+def _keys(pane) -> list[tuple]:
+    return [bench.row_key(r) for r in jsonl.read(pane.folder / bench.RESULTS_FILE) if r["kind"] == "result"]
+
+
+async def _finish(pilot, pane, button: str) -> None:
+    await pilot.click(f"#{button}")
+    await wait_for(pilot, lambda: pane.running, "the run to start")
+    await wait_for(pilot, lambda: not pane.running, "the run to end")
+    await pilot.pause()
+
+
+async def test_run_fills_the_table_and_lists_the_run(tmp_path):
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await _open(pilot)
+        await _finish(pilot, pane, "batch-start")
+        assert "finished: 3 new rows" in _status(pane)
+        table = pane.query_one("#batch-table", DataTable)
+        assert table.row_count == 1
+        row = table.get_row_at(0)
+        assert row[:3] == ["smollm2", "mc", "done"] and row[3].endswith("3/3")
+        assert len(_keys(pane)) == 3
+        assert (pane.folder / "summary.md").is_file()
+        assert pane.query_one("#batch-runs", DataTable).row_count == 1
+        assert pane.query_one("#batch-resume", Button).disabled  # nothing left to resume
+
+
+async def test_stop_then_resume_completes_without_duplicates(tmp_path):
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await _open(pilot, limit="6")
+        await pilot.click("#batch-start")
+        await wait_for(pilot, lambda: pane.live is not None and sum(map(len, pane.live.rows.values())) >= 1,
+                       "a first row")
+        await pilot.click("#batch-stop")
+        await wait_for(pilot, lambda: not pane.running, "the run to stop")
+        await pilot.pause()
+        kept = _keys(pane)
+        assert "stopped (Resume continues)" in _status(pane)
+        assert 1 <= len(kept) < 6
+        assert not pane.query_one("#batch-resume", Button).disabled
+        await _finish(pilot, pane, "batch-resume")
+        keys = _keys(pane)
+        assert len(keys) == len(set(keys)) == 6 and set(kept) <= set(keys)
+
+
+async def test_open_a_past_run(tmp_path):
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await _open(pilot, limit="2")
+        await _finish(pilot, pane, "batch-start")
+        pane.live = None
+        pane.query_one("#batch-table", DataTable).clear()
+        runs = pane.query_one("#batch-runs", DataTable)
+        runs.focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "2/2 rows" in _status(pane)
+        assert pane.query_one("#batch-table", DataTable).row_count == 1
+
+
+async def test_bad_options_are_shown_not_raised(tmp_path):
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await _open(pilot, limit="0")
+        await pilot.click("#batch-start")
+        await pilot.pause()
+        assert "limit must be a whole number of at least 1" in _status(pane)
+        pane.query_one("#batch-limit", Input).value = "2"
+        pane.query_one("#batch-tasks", Input).value = "mc,translate"
+        pane.query_one("#batch-start", Button).press()  # a second click on the same spot would be a double click
+        await pilot.pause()
+        assert "unknown task(s): translate" in _status(pane)
+        pane.query_one("#batch-tasks", Input).value = "mc"
+        pane.query_one("#batch-mmlu", Input).value = str(tmp_path / "nowhere")
+        pane.query_one("#batch-start", Button).press()
+        await wait_for(pilot, lambda: "does not exist" in _status(pane), "the worker's error")
+        assert pane.query_one("#batch-status", Static).has_class("error")
+        assert not pane.running

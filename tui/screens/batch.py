@@ -1,0 +1,287 @@
+"""The Batch tab: `taskclock bench` interactively. Pick models, tasks and a limit, start, watch a table fill
+in per model × task, stop and resume, and open past runs.
+
+The runner works in a thread worker and only records its progress reports in a LiveBench; a UI timer
+redraws the table from it at most REPAINT_HZ times a second, so however fast rows complete the UI does a
+bounded amount of work and never slows the models. Every row is on disk (results.jsonl) before it is shown.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Static
+from textual.worker import Worker, WorkerState
+from textual_plotext import PlotextPlot
+
+from runtime import bench, mmlu, summary, tasks
+from runtime.errors import DataError
+from runtime.models import resolve
+from runtime.paths import default_runs_dir
+
+from ..context import AppContext
+from ..format import fmt
+from .chat import REPAINT_HZ, describe_error
+
+DEFAULT_LIMIT = 20  # interactive default; the CLI's is the paper's 660
+LIVE_COLUMNS = ("model", "task", "state", "progress", "out tok (mean)", "decode tok/s", "task time s (mean)",
+                "accuracy")
+BAR_WIDTH = 16
+
+
+def text_bar(done: int, total: int) -> str:
+    filled = round(BAR_WIDTH * done / total) if total else 0
+    return f"{'█' * filled}{'░' * (BAR_WIDTH - filled)} {done}/{total}"
+
+
+@dataclass
+class LiveBench:
+    """Written by the runner's thread, read by the UI timer: the latest report and rows per model × task."""
+
+    folder: Path
+    plan: bench.RunPlan
+    cancel: threading.Event = field(default_factory=threading.Event)
+    reports: dict[tuple[str, str], bench.Progress] = field(default_factory=dict)
+    rows: dict[tuple[str, str], list[dict]] = field(default_factory=dict)
+    dirty: bool = True
+
+    def record(self, report: bench.Progress) -> None:
+        key = (report.model, report.task)
+        self.reports[key] = report
+        if report.row is not None:
+            self.rows.setdefault(key, []).append(report.row)
+        self.dirty = True
+
+
+class BatchPane(Vertical):
+    HELP_SECTION = "Batch"
+    BINDINGS = [Binding("ctrl+r", "refresh_runs", "Runs")]
+
+    def __init__(self, context: AppContext) -> None:
+        super().__init__(id="batch-pane")
+        self.context = context
+        config = context.config
+        self.runs_dir = Path(config.defaults.runs_dir) if config.defaults.runs_dir else default_runs_dir()
+        self.live: LiveBench | None = None
+        self.folder: Path | None = None  # the run shown: resumable when it is incomplete
+        self.running = False
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="batch-options"):
+            yield self._field("models", "batch-models", self.context.model.name)
+            yield self._field("tasks", "batch-tasks", ",".join(tasks.BUILTIN))
+            yield self._field("limit", "batch-limit", str(DEFAULT_LIMIT))
+            yield self._field("batch size", "batch-size", "1")
+            yield self._field("MMLU folder", "batch-mmlu", mmlu.resolve_path(None, self.context.config.defaults.mmlu) or "")
+        with Horizontal(id="batch-buttons"):
+            yield Button("Start", id="batch-start", variant="primary")
+            yield Button("Stop", id="batch-stop", variant="error", disabled=True)
+            yield Button("Resume", id="batch-resume", disabled=True)
+            yield ProgressBar(id="batch-progress", show_eta=True)
+        yield Static("Pick models and tasks, then Start. Past runs are listed below: Enter opens one.",
+                     id="batch-status")
+        table = DataTable(id="batch-table", zebra_stripes=True, cursor_type="row")
+        table.add_columns(*LIVE_COLUMNS)
+        yield table
+        with Horizontal(id="batch-bottom"):
+            runs = DataTable(id="batch-runs", cursor_type="row")
+            runs.add_columns("run", "models", "tasks", "rows")
+            yield runs
+            yield PlotextPlot(id="batch-plot")
+
+    @staticmethod
+    def _field(label: str, field_id: str, value: str) -> Vertical:
+        return Vertical(Label(label), Input(value, id=field_id), classes="batch-field")
+
+    def on_mount(self) -> None:
+        self._ticker = self.set_interval(1 / REPAINT_HZ, self._repaint, pause=True)
+        self.action_refresh_runs()
+
+    # ---- starting, stopping, resuming ---------------------------------------------------------------
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        actions = {"batch-start": self.start, "batch-stop": self.stop, "batch-resume": self.resume}
+        try:
+            actions[event.button.id]()
+        except DataError as exc:
+            self._status(str(exc), error=True)
+        except Exception as exc:  # a bad option must never take the app down
+            self._status(describe_error(exc), error=True)
+
+    def _value(self, field_id: str) -> str:
+        return self.query_one(f"#{field_id}", Input).value.strip()
+
+    def _number(self, field_id: str, name: str) -> int:
+        text = self._value(field_id)
+        if not text.isdigit() or int(text) < 1:
+            raise DataError(f"{name} must be a whole number of at least 1, not {text!r}", f"fix the {name} field")
+        return int(text)
+
+    def start(self) -> None:
+        """Check the options here; read MMLU and create the run folder (which picks the questions) in the
+        worker."""
+        config = self.context.config
+        names = [n.strip() for n in self._value("batch-models").split(",") if n.strip()]
+        if not names:
+            raise DataError("no models given", "type model names, comma-separated")
+        specs = [resolve(name, config.models) for name in names]
+        task_list = tasks.resolve([t.strip() for t in self._value("batch-tasks").split(",") if t.strip()],
+                                  config.tasks)
+        limit, size = self._number("batch-limit", "limit"), self._number("batch-size", "batch size")
+        source = self._value("batch-mmlu") or None
+
+        def prepare() -> tuple[Path, bench.RunPlan, mmlu.MMLUData]:
+            data = mmlu.load(source)
+            folder, plan = bench.prepare(models=specs, task_list=task_list, data=data, subjects=None,
+                                         limit=limit, seed=0, batch_size=size, warmup=1, max_tokens=0,
+                                         sampling=config.sampling, runs_dir=self.runs_dir)
+            return folder, plan, data
+
+        self._launch(prepare)
+
+    def resume(self) -> None:
+        folder = self.folder
+        if folder is None:
+            return
+
+        def prepare() -> tuple[Path, bench.RunPlan, mmlu.MMLUData]:
+            plan = bench.read_plan(folder)
+            return folder, plan, mmlu.load(None if plan.mmlu.startswith("hub:") else plan.mmlu)
+
+        self._launch(prepare)
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.cancel.set()
+            self._status("stopping after the row in flight…")
+
+    def _launch(self, prepare) -> None:
+        self.running = True
+        self._set_running()
+        self._status("preparing the run…")
+        self._ticker.resume()
+        self._run(prepare)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, name="bench")
+    def _run(self, prepare) -> bench.Outcome:
+        folder, plan, data = prepare()
+        live = LiveBench(folder, plan)
+        for row in bench.read_rows(folder)[0]:
+            live.rows.setdefault((row["model"], row["task"]), []).append(row)
+        self.folder, self.live = folder, live
+        self.app.call_from_thread(self._status, f"running {folder.name}: {len(plan.question_ids)} questions × "
+                                                f"{len(plan.tasks)} task(s) × {len(plan.models)} model(s)")
+        runner = bench.BenchRunner(folder, plan, data.by_id(), cancel=live.cancel, on_progress=live.record,
+                                   loader=self.context.loader)
+        outcome = runner.run()
+        summary.export(folder)
+        return outcome
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.name != "bench" or event.state not in (WorkerState.SUCCESS, WorkerState.ERROR):
+            return
+        event.stop()
+        self._ticker.pause()
+        self._repaint()
+        self.running = False
+        self._set_running()
+        if event.state == WorkerState.ERROR:
+            self._status(f"stopped: {describe_error(event.worker.error)}", error=True)
+            return
+        outcome: bench.Outcome = event.worker.result
+        self.open_run(self.folder)
+        self.action_refresh_runs()
+        failed = "".join(f"; {m} failed: {e}" for m, e in outcome.failures.items())
+        word = "stopped (Resume continues)" if outcome.interrupted else "finished"
+        self._status(f"{self.folder.name} {word}: {outcome.rows_written} new rows{failed}",
+                     error=bool(outcome.failures))
+
+    def _set_running(self) -> None:
+        self.query_one("#batch-start", Button).disabled = self.running
+        self.query_one("#batch-stop", Button).disabled = not self.running
+        self.query_one("#batch-resume", Button).disabled = self.running or self.folder is None
+
+    def _status(self, text: str, error: bool = False) -> None:
+        status = self.query_one("#batch-status", Static)
+        status.update(text)
+        status.set_class(error, "error")
+
+    # ---- the live table -----------------------------------------------------------------------------
+
+    def _repaint(self) -> None:
+        live = self.live
+        if live is None or not live.dirty:
+            return
+        live.dirty = False
+        scored = {t.name for t in live.plan.tasks if t.scored}
+        total = len(live.plan.question_ids)
+        table = self.query_one("#batch-table", DataTable)
+        table.clear()
+        for spec in live.plan.models:
+            for task in live.plan.tasks:
+                key = (spec.name, task.name)
+                rows = live.rows.get(key, [])
+                report = live.reports.get(key)
+                state = report.state if report else "done" if len(rows) >= total else "waiting" if self.running \
+                    else "incomplete"
+                if report is not None and report.error:
+                    state = f"failed: {report.error}"
+                cell = summary.cell_stats(spec.name, task.name, rows, task.name in scored)
+                table.add_row(spec.name, task.name, state, text_bar(len(rows), total),
+                              fmt(cell.mean_output_tokens, digits=1), fmt(cell.mean_decode_tps, digits=1),
+                              fmt(cell.mean_task_time_s, digits=3),
+                              "—" if cell.accuracy is None else f"{cell.accuracy * 100:.1f}%")
+        done = sum(len(rows) for rows in live.rows.values())
+        self.query_one("#batch-progress", ProgressBar).update(total=live.plan.total_rows(), progress=done)
+
+    # ---- past runs ----------------------------------------------------------------------------------
+
+    def action_refresh_runs(self) -> None:
+        table = self.query_one("#batch-runs", DataTable)
+        table.clear()
+        folders = sorted(self.runs_dir.glob(f"*/{bench.RUN_FILE}"), reverse=True) if self.runs_dir.is_dir() else []
+        for path in folders:
+            try:
+                plan = bench.read_plan(path.parent)
+            except DataError:
+                continue
+            rows, _ = bench.read_rows(path.parent)
+            table.add_row(plan.run_id, ",".join(m.name for m in plan.models), ",".join(t.name for t in plan.tasks),
+                          f"{len(rows)}/{plan.total_rows()}", key=str(path.parent))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id != "batch-runs":
+            return
+        event.stop()
+        if self.running:
+            self._status("a run is in progress: stop it before opening another", error=True)
+            return
+        try:
+            self.open_run(Path(event.row_key.value))
+        except DataError as exc:
+            self._status(str(exc), error=True)
+
+    def open_run(self, folder: Path) -> None:
+        """Show a past (or just finished) run: its table, its plot; Resume continues it if incomplete."""
+        result = summary.load_summary(folder)
+        self.folder = folder
+        self.live = LiveBench(folder, result.plan)
+        for row in result.rows:
+            self.live.rows.setdefault((row["model"], row["task"]), []).append(row)
+        for model, error in result.failures.items():
+            for task in result.plan.tasks:
+                self.live.reports[(model, task.name)] = bench.Progress(model, task.name, 0, 0, "failed", error=error)
+        self._repaint()
+        complete = len(result.rows) >= result.plan.total_rows()
+        self.query_one("#batch-resume", Button).disabled = complete
+        self._status(f"{folder.name}: {len(result.rows)}/{result.plan.total_rows()} rows"
+                     + ("" if complete else " · Resume continues it"))
+        plot = self.query_one("#batch-plot", PlotextPlot)
+        summary.plot_speed_vs_time(plot.plt, result.cells)
+        plot.refresh()
