@@ -33,7 +33,7 @@ from ..widgets.conversation import Conversation, ReplyTurn
 from ..widgets.meter import Meter
 from ..widgets.prompt_input import PromptInput
 
-REPAINT_HZ = 20
+REPAINT_HZ = 10  # the low end of 10-30 Hz: on 2 cores every UI millisecond is taken from the model
 NOTES = {"cancelled": "stopped", "length": "max tokens reached", "error": "error"}
 
 
@@ -202,7 +202,6 @@ class ChatPane(Vertical):
         if len(events) != live.painted:
             live.painted = len(events)
             self.reply.stream(metrics.output_text(events))
-            self.query_one(Conversation).scroll_end(animate=False)
 
     def _finish(self, outcome: TurnOutcome) -> None:
         self._ticker.pause()

@@ -25,13 +25,17 @@ class ReplyMarkdown(Markdown):
 
 
 class Conversation(VerticalScroll):
+    """Anchored to the bottom: growing text keeps the newest line in view without a scroll call per repaint."""
+
+    def on_mount(self) -> None:
+        self.anchor()
+
     def add_prompt(self, text: str) -> None:
         self.mount(UserTurn(text, markup=False))
 
     def add_reply(self, model: str) -> ReplyTurn:
         reply = ReplyTurn(model)
         self.mount(reply)
-        self.scroll_end(animate=False)
         return reply
 
     def finish_reply(self, reply: ReplyTurn, text: str, note: str, stop_reason: str) -> None:
@@ -42,7 +46,6 @@ class Conversation(VerticalScroll):
         final.add_class(f"-{stop_reason}")
         self.mount(final, after=reply)
         reply.remove()
-        self.scroll_end(animate=False)
 
     def clear(self) -> None:
         self.remove_children()

@@ -12,6 +12,7 @@ from typing import Sequence
 from rich.table import Table
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.widget import Widget
 from textual.widgets import Sparkline, Static
 
 from runtime import metrics
@@ -34,6 +35,26 @@ def _tps_curve(events: Sequence[Event], points: int = SPARK_POINTS) -> list[floa
     return [metrics.instant_tps(events, int(first + i * step)) or 0.0 for i in range(points)]
 
 
+class Figures(Widget):
+    """Label/value rows in a fixed-size box, so new values repaint these cells without relaying out the screen."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.values: dict[str, str] = {}
+
+    def show(self, values: dict[str, str]) -> None:
+        self.values = values
+        self.refresh()
+
+    def render(self) -> Table:
+        grid = Table.grid(padding=(0, 1), expand=True)
+        grid.add_column(style="bold")
+        grid.add_column(justify="right")
+        for label, text in self.values.items():
+            grid.add_row(label, text)
+        return grid
+
+
 class Meter(Vertical):
     """``values`` holds exactly what is on screen, label → text, so tests can read the meter."""
 
@@ -41,11 +62,12 @@ class Meter(Vertical):
         super().__init__(**kwargs)
         self.values: dict[str, str] = {}
         self.repaints = 0
+        self._state = ""
         self._history: deque[float] = deque(maxlen=SPARK_POINTS)
 
     def compose(self) -> ComposeResult:
         yield Static(id="meter-state")
-        yield Static(id="meter-figures")
+        yield Figures(id="meter-figures")
         yield Static("tok/s, last seconds", id="spark-label")
         yield Sparkline([], id="meter-spark")
 
@@ -54,13 +76,10 @@ class Meter(Vertical):
 
     def _show(self, state: str, values: dict[str, str]) -> None:
         self.values = values
-        self.query_one("#meter-state", Static).update(state)
-        grid = Table.grid(padding=(0, 1))
-        grid.add_column(style="bold")
-        grid.add_column(justify="right")
-        for label, text in values.items():
-            grid.add_row(label, text)
-        self.query_one("#meter-figures", Static).update(grid)
+        if state != self._state:  # a Static update relays out the screen: only when the words change
+            self._state = state
+            self.query_one("#meter-state", Static).update(state)
+        self.query_one(Figures).show(values)
 
     def reset(self, state: str = "idle: type a prompt, Enter sends") -> None:
         self._history.clear()
