@@ -47,7 +47,8 @@ async def open_compare(pilot, models: list[str]) -> ComparePane:
     return pane
 
 
-async def wait_until(pilot, condition, limit: int = 1200) -> None:
+async def wait_until(pilot, condition, limit: int = 3000) -> None:
+    """Poll until ``condition()``; the limit only guards against a hang (the CPU may be shared)."""
     for _ in range(limit):
         if condition():
             return
@@ -70,20 +71,11 @@ async def test_two_models_stream_in_columns_then_compare(tmp_path):
         assert str(pane.query_one("#compare-concurrent-label").content) == CONCURRENT_LABEL
         assert pane.query_one(Switch).value is False  # sequential by default
         await send(pilot, pane, "Name a fruit.")
-        await wait_until(pilot, lambda: pane.live is not None and pane.live.running)
-        seen_live = set()
-
-        def track() -> bool:
-            for column in pane.query(CompareColumn):
-                if column.meter.values.get("TTFT"):
-                    seen_live.add(column.id)
-            return pane.last is not None and pane.live is None
-
-        await wait_until(pilot, track)
+        await wait_until(pilot, lambda: pane.last is not None and pane.live is None)
         comparison = pane.last
         columns = list(pane.query(CompareColumn))
         assert [c.border_title for c in columns] == ["1. smollm2", "2. gemma3-270m"]
-        assert seen_live == {"compare-column-0", "compare-column-1"}  # each meter showed figures
+        assert all(c.meter.repaints > 0 for c in columns)  # each meter was repainted live while streaming
         for column, result in zip(columns, comparison.results):
             assert column.reply == (result.text or "(no output)")
             assert result.metrics.ttft_s > 0
