@@ -93,7 +93,7 @@ def messages(task: TaskSpec, question: Question, chat: bool) -> list[Message]:
 
 
 # An explicit statement ("the answer is C", "Answer: (B)") wins over a letter that merely appears first.
-_STATED = re.compile(r"(?i:answer\s*(?:is)?)\s*[:\-]?\s*[\(\[*]*([ABCD])(?![A-Za-z0-9])")
+_STATED = re.compile(r"(?i:answer\s*(?:is)?)\s*[:\-]?[\s(\[*]*([ABCD])(?![A-Za-z0-9])")
 _LONE = re.compile(r"(?<![A-Za-z0-9])([ABCD])(?![A-Za-z0-9])")
 _ARTICLE = re.compile(r"A\s+[a-z]")
 

@@ -18,6 +18,7 @@ QUESTION = Question("astronomy", 7, "Which planet is largest?", ("Mars", "Jupite
     ("**D**", "D"),
     ("The answer is D.", "D"),
     ("Answer: (B)", "B"),
+    ("**Answer:** C", "C"),
     ("answer: C", "C"),
     ("The correct answer is: A) Mars", "A"),
     ("A good guess would be C", "C"),  # the article "A" is not an answer
