@@ -8,9 +8,9 @@ HEAVY = ("torch", "transformers", "llama_cpp", "textual")
 
 
 def loaded_after(code: str) -> set[str]:
-    probe = f"{code}\nimport sys\nprint(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    probe = f"{code}\nimport sys\nprint('LOADED:', *(m for m in {HEAVY!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
-    return set(out.stdout.split())
+    return set(out.stdout.rsplit("LOADED:", 1)[1].split())
 
 
 def test_runtime_never_imports_textual_or_the_engines():
