@@ -37,12 +37,14 @@ def ensure_dir(folder: Path) -> Path:
 def append(path: Path, record: dict[str, Any]) -> None:
     line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     except OSError as exc:
         raise _storage_error(path, exc) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         start = os.lseek(fd, 0, os.SEEK_END)
+        if start and os.pread(fd, 1, start - 1) != b"\n":
+            line = b"\n" + line  # a writer killed mid-line left a torn tail: end it, or this record joins it
         try:
             written = os.write(fd, line)
             if written != len(line):

@@ -94,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
     print_results(Console(), result, plots=not args.no_plots)
     for model, error in result.failures.items():
         err.print(f"[red]model {model} failed:[/] {error}", markup=True, highlight=False)
+    errored = [row for row in result.rows if row.get("stop_reason") == "error"]
+    if errored:  # the console table leaves the errors column out: say so, or these rows go unnoticed
+        err.print(f"{len(errored)} row(s) ended in an error (first: {errored[0]['error']}); they are counted "
+                  f"apart from the figures (see the errors column in summary.md)", markup=False, highlight=False)
     if interrupted or outcome.interrupted:
         err.print(f"interrupted: {len(result.rows)} of {plan.total_rows()} rows kept in {folder}\n"
                   f"resume with: taskclock bench --resume {folder}", highlight=False)
