@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from textual.widgets import Button, DataTable, Input, Static
+from plotext import uncolorize
+from textual_plotext import PlotextPlot
 
 from app_helpers import make_app, wait_for
 from conftest import SHARED_MMLU
@@ -61,7 +63,7 @@ async def test_run_fills_the_table_and_lists_the_run(tmp_path):
 async def test_stop_then_resume_completes_without_duplicates(tmp_path):
     app = _app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        pane = await _open(pilot, limit="6")
+        pane = await _open(pilot, limit="20")
         await pilot.click("#batch-start")
         await wait_for(pilot, lambda: pane.live is not None and sum(map(len, pane.live.rows.values())) >= 1,
                        "a first row")
@@ -70,11 +72,11 @@ async def test_stop_then_resume_completes_without_duplicates(tmp_path):
         await pilot.pause()
         kept = _keys(pane)
         assert "stopped (Resume continues)" in _status(pane)
-        assert 1 <= len(kept) < 6
+        assert 1 <= len(kept) < 20
         assert not pane.query_one("#batch-resume", Button).disabled
         await _finish(pilot, pane, "batch-resume")
         keys = _keys(pane)
-        assert len(keys) == len(set(keys)) == 6 and set(kept) <= set(keys)
+        assert len(keys) == len(set(keys)) == 20 and set(kept) <= set(keys)
 
 
 async def test_open_a_past_run(tmp_path):
@@ -90,6 +92,10 @@ async def test_open_a_past_run(tmp_path):
         await pilot.pause()
         assert "2/2 rows" in _status(pane)
         assert pane.query_one("#batch-table", DataTable).row_count == 1
+        plots = [pane.query_one(f"#{name}", PlotextPlot) for name in ("batch-plot", "batch-lengths")]
+        speed, lengths = (uncolorize(p.plt.build()) for p in plots)
+        assert "decode tok/s" in speed and "task time s" in speed
+        assert "mc: output tokens" in lengths
 
 
 async def test_bad_options_are_shown_not_raised(tmp_path):

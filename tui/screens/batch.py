@@ -93,6 +93,7 @@ class BatchPane(Vertical):
             runs.add_columns("run", "models", "tasks", "rows")
             yield runs
             yield PlotextPlot(id="batch-plot")
+            yield PlotextPlot(id="batch-lengths")
 
     @staticmethod
     def _field(label: str, field_id: str, value: str) -> Vertical:
@@ -284,4 +285,19 @@ class BatchPane(Vertical):
                      + ("" if complete else " · Resume continues it"))
         plot = self.query_one("#batch-plot", PlotextPlot)
         summary.plot_speed_vs_time(plot.plt, result.cells)
+        plot.refresh()
+        self.show_lengths(result.plan.tasks[0].name)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """The output-length histogram follows the task of the highlighted row."""
+        if event.data_table.id == "batch-table" and not self.running and event.cursor_row >= 0:
+            event.stop()
+            self.show_lengths(event.data_table.get_row_at(event.cursor_row)[1])
+
+    def show_lengths(self, task: str) -> None:
+        if self.live is None:
+            return
+        rows = [row for rows in self.live.rows.values() for row in rows]
+        plot = self.query_one("#batch-lengths", PlotextPlot)
+        summary.plot_output_lengths(plot.plt, rows, task)
         plot.refresh()
