@@ -66,6 +66,20 @@ def test_zero_and_negative_numbers_are_one_line(args, words):
     assert words in proc.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.parametrize("body, words", [
+    ("[sampling\nmax_tokens = 1\n", "TOML syntax error"),
+    ("[sampling]\nmax_tokens = 8\ntemprature = 0.5\n", "(line 3): unknown key 'temprature' in [sampling]"),
+    ('[models.x]\nbackend = "hf"\nsource = "y"\nn_ctx = "big"\n', "(line 4): [models.x] n_ctx must be an integer"),
+])
+@pytest.mark.parametrize("command", [["run", "hi"], ["chat"], ["compare", "hi", "--models", "a,b"],
+                                     ["bench", "--models", "smollm2"]])
+def test_a_bad_config_file_stops_every_command_with_one_line(tmp_path, body, words, command):
+    config = tmp_path / "config.toml"
+    config.write_text(body)
+    line = one_error_line(run_cli(*command, "--config", str(config)))
+    assert str(config) in line and words in line
+
+
 def _bench_on(mmlu_dir: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     return run_cli("bench", "--models", "smollm2", "--tasks", "mc", "--mmlu", str(mmlu_dir), "--limit", "1",
                    "--max-tokens", "2", "--warmup", "0", "--out", str(out), "--no-plots", *extra, timeout=GUARD_S)
