@@ -70,6 +70,10 @@ def main() -> None:
     model.close()
     if args.markdown:
         base = results[0]["aggregate_tps"]
+        print(f"## Batch scaling on transformers — `benchmarks/batch_scaling.py`\n\n{args.model} on "
+              f"{'CUDA' if args.gpu else 'CPU'}, {requests} MMLU `paraphrase` prompts (seed 0), greedy, at most "
+              f"{args.tokens} output tokens each, through `HFModel.stream_batch` (left-padded batches). Aggregate = "
+              f"all output tokens / wall time of the set; task time = each request's own submission-to-end time.\n")
         print("| batch | aggregate output tok/s | × batch 1 | mean task time | mean TTFT |")
         print("|---|---|---|---|---|")
         for r in results:
