@@ -115,6 +115,17 @@ def test_unwritable_runs_folder_is_one_line(tmp_path):
     assert "cannot write" in line and "a-file" in line and "check the folder" in line
 
 
+def test_unwritable_sessions_folder_for_compare_warns_in_one_line_and_keeps_the_results(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    proc = run_cli("compare", "Say hi.", "--models", "smollm2,gemma3-270m", "--max-tokens", "4", "--json",
+                   "--sessions", str(blocker / "sessions"), timeout=GUARD_S)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    warning = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert len(warning) == 1 and "compare not logged: cannot write" in warning[0] and "a-file" in warning[0]
+    assert [row["model"] for row in json.loads(proc.stdout)["models"]] == ["smollm2", "gemma3-270m"]
+
+
 # ---- bench faults ----------------------------------------------------------------------------------
 
 class StartedRun:
