@@ -9,8 +9,12 @@ from pathlib import Path
 from . import common
 
 DEFAULT_TASKS = "mc,paraphrase,explain"
-CONSOLE_COLUMNS = ("model", "task", "done", "batch", "out tok (mean)", "out tok (median)", "words (mean)",
-                   "TTFT s", "decode tok/s", "task time s (mean)", "p90 task s", "words/s", "accuracy", "no letter")
+# Two narrow tables rather than one too wide for a terminal; summary.md has every column in one.
+CONSOLE_TABLES = (
+    ("speed", ("model", "task", "done", "batch", "TTFT s", "decode tok/s", "task time s (mean)", "p90 task s")),
+    ("verbosity and accuracy", ("model", "task", "out tok (mean)", "out tok (median)", "words (mean)", "words/s",
+                                "accuracy", "no letter")),
+)
 
 
 def add_parser(sub) -> None:
@@ -140,14 +144,16 @@ def print_results(console, result, plots: bool) -> None:
     from runtime.bench import BATCHED_BACKENDS
     from runtime.summary import TABLE_COLUMNS, cell_row, text_plots
 
-    keep = [i for i, (header, *_) in enumerate(TABLE_COLUMNS) if header in CONSOLE_COLUMNS]
-    table = Table(title="per model × task", title_justify="left")
-    for i in keep:
-        table.add_column(TABLE_COLUMNS[i][0], justify="left" if i < 2 else "right")
-    for cell in result.cells:
-        values = cell_row(cell)
-        table.add_row(*(values[i] for i in keep))
-    console.print(table)
+    headers = [header for header, *_ in TABLE_COLUMNS]
+    for title, columns in CONSOLE_TABLES:
+        keep = [headers.index(column) for column in columns]
+        table = Table(title=title, title_justify="left")
+        for i in keep:
+            table.add_column(headers[i], justify="left" if i < 2 else "right", no_wrap=i < 2)
+        for cell in result.cells:
+            values = cell_row(cell)
+            table.add_row(*(values[i] for i in keep))
+        console.print(table)
     if result.ranks:
         ranks = Table(title="rank by decode TPS vs rank by time per task (1 = fastest)", title_justify="left")
         for header in ("task", "model", "by decode TPS", "by task time", ""):
