@@ -6,6 +6,7 @@ processes appending to one file never interleave. Readers skip a torn last line 
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -51,7 +52,8 @@ def append(path: Path, record: dict[str, Any]) -> None:
                 raise OSError(errno.ENOSPC, "short write")
             os.fsync(fd)
         except OSError:
-            os.ftruncate(fd, start)  # never leave half a record behind
+            with contextlib.suppress(OSError):  # a device (/dev/full) cannot be truncated; a file can
+                os.ftruncate(fd, start)  # never leave half a record behind
             raise
     except OSError as exc:
         raise _storage_error(path, exc) from None
