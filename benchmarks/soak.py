@@ -26,7 +26,7 @@ from textual.app import App, ComposeResult  # noqa: E402
 
 from runtime import jsonl  # noqa: E402
 from runtime.backend import ModelSpec, SamplingParams  # noqa: E402
-from runtime.events import Token, now_ns  # noqa: E402
+from runtime.events import Token  # noqa: E402
 from runtime.sessions import SessionLog, turn_record  # noqa: E402
 from runtime.turn import run_turn  # noqa: E402
 from tests.scripted import ScriptedModel  # noqa: E402

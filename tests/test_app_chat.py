@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
@@ -12,7 +11,6 @@ from runtime.config import Config
 from tests.app_helpers import make_app, notes, ready, send, turn, wait_for
 from tests.conftest import run_cli
 from tui.format import fmt
-from tui.screens.chat import ChatPane
 from tui.screens.sessions import SessionScreen
 from tui.widgets.conversation import ReplyMarkdown
 from tui.widgets.meter import Meter

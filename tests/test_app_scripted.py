@@ -13,7 +13,6 @@ from runtime.sessions import SessionLog, turn_record
 from runtime.turn import run_turn
 from tests.app_helpers import make_app, notes, ready, turn, wait_for
 from tests.scripted import ScriptedModel, scripted_loader
-from tui.screens.chat import ChatPane
 from tui.themes import DEFAULT_THEME
 from tui.widgets.meter import Meter
 

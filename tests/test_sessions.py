@@ -9,7 +9,7 @@ from datetime import datetime
 
 import pytest
 
-from runtime import metrics, sessions
+from runtime import sessions
 from runtime.backend import SamplingParams
 from runtime.errors import DataError, StorageError
 from runtime.turn import run_turn

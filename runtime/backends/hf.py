@@ -141,6 +141,34 @@ class TimestampStreamer:
         self.queue.put(_END)
 
 
+def start_generation(model, params: SamplingParams, streamer: TimestampStreamer, name: str,
+                     **kwargs: Any) -> tuple[threading.Thread, list[BaseException]]:
+    """Run ``model.generate(**kwargs)`` on its own thread with the shared sampling settings.
+
+    A failure is collected in the returned list and ends the streamer, so the consumer never waits forever.
+    """
+    import torch
+
+    if params.temperature > 0:
+        kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+        torch.manual_seed(params.seed)
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with torch.inference_mode():
+                model.generate(streamer=streamer, **kwargs)
+        except BaseException as exc:  # reported through the stream, never lost in the thread
+            failure.append(exc)
+            streamer.end()
+
+    thread = threading.Thread(target=work, name=name, daemon=True)
+    thread.start()
+    return thread, failure
+
+
 class HFModel:
     def __init__(self, spec: ModelSpec, model, tokenizer, device: str, load_s: float, loaded_ns: int) -> None:
         self.spec = spec
@@ -205,33 +233,16 @@ class HFModel:
                 return torch.full((input_ids.shape[0],), flag, dtype=torch.bool, device=input_ids.device)
 
         streamer = TimestampStreamer()
-        failure: list[BaseException] = []
-        kwargs: dict[str, Any] = dict(
+        self.probe.start()
+        thread, failure = start_generation(
+            self.model, params, streamer, "taskclock-hf-generate",
             input_ids=torch.tensor([prompt], device=self.model.device),
             attention_mask=torch.ones((1, len(prompt)), dtype=torch.long, device=self.model.device),
             max_new_tokens=max_new,
-            streamer=streamer,
             stopping_criteria=StoppingCriteriaList([Halt()]),
             pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
             else next(iter(self.eos_ids), 0),
         )
-        if params.temperature > 0:
-            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
-            torch.manual_seed(params.seed)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-
-        def work() -> None:
-            try:
-                with torch.inference_mode():
-                    self.model.generate(**kwargs)
-            except BaseException as exc:  # reported through the stream, never lost in the thread
-                failure.append(exc)
-                streamer.end()
-
-        self.probe.start()
-        thread = threading.Thread(target=work, name="taskclock-hf-generate", daemon=True)
-        thread.start()
         detok = IncrementalDetokenizer(self._decode)
         stops = StopMatcher(params.stop)
         produced, reason = 0, "length"

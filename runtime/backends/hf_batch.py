@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..backend import Message, SamplingParams
 from ..events import Done, Event, Submitted, Token, now_ns
 from ..stops import StopMatcher
 from ..textstream import IncrementalDetokenizer
-from .hf import _END, TimestampStreamer, _first_line
+from .hf import _END, TimestampStreamer, _first_line, start_generation
 
 if TYPE_CHECKING:
     from .hf import HFModel
@@ -88,29 +88,13 @@ def generate_batch(model: "HFModel", conversations: list[list[Message]], params:
             return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
 
     streamer = TimestampStreamer()
-    failure: list[BaseException] = []
-    kwargs: dict[str, Any] = dict(
+    thread, failure = start_generation(  # a failure is reported in every unfinished request's Done
+        model.model, params, streamer, "taskclock-hf-batch",
         input_ids=torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device),
         attention_mask=torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device),
-        max_new_tokens=max_new, streamer=streamer, pad_token_id=pad,
+        max_new_tokens=max_new, pad_token_id=pad,
         stopping_criteria=StoppingCriteriaList([Finished()]),
     )
-    if params.temperature > 0:
-        kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
-        torch.manual_seed(params.seed)
-    else:
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-
-    def work() -> None:
-        try:
-            with torch.inference_mode():
-                model.model.generate(**kwargs)
-        except BaseException as exc:  # reported in every unfinished request's Done
-            failure.append(exc)
-            streamer.end()
-
-    thread = threading.Thread(target=work, name="taskclock-hf-batch", daemon=True)
-    thread.start()
     while (item := streamer.queue.get()) is not _END:
         t, ids = item
         for seq, tok in zip(sequences, ids):
