@@ -173,6 +173,8 @@ def make_row(spec: ModelSpec, task: TaskSpec, question: mmlu.Question, events: S
         "decode_tps": figures.decode_tps,
         "task_time_s": figures.task_time_s,
         "stop_reason": figures.stop_reason,
+        "gpu_peak_mem_mb": figures.gpu_peak_mem_mb,
+        "energy_j": figures.energy_j,
         "error": getattr(done, "error", None),
         "reply": reply,
         "parsed": parsed,

@@ -31,13 +31,20 @@ METRIC_LINES = (
     ("ITL p99", "itl_p99_ms", "ms", 1),
     ("words/s", "words_per_s", "", 1),
     ("chars/s", "chars_per_s", "", 1),
+    ("GPU peak memory", "gpu_peak_mem_mb", "MiB", 0),
+    ("energy", "energy_j", "J", 1),
     ("stop reason", "stop_reason", "", 0),
 )
+# Shown only when the turn has them: load time on the first turn after a load, GPU figures on CUDA.
+OPTIONAL_KEYS = frozenset({"load_s", "gpu_peak_mem_mb", "energy_j"})
+
+
+def shown_lines(values: dict[str, Any]):
+    return [line for line in METRIC_LINES if not (line[1] in OPTIONAL_KEYS and values.get(line[1]) is None)]
 
 
 def metrics_block(values: dict[str, Any]) -> str:
     """The block `taskclock run` prints after the reply, like `ollama run --verbose`."""
-    width = max(len(label) for label, *_ in METRIC_LINES)
-    return "\n".join(
-        f"{label + ':':<{width + 1}} {fmt(values.get(key), unit, digits)}" for label, key, unit, digits in METRIC_LINES
-    )
+    lines = shown_lines(values)
+    width = max(len(label) for label, *_ in lines)
+    return "\n".join(f"{label + ':':<{width + 1}} {fmt(values.get(key), unit, digits)}" for label, key, unit, digits in lines)

@@ -18,7 +18,7 @@ from textual.widgets import Sparkline, Static
 from runtime import metrics
 from runtime.events import Event, Token
 
-from ..format import METRIC_LINES, fmt
+from ..format import fmt, shown_lines
 
 SPARK_POINTS = 60
 STATES = {"eos": "done", "length": "done (max tokens)", "stop": "done (stop string)", "cancelled": "stopped",
@@ -112,8 +112,8 @@ class Meter(Vertical):
         figures = metrics.compute(events).as_dict()
         values = {
             label: fmt(figures[key], unit, digits)
-            for label, key, unit, digits in METRIC_LINES
-            if key != "stop_reason" and not (key == "load_s" and figures[key] is None)
+            for label, key, unit, digits in shown_lines(figures)
+            if key != "stop_reason"
         }
         self.query_one(Sparkline).data = _tps_curve(events)
         self._show(STATES.get(figures["stop_reason"], "done"), values)
