@@ -8,10 +8,10 @@ from __future__ import annotations
 import importlib
 import threading
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 from .errors import ModelLoadError
-from .events import Event
+from .events import Done, Event, now_ns
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..."}
 
@@ -60,6 +60,27 @@ class ModelSpec:
     @classmethod
     def field_names(cls) -> set[str]:
         return {f.name for f in fields(cls)}
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line: libraries often raise multi-line messages."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def encode_within_context(encode: Callable[[list[Message]], list[int]], messages: list[Message],
+                          n_ctx: int) -> list[int] | Done:
+    """The prompt's token ids, or the Done that ends the turn at once: the chat template failed, or the
+    prompt leaves no room in the context for a single new token."""
+    try:
+        ids = encode(messages)
+    except Exception as exc:  # templates and tokenizers raise many types
+        return Done(now_ns(), "error", error=f"cannot apply the chat template: {first_line(exc)}")
+    if len(ids) >= n_ctx:
+        return Done(now_ns(), "error", input_tokens=len(ids),
+                    error=f"the prompt is {len(ids)} tokens but the context holds {n_ctx}; "
+                          "shorten it or raise --ctx")
+    return ids
 
 
 class LoadedModel(Protocol):

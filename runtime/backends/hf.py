@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..backend import Message, ModelSpec, SamplingParams
+from ..backend import Message, ModelSpec, SamplingParams, encode_within_context, first_line
 from ..errors import ModelLoadError, ModelNotFound, UnsupportedHardware
 from ..gpu import TurnProbe, model_memory_mb
 from ..events import Done, Event, Submitted, Token, now_ns
@@ -92,7 +92,7 @@ def folder_from_gguf(gguf: Path) -> Path:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     except Exception as exc:  # transformers raises many types for a bad GGUF
-        raise ModelLoadError(f"transformers cannot read {gguf}: {_first_line(exc)}", "check the file") from None
+        raise ModelLoadError(f"transformers cannot read {gguf}: {first_line(exc)}", "check the file") from None
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
@@ -103,11 +103,6 @@ def folder_from_gguf(gguf: Path) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     os.replace(partial, target)
     return target
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def resolve_folder(spec: ModelSpec) -> str:
@@ -207,17 +202,11 @@ class HFModel:
         self, messages: list[Message], params: SamplingParams, cancel: threading.Event | None = None
     ) -> Iterator[Event]:
         yield Submitted(now_ns())
-        try:
-            prompt = self.encode(messages)
-        except Exception as exc:
-            yield Done(now_ns(), "error", error=f"cannot apply the chat template: {_first_line(exc)}")
+        prompt = encode_within_context(self.encode, messages, self.max_positions)
+        if isinstance(prompt, Done):
+            yield prompt
             return
         room = self.max_positions - len(prompt)
-        if room <= 0:
-            yield Done(now_ns(), "error", input_tokens=len(prompt),
-                       error=f"the prompt is {len(prompt)} tokens but the model's context holds "
-                             f"{self.max_positions}; shorten the prompt")
-            return
         yield from self._generate(prompt, params, min(params.max_tokens, room), cancel)
 
     def _generate(self, prompt: list[int], params: SamplingParams, max_new: int,
@@ -272,7 +261,7 @@ class HFModel:
         if self.model_mem_mb is not None:
             gpu["model_mem_mb"] = self.model_mem_mb
         if failure:
-            yield Done(now_ns(), "error", len(prompt), produced, error=f"generation failed: {_first_line(failure[0])}",
+            yield Done(now_ns(), "error", len(prompt), produced, error=f"generation failed: {first_line(failure[0])}",
                        extra=gpu)
             return
         if cancel is not None and cancel.is_set() and reason == "length" and produced < max_new:
@@ -343,13 +332,13 @@ class HFBackend:
             model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
         except OSError as exc:
             if Path(source).is_dir():
-                raise ModelLoadError(f"cannot load {source}: {_first_line(exc)}", "check the model folder") from None
+                raise ModelLoadError(f"cannot load {source}: {first_line(exc)}", "check the model folder") from None
             raise ModelNotFound(
                 f"cannot get {source!r} from the Hugging Face hub (offline, or no such repo)",
                 "download it while online, or pass a local folder or .gguf file",
             ) from None
         except (ValueError, RuntimeError, ImportError) as exc:
-            raise ModelLoadError(f"cannot load {spec.name}: {_first_line(exc)}", "check the model and options") from None
+            raise ModelLoadError(f"cannot load {spec.name}: {first_line(exc)}", "check the model and options") from None
         if quant is None:
             model.to(device)
         model.eval()

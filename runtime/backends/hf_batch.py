@@ -11,11 +11,11 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..backend import Message, SamplingParams
+from ..backend import Message, SamplingParams, encode_within_context, first_line
 from ..events import Done, Event, Submitted, Token, now_ns
 from ..stops import StopMatcher
 from ..textstream import IncrementalDetokenizer
-from .hf import _END, TimestampStreamer, _first_line, start_generation
+from .hf import _END, TimestampStreamer, start_generation
 
 if TYPE_CHECKING:
     from .hf import HFModel
@@ -47,15 +47,9 @@ def _prepare(model: "HFModel", conversations: list[list[Message]], streams: list
     """Encode every request; those that cannot run end at once with an error Done."""
     slots, prompts = [], []
     for i, messages in enumerate(conversations):
-        try:
-            ids = model.encode(messages)
-        except Exception as exc:
-            streams[i].append(Done(now_ns(), "error", error=f"cannot apply the chat template: {_first_line(exc)}"))
-            continue
-        if len(ids) >= model.max_positions:
-            streams[i].append(Done(now_ns(), "error", input_tokens=len(ids),
-                                   error=f"the prompt is {len(ids)} tokens but the model's context holds "
-                                         f"{model.max_positions}; shorten the prompt"))
+        ids = encode_within_context(model.encode, messages, model.max_positions)
+        if isinstance(ids, Done):
+            streams[i].append(ids)
             continue
         slots.append(i)
         prompts.append(ids)
@@ -105,7 +99,7 @@ def generate_batch(model: "HFModel", conversations: list[list[Message]], params:
     for seq in sequences:
         if not seq.finished:
             if failure:
-                seq.finish(end, "error", f"generation failed: {_first_line(failure[0])}")
+                seq.finish(end, "error", f"generation failed: {first_line(failure[0])}")
             else:
                 seq.finish(end, "cancelled" if cancel is not None and cancel.is_set() else "length")
     return streams

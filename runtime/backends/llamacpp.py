@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Iterator
 
-from ..backend import Message, ModelSpec, SamplingParams
+from ..backend import Message, ModelSpec, SamplingParams, encode_within_context
 from ..errors import ModelLoadError, UnsupportedHardware
 from ..gpu import TurnProbe
 from ..events import Done, Event, Submitted, Token, now_ns
@@ -91,16 +91,10 @@ class LlamaCppModel:
         self, messages: list[Message], params: SamplingParams, cancel: threading.Event | None = None
     ) -> Iterator[Event]:
         yield Submitted(now_ns())
-        try:
-            prompt = self.encode(messages)
-        except Exception as exc:
-            yield Done(now_ns(), "error", error=f"cannot apply the chat template: {exc}")
-            return
         n_ctx = self.llm.n_ctx()
-        if len(prompt) >= n_ctx:
-            yield Done(now_ns(), "error", input_tokens=len(prompt),
-                       error=f"the prompt is {len(prompt)} tokens but the context holds {n_ctx}; "
-                             f"shorten it or raise --ctx")
+        prompt = encode_within_context(self.encode, messages, n_ctx)
+        if isinstance(prompt, Done):
+            yield prompt
             return
         max_new = min(params.max_tokens, n_ctx - len(prompt))
         yield from self._generate(prompt, params, max_new, cancel)
