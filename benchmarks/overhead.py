@@ -7,7 +7,6 @@ and their ratio. Target: taskclock >= 0.98x raw decode TPS.
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common import rounds_parser  # noqa: E402
 from runtime.backend import SamplingParams, load_model  # noqa: E402
 from runtime.models import resolve  # noqa: E402
 from runtime.turn import run_turn  # noqa: E402
@@ -40,12 +40,7 @@ def taskclock_round(model, tokens: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2")
-    parser.add_argument("--tokens", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--markdown", action="store_true", help="print a docs/BENCHMARKS.md section")
-    args = parser.parse_args()
+    args = rounds_parser(__doc__).parse_args()
     model = load_model(resolve(args.model))
     raw, ours = [], []
     taskclock_round(model, 16)  # warm both paths' caches once

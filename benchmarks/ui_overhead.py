@@ -10,7 +10,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import fcntl
 import os
@@ -28,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import rounds_parser  # noqa: E402
 from runtime.backend import SamplingParams, load_model  # noqa: E402
 from runtime.config import Config  # noqa: E402
 from runtime.models import resolve  # noqa: E402
@@ -88,12 +88,7 @@ def first_frame_s() -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2")
-    parser.add_argument("--tokens", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--markdown", action="store_true", help="print a docs/BENCHMARKS.md section")
-    args = parser.parse_args()
+    args = rounds_parser(__doc__).parse_args()
     params = SamplingParams(max_tokens=args.tokens)
     model = load_model(resolve(args.model))
     headless, in_app = [], []
