@@ -200,8 +200,8 @@ class ChatPane(Vertical):
         events = live.events[:]  # a consistent copy; the producer keeps appending to the original
         self.query_one(Meter).show_live(events, now_ns())
         if len(events) != live.painted:
+            self.reply.append(metrics.output_text(events[live.painted:]))
             live.painted = len(events)
-            self.reply.stream(metrics.output_text(events))
 
     def _finish(self, outcome: TurnOutcome) -> None:
         self._ticker.pause()

@@ -5,12 +5,12 @@ from typing import Sequence
 
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
-from textual.widgets import Static
 
 from runtime import metrics
 from runtime.events import Event
 
 from .meter import Meter
+from .streaming_text import StreamingText
 
 
 class CompareColumn(Vertical):
@@ -22,7 +22,10 @@ class CompareColumn(Vertical):
     def compose(self) -> ComposeResult:
         yield Meter()
         with VerticalScroll(classes="compare-reply-scroll"):
-            yield Static("", markup=False, classes="compare-reply")
+            yield StreamingText(classes="compare-reply")
+
+    def on_mount(self) -> None:
+        self.query_one(VerticalScroll).anchor()  # growing text keeps its newest line in view
 
     @property
     def meter(self) -> Meter:
@@ -30,24 +33,29 @@ class CompareColumn(Vertical):
 
     @property
     def reply(self) -> str:
-        return str(self.query_one(".compare-reply", Static).content)
+        return self._text.text
+
+    @property
+    def _text(self) -> StreamingText:
+        return self.query_one(StreamingText)
 
     def waiting(self, state: str) -> None:
         self.painted = 0
         self.meter.reset(state)
-        self._show_text("")
+        self._text.clear()
 
     def show_live(self, events: Sequence[Event], now_ns: int) -> None:
         self.meter.show_live(events, now_ns)
         if len(events) != self.painted:
+            self._text.append(metrics.output_text(events[self.painted:]))
             self.painted = len(events)
-            self._show_text(metrics.output_text(events))
 
     def show_final(self, events: Sequence[Event], note: str = "") -> None:
         self.meter.show_final(events)
-        self._show_text(metrics.output_text(events) or "(no output)")
+        final, shown = metrics.output_text(events) or "(no output)", self._text.text
+        if not final.startswith(shown):  # the events are the turn's record, not the live list painted so far
+            self._text.clear()
+            shown = ""
+        self._text.append(final[len(shown):])
+        self._text.settle()
         self.border_subtitle = note
-
-    def _show_text(self, text: str) -> None:
-        self.query_one(".compare-reply", Static).update(text)
-        self.query_one(VerticalScroll).scroll_end(animate=False)

@@ -4,20 +4,19 @@ from __future__ import annotations
 from textual.containers import VerticalScroll
 from textual.widgets import Markdown, Static
 
+from .streaming_text import StreamingText
+
 
 class UserTurn(Static):
     pass
 
 
-class ReplyTurn(Static):
+class ReplyTurn(StreamingText):
     """Plain text while streaming (cheap to repaint); swapped for Markdown once the turn ends."""
 
     def __init__(self, model: str) -> None:
-        super().__init__("", markup=False)
+        super().__init__()
         self.border_title = model
-
-    def stream(self, text: str) -> None:
-        self.update(text or "…")
 
 
 class ReplyMarkdown(Markdown):
