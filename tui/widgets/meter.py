@@ -9,11 +9,15 @@ from __future__ import annotations
 from collections import deque
 from typing import Sequence
 
-from rich.table import Table
+from rich.cells import cell_len
+from rich.segment import Segment
+from rich.style import Style
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.geometry import Region, Size
+from textual.strip import Strip
 from textual.widget import Widget
-from textual.widgets import Sparkline, Static
+from textual.widgets import Static
 
 from runtime import metrics
 from runtime.events import Event, Token
@@ -21,6 +25,7 @@ from runtime.events import Event, Token
 from ..format import fmt, shown_lines
 
 SPARK_POINTS = 60
+BOLD = Style(bold=True)
 STATES = {"eos": "done", "length": "done (max tokens)", "stop": "done (stop string)", "cancelled": "stopped",
           "error": "error"}
 
@@ -36,23 +41,80 @@ def _tps_curve(events: Sequence[Event], points: int = SPARK_POINTS) -> list[floa
 
 
 class Figures(Widget):
-    """Label/value rows in a fixed-size box, so new values repaint these cells without relaying out the screen."""
+    """Label/value rows in a fixed-size box, painted line by line: a new value repaints its own row only,
+    never the rest of the meter and never a layout of the screen."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.values: dict[str, str] = {}
+        self._rows: list[tuple[str, str]] = []
 
     def show(self, values: dict[str, str]) -> None:
-        self.values = values
+        rows = list(values.items())
+        if [label for label, _ in rows] != [label for label, _ in self._rows]:
+            self.refresh()
+        else:
+            for y, (row, old) in enumerate(zip(rows, self._rows)):
+                if row != old:
+                    self.refresh(Region(0, y, self.size.width, 1))
+        self.values, self._rows = values, rows
+
+    def render_line(self, y: int) -> Strip:
+        style, width = self.visual_style.rich_style, self.size.width
+        if y >= len(self._rows):
+            return Strip.blank(width, style)
+        label, text = self._rows[y]
+        gap = max(1, width - cell_len(label) - cell_len(text))
+        strip = Strip([Segment(label, style + BOLD), Segment(" " * gap + text, style)])
+        return strip.crop_extend(0, width, style)
+
+
+class Spark(Widget):
+    """A one-colour bar chart of recent rates, bottom-aligned, eight levels per row. Textual's Sparkline
+    blends a colour per bar and took ~4 ms a repaint; this one is a few strings, rebuilt when the data changes."""
+
+    LEVELS = " ▁▂▃▄▅▆▇█"
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._data: list[float] = []
+        self._rows: list[str] = []
+        self._built_for = Size(0, 0)
+
+    @property
+    def data(self) -> list[float]:
+        return self._data
+
+    @data.setter
+    def data(self, values: list[float]) -> None:
+        self._data = list(values)
+        self._rows = []
         self.refresh()
 
-    def render(self) -> Table:
-        grid = Table.grid(padding=(0, 1), expand=True)
-        grid.add_column(style="bold")
-        grid.add_column(justify="right")
-        for label, text in self.values.items():
-            grid.add_row(label, text)
-        return grid
+    def _columns(self, width: int) -> list[float]:
+        """One value per column: the largest in each of ``width`` even buckets when there are more points."""
+        data = self._data
+        if len(data) <= width:
+            return data
+        return [max(data[i * len(data) // width:(i + 1) * len(data) // width]) for i in range(width)]
+
+    def _build(self) -> list[str]:
+        width, height = self.size
+        columns = self._columns(width)
+        top = max(columns, default=0.0)
+        eighths = [round(value / top * height * 8) if top > 0 else 0 for value in columns]
+        rows = []
+        for row in range(height):  # top row first
+            floor = (height - 1 - row) * 8
+            rows.append("".join(self.LEVELS[min(8, max(0, level - floor))] for level in eighths))
+        return rows
+
+    def render_line(self, y: int) -> Strip:
+        style, width = self.visual_style.rich_style, self.size.width
+        if not self._rows or self._built_for != self.size:
+            self._rows, self._built_for = self._build(), self.size
+        text = self._rows[y] if y < len(self._rows) else ""
+        return Strip([Segment(text, style)]).extend_cell_length(width, style)
 
 
 class Meter(Vertical):
@@ -69,7 +131,7 @@ class Meter(Vertical):
         yield Static(id="meter-state")
         yield Figures(id="meter-figures")
         yield Static("tok/s, last seconds", id="spark-label")
-        yield Sparkline([], id="meter-spark")
+        yield Spark(id="meter-spark")
 
     def on_mount(self) -> None:
         self.reset()
@@ -83,7 +145,7 @@ class Meter(Vertical):
 
     def reset(self, state: str = "idle: type a prompt, Enter sends") -> None:
         self._history.clear()
-        self.query_one(Sparkline).data = []
+        self.query_one(Spark).data = []
         self._show(state, {})
 
     def start(self) -> None:
@@ -95,7 +157,7 @@ class Meter(Vertical):
         rate = metrics.instant_tps(events, now_ns)
         if rate is not None:
             self._history.append(rate)
-            self.query_one(Sparkline).data = list(self._history)
+            self.query_one(Spark).data = list(self._history)
         self._show(
             "waiting for the first token" if waiting else "streaming",
             {
@@ -115,5 +177,5 @@ class Meter(Vertical):
             for label, key, unit, digits in shown_lines(figures)
             if key != "stop_reason"
         }
-        self.query_one(Sparkline).data = _tps_curve(events)
+        self.query_one(Spark).data = _tps_curve(events)
         self._show(STATES.get(figures["stop_reason"], "done"), values)
