@@ -35,6 +35,21 @@ def ensure_dir(folder: Path) -> Path:
     return folder
 
 
+def create_new(path: Path) -> Path:
+    """Create an empty file at ``path``, or at ``stem-2``, ``stem-3``… if that name is taken: two writers that
+    pick the same name (two sessions started in the same second) get a file each. Returns the path created."""
+    candidate, number = path, 1
+    while True:
+        try:
+            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            return candidate
+        except FileExistsError:
+            number += 1
+            candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+        except OSError as exc:
+            raise _storage_error(candidate, exc) from None
+
+
 def append(path: Path, record: dict[str, Any]) -> None:
     line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
     try:

@@ -61,10 +61,14 @@ class SessionLog:
         self.model = model
         self.started = started or datetime.now()
         self.path = self.folder / session_file_name(self.started, model)
+        self._created = False
 
     def append(self, record: dict[str, Any]) -> None:
         """Raises StorageError naming the folder or file when it cannot be written."""
-        jsonl.ensure_dir(self.folder)
+        if not self._created:
+            jsonl.ensure_dir(self.folder)
+            self.path = jsonl.create_new(self.path)  # another session may have taken the name this second
+            self._created = True
         jsonl.append(self.path, record)
 
 

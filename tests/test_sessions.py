@@ -53,6 +53,18 @@ def test_session_file_named_by_start_time_and_model(tmp_path):
     assert not log.path.exists()  # an empty session leaves no file
 
 
+def test_two_sessions_started_in_the_same_second_get_a_file_each(tmp_path, two_turns):
+    started = datetime(2026, 11, 22, 9, 30, 5)
+    first, second = (sessions.SessionLog(tmp_path, "smollm2", started) for _ in range(2))
+    first.append(sessions.turn_record(two_turns[0]))
+    second.append(sessions.turn_record(two_turns[1]))
+    first.append(sessions.turn_record(two_turns[1]))
+    assert first.path.name == "20261122-093005-smollm2.jsonl"
+    assert second.path.name == "20261122-093005-smollm2-2.jsonl"
+    assert [t["prompt"] for t in sessions.read_session(first.path)] == ["Name a colour.", "Name a fruit."]
+    assert [t["prompt"] for t in sessions.read_session(second.path)] == ["Name a fruit."]
+
+
 def test_unwritable_folder_is_a_storage_error(tmp_path, two_turns):
     if os.geteuid() == 0:
         blocked = tmp_path / "file-not-folder"
