@@ -121,6 +121,40 @@ def test_hf_generation_failure_ends_stream_with_error(tiny_llama, monkeypatch):
     assert 1 <= metrics.output_tokens(result.events) <= 3
 
 
+def test_hf_runs_every_generate_on_one_long_lived_thread(tiny_llama, monkeypatch):
+    """torch keeps per-thread state (CUDA graph trees under torch.compile are thread-local): a fresh thread
+    per turn would throw away what compile() warmed up. Single turns and batches share one generation thread."""
+    original, threads = tiny_llama.model.forward, set()
+
+    def recording(*args, **kwargs):
+        threads.add(threading.get_ident())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_llama.model, "forward", recording)
+    for _ in range(2):
+        assert run_turn(tiny_llama, COUNT, SamplingParams(max_tokens=4)).done.stop_reason in ("length", "eos")
+    tiny_llama.stream_batch([COUNT, QUESTION], SamplingParams(max_tokens=4))
+    assert len(threads) == 1 and threading.get_ident() not in threads
+
+
+def test_hf_stream_abandoned_early_stops_its_generation(tiny_llama, monkeypatch):
+    """A consumer that stops reading ends generate() at its next step, so the next turn does not queue behind
+    the rest of the abandoned one."""
+    original, steps = tiny_llama.model.forward, []
+
+    def counting(*args, **kwargs):
+        steps.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_llama.model, "forward", counting)
+    stream = tiny_llama.stream(COUNT, SamplingParams(max_tokens=200))
+    next(e for e in stream if isinstance(e, Token))
+    stream.close()
+    tiny_llama.worker.submit(lambda: None).wait()  # runs once the abandoned generate() has returned
+    assert len(steps) < 20
+    assert run_turn(tiny_llama, COUNT, SamplingParams(max_tokens=3)).metrics.output_tokens == 3
+
+
 @pytest.mark.parametrize("quant", ["8bit", "4bit"])
 def test_bitsandbytes_quantized_models_stream(quant):
     from runtime.backend import load_model

@@ -82,8 +82,8 @@ def generate_batch(model: "HFModel", conversations: list[list[Message]], params:
             return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
 
     streamer = TimestampStreamer()
-    thread, failure = start_generation(  # a failure is reported in every unfinished request's Done
-        model.model, params, streamer, "taskclock-hf-batch",
+    generated, failure = start_generation(  # a failure is reported in every unfinished request's Done
+        model.worker, model.model, params, streamer,
         input_ids=torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device),
         attention_mask=torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device),
         max_new_tokens=max_new, pad_token_id=pad,
@@ -94,7 +94,7 @@ def generate_batch(model: "HFModel", conversations: list[list[Message]], params:
         for seq, tok in zip(sequences, ids):
             if not seq.finished:
                 _step(seq, tok, t, model.eos_ids, max_new)
-    thread.join()
+    generated.wait()
     end = now_ns()
     for seq in sequences:
         if not seq.finished:
