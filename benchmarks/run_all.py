@@ -53,7 +53,8 @@ def main() -> None:
     header = (
         "# Benchmarks\n\n"
         "Speed targets live here, not in the tests. Written by `make bench` (`benchmarks/run_all.py`); each "
-        "script also runs alone and prints the same section with `--markdown`.\n\n"
+        "script also runs alone and prints the same section with `--markdown`. What the targets mean and "
+        "what was done to meet them: docs/PERFORMANCE.md.\n\n"
         f"Machine: {machine()}. Date: {datetime.date.today().isoformat()}."
     )
     (ROOT / "docs" / "BENCHMARKS.md").write_text(header + "\n\n" + "\n\n".join(sections) + "\n")
