@@ -1,5 +1,8 @@
 """The real backends produce the event stream the rest of taskclock relies on."""
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -153,6 +156,23 @@ def test_hf_stream_abandoned_early_stops_its_generation(tiny_llama, monkeypatch)
     tiny_llama.worker.submit(lambda: None).wait()  # runs once the abandoned generate() has returned
     assert len(steps) < 20
     assert run_turn(tiny_llama, COUNT, SamplingParams(max_tokens=3)).metrics.output_tokens == 3
+
+
+def test_hf_process_exits_cleanly_after_close(tiny_llama_dir):
+    """A generation thread still winding down when the interpreter exits aborts the process from C++
+    ("terminate called without an active exception"): close() must wait for it."""
+    script = (
+        "from runtime.backend import ModelSpec, SamplingParams, load_model\n"
+        "from runtime.turn import run_turn\n"
+        f"model = load_model(ModelSpec('tiny', 'hf', {str(tiny_llama_dir)!r}))\n"
+        "run_turn(model, [{'role': 'user', 'content': 'w1 w2'}], SamplingParams(max_tokens=4))\n"
+        "model.stream_batch([[{'role': 'user', 'content': 'w3'}]] * 2, SamplingParams(max_tokens=4))\n"
+        "model.close()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert "terminate called" not in proc.stderr
 
 
 @pytest.mark.parametrize("quant", ["8bit", "4bit"])

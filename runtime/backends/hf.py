@@ -167,8 +167,12 @@ class GenerationWorker:
                 done.set()
 
     def close(self) -> None:
+        """Ends the thread once queued work is done, and waits for it: a thread torch has worked in that is
+        still alive when the interpreter exits aborts the process ("terminate called without an active
+        exception")."""
         if self._thread is not None:
             self._jobs.put(None)
+            self._thread.join()
             self._thread = None
 
 
