@@ -46,7 +46,6 @@ class Figures(Widget):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.values: dict[str, str] = {}
         self._rows: list[tuple[str, str]] = []
 
     def show(self, values: dict[str, str]) -> None:
@@ -57,7 +56,7 @@ class Figures(Widget):
             for y, (row, old) in enumerate(zip(rows, self._rows)):
                 if row != old:
                     self.refresh(Region(0, y, self.size.width, 1))
-        self.values, self._rows = values, rows
+        self._rows = rows
 
     def render_line(self, y: int) -> Strip:
         style, width = self.visual_style.rich_style, self.size.width
@@ -81,12 +80,7 @@ class Spark(Widget):
         self._rows: list[str] = []
         self._built_for = Size(0, 0)
 
-    @property
-    def data(self) -> list[float]:
-        return self._data
-
-    @data.setter
-    def data(self, values: list[float]) -> None:
+    def show(self, values: Sequence[float]) -> None:
         self._data = list(values)
         self._rows = []
         self.refresh()
@@ -145,7 +139,7 @@ class Meter(Vertical):
 
     def reset(self, state: str = "idle: type a prompt, Enter sends") -> None:
         self._history.clear()
-        self.query_one(Spark).data = []
+        self.query_one(Spark).show([])
         self._show(state, {})
 
     def start(self) -> None:
@@ -157,7 +151,7 @@ class Meter(Vertical):
         rate = metrics.instant_tps(events, now_ns)
         if rate is not None:
             self._history.append(rate)
-            self.query_one(Spark).data = list(self._history)
+            self.query_one(Spark).show(self._history)
         self._show(
             "waiting for the first token" if waiting else "streaming",
             {
@@ -177,5 +171,5 @@ class Meter(Vertical):
             for label, key, unit, digits in shown_lines(figures)
             if key != "stop_reason"
         }
-        self.query_one(Spark).data = _tps_curve(events)
+        self.query_one(Spark).show(_tps_curve(events))
         self._show(STATES.get(figures["stop_reason"], "done"), values)
