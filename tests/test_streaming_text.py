@@ -101,3 +101,17 @@ async def test_a_resize_rewraps_everything_at_the_new_width():
         await pilot.pause()
         expected = [line.plain.rstrip() for line in Text(TEXT).wrap(Console(), WIDTH // 2, overflow="fold")]
         assert shown_lines(widget)[:len(expected)] == expected
+
+
+async def test_show_appends_what_extends_the_text_and_starts_over_otherwise():
+    app = OneText()
+    async with app.run_test(size=(60, 40)) as pilot:
+        widget = app.query_one(StreamingText)
+        widget.show("Task time is")
+        widget.show("Task time is what you wait for.")
+        await pilot.pause()
+        assert shown_lines(widget)[:2] == wrapped_at_once("Task time is what you wait for.")
+        widget.show("(no output)")  # not an extension: the shown text is replaced, not appended to
+        await pilot.pause()
+        assert widget.text == "(no output)"
+        assert shown_lines(widget)[0] == "(no output)" and not any(shown_lines(widget)[1:])

@@ -49,7 +49,6 @@ class LiveTurn:
     model: str
     events: list[Event] = field(default_factory=list)
     cancel: threading.Event = field(default_factory=threading.Event)
-    painted: int = 0  # how many events the reply text on screen reflects
 
 
 @dataclass
@@ -199,9 +198,7 @@ class ChatPane(Vertical):
             return
         events = live.events[:]  # a consistent copy; the producer keeps appending to the original
         self.query_one(Meter).show_live(events, now_ns())
-        if len(events) != live.painted:
-            self.reply.append(metrics.output_text(events[live.painted:]))
-            live.painted = len(events)
+        self.reply.show(metrics.output_text(events))
 
     def _finish(self, outcome: TurnOutcome) -> None:
         self._ticker.pause()

@@ -23,7 +23,7 @@ class StreamingText(Widget):
     }
     """
 
-    def __init__(self, text: str = "", *, grow_step: int = 8, **kwargs) -> None:
+    def __init__(self, *, grow_step: int = 8, **kwargs) -> None:
         super().__init__(**kwargs)
         self.grow_step = grow_step
         self.complete = False  # set by settle(): the height then fits the text exactly
@@ -32,7 +32,6 @@ class StreamingText(Widget):
         self._settled: list[Text] = []  # wrapped lines of the paragraphs a newline has ended
         self._settled_chars = 0  # how much of the text those lines cover
         self._tail: list[Text] = []  # wrapped lines of the paragraph still growing
-        self.append(text)
 
     @property
     def text(self) -> str:
@@ -52,6 +51,12 @@ class StreamingText(Widget):
             self.refresh(layout=True)
         elif self._width:
             self.refresh(Region(0, first_changed, self._width, self.line_count - first_changed))
+
+    def show(self, text: str) -> None:
+        """Show ``text``: what extends the text on screen is appended, anything else starts over."""
+        if not text.startswith(self._text):
+            self.clear()
+        self.append(text[len(self._text):])
 
     def clear(self) -> None:
         self._text, self._settled, self._settled_chars, self._tail = "", [], 0, []
