@@ -19,10 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runtime import metrics, mmlu, tasks  # noqa: E402
-from runtime.backend import SamplingParams, load_model  # noqa: E402
-from runtime.bench import batches  # noqa: E402
-from runtime.models import resolve, with_overrides  # noqa: E402
+from taskclock.runtime import metrics, mmlu, tasks  # noqa: E402
+from taskclock.runtime.backend import SamplingParams, load_model  # noqa: E402
+from taskclock.runtime.bench import batches  # noqa: E402
+from taskclock.runtime.models import resolve, with_overrides  # noqa: E402
 
 CPU_SIZES = "1,2,4,8"
 GPU_SIZES = "1,2,4,8,16,32,64,128"

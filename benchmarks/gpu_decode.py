@@ -72,9 +72,9 @@ def raw_decode_tps(model, prompt_ids, tokens: int) -> float:
 def measure(shape: str, device: str, tokens: int, rounds: int) -> list[tuple[str, float, float, float]]:
     import torch
 
-    from runtime.backend import ModelSpec, SamplingParams
-    from runtime.backends.hf import HFModel
-    from runtime.turn import run_turn
+    from taskclock.runtime.backend import ModelSpec, SamplingParams
+    from taskclock.runtime.backends.hf import HFModel
+    from taskclock.runtime.turn import run_turn
 
     dtype = torch.float16 if device == "cuda" else torch.float32
     model, tokenizer = build(shape, device, dtype)

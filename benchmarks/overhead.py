@@ -15,9 +15,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import rounds_parser  # noqa: E402
-from runtime.backend import SamplingParams, load_model  # noqa: E402
-from runtime.models import resolve  # noqa: E402
-from runtime.turn import run_turn  # noqa: E402
+
+from taskclock.runtime.backend import SamplingParams, load_model  # noqa: E402
+from taskclock.runtime.models import resolve  # noqa: E402
+from taskclock.runtime.turn import run_turn  # noqa: E402
 
 PROMPT = [{"role": "user", "content": "Write a long story about a lighthouse keeper and a storm."}]
 

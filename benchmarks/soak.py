@@ -24,13 +24,13 @@ sys.path.insert(0, str(ROOT))
 
 from textual.app import App, ComposeResult  # noqa: E402
 
-from runtime import jsonl  # noqa: E402
-from runtime.backend import ModelSpec, SamplingParams  # noqa: E402
-from runtime.events import Token  # noqa: E402
-from runtime.sessions import SessionLog, turn_record  # noqa: E402
-from runtime.turn import run_turn  # noqa: E402
+from taskclock.runtime import storage  # noqa: E402
+from taskclock.runtime.backend import ModelSpec, SamplingParams  # noqa: E402
+from taskclock.runtime.events import Token  # noqa: E402
+from taskclock.runtime.sessions import SessionLog, turn_record  # noqa: E402
+from taskclock.runtime.turn import run_turn  # noqa: E402
+from taskclock.tui.widgets.meter import Meter  # noqa: E402
 from tests.scripted import ScriptedModel  # noqa: E402
-from tui.widgets.meter import Meter  # noqa: E402
 
 SAMPLE_EVERY = 1_000
 FLAT_LIMIT = 0.10  # growth after warm-up that still counts as flat
@@ -77,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         samples, path, seconds = asyncio.run(soak(args.turns, Path(tmp)))
-        lines = sum(1 for _ in jsonl.read(path))
+        lines = sum(1 for _ in storage.read(path))
         log_mib = path.stat().st_size / 2**20
     if lines != args.turns:
         sys.exit(f"the session log holds {lines} records, not {args.turns}")

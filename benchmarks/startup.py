@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def time_help() -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "tui", "--help"], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "taskclock", "--help"], cwd=ROOT, check=True, capture_output=True)
     return time.perf_counter() - start
 
 

@@ -29,10 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from common import rounds_parser  # noqa: E402
-from runtime.backend import SamplingParams, load_model  # noqa: E402
-from runtime.config import Config  # noqa: E402
-from runtime.models import resolve  # noqa: E402
-from runtime.turn import run_turn  # noqa: E402
+
+from taskclock.runtime.backend import SamplingParams, load_model  # noqa: E402
+from taskclock.runtime.config import Config  # noqa: E402
+from taskclock.runtime.models import resolve  # noqa: E402
+from taskclock.runtime.turn import run_turn  # noqa: E402
 
 PROMPT = "Write a long story about a lighthouse keeper and a storm."
 
@@ -43,10 +44,10 @@ def headless_round(model, params: SamplingParams) -> float:
 
 async def app_round(model, params: SamplingParams, sessions: Path) -> float:
     """The real app and Chat tab; the already-loaded model is handed in so both paths reuse one model."""
-    from tui.app import TaskclockApp
-    from tui.context import AppContext
-    from tui.screens.chat import ChatPane
-    from tui.widgets.prompt_input import PromptInput
+    from taskclock.tui.app import TaskclockApp
+    from taskclock.tui.context import AppContext
+    from taskclock.tui.panes.chat import ChatPane
+    from taskclock.tui.widgets.prompt_input import PromptInput
 
     app = TaskclockApp(AppContext(Config(), model.spec, sessions, params, loader=lambda spec: model))
     async with app.run_test(size=(140, 40)) as pilot:
@@ -101,7 +102,7 @@ def main() -> None:
     model.close()
     frames = [first_frame_s() for _ in range(args.rounds)]
     h, a, f = statistics.median(headless), statistics.median(in_app), statistics.median(frames)
-    ratio = statistics.median(x / y for x, y in zip(in_app, headless))
+    ratio = statistics.median(x / y for x, y in zip(in_app, headless, strict=True))
     if args.markdown:
         print(f"## UI overhead — `benchmarks/ui_overhead.py`\n\n{args.model} through llama.cpp, {args.tokens} "
               f"greedy tokens, {args.rounds} alternating rounds in one process (medians; the ratio is the median "

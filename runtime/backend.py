@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import importlib
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Protocol
 
 from .errors import ModelLoadError
 from .events import Done, Event, now_ns
@@ -16,9 +17,9 @@ from .events import Done, Event, now_ns
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..."}
 
 BACKENDS = {
-    "llamacpp": "runtime.backends.llamacpp",
-    "hf": "runtime.backends.hf",
-    "http": "runtime.backends.http",
+    "llamacpp": "taskclock.runtime.backends.llamacpp",
+    "hf": "taskclock.runtime.backends.hf",
+    "http": "taskclock.runtime.backends.http",
 }
 
 
@@ -32,7 +33,7 @@ class SamplingParams:
     seed: int = 0
     stop: tuple[str, ...] = ()
 
-    def with_overrides(self, **values: Any) -> "SamplingParams":
+    def with_overrides(self, **values: Any) -> SamplingParams:
         return replace(self, **{k: v for k, v in values.items() if v is not None})
 
 

@@ -11,11 +11,12 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
-from . import jsonl, metrics, mmlu, tasks
+from . import metrics, mmlu, storage, tasks
 from .backend import LoadedModel, ModelSpec, SamplingParams, load_model
 from .config import TaskSpec, build, read_toml
 from .errors import DataError, TaskclockError
@@ -106,7 +107,7 @@ def read_plan(folder: Path) -> RunPlan:
 
 
 def write_plan(folder: Path, plan: RunPlan) -> None:
-    jsonl.write_atomic(folder / RUN_FILE, plan_to_toml(plan))
+    storage.write_atomic(folder / RUN_FILE, plan_to_toml(plan))
 
 
 def new_run_id() -> str:
@@ -120,7 +121,7 @@ def read_rows(folder: Path) -> tuple[list[dict[str, Any]], dict[str, str]]:
     rows: dict[tuple, dict[str, Any]] = {}
     failures: dict[str, str] = {}
     if path.is_file():
-        for record in jsonl.read(path):
+        for record in storage.read(path):
             if record.get("kind") == "failure":
                 failures[record["model"]] = record["error"]
             elif record.get("kind") == "result":
@@ -233,7 +234,7 @@ class BenchRunner:
         self.on_progress(Progress(spec.name, task.name, total - len(pending[task.name]), total, state, row, error))
 
     def _fail(self, spec: ModelSpec, pending: dict[str, list], error: str, outcome: Outcome) -> None:
-        jsonl.append(self.results, {"kind": "failure", "model": spec.name, "error": error})
+        storage.append(self.results, {"kind": "failure", "model": spec.name, "error": error})
         outcome.failures[spec.name] = error
         for task in self.plan.tasks:
             if pending[task.name]:
@@ -289,9 +290,9 @@ class BenchRunner:
                 streams = [run_turn(model, prompts[0], params, cancel=self.cancel).events]
             if self.cancel.is_set():
                 return False
-            for question, events in zip(chunk, streams):
+            for question, events in zip(chunk, streams, strict=True):
                 row = make_row(spec, task, question, events, len(chunk) if size > 1 else 1)
-                jsonl.append(self.results, row)
+                storage.append(self.results, row)
                 outcome.rows_written += 1
                 pending[task.name].remove(question)
                 self._report(spec, task, pending, "running", row)
@@ -314,7 +315,7 @@ def prepare(*, models: list[ModelSpec], task_list: list[TaskSpec], data: mmlu.MM
         warmup=warmup, max_tokens=max_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
         skipped_rows=len(data.skipped), models=models, tasks=task_list, question_ids=[q.id for q in selection],
     )
-    folder = jsonl.ensure_dir(runs_dir) / plan.run_id
-    jsonl.ensure_dir(folder)
+    folder = storage.ensure_dir(runs_dir) / plan.run_id
+    storage.ensure_dir(folder)
     write_plan(folder, plan)
     return folder, plan

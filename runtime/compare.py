@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .backend import LoadedModel, Message, SamplingParams
 from .errors import ModelLoadError, ModelNotFound
@@ -72,7 +73,7 @@ class Comparison:
     def rows(self) -> list[dict[str, Any]]:
         """Per model: its label, backend and every TurnMetrics figure (the JSON keys), plus any error."""
         rows = []
-        for label, result in zip(self.labels(), self.results):
+        for label, result in zip(self.labels(), self.results, strict=True):
             done = result.done
             rows.append({"model": label, "backend": result.backend, **result.metrics.as_dict(),
                          "error": done.error if done else None})

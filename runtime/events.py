@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 StopReason = Literal["eos", "length", "stop", "cancelled", "error"]
 
@@ -58,7 +58,7 @@ class Done:
     kind: str = "done"
 
 
-Event = Union[Loaded, Submitted, Token, Done]
+Event = Loaded | Submitted | Token | Done
 
 _KINDS = {"loaded": Loaded, "submitted": Submitted, "token": Token, "done": Done}
 

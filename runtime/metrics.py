@@ -7,8 +7,8 @@ rather than inventing a zero.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Iterable, Sequence
 
 from .events import Done, Event, Loaded, Submitted, Token
 
@@ -108,7 +108,7 @@ def elapsed_s(events: Sequence[Event], now_ns: int) -> float | None:
 def inter_token_ms(events: Sequence[Event]) -> list[float]:
     """Gaps between consecutive token events in ms; the wait for the first token is not a gap."""
     toks = _tokens(events)
-    return [(b.t_ns - a.t_ns) / 1e6 for a, b in zip(toks, toks[1:])]
+    return [(b.t_ns - a.t_ns) / 1e6 for a, b in zip(toks, toks[1:], strict=False)]
 
 
 def percentile(values: Sequence[float], p: float) -> float | None:

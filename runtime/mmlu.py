@@ -10,9 +10,9 @@ import csv
 import importlib.util
 import os
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from .errors import DataError
 

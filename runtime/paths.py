@@ -44,4 +44,7 @@ def default_runs_dir() -> Path:
 
 
 def builtin_themes_dir() -> Path:
-    return CHECKOUT / "themes"
+    """The theme files shipped as package data, wherever the package is installed."""
+    from importlib.resources import files
+
+    return Path(str(files("taskclock.themes")))

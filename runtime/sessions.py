@@ -1,7 +1,7 @@
 """Session logs: one JSONL file per chat session, one record per completed turn, and their exports.
 
 A record keeps the per-token arrival offsets, so every metric can be recomputed later from the log alone.
-Records are appended with runtime.jsonl (a crash loses at most the turn in progress); exports are
+Records are appended with runtime.storage (a crash loses at most the turn in progress); exports are
 written whole with write_atomic.
 """
 from __future__ import annotations
@@ -11,12 +11,13 @@ import io
 import json
 import re
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from . import jsonl, metrics
+from . import metrics, storage
 from .errors import DataError
 from .turn import TurnResult
 
@@ -66,10 +67,10 @@ class SessionLog:
     def append(self, record: dict[str, Any]) -> None:
         """Raises StorageError naming the folder or file when it cannot be written."""
         if not self._created:
-            jsonl.ensure_dir(self.folder)
-            self.path = jsonl.create_new(self.path)  # another session may have taken the name this second
+            storage.ensure_dir(self.folder)
+            self.path = storage.create_new(self.path)  # another session may have taken the name this second
             self._created = True
-        jsonl.append(self.path, record)
+        storage.append(self.path, record)
 
 
 def read_session(path: Path) -> list[dict[str, Any]]:
@@ -77,7 +78,7 @@ def read_session(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise DataError(f"session file {path} does not exist", "pass a .jsonl file from the sessions folder")
     try:
-        records = list(jsonl.read(path))
+        records = list(storage.read(path))
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read session file {path}: {exc}", "check the file") from None
     turns = [r for r in records if isinstance(r, dict) and isinstance(r.get("metrics"), dict)]
@@ -195,7 +196,7 @@ def export_session(path: Path, fmt: str, out: Path | None = None) -> Path:
     target = Path(out) if out else path.with_name(f"{path.stem}{EXPORT_TAG}.{fmt}")
     if target.resolve() == path.resolve():
         raise DataError(f"exporting {path} onto itself", "choose another output file with -o")
-    jsonl.write_atomic(target, RENDERERS[fmt](read_session(path)))
+    storage.write_atomic(target, RENDERERS[fmt](read_session(path)))
     return target
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from statistics import fmean
-from typing import Any, Iterable, Sequence
+from typing import Any
 
-from . import jsonl
+from . import storage
 from .bench import RunPlan, read_plan, read_rows
 from .metrics import percentile
 
@@ -240,7 +241,7 @@ def export(folder: Path) -> list[Path]:
     }
     paths = []
     for name, text in outputs.items():
-        jsonl.write_atomic(folder / name, text)
+        storage.write_atomic(folder / name, text)
         paths.append(folder / name)
     return paths
 

@@ -78,9 +78,9 @@ def resolve(names: list[str], configured: dict[str, TaskSpec] | None = None) -> 
 
 
 def render(task: TaskSpec, question: Question) -> str:
-    choices = "\n".join(f"{letter}. {text}" for letter, text in zip(LETTERS, question.choices))
+    choices = "\n".join(f"{letter}. {text}" for letter, text in zip(LETTERS, question.choices, strict=False))
     return task.template.format(question=question.question, subject=question.subject.replace("_", " "),
-                                choices=choices, **dict(zip(LETTERS, question.choices)))
+                                choices=choices, **dict(zip(LETTERS, question.choices, strict=False)))
 
 
 def messages(task: TaskSpec, question: Question, chat: bool) -> list[Message]:
@@ -115,7 +115,8 @@ def extract_letter(reply: str, choices: tuple[str, ...] | None = None) -> str | 
         return match.group(1)
     if choices:
         lowered = reply.lower()
-        found = [letter for letter, text in zip(LETTERS, choices) if text.strip() and text.strip().lower() in lowered]
+        found = [letter for letter, text in zip(LETTERS, choices, strict=False)
+                 if text.strip() and text.strip().lower() in lowered]
         if len(found) == 1:
             return found[0]
     return None

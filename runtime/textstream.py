@@ -1,7 +1,7 @@
 """Turning token ids into text pieces one token at a time, without splitting multi-byte characters."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 
 class IncrementalDetokenizer:

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runtime.backend import SamplingParams
-from runtime.config import Config
-from runtime.models import resolve
-from tui.app import TaskclockApp
-from tui.context import AppContext
-from tui.screens.chat import ChatPane
-from tui.widgets.prompt_input import PromptInput
+from taskclock.runtime.backend import SamplingParams
+from taskclock.runtime.config import Config
+from taskclock.runtime.models import resolve
+from taskclock.tui.app import TaskclockApp
+from taskclock.tui.context import AppContext
+from taskclock.tui.panes.chat import ChatPane
+from taskclock.tui.widgets.prompt_input import PromptInput
 
 WAIT_S = 120  # a guard against hanging, not a speed check
 

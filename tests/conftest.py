@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+# The loopback servers (a real llama_cpp.server and a scripted SSE one) are fixtures every test can use.
+pytest_plugins = ["llama_server"]
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_MMLU = Path(os.environ.get("TASKCLOCK_TEST_MMLU", ROOT.parent / "shared" / "mmlu"))
 
@@ -44,8 +47,8 @@ def _isolated_user_dirs(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def smollm2():
-    from runtime.backend import load_model
-    from runtime.models import resolve
+    from taskclock.runtime.backend import load_model
+    from taskclock.runtime.models import resolve
 
     model = load_model(resolve("smollm2"))
     yield model
@@ -54,8 +57,8 @@ def smollm2():
 
 @pytest.fixture(scope="session")
 def smollm2_hf():
-    from runtime.backend import load_model
-    from runtime.models import resolve
+    from taskclock.runtime.backend import load_model
+    from taskclock.runtime.models import resolve
 
     model = load_model(resolve("smollm2-hf"))
     yield model
@@ -96,7 +99,7 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_llama(tiny_llama_dir):
-    from runtime.backend import ModelSpec, load_model
+    from taskclock.runtime.backend import ModelSpec, load_model
 
     model = load_model(ModelSpec("tiny", "hf", str(tiny_llama_dir)))
     yield model
@@ -107,5 +110,5 @@ def run_cli(*args: str, input: str | None = None, env: dict | None = None, timeo
             cwd: Path | None = None) -> subprocess.CompletedProcess:
     """The real `taskclock` command in a subprocess, as a user runs it."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "tui", *args], capture_output=True, text=True, input=input,
+    return subprocess.run([sys.executable, "-m", "taskclock", *args], capture_output=True, text=True, input=input,
                           env=full_env, timeout=timeout, cwd=cwd or ROOT)

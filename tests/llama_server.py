@@ -73,7 +73,7 @@ class LlamaServer:
 
 
 def smollm2_gguf():
-    from runtime.models import local_file, resolve
+    from taskclock.runtime.models import local_file, resolve
 
     return local_file(resolve("smollm2"))
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
-from runtime.backend import Message, ModelSpec, SamplingParams
-from runtime.events import Done, Event, Submitted, Token, now_ns
+from taskclock.runtime.backend import Message, ModelSpec, SamplingParams
+from taskclock.runtime.events import Done, Event, Submitted, Token, now_ns
 
 MS = 1_000_000
 REPLY = ("Sure. **Task time** is what you wait for: the time from pressing Enter until the last word. "
@@ -39,7 +39,7 @@ class ScriptedModel:
         yield Submitted(start)
         if self.pace_tps is None:
             times = [start + (self.ttft_ms + i * self.gap_ms) * MS for i in range(len(texts))]
-            yield from (Token(t, text) for t, text in zip(times, texts))
+            yield from (Token(t, text) for t, text in zip(times, texts, strict=True))
             yield Done(times[-1] + MS, "eos", input_tokens=len(messages) * 10, output_tokens=len(texts))
             return
         period = 1 / self.pace_tps

@@ -5,15 +5,15 @@ import json
 
 import pytest
 
-from runtime import metrics
-from runtime.backend import ModelSpec
-from runtime.config import Config
+from taskclock.runtime import metrics
+from taskclock.runtime.backend import ModelSpec
+from taskclock.runtime.config import Config
+from taskclock.tui.format import fmt
+from taskclock.tui.panes.sessions import SessionScreen
+from taskclock.tui.widgets.conversation import ReplyMarkdown
+from taskclock.tui.widgets.meter import Meter
 from tests.app_helpers import make_app, notes, ready, send, turn, wait_for
 from tests.conftest import run_cli
-from tui.format import fmt
-from tui.screens.sessions import SessionScreen
-from tui.widgets.conversation import ReplyMarkdown
-from tui.widgets.meter import Meter
 
 
 def session_records(folder):

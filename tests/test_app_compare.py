@@ -7,17 +7,17 @@ from pathlib import Path
 from rich.console import Console
 from textual.widgets import Select, Static, Switch
 
-from runtime import sessions
-from runtime.backend import SamplingParams
-from runtime.compare import COLUMNS
-from runtime.config import Config
-from runtime.events import Submitted
-from runtime.models import resolve
-from tui.app import TaskclockApp
-from tui.comparison import WINNER
-from tui.context import AppContext
-from tui.screens.compare import CONCURRENT_LABEL, ComparePane
-from tui.widgets.compare_column import CompareColumn
+from taskclock.runtime import sessions
+from taskclock.runtime.backend import SamplingParams
+from taskclock.runtime.compare import COLUMNS
+from taskclock.runtime.config import Config
+from taskclock.runtime.events import Submitted
+from taskclock.runtime.models import resolve
+from taskclock.tui.app import TaskclockApp
+from taskclock.tui.comparison import WINNER
+from taskclock.tui.context import AppContext
+from taskclock.tui.panes.compare import CONCURRENT_LABEL, ComparePane
+from taskclock.tui.widgets.compare_column import CompareColumn
 
 SIZE = (160, 50)
 
@@ -76,7 +76,7 @@ async def test_two_models_stream_in_columns_then_compare(tmp_path):
         columns = list(pane.query(CompareColumn))
         assert [c.border_title for c in columns] == ["1. smollm2", "2. gemma3-270m"]
         assert all(c.meter.repaints > 0 for c in columns)  # each meter was repainted live while streaming
-        for column, result in zip(columns, comparison.results):
+        for column, result in zip(columns, comparison.results, strict=True):
             assert column.reply == (result.text or "(no output)")
             assert result.metrics.ttft_s > 0
             assert column.meter.values["TTFT"].endswith(" s")

@@ -7,14 +7,14 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from runtime import metrics
-from runtime.backend import SamplingParams
-from runtime.sessions import SessionLog, turn_record
-from runtime.turn import run_turn
+from taskclock.runtime import metrics
+from taskclock.runtime.backend import SamplingParams
+from taskclock.runtime.sessions import SessionLog, turn_record
+from taskclock.runtime.turn import run_turn
+from taskclock.tui.themes import DEFAULT_THEME
+from taskclock.tui.widgets.meter import Meter
 from tests.app_helpers import make_app, notes, ready, turn, wait_for
 from tests.scripted import ScriptedModel, scripted_loader
-from tui.themes import DEFAULT_THEME
-from tui.widgets.meter import Meter
 
 SIZE = (130, 38)
 
@@ -89,7 +89,7 @@ async def test_theme_flag_and_config_pick_the_theme(tmp_path):
 
 
 async def test_a_malformed_user_theme_is_named_and_the_app_still_runs(tmp_path):
-    from runtime.paths import config_dir
+    from taskclock.runtime.paths import config_dir
 
     folder = config_dir() / "themes"
     folder.mkdir(parents=True, exist_ok=True)

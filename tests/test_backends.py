@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from runtime import metrics
-from runtime.backend import SamplingParams
-from runtime.events import Done, Submitted, Token
-from runtime.turn import run_turn
+from taskclock.runtime import metrics
+from taskclock.runtime.backend import SamplingParams
+from taskclock.runtime.events import Done, Submitted, Token
+from taskclock.runtime.turn import run_turn
 
 QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
 COUNT = [{"role": "user", "content": "Count from 1 to 40, one number per line."}]
@@ -177,8 +177,8 @@ def test_hf_process_exits_cleanly_after_close(tiny_llama_dir):
 
 @pytest.mark.parametrize("quant", ["8bit", "4bit"])
 def test_bitsandbytes_quantized_models_stream(quant):
-    from runtime.backend import load_model
-    from runtime.models import resolve
+    from taskclock.runtime.backend import load_model
+    from taskclock.runtime.models import resolve
 
     model = load_model(resolve(f"smollm2-hf-{quant}"))
     try:

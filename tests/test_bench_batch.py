@@ -5,10 +5,10 @@ import threading
 
 import pytest
 
-from runtime import metrics
-from runtime.backend import SamplingParams
-from runtime.events import Done, Submitted, Token
-from runtime.turn import run_turn
+from taskclock.runtime import metrics
+from taskclock.runtime.backend import SamplingParams
+from taskclock.runtime.events import Done, Submitted, Token
+from taskclock.runtime.turn import run_turn
 
 PROMPTS = ["a b c", "w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11", "q r s t ? w40"]
 
@@ -26,7 +26,7 @@ def test_tiny_batch_matches_batch_one(tiny_llama):
     batch = tiny_llama.stream_batch([_conversation(p) for p in PROMPTS], params)
     singles = [run_turn(tiny_llama, _conversation(p), params).events for p in PROMPTS]
     assert len(batch) == len(PROMPTS)
-    for together, alone in zip(batch, singles):
+    for together, alone in zip(batch, singles, strict=True):
         assert _ids(together) == _ids(alone)
         assert metrics.output_text(together) == metrics.output_text(alone)
         assert metrics.input_tokens(together) == metrics.input_tokens(alone)
@@ -69,5 +69,5 @@ def test_smollm2_hf_batch_of_two_matches_batch_one(smollm2_hf, task_text):
     params = SamplingParams(max_tokens=12)
     short = "Say hello."
     batch = smollm2_hf.stream_batch([_conversation(short), _conversation(task_text)], params)
-    for together, text in zip(batch, (short, task_text)):
+    for together, text in zip(batch, (short, task_text), strict=True):
         assert metrics.output_text(together) == run_turn(smollm2_hf, _conversation(text), params).text

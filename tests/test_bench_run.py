@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, SHARED_MMLU, run_cli
-from runtime import bench, jsonl, mmlu, tasks
-from runtime.backend import ModelSpec, SamplingParams
+
+from taskclock.runtime import bench, mmlu, storage, tasks
+from taskclock.runtime.backend import ModelSpec, SamplingParams
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def _prepare(tmp_path, data, models, task_names=("mc", "paraphrase"), limit=3, b
 
 
 def _keys(folder: Path) -> list[tuple]:
-    return [bench.row_key(r) for r in jsonl.read(folder / bench.RESULTS_FILE) if r["kind"] == "result"]
+    return [bench.row_key(r) for r in storage.read(folder / bench.RESULTS_FILE) if r["kind"] == "result"]
 
 
 def test_rows_then_resume_adds_nothing(tmp_path, data, tiny_llama_dir):
@@ -38,8 +38,8 @@ def test_rows_then_resume_adds_nothing(tmp_path, data, tiny_llama_dir):
     outcome = bench.BenchRunner(folder, plan, data.by_id(), on_progress=reports.append).run()
     assert outcome.rows_written == 6 and not outcome.interrupted
     keys = _keys(folder)
-    assert sorted(keys) == sorted((("tiny", t, q) for t in ("mc", "paraphrase") for q in plan.question_ids))
-    row = next(jsonl.read(folder / bench.RESULTS_FILE))
+    assert sorted(keys) == sorted(("tiny", t, q) for t in ("mc", "paraphrase") for q in plan.question_ids)
+    row = next(storage.read(folder / bench.RESULTS_FILE))
     assert row["input_tokens"] > 0 and row["task_time_s"] > 0 and row["output_tokens"] <= 6
     assert row["answer"] in mmlu.LETTERS and row["correct"] == (row["parsed"] == row["answer"])
     assert reports[-1].state == "done" and reports[-1].done == reports[-1].total == 3
@@ -80,7 +80,7 @@ def test_batched_rows_share_the_batch_clock(tmp_path, data, tiny_llama_dir):
     spec = ModelSpec("tiny", "hf", str(tiny_llama_dir))
     folder, plan = _prepare(tmp_path, data, [spec], task_names=("paraphrase",), limit=4, batch_size=2)
     bench.BenchRunner(folder, plan, data.by_id()).run()
-    rows = [r for r in jsonl.read(folder / bench.RESULTS_FILE)]
+    rows = [r for r in storage.read(folder / bench.RESULTS_FILE)]
     assert [r["batch_size"] for r in rows] == [2, 2, 2, 2]
     assert rows[0]["ttft_s"] == rows[1]["ttft_s"]  # both requests got their first token in the same step
 
@@ -97,10 +97,10 @@ def _fill_disk_at(limit_bytes: int):
 
 
 def test_disk_full_stops_cleanly_and_keeps_written_rows(tmp_path, data):
-    from runtime.models import resolve
+    from taskclock.runtime.models import resolve
 
     folder, plan = _prepare(tmp_path, data, [resolve("smollm2")], task_names=("mc",), limit=4, max_tokens=4)
-    args = [sys.executable, "-m", "tui", "bench", "--resume", str(folder), "--no-plots"]
+    args = [sys.executable, "-m", "taskclock", "bench", "--resume", str(folder), "--no-plots"]
     full = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120,
                           preexec_fn=_fill_disk_at(1200))
     assert full.returncode == 2
@@ -118,7 +118,7 @@ def _bench_args(out: Path, limit: int = 6) -> list[str]:
 
 
 def _start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tui", *args], cwd=ROOT, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "taskclock", *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -135,7 +135,7 @@ def _wait_for_rows(out: Path, proc: subprocess.Popen, rows: int) -> Path:
 def _rows(folder: Path) -> dict[tuple, str]:
     keys = _keys(folder)
     assert len(keys) == len(set(keys)), "duplicate rows"
-    return {bench.row_key(r): r["reply"] for r in jsonl.read(folder / bench.RESULTS_FILE)}
+    return {bench.row_key(r): r["reply"] for r in storage.read(folder / bench.RESULTS_FILE)}
 
 
 def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
@@ -180,6 +180,6 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, extra, message):
 
 def test_no_mmlu_anywhere(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TASKCLOCK_MMLU"}
-    result = subprocess.run([sys.executable, "-m", "tui", "bench", "--models", "smollm2", "--out", str(tmp_path)],
+    result = subprocess.run([sys.executable, "-m", "taskclock", "bench", "--models", "smollm2", "--out", str(tmp_path)],
                             capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
     assert result.returncode == 2 and "pass --mmlu PATH" in result.stderr

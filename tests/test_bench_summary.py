@@ -5,11 +5,11 @@ import csv
 import json
 
 import pytest
-
 from conftest import run_cli
-from runtime import bench, jsonl, summary
-from runtime.backend import ModelSpec
-from runtime.tasks import BUILTIN
+
+from taskclock.runtime import bench, storage, summary
+from taskclock.runtime.backend import ModelSpec
+from taskclock.runtime.tasks import BUILTIN
 
 
 def _plan(models=("fast-tokens", "short-replies")) -> bench.RunPlan:
@@ -53,8 +53,8 @@ def run_folder(tmp_path):
     ]
     rows.insert(3, dict(rows[1]))  # a duplicate key (e.g. from a crash between write and bookkeeping)
     for row in rows:
-        jsonl.append(folder / bench.RESULTS_FILE, row)
-    jsonl.append(folder / bench.RESULTS_FILE, {"kind": "failure", "model": "gone", "error": "cannot load"})
+        storage.append(folder / bench.RESULTS_FILE, row)
+    storage.append(folder / bench.RESULTS_FILE, {"kind": "failure", "model": "gone", "error": "cannot load"})
     with open(folder / bench.RESULTS_FILE, "a") as handle:
         handle.write('{"kind": "result", "model": "torn')  # a row cut by kill -9
     return folder

@@ -1,15 +1,15 @@
 """The Batch tab in a real Textual Pilot session with SmolLM2 (llama.cpp) on the shared MMLU copy."""
 from __future__ import annotations
 
-from textual.widgets import Button, DataTable, Input, Static
-from plotext import uncolorize
-from textual_plotext import PlotextPlot
-
 from app_helpers import make_app, wait_for
 from conftest import SHARED_MMLU
-from runtime import bench, jsonl
-from runtime.config import Config, Defaults
-from tui.screens.batch import BatchPane
+from plotext import uncolorize
+from textual.widgets import Button, DataTable, Input, Static
+from textual_plotext import PlotextPlot
+
+from taskclock.runtime import bench, storage
+from taskclock.runtime.config import Config, Defaults
+from taskclock.tui.panes.batch import BatchPane
 
 SIZE = (160, 50)
 
@@ -34,7 +34,7 @@ def _status(pane) -> str:
 
 
 def _keys(pane) -> list[tuple]:
-    return [bench.row_key(r) for r in jsonl.read(pane.folder / bench.RESULTS_FILE) if r["kind"] == "result"]
+    return [bench.row_key(r) for r in storage.read(pane.folder / bench.RESULTS_FILE) if r["kind"] == "result"]
 
 
 async def _finish(pilot, pane, button: str) -> None:

@@ -7,7 +7,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT, run_cli
 
 JSON_KEYS = {"model", "backend", "text", "input_tokens", "output_tokens", "output_words", "output_chars", "load_s",
@@ -66,7 +65,7 @@ def test_bad_input_is_one_line(args, words):
 
 
 def test_truncated_and_random_gguf_files(tmp_path):
-    from runtime.models import local_file, resolve
+    from taskclock.runtime.models import local_file, resolve
 
     real = local_file(resolve("smollm2")).read_bytes()
     truncated = tmp_path / "truncated.gguf"
@@ -116,7 +115,7 @@ def test_invalid_utf8_prompt_file(tmp_path):
 
 
 def test_ctrl_c_prints_partial_metrics_and_exits_130():
-    proc = subprocess.Popen([sys.executable, "-m", "tui", "run", "Count from 1 to 500, one per line.",
+    proc = subprocess.Popen([sys.executable, "-m", "taskclock", "run", "Count from 1 to 500, one per line.",
                              "--model", "smollm2", "--max-tokens", "2000"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = proc.stdout.read(1)  # the reply has started streaming

@@ -6,18 +6,21 @@ import json
 import threading
 
 import pytest
-
 from conftest import run_cli
-from llama_server import (  # noqa: F401  (fixtures)
-    content_chunk, free_port, llama_server, running_scripted_server, sse,
+from llama_server import (
+    content_chunk,
+    free_port,
+    running_scripted_server,
+    sse,
 )
-from runtime import sessions
-from runtime.backend import ModelSpec, SamplingParams, load_model
-from runtime.compare import COLUMNS, Comparison, check_model_count, run_compare
-from runtime.errors import ModelLoadError, ModelNotFound
-from runtime.events import Done, Submitted, Token
-from runtime.models import resolve
-from runtime.turn import TurnResult
+
+from taskclock.runtime import sessions
+from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
+from taskclock.runtime.compare import COLUMNS, Comparison, check_model_count, run_compare
+from taskclock.runtime.errors import ModelLoadError, ModelNotFound
+from taskclock.runtime.events import Done, Submitted, Token
+from taskclock.runtime.models import resolve
+from taskclock.runtime.turn import TurnResult
 
 ASK = [{"role": "user", "content": "Name three colours."}]
 SHORT = SamplingParams(max_tokens=12)
@@ -126,12 +129,14 @@ def test_concurrent_run_overlaps_and_is_labelled(smollm2, llama_server):
 
 def test_verdict_on_real_streams_over_loopback():
     """Two real HTTP servers shaped like the paper's finding: many quick tokens vs few slow ones."""
-    verbose_script = [sse(content_chunk("x")), *[step for _ in range(30) for step in (0.01, sse(content_chunk(" word")))],
+    words = [step for _ in range(30) for step in (0.01, sse(content_chunk(" word")))]
+    verbose_script = [sse(content_chunk("x")), *words,
                       sse(content_chunk("", "stop")), sse("[DONE]")]
     concise_script = [sse(content_chunk("Red,")), 0.04, sse(content_chunk(" green")), 0.04,
                       sse(content_chunk(" blue.", "stop")), sse("[DONE]")]
     with running_scripted_server(verbose_script) as fast, running_scripted_server(concise_script) as slow:
-        models = [load_model(ModelSpec("verbose", "http", fast.url)), load_model(ModelSpec("concise", "http", slow.url))]
+        models = [load_model(ModelSpec("verbose", "http", fast.url)),
+                  load_model(ModelSpec("concise", "http", slow.url))]
         comparison = run_compare(models, ASK, SHORT)
     winners = comparison.winners()
     assert winners == expected_winners(comparison)

@@ -1,10 +1,10 @@
 """Config TOML: typed, strict, and every mistake named by file, key and line."""
 import pytest
-
 from conftest import run_cli
-from runtime.config import load_config
-from runtime.errors import ConfigError
-from runtime.models import resolve
+
+from taskclock.runtime.config import load_config
+from taskclock.runtime.errors import ConfigError
+from taskclock.runtime.models import resolve
 
 
 def write(tmp_path, text):

@@ -5,9 +5,9 @@ figures are absent (None), never zero, where there is no GPU.
 """
 import pytest
 
-from runtime.backend import ModelSpec, SamplingParams, load_model
-from runtime.models import resolve, with_overrides
-from runtime.turn import run_turn
+from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
+from taskclock.runtime.models import resolve, with_overrides
+from taskclock.runtime.turn import run_turn
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 

@@ -6,15 +6,19 @@ import threading
 from dataclasses import replace
 
 import pytest
-
-from llama_server import (  # noqa: F401  (fixtures)
-    LlamaServer, content_chunk, free_port, llama_server, scripted_server, smollm2_gguf, sse,
+from llama_server import (
+    LlamaServer,
+    content_chunk,
+    free_port,
+    smollm2_gguf,
+    sse,
 )
-from runtime.backend import ModelSpec, SamplingParams, load_model
-from runtime.errors import BackendError, ModelNotFound
-from runtime.events import Token
-from runtime.models import resolve
-from runtime.turn import run_turn
+
+from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
+from taskclock.runtime.errors import BackendError, ModelNotFound
+from taskclock.runtime.events import Token
+from taskclock.runtime.models import resolve
+from taskclock.runtime.turn import run_turn
 
 GREEDY = SamplingParams(max_tokens=32)
 ASK = [{"role": "user", "content": "Name three colours."}]
@@ -27,7 +31,7 @@ def served(llama_server):
     model.close()
 
 
-def scripted_model(server, **fields) -> "object":
+def scripted_model(server, **fields) -> object:
     return load_model(ModelSpec("scripted", "http", server.url, **fields))
 
 
@@ -138,7 +142,8 @@ def test_http_error_status_gives_the_servers_message(scripted_server, status):
     scripted_server.script = (status, {"error": {"message": f"boom {status}\nsecond line", "type": "x"}})
     result = run_turn(model, ASK, GREEDY)
     assert result.done.stop_reason == "error"
-    assert result.done.error == f"{scripted_server.url}/chat/completions answered HTTP {status}: boom {status} second line"
+    expected = f"{scripted_server.url}/chat/completions answered HTTP {status}: boom {status} second line"
+    assert result.done.error == expected
 
 
 def test_malformed_sse_line_keeps_the_partial_reply(scripted_server):

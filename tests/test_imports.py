@@ -14,7 +14,8 @@ def loaded_after(code: str) -> set[str]:
 
 
 def test_runtime_never_imports_textual_or_the_engines():
-    code = "import runtime, runtime.metrics, runtime.backend, runtime.models, runtime.config, runtime.turn, runtime.jsonl"
+    code = ("import taskclock.runtime.metrics, taskclock.runtime.backend, taskclock.runtime.models, "
+            "taskclock.runtime.config, taskclock.runtime.turn, taskclock.runtime.storage")
     assert loaded_after(code) == set()
 
 

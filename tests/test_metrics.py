@@ -1,8 +1,8 @@
 """Metrics over synthetic timestamps whose right answers are known by hand."""
 import pytest
 
-from runtime import metrics
-from runtime.events import Done, Loaded, Submitted, Token
+from taskclock.runtime import metrics
+from taskclock.runtime.events import Done, Loaded, Submitted, Token
 
 MS = 1_000_000
 

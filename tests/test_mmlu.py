@@ -4,10 +4,10 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-
 from conftest import SHARED_MMLU
-from runtime import mmlu
-from runtime.errors import DataError
+
+from taskclock.runtime import mmlu
+from taskclock.runtime.errors import DataError
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, SHARED_MMLU, run_cli
-from runtime import bench, jsonl, mmlu, tasks
-from runtime.backend import ModelSpec, SamplingParams, load_model
 from test_bench_run import _bench_args, _keys, _rows, _start
 from test_cli_run import one_error_line
+
+from taskclock.runtime import bench, mmlu, storage, tasks
+from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
 
 GUARD_S = 180  # against hangs, not a speed check
 
@@ -170,7 +170,7 @@ def test_sigint_and_sigkill_at_random_points_then_resume_equals_an_uninterrupted
     whole = run_cli(*_bench_args(tmp_path / "whole", limit), timeout=GUARD_S)
     assert whole.returncode == 0, whole.stderr
     (whole_folder,) = (tmp_path / "whole").iterdir()
-    row_s = statistics.median(r["task_time_s"] for r in jsonl.read(whole_folder / bench.RESULTS_FILE))
+    row_s = statistics.median(r["task_time_s"] for r in storage.read(whole_folder / bench.RESULTS_FILE))
 
     run = StartedRun(_bench_args(tmp_path / "cut", limit))
     for attempt in range(4):  # while loading, mid-row, just after a row was appended...
@@ -222,10 +222,10 @@ def test_a_model_that_raises_mid_row_marks_that_row_and_the_run_goes_on(tmp_path
                                  runs_dir=tmp_path)
     outcome = bench.BenchRunner(folder, plan, data.by_id(), loader=flaky_loader).run()
     assert outcome.rows_written == 4 and not outcome.failures and not outcome.interrupted
-    rows = list(jsonl.read(folder / bench.RESULTS_FILE))
+    rows = list(storage.read(folder / bench.RESULTS_FILE))
     assert [r["stop_reason"] == "error" for r in rows] == [False, True, False, False]
     assert "simulated device fault" in rows[1]["error"] and rows[1]["output_tokens"] >= 1
-    from runtime.summary import load_summary
+    from taskclock.runtime.summary import load_summary
 
     (cell,) = load_summary(folder).cells
     assert cell.errors == 1 and cell.done == 4
@@ -256,7 +256,7 @@ def test_bench_cli_row_whose_decode_fails_is_reported_and_the_rest_run(tmp_path)
     proc = run_cli(*_bench_args(tmp_path / "runs", limit=3), env=env, timeout=GUARD_S)
     assert "Traceback" not in proc.stderr
     (folder,) = (tmp_path / "runs").iterdir()
-    rows = list(jsonl.read(folder / bench.RESULTS_FILE))
+    rows = list(storage.read(folder / bench.RESULTS_FILE))
     assert len(rows) == 3 and [r["stop_reason"] == "error" for r in rows] == [False, True, False]
     assert "simulated decode fault" in rows[1]["error"]
     assert "1 row(s) ended in an error" in proc.stderr
@@ -302,7 +302,7 @@ def test_two_app_processes_share_a_sessions_folder_without_damaged_lines(tmp_pat
 
 
 def test_two_compare_processes_share_a_sessions_folder(tmp_path):
-    args = [sys.executable, "-m", "tui", "compare", "Name three colors.", "--models", "smollm2,gemma3-270m",
+    args = [sys.executable, "-m", "taskclock", "compare", "Name three colors.", "--models", "smollm2,gemma3-270m",
             "--max-tokens", "12", "--sessions", str(tmp_path), "--json"]
     procs = [subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
@@ -319,9 +319,9 @@ def test_two_compare_processes_share_a_sessions_folder(tmp_path):
 def test_an_append_after_a_torn_line_is_not_lost(tmp_path):
     """A writer killed mid-write can leave a partial last line; the next append must not be glued onto it."""
     path = tmp_path / "log.jsonl"
-    jsonl.append(path, {"turn": 1})
+    storage.append(path, {"turn": 1})
     with open(path, "ab") as handle:
         handle.write(b'{"turn": 2, "reply": "half of a rec')
-    jsonl.append(path, {"turn": 3})
-    assert [r["turn"] for r in jsonl.read(path)] == [1, 3]
+    storage.append(path, {"turn": 3})
+    assert [r["turn"] for r in storage.read(path)] == [1, 3]
     assert path.read_bytes().endswith(b'{"turn":3}\n')

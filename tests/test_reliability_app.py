@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from runtime.backend import ModelSpec, load_model
-from runtime.config import Config
+from taskclock.runtime.backend import ModelSpec, load_model
+from taskclock.runtime.config import Config
+from taskclock.tui.widgets.conversation import ReplyMarkdown
 from tests.app_helpers import make_app, notes, ready, send, turn, wait_for
 from tests.scripted import ScriptedModel
-from tui.widgets.conversation import ReplyMarkdown
 
 
 def session_lines(folder) -> list[dict]:

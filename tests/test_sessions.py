@@ -9,10 +9,10 @@ from datetime import datetime
 
 import pytest
 
-from runtime import sessions
-from runtime.backend import SamplingParams
-from runtime.errors import DataError, StorageError
-from runtime.turn import run_turn
+from taskclock.runtime import sessions
+from taskclock.runtime.backend import SamplingParams
+from taskclock.runtime.errors import DataError, StorageError
+from taskclock.runtime.turn import run_turn
 from tests.conftest import run_cli
 
 
@@ -82,7 +82,7 @@ def test_csv_has_a_row_per_turn_with_metric_columns(session_file, two_turns):
     assert target == session_file.with_name(session_file.stem + ".export.csv")
     rows = list(csv.DictReader(io.StringIO(target.read_text())))
     assert len(rows) == 2
-    for row, result in zip(rows, two_turns):
+    for row, result in zip(rows, two_turns, strict=True):
         assert float(row["ttft_s"]) == pytest.approx(result.metrics.ttft_s)
         assert int(row["output_tokens"]) == result.metrics.output_tokens
         assert row["reply"] == result.text

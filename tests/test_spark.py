@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from textual.app import App, ComposeResult
 
-from tui.widgets.meter import Spark
+from taskclock.tui.widgets.meter import Spark
 
 
 class OneSpark(App):

@@ -5,19 +5,19 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import ROOT
-from runtime import jsonl
-from runtime.errors import StorageError
+
+from taskclock.runtime import storage
+from taskclock.runtime.errors import StorageError
 
 WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from runtime import jsonl
+    from taskclock.runtime import storage
     path, who, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     for i in range(n):
         # sizes from tiny to 200 KB, so a line spans many pages and would tear if writes interleaved
-        jsonl.append(path, {"who": who, "i": i, "pad": "x" * ((i * 7919) % 200_000)})
+        storage.append(path, {"who": who, "i": i, "pad": "x" * ((i * 7919) % 200_000)})
 """)
 
 
@@ -36,14 +36,14 @@ def test_two_processes_appending_to_one_log_never_interleave(tmp_path):
 DISK_FULL = textwrap.dedent("""
     import resource, signal, sys
     from pathlib import Path
-    from runtime import jsonl
-    from runtime.errors import StorageError
+    from taskclock.runtime import storage
+    from taskclock.runtime.errors import StorageError
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)           # writes past the limit fail with EFBIG instead
     resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))  # a file system with 50 KB left
     path = Path(sys.argv[1])
     try:
         for i in range(1000):
-            jsonl.append(path, {"i": i, "pad": "y" * 900})
+            storage.append(path, {"i": i, "pad": "y" * 900})
     except StorageError as exc:
         print(exc)
         sys.exit(3)
@@ -52,7 +52,7 @@ DISK_FULL = textwrap.dedent("""
 
 def test_disk_full_stops_with_one_line_and_keeps_every_complete_record(tmp_path):
     path = tmp_path / "full.jsonl"
-    jsonl.append(path, {"i": -1, "pad": "before"})
+    storage.append(path, {"i": -1, "pad": "before"})
     proc = subprocess.run([sys.executable, "-c", DISK_FULL, str(path)], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 3, proc.stderr
     assert "disk is full" in proc.stdout and "Traceback" not in proc.stderr
@@ -67,23 +67,23 @@ def test_folder_that_cannot_be_made_is_a_storage_error(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     with pytest.raises(StorageError, match="cannot write"):
-        jsonl.ensure_dir(blocker / "sessions")
+        storage.ensure_dir(blocker / "sessions")
     with pytest.raises(StorageError, match="cannot write"):
-        jsonl.append(blocker / "log.jsonl", {"x": 1})
+        storage.append(blocker / "log.jsonl", {"x": 1})
 
 
 def test_reader_skips_a_torn_last_line(tmp_path):
     path = tmp_path / "torn.jsonl"
-    jsonl.append(path, {"n": 1})
-    jsonl.append(path, {"n": 2})
+    storage.append(path, {"n": 1})
+    storage.append(path, {"n": 2})
     with open(path, "a") as handle:
         handle.write('{"n": 3, "text": "the process died he')
-    assert [r["n"] for r in jsonl.read(path)] == [1, 2]
+    assert [r["n"] for r in storage.read(path)] == [1, 2]
 
 
 def test_write_atomic_replaces_whole_file(tmp_path):
     path = tmp_path / "summary.md"
-    jsonl.write_atomic(path, "old")
-    jsonl.write_atomic(path, "new")
+    storage.write_atomic(path, "old")
+    storage.write_atomic(path, "new")
     assert path.read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["summary.md"]

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.text import Text
 from textual.app import App, ComposeResult
 
-from tui.widgets.streaming_text import PLACEHOLDER, StreamingText
+from taskclock.tui.widgets.streaming_text import PLACEHOLDER, StreamingText
 
 WIDTH, STEP = 24, 4
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from runtime import tasks
-from runtime.config import TaskSpec
-from runtime.errors import DataError
-from runtime.mmlu import Question
+from taskclock.runtime import tasks
+from taskclock.runtime.config import TaskSpec
+from taskclock.runtime.errors import DataError
+from taskclock.runtime.mmlu import Question
 
 QUESTION = Question("astronomy", 7, "Which planet is largest?", ("Mars", "Jupiter", "Venus", "Earth"), "B")
 

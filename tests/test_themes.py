@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.errors import ConfigError
-from runtime.paths import builtin_themes_dir
-from tui.themes import DEFAULT_THEME, load_theme, load_themes
+from taskclock.runtime.errors import ConfigError
+from taskclock.runtime.paths import builtin_themes_dir
+from taskclock.tui.themes import DEFAULT_THEME, load_theme, load_themes
 
 
 def test_builtin_themes_load():

@@ -1,12 +1,12 @@
 """The taskclock app: a thin shell of tabs. Each tab is a widget built from the shared AppContext.
 
-Adding a tab is one line in TABS (its module, and optionally a .tcss beside it in screens/).
+Adding a tab is one line in TABS (its module, and optionally a .tcss beside it in panes/).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -14,11 +14,11 @@ from textual.widget import Widget
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from .context import AppContext
-from .screens.batch import BatchPane
-from .screens.chat import ChatPane, ModelCommands
-from .screens.compare import ComparePane
+from .panes.batch import BatchPane
+from .panes.chat import ChatPane, ModelCommands
+from .panes.compare import ComparePane
+from .panes.sessions import SessionsPane
 from .screens.help import HelpScreen, binding_rows
-from .screens.sessions import SessionsPane
 from .themes import DEFAULT_THEME, load_themes
 
 HERE = Path(__file__).parent
@@ -44,7 +44,7 @@ TABS = (
 class TaskclockApp(App):
     TITLE = "taskclock"
     HELP_SECTION = "App"
-    CSS_PATH = [HERE / "app.tcss", *sorted((HERE / "screens").glob("*.tcss"))]
+    CSS_PATH = [HERE / "app.tcss", *sorted((HERE / "panes").glob("*.tcss"))]
     COMMANDS = App.COMMANDS | {ModelCommands}
     BINDINGS = [
         Binding("f1", "help", "Help"),

@@ -21,12 +21,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"tui.commands.{name}").add_parser(sub)
+        importlib.import_module(f"taskclock.tui.commands.{name}").add_parser(sub)
     return parser
 
 
 def crash_log(exc: BaseException) -> str:
-    from runtime.paths import log_dir
+    from taskclock.runtime.paths import log_dir
 
     try:
         folder = log_dir()
@@ -48,10 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    from runtime.errors import TaskclockError
+    from taskclock.runtime.errors import TaskclockError
 
     try:
-        return importlib.import_module(f"tui.commands.{args.command}").run(args) or 0
+        return importlib.import_module(f"taskclock.tui.commands.{args.command}").run(args) or 0
     except TaskclockError as exc:
         print(f"taskclock: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -5,7 +5,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from runtime.compare import COLUMNS, Comparison
+from taskclock.runtime.compare import COLUMNS, Comparison
 
 from .format import fmt
 

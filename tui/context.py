@@ -1,12 +1,12 @@
 """What the app's tabs need to do their work, passed in so tests can swap the model loader."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from runtime.backend import LoadedModel, ModelSpec, SamplingParams, load_model
-from runtime.config import Config
+from taskclock.runtime.backend import LoadedModel, ModelSpec, SamplingParams, load_model
+from taskclock.runtime.config import Config
 
 
 @dataclass(frozen=True)

@@ -47,4 +47,5 @@ def metrics_block(values: dict[str, Any]) -> str:
     """The block `taskclock run` prints after the reply, like `ollama run --verbose`."""
     lines = shown_lines(values)
     width = max(len(label) for label, *_ in lines)
-    return "\n".join(f"{label + ':':<{width + 1}} {fmt(values.get(key), unit, digits)}" for label, key, unit, digits in lines)
+    return "\n".join(f"{label + ':':<{width + 1}} {fmt(values.get(key), unit, digits)}"
+                     for label, key, unit, digits in lines)

@@ -11,9 +11,9 @@ from pathlib import Path
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
-from runtime.config import build, read_toml
-from runtime.errors import ConfigError
-from runtime.paths import builtin_themes_dir, config_dir
+from taskclock.runtime.config import build, read_toml
+from taskclock.runtime.errors import ConfigError
+from taskclock.runtime.paths import builtin_themes_dir, config_dir
 
 DEFAULT_THEME = "taskclock-dark"
 COLOR_KEYS = ("primary", "secondary", "accent", "warning", "error", "success", "foreground", "background",

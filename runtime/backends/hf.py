@@ -13,13 +13,14 @@ import queue
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..backend import Message, ModelSpec, SamplingParams, encode_within_context, first_line
 from ..errors import ModelLoadError, ModelNotFound, UnsupportedHardware
-from ..gpu import TurnProbe, model_memory_mb
 from ..events import Done, Event, Submitted, Token, now_ns
+from ..gpu import TurnProbe, model_memory_mb
 from ..models import local_file
 from ..paths import cache_dir
 from ..stops import StopMatcher

@@ -43,7 +43,8 @@ class _Sequence:
         self.finished = True
 
 
-def _prepare(model: "HFModel", conversations: list[list[Message]], streams: list[list[Event]]) -> tuple[list[int], list[list[int]]]:
+def _prepare(model: HFModel, conversations: list[list[Message]],
+             streams: list[list[Event]]) -> tuple[list[int], list[list[int]]]:
     """Encode every request; those that cannot run end at once with an error Done."""
     slots, prompts = [], []
     for i, messages in enumerate(conversations):
@@ -56,7 +57,7 @@ def _prepare(model: "HFModel", conversations: list[list[Message]], streams: list
     return slots, prompts
 
 
-def generate_batch(model: "HFModel", conversations: list[list[Message]], params: SamplingParams,
+def generate_batch(model: HFModel, conversations: list[list[Message]], params: SamplingParams,
                    cancel: threading.Event | None = None) -> list[list[Event]]:
     """Run the requests as one left-padded batch; returns one complete event list per request."""
     import torch
@@ -71,7 +72,7 @@ def generate_batch(model: "HFModel", conversations: list[list[Message]], params:
     max_new = min(params.max_tokens, model.max_positions - width)
     pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else next(iter(model.eos_ids), 0)
     sequences = [_Sequence(streams[i], len(p), IncrementalDetokenizer(model._decode), StopMatcher(params.stop),
-                           batch_size=len(prompts)) for i, p in zip(slots, prompts)]
+                           batch_size=len(prompts)) for i, p in zip(slots, prompts, strict=True)]
     device = model.model.device
 
     class Finished(StoppingCriteria):
@@ -91,7 +92,7 @@ def generate_batch(model: "HFModel", conversations: list[list[Message]], params:
     )
     while (item := streamer.queue.get()) is not _END:
         t, ids = item
-        for seq, tok in zip(sequences, ids):
+        for seq, tok in zip(sequences, ids, strict=True):
             if not seq.finished:
                 _step(seq, tok, t, model.eos_ids, max_new)
     generated.wait()

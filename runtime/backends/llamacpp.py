@@ -12,12 +12,12 @@ import contextlib
 import os
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..backend import Message, ModelSpec, SamplingParams, encode_within_context
 from ..errors import ModelLoadError, UnsupportedHardware
-from ..gpu import TurnProbe
 from ..events import Done, Event, Submitted, Token, now_ns
+from ..gpu import TurnProbe
 from ..models import local_file
 from ..stops import StopMatcher
 

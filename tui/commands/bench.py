@@ -39,7 +39,7 @@ def add_parser(sub) -> None:
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
-    from runtime.errors import DataError
+    from taskclock.runtime.errors import DataError
 
     for option, value, least in (("--limit", args.limit, 1), ("--max-tokens", args.max_tokens, 1),
                                  ("--batch-size", args.batch_size, 1), ("--warmup", args.warmup, 0)):
@@ -53,10 +53,10 @@ def _split(text: str) -> list[str]:
 
 def prepare_run(args: argparse.Namespace):
     """A new run folder from the options, or the folder being resumed; returns (folder, plan, data)."""
-    from runtime import bench, mmlu, tasks
-    from runtime.config import load_config
-    from runtime.errors import DataError
-    from runtime.paths import default_runs_dir
+    from taskclock.runtime import bench, mmlu, tasks
+    from taskclock.runtime.config import load_config
+    from taskclock.runtime.errors import DataError
+    from taskclock.runtime.paths import default_runs_dir
 
     _check_numbers(args)
     config = load_config(args.config)
@@ -81,7 +81,7 @@ def prepare_run(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from runtime import bench, summary
+    from taskclock.runtime import bench, summary
 
     folder, plan, data = prepare_run(args)
     err = Console(stderr=True, soft_wrap=True)  # paths stay whole, so they can be copied
@@ -141,8 +141,8 @@ class ProgressBars:
 def print_results(console, result, plots: bool) -> None:
     from rich.table import Table
 
-    from runtime.bench import BATCHED_BACKENDS
-    from runtime.summary import TABLE_COLUMNS, cell_row, text_plots
+    from taskclock.runtime.bench import BATCHED_BACKENDS
+    from taskclock.runtime.summary import TABLE_COLUMNS, cell_row, text_plots
 
     headers = [header for header, *_ in TABLE_COLUMNS]
     for title, columns in CONSOLE_TABLES:

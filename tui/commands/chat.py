@@ -21,8 +21,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from runtime.config import load_config
-    from runtime.paths import default_sessions_dir
+    from taskclock.runtime.config import load_config
+    from taskclock.runtime.paths import default_sessions_dir
 
     from ..app import TaskclockApp
     from ..context import AppContext

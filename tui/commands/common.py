@@ -67,7 +67,7 @@ def sampling(args: argparse.Namespace, config):
 
 
 def resolve_specs(names: list[str], args: argparse.Namespace, config):
-    from runtime.models import resolve, with_overrides
+    from taskclock.runtime.models import resolve, with_overrides
 
     return [with_overrides(resolve(name, config.models), **model_overrides(args)) for name in names]
 
@@ -75,14 +75,14 @@ def resolve_specs(names: list[str], args: argparse.Namespace, config):
 def split_models(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
-        from runtime.errors import ModelNotFound
+        from taskclock.runtime.errors import ModelNotFound
 
         raise ModelNotFound("no model names given", "pass --models A,B")
     return names
 
 
 def read_prompt(prompt: str | None, prompt_file: str | None) -> str:
-    from runtime.errors import PromptError
+    from taskclock.runtime.errors import PromptError
 
     if prompt_file:
         try:

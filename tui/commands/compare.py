@@ -31,10 +31,10 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from runtime.backend import load_model
-    from runtime.compare import check_model_count, run_compare
-    from runtime.config import load_config
-    from runtime.errors import PromptError
+    from taskclock.runtime.backend import load_model
+    from taskclock.runtime.compare import check_model_count, run_compare
+    from taskclock.runtime.config import load_config
+    from taskclock.runtime.errors import PromptError
 
     config = load_config(args.config)
     prompt = common.read_prompt(args.prompt, args.prompt_file)
@@ -72,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _log(comparison, args: argparse.Namespace, config) -> None:
     """Append one line per model to a session log; a log that cannot be written is a warning, not a failure."""
-    from runtime.errors import StorageError
-    from runtime.paths import default_sessions_dir
-    from runtime.sessions import SessionLog
+    from taskclock.runtime.errors import StorageError
+    from taskclock.runtime.paths import default_sessions_dir
+    from taskclock.runtime.sessions import SessionLog
 
     folder = Path(args.sessions or config.defaults.sessions_dir or default_sessions_dir()).expanduser()
     log = SessionLog(folder, "compare")
@@ -90,7 +90,7 @@ def _log(comparison, args: argparse.Namespace, config) -> None:
 def _print(comparison, as_json: bool) -> None:
     if as_json:
         out = comparison.as_dict()
-        for row, result in zip(out["models"], comparison.results):
+        for row, result in zip(out["models"], comparison.results, strict=True):
             row["text"] = result.text
             if result.done is not None and result.done.extra:
                 row["backend_figures"] = result.done.extra
@@ -101,7 +101,7 @@ def _print(comparison, as_json: bool) -> None:
     from ..comparison import comparison_table
 
     console = Console()
-    for label, result in zip(comparison.labels(), comparison.results):
+    for label, result in zip(comparison.labels(), comparison.results, strict=True):
         console.rule(label)
         console.print(result.text or "(no output)", markup=False, highlight=False)
     console.print()

@@ -17,16 +17,16 @@ def add_parser(sub) -> None:
 
 
 def export_file(source: Path, args: argparse.Namespace) -> Path:
-    from runtime.sessions import export_session
+    from taskclock.runtime.sessions import export_session
 
     return export_session(source, args.format, Path(args.output) if args.output else None)
 
 
 def export_folder(source: Path, args: argparse.Namespace) -> Path:
     """A bench run folder: regenerate its results.csv, summary.md, summary.json and plots.txt."""
-    from runtime.bench import RUN_FILE
-    from runtime.errors import DataError
-    from runtime.summary import export
+    from taskclock.runtime.bench import RUN_FILE
+    from taskclock.runtime.errors import DataError
+    from taskclock.runtime.summary import export
 
     if not (source / RUN_FILE).is_file():
         raise DataError(f"{source} is a folder but not a bench run (no {RUN_FILE})",

@@ -13,8 +13,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from runtime.config import load_config
-    from runtime.models import DEFAULT_MODEL, all_models, is_present
+    from taskclock.runtime.config import load_config
+    from taskclock.runtime.models import DEFAULT_MODEL, all_models, is_present
 
     config = load_config(args.config)
     table = Table(title="taskclock models")

@@ -21,9 +21,9 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from runtime.backend import load_model
-    from runtime.config import load_config
-    from runtime.turn import run_turn
+    from taskclock.runtime.backend import load_model
+    from taskclock.runtime.config import load_config
+    from taskclock.runtime.turn import run_turn
 
     config = load_config(args.config)
     prompt = common.read_prompt(args.prompt, args.prompt_file)

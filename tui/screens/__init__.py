@@ -1,1 +1,1 @@
-"""The app's tabs and modal screens, one module (and one .tcss) each."""
+"""The app's modal screens."""

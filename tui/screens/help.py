@@ -17,7 +17,7 @@ def binding_rows(app: App) -> list[tuple[str, str, str]]:
     seen: set[type] = set()
     for node in nodes:
         cls = type(node)
-        if cls in seen or not cls.__module__.startswith("tui."):
+        if cls in seen or not cls.__module__.startswith("taskclock.tui."):
             continue
         seen.add(cls)
         section = getattr(cls, "HELP_SECTION", cls.__name__)

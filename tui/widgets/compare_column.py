@@ -1,13 +1,13 @@
 """One model's column in the Compare tab: its name, the shared live meter, and its reply as it streams."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 
-from runtime import metrics
-from runtime.events import Event
+from taskclock.runtime import metrics
+from taskclock.runtime.events import Event
 
 from .meter import Meter
 from .streaming_text import StreamingText

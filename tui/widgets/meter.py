@@ -7,7 +7,7 @@ so many tokens between two repaints cost one repaint.
 from __future__ import annotations
 
 from collections import deque
-from typing import Sequence
+from collections.abc import Sequence
 
 from rich.cells import cell_len
 from rich.segment import Segment
@@ -19,8 +19,8 @@ from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Static
 
-from runtime import metrics
-from runtime.events import Event, Token
+from taskclock.runtime import metrics
+from taskclock.runtime.events import Event, Token
 
 from ..format import fmt, shown_lines
 
@@ -53,7 +53,7 @@ class Figures(Widget):
         if [label for label, _ in rows] != [label for label, _ in self._rows]:
             self.refresh()
         else:
-            for y, (row, old) in enumerate(zip(rows, self._rows)):
+            for y, (row, old) in enumerate(zip(rows, self._rows, strict=True)):
                 if row != old:
                     self.refresh(Region(0, y, self.size.width, 1))
         self._rows = rows

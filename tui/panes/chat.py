@@ -7,9 +7,9 @@ for the UI, and however fast tokens arrive, the UI does a bounded amount of work
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Iterator
 
 from textual import work
 from textual.app import ComposeResult
@@ -19,13 +19,13 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import LoadingIndicator, Static
 from textual.worker import Worker, WorkerState
 
-from runtime import metrics
-from runtime.backend import LoadedModel, Message, ModelSpec
-from runtime.errors import StorageError, TaskclockError
-from runtime.events import Event, now_ns
-from runtime.models import all_models
-from runtime.sessions import SessionLog, export_all, turn_record
-from runtime.turn import TurnResult, run_turn
+from taskclock.runtime import metrics
+from taskclock.runtime.backend import LoadedModel, Message, ModelSpec
+from taskclock.runtime.errors import StorageError, TaskclockError
+from taskclock.runtime.events import Event, now_ns
+from taskclock.runtime.models import all_models
+from taskclock.runtime.sessions import SessionLog, export_all, turn_record
+from taskclock.runtime.turn import TurnResult, run_turn
 
 from ..context import AppContext
 from ..messages import SendPrompt

@@ -11,8 +11,8 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Markdown, Static
 from textual.worker import Worker, WorkerState
 
-from runtime.errors import DataError
-from runtime.sessions import SessionSummary, list_sessions, read_session, to_markdown
+from taskclock.runtime.errors import DataError
+from taskclock.runtime.sessions import SessionSummary, list_sessions, read_session, to_markdown
 
 from ..context import AppContext
 from ..format import fmt

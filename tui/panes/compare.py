@@ -18,12 +18,12 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Label, Select, Static, Switch
 from textual.worker import Worker, WorkerState
 
-from runtime.backend import LoadedModel, ModelSpec
-from runtime.compare import Comparison, check_model_count, mode_name, run_compare
-from runtime.errors import StorageError, TaskclockError
-from runtime.events import Done, Event, now_ns
-from runtime.models import all_models
-from runtime.sessions import SessionLog
+from taskclock.runtime.backend import LoadedModel, ModelSpec
+from taskclock.runtime.compare import Comparison, check_model_count, mode_name, run_compare
+from taskclock.runtime.errors import StorageError, TaskclockError
+from taskclock.runtime.events import Done, Event, now_ns
+from taskclock.runtime.models import all_models
+from taskclock.runtime.sessions import SessionLog
 
 from ..comparison import comparison_table
 from ..context import AppContext

@@ -11,15 +11,17 @@ import errno
 import fcntl
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .errors import StorageError
 
 
 def _storage_error(path: Path, exc: OSError) -> StorageError:
     if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        return StorageError(f"the disk is full: cannot write {path}", "free some space; nothing already written was lost")
+        return StorageError(f"the disk is full: cannot write {path}",
+                            "free some space; nothing already written was lost")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return StorageError(f"cannot write {path}: permission denied", "choose a writable folder")
     return StorageError(f"cannot write {path}: {exc.strerror or exc}", "check the folder")

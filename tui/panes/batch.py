@@ -19,10 +19,10 @@ from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 from textual_plotext import PlotextPlot
 
-from runtime import bench, mmlu, summary, tasks
-from runtime.errors import DataError
-from runtime.models import resolve
-from runtime.paths import default_runs_dir
+from taskclock.runtime import bench, mmlu, summary, tasks
+from taskclock.runtime.errors import DataError
+from taskclock.runtime.models import resolve
+from taskclock.runtime.paths import default_runs_dir
 
 from ..context import AppContext
 from ..format import fmt
@@ -77,7 +77,8 @@ class BatchPane(Vertical):
             yield self._field("tasks", "batch-tasks", ",".join(tasks.BUILTIN))
             yield self._field("limit", "batch-limit", str(DEFAULT_LIMIT))
             yield self._field("batch size", "batch-size", "1")
-            yield self._field("MMLU folder", "batch-mmlu", mmlu.resolve_path(None, self.context.config.defaults.mmlu) or "")
+            default_mmlu = mmlu.resolve_path(None, self.context.config.defaults.mmlu) or ""
+            yield self._field("MMLU folder", "batch-mmlu", default_mmlu)
         with Horizontal(id="batch-buttons"):
             yield Button("Start", id="batch-start", variant="primary")
             yield Button("Stop", id="batch-stop", variant="error", disabled=True)

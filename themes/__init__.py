@@ -1,0 +1,1 @@
+"""The built-in theme files (TOML), shipped as package data of ``taskclock.themes``."""
