@@ -1,0 +1,73 @@
+"""Outside strings (model output, server bodies, file names, config text, URLs) made safe to show and store.
+
+One place for the rules, so every boundary (CLI lines, widgets, logs, exports) applies the same ones:
+``safe_text`` neutralises terminal control codes, ``safe_line`` also folds the text onto one line, and
+``redact_url`` / ``redact`` keep credentials out of anything shown or written.
+"""
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+REDACTED = "***"
+
+# C0 controls except \t and \n, DEL, the C1 controls (0x80-0x9f: CSI, OSC... in 8-bit form), and the Unicode
+# direction overrides/isolates that reorder what a reader sees.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_SECRET_QUERY_KEYS = {"key", "api_key", "apikey", "api-key", "token", "access_token", "auth", "password", "secret"}
+
+
+def _visible(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    if code < 0x20:
+        return chr(0x2400 + code)  # the Unicode control pictures: ESC shows as ␛, CR as ␍
+    if code == 0x7F:
+        return "\u2421"  # ␡
+    return f"\\u{code:04x}" if code > 0xFF else f"\\x{code:02x}"
+
+
+def safe_text(text: object) -> str:
+    """``text`` with every control character that could drive a terminal made visible; ``\\n`` and
+    ``\\t`` are kept. The result is plain text: never pass it on as Rich markup."""
+    return _CONTROL.sub(_visible, str(text))
+
+
+def safe_line(text: object) -> str:
+    """``safe_text`` on one line: line breaks and tabs become spaces (for error lines and labels)."""
+    return " ".join(safe_text(text).split())
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its userinfo and secret-looking query values replaced by ``***``:
+    ``http://user:pass@host/v1`` becomes ``http://user:***@host/v1``. Text that is not a URL is returned
+    unchanged."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, has_password, _ = userinfo.partition(":")
+        netloc = f"{user}:{REDACTED}@{hostport}" if has_password else f"{REDACTED}@{hostport}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(key.lower() in _SECRET_QUERY_KEYS for key, _ in pairs):
+            query = urlencode([(k, REDACTED if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*")
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` with every URL in it redacted and every known secret value (an API key) replaced."""
+    text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group()), text)
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, REDACTED)
+    return text
