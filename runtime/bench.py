@@ -178,6 +178,7 @@ def make_row(spec: ModelSpec, task: TaskSpec, question: mmlu.Question, events: S
         "energy_j": figures.energy_j,
         "error": getattr(done, "error", None),
         "reply": reply,
+        "token_offsets_ms": metrics.token_offsets_ms(events),  # so `taskclock replay` can re-stream the row
         "parsed": parsed,
         "answer": question.answer if task.scored else None,
         "correct": (parsed == question.answer) if task.scored else None,

@@ -19,6 +19,7 @@ from typing import Any
 
 from . import metrics, storage
 from .errors import DataError
+from .events import Token
 from .turn import TurnResult
 
 SUFFIX = ".jsonl"
@@ -31,6 +32,7 @@ def turn_record(result: TurnResult, kind: str = "chat", **extra: Any) -> dict[st
     """The JSON line for one turn; ``kind`` says which view produced it ("chat", "compare"...)."""
     done = result.done
     prompt = result.messages[-1]["content"] if result.messages else ""
+    counts = [e.count for e in result.events if isinstance(e, Token) and e.count > 0]
     return {
         "kind": kind,
         "time": datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -42,6 +44,7 @@ def turn_record(result: TurnResult, kind: str = "chat", **extra: Any) -> dict[st
         "params": asdict(result.params),
         "metrics": result.metrics.as_dict(),
         "token_offsets_ms": metrics.token_offsets_ms(result.events),
+        **({"token_counts": counts} if any(c != 1 for c in counts) else {}),  # server chunks: replay needs them
         "stop_reason": done.stop_reason if done else None,
         "error": done.error if done else None,
         **extra,

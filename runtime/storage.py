@@ -104,3 +104,21 @@ def write_atomic(path: Path, text: str) -> None:
     except OSError as exc:
         partial.unlink(missing_ok=True)
         raise _storage_error(path, exc) from None
+
+
+def write_new(path: Path, text: str) -> None:
+    """Write a whole new file that must not exist yet (imports): the finished file is linked into place, which
+    fails rather than replace a file that appeared meanwhile; readers never see half of it."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with open(partial, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(partial, path)
+    except FileExistsError:
+        raise StorageError(f"{path} already exists", "name a new file; nothing was replaced") from None
+    except OSError as exc:
+        raise _storage_error(path, exc) from None
+    finally:
+        partial.unlink(missing_ok=True)

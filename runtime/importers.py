@@ -1,0 +1,107 @@
+"""Per-request timing files from other tools turned into session logs that taskclock can replay.
+
+vLLM's serving benchmark (`vllm bench serve --save-result --save-detailed`, formerly benchmark_serving.py)
+writes one JSON object whose per-request lists line up by index: ``ttfts`` (s), ``itls`` (a list of gaps
+in s per request, one per chunk after the first), ``output_lens``, ``input_lens``, ``generated_texts``,
+``errors`` and, in newer versions, ``e2els``. Field mapping: docs/REPLAY.md.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from . import metrics, storage
+from .errors import DataError
+from .events import Done, Event, Submitted, Token
+from .replay import finite_number, placeholder_for, split_text, whole_count
+from .sessions import to_jsonl
+from .untrusted import safe_line
+
+FORMATS = ("vllm",)
+REQUIRED = ("ttfts", "itls", "output_lens")
+
+
+def _lists(data: dict[str, Any], source: str) -> dict[str, list]:
+    missing = [key for key in REQUIRED if not isinstance(data.get(key), list)]
+    if missing:
+        raise DataError(f"{source} has no per-request {', '.join(missing)}",
+                        "pass a result saved with `vllm bench serve --save-result --save-detailed`")
+    size = len(data["ttfts"])
+    lists = {key: value for key, value in data.items() if isinstance(value, list) and len(value) == size}
+    short = [key for key in REQUIRED if key not in lists]
+    if short:
+        raise DataError(f"{source}: {', '.join(short)} do not have one entry per request like ttfts",
+                        "the file is damaged")
+    return lists
+
+
+def _request_events(ttft: float, gaps: list[float], output_len: int, input_len: int | None, text: str,
+                    e2el: float | None) -> list[Event]:
+    """One Token per chunk: the first at ``ttft``, each next one a gap later; Done at e2el (else the last chunk).
+    Done carries ``output_len``, so decode_tps is (output_len - 1) over the chunks' span, as vLLM's TPOT."""
+    times = [ttft]
+    for gap in gaps:
+        times.append(times[-1] + gap)
+    token_ns = [round(t * metrics.NS) for t in times]
+    end = max(round(e2el * metrics.NS) if e2el is not None else 0, token_ns[-1])
+    pieces = split_text(text, len(token_ns))
+    return [Submitted(0), *(Token(t, p) for t, p in zip(token_ns, pieces, strict=True)),
+            Done(end, "eos", input_tokens=input_len, output_tokens=output_len)]
+
+
+def vllm_records(data: Any, source: str) -> tuple[list[dict[str, Any]], int, bool]:
+    """Session records for every successful request; also how many were skipped and whether text was made up."""
+    if not isinstance(data, dict):
+        raise DataError(f"{source} is not a vLLM benchmark result (not a JSON object)", "pass the saved result file")
+    lists = _lists(data, source)
+    texts, errors, inputs, e2els = (lists.get(k, []) for k in ("generated_texts", "errors", "input_lens", "e2els"))
+    model = safe_line(data.get("model_id") or "vllm")
+    when = data.get("date")
+    records, skipped, placeholder_any = [], 0, False
+    for index, (ttft, gaps, output_len) in enumerate(zip(lists["ttfts"], lists["itls"], lists["output_lens"],
+                                                         strict=True)):
+        ttft, output_len = finite_number(ttft), whole_count(output_len)
+        gap_values = [finite_number(g) for g in gaps] if isinstance(gaps, list) else [None]
+        failed = bool(errors[index]) if errors else False
+        if failed or ttft is None or ttft < 0 or not output_len or any(g is None or g < 0 for g in gap_values):
+            skipped += 1
+            continue
+        text = texts[index] if texts and isinstance(texts[index], str) else None
+        placeholder_any |= text is None
+        e2el = finite_number(e2els[index]) if e2els else None
+        events = _request_events(ttft, [g for g in gap_values if g is not None], output_len,
+                                 whole_count(inputs[index]) if inputs else None,
+                                 text if text is not None else placeholder_for(output_len), e2el)
+        records.append({
+            "kind": "import", "time": when if isinstance(when, str) else datetime.now().isoformat(timespec="seconds"),
+            "model": model, "backend": "vllm-bench", "prompt": "", "messages": [],
+            "reply": metrics.output_text(events), "params": {}, "metrics": metrics.compute(events).as_dict(),
+            "token_offsets_ms": metrics.token_offsets_ms(events), "stop_reason": "eos", "error": None,
+            "source": safe_line(Path(source).name), "request": index, "placeholder_text": text is None,
+        })
+    return records, skipped, placeholder_any
+
+
+def import_file(path: Path, fmt: str, out: Path) -> tuple[int, int, bool]:
+    """Write ``path`` (a ``fmt`` timing file) as the new session log ``out``; never replaces a file.
+    Returns (turns written, requests skipped, whether any text is placeholder)."""
+    if fmt not in FORMATS:
+        raise DataError(f"unknown import format {fmt!r}", f"use one of: {', '.join(FORMATS)}")
+    path, out = Path(path), Path(out)
+    if out.exists():
+        raise DataError(f"{safe_line(out)} already exists", "name a new file with -o; nothing was replaced")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{safe_line(path)} does not exist", "pass a vLLM benchmark result file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read {safe_line(path)} as JSON: {safe_line(exc)}", "pass the saved result file") \
+            from None
+    records, skipped, placeholder = vllm_records(data, str(path))
+    if not records:
+        raise DataError(f"{safe_line(path)} has no successful request to import",
+                        "pass a result with completed requests")
+    storage.write_new(out, to_jsonl(records))
+    return len(records), skipped, placeholder
