@@ -133,11 +133,17 @@ def _offsets(record: dict[str, Any], figures: dict[str, Any]) -> tuple[list[floa
     return [ttft * 1000 + i * gap_ms for i in range(tokens if gap_ms else 1)], True
 
 
+def recorded_figures(record: dict[str, Any]) -> dict[str, Any]:
+    """A session record keeps its figures under "metrics"; a bench row holds them itself."""
+    figures = record.get("metrics")
+    return figures if isinstance(figures, dict) else record
+
+
 def recording_from_record(record: dict[str, Any], label: str) -> Recording:
     """A session record (per-token offsets) or a bench row (offsets if stored, else even gaps) as a Recording.
 
     Every string is treated as hostile: the text that is replayed has passed through safe_text."""
-    figures = record["metrics"] if isinstance(record.get("metrics"), dict) else record
+    figures = recorded_figures(record)
     offsets, synthesized = _offsets(record, figures)
     counts = record.get("token_counts")
     if not (isinstance(counts, list) and len(counts) == len(offsets) and all(whole_count(c) for c in counts)):
@@ -171,12 +177,15 @@ def recording_from_record(record: dict[str, Any], label: str) -> Recording:
                      placeholder_text=placeholder, synthesized=synthesized)
 
 
+def turn_label(path: Path, number: int, record: dict[str, Any]) -> str:
+    return f"{safe_line(record.get('model', '?'))} · {safe_line(Path(path).name)} #{number}"
+
+
 def load_recording(path: Path, number: int | None = None) -> tuple[int, int, Recording]:
     """Turn ``number`` of a log (default: the last) as a Recording, with its number and the turn count."""
     turns = read_turns(path)
     number, record = pick_turn(turns, number)
-    label = f"{safe_line(record.get('model', '?'))} · {safe_line(Path(path).name)} #{number}"
-    return number, len(turns), recording_from_record(record, label)
+    return number, len(turns), recording_from_record(record, turn_label(path, number, record))
 
 
 # ---- pacing ----------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from .context import AppContext
 from .panes.batch import BatchPane
 from .panes.chat import ChatPane, ModelCommands
 from .panes.compare import ComparePane
+from .panes.pace import PacePane
 from .panes.sessions import SessionsPane
 from .screens.help import HelpScreen, binding_rows
 from .themes import DEFAULT_THEME, load_themes
@@ -38,6 +39,7 @@ TABS = (
     Tab("Sessions", "sessions", "f3", SessionsPane),
     Tab("Compare", "compare", "f4", ComparePane),
     Tab("Batch", "batch", "f5", BatchPane),
+    Tab("Pace", "pace", "f6", PacePane),
 )
 
 

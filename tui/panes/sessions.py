@@ -16,16 +16,18 @@ from taskclock.runtime.sessions import SessionSummary, list_sessions, read_sessi
 
 from ..context import AppContext
 from ..format import fmt
+from ..screens.replay import Marks, TurnPicker
 
 
 class SessionsPane(Vertical):
     HELP_SECTION = "Sessions"
-    BINDINGS = [Binding("r", "refresh", "Refresh")]
+    BINDINGS = [Binding("r", "refresh", "Refresh"), Binding("p", "replay", "Replay a turn")]
 
     def __init__(self, context: AppContext) -> None:
         super().__init__(id="sessions-pane")
         self.folder = context.sessions_dir
         self.summaries: list[SessionSummary] = []
+        self.replay_marks: Marks = {}  # turns marked for a side-by-side replay, across sessions
 
     def compose(self) -> ComposeResult:
         yield Static(f"Sessions in {self.folder}  ·  Enter opens one (read-only)", id="sessions-folder")
@@ -62,6 +64,15 @@ class SessionsPane(Vertical):
                           fmt(s.median_decode_tps, "tok/s", 1), fmt(s.median_task_time_s, "s", 2),
                           key=str(s.path))
         self.query_one("#sessions-empty").display = not summaries
+
+    def action_replay(self) -> None:
+        """Pick a turn of the highlighted session to replay at its recorded pace (screens/replay.py)."""
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            self.notify("No session to replay yet", severity="warning")
+            return
+        row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        self.app.push_screen(TurnPicker(Path(str(row_key.value)), self.replay_marks))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
