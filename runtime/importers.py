@@ -3,7 +3,9 @@
 vLLM's serving benchmark (`vllm bench serve --save-result --save-detailed`, formerly benchmark_serving.py)
 writes one JSON object whose per-request lists line up by index: ``ttfts`` (s), ``itls`` (a list of gaps
 in s per request, one per chunk after the first), ``output_lens``, ``input_lens``, ``generated_texts``,
-``errors`` and, in newer versions, ``e2els``. Field mapping: docs/REPLAY.md.
+``errors`` and, in newer versions, ``e2els``. GenAI-Perf's ``profile_export.json`` (perf_analyzer's format)
+holds ``experiments[].requests[]``, each with a ``timestamp`` and ``response_timestamps`` in ns and the
+matching ``response_outputs``. Field mapping: docs/REPLAY.md.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from .replay import finite_number, placeholder_for, split_text, whole_count
 from .sessions import to_jsonl
 from .untrusted import safe_line
 
-FORMATS = ("vllm",)
+FORMATS = ("vllm", "genai-perf")
 REQUIRED = ("ttfts", "itls", "output_lens")
 
 
@@ -51,6 +53,14 @@ def _request_events(ttft: float, gaps: list[float], output_len: int, input_len: 
             Done(end, "eos", input_tokens=input_len, output_tokens=output_len)]
 
 
+def _vllm_date(value: Any) -> str | None:
+    """vLLM stamps results "%Y%m%d-%H%M%S" (local time); session records use ISO 8601."""
+    try:
+        return datetime.strptime(value, "%Y%m%d-%H%M%S").isoformat() if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 def vllm_records(data: Any, source: str) -> tuple[list[dict[str, Any]], int, bool]:
     """Session records for every successful request; also how many were skipped and whether text was made up."""
     if not isinstance(data, dict):
@@ -58,7 +68,7 @@ def vllm_records(data: Any, source: str) -> tuple[list[dict[str, Any]], int, boo
     lists = _lists(data, source)
     texts, errors, inputs, e2els = (lists.get(k, []) for k in ("generated_texts", "errors", "input_lens", "e2els"))
     model = safe_line(data.get("model_id") or "vllm")
-    when = data.get("date")
+    when = _vllm_date(data.get("date"))
     records, skipped, placeholder_any = [], 0, False
     for index, (ttft, gaps, output_len) in enumerate(zip(lists["ttfts"], lists["itls"], lists["output_lens"],
                                                          strict=True)):
@@ -74,14 +84,78 @@ def vllm_records(data: Any, source: str) -> tuple[list[dict[str, Any]], int, boo
         events = _request_events(ttft, [g for g in gap_values if g is not None], output_len,
                                  whole_count(inputs[index]) if inputs else None,
                                  text if text is not None else placeholder_for(output_len), e2el)
-        records.append({
-            "kind": "import", "time": when if isinstance(when, str) else datetime.now().isoformat(timespec="seconds"),
-            "model": model, "backend": "vllm-bench", "prompt": "", "messages": [],
-            "reply": metrics.output_text(events), "params": {}, "metrics": metrics.compute(events).as_dict(),
-            "token_offsets_ms": metrics.token_offsets_ms(events), "stop_reason": "eos", "error": None,
-            "source": safe_line(Path(source).name), "request": index, "placeholder_text": text is None,
-        })
+        records.append(_record(events, model, "vllm-bench", "", source, index, text is None, when))
     return records, skipped, placeholder_any
+
+
+def _record(events: list[Event], model: str, backend: str, prompt: str, source: str, index: int,
+            placeholder: bool, when: str | None = None) -> dict[str, Any]:
+    """An imported request as a session record: the keys of runtime.sessions.turn_record, plus where it came
+    from and whether its text is placeholder."""
+    return {
+        "kind": "import", "time": when or datetime.now().astimezone().isoformat(timespec="seconds"),
+        "model": model, "backend": backend, "prompt": prompt, "messages": [],
+        "reply": metrics.output_text(events), "params": {}, "metrics": metrics.compute(events).as_dict(),
+        "token_offsets_ms": metrics.token_offsets_ms(events), "stop_reason": "eos", "error": None,
+        "source": safe_line(Path(source).name), "request": index, "placeholder_text": placeholder,
+    }
+
+
+def _chunk_text(output: Any) -> str | None:
+    """The text of one GenAI-Perf response: Triton's ``text_output``, or an OpenAI SSE ``response`` line's
+    delta (chat) or text (completions); None when it carries none (role-only chunk, usage, ``[DONE]``)."""
+    if not isinstance(output, dict):
+        return None
+    if isinstance(output.get("text_output"), str):
+        return output["text_output"] or None
+    line = output.get("response")
+    if not isinstance(line, str) or not line.strip().startswith("data:"):
+        return None
+    try:
+        choice = json.loads(line.strip()[len("data:"):])["choices"][0]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    text = (choice.get("delta") or {}).get("content") if isinstance(choice, dict) else None
+    text = text if isinstance(text, str) else choice.get("text") if isinstance(choice, dict) else None
+    return text if isinstance(text, str) and text else None
+
+
+def genai_perf_records(data: Any, source: str) -> tuple[list[dict[str, Any]], int, bool]:
+    """Session records for every request of every experiment that has responses; one Token per response
+    that carries text (per response, if none does), so counts are chunks: the file stores no token counts."""
+    experiments = data.get("experiments") if isinstance(data, dict) else None
+    if not isinstance(experiments, list):
+        raise DataError(f"{source} is not a GenAI-Perf profile export (no experiments list)",
+                        "pass the profile_export.json of a GenAI-Perf run")
+    requests = [r for e in experiments if isinstance(e, dict) and isinstance(e.get("requests"), list)
+                for r in e["requests"]]
+    records, skipped, placeholder_any = [], 0, False
+    for index, request in enumerate(requests):
+        start = whole_count(request.get("timestamp")) if isinstance(request, dict) else None
+        stamps = request.get("response_timestamps") if isinstance(request, dict) else None
+        if start is None or not isinstance(stamps, list) or not stamps or \
+                any(whole_count(t) is None or t < start for t in stamps):
+            skipped += 1
+            continue
+        outputs = request.get("response_outputs")
+        texts = [_chunk_text(o) for o in outputs] if isinstance(outputs, list) and len(outputs) == len(stamps) \
+            else [None] * len(stamps)
+        placeholder = not any(texts)
+        placeholder_any |= placeholder
+        if placeholder:
+            chunks = list(zip(stamps, split_text(placeholder_for(len(stamps)), len(stamps)), strict=True))
+        else:
+            chunks = [(t, text) for t, text in zip(stamps, texts, strict=True) if text]
+        events: list[Event] = [Submitted(0), *(Token(t - start, text) for t, text in chunks),
+                               Done(max(stamps) - start, "eos")]
+        inputs = request.get("request_inputs")
+        prompt = inputs.get("text_input") if isinstance(inputs, dict) else None
+        records.append(_record(events, "genai-perf", "genai-perf", prompt if isinstance(prompt, str) else "",
+                               source, index, placeholder))
+    return records, skipped, placeholder_any
+
+
+IMPORTERS = {"vllm": vllm_records, "genai-perf": genai_perf_records}
 
 
 def import_file(path: Path, fmt: str, out: Path) -> tuple[int, int, bool]:
@@ -99,7 +173,7 @@ def import_file(path: Path, fmt: str, out: Path) -> tuple[int, int, bool]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"cannot read {safe_line(path)} as JSON: {safe_line(exc)}", "pass the saved result file") \
             from None
-    records, skipped, placeholder = vllm_records(data, str(path))
+    records, skipped, placeholder = IMPORTERS[fmt](data, str(path))
     if not records:
         raise DataError(f"{safe_line(path)} has no successful request to import",
                         "pass a result with completed requests")

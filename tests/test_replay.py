@@ -19,6 +19,7 @@ from tests.conftest import run_cli
 
 PARAMS = SamplingParams(max_tokens=16)
 MS = 1_000_000
+NS = 1_000_000_000
 
 
 @pytest.fixture(scope="module")
@@ -275,3 +276,48 @@ def test_import_records_are_session_records():
     assert set(sessions.turn_record(TurnResult("m", "b", [], SamplingParams(), [Submitted(0)]))) <= set(records[0])
     with pytest.raises(DataError):
         replay.pick_turn(records, 3)
+
+
+def genai_perf_export() -> dict:
+    """A small GenAI-Perf profile_export.json (perf_analyzer's layout): ns timestamps per request and response."""
+    def sse(delta: dict) -> dict:
+        return {"response": "data: " + json.dumps({"choices": [{"index": 0, "delta": delta}]}) + "\n\n"}
+
+    start = 1_745_526_100_000_000_000
+    return {"version": "1.0", "service_kind": "openai", "endpoint": "v1/chat/completions", "experiments": [
+        {"experiment": {"mode": "concurrency", "value": 1}, "requests": [
+            {"timestamp": start, "request_inputs": {"payload": "{}"},
+             "response_timestamps": [start + 150 * MS, start + 180 * MS, start + 205 * MS, start + 240 * MS,
+                                     start + 245 * MS],
+             "response_outputs": [sse({"role": "assistant"}), sse({"content": "Blue"}), sse({"content": " sky"}),
+                                  sse({"content": "."}), {"response": "data: [DONE]\n\n"}]},
+            {"timestamp": start + NS, "request_inputs": {"text_input": "Hello world!"},
+             "response_timestamps": [start + NS + 43 * MS], "response_outputs": [{"text_output": "Hi!"}]},
+            {"timestamp": start + 2 * NS, "response_timestamps": [start + 2 * NS + 90 * MS, start + 2 * NS + 130 * MS]},
+            {"timestamp": start + 3 * NS, "response_timestamps": []},
+        ]}]}
+
+
+def test_genai_perf_import_round_trips_to_a_replayable_session(tmp_path):
+    source, out = tmp_path / "profile_export.json", tmp_path / "imported.jsonl"
+    source.write_text(json.dumps(genai_perf_export()))
+    done = run_cli("import", str(source), "--format", "genai-perf", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "imported 3 request(s), skipped 1" in done.stderr and "placeholder" in done.stderr
+    chat = replay_json(str(out), "--turn", "1")
+    assert chat["text"] == "Blue sky." and chat["output_tokens"] == 3  # the role-only and [DONE] chunks carry no text
+    assert chat["ttft_s"] == pytest.approx(0.18) and chat["task_time_s"] == pytest.approx(0.245)
+    assert chat["decode_tps"] == pytest.approx(2 / 0.060) and chat["itl_p50_ms"] == pytest.approx(30)
+    triton = replay_json(str(out), "--turn", "2")
+    assert triton["text"] == "Hi!" and triton["ttft_s"] == pytest.approx(0.043) and triton["notes"] == []
+    assert replay.load_recording(out, 2)[2].prompt == "Hello world!"
+    bare = replay_json(str(out), "--turn", "3")
+    assert bare["output_tokens"] == 2 and bare["text"] == replay.placeholder_for(2)
+    assert bare["decode_tps"] == pytest.approx(1 / 0.040) and any("placeholder" in n for n in bare["notes"])
+
+
+def test_genai_perf_import_needs_its_layout(tmp_path):
+    source = tmp_path / "vllm.json"
+    source.write_text(json.dumps(vllm_result()))
+    done = run_cli("import", str(source), "--format", "genai-perf", "-o", str(tmp_path / "out.jsonl"))
+    assert done.returncode != 0 and "not a GenAI-Perf profile export" in done.stderr and "Traceback" not in done.stderr
