@@ -81,6 +81,12 @@ async def test_a_recorded_turn_replays_in_the_app_with_its_recorded_figures(two_
         reply = screen.query_one(ReplyMarkdown)
         assert reply.source == live.text and reply.border_title == f"smollm2 · {path.name} #1"
         assert "Name three colours." in str(screen.query_one("UserTurn", Static).render())
+        await pilot.press("plus")  # twice as fast, from the start: every time exactly halved
+        await wait_for(pilot, lambda: screen.speed == 2 and screen.finished, "the replay at 2x")
+        doubled = metrics.compute(view.current.events)
+        assert doubled.ttft_s == pytest.approx(replayed.ttft_s / 2, rel=1e-6)
+        assert doubled.decode_tps == pytest.approx(replayed.decode_tps * 2, rel=1e-6)
+        assert "at 2× their recorded pace" in str(screen.query_one("#replay-head", Static).render())
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, TurnPicker), "the picker again")
 

@@ -27,6 +27,7 @@ from ..widgets.playback import PlaybackChat, PlaybackColumn
 
 Marks = dict[tuple[str, int], Recording]  # (session path, turn number) → the marked turn
 MARK = "●"
+SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 class ReplayScreen(Screen):
@@ -34,7 +35,12 @@ class ReplayScreen(Screen):
     the meter, two or more in Compare-tab columns, each under its own meter."""
 
     HELP_SECTION = "Replay"
-    BINDINGS = [Binding("escape,q", "close", "Close"), Binding("r", "restart", "Replay again")]
+    BINDINGS = [
+        Binding("escape,q", "close", "Close"),
+        Binding("r", "restart", "Replay again"),
+        Binding("plus,equals_sign", "speed(1)", "Faster"),
+        Binding("minus", "speed(-1)", "Slower"),
+    ]
     DEFAULT_CSS = """
     ReplayScreen #replay-head { height: auto; padding: 0 1; background: $panel; color: $text-muted; }
     ReplayScreen #replay-columns { height: 1fr; }
@@ -46,11 +52,13 @@ class ReplayScreen(Screen):
         self.speed = speed
         self.started_ns = 0
 
-    def compose(self) -> ComposeResult:
+    def _head(self) -> str:
         notes = sorted({note for r in self.recordings for note in r.notes})
         head = f"Replaying {len(self.recordings)} recorded turn(s) at {self.speed:g}× their recorded pace"
-        yield Static(" · ".join([head, *notes]) + "  ·  r replays again, Esc closes", id="replay-head",
-                     markup=False)
+        return " · ".join([head, *notes]) + "  ·  r replays again, +/- change the speed, Esc closes"
+
+    def compose(self) -> ComposeResult:
+        yield Static(self._head(), id="replay-head", markup=False)
         if len(self.recordings) == 1:
             yield PlaybackChat(id="replay-chat")
         else:
@@ -87,6 +95,13 @@ class ReplayScreen(Screen):
     async def action_restart(self) -> None:
         self._ticker.pause()
         await self.start()
+
+    async def action_speed(self, step: int) -> None:
+        """One step along SPEEDS, then play again from the start at the new speed."""
+        index = min(range(len(SPEEDS)), key=lambda i: abs(SPEEDS[i] - self.speed))
+        self.speed = SPEEDS[max(0, min(len(SPEEDS) - 1, index + step))]
+        self.query_one("#replay-head", Static).update(self._head())
+        await self.action_restart()
 
     def action_close(self) -> None:
         self._ticker.pause()

@@ -63,19 +63,21 @@ class PlaybackChat(Horizontal):
         return self.query_one(Meter)
 
     async def begin(self, recording: Recording, start_ns: int, speed: float = 1.0) -> None:
+        self.current, self._reply = Replayed(recording, start_ns, speed), None  # before any await: not finished
+        self.meter.start()
         conversation = self.query_one(Conversation)
         await conversation.remove_children()
         if recording.prompt:
             conversation.add_prompt(recording.prompt)
         self._reply = conversation.add_reply(recording.label)
-        self.current = Replayed(recording, start_ns, speed)
-        self.meter.start()
 
     def tick(self, now: int) -> bool:
         """Show what has arrived by ``now``; True once the whole turn is shown."""
         current, reply = self.current, self._reply
-        if current is None or reply is None or current.shown_final:
+        if current is None or current.shown_final:
             return True
+        if reply is None:
+            return False  # still setting up
         events, finished = current.due(now)
         if finished:
             current.shown_final = True
