@@ -313,7 +313,7 @@ class HFModel:
             tail = stops.feed(detok.flush())[0] + stops.flush()
             if tail:
                 yield Token(now_ns(), tail, None, count=0)
-        yield Done(now_ns(), reason, len(prompt), produced)
+        yield Done(now_ns(), reason, len(prompt), produced, extra=gpu)
 
     def stream_batch(self, conversations: list[list[Message]], params: SamplingParams,
                      cancel: threading.Event | None = None) -> list[list[Event]]:
