@@ -19,11 +19,11 @@ from typing import Any
 
 from ..backend import Message, ModelSpec, SamplingParams, encode_within_context, first_line
 from ..errors import ModelLoadError, ModelNotFound, UnsupportedHardware
-from ..events import Done, Event, Submitted, Token, now_ns
+from ..events import Done, Event, StopReason, Submitted, now_ns
 from ..gpu import TurnProbe, model_memory_mb
 from ..models import local_file
 from ..paths import cache_dir
-from ..stops import StopMatcher
+from ..reply import Reply
 from ..textstream import IncrementalDetokenizer
 
 _END = object()
@@ -272,9 +272,8 @@ class HFModel:
             pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
             else next(iter(self.eos_ids), 0),
         )
-        detok = IncrementalDetokenizer(self._decode)
-        stops = StopMatcher(params.stop)
-        produced, reason = 0, "length"
+        reply = Reply(params.stop, IncrementalDetokenizer(self._decode))
+        reason: StopReason = "length"
         try:
             while True:
                 item = streamer.queue.get()
@@ -288,11 +287,8 @@ class HFModel:
                     reason = "eos"
                     halt.set()
                     continue
-                produced += 1
-                shown, hit = stops.feed(detok.push(tok))
-                yield Token(t, shown, tok)
-                if hit:
-                    reason = "stop"
+                yield reply.token(t, tok)
+                if reply.stopped:
                     halt.set()
                 elif cancel is not None and cancel.is_set():
                     reason = "cancelled"
@@ -303,17 +299,10 @@ class HFModel:
         gpu = self.probe.finish()
         if self.model_mem_mb is not None:
             gpu["model_mem_mb"] = self.model_mem_mb
-        if failure:
-            yield Done(now_ns(), "error", len(prompt), produced, error=f"generation failed: {first_line(failure[0])}",
-                       extra=gpu)
-            return
-        if cancel is not None and cancel.is_set() and reason == "length" and produced < max_new:
+        if cancel is not None and cancel.is_set() and reason == "length" and reply.produced < max_new:
             reason = "cancelled"
-        if reason not in ("stop",):
-            tail = stops.feed(detok.flush())[0] + stops.flush()
-            if tail:
-                yield Token(now_ns(), tail, None, count=0)
-        yield Done(now_ns(), reason, len(prompt), produced, extra=gpu)
+        error = f"generation failed: {first_line(failure[0])}" if failure else None
+        yield from reply.end(reason, len(prompt), error=error, extra=gpu)
 
     def stream_batch(self, conversations: list[list[Message]], params: SamplingParams,
                      cancel: threading.Event | None = None) -> list[list[Event]]:
