@@ -15,7 +15,7 @@ from ..backend import Message, SamplingParams, encode_within_context, first_line
 from ..events import Done, Event, StopReason, Submitted, now_ns
 from ..reply import Reply
 from ..textstream import IncrementalDetokenizer
-from .hf import _END, TimestampStreamer, start_generation
+from .hf_worker import END, TimestampStreamer, start_generation
 
 if TYPE_CHECKING:
     from .hf import HFModel
@@ -84,7 +84,7 @@ def generate_batch(model: HFModel, conversations: list[list[Message]], params: S
         max_new_tokens=max_new, pad_token_id=pad,
         stopping_criteria=StoppingCriteriaList([Finished()]),
     )
-    while (item := streamer.queue.get()) is not _END:
+    while (item := streamer.queue.get()) is not END:
         t, ids = item
         for seq, tok in zip(sequences, ids, strict=True):
             if not seq.finished:
