@@ -16,6 +16,7 @@ from statistics import fmean
 from typing import Any
 
 from . import storage
+from .backend import supports_batching
 from .bench import RunPlan, read_plan, read_rows
 from .metrics import percentile
 
@@ -203,8 +204,16 @@ def ranking_rows(summary: RunSummary) -> list[list[str]]:
             for r in summary.ranks]
 
 
+def unbatched_note(plan: RunPlan) -> str:
+    """Names the models that ran one request at a time although the run asked for batches, or says nothing."""
+    unbatched = [m.name for m in plan.models if not supports_batching(m)] if plan.batch_size > 1 else []
+    return f"{', '.join(unbatched)} ran at batch size 1: their backend does not batch" if unbatched else ""
+
+
 def summary_markdown(summary: RunSummary) -> str:
     plan = summary.plan
+    note = unbatched_note(plan)
+    batching = f" ({note})" if note else ""
     parts = [
         f"# taskclock bench run {plan.run_id}",
         "",
@@ -213,8 +222,7 @@ def summary_markdown(summary: RunSummary) -> str:
         f"- questions: {len(plan.question_ids)} (seed {plan.seed}, subjects: "
         f"{'all' if len(plan.subjects) > 5 else ', '.join(plan.subjects)}); MMLU rows skipped as malformed: "
         f"{plan.skipped_rows}",
-        f"- rows: {len(summary.rows)} of {plan.total_rows()}; batch size {plan.batch_size} "
-        f"(llama.cpp and HTTP models always run at batch 1)",
+        f"- rows: {len(summary.rows)} of {plan.total_rows()}; batch size {plan.batch_size}{batching}",
         "",
         "## Per model × task",
         "",

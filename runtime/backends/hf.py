@@ -254,6 +254,7 @@ class HFModel:
 
 class HFBackend:
     name = "hf"
+    batching = True
 
     def load(self, spec: ModelSpec) -> HFModel:
         start = time.perf_counter()

@@ -241,6 +241,7 @@ class _StreamState:
 
 class HttpBackend:
     name = "http"
+    batching = False
 
     def load(self, spec: ModelSpec) -> HttpModel:
         """Check the server answers GET /models and serves the model; pick its first model if none is named."""

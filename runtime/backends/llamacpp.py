@@ -143,6 +143,7 @@ class LlamaCppModel:
 
 class LlamaCppBackend:
     name = "llamacpp"
+    batching = False
 
     def load(self, spec: ModelSpec) -> LlamaCppModel:
         start = time.perf_counter()

@@ -141,8 +141,7 @@ class ProgressBars:
 def print_results(console, result, plots: bool) -> None:
     from rich.table import Table
 
-    from taskclock.runtime.bench import BATCHED_BACKENDS
-    from taskclock.runtime.summary import TABLE_COLUMNS, cell_row, text_plots
+    from taskclock.runtime.summary import TABLE_COLUMNS, cell_row, text_plots, unbatched_note
 
     headers = [header for header, *_ in TABLE_COLUMNS]
     for title, columns in CONSOLE_TABLES:
@@ -164,6 +163,7 @@ def print_results(console, result, plots: bool) -> None:
         console.print(ranks)
     if plots and result.rows:
         console.print(text_plots(result, width=min(console.width, 100)), markup=False, highlight=False)
-    if any(m.backend not in BATCHED_BACKENDS for m in result.plan.models) and result.plan.batch_size > 1:
-        console.print("note: llama.cpp and HTTP models ran at batch size 1", highlight=False)
+    note = unbatched_note(result.plan)
+    if note:
+        console.print(f"note: {note}", markup=False, highlight=False)
     sys.stdout.flush()
