@@ -8,9 +8,8 @@ reason), and the backend's own figures in ``Done.extra``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from .events import Done, Event, StopReason, Token, now_ns
+from .events import Done, DoneExtra, Event, StopReason, Token, now_ns
 from .stops import StopMatcher
 from .textstream import Detokenizer
 
@@ -30,7 +29,7 @@ class Reply:
         return Token(t_ns, shown, token_id)
 
     def end(self, reason: StopReason, input_tokens: int | None, output_tokens: int | None = None, *,
-            error: str | None = None, extra: dict[str, Any] | None = None, t_ns: int | None = None) -> list[Event]:
+            error: str | None = None, extra: DoneExtra | None = None, t_ns: int | None = None) -> list[Event]:
         """The closing events: text still held back (unless a stop string ended the turn), then ``Done``.
 
         ``output_tokens`` defaults to the tokens fed through ``token()``; ``t_ns`` to now.
@@ -44,5 +43,5 @@ class Reply:
                 events.append(Token(now_ns() if t_ns is None else t_ns, tail, None, count=0))
         count = self.produced if output_tokens is None and self.detokenizer is not None else output_tokens
         events.append(Done(now_ns() if t_ns is None else t_ns, final, input_tokens, count, error=error,
-                           extra=extra or {}))
+                           extra=extra or DoneExtra()))
         return events

@@ -21,7 +21,7 @@ import httpx
 
 from ..backend import Message, ModelSpec, SamplingParams
 from ..errors import BackendError, ModelNotFound
-from ..events import Event, Submitted, Token, now_ns
+from ..events import DoneExtra, Event, Submitted, Token, now_ns
 from ..reply import Reply
 from ..stops import StopMatcher
 
@@ -232,8 +232,8 @@ class _StreamState:
     def output_tokens(self) -> int | None:
         return self.usage.get("completion_tokens") if self.usage else None
 
-    def extra(self) -> dict[str, Any]:
-        extra: dict[str, Any] = {"token_count_source": "usage" if self.output_tokens is not None else "chunks"}
+    def extra(self) -> DoneExtra:
+        extra = DoneExtra(token_count_source="usage" if self.output_tokens is not None else "chunks")
         if self.timings is not None:
             extra["server_timings"] = self.timings
         return extra
