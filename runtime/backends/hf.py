@@ -80,7 +80,7 @@ def _gguf_cache_folder(gguf: Path) -> Path:
 
 
 def folder_from_gguf(gguf: Path) -> Path:
-    """Dequantize a GGUF through transformers once and cache it as safetensors (later loads take ~0.1 s)."""
+    """Dequantize a GGUF through transformers once and cache it as safetensors, which later loads read fast."""
     target = _gguf_cache_folder(gguf)
     if (target / "config.json").is_file():
         return target

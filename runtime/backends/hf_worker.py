@@ -37,7 +37,7 @@ class GenerationWorker:
 
     torch keeps state per thread: the OpenMP thread team on CPU, and under torch.compile's
     "reduce-overhead" mode the CUDA graph trees, which are thread-local. A fresh thread per turn would
-    re-record the graphs that compile() warmed up, and on CPU measured ~5% slower than a reused one.
+    re-record the graphs that compile() warmed up, and is slower on CPU too (docs/PERFORMANCE.md).
     """
 
     def __init__(self, name: str) -> None:

@@ -158,7 +158,7 @@ class LlamaCppBackend:
         if spec.n_gpu_layers != 0 and not llama_cpp.llama_supports_gpu_offload():
             raise UnsupportedHardware(
                 f"n_gpu_layers={spec.n_gpu_layers} asks for the GPU but this llama-cpp-python has no GPU support",
-                "use --gpu-layers 0, or rebuild llama-cpp-python with CUDA (see docs/GPU.md)",
+                "use --gpu-layers 0, or rebuild llama-cpp-python with CUDA (docs/INSTALL.md, On a GPU machine)",
             )
         try:
             with _quiet_stderr():
