@@ -100,8 +100,19 @@ class LoadedModel(Protocol):
     def close(self) -> None: ...
 
 
+class BatchingModel(LoadedModel, Protocol):
+    """The optional capability: a model whose backend declares ``batching = True`` runs several requests as
+    one real (padded) batch. Ask ``supports_batching(spec)`` before relying on it."""
+
+    def stream_batch(self, conversations: list[list[Message]], params: SamplingParams,
+                     cancel: threading.Event | None = None) -> list[list[Event]]:
+        """One complete event list (Submitted, Token..., Done) per request, in order."""
+        ...
+
+
 class Backend(Protocol):
     name: str
+    batching: bool  # its models are BatchingModels
 
     def load(self, spec: ModelSpec) -> LoadedModel: ...
 
@@ -114,6 +125,12 @@ def get_backend(name: str) -> Backend:
         raise ModelLoadError(f"unknown backend {name!r}", f"use one of: {', '.join(BACKENDS)}") from None
     module = importlib.import_module(module_name)
     return module.BACKEND
+
+
+def supports_batching(spec: ModelSpec) -> bool:
+    """Whether the spec's model runs real batches (``BatchingModel.stream_batch``); otherwise one request at a
+    time. The one place the runner, the summary and the CLI learn it."""
+    return get_backend(spec.backend).batching
 
 
 def load_model(spec: ModelSpec) -> LoadedModel:

@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from . import metrics, mmlu, storage, tasks
-from .backend import LoadedModel, ModelSpec, SamplingParams, load_model
+from .backend import BatchingModel, LoadedModel, ModelSpec, SamplingParams, load_model, supports_batching
 from .config import TaskSpec, build, read_toml
 from .errors import DataError, TaskclockError
 from .events import Event
@@ -25,7 +25,6 @@ from .turn import run_turn
 
 RUN_FILE = "run.toml"
 RESULTS_FILE = "results.jsonl"
-BATCHED_BACKENDS = ("hf",)  # backends with real padded batches; others run one request at a time
 
 
 @dataclass
@@ -166,16 +165,7 @@ def make_row(spec: ModelSpec, task: TaskSpec, question: mmlu.Question, events: S
         "qid": question.id,
         "subject": question.subject,
         "batch_size": batch_size,
-        "input_tokens": figures.input_tokens,
-        "output_tokens": figures.output_tokens,
-        "output_words": figures.output_words,
-        "output_chars": figures.output_chars,
-        "ttft_s": figures.ttft_s,
-        "decode_tps": figures.decode_tps,
-        "task_time_s": figures.task_time_s,
-        "stop_reason": figures.stop_reason,
-        "gpu_peak_mem_mb": figures.gpu_peak_mem_mb,
-        "energy_j": figures.energy_j,
+        **figures.as_dict(),
         "error": getattr(done, "error", None),
         "reply": reply,
         "parsed": parsed,
@@ -208,7 +198,7 @@ class BenchRunner:
         self.results = folder / RESULTS_FILE
 
     def batch_size(self, spec: ModelSpec) -> int:
-        return self.plan.batch_size if spec.backend in BATCHED_BACKENDS else 1
+        return self.plan.batch_size if supports_batching(spec) else 1
 
     def run(self) -> Outcome:
         rows, _ = read_rows(self.folder)
@@ -284,8 +274,8 @@ class BenchRunner:
             if self.cancel.is_set():
                 return False
             prompts = [tasks.messages(task, q, spec.chat) for q in chunk]
-            if size > 1 and hasattr(model, "stream_batch"):
-                streams = model.stream_batch(prompts, params, self.cancel)
+            if size > 1:
+                streams = cast(BatchingModel, model).stream_batch(prompts, params, self.cancel)
             else:
                 streams = [run_turn(model, prompts[0], params, cancel=self.cancel).events]
             if self.cancel.is_set():

@@ -6,7 +6,8 @@ on a machine without a GPU they are absent (None), never zero.
 from __future__ import annotations
 
 import importlib.util
-from typing import Any
+
+from .events import DoneExtra
 
 
 def _nvml_handle():
@@ -46,8 +47,8 @@ class TurnProbe:
             torch.cuda.reset_peak_memory_stats()
         self._energy_mj = self._energy()
 
-    def finish(self) -> dict[str, Any]:
-        figures: dict[str, Any] = {}
+    def finish(self) -> DoneExtra:
+        figures = DoneExtra()
         if self.torch_cuda:
             import torch
 

@@ -10,19 +10,19 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from statistics import fmean
 from typing import Any
 
 from . import storage
+from .backend import supports_batching
 from .bench import RunPlan, read_plan, read_rows
-from .metrics import percentile
+from .metrics import TurnMetrics, percentile
 
 ALL_TASKS = "all"
-CSV_COLUMNS = ("model", "backend", "task", "qid", "subject", "batch_size", "input_tokens", "output_tokens",
-               "output_words", "output_chars", "ttft_s", "decode_tps", "task_time_s", "stop_reason", "error",
-               "parsed", "answer", "correct", "reply")
+CSV_COLUMNS = ("model", "backend", "task", "qid", "subject", "batch_size", *(f.name for f in fields(TurnMetrics)),
+               "error", "parsed", "answer", "correct", "reply")
 
 
 @dataclass(frozen=True)
@@ -176,20 +176,42 @@ def _cell(value: Any, digits: int = 2, percent: bool = False) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-TABLE_COLUMNS = (  # header, field, digits, percent
-    ("model", "model", 0, False), ("task", "task", 0, False), ("done", "done", 0, False),
-    ("batch", "batch_size", 0, False), ("in tok (mean)", "mean_input_tokens", 1, False),
-    ("out tok (mean)", "mean_output_tokens", 1, False), ("out tok (median)", "median_output_tokens", 1, False),
-    ("words (mean)", "mean_output_words", 1, False), ("TTFT s", "mean_ttft_s", 3, False),
-    ("decode tok/s", "mean_decode_tps", 1, False), ("task time s (mean)", "mean_task_time_s", 3, False),
-    ("p90 task s", "p90_task_time_s", 3, False), ("total s", "total_time_s", 1, False),
-    ("words/s", "words_per_s", 1, False), ("accuracy", "accuracy", 0, True),
-    ("no letter", "no_letter_rate", 0, True), ("errors", "errors", 0, False), ("cut at max", "truncated", 0, False),
+@dataclass(frozen=True)
+class SummaryColumn:
+    """One column of the per model × task table; the console and the app's Batch tab pick theirs from
+    TABLE_COLUMNS by key, so a column is declared once."""
+
+    header: str
+    key: str  # a CellStats field
+    digits: int = 0
+    percent: bool = False
+
+    def show(self, cell: CellStats) -> str:
+        return _cell(getattr(cell, self.key), self.digits, self.percent)
+
+
+TABLE_COLUMNS = (
+    SummaryColumn("model", "model"), SummaryColumn("task", "task"), SummaryColumn("done", "done"),
+    SummaryColumn("batch", "batch_size"), SummaryColumn("in tok (mean)", "mean_input_tokens", 1),
+    SummaryColumn("out tok (mean)", "mean_output_tokens", 1),
+    SummaryColumn("out tok (median)", "median_output_tokens", 1),
+    SummaryColumn("words (mean)", "mean_output_words", 1), SummaryColumn("TTFT s", "mean_ttft_s", 3),
+    SummaryColumn("decode tok/s", "mean_decode_tps", 1), SummaryColumn("task time s (mean)", "mean_task_time_s", 3),
+    SummaryColumn("p90 task s", "p90_task_time_s", 3), SummaryColumn("total s", "total_time_s", 1),
+    SummaryColumn("words/s", "words_per_s", 1), SummaryColumn("accuracy", "accuracy", percent=True),
+    SummaryColumn("no letter", "no_letter_rate", percent=True), SummaryColumn("errors", "errors"),
+    SummaryColumn("cut at max", "truncated"),
 )
 
 
-def cell_row(cell: CellStats) -> list[str]:
-    return [_cell(getattr(cell, key), digits, percent) for _, key, digits, percent in TABLE_COLUMNS]
+def table_columns(*keys: str) -> tuple[SummaryColumn, ...]:
+    """The TABLE_COLUMNS for these CellStats fields, in the order given."""
+    by_key = {column.key: column for column in TABLE_COLUMNS}
+    return tuple(by_key[key] for key in keys)
+
+
+def cell_row(cell: CellStats, columns: Sequence[SummaryColumn] = TABLE_COLUMNS) -> list[str]:
+    return [column.show(cell) for column in columns]
 
 
 def _md_table(header: Sequence[str], body: Iterable[Sequence[str]]) -> str:
@@ -203,8 +225,16 @@ def ranking_rows(summary: RunSummary) -> list[list[str]]:
             for r in summary.ranks]
 
 
+def unbatched_note(plan: RunPlan) -> str:
+    """Names the models that ran one request at a time although the run asked for batches, or says nothing."""
+    unbatched = [m.name for m in plan.models if not supports_batching(m)] if plan.batch_size > 1 else []
+    return f"{', '.join(unbatched)} ran at batch size 1: their backend does not batch" if unbatched else ""
+
+
 def summary_markdown(summary: RunSummary) -> str:
     plan = summary.plan
+    note = unbatched_note(plan)
+    batching = f" ({note})" if note else ""
     parts = [
         f"# taskclock bench run {plan.run_id}",
         "",
@@ -213,12 +243,11 @@ def summary_markdown(summary: RunSummary) -> str:
         f"- questions: {len(plan.question_ids)} (seed {plan.seed}, subjects: "
         f"{'all' if len(plan.subjects) > 5 else ', '.join(plan.subjects)}); MMLU rows skipped as malformed: "
         f"{plan.skipped_rows}",
-        f"- rows: {len(summary.rows)} of {plan.total_rows()}; batch size {plan.batch_size} "
-        f"(llama.cpp and HTTP models always run at batch 1)",
+        f"- rows: {len(summary.rows)} of {plan.total_rows()}; batch size {plan.batch_size}{batching}",
         "",
         "## Per model × task",
         "",
-        _md_table([h for h, *_ in TABLE_COLUMNS], (cell_row(c) for c in summary.cells)),
+        _md_table([c.header for c in TABLE_COLUMNS], (cell_row(c) for c in summary.cells)),
     ]
     if summary.ranks:
         parts += ["", "## Rankings: decode TPS vs time per task",

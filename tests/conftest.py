@@ -6,8 +6,6 @@ llama is for fast plumbing tests where the words do not matter.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,8 +13,6 @@ import pytest
 # The loopback servers (a real llama_cpp.server and a scripted SSE one) are fixtures every test can use.
 pytest_plugins = ["llama_server"]
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED_MMLU = Path(os.environ.get("TASKCLOCK_TEST_MMLU", ROOT.parent / "shared" / "mmlu"))
 
 
 def pytest_collection_modifyitems(config, items):
@@ -104,11 +100,3 @@ def tiny_llama(tiny_llama_dir):
     model = load_model(ModelSpec("tiny", "hf", str(tiny_llama_dir)))
     yield model
     model.close()
-
-
-def run_cli(*args: str, input: str | None = None, env: dict | None = None, timeout: float = 300,
-            cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """The real `taskclock` command in a subprocess, as a user runs it."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "taskclock", *args], capture_output=True, text=True, input=input,
-                          env=full_env, timeout=timeout, cwd=cwd or ROOT)

@@ -5,7 +5,7 @@ import csv
 import json
 
 import pytest
-from conftest import run_cli
+from helpers import run_cli
 
 from taskclock.runtime import bench, storage, summary
 from taskclock.runtime.backend import ModelSpec
@@ -138,3 +138,12 @@ def test_run_toml_round_trip(tmp_path):
     plan = _plan()
     bench.write_plan(tmp_path, plan)
     assert bench.read_plan(tmp_path) == plan
+
+
+def test_summary_names_the_models_whose_backend_cannot_batch():
+    plan = _plan()
+    plan.models.append(ModelSpec("padded", "hf", "/nowhere"))
+    assert summary.unbatched_note(plan) == ""  # a batch-1 run has nothing to explain
+    plan.batch_size = 4
+    note = summary.unbatched_note(plan)
+    assert note == "fast-tokens, short-replies ran at batch size 1: their backend does not batch"

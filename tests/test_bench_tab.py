@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from app_helpers import make_app, wait_for
-from conftest import SHARED_MMLU
+from helpers import SHARED_MMLU
 from plotext import uncolorize
 from textual.widgets import Button, DataTable, Input, Static
 from textual_plotext import PlotextPlot

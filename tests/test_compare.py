@@ -6,7 +6,7 @@ import json
 import threading
 
 import pytest
-from conftest import run_cli
+from helpers import run_cli
 from llama_server import (
     content_chunk,
     free_port,

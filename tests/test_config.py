@@ -1,6 +1,6 @@
 """Config TOML: typed, strict, and every mistake named by file, key and line."""
 import pytest
-from conftest import run_cli
+from helpers import run_cli
 
 from taskclock.runtime.config import load_config
 from taskclock.runtime.errors import ConfigError

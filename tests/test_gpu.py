@@ -76,3 +76,23 @@ def test_llamacpp_all_layers_on_gpu():
     finally:
         model.close()
     assert "Paris" in result.text and result.metrics.gpu_peak_mem_mb > 0
+
+
+class FakeGpuProbe:
+    """Stands in for the CUDA/NVML probe on a CPU machine: fixed figures, so the test can see them arrive."""
+
+    def start(self) -> None:
+        pass
+
+    def finish(self) -> dict:
+        return {"gpu_peak_mem_mb": 123.5, "energy_j": 4.25}
+
+
+def test_hf_turns_carry_the_gpu_probe_figures(tiny_llama, monkeypatch):
+    """The transformers backend puts its probe's figures in every Done, successful turns included."""
+    monkeypatch.setattr(tiny_llama, "probe", FakeGpuProbe())
+    monkeypatch.setattr(tiny_llama, "model_mem_mb", 250.0)
+    result = run_turn(tiny_llama, QUESTION, SamplingParams(max_tokens=4))
+    assert result.done.stop_reason in ("length", "eos")
+    assert result.metrics.gpu_peak_mem_mb == 123.5 and result.metrics.energy_j == 4.25
+    assert result.done.extra["model_mem_mb"] == 250.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from conftest import SHARED_MMLU
+from helpers import SHARED_MMLU
 
 from taskclock.runtime import mmlu
 from taskclock.runtime.errors import DataError

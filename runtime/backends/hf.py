@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import queue
 import shutil
 import threading
 import time
@@ -19,14 +18,14 @@ from typing import Any
 
 from ..backend import Message, ModelSpec, SamplingParams, encode_within_context, first_line
 from ..errors import ModelLoadError, ModelNotFound, UnsupportedHardware
-from ..events import Done, Event, Submitted, Token, now_ns
+from ..events import Done, Event, StopReason, Submitted, now_ns
 from ..gpu import TurnProbe, model_memory_mb
 from ..models import local_file
 from ..paths import cache_dir
-from ..stops import StopMatcher
+from ..reply import Reply
 from ..textstream import IncrementalDetokenizer
-
-_END = object()
+from .hf_batch import generate_batch
+from .hf_worker import END, GenerationWorker, TimestampStreamer, start_generation
 
 
 def cuda_available() -> bool:
@@ -81,7 +80,7 @@ def _gguf_cache_folder(gguf: Path) -> Path:
 
 
 def folder_from_gguf(gguf: Path) -> Path:
-    """Dequantize a GGUF through transformers once and cache it as safetensors (later loads take ~0.1 s)."""
+    """Dequantize a GGUF through transformers once and cache it as safetensors, which later loads read fast."""
     target = _gguf_cache_folder(gguf)
     if (target / "config.json").is_file():
         return target
@@ -117,90 +116,6 @@ def resolve_folder(spec: ModelSpec) -> str:
             raise ModelLoadError(f"{path} has no config.json", "point at a Hugging Face model folder")
         return str(path)
     return spec.source
-
-
-class TimestampStreamer:
-    """A generate() streamer that records (perf_counter_ns, token ids) as each step's tokens appear."""
-
-    def __init__(self) -> None:
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._prompt_seen = False
-
-    def put(self, value) -> None:
-        t = now_ns()
-        if not self._prompt_seen:  # generate() first hands over the prompt
-            self._prompt_seen = True
-            return
-        self.queue.put((t, value.reshape(-1).tolist()))
-
-    def end(self) -> None:
-        self.queue.put(_END)
-
-
-class GenerationWorker:
-    """One long-lived thread that runs every generate() of a model, one after another.
-
-    torch keeps state per thread: the OpenMP thread team on CPU, and under torch.compile's
-    "reduce-overhead" mode the CUDA graph trees, which are thread-local. A fresh thread per turn would
-    re-record the graphs that compile() warmed up, and on CPU measured ~5% slower than a reused one.
-    """
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-
-    def submit(self, job) -> threading.Event:
-        """Queue ``job``; the returned event is set when it has run (or failed)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-            self._thread.start()
-        done = threading.Event()
-        self._jobs.put((job, done))
-        return done
-
-    def _run(self) -> None:
-        while (item := self._jobs.get()) is not None:
-            job, done = item
-            try:
-                job()
-            finally:
-                done.set()
-
-    def close(self) -> None:
-        """Ends the thread once queued work is done, and waits for it: a thread torch has worked in that is
-        still alive when the interpreter exits aborts the process ("terminate called without an active
-        exception")."""
-        if self._thread is not None:
-            self._jobs.put(None)
-            self._thread.join()
-            self._thread = None
-
-
-def start_generation(worker: GenerationWorker, model, params: SamplingParams, streamer: TimestampStreamer,
-                     **kwargs: Any) -> tuple[threading.Event, list[BaseException]]:
-    """Run ``model.generate(**kwargs)`` on the model's generation thread with the shared sampling settings.
-
-    A failure is collected in the returned list and ends the streamer, so the consumer never waits forever.
-    """
-    import torch
-
-    if params.temperature > 0:
-        kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
-        torch.manual_seed(params.seed)
-    else:
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    failure: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            with torch.inference_mode():
-                model.generate(streamer=streamer, **kwargs)
-        except BaseException as exc:  # reported through the stream, never lost in the thread
-            failure.append(exc)
-            streamer.end()
-
-    return worker.submit(work), failure
 
 
 class HFModel:
@@ -272,13 +187,12 @@ class HFModel:
             pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
             else next(iter(self.eos_ids), 0),
         )
-        detok = IncrementalDetokenizer(self._decode)
-        stops = StopMatcher(params.stop)
-        produced, reason = 0, "length"
+        reply = Reply(params.stop, IncrementalDetokenizer(self._decode))
+        reason: StopReason = "length"
         try:
             while True:
                 item = streamer.queue.get()
-                if item is _END:
+                if item is END:
                     break
                 t, ids = item
                 if halt.is_set():
@@ -288,11 +202,8 @@ class HFModel:
                     reason = "eos"
                     halt.set()
                     continue
-                produced += 1
-                shown, hit = stops.feed(detok.push(tok))
-                yield Token(t, shown, tok)
-                if hit:
-                    reason = "stop"
+                yield reply.token(t, tok)
+                if reply.stopped:
                     halt.set()
                 elif cancel is not None and cancel.is_set():
                     reason = "cancelled"
@@ -303,23 +214,14 @@ class HFModel:
         gpu = self.probe.finish()
         if self.model_mem_mb is not None:
             gpu["model_mem_mb"] = self.model_mem_mb
-        if failure:
-            yield Done(now_ns(), "error", len(prompt), produced, error=f"generation failed: {first_line(failure[0])}",
-                       extra=gpu)
-            return
-        if cancel is not None and cancel.is_set() and reason == "length" and produced < max_new:
+        if cancel is not None and cancel.is_set() and reason == "length" and reply.produced < max_new:
             reason = "cancelled"
-        if reason not in ("stop",):
-            tail = stops.feed(detok.flush())[0] + stops.flush()
-            if tail:
-                yield Token(now_ns(), tail, None, count=0)
-        yield Done(now_ns(), reason, len(prompt), produced)
+        error = f"generation failed: {first_line(failure[0])}" if failure else None
+        yield from reply.end(reason, len(prompt), error=error, extra=gpu)
 
     def stream_batch(self, conversations: list[list[Message]], params: SamplingParams,
                      cancel: threading.Event | None = None) -> list[list[Event]]:
         """Several requests as one left-padded batch: one complete event list per request."""
-        from .hf_batch import generate_batch
-
         return generate_batch(self, conversations, params, cancel)
 
     def compile(self) -> None:
@@ -352,6 +254,7 @@ class HFModel:
 
 class HFBackend:
     name = "hf"
+    batching = True
 
     def load(self, spec: ModelSpec) -> HFModel:
         start = time.perf_counter()

@@ -21,7 +21,8 @@ import httpx
 
 from ..backend import Message, ModelSpec, SamplingParams
 from ..errors import BackendError, ModelNotFound
-from ..events import Done, Event, Submitted, Token, now_ns
+from ..events import DoneExtra, Event, Submitted, Token, now_ns
+from ..reply import Reply
 from ..stops import StopMatcher
 
 FINISH_REASONS = {"stop": "eos", "length": "length"}
@@ -142,14 +143,9 @@ class HttpModel:
             state.error = transport_error(url, exc, self.spec.timeout_s)
         except StreamError as exc:
             state.error = str(exc)
-        tail = "" if state.reason == "stop" else state.stops.flush()
-        if tail:
-            yield Token(now_ns(), tail, None, count=0)
-        reason = "error" if state.error else state.reason
-        if reason != "error" and cancel is not None and cancel.is_set() and not state.finished:
-            reason = "cancelled"
-        yield Done(now_ns(), reason, state.input_tokens, state.output_tokens, error=state.error,
-                   extra=state.extra())
+        reason = "cancelled" if cancel is not None and cancel.is_set() and not state.finished else state.reason
+        yield from Reply(state.stops).end(reason, state.input_tokens, state.output_tokens, error=state.error,
+                                          extra=state.extra())
 
     def count_tokens(self, text: str) -> int | None:
         """The server's own tokenizer count (llama.cpp / vLLM ``/tokenize``, llama-cpp-python
@@ -236,8 +232,8 @@ class _StreamState:
     def output_tokens(self) -> int | None:
         return self.usage.get("completion_tokens") if self.usage else None
 
-    def extra(self) -> dict[str, Any]:
-        extra: dict[str, Any] = {"token_count_source": "usage" if self.output_tokens is not None else "chunks"}
+    def extra(self) -> DoneExtra:
+        extra = DoneExtra(token_count_source="usage" if self.output_tokens is not None else "chunks")
         if self.timings is not None:
             extra["server_timings"] = self.timings
         return extra
@@ -245,6 +241,7 @@ class _StreamState:
 
 class HttpBackend:
     name = "http"
+    batching = False
 
     def load(self, spec: ModelSpec) -> HttpModel:
         """Check the server answers GET /models and serves the model; pick its first model if none is named."""

@@ -7,7 +7,6 @@ Chat prompts are rendered with the GGUF's own chat template (the same Jinja form
 """
 from __future__ import annotations
 
-import codecs
 import contextlib
 import os
 import threading
@@ -16,10 +15,11 @@ from collections.abc import Iterator
 
 from ..backend import Message, ModelSpec, SamplingParams, encode_within_context
 from ..errors import ModelLoadError, UnsupportedHardware
-from ..events import Done, Event, Submitted, Token, now_ns
+from ..events import Done, Event, StopReason, Submitted, now_ns
 from ..gpu import TurnProbe
 from ..models import local_file
-from ..stops import StopMatcher
+from ..reply import Reply
+from ..textstream import ByteDetokenizer
 
 GGUF_MAGIC = b"GGUF"
 
@@ -107,9 +107,9 @@ class LlamaCppModel:
         lib.llama_perf_context_reset(llm.ctx)
         self.probe.start()
         greedy = params.temperature <= 0
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = StopMatcher(params.stop)
-        produced, reason, error = 0, "length", None
+        reply = Reply(params.stop, ByteDetokenizer(lambda tok: llm._model.detokenize([tok], special=False)))
+        reason: StopReason = "length"
+        error = None
         tokens = llm.generate(
             prompt,
             temp=params.temperature if not greedy else 0.0,
@@ -125,28 +125,17 @@ class LlamaCppModel:
                 if lib.llama_vocab_is_eog(vocab, tok):
                     reason = "eos"
                     break
-                produced += 1
-                piece = decoder.decode(llm._model.detokenize([tok], special=False))
-                shown, hit = stops.feed(piece)
-                yield Token(t, shown, tok)
-                if hit:
-                    reason = "stop"
-                    break
-                if produced >= max_new:
+                yield reply.token(t, tok)
+                if reply.stopped or reply.produced >= max_new:
                     break
                 if cancel is not None and cancel.is_set():
                     reason = "cancelled"
                     break
         except Exception as exc:  # llama.cpp decode failures surface as RuntimeError
-            reason, error = "error", f"generation failed: {exc}"
+            error = f"generation failed: {exc}"
         finally:
             tokens.close()
-        if reason != "stop":
-            tail = stops.feed(decoder.decode(b"", final=True))[0] + stops.flush()
-            if tail:
-                yield Token(now_ns(), tail, None, count=0)
-        extra = {"llama_perf": self.perf(), **self.probe.finish()}
-        yield Done(now_ns(), reason, len(prompt), produced, error=error, extra=extra)
+        yield from reply.end(reason, len(prompt), error=error, extra={"llama_perf": self.perf(), **self.probe.finish()})
 
     def close(self) -> None:
         self.llm.close()
@@ -154,6 +143,7 @@ class LlamaCppModel:
 
 class LlamaCppBackend:
     name = "llamacpp"
+    batching = False
 
     def load(self, spec: ModelSpec) -> LlamaCppModel:
         start = time.perf_counter()
@@ -168,7 +158,7 @@ class LlamaCppBackend:
         if spec.n_gpu_layers != 0 and not llama_cpp.llama_supports_gpu_offload():
             raise UnsupportedHardware(
                 f"n_gpu_layers={spec.n_gpu_layers} asks for the GPU but this llama-cpp-python has no GPU support",
-                "use --gpu-layers 0, or rebuild llama-cpp-python with CUDA (see docs/GPU.md)",
+                "use --gpu-layers 0, or rebuild llama-cpp-python with CUDA (docs/INSTALL.md, On a GPU machine)",
             )
         try:
             with _quiet_stderr():

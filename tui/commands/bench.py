@@ -9,13 +9,13 @@ from pathlib import Path
 from . import common
 
 DEFAULT_TASKS = "mc,paraphrase,explain"
-# Two narrow tables rather than one too wide for a terminal; summary.md has every column in one.
+# Two narrow tables rather than one too wide for a terminal (CellStats keys); summary.md has every column in one.
 CONSOLE_TABLES = (
-    ("speed", ("model", "task", "done", "batch", "TTFT s", "decode tok/s", "task time s (mean)", "p90 task s")),
-    ("verbosity and accuracy", ("model", "task", "out tok (mean)", "out tok (median)", "words (mean)", "words/s",
-                                "accuracy", "no letter")),
+    ("speed", ("model", "task", "done", "batch_size", "mean_ttft_s", "mean_decode_tps", "mean_task_time_s",
+               "p90_task_time_s")),
+    ("verbosity and accuracy", ("model", "task", "mean_output_tokens", "median_output_tokens", "mean_output_words",
+                                "words_per_s", "accuracy", "no_letter_rate")),
 )
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -141,18 +141,15 @@ class ProgressBars:
 def print_results(console, result, plots: bool) -> None:
     from rich.table import Table
 
-    from taskclock.runtime.bench import BATCHED_BACKENDS
-    from taskclock.runtime.summary import TABLE_COLUMNS, cell_row, text_plots
+    from taskclock.runtime.summary import cell_row, table_columns, text_plots, unbatched_note
 
-    headers = [header for header, *_ in TABLE_COLUMNS]
-    for title, columns in CONSOLE_TABLES:
-        keep = [headers.index(column) for column in columns]
+    for title, keys in CONSOLE_TABLES:
+        columns = table_columns(*keys)
         table = Table(title=title, title_justify="left")
-        for i in keep:
-            table.add_column(headers[i], justify="left" if i < 2 else "right", no_wrap=i < 2)
+        for i, column in enumerate(columns):  # model and task first, as names
+            table.add_column(column.header, justify="left" if i < 2 else "right", no_wrap=i < 2)
         for cell in result.cells:
-            values = cell_row(cell)
-            table.add_row(*(values[i] for i in keep))
+            table.add_row(*cell_row(cell, columns))
         console.print(table)
     if result.ranks:
         ranks = Table(title="rank by decode TPS vs rank by time per task (1 = fastest)", title_justify="left")
@@ -164,6 +161,7 @@ def print_results(console, result, plots: bool) -> None:
         console.print(ranks)
     if plots and result.rows:
         console.print(text_plots(result, width=min(console.width, 100)), markup=False, highlight=False)
-    if any(m.backend not in BATCHED_BACKENDS for m in result.plan.models) and result.plan.batch_size > 1:
-        console.print("note: llama.cpp and HTTP models ran at batch size 1", highlight=False)
+    note = unbatched_note(result.plan)
+    if note:
+        console.print(f"note: {note}", markup=False, highlight=False)
     sys.stdout.flush()

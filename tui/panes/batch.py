@@ -25,12 +25,11 @@ from taskclock.runtime.models import resolve
 from taskclock.runtime.paths import default_runs_dir
 
 from ..context import AppContext
-from ..format import fmt
 from .chat import REPAINT_HZ, describe_error
 
 DEFAULT_LIMIT = 20  # interactive default; the CLI's is the paper's 660
-LIVE_COLUMNS = ("model", "task", "state", "progress", "out tok (mean)", "decode tok/s", "task time s (mean)",
-                "accuracy")
+LIVE_FIGURES = summary.table_columns("mean_output_tokens", "mean_decode_tps", "mean_task_time_s", "accuracy")
+LIVE_COLUMNS = ("model", "task", "state", "progress", *(column.header for column in LIVE_FIGURES))
 BAR_WIDTH = 16
 
 
@@ -236,9 +235,7 @@ class BatchPane(Vertical):
                     state = f"failed: {report.error}"
                 cell = summary.cell_stats(spec.name, task.name, rows, task.name in scored)
                 table.add_row(spec.name, task.name, state, text_bar(len(rows), total),
-                              fmt(cell.mean_output_tokens, digits=1), fmt(cell.mean_decode_tps, digits=1),
-                              fmt(cell.mean_task_time_s, digits=3),
-                              "—" if cell.accuracy is None else f"{cell.accuracy * 100:.1f}%")
+                              *summary.cell_row(cell, LIVE_FIGURES))
         done = sum(len(rows) for rows in live.rows.values())
         self.query_one("#batch-progress", ProgressBar).update(total=live.plan.total_rows(), progress=done)
 

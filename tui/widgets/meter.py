@@ -70,7 +70,8 @@ class Figures(Widget):
 
 class Spark(Widget):
     """A one-colour bar chart of recent rates, bottom-aligned, eight levels per row. Textual's Sparkline
-    blends a colour per bar and took ~4 ms a repaint; this one is a few strings, rebuilt when the data changes."""
+    blends a colour per bar at every repaint (its cost: docs/PERFORMANCE.md); this one is a few strings, rebuilt
+    when the data changes."""
 
     LEVELS = " ▁▂▃▄▅▆▇█"
 
