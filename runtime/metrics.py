@@ -172,7 +172,9 @@ class TurnMetrics:
     words_per_s: float | None
     stop_reason: str | None
     gpu_peak_mem_mb: float | None = None
+    gpu_process_mem_mb: float | None = None  # llama.cpp: what NVML says this process holds at the turn's end
     energy_j: float | None = None
+    gpu_shared: bool | None = None  # True: another turn ran on the GPU meanwhile, the GPU figures are the card's
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -201,7 +203,9 @@ def compute(events: Sequence[Event]) -> TurnMetrics:
         words_per_s=rate_per_s(words, task),
         stop_reason=done.stop_reason if done else None,
         gpu_peak_mem_mb=done.extra.get("gpu_peak_mem_mb") if done else None,
+        gpu_process_mem_mb=done.extra.get("gpu_process_mem_mb") if done else None,
         energy_j=done.extra.get("energy_j") if done else None,
+        gpu_shared=done.extra.get("gpu_shared") if done else None,
     )
 
 

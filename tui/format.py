@@ -32,11 +32,12 @@ METRIC_LINES = (
     ("words/s", "words_per_s", "", 1),
     ("chars/s", "chars_per_s", "", 1),
     ("GPU peak memory", "gpu_peak_mem_mb", "MiB", 0),
+    ("GPU memory (process)", "gpu_process_mem_mb", "MiB", 0),
     ("energy", "energy_j", "J", 1),
     ("stop reason", "stop_reason", "", 0),
 )
 # Shown only when the turn has them: load time on the first turn after a load, GPU figures on CUDA.
-OPTIONAL_KEYS = frozenset({"load_s", "gpu_peak_mem_mb", "energy_j"})
+OPTIONAL_KEYS = frozenset({"load_s", "gpu_peak_mem_mb", "gpu_process_mem_mb", "energy_j"})
 
 
 def shown_lines(values: dict[str, Any]):

@@ -8,8 +8,8 @@ produced EOS, hit a stop string or reached its token budget — what a user of a
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from ..backend import Message, SamplingParams, encode_within_context, first_line
 from ..events import Done, Event, Submitted, Token, now_ns
@@ -30,16 +30,15 @@ class _Sequence:
     detok: IncrementalDetokenizer
     stops: StopMatcher
     produced: int = 0
-    batch_size: int = 1
     finished: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)  # its Done's extra: batch size, then the batch's GPU figures
 
     def finish(self, t_ns: int, reason: str, error: str | None = None) -> None:
         if reason != "stop":
             tail = self.stops.feed(self.detok.flush())[0] + self.stops.flush()
             if tail:
                 self.events.append(Token(t_ns, tail, None, count=0))
-        self.events.append(Done(t_ns, reason, self.prompt_len, self.produced, error=error,
-                                extra={"batch_size": self.batch_size}))
+        self.events.append(Done(t_ns, reason, self.prompt_len, self.produced, error=error, extra=self.extra))
         self.finished = True
 
 
@@ -72,7 +71,7 @@ def generate_batch(model: HFModel, conversations: list[list[Message]], params: S
     max_new = min(params.max_tokens, model.max_positions - width)
     pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else next(iter(model.eos_ids), 0)
     sequences = [_Sequence(streams[i], len(p), IncrementalDetokenizer(model._decode), StopMatcher(params.stop),
-                           batch_size=len(prompts)) for i, p in zip(slots, prompts, strict=True)]
+                           extra={"batch_size": len(prompts)}) for i, p in zip(slots, prompts, strict=True)]
     device = model.model.device
 
     class Finished(StoppingCriteria):
@@ -83,6 +82,7 @@ def generate_batch(model: HFModel, conversations: list[list[Message]], params: S
             return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
 
     streamer = TimestampStreamer()
+    model.probe.start()
     generated, failure = start_generation(  # a failure is reported in every unfinished request's Done
         model.worker, model.model, params, streamer,
         input_ids=torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device),
@@ -97,12 +97,14 @@ def generate_batch(model: HFModel, conversations: list[list[Message]], params: S
                 _step(seq, tok, t, model.eos_ids, max_new)
     generated.wait()
     end = now_ns()
+    gpu = model.probe.finish()
     for seq in sequences:
         if not seq.finished:
             if failure:
                 seq.finish(end, "error", f"generation failed: {first_line(failure[0])}")
             else:
                 seq.finish(end, "cancelled" if cancel is not None and cancel.is_set() else "length")
+        seq.extra.update(gpu)  # the batch's GPU figures, shared by all its requests
     return streams
 
 
