@@ -13,10 +13,13 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from taskclock.runtime.doctor import checks
+    import importlib
+
     from taskclock.runtime.untrusted import safe_line
 
-    found = checks()
+    # Looked up by name, as runtime.backend.get_backend does for the backends: the checks import the engines
+    # (torch, llama_cpp, bitsandbytes), which the UI never imports itself.
+    found = importlib.import_module("taskclock.runtime.doctor").checks()
     width = max(len(check.name) for check in found)
     for check in found:
         print(f"{check.name:<{width}}  {MARKS[check.state]:<7}  {safe_line(check.detail)}")
