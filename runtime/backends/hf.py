@@ -108,11 +108,12 @@ def offloaded_parts(placement: dict[str, Any] | None) -> list[str]:
 
 
 def out_of_memory_fix(spec: ModelSpec) -> str:
+    """What to lower when the model does not fit: only the options that apply to this spec."""
     fixes = ["close other models (the chat keeps the current model until the new one has loaded)"]
-    if spec.quantization != "4bit":
-        fixes.append("use --quant 4bit")
     if spec.compile:
         fixes.append("lower --ctx (the static cache holds the whole context)")
+    elif spec.quantization != "4bit":
+        fixes.append("use --quant 4bit")
     return ", ".join(fixes) + ", or use --device cpu"
 
 
