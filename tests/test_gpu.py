@@ -7,7 +7,7 @@ readings, and that GPU figures are absent (None), never zero, where there is no 
 from types import SimpleNamespace
 
 import pytest
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 from taskclock.runtime import gpu
 from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
@@ -121,6 +121,35 @@ def test_cuda_mismatch_is_named():
     cpu_wheel = gpu.cuda_mismatch(2, "2.13.0+cpu", None, False)
     assert "NVML sees 2 GPU(s)" in cpu_wheel and "CPU build" in cpu_wheel and "docs/INSTALL.md" in cpu_wheel
     assert "driver is older" in gpu.cuda_mismatch(1, "2.13.0", "13.0", False)
+
+
+FAKE_NVML = """
+class NVMLError(Exception):
+    pass
+
+
+def nvmlInit():
+    pass
+
+
+def nvmlDeviceGetCount():
+    return 1
+"""
+
+
+def test_test_run_stops_when_nvml_sees_a_gpu_torch_cannot_use(tmp_path):
+    """A pretend driver that sees one card, and torch kept off any real one: pytest refuses to start."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "pynvml.py").write_text(FAKE_NVML)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "",
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_imports.py"],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    assert proc.returncode == 4  # pytest's usage error
+    assert "NVML sees 1 GPU(s) but torch" in proc.stderr and "docs/INSTALL.md" in proc.stderr
 
 
 def test_out_of_memory_message_says_what_was_free_and_held():
