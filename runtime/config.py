@@ -99,7 +99,7 @@ OPTIONAL_TYPES = {"int | None": int, "float | None": float, "str | None": str}
 
 def _expected_type(f: Any) -> type:
     if f.default is None:  # an optional setting whose default is worked out later ("int | None")
-        return OPTIONAL_TYPES[f.type]
+        return OPTIONAL_TYPES.get(f.type, type(None))
     if f.default is not MISSING:
         return type(f.default)
     if f.default_factory is not MISSING:
