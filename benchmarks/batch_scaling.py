@@ -37,9 +37,11 @@ def run_size(model, conversations, params, size: int) -> dict:
     wall = time.perf_counter() - start
     tokens = sum(metrics.output_tokens(s) for s in streams)
     task_times = [metrics.task_time_s(s) for s in streams]
+    peaks = [m.gpu_peak_mem_mb for m in map(metrics.compute, streams) if m.gpu_peak_mem_mb is not None]
     return {"size": size, "requests": len(streams), "tokens": tokens, "wall_s": wall,
             "aggregate_tps": tokens / wall, "mean_task_s": statistics.fmean(task_times),
-            "mean_ttft_s": statistics.fmean(metrics.ttft_s(s) or 0.0 for s in streams)}
+            "mean_ttft_s": statistics.fmean(metrics.ttft_s(s) or 0.0 for s in streams),
+            "peak_gpu_mb": max(peaks) if peaks else None}
 
 
 def main() -> None:
@@ -71,14 +73,15 @@ def main() -> None:
     if args.markdown:
         base = results[0]["aggregate_tps"]
         print(f"## Batch scaling on transformers — `benchmarks/batch_scaling.py`\n\n{args.model} on "
-              f"{'CUDA' if args.gpu else 'CPU'}, {requests} MMLU `paraphrase` prompts (seed 0), greedy, at most "
+              f"{model.device.upper()}, {requests} MMLU `paraphrase` prompts (seed 0), greedy, at most "
               f"{args.tokens} output tokens each, through `HFModel.stream_batch` (left-padded batches). Aggregate = "
               f"all output tokens / wall time of the set; task time = each request's own submission-to-end time.\n")
-        print("| batch | aggregate output tok/s | × batch 1 | mean task time | mean TTFT |")
-        print("|---|---|---|---|---|")
+        print("| batch | aggregate output tok/s | × batch 1 | mean task time | mean TTFT | peak GPU memory |")
+        print("|---|---|---|---|---|---|")
         for r in results:
+            peak = f"{r['peak_gpu_mb']:.0f} MiB" if r["peak_gpu_mb"] else "—"
             print(f"| {r['size']} | {r['aggregate_tps']:.1f} | {r['aggregate_tps'] / base:.2f}× | "
-                  f"{r['mean_task_s']:.2f} s | {r['mean_ttft_s']:.3f} s |")
+                  f"{r['mean_task_s']:.2f} s | {r['mean_ttft_s']:.3f} s | {peak} |")
 
 
 if __name__ == "__main__":

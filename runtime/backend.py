@@ -50,7 +50,7 @@ class ModelSpec:
     quantization: str = "none"  # hf: none|8bit|4bit
     compile: bool = False  # hf: static cache + torch.compile
     n_ctx: int = 4096
-    n_gpu_layers: int = 0  # llamacpp: -1 = all layers on the GPU
+    n_gpu_layers: int | None = None  # llamacpp: None = all where llama.cpp has GPU offload, else 0; -1 = all
     flash_attn: bool = True  # llamacpp
     api_model: str = ""  # http: the server's model name
     api_key_env: str = ""  # http: environment variable holding the API key

@@ -74,7 +74,10 @@ def _toml_value(value: Any) -> str:
 
 
 def _toml_table(header: str, values: dict[str, Any]) -> str:
-    lines = [f"[{header}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items() if not isinstance(v, dict)]
+    """TOML has no null: a None (a setting left to be worked out at load, like n_gpu_layers) is left out and
+    reads back as its default."""
+    lines = [f"[{header}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()
+                               if v is not None and not isinstance(v, dict)]
     return "\n".join(lines) + "\n"
 
 

@@ -94,7 +94,12 @@ def _check_type(path: Path, where: str, key: str, value: Any, expected: type) ->
     return value
 
 
+OPTIONAL_TYPES = {"int | None": int, "float | None": float, "str | None": str}
+
+
 def _expected_type(f: Any) -> type:
+    if f.default is None:  # an optional setting whose default is worked out later ("int | None")
+        return OPTIONAL_TYPES.get(f.type, type(None))
     if f.default is not MISSING:
         return type(f.default)
     if f.default_factory is not MISSING:

@@ -50,7 +50,9 @@ class DoneExtra(TypedDict, total=False):
     """Figures a backend reports about itself, kept beside taskclock's own (docs/METRICS.md)."""
 
     gpu_peak_mem_mb: float  # CUDA/NVML: peak GPU memory during the turn (-> TurnMetrics)
+    gpu_process_mem_mb: float  # llama.cpp on CUDA: what NVML says this process holds (-> TurnMetrics)
     energy_j: float  # NVML: energy the GPU used during the turn (-> TurnMetrics)
+    gpu_shared: bool  # another turn used the GPU meanwhile: the GPU figures are the card's (-> TurnMetrics)
     model_mem_mb: float  # transformers on CUDA: memory the loaded model holds
     llama_perf: dict[str, float]  # llama.cpp's own counters for the turn
     batch_size: int  # requests in the padded batch this one ran in

@@ -178,7 +178,11 @@ class TurnMetrics:
     words_per_s: float | None = shown("words/s", "", 1)
     chars_per_s: float | None = shown("chars/s", "", 1)
     gpu_peak_mem_mb: float | None = shown("GPU peak memory", "MiB", 0, optional=True)
+    # llama.cpp: what NVML says this process holds at the turn's end
+    gpu_process_mem_mb: float | None = shown("GPU memory (process)", "MiB", 0, optional=True)
     energy_j: float | None = shown("energy", "J", 1, optional=True)
+    # True: another turn ran on the GPU meanwhile, so the GPU figures are the card's, not this turn's
+    gpu_shared: bool | None = shown("GPU shared", optional=True)
     stop_reason: str | None = shown("stop reason")
 
     def as_dict(self) -> dict[str, Any]:
@@ -222,7 +226,9 @@ def compute(events: Sequence[Event]) -> TurnMetrics:
         words_per_s=rate_per_s(words, task),
         stop_reason=done.stop_reason if done else None,
         gpu_peak_mem_mb=done.extra.get("gpu_peak_mem_mb") if done else None,
+        gpu_process_mem_mb=done.extra.get("gpu_process_mem_mb") if done else None,
         energy_j=done.extra.get("energy_j") if done else None,
+        gpu_shared=done.extra.get("gpu_shared") if done else None,
     )
 
 

@@ -15,17 +15,30 @@ pytest_plugins = ["llama_server"]
 
 
 
+def pytest_sessionstart(session):
+    """A GPU machine whose torch cannot use the GPU would skip every `cuda` test and measure the CPU: stop."""
+    from taskclock.runtime.gpu import check_torch_sees_gpus
+
+    problem = check_torch_sees_gpus()
+    if problem:
+        raise pytest.UsageError(problem)
+
+
 def pytest_collection_modifyitems(config, items):
-    """CUDA tests run where a GPU exists (the lent GPU machine) and skip cleanly everywhere else."""
+    """CUDA tests run where a GPU exists (the lent GPU machine) and skip cleanly everywhere else; llama.cpp
+    offload tests need only a llama-cpp-python built with GPU offload, not torch's CUDA."""
     cuda_items = [item for item in items if "cuda" in item.keywords]
     if not cuda_items:
         return
+    import llama_cpp
     import torch
 
-    if not torch.cuda.is_available():
-        skip = pytest.mark.skip(reason="needs an NVIDIA GPU with CUDA")
-        for item in cuda_items:
-            item.add_marker(skip)
+    for item in cuda_items:
+        if "gpu_offload" in item.keywords:
+            if not llama_cpp.llama_supports_gpu_offload():
+                item.add_marker(pytest.mark.skip(reason="llama-cpp-python was built without GPU offload"))
+        elif not torch.cuda.is_available():
+            item.add_marker(pytest.mark.skip(reason="needs an NVIDIA GPU with CUDA"))
 
 
 @pytest.fixture(autouse=True, scope="session")

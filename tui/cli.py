@@ -10,7 +10,7 @@ import importlib
 import sys
 import traceback
 
-COMMANDS = ("chat", "run", "models", "export", "bench", "compare")
+COMMANDS = ("chat", "run", "models", "export", "bench", "compare", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,11 +8,11 @@ produced EOS, hit a stop string or reached its token budget — what a user of a
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..backend import Message, SamplingParams, encode_within_context, first_line
-from ..events import Done, Event, StopReason, Submitted, now_ns
+from ..events import Done, DoneExtra, Event, StopReason, Submitted, now_ns
 from ..reply import Reply
 from ..textstream import IncrementalDetokenizer
 from .hf_worker import END, TimestampStreamer, start_generation
@@ -28,12 +28,11 @@ class _Sequence:
     events: list[Event]
     prompt_len: int
     reply: Reply
-    batch_size: int = 1
     finished: bool = False
+    extra: DoneExtra = field(default_factory=DoneExtra)  # its Done's extra: batch size, then the batch's GPU figures
 
     def finish(self, t_ns: int, reason: StopReason, error: str | None = None) -> None:
-        self.events.extend(self.reply.end(reason, self.prompt_len, error=error, extra={"batch_size": self.batch_size},
-                                          t_ns=t_ns))
+        self.events.extend(self.reply.end(reason, self.prompt_len, error=error, extra=self.extra, t_ns=t_ns))
         self.finished = True
 
 
@@ -66,7 +65,7 @@ def generate_batch(model: HFModel, conversations: list[list[Message]], params: S
     max_new = min(params.max_tokens, model.max_positions - width)
     pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else next(iter(model.eos_ids), 0)
     sequences = [_Sequence(streams[i], len(p), Reply(params.stop, IncrementalDetokenizer(model._decode)),
-                           batch_size=len(prompts)) for i, p in zip(slots, prompts, strict=True)]
+                           extra=DoneExtra(batch_size=len(prompts))) for i, p in zip(slots, prompts, strict=True)]
     device = model.model.device
 
     class Finished(StoppingCriteria):
@@ -77,6 +76,7 @@ def generate_batch(model: HFModel, conversations: list[list[Message]], params: S
             return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
 
     streamer = TimestampStreamer()
+    model.probe.start()
     generated, failure = start_generation(  # a failure is reported in every unfinished request's Done
         model.worker, model.model, params, streamer,
         input_ids=torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device),
@@ -91,12 +91,14 @@ def generate_batch(model: HFModel, conversations: list[list[Message]], params: S
                 _step(seq, tok, t, model.eos_ids, max_new)
     generated.wait()
     end = now_ns()
+    gpu = model.probe.finish()
     for seq in sequences:
         if not seq.finished:
             if failure:
                 seq.finish(end, "error", f"generation failed: {first_line(failure[0])}")
             else:
                 seq.finish(end, "cancelled" if cancel is not None and cancel.is_set() else "length")
+        seq.extra.update(gpu)  # the batch's GPU figures, shared by all its requests
     return streams
 
 
