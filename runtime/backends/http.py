@@ -179,8 +179,8 @@ class _Guard:
 
 
 def sse_lines(response: httpx.Response) -> Iterator[str]:
-    """The response's lines, each at most MAX_LINE_BYTES and all together at most MAX_REPLY_BYTES after
-    decompression; ``\r\n`` and ``\n`` both end a line."""
+    """The response's complete lines, each at most MAX_LINE_BYTES and all together at most MAX_REPLY_BYTES
+    after decompression; CRLF and LF both end a line."""
     buffer = bytearray()
     total = 0
     for chunk in response.iter_bytes():
@@ -196,8 +196,7 @@ def sse_lines(response: httpx.Response) -> Iterator[str]:
         del buffer[:start]
         if len(buffer) > MAX_LINE_BYTES:
             raise StreamError(f"the server sent a line longer than {MAX_LINE_BYTES >> 20} MiB; stopped reading")
-    if buffer:
-        yield buffer.rstrip(b"\r").decode("utf-8", errors="replace")
+    # A line the stream ended inside is dropped, as the SSE spec says: it is an event that never completed.
 
 
 class HttpModel:
@@ -266,7 +265,8 @@ class HttpModel:
                 state.error = transport_error(url, exc, self.spec.timeout_s) if isinstance(exc, httpx.HTTPError) \
                     else f"{url}: {one_line(exc)}"
         except StreamError as exc:
-            state.error = str(exc)
+            if not guard.reason:  # a line cut short by the guard is the guard's doing, not a malformed line
+                state.error = str(exc)
         finally:
             guard.end()
         if guard.reason and guard.reason != "cancelled" and not state.error:
