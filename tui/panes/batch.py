@@ -19,7 +19,7 @@ from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 from textual_plotext import PlotextPlot
 
-from taskclock.runtime import bench, mmlu, summary, tasks
+from taskclock.runtime import bench, mmlu, runfolder, summary, tasks
 from taskclock.runtime.errors import DataError
 from taskclock.runtime.models import resolve
 from taskclock.runtime.paths import default_runs_dir
@@ -153,7 +153,7 @@ class BatchPane(Vertical):
             return
 
         def prepare() -> tuple[Path, bench.RunPlan, mmlu.MMLUData]:
-            plan = bench.read_plan(folder)
+            plan = runfolder.read_plan(folder)
             return folder, plan, mmlu.load(None if plan.mmlu.startswith("hub:") else plan.mmlu)
 
         self._launch(prepare)
@@ -174,7 +174,7 @@ class BatchPane(Vertical):
     def _run(self, prepare) -> bench.Outcome:
         folder, plan, data = prepare()
         live = LiveBench(folder, plan)
-        for row in bench.read_rows(folder)[0]:
+        for row in runfolder.read_results(folder).rows:
             live.rows.setdefault((row["model"], row["task"]), []).append(row)
         self.folder, self.live = folder, live
         self.app.call_from_thread(self._status, f"running {folder.name}: {len(plan.question_ids)} questions × "
@@ -247,13 +247,13 @@ class BatchPane(Vertical):
     def action_refresh_runs(self) -> None:
         table = self.query_one("#batch-runs", DataTable)
         table.clear()
-        folders = sorted(self.runs_dir.glob(f"*/{bench.RUN_FILE}"), reverse=True) if self.runs_dir.is_dir() else []
+        folders = sorted(self.runs_dir.glob(f"*/{runfolder.RUN_FILE}"), reverse=True) if self.runs_dir.is_dir() else []
         for path in folders:
             try:
-                plan = bench.read_plan(path.parent)
+                plan = runfolder.read_plan(path.parent)
             except DataError:
                 continue
-            rows, _ = bench.read_rows(path.parent)
+            rows = runfolder.read_results(path.parent).rows
             table.add_row(plan.run_id, ",".join(m.name for m in plan.models), ",".join(t.name for t in plan.tasks),
                           f"{len(rows)}/{plan.total_rows()}", key=str(path.parent))
 
