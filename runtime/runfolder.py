@@ -85,6 +85,7 @@ def row_key(row: dict[str, Any]) -> tuple[str, str, str]:
 
 _HEAD_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float),
                                            "list[str]": (list,)}
+_TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a finite number", "list[str]": "a list of strings"}
 
 
 def _check_head(path: Path, head: object) -> dict[str, Any]:
@@ -105,8 +106,8 @@ def _check_head(path: Path, head: object) -> dict[str, Any]:
         if kind == "float" and ok:
             ok = math.isfinite(value)
         if not ok:
-            raise DataError(f"{path}: [run] {key} must be {kind.replace('list[str]', 'a list of strings')}, "
-                            f"not {_short(value)}", "start a new run")
+            raise DataError(f"{path}: [run] {key} must be {_TYPE_NAMES[kind]}, not {_short(value)}",
+                            "start a new run")
         values[key] = float(value) if kind == "float" else value
     return values
 
