@@ -68,6 +68,7 @@ class BatchPane(Vertical):
         config = context.config
         self.runs_dir = Path(config.defaults.runs_dir) if config.defaults.runs_dir else default_runs_dir()
         self.live: LiveBench | None = None
+        self.cancel = threading.Event()  # the running batch's; set by Stop and by leaving the app
         self.folder: Path | None = None  # the run shown: resumable when it is incomplete
         self.running = False
 
@@ -158,22 +159,28 @@ class BatchPane(Vertical):
 
         self._launch(prepare)
 
+    def on_unmount(self) -> None:
+        """Quitting the app ends the batch after the row in flight: its thread would otherwise keep the process
+        running the whole batch in the background."""
+        self.cancel.set()
+
     def stop(self) -> None:
-        if self.live is not None:
-            self.live.cancel.set()
+        if self.running:
+            self.cancel.set()
             self._status("stopping after the row in flight…")
 
     def _launch(self, prepare) -> None:
+        self.cancel = threading.Event()
         self.running = True
         self._set_running()
         self._status("preparing the run…")
         self._ticker.resume()
-        self._run(prepare)
+        self._run(prepare, self.cancel)
 
     @work(thread=True, exclusive=True, exit_on_error=False, name="bench")
-    def _run(self, prepare) -> bench.Outcome:
+    def _run(self, prepare, cancel: threading.Event) -> bench.Outcome:
         folder, plan, data = prepare()
-        live = LiveBench(folder, plan)
+        live = LiveBench(folder, plan, cancel)
         for row in runfolder.read_results(folder).rows:
             live.rows.setdefault((row["model"], row["task"]), []).append(row)
         self.folder, self.live = folder, live
