@@ -90,8 +90,6 @@ DAMAGED_PLANS = {
     "ids_not_strings": (lambda text: re.sub(r"(?m)^ids = .*$", "ids = [1, 2]", text), "[selection] ids"),
     "bad_template": (lambda text: re.sub(r"(?m)^template = .*$", 'template = "{nope} {question.__class__}"', text,
                                          count=1), "unknown template field(s) nope, question.__class__"),
-    "model_key_unknown": (lambda text: text.replace('backend = "llamacpp"', 'backend = "llamacpp"\nsecret = 1'),
-                          "unknown key 'secret'"),
 }
 
 
