@@ -5,7 +5,8 @@ network and the server's queueing, which is what a user of a remote model waits 
 from the server's ``usage`` when it sends one (``stream_options.include_usage``), otherwise every content
 chunk counts as one token, and ``Done.extra["token_count_source"]`` says which. A server's own timings
 (llama.cpp's ``timings``) are kept in ``Done.extra["server_timings"]`` next to the client-side figures.
-See docs/HTTP.md.
+A server is outside data: every read is capped, every chunk's shape is checked, and a guard thread ends a
+turn on cancel, on its deadline or when the server goes idle, from the cancelling side. See docs/HTTP.md.
 """
 from __future__ import annotations
 
