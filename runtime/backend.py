@@ -54,7 +54,8 @@ class ModelSpec:
     flash_attn: bool = True  # llamacpp
     api_model: str = ""  # http: the server's model name
     api_key_env: str = ""  # http: environment variable holding the API key
-    timeout_s: float = 60.0  # http: give up on a server silent for this long
+    timeout_s: float = 60.0  # http: give up on a server that sends no data for this long (pings do not count)
+    turn_timeout_s: float = 900.0  # http: give up on a turn that takes longer than this overall
     description: str = ""
     options: dict[str, Any] = field(default_factory=dict, compare=False)
 

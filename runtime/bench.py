@@ -16,48 +16,13 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, cast
 
-from . import metrics, mmlu, storage, tasks
+from . import metrics, mmlu, runfolder, storage, tasks
 from .backend import BatchingModel, LoadedModel, ModelSpec, SamplingParams, load_model, supports_batching
-from .config import TaskSpec, build, read_toml
+from .config import TaskSpec
 from .errors import DataError, TaskclockError
 from .events import Event
+from .runfolder import RESULTS_FILE, RUN_FILE, RunPlan, row_key
 from .turn import run_turn
-
-RUN_FILE = "run.toml"
-RESULTS_FILE = "results.jsonl"
-
-
-@dataclass
-class RunPlan:
-    """A run's whole configuration, as stored in run.toml."""
-
-    run_id: str
-    created: str
-    mmlu: str
-    subjects: list[str]
-    limit: int
-    seed: int
-    batch_size: int
-    warmup: int
-    max_tokens: int  # 0: each task's own budget
-    temperature: float
-    top_p: float
-    skipped_rows: int
-    models: list[ModelSpec]
-    tasks: list[TaskSpec]
-    question_ids: list[str]
-
-    def params(self, task: TaskSpec) -> SamplingParams:
-        budget = min(task.max_tokens, self.max_tokens) if self.max_tokens else task.max_tokens
-        return SamplingParams(max_tokens=budget, temperature=self.temperature, top_p=self.top_p, seed=self.seed)
-
-    def total_rows(self) -> int:
-        return len(self.models) * len(self.tasks) * len(self.question_ids)
-
-
-def row_key(row: dict[str, Any]) -> tuple[str, str, str]:
-    return row["model"], row["task"], row["qid"]
-
 
 # ---- run.toml: a small writer for the flat values a plan holds (tomllib only reads) ----------------
 
@@ -94,42 +59,12 @@ def plan_to_toml(plan: RunPlan) -> str:
     return "\n".join(parts)
 
 
-def read_plan(folder: Path) -> RunPlan:
-    path = folder / RUN_FILE
-    if not path.is_file():
-        raise DataError(f"{folder} is not a bench run folder (no {RUN_FILE})", "pass a folder under runs/")
-    data = read_toml(path, "run")
-    try:
-        head = dict(data["run"])
-        models = [build(ModelSpec, table, path, f"models.{name}", name=name) for name, table in data["models"].items()]
-        task_list = [build(TaskSpec, table, path, f"tasks.{name}", name=name) for name, table in data["tasks"].items()]
-        return RunPlan(**head, models=models, tasks=task_list, question_ids=list(data["selection"]["ids"]))
-    except (KeyError, TypeError) as exc:
-        raise DataError(f"{path} is incomplete or damaged ({exc})", "start a new run") from None
-
-
 def write_plan(folder: Path, plan: RunPlan) -> None:
     storage.write_atomic(folder / RUN_FILE, plan_to_toml(plan))
 
 
 def new_run_id() -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-
-
-def read_rows(folder: Path) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Result rows (the first of any duplicate key wins) and, per model, the error of a failure that no
-    later row superseded (a model that failed, then loaded on resume, is not failed)."""
-    path = folder / RESULTS_FILE
-    rows: dict[tuple, dict[str, Any]] = {}
-    failures: dict[str, str] = {}
-    if path.is_file():
-        for record in storage.read(path):
-            if record.get("kind") == "failure":
-                failures[record["model"]] = record["error"]
-            elif record.get("kind") == "result":
-                rows.setdefault(row_key(record), record)
-                failures.pop(record["model"], None)
-    return list(rows.values()), failures
 
 
 # ---- the runner ----------------------------------------------------------------------------------
@@ -204,8 +139,12 @@ class BenchRunner:
         return self.plan.batch_size if supports_batching(spec) else 1
 
     def run(self) -> Outcome:
-        rows, _ = read_rows(self.folder)
-        done = {row_key(r) for r in rows}
+        """Run every pending row, holding the folder's lock (a second runner on it is refused)."""
+        with runfolder.locked(self.folder):
+            return self._run_pending()
+
+    def _run_pending(self) -> Outcome:
+        done = {row_key(r) for r in runfolder.read_results(self.folder).rows}
         outcome = Outcome()
         for spec in self.plan.models:
             if self.cancel.is_set():

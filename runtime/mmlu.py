@@ -10,6 +10,7 @@ import csv
 import importlib.util
 import os
 import random
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ LETTERS = ("A", "B", "C", "D")
 DEFAULT_LIMIT = 660  # the paper's sample size
 HUB_DATASET = "cais/mmlu"
 NO_DATA_FIX = "pass --mmlu PATH (e.g. ../shared/mmlu) or set TASKCLOCK_MMLU"
+MAX_CSV_BYTES = 64 << 20  # the largest MMLU subject file is about 1 MB
 
 
 @dataclass(frozen=True)
@@ -75,9 +77,16 @@ def parse_row(row: list[str], subject: str, index: int) -> tuple[Question | None
 
 
 def read_csv_file(path: Path, subject: str) -> tuple[list[Question], list[str]]:
+    """The file's questions and one note per skipped row. Only a regular file of at most MAX_CSV_BYTES is read
+    (a FIFO named like a CSV would block the load, a device would never end); anything else is skipped whole."""
     questions: list[Question] = []
     skipped: list[str] = []
     try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            return [], [f"{path.name}: not a regular file; skipped"]
+        if info.st_size > MAX_CSV_BYTES:
+            return [], [f"{path.name}: larger than {MAX_CSV_BYTES >> 20} MiB; skipped"]
         with open(path, newline="", encoding="utf-8") as handle:
             for index, row in enumerate(csv.reader(handle)):
                 question, reason = parse_row(row, subject, index)

@@ -17,8 +17,8 @@ from typing import Any
 
 from . import storage
 from .backend import supports_batching
-from .bench import RunPlan, read_plan, read_rows
 from .metrics import TurnMetrics, percentile
+from .runfolder import RunPlan, read_plan, read_results
 
 ALL_TASKS = "all"
 CSV_COLUMNS = ("model", "backend", "task", "qid", "subject", "batch_size", *(f.name for f in fields(TurnMetrics)),
@@ -133,6 +133,7 @@ class RunSummary:
     failures: dict[str, str]
     cells: list[CellStats]
     ranks: list[Ranking]
+    damaged: list[str]  # results.jsonl lines skipped as damaged ("line N: reason")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -145,6 +146,7 @@ class RunSummary:
             "batch_size": self.plan.batch_size,
             "mmlu_rows_skipped": self.plan.skipped_rows,
             "failed_models": self.failures,
+            "damaged_lines": self.damaged,
             "cells": [asdict(c) for c in self.cells],
             "rankings": [{**asdict(r), "disagree": r.disagree} for r in self.ranks],
         }
@@ -152,10 +154,11 @@ class RunSummary:
 
 def load_summary(folder: Path) -> RunSummary:
     plan = read_plan(folder)
-    rows, failures = read_rows(folder)
+    results = read_results(folder)
     task_names = [t.name for t in plan.tasks]
-    cells = summarize(rows, [m.name for m in plan.models], task_names, {t.name for t in plan.tasks if t.scored})
-    return RunSummary(plan, rows, failures, cells, rankings(cells))
+    cells = summarize(results.rows, [m.name for m in plan.models], task_names,
+                      {t.name for t in plan.tasks if t.scored})
+    return RunSummary(plan, results.rows, results.failures, cells, rankings(cells), results.damaged)
 
 
 # ---- exports -------------------------------------------------------------------------------------
@@ -256,11 +259,15 @@ def summary_markdown(summary: RunSummary) -> str:
                                 ranking_rows(summary))]
     if summary.failures:
         parts += ["", "## Failed models", ""] + [f"- {m}: {e}" for m, e in summary.failures.items()]
+    if summary.damaged:
+        parts += ["", f"## Damaged lines in results.jsonl (skipped: {len(summary.damaged)})", ""]
+        parts += [f"- {line}" for line in summary.damaged[:20]]
     return "\n".join(parts) + "\n"
 
 
-def export(folder: Path) -> list[Path]:
-    """Write results.csv, summary.md, summary.json and plots.txt into the run folder (atomically)."""
+def export(folder: Path) -> RunSummary:
+    """Write results.csv, summary.md, summary.json and plots.txt into the run folder (atomically); returns the
+    summary they were made from."""
     summary = load_summary(folder)
     outputs = {
         "results.csv": results_csv(summary.rows),
@@ -268,11 +275,9 @@ def export(folder: Path) -> list[Path]:
         "summary.json": json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) + "\n",
         "plots.txt": text_plots(summary) if summary.rows else "",
     }
-    paths = []
     for name, text in outputs.items():
         storage.write_atomic(folder / name, text)
-        paths.append(folder / name)
-    return paths
+    return summary
 
 
 # ---- plots (plotext API: the plotext module for text, or a textual-plotext widget's .plt) ----------

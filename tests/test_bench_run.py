@@ -10,7 +10,7 @@ import threading
 import pytest
 from helpers import ROOT, SHARED_MMLU, bench_args, replies_by_key, result_keys, run_cli, start_cli, wait_for_rows
 
-from taskclock.runtime import bench, mmlu, storage, tasks
+from taskclock.runtime import bench, mmlu, runfolder, storage, tasks
 from taskclock.runtime.backend import ModelSpec, SamplingParams
 
 
@@ -37,7 +37,7 @@ def test_rows_then_resume_adds_nothing(tmp_path, data, tiny_llama_dir):
     assert row["input_tokens"] > 0 and row["task_time_s"] > 0 and row["output_tokens"] <= 6
     assert row["answer"] in mmlu.LETTERS and row["correct"] == (row["parsed"] == row["answer"])
     assert reports[-1].state == "done" and reports[-1].done == reports[-1].total == 3
-    again = bench.BenchRunner(folder, bench.read_plan(folder), data.by_id()).run()
+    again = bench.BenchRunner(folder, runfolder.read_plan(folder), data.by_id()).run()
     assert again.rows_written == 0
     assert result_keys(folder) == keys
 
@@ -53,7 +53,7 @@ def test_cancel_keeps_finished_rows_and_resume_completes(tmp_path, data, tiny_ll
 
     outcome = bench.BenchRunner(folder, plan, data.by_id(), cancel=cancel, on_progress=stop_after_two).run()
     assert outcome.interrupted and outcome.rows_written == 2
-    bench.BenchRunner(folder, bench.read_plan(folder), data.by_id()).run()
+    bench.BenchRunner(folder, runfolder.read_plan(folder), data.by_id()).run()
     keys = result_keys(folder)
     assert len(keys) == len(set(keys)) == plan.total_rows()
 
@@ -66,7 +66,8 @@ def test_failed_model_is_marked_and_the_others_run(tmp_path, data, tiny_llama_di
     outcome = bench.BenchRunner(folder, plan, data.by_id()).run()
     assert "not a GGUF file" in outcome.failures["broken"]
     assert {k[0] for k in result_keys(folder)} == {"tiny"}
-    rows, failures = bench.read_rows(folder)
+    results = runfolder.read_results(folder)
+    rows, failures = results.rows, results.failures
     assert len(rows) == 2 and "broken" in failures
 
 

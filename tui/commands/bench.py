@@ -25,16 +25,18 @@ def add_parser(sub) -> None:
                     "Ctrl-C keeps every finished row; --resume continues the run.")
     common.add_model_options(p, many=True)
     next(a for a in p._actions if a.dest == "models").required = False  # not needed with --resume
-    p.add_argument("--tasks", default=DEFAULT_TASKS, help=f"comma-separated task sets (default: {DEFAULT_TASKS})")
+    p.add_argument("--tasks", help=f"comma-separated task sets (default: {DEFAULT_TASKS})")
     p.add_argument("--mmlu", help="MMLU data folder (default: $TASKCLOCK_MMLU, then config defaults.mmlu)")
-    p.add_argument("--subjects", default="all", help="comma-separated MMLU subjects, or 'all' (default)")
+    p.add_argument("--subjects", help="comma-separated MMLU subjects, or 'all' (default)")
     p.add_argument("--limit", type=int, default=None, help="questions in the sample (default 660, as in the paper)")
-    p.add_argument("--seed", type=int, default=0, help="sample and sampling seed (default 0)")
+    p.add_argument("--seed", type=int, help="sample and sampling seed (default 0)")
     p.add_argument("--max-tokens", type=int, help="cap every task's token budget")
-    p.add_argument("--batch-size", type=int, default=1, help="requests per batch on transformers models (default 1)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed turns per model before measuring (default 1)")
+    p.add_argument("--batch-size", type=int, help="requests per batch on transformers models (default 1)")
+    p.add_argument("--warmup", type=int, help="untimed turns per model before measuring (default 1)")
     p.add_argument("--out", help="folder for run folders (default: runs/ in a checkout, else the user data dir)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run folder")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue an interrupted run folder with the models, tasks and questions it was started "
+                        "with (options that would change them are refused)")
     p.add_argument("--no-plots", action="store_true", help="do not print the text plots at the end")
 
 
@@ -47,13 +49,30 @@ def _check_numbers(args: argparse.Namespace) -> None:
             raise DataError(f"{option} must be at least {least}, not {value}", f"pass a valid {option}")
 
 
+# Options fixed in run.toml when a run starts: --resume refuses them rather than silently ignoring them.
+PLAN_OPTIONS = {"models": "--models", "tasks": "--tasks", "limit": "--limit", "subjects": "--subjects",
+                "seed": "--seed", "max_tokens": "--max-tokens", "batch_size": "--batch-size", "warmup": "--warmup",
+                "out": "--out", "dtype": "--dtype", "device": "--device", "quantization": "--quant",
+                "n_ctx": "--ctx", "n_gpu_layers": "--gpu-layers", "compile": "--compile",
+                "flash_attn": "--no-flash-attn"}
+
+
+def _check_resume_options(args: argparse.Namespace) -> None:
+    from taskclock.runtime.errors import DataError
+
+    given = [option for dest, option in PLAN_OPTIONS.items() if getattr(args, dest) is not None]
+    if given:
+        raise DataError(f"--resume continues a run as it was planned, so {', '.join(given)} cannot change it",
+                        "drop those options, or start a new run without --resume")
+
+
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def prepare_run(args: argparse.Namespace):
     """A new run folder from the options, or the folder being resumed; returns (folder, plan, data)."""
-    from taskclock.runtime import bench, mmlu, tasks
+    from taskclock.runtime import bench, mmlu, runfolder, tasks
     from taskclock.runtime.config import load_config
     from taskclock.runtime.errors import DataError
     from taskclock.runtime.paths import default_runs_dir
@@ -61,19 +80,21 @@ def prepare_run(args: argparse.Namespace):
     _check_numbers(args)
     config = load_config(args.config)
     if args.resume:
+        _check_resume_options(args)
         folder = Path(args.resume)
-        plan = bench.read_plan(folder)
+        plan = runfolder.read_plan(folder)
         stored = None if plan.mmlu.startswith("hub:") else plan.mmlu
         return folder, plan, mmlu.load(args.mmlu or stored)
     if not args.models:
         raise DataError("no models given", "pass --models A,B (or --resume RUN_DIR)")
     specs = common.resolve_specs(common.split_models(args.models), args, config)
-    task_list = tasks.resolve(_split(args.tasks), config.tasks)
+    task_list = tasks.resolve(_split(args.tasks or DEFAULT_TASKS), config.tasks)
     data = mmlu.load(mmlu.resolve_path(args.mmlu, config.defaults.mmlu))
     runs_dir = Path(args.out or config.defaults.runs_dir or default_runs_dir())
     folder, plan = bench.prepare(
-        models=specs, task_list=task_list, data=data, subjects=_split(args.subjects),
-        limit=args.limit or mmlu.DEFAULT_LIMIT, seed=args.seed, batch_size=args.batch_size, warmup=args.warmup,
+        models=specs, task_list=task_list, data=data, subjects=_split(args.subjects or "all"),
+        limit=args.limit or mmlu.DEFAULT_LIMIT, seed=args.seed or 0, batch_size=args.batch_size or 1,
+        warmup=1 if args.warmup is None else args.warmup,
         max_tokens=args.max_tokens or 0, sampling=config.sampling, runs_dir=runs_dir)
     return folder, plan, data
 
@@ -81,7 +102,7 @@ def prepare_run(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from taskclock.runtime import bench, summary
+    from taskclock.runtime import bench, runfolder, summary
 
     folder, plan, data = prepare_run(args)
     err = Console(stderr=True, soft_wrap=True)  # paths stay whole, so they can be copied
@@ -96,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
     result = summary.load_summary(folder)
     summary.export(folder)
     print_results(Console(), result, plots=not args.no_plots)
+    if result.damaged:
+        err.print(runfolder.damage_note(result.damaged), markup=False, highlight=False)
     for model, error in result.failures.items():
         err.print(f"[red]model {model} failed:[/] {error}", markup=True, highlight=False)
     errored = [row for row in result.rows if row.get("stop_reason") == "error"]

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import stat
 import sys
 import threading
-from pathlib import Path
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, many: bool = False) -> None:
@@ -81,18 +82,35 @@ def split_models(text: str) -> list[str]:
     return names
 
 
+MAX_PROMPT_BYTES = 16 << 20  # far beyond any context window; /dev/zero or a log file by mistake stops here
+
+
 def read_prompt(prompt: str | None, prompt_file: str | None) -> str:
+    """The prompt text, from the argument or a UTF-8 file ('-' = stdin). Only a regular file (or stdin) of at
+    most MAX_PROMPT_BYTES is read: a device or FIFO could block or never end."""
     from taskclock.runtime.errors import PromptError
+    from taskclock.runtime.untrusted import safe_line
 
     if prompt_file:
+        name = safe_line(prompt_file)
         try:
-            data = sys.stdin.buffer.read() if prompt_file == "-" else Path(prompt_file).read_bytes()
+            if prompt_file == "-":
+                data = sys.stdin.buffer.read(MAX_PROMPT_BYTES + 1)
+            else:
+                if not stat.S_ISREG(os.stat(prompt_file).st_mode):
+                    raise PromptError(f"prompt file {name} is not a regular file (a device, FIFO or folder)",
+                                      "pass a regular file, or '-' to read stdin")
+                with open(prompt_file, "rb") as handle:
+                    data = handle.read(MAX_PROMPT_BYTES + 1)
         except OSError as exc:
-            raise PromptError(f"cannot read prompt file {prompt_file}: {exc.strerror}", "check the path") from None
+            raise PromptError(f"cannot read prompt file {name}: {exc.strerror}", "check the path") from None
+        if len(data) > MAX_PROMPT_BYTES:
+            raise PromptError(f"prompt file {name} is larger than {MAX_PROMPT_BYTES >> 20} MiB",
+                              "pass a shorter prompt")
         try:
             prompt = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise PromptError(f"prompt file {prompt_file} is not valid UTF-8 (byte {exc.start})",
+            raise PromptError(f"prompt file {name} is not valid UTF-8 (byte {exc.start})",
                               "save it as UTF-8") from None
     if prompt is None or not prompt.strip():
         raise PromptError("the prompt is empty", "pass a prompt or --prompt-file")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 FORMATS = ("csv", "md", "jsonl")
@@ -24,14 +25,16 @@ def export_file(source: Path, args: argparse.Namespace) -> Path:
 
 def export_folder(source: Path, args: argparse.Namespace) -> Path:
     """A bench run folder: regenerate its results.csv, summary.md, summary.json and plots.txt."""
-    from taskclock.runtime.bench import RUN_FILE
     from taskclock.runtime.errors import DataError
+    from taskclock.runtime.runfolder import RUN_FILE, damage_note
     from taskclock.runtime.summary import export
 
     if not (source / RUN_FILE).is_file():
         raise DataError(f"{source} is a folder but not a bench run (no {RUN_FILE})",
                         "pass a session .jsonl file or a runs/<run-id> folder")
-    export(source)
+    note = damage_note(export(source).damaged)
+    if note:
+        print(f"taskclock: warning: {note}", file=sys.stderr)
     return source
 
 

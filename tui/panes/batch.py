@@ -19,7 +19,7 @@ from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 from textual_plotext import PlotextPlot
 
-from taskclock.runtime import bench, mmlu, summary, tasks
+from taskclock.runtime import bench, mmlu, runfolder, summary, tasks
 from taskclock.runtime.errors import DataError
 from taskclock.runtime.models import resolve
 from taskclock.runtime.paths import default_runs_dir
@@ -67,6 +67,7 @@ class BatchPane(Vertical):
         config = context.config
         self.runs_dir = Path(config.defaults.runs_dir) if config.defaults.runs_dir else default_runs_dir()
         self.live: LiveBench | None = None
+        self.cancel = threading.Event()  # the running batch's; set by Stop and by leaving the app
         self.folder: Path | None = None  # the run shown: resumable when it is incomplete
         self.running = False
 
@@ -152,28 +153,34 @@ class BatchPane(Vertical):
             return
 
         def prepare() -> tuple[Path, bench.RunPlan, mmlu.MMLUData]:
-            plan = bench.read_plan(folder)
+            plan = runfolder.read_plan(folder)
             return folder, plan, mmlu.load(None if plan.mmlu.startswith("hub:") else plan.mmlu)
 
         self._launch(prepare)
 
+    def on_unmount(self) -> None:
+        """Quitting the app ends the batch after the row in flight: its thread would otherwise keep the process
+        running the whole batch in the background."""
+        self.cancel.set()
+
     def stop(self) -> None:
-        if self.live is not None:
-            self.live.cancel.set()
+        if self.running:
+            self.cancel.set()
             self._status("stopping after the row in flight…")
 
     def _launch(self, prepare) -> None:
+        self.cancel = threading.Event()
         self.running = True
         self._set_running()
         self._status("preparing the run…")
         self._ticker.resume()
-        self._run(prepare)
+        self._run(prepare, self.cancel)
 
     @work(thread=True, exclusive=True, exit_on_error=False, name="bench")
-    def _run(self, prepare) -> bench.Outcome:
+    def _run(self, prepare, cancel: threading.Event) -> bench.Outcome:
         folder, plan, data = prepare()
-        live = LiveBench(folder, plan)
-        for row in bench.read_rows(folder)[0]:
+        live = LiveBench(folder, plan, cancel)
+        for row in runfolder.read_results(folder).rows:
             live.rows.setdefault((row["model"], row["task"]), []).append(row)
         self.folder, self.live = folder, live
         self.app.call_from_thread(self._status, f"running {folder.name}: {len(plan.question_ids)} questions × "
@@ -244,13 +251,13 @@ class BatchPane(Vertical):
     def action_refresh_runs(self) -> None:
         table = self.query_one("#batch-runs", DataTable)
         table.clear()
-        folders = sorted(self.runs_dir.glob(f"*/{bench.RUN_FILE}"), reverse=True) if self.runs_dir.is_dir() else []
+        folders = sorted(self.runs_dir.glob(f"*/{runfolder.RUN_FILE}"), reverse=True) if self.runs_dir.is_dir() else []
         for path in folders:
             try:
-                plan = bench.read_plan(path.parent)
+                plan = runfolder.read_plan(path.parent)
             except DataError:
                 continue
-            rows, _ = bench.read_rows(path.parent)
+            rows = runfolder.read_results(path.parent).rows
             table.add_row(plan.run_id, ",".join(m.name for m in plan.models), ",".join(t.name for t in plan.tasks),
                           f"{len(rows)}/{plan.total_rows()}", key=str(path.parent))
 
