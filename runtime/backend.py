@@ -13,7 +13,9 @@ from typing import Any, Protocol
 
 from .errors import ModelLoadError
 from .events import Done, Event, now_ns
+from .values import check_sampling, check_spec
 
+DEFAULT_CTX = 4096
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..."}
 
 BACKENDS = {
@@ -33,6 +35,9 @@ class SamplingParams:
     seed: int = 0
     stop: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        check_sampling(self)
+
     def with_overrides(self, **values: Any) -> SamplingParams:
         return replace(self, **{k: v for k, v in values.items() if v is not None})
 
@@ -49,7 +54,7 @@ class ModelSpec:
     device: str = "auto"  # hf: auto|cuda|cpu
     quantization: str = "none"  # hf: none|8bit|4bit
     compile: bool = False  # hf: static cache + torch.compile
-    n_ctx: int = 4096
+    n_ctx: int = DEFAULT_CTX
     n_gpu_layers: int = 0  # llamacpp: -1 = all layers on the GPU
     flash_attn: bool = True  # llamacpp
     api_model: str = ""  # http: the server's model name
@@ -57,6 +62,9 @@ class ModelSpec:
     timeout_s: float = 60.0  # http: give up on a server silent for this long
     description: str = ""
     options: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        check_spec(self)
 
     @classmethod
     def field_names(cls) -> set[str]:

@@ -18,6 +18,7 @@ from typing import Any
 from . import storage
 from .bench import RunPlan, read_plan, read_rows
 from .metrics import percentile
+from .untrusted import csv_row, redact
 
 ALL_TASKS = "all"
 CSV_COLUMNS = ("model", "backend", "task", "qid", "subject", "batch_size", "input_tokens", "output_tokens",
@@ -162,9 +163,10 @@ def load_summary(folder: Path) -> RunSummary:
 
 def results_csv(rows: list[dict]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore",
+                            lineterminator="\r\n")  # RFC 4180: a cell holding a CR is then quoted too
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(csv_row(row) for row in rows)
     return out.getvalue()
 
 
@@ -241,7 +243,7 @@ def export(folder: Path) -> list[Path]:
     }
     paths = []
     for name, text in outputs.items():
-        storage.write_atomic(folder / name, text)
+        storage.write_atomic(folder / name, redact(text))  # rows of older runs may hold a URL's password
         paths.append(folder / name)
     return paths
 

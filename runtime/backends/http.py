@@ -20,9 +20,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..backend import Message, ModelSpec, SamplingParams
-from ..errors import BackendError, ModelNotFound
+from ..errors import BackendError, ModelNotFound, TaskclockError
 from ..events import Done, Event, Submitted, Token, now_ns
 from ..stops import StopMatcher
+from ..untrusted import redact
 
 FINISH_REASONS = {"stop": "eos", "length": "length"}
 # POST bodies of the tokenizer endpoints servers offer, tried in order (llama.cpp and vLLM, llama-cpp-python).
@@ -84,8 +85,9 @@ class StreamError(Exception):
 
 class HttpModel:
     def __init__(self, spec: ModelSpec, client: httpx.Client, url: str, api_model: str,
-                 load_s: float, loaded_ns: int) -> None:
+                 load_s: float, loaded_ns: int, secrets: tuple[str, ...] = ()) -> None:
         self.spec = spec
+        self.secrets = secrets  # the API key: kept out of every error line
         self.client = client
         self.url = url
         self.api_model = api_model
@@ -148,8 +150,8 @@ class HttpModel:
         reason = "error" if state.error else state.reason
         if reason != "error" and cancel is not None and cancel.is_set() and not state.finished:
             reason = "cancelled"
-        yield Done(now_ns(), reason, state.input_tokens, state.output_tokens, error=state.error,
-                   extra=state.extra())
+        error = redact(state.error, self.secrets) if state.error else None
+        yield Done(now_ns(), reason, state.input_tokens, state.output_tokens, error=error, extra=state.extra())
 
     def count_tokens(self, text: str) -> int | None:
         """The server's own tokenizer count (llama.cpp / vLLM ``/tokenize``, llama-cpp-python
@@ -243,6 +245,22 @@ class _StreamState:
         return extra
 
 
+def api_key(spec: ModelSpec) -> str:
+    """The key from ``spec.api_key_env`` ("" when none is configured). A key an HTTP header cannot carry is
+    rejected here, without echoing it: httpx would otherwise put it in an error line."""
+    if not spec.api_key_env:
+        return ""
+    key = os.environ.get(spec.api_key_env)
+    if not key:
+        raise BackendError(f"the environment variable {spec.api_key_env} (API key for {spec.name}) is not set",
+                           f"export {spec.api_key_env}=...")
+    if not (key.isascii() and key.isprintable()) or any(char.isspace() for char in key):
+        raise BackendError(f"the API key in {spec.api_key_env} holds characters an HTTP header cannot carry "
+                           "(non-ASCII, spaces, line breaks or control codes)",
+                           f"check the value of {spec.api_key_env}")
+    return key
+
+
 class HttpBackend:
     name = "http"
 
@@ -251,20 +269,21 @@ class HttpBackend:
         start = time.perf_counter()
         url = base_url(spec.source)
         headers = {}
-        if spec.api_key_env:
-            key = os.environ.get(spec.api_key_env)
-            if not key:
-                raise BackendError(f"the environment variable {spec.api_key_env} (API key for {spec.name}) is not set",
-                                   f"export {spec.api_key_env}=...")
+        key = api_key(spec)
+        if key:
             headers["Authorization"] = f"Bearer {key}"
+        secrets = (key,) if key else ()
         timeout = httpx.Timeout(spec.timeout_s, connect=min(spec.timeout_s, 10.0))
         client = httpx.Client(headers=headers, timeout=timeout)
         try:
             api_model = self._check_models(client, url, spec)
+        except TaskclockError as exc:  # messages name the URL: never with its password or the key
+            client.close()
+            raise type(exc)(redact(exc.problem, secrets), redact(exc.fix, secrets)) from None
         except BaseException:
             client.close()
             raise
-        return HttpModel(spec, client, url, api_model, time.perf_counter() - start, now_ns())
+        return HttpModel(spec, client, url, api_model, time.perf_counter() - start, now_ns(), secrets)
 
     @staticmethod
     def _check_models(client: httpx.Client, url: str, spec: ModelSpec) -> str:

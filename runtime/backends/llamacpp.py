@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from ..backend import Message, ModelSpec, SamplingParams, encode_within_context
+from ..backend import DEFAULT_CTX, Message, ModelSpec, SamplingParams, encode_within_context
 from ..errors import ModelLoadError, UnsupportedHardware
 from ..events import Done, Event, Submitted, Token, now_ns
 from ..gpu import TurnProbe
@@ -180,6 +180,9 @@ class LlamaCppBackend:
                     verbose=False,
                 )
         except (ValueError, RuntimeError, OSError) as exc:
+            if spec.n_ctx > DEFAULT_CTX:  # a huge context fails to allocate: that is the cause, not the file
+                raise ModelLoadError(f"llama.cpp cannot load {path} with a context of {spec.n_ctx} tokens: {exc}",
+                                     f"use a smaller --ctx (default {DEFAULT_CTX})") from None
             raise ModelLoadError(f"llama.cpp cannot load {path}: {exc} (truncated or corrupt file?)",
                                  "re-download or reinstall the model") from None
         return LlamaCppModel(spec, llm, time.perf_counter() - start, now_ns())
