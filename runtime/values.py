@@ -32,14 +32,18 @@ def _number(key: str, value: Any, kind: type = float) -> float:
     return value
 
 
+def _shown(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
+
 def in_range(key: str, value: Any, low: float, high: float | None = None, *, kind: type = float,
              low_open: bool = False) -> None:
     """``low <= value <= high`` (``low < value`` with ``low_open``; no upper bound when ``high`` is None)."""
     number = _number(key, value, kind)
     too_low = number <= low if low_open else number < low
     if too_low or (high is not None and number > high):
-        bound = f"more than {low:g}" if low_open else f"at least {low:g}"
-        where = f"{bound} and at most {high:g}" if high is not None else bound
+        bound = f"more than {_shown(low)}" if low_open else f"at least {_shown(low)}"
+        where = f"{bound} and at most {_shown(high)}" if high is not None else bound
         raise InvalidValue(key, f"must be {where}, not {value!r}")
 
 

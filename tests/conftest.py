@@ -45,6 +45,21 @@ def _isolated_user_dirs(tmp_path_factory):
     yield
 
 
+def _checkout_files() -> set[str]:
+    return {str(p.relative_to(ROOT)) for name in ("sessions", "runs") if (ROOT / name).is_dir()
+            for p in (ROOT / name).rglob("*") if p.name != ".gitkeep"}
+
+
+@pytest.fixture(autouse=True)
+def _nothing_written_into_the_checkout():
+    """Every test writes under its tmp_path only: a file it leaves in the checkout's sessions/ or runs/ (a
+    command run from the checkout without --sessions / --out) fails that test, naming the files."""
+    before = _checkout_files()
+    yield
+    stray = _checkout_files() - before
+    assert not stray, f"this test wrote into the checkout: {sorted(stray)}"
+
+
 @pytest.fixture(scope="session")
 def smollm2():
     from taskclock.runtime.backend import load_model

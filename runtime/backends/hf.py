@@ -104,8 +104,9 @@ def folder_from_gguf(gguf: Path) -> Path:
         tokenizer.save_pretrained(partial)
         shutil.rmtree(target, ignore_errors=True)
         os.replace(partial, target)
-    except OSError as exc:  # the disk filled up, say: leave no half-written folder in the cache
-        raise ModelLoadError(f"cannot write the converted model to {target.parent}: {exc.strerror or exc}",
+    except Exception as exc:  # the disk filled up (safetensors raises its own type): leave no half-written folder
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
+        raise ModelLoadError(f"cannot write the converted model to {target.parent}: {reason}",
                              "free some disk space (or set TASKCLOCK_CACHE) and try again") from None
     finally:
         shutil.rmtree(partial, ignore_errors=True)

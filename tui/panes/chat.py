@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -148,7 +149,7 @@ class ChatPane(Vertical):
             parts.append(f"{spec.name} · {spec.backend} · loaded in {self.model.load_s:.2f} s{mode}")
         elif self.loading is None:
             parts.append("no model loaded: press Ctrl+O to pick one")
-        self.query_one("#model-status", Static).update(plain("   ".join(parts)))
+        self.query_one("#model-status", Static).update(Text("   ").join(plain(part) for part in parts))
 
     def model_commands(self) -> list[tuple[str, object, str]]:
         """(title, callback, help) per model: what the model picker and the command palette list (as markup,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -28,7 +29,8 @@ class SessionsPane(Vertical):
         self.summaries: list[SessionSummary] = []
 
     def compose(self) -> ComposeResult:
-        yield Static(plain(f"Sessions in {self.folder}  ·  Enter opens one (read-only)"), id="sessions-folder")
+        yield Static(Text.assemble("Sessions in ", plain(self.folder), "  ·  Enter opens one (read-only)"),
+                     id="sessions-folder")
         table = DataTable(cursor_type="row", zebra_stripes=True, id="sessions-table")
         table.add_columns("session", "model", "turns", "median TTFT", "median decode", "median task time")
         yield table
