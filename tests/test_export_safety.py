@@ -67,15 +67,6 @@ def test_export_never_replaces_a_folder(session, tmp_path):
     assert "is a folder" in line and folder.is_dir()
 
 
-def test_export_leaves_no_temporary_file_beside_the_target(session, tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    for fmt in ("csv", "md", "jsonl"):
-        proc = run_cli("export", str(session), "--format", fmt, "-o", str(out / f"x.{fmt}"))
-        assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["x.csv", "x.jsonl", "x.md"]
-
-
 def test_a_file_that_is_not_a_session_log_is_not_exported(tmp_path):
     notes = tmp_path / "notes.jsonl"
     notes.write_text("just some text\nnot json at all\n")

@@ -105,12 +105,14 @@ async def test_a_sessions_folder_with_markup_is_shown_as_written(tmp_path):
     assert str(tmp_path / "[/x]") in folder
 
 
-async def test_a_theme_name_with_markup_is_notified_as_written(tmp_path):
-    app = make_app(tmp_path, loader=scripted_loader(), theme="[/x]")
+async def test_a_model_path_with_markup_that_fails_to_load_is_notified_as_written(tmp_path):
+    name = "broken[/x]"
+    config = Config(models={name: ModelSpec(name, "llamacpp", str(tmp_path / "[/x]" / "m.gguf"))})
+    app = make_app(tmp_path, model=name, config=config)  # the real loader: the file does not exist
     async with app.run_test(size=SIZE) as pilot:
-        await ready(pilot)
-        (message,) = notes(app, "warning")
-    assert "unknown theme '[/x]'" in message
+        await wait_for(pilot, lambda: notes(app, "error"), "the load to fail")
+        (message,) = notes(app, "error")
+    assert f"Could not load {name}" in message and "[/x]/m.gguf does not exist" in message
 
 
 async def test_the_sessions_list_shows_hostile_names_plainly(tmp_path):
