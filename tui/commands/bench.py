@@ -165,8 +165,8 @@ def print_results(console, result, plots: bool) -> None:
         for i in keep:
             table.add_column(headers[i], justify="left" if i < 2 else "right", no_wrap=i < 2)
         for cell in result.cells:
-            values: list[str | Text] = cell_row(cell)
-            values[:2] = [plain(value) for value in values[:2]]  # model and task names are outside text
+            cells = cell_row(cell)
+            values: list[str | Text] = [plain(cells[0]), plain(cells[1]), *cells[2:]]  # names are outside text
             table.add_row(*(values[i] for i in keep))
         console.print(table)
     if result.ranks:

@@ -197,7 +197,8 @@ class BatchPane(Vertical):
             self._status(f"stopped: {describe_error(event.worker.error)}", error=True)
             return
         outcome: bench.Outcome = event.worker.result
-        self.context.wrote(self.folder)
+        if self.folder is not None:
+            self.context.wrote(self.folder)
         self.open_run(self.folder)
         self.action_refresh_runs()
         failed = "".join(f"; {m} failed: {e}" for m, e in outcome.failures.items())
