@@ -162,3 +162,14 @@ async def test_the_batch_tab_shows_an_error_with_markup_as_written(tmp_path):
         shown = screen_text(app)
     assert "unknown model" in status and "[/x]" in status
     assert_no_terminal_control(shown)
+
+
+async def test_the_model_picker_shows_config_names_and_descriptions_as_written(tmp_path):
+    name = "pick[bold]me"
+    app = make_app(tmp_path, config=hostile_config(name), loader=scripted_loader())
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: "pick[bold]me" in screen_text(app), "the model picker")
+        shown = screen_text(app)
+    assert "[link=http://evil.example/]l[/link]" in shown.replace("&#160;", " ")
