@@ -13,7 +13,9 @@ from typing import Any, Protocol
 
 from .errors import ModelLoadError
 from .events import Done, Event, now_ns
+from .values import check_sampling, check_spec
 
+DEFAULT_CTX = 4096
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..."}
 
 BACKENDS = {
@@ -33,6 +35,9 @@ class SamplingParams:
     seed: int = 0
     stop: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        check_sampling(self)
+
     def with_overrides(self, **values: Any) -> SamplingParams:
         return replace(self, **{k: v for k, v in values.items() if v is not None})
 
@@ -49,7 +54,7 @@ class ModelSpec:
     device: str = "auto"  # hf: auto|cuda|cpu
     quantization: str = "none"  # hf: none|8bit|4bit
     compile: bool = False  # hf: static cache + torch.compile
-    n_ctx: int = 4096
+    n_ctx: int = DEFAULT_CTX
     n_gpu_layers: int | None = None  # llamacpp: None = all where llama.cpp has GPU offload, else 0; -1 = all
     flash_attn: bool = True  # llamacpp
     api_model: str = ""  # http: the server's model name
@@ -58,6 +63,9 @@ class ModelSpec:
     turn_timeout_s: float = 900.0  # http: give up on a turn that takes longer than this overall
     description: str = ""
     options: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        check_spec(self)
 
     @classmethod
     def field_names(cls) -> set[str]:

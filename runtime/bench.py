@@ -23,6 +23,7 @@ from .errors import DataError, TaskclockError
 from .events import Event
 from .runfolder import RESULTS_FILE, RUN_FILE, RunPlan, row_key
 from .turn import run_turn
+from .untrusted import redact, redact_url
 
 # ---- run.toml: a small writer for the flat values a plan holds (tomllib only reads) ----------------
 
@@ -50,8 +51,9 @@ def plan_to_toml(plan: RunPlan) -> str:
     head = {f.name: getattr(plan, f.name) for f in fields(plan) if f.name not in ("models", "tasks", "question_ids")}
     parts = ["# taskclock bench run: `taskclock bench --resume <this folder>` continues it\n", _toml_table("run", head)]
     for spec in plan.models:
-        parts.append(_toml_table(f"models.{json.dumps(spec.name)}",
-                                 {k: v for k, v in asdict(spec).items() if k not in ("name", "options")}))
+        values = {k: v for k, v in asdict(spec).items() if k not in ("name", "options")}
+        values["source"] = redact_url(spec.source)  # a URL's password is never stored (docs/RELIABILITY.md)
+        parts.append(_toml_table(f"models.{json.dumps(spec.name)}", values))
     for task in plan.tasks:
         parts.append(_toml_table(f"tasks.{json.dumps(task.name)}",
                                  {k: v for k, v in asdict(task).items() if k != "name"}))
@@ -166,6 +168,7 @@ class BenchRunner:
         self.on_progress(Progress(spec.name, task.name, total - len(pending[task.name]), total, state, row, error))
 
     def _fail(self, spec: ModelSpec, pending: dict[str, list], error: str, outcome: Outcome) -> None:
+        error = redact(error)
         storage.append(self.results, {"kind": "failure", "model": spec.name, "error": error})
         outcome.failures[spec.name] = error
         for task in self.plan.tasks:

@@ -106,7 +106,11 @@ def load_csv(root: Path, split: str = "test") -> MMLUData:
         raise DataError(f"MMLU folder {root} does not exist", NO_DATA_FIX)
     folder = split_folder(root, split)
     suffix = f"_{split}.csv"
-    files = sorted(folder.glob(f"*{suffix}"))
+    try:
+        files = sorted(folder / name for name in os.listdir(folder) if name.endswith(suffix))
+    except OSError as exc:  # glob would hide a permission error as an empty folder
+        raise DataError(f"cannot read the MMLU folder {folder}: {exc.strerror or exc}", "check its permissions") \
+            from None
     if not files:
         raise DataError(f"{folder} holds no *{suffix} files", "point --mmlu at the MMLU data folder")
     data = MMLUData(str(root.resolve()), [])
@@ -153,6 +157,8 @@ def pick_subjects(data: MMLUData, subjects: Iterable[str] | None) -> list[str]:
     wanted = [s.strip() for s in (subjects or []) if s.strip()]
     if not wanted or wanted == ["all"]:
         return available
+    if "all" in wanted:
+        raise DataError("'all' cannot be combined with other subjects", "pass --subjects all, or only subject names")
     unknown = [s for s in wanted if s not in available]
     if unknown:
         raise DataError(f"unknown MMLU subject(s): {', '.join(unknown)}",

@@ -19,6 +19,7 @@ from . import storage
 from .backend import supports_batching
 from .metrics import TurnMetrics, percentile
 from .runfolder import RunPlan, read_plan, read_results
+from .untrusted import csv_row, redact
 
 ALL_TASKS = "all"
 CSV_COLUMNS = ("model", "backend", "task", "qid", "subject", "batch_size", *(f.name for f in fields(TurnMetrics)),
@@ -165,9 +166,10 @@ def load_summary(folder: Path) -> RunSummary:
 
 def results_csv(rows: list[dict]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore",
+                            lineterminator="\r\n")  # RFC 4180: a cell holding a CR is then quoted too
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(csv_row(row) for row in rows)
     return out.getvalue()
 
 
@@ -276,7 +278,7 @@ def export(folder: Path) -> RunSummary:
         "plots.txt": text_plots(summary) if summary.rows else "",
     }
     for name, text in outputs.items():
-        storage.write_atomic(folder / name, text)
+        storage.write_atomic(folder / name, redact(text))  # rows of older runs may hold a URL's password
     return summary
 
 

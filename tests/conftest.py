@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 # The loopback servers (a real llama_cpp.server and a scripted SSE one) are fixtures every test can use.
 pytest_plugins = ["llama_server"]
@@ -52,6 +53,21 @@ def _isolated_user_dirs(tmp_path_factory):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     yield
+
+
+def _checkout_files() -> set[str]:
+    return {str(p.relative_to(ROOT)) for name in ("sessions", "runs") if (ROOT / name).is_dir()
+            for p in (ROOT / name).rglob("*") if p.name != ".gitkeep"}
+
+
+@pytest.fixture(autouse=True)
+def _nothing_written_into_the_checkout():
+    """Every test writes under its tmp_path only: a file it leaves in the checkout's sessions/ or runs/ (a
+    command run from the checkout without --sessions / --out) fails that test, naming the files."""
+    before = _checkout_files()
+    yield
+    stray = _checkout_files() - before
+    assert not stray, f"this test wrote into the checkout: {sorted(stray)}"
 
 
 @pytest.fixture(scope="session")

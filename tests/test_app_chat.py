@@ -135,7 +135,7 @@ async def test_export_key_and_sessions_view(tmp_path):
         await pilot.press("f3")
         table = app.query_one("#sessions-table")
         await wait_for(pilot, lambda: table.row_count == 1, "the session list")
-        assert table.get_row_at(0)[:3] == [chat.session.path.name, "smollm2", "1"]
+        assert [str(cell) for cell in table.get_row_at(0)[:3]] == [chat.session.path.name, "smollm2", "1"]
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, SessionScreen), "the session viewer")
         assert "Name a planet." in app.screen.markdown

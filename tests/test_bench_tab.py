@@ -53,7 +53,7 @@ async def test_run_fills_the_table_and_lists_the_run(tmp_path):
         table = pane.query_one("#batch-table", DataTable)
         assert table.row_count == 1
         row = table.get_row_at(0)
-        assert row[:3] == ["smollm2", "mc", "done"] and row[3].endswith("3/3")
+        assert [str(cell) for cell in row[:3]] == ["smollm2", "mc", "done"] and row[3].endswith("3/3")
         assert len(_keys(pane)) == 3
         assert (pane.folder / "summary.md").is_file()
         assert pane.query_one("#batch-runs", DataTable).row_count == 1

@@ -3,7 +3,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
+
 from taskclock.runtime.metrics import figure_formats
+from taskclock.runtime.untrusted import safe_line, safe_text
+
+
+def plain(text: object, *, one_line: bool = True) -> Text:
+    """Outside text (names, paths, errors, replies) for a widget or a Rich table: a Text object, so it is never
+    parsed as markup, with its control codes made visible."""
+    return Text(safe_line(text) if one_line else safe_text(text), end="")
 
 
 def fmt(value: Any, unit: str = "", digits: int = 2) -> str:

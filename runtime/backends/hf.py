@@ -152,10 +152,17 @@ def folder_from_gguf(gguf: Path) -> Path:
         del model.config.quantization_config
     partial = target.with_name(f"{target.name}.partial{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(partial, target)
+    try:
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(partial, target)
+    except Exception as exc:  # the disk filled up (safetensors raises its own type): leave no half-written folder
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
+        raise ModelLoadError(f"cannot write the converted model to {target.parent}: {reason}",
+                             "free some disk space (or set TASKCLOCK_CACHE) and try again") from None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return target
 
 

@@ -24,11 +24,11 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..backend import Message, ModelSpec, SamplingParams
-from ..errors import BackendError, ModelNotFound
+from ..errors import BackendError, ModelNotFound, TaskclockError
 from ..events import DoneExtra, Event, Submitted, Token, now_ns
 from ..reply import Reply
 from ..stops import StopMatcher
-from ..untrusted import safe_line
+from ..untrusted import redact, safe_line
 
 FINISH_REASONS = {"stop": "eos", "length": "length"}
 # POST bodies of the tokenizer endpoints servers offer, tried in order (llama.cpp and vLLM, llama-cpp-python).
@@ -203,8 +203,9 @@ def sse_lines(response: httpx.Response) -> Iterator[str]:
 
 class HttpModel:
     def __init__(self, spec: ModelSpec, client: httpx.Client, url: str, api_model: str,
-                 load_s: float, loaded_ns: int) -> None:
+                 load_s: float, loaded_ns: int, secrets: tuple[str, ...] = ()) -> None:
         self.spec = spec
+        self.secrets = secrets  # the API key: kept out of every error line
         self.client = client
         self.url = url
         self.api_model = api_model
@@ -274,7 +275,8 @@ class HttpModel:
         if guard.reason and guard.reason != "cancelled" and not state.error:
             state.error = f"{url}: {guard.reason}"
         reason = "cancelled" if guard.cancel.is_set() and not state.finished else state.reason
-        yield from Reply(state.stops).end(reason, state.input_tokens, state.output_tokens, error=state.error,
+        error = redact(state.error, self.secrets) if state.error else None
+        yield from Reply(state.stops).end(reason, state.input_tokens, state.output_tokens, error=error,
                                           extra=state.extra())
 
     def count_tokens(self, text: str) -> int | None:
@@ -423,6 +425,20 @@ def get_json(client: httpx.Client, method: str, url: str, **kwargs: Any) -> Any:
     if cut:
         raise ValueError(f"the answer is larger than {MAX_BODY_BYTES >> 20} MiB")
     return parse_json(body)
+def api_key(spec: ModelSpec) -> str:
+    """The key from ``spec.api_key_env`` ("" when none is configured). A key an HTTP header cannot carry is
+    rejected here, without echoing it: httpx would otherwise put it in an error line."""
+    if not spec.api_key_env:
+        return ""
+    key = os.environ.get(spec.api_key_env)
+    if not key:
+        raise BackendError(f"the environment variable {spec.api_key_env} (API key for {spec.name}) is not set",
+                           f"export {spec.api_key_env}=...")
+    if not (key.isascii() and key.isprintable()) or any(char.isspace() for char in key):
+        raise BackendError(f"the API key in {spec.api_key_env} holds characters an HTTP header cannot carry "
+                           "(non-ASCII, spaces, line breaks or control codes)",
+                           f"check the value of {spec.api_key_env}")
+    return key
 
 
 class HttpBackend:
@@ -434,20 +450,21 @@ class HttpBackend:
         start = time.perf_counter()
         url = base_url(spec.source)
         headers = {}
-        if spec.api_key_env:
-            key = os.environ.get(spec.api_key_env)
-            if not key:
-                raise BackendError(f"the environment variable {spec.api_key_env} (API key for {spec.name}) is not set",
-                                   f"export {spec.api_key_env}=...")
+        key = api_key(spec)
+        if key:
             headers["Authorization"] = f"Bearer {key}"
+        secrets = (key,) if key else ()
         timeout = httpx.Timeout(spec.timeout_s, connect=min(spec.timeout_s, 10.0))
         client = httpx.Client(headers=headers, timeout=timeout)
         try:
             api_model = self._check_models(client, url, spec)
+        except TaskclockError as exc:  # messages name the URL: never with its password or the key
+            client.close()
+            raise type(exc)(redact(exc.problem, secrets), redact(exc.fix, secrets)) from None
         except BaseException:
             client.close()
             raise
-        return HttpModel(spec, client, url, api_model, time.perf_counter() - start, now_ns())
+        return HttpModel(spec, client, url, api_model, time.perf_counter() - start, now_ns(), secrets)
 
     @staticmethod
     def _check_models(client: httpx.Client, url: str, spec: ModelSpec) -> str:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..backend import Message, ModelSpec, SamplingParams, encode_within_context
+from ..backend import DEFAULT_CTX, Message, ModelSpec, SamplingParams, encode_within_context
 from ..errors import ModelLoadError, UnsupportedHardware
 from ..events import Done, Event, StopReason, Submitted, now_ns
 from ..gpu import GPU_ERRORS_HELP, TurnProbe
@@ -216,6 +216,9 @@ class LlamaCppBackend:
                     verbose=False,
                 )
         except (ValueError, RuntimeError, OSError) as exc:
+            if spec.n_ctx > DEFAULT_CTX and not layers:  # a huge context fails to allocate: the cause, not the file
+                raise ModelLoadError(f"llama.cpp cannot load {path} with a context of {spec.n_ctx} tokens: {exc}",
+                                     f"use a smaller --ctx (default {DEFAULT_CTX})") from None
             raise load_failure(path, exc, layers, log) from None
         return LlamaCppModel(spec, llm, time.perf_counter() - start, now_ns())
 

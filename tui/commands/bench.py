@@ -6,6 +6,8 @@ import sys
 import threading
 from pathlib import Path
 
+from taskclock.runtime.untrusted import error_line, safe_line
+
 from . import common
 
 DEFAULT_TASKS = "mc,paraphrase,explain"
@@ -41,7 +43,12 @@ def add_parser(sub) -> None:
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
+    from taskclock.runtime.backend import SamplingParams
     from taskclock.runtime.errors import DataError
+
+    if args.seed is not None:
+        with common.options_named():
+            SamplingParams(seed=args.seed)  # the seed's range is checked where every seed is: runtime/values.py
 
     for option, value, least in (("--limit", args.limit, 1), ("--max-tokens", args.max_tokens, 1),
                                  ("--batch-size", args.batch_size, 1), ("--warmup", args.warmup, 0)):
@@ -101,14 +108,16 @@ def prepare_run(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.text import Text
 
     from taskclock.runtime import bench, runfolder, summary
 
     folder, plan, data = prepare_run(args)
-    err = Console(stderr=True, soft_wrap=True)  # paths stay whole, so they can be copied
+    # Paths stay whole, so they can be copied. No markup: every line carries paths, names or server errors.
+    err = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
     if data.skipped:
-        err.print(f"skipped {len(data.skipped)} malformed MMLU row(s), e.g. {data.skipped[0]}")
-    err.print(f"run folder: {folder}  ({len(plan.question_ids)} questions × {len(plan.tasks)} task(s) × "
+        err.print(f"skipped {len(data.skipped)} malformed MMLU row(s), e.g. {safe_line(data.skipped[0])}")
+    err.print(f"run folder: {safe_line(folder)}  ({len(plan.question_ids)} questions × {len(plan.tasks)} task(s) × "
               f"{len(plan.models)} model(s))")
     cancel = threading.Event()
     with ProgressBars(err) as on_progress:
@@ -120,16 +129,17 @@ def run(args: argparse.Namespace) -> int:
     if result.damaged:
         err.print(runfolder.damage_note(result.damaged), markup=False, highlight=False)
     for model, error in result.failures.items():
-        err.print(f"[red]model {model} failed:[/] {error}", markup=True, highlight=False)
+        err.print(Text.assemble((f"model {safe_line(model)} failed:", "red"), " ", error_line(error)))
     errored = [row for row in result.rows if row.get("stop_reason") == "error"]
     if errored:  # the console table leaves the errors column out: say so, or these rows go unnoticed
-        err.print(f"{len(errored)} row(s) ended in an error (first: {errored[0]['error']}); they are counted "
-                  f"apart from the figures (see the errors column in summary.md)", markup=False, highlight=False)
+        err.print(f"{len(errored)} row(s) ended in an error (first: {error_line(errored[0]['error'])}); they are "
+                  f"counted apart from the figures (see the errors column in summary.md)")
+    shown = safe_line(folder)
     if interrupted or outcome.interrupted:
-        err.print(f"interrupted: {len(result.rows)} of {plan.total_rows()} rows kept in {folder}\n"
-                  f"resume with: taskclock bench --resume {folder}", highlight=False)
+        err.print(f"interrupted: {len(result.rows)} of {plan.total_rows()} rows kept in {shown}\n"
+                  f"resume with: taskclock bench --resume {shown}")
         return 130
-    err.print(f"results: {folder} (results.jsonl, results.csv, summary.md, summary.json)", highlight=False)
+    err.print(f"results: {shown} (results.jsonl, results.csv, summary.md, summary.json)")
     return 1 if result.failures else 0
 
 
@@ -139,8 +149,10 @@ class ProgressBars:
     def __init__(self, console) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.progress = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), TextColumn("{task.fields[state]}"), console=console)
+        # markup=False: descriptions hold model names, states hold server errors
+        self.progress = Progress(TextColumn("{task.description:<28}", markup=False), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), TextColumn("{task.fields[state]}", markup=False),
+                                 console=console)
         self.bars: dict[tuple[str, str], int] = {}
         self.lock = threading.Lock()
 
@@ -155,9 +167,9 @@ class ProgressBars:
         key = (report.model, report.task)
         with self.lock:
             if key not in self.bars:
-                self.bars[key] = self.progress.add_task(f"{report.model} · {report.task}", total=report.total,
-                                                        completed=report.done, state=report.state)
-        state = f"failed: {report.error}" if report.state == "failed" else report.state
+                self.bars[key] = self.progress.add_task(safe_line(f"{report.model} · {report.task}"),
+                                                        total=report.total, completed=report.done, state=report.state)
+        state = f"failed: {error_line(report.error)}" if report.state == "failed" else report.state
         self.progress.update(self.bars[key], completed=report.done, state=state)
 
 
@@ -166,20 +178,22 @@ def print_results(console, result, plots: bool) -> None:
 
     from taskclock.runtime.summary import cell_row, table_columns, text_plots, unbatched_note
 
+    from ..format import plain
+
     for title, keys in CONSOLE_TABLES:
         columns = table_columns(*keys)
         table = Table(title=title, title_justify="left")
         for i, column in enumerate(columns):  # model and task first, as names
             table.add_column(column.header, justify="left" if i < 2 else "right", no_wrap=i < 2)
         for cell in result.cells:
-            table.add_row(*cell_row(cell, columns))
+            table.add_row(*(plain(value) for value in cell_row(cell, columns)))  # names are outside text
         console.print(table)
     if result.ranks:
         ranks = Table(title="rank by decode TPS vs rank by time per task (1 = fastest)", title_justify="left")
         for header in ("task", "model", "by decode TPS", "by task time", ""):
             ranks.add_column(header)
         for r in result.ranks:
-            ranks.add_row(r.task, r.model, str(r.tps_rank or "—"), str(r.time_rank or "—"),
+            ranks.add_row(plain(r.task), plain(r.model), str(r.tps_rank or "—"), str(r.time_rank or "—"),
                           "disagree" if r.disagree else "", style="bold yellow" if r.disagree else None)
         console.print(ranks)
     if plots and result.rows:

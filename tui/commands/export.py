@@ -15,12 +15,14 @@ def add_parser(sub) -> None:
     p.add_argument("source", help="a session .jsonl file (see the sessions folder) or a bench run folder")
     p.add_argument("--format", "-f", choices=FORMATS, default="csv")
     p.add_argument("-o", "--output", help="output file (default: beside the source, NAME.export.FORMAT)")
+    p.add_argument("--force", action="store_true",
+                   help="replace the output file if it exists (a regular file only: never a link or a device)")
 
 
 def export_file(source: Path, args: argparse.Namespace) -> Path:
     from taskclock.runtime.sessions import export_session
 
-    return export_session(source, args.format, Path(args.output) if args.output else None)
+    return export_session(source, args.format, Path(args.output) if args.output else None, replace=args.force)
 
 
 def export_folder(source: Path, args: argparse.Namespace) -> Path:
@@ -40,6 +42,8 @@ def export_folder(source: Path, args: argparse.Namespace) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     source = Path(args.source)
+    from taskclock.runtime.untrusted import safe_line
+
     target = (export_folder if source.is_dir() else export_file)(source, args)
-    print(target)
+    print(safe_line(target))
     return 0

@@ -25,6 +25,7 @@ from taskclock.runtime.models import resolve
 from taskclock.runtime.paths import default_runs_dir
 
 from ..context import AppContext
+from ..format import plain
 from .chat import REPAINT_HZ, describe_error
 
 DEFAULT_LIMIT = 20  # interactive default; the CLI's is the paper's 660
@@ -203,6 +204,8 @@ class BatchPane(Vertical):
             self._status(f"stopped: {describe_error(event.worker.error)}", error=True)
             return
         outcome: bench.Outcome = event.worker.result
+        if self.folder is not None:
+            self.context.wrote(self.folder)
         self.open_run(self.folder)
         self.action_refresh_runs()
         failed = "".join(f"; {m} failed: {e}" for m, e in outcome.failures.items())
@@ -217,7 +220,7 @@ class BatchPane(Vertical):
 
     def _status(self, text: str, error: bool = False) -> None:
         status = self.query_one("#batch-status", Static)
-        status.update(text)
+        status.update(plain(text))  # names paths, model names and server errors
         status.set_class(error, "error")
 
     # ---- the live table -----------------------------------------------------------------------------
@@ -241,7 +244,7 @@ class BatchPane(Vertical):
                 if report is not None and report.error:
                     state = f"failed: {report.error}"
                 cell = summary.cell_stats(spec.name, task.name, rows, task.name in scored)
-                table.add_row(spec.name, task.name, state, text_bar(len(rows), total),
+                table.add_row(plain(spec.name), plain(task.name), plain(state), text_bar(len(rows), total),
                               *summary.cell_row(cell, LIVE_FIGURES))
         done = sum(len(rows) for rows in live.rows.values())
         self.query_one("#batch-progress", ProgressBar).update(total=live.plan.total_rows(), progress=done)
@@ -258,7 +261,8 @@ class BatchPane(Vertical):
             except DataError:
                 continue
             rows = runfolder.read_results(path.parent).rows
-            table.add_row(plan.run_id, ",".join(m.name for m in plan.models), ",".join(t.name for t in plan.tasks),
+            table.add_row(plain(plan.run_id), plain(",".join(m.name for m in plan.models)),
+                          plain(",".join(t.name for t in plan.tasks)),
                           f"{len(rows)}/{plan.total_rows()}", key=str(path.parent))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
@@ -297,7 +301,7 @@ class BatchPane(Vertical):
         """The output-length histogram follows the task of the highlighted row."""
         if event.data_table.id == "batch-table" and not self.running and event.cursor_row >= 0:
             event.stop()
-            self.show_lengths(event.data_table.get_row_at(event.cursor_row)[1])
+            self.show_lengths(str(event.data_table.get_row_at(event.cursor_row)[1]))
 
     def show_lengths(self, task: str) -> None:
         if self.live is None:
