@@ -5,7 +5,7 @@ budget), using the same batched path as `taskclock bench --batch-size B`. Aggreg
 tokens / wall time of the whole set; mean task time = each request's own submission-to-end time, averaged.
 Target on a GPU: batch 16 gives >= 8x the aggregate throughput of batch 1.
 
-    .venv/bin/python benchmarks/batch_scaling.py [--model smollm2-hf] [--mmlu ../shared/mmlu]
+    .venv/bin/python benchmarks/batch_scaling.py [--model smollm2-hf] [--mmlu FOLDER]
         [--requests 16] [--tokens 64] [--sizes 1,2,4,8] [--gpu] [--markdown]
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ def run_size(model, conversations, params, size: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-hf")
-    parser.add_argument("--mmlu", default=str(ROOT.parent / "shared" / "mmlu"))
+    parser.add_argument("--mmlu", help="MMLU folder (default: the built-in copy)")
     parser.add_argument("--requests", type=int, default=16, help="prompts replayed at every batch size")
     parser.add_argument("--tokens", type=int, default=64, help="max output tokens per request")
     parser.add_argument("--sizes", help=f"batch sizes (default {CPU_SIZES}; {GPU_SIZES} with --gpu)")

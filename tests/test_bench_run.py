@@ -178,8 +178,15 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, extra, message):
     assert result.stderr.count("\n") == 1 and message in result.stderr
 
 
-def test_no_mmlu_anywhere(tmp_path):
+def test_no_mmlu_anywhere_uses_the_built_in_copy(tmp_path):
+    """No --mmlu, no $TASKCLOCK_MMLU, no config, run from a folder outside the checkout: the packaged data."""
     env = {k: v for k, v in os.environ.items() if k != "TASKCLOCK_MMLU"}
-    result = subprocess.run([sys.executable, "-m", "taskclock", "bench", "--models", "smollm2", "--out", str(tmp_path)],
-                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
-    assert result.returncode == 2 and "pass --mmlu PATH" in result.stderr
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
+    out = tmp_path / "runs"
+    result = subprocess.run([sys.executable, "-m", "taskclock", "bench", "--models", "smollm2", "--tasks", "mc",
+                             "--limit", "2", "--max-tokens", "4", "--warmup", "0", "--out", str(out), "--no-plots"],
+                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    (folder,) = out.iterdir()
+    assert bench.read_plan(folder).mmlu == mmlu.EMBEDDED
+    assert len(_keys(folder)) == 2

@@ -7,7 +7,7 @@ from plotext import uncolorize
 from textual.widgets import Button, DataTable, Input, Static
 from textual_plotext import PlotextPlot
 
-from taskclock.runtime import bench, storage
+from taskclock.runtime import bench, mmlu, storage
 from taskclock.runtime.config import Config, Defaults
 from taskclock.tui.panes.batch import BatchPane
 
@@ -44,12 +44,14 @@ async def _finish(pilot, pane, button: str) -> None:
     await pilot.pause()
 
 
-async def test_run_fills_the_table_and_lists_the_run(tmp_path):
+async def test_run_fills_the_table_and_lists_the_run(tmp_path, monkeypatch):
+    monkeypatch.delenv("TASKCLOCK_MMLU", raising=False)
     app = _app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        pane = await _open(pilot)
+        pane = await _open(pilot, mmlu="")  # an empty MMLU field: the built-in copy
         await _finish(pilot, pane, "batch-start")
         assert "finished: 3 new rows" in _status(pane)
+        assert bench.read_plan(pane.folder).mmlu == mmlu.EMBEDDED
         table = pane.query_one("#batch-table", DataTable)
         assert table.row_count == 1
         row = table.get_row_at(0)

@@ -26,7 +26,8 @@ def add_parser(sub) -> None:
     common.add_model_options(p, many=True)
     next(a for a in p._actions if a.dest == "models").required = False  # not needed with --resume
     p.add_argument("--tasks", default=DEFAULT_TASKS, help=f"comma-separated task sets (default: {DEFAULT_TASKS})")
-    p.add_argument("--mmlu", help="MMLU data folder (default: $TASKCLOCK_MMLU, then config defaults.mmlu)")
+    p.add_argument("--mmlu", help="MMLU data folder, or 'hub' for cais/mmlu (default: $TASKCLOCK_MMLU, then config "
+                                   "defaults.mmlu, then the copy built into taskclock)")
     p.add_argument("--subjects", default="all", help="comma-separated MMLU subjects, or 'all' (default)")
     p.add_argument("--limit", type=int, default=None, help="questions in the sample (default 660, as in the paper)")
     p.add_argument("--seed", type=int, default=0, help="sample and sampling seed (default 0)")
@@ -63,8 +64,7 @@ def prepare_run(args: argparse.Namespace):
     if args.resume:
         folder = Path(args.resume)
         plan = bench.read_plan(folder)
-        stored = None if plan.mmlu.startswith("hub:") else plan.mmlu
-        return folder, plan, mmlu.load(args.mmlu or stored)
+        return folder, plan, mmlu.load(args.mmlu or plan.mmlu)
     if not args.models:
         raise DataError("no models given", "pass --models A,B (or --resume RUN_DIR)")
     specs = common.resolve_specs(common.split_models(args.models), args, config)

@@ -78,7 +78,7 @@ class BatchPane(Vertical):
             yield self._field("limit", "batch-limit", str(DEFAULT_LIMIT))
             yield self._field("batch size", "batch-size", "1")
             default_mmlu = mmlu.resolve_path(None, self.context.config.defaults.mmlu) or ""
-            yield self._field("MMLU folder", "batch-mmlu", default_mmlu)
+            yield self._field("MMLU folder", "batch-mmlu", default_mmlu, placeholder="built-in")
         with Horizontal(id="batch-buttons"):
             yield Button("Start", id="batch-start", variant="primary")
             yield Button("Stop", id="batch-stop", variant="error", disabled=True)
@@ -97,8 +97,8 @@ class BatchPane(Vertical):
             yield PlotextPlot(id="batch-lengths")
 
     @staticmethod
-    def _field(label: str, field_id: str, value: str) -> Vertical:
-        return Vertical(Label(label), Input(value, id=field_id), classes="batch-field")
+    def _field(label: str, field_id: str, value: str, placeholder: str = "") -> Vertical:
+        return Vertical(Label(label), Input(value, placeholder=placeholder, id=field_id), classes="batch-field")
 
     def on_mount(self) -> None:
         self._ticker = self.set_interval(1 / REPAINT_HZ, self._repaint, pause=True)
@@ -154,7 +154,7 @@ class BatchPane(Vertical):
 
         def prepare() -> tuple[Path, bench.RunPlan, mmlu.MMLUData]:
             plan = bench.read_plan(folder)
-            return folder, plan, mmlu.load(None if plan.mmlu.startswith("hub:") else plan.mmlu)
+            return folder, plan, mmlu.load(plan.mmlu)
 
         self._launch(prepare)
 
