@@ -52,6 +52,7 @@ class ModelSpec:
     n_ctx: int = 4096
     n_gpu_layers: int = 0  # llamacpp: -1 = all layers on the GPU
     flash_attn: bool = True  # llamacpp
+    threads: int = 0  # llamacpp: CPU threads for decode and prefill; 0 = as llama.cpp chooses (physical cores)
     api_model: str = ""  # http: the server's model name
     api_key_env: str = ""  # http: environment variable holding the API key
     timeout_s: float = 60.0  # http: give up on a server silent for this long

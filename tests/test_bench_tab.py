@@ -118,3 +118,14 @@ async def test_bad_options_are_shown_not_raised(tmp_path):
         await wait_for(pilot, lambda: "does not exist" in _status(pane), "the worker's error")
         assert pane.query_one("#batch-status", Static).has_class("error")
         assert not pane.running
+
+
+async def test_a_sweep_plots_total_time_against_batch_size(tmp_path, tiny_llama_dir):
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await _open(pilot, models=str(tiny_llama_dir), limit="2")
+        pane.query_one("#batch-size", Input).value = "1,2"
+        await _finish(pilot, pane, "batch-start")
+        assert {(k[3], k[4]) for k in _keys(pane)} == {(1, 0), (2, 0)} and len(_keys(pane)) == 4
+        chart = uncolorize(pane.query_one("#batch-plot", PlotextPlot).plt.build())
+        assert "total task time for the set vs batch size" in chart

@@ -20,6 +20,7 @@ from ..events import Done, Event, Submitted, Token, now_ns
 from ..gpu import TurnProbe
 from ..models import local_file
 from ..stops import StopMatcher
+from ..system import passive_openmp, physical_cores
 
 GGUF_MAGIC = b"GGUF"
 
@@ -145,11 +146,18 @@ class LlamaCppModel:
             tail = stops.feed(decoder.decode(b"", final=True))[0] + stops.flush()
             if tail:
                 yield Token(now_ns(), tail, None, count=0)
-        extra = {"llama_perf": self.perf(), **self.probe.finish()}
+        extra = {"llama_perf": self.perf(), "threads": self.llm.n_threads, **self.probe.finish()}
         yield Done(now_ns(), reason, len(prompt), produced, error=error, extra=extra)
 
     def close(self) -> None:
         self.llm.close()
+
+
+def decode_threads(spec: ModelSpec) -> int:
+    """``spec.threads``, else what llama.cpp's own tools choose: one thread per physical core for decode and
+    the same for prefill (``common_cpu_get_num_math``; llama-cpp-python's default is half the CPUs, which
+    leaves a 2-vCPU machine decoding on one thread at two thirds of llama-server's speed)."""
+    return spec.threads if spec.threads > 0 else physical_cores()
 
 
 class LlamaCppBackend:
@@ -161,6 +169,7 @@ class LlamaCppBackend:
         if path is None:
             raise ModelLoadError(f"{spec.source} is not a .gguf file", "the llama.cpp backend needs a .gguf file")
         check_gguf(path)
+        passive_openmp()
         try:
             import llama_cpp
         except ImportError:
@@ -170,6 +179,7 @@ class LlamaCppBackend:
                 f"n_gpu_layers={spec.n_gpu_layers} asks for the GPU but this llama-cpp-python has no GPU support",
                 "use --gpu-layers 0, or rebuild llama-cpp-python with CUDA (see docs/GPU.md)",
             )
+        threads = decode_threads(spec)
         try:
             with _quiet_stderr():
                 llm = llama_cpp.Llama(
@@ -177,6 +187,8 @@ class LlamaCppBackend:
                     n_ctx=spec.n_ctx,
                     n_gpu_layers=spec.n_gpu_layers,
                     flash_attn=spec.flash_attn,
+                    n_threads=threads,
+                    n_threads_batch=threads,
                     verbose=False,
                 )
         except (ValueError, RuntimeError, OSError) as exc:

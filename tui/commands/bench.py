@@ -32,7 +32,15 @@ def add_parser(sub) -> None:
     p.add_argument("--limit", type=int, default=None, help="questions in the sample (default 660, as in the paper)")
     p.add_argument("--seed", type=int, default=0, help="sample and sampling seed (default 0)")
     p.add_argument("--max-tokens", type=int, help="cap every task's token budget")
-    p.add_argument("--batch-size", type=int, default=1, help="requests per batch on transformers models (default 1)")
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="requests per batch: a padded batch on transformers models, requests in flight on HTTP "
+                        "models (default 1)")
+    p.add_argument("--batch-sizes", metavar="B1,B2,...",
+                   help="sweep these batch sizes in one run (e.g. 1,2,4,8); overrides --batch-size")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="run every model × task × batch size N times; report mean, sd and 95%% CI (default 1)")
+    p.add_argument("--no-prefix-cache", action="store_true",
+                   help="salt every prompt so a server's prefix cache cannot serve replayed prompts")
     p.add_argument("--warmup", type=int, default=1, help="untimed turns per model before measuring (default 1)")
     p.add_argument("--out", help="folder for run folders (default: runs/ in a checkout, else the user data dir)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run folder")
@@ -43,7 +51,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
     from taskclock.runtime.errors import DataError
 
     for option, value, least in (("--limit", args.limit, 1), ("--max-tokens", args.max_tokens, 1),
-                                 ("--batch-size", args.batch_size, 1), ("--warmup", args.warmup, 0)):
+                                 ("--batch-size", args.batch_size, 1), ("--warmup", args.warmup, 0),
+                                 ("--repeats", args.repeats, 1)):
         if value is not None and value < least:
             raise DataError(f"{option} must be at least {least}, not {value}", f"pass a valid {option}")
 
@@ -74,7 +83,10 @@ def prepare_run(args: argparse.Namespace):
     folder, plan = bench.prepare(
         models=specs, task_list=task_list, data=data, subjects=_split(args.subjects),
         limit=args.limit or mmlu.DEFAULT_LIMIT, seed=args.seed, batch_size=args.batch_size, warmup=args.warmup,
-        max_tokens=args.max_tokens or 0, sampling=config.sampling, runs_dir=runs_dir)
+        max_tokens=args.max_tokens or 0, sampling=config.sampling, runs_dir=runs_dir,
+        batch_sizes=bench.parse_batch_sizes(args.batch_sizes, "--batch-sizes") if args.batch_sizes else [],
+        repeats=args.repeats,
+        no_prefix_cache=args.no_prefix_cache)
     return folder, plan, data
 
 
@@ -88,7 +100,12 @@ def run(args: argparse.Namespace) -> int:
     if data.skipped:
         err.print(f"skipped {len(data.skipped)} malformed MMLU row(s), e.g. {data.skipped[0]}")
     err.print(f"run folder: {folder}  ({len(plan.question_ids)} questions × {len(plan.tasks)} task(s) × "
-              f"{len(plan.models)} model(s))")
+              f"{len(plan.models)} model(s); batch sizes {', '.join(map(str, plan.sizes()))}; "
+              f"{plan.repeats} repeat(s))")
+    single = [m.name for m in plan.models if plan.sizes_for(m) != plan.sizes()]
+    if single:
+        err.print(f"note: {', '.join(single)} run(s) in-process through llama.cpp, one request at a time: "
+                  f"measured at batch 1 only", highlight=False)
     cancel = threading.Event()
     with ProgressBars(err) as on_progress:
         runner = bench.BenchRunner(folder, plan, data.by_id(), cancel=cancel, on_progress=on_progress)
@@ -140,9 +157,9 @@ class ProgressBars:
 
 def print_results(console, result, plots: bool) -> None:
     from rich.table import Table
+    from rich.text import Text
 
-    from taskclock.runtime.bench import BATCHED_BACKENDS
-    from taskclock.runtime.summary import TABLE_COLUMNS, cell_row, text_plots
+    from taskclock.runtime.summary import BATCH_HEADERS_SHORT, TABLE_COLUMNS, batch_row, cell_row, text_plots
 
     headers = [header for header, *_ in TABLE_COLUMNS]
     for title, columns in CONSOLE_TABLES:
@@ -154,16 +171,24 @@ def print_results(console, result, plots: bool) -> None:
             values = cell_row(cell)
             table.add_row(*(values[i] for i in keep))
         console.print(table)
+    per_batch = Table(title="per batch size (set = one pass over the questions; ± = 95% CI over repeats)",
+                      title_justify="left")
+    rows = [batch_row(cell) for cell in result.cells]
+    unused = {BATCH_HEADERS_SHORT.index("cached")} if all(c.cached_tokens is None for c in result.cells) else set()
+    keep = [i for i in range(len(BATCH_HEADERS_SHORT)) if i not in unused]
+    for i in keep:
+        per_batch.add_column(BATCH_HEADERS_SHORT[i], justify="left" if i < 2 else "right", no_wrap=i < 2)
+    for values in rows:
+        per_batch.add_row(*(Text(values[i]) for i in keep))
+    console.print(per_batch)
     if result.ranks:
         ranks = Table(title="rank by decode TPS vs rank by time per task (1 = fastest)", title_justify="left")
-        for header in ("task", "model", "by decode TPS", "by task time", ""):
+        for header in ("task", "batch", "model", "by decode TPS", "by task time", ""):
             ranks.add_column(header)
         for r in result.ranks:
-            ranks.add_row(r.task, r.model, str(r.tps_rank or "—"), str(r.time_rank or "—"),
+            ranks.add_row(r.task, str(r.batch_size), r.model, str(r.tps_rank or "—"), str(r.time_rank or "—"),
                           "disagree" if r.disagree else "", style="bold yellow" if r.disagree else None)
         console.print(ranks)
     if plots and result.rows:
         console.print(text_plots(result, width=min(console.width, 100)), markup=False, highlight=False)
-    if any(m.backend not in BATCHED_BACKENDS for m in result.plan.models) and result.plan.batch_size > 1:
-        console.print("note: llama.cpp and HTTP models ran at batch size 1", highlight=False)
     sys.stdout.flush()

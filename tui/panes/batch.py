@@ -76,7 +76,7 @@ class BatchPane(Vertical):
             yield self._field("models", "batch-models", self.context.model.name)
             yield self._field("tasks", "batch-tasks", ",".join(tasks.BUILTIN))
             yield self._field("limit", "batch-limit", str(DEFAULT_LIMIT))
-            yield self._field("batch size", "batch-size", "1")
+            yield self._field("batch size", "batch-size", "1")  # or a sweep: 1,2,4,8
             default_mmlu = mmlu.resolve_path(None, self.context.config.defaults.mmlu) or ""
             yield self._field("MMLU folder", "batch-mmlu", default_mmlu, placeholder="built-in")
         with Horizontal(id="batch-buttons"):
@@ -135,14 +135,15 @@ class BatchPane(Vertical):
         specs = [resolve(name, config.models) for name in names]
         task_list = tasks.resolve([t.strip() for t in self._value("batch-tasks").split(",") if t.strip()],
                                   config.tasks)
-        limit, size = self._number("batch-limit", "limit"), self._number("batch-size", "batch size")
+        limit = self._number("batch-limit", "limit")
+        sizes = bench.parse_batch_sizes(self._value("batch-size"), "batch sizes")
         source = self._value("batch-mmlu") or None
 
         def prepare() -> tuple[Path, bench.RunPlan, mmlu.MMLUData]:
             data = mmlu.load(source)
             folder, plan = bench.prepare(models=specs, task_list=task_list, data=data, subjects=None,
-                                         limit=limit, seed=0, batch_size=size, warmup=1, max_tokens=0,
-                                         sampling=config.sampling, runs_dir=self.runs_dir)
+                                         limit=limit, seed=0, batch_size=sizes[0], warmup=1, max_tokens=0,
+                                         sampling=config.sampling, runs_dir=self.runs_dir, batch_sizes=sizes)
             return folder, plan, data
 
         self._launch(prepare)
@@ -285,7 +286,10 @@ class BatchPane(Vertical):
         self._status(f"{folder.name}: {len(result.rows)}/{result.plan.total_rows()} rows"
                      + ("" if complete else " · Resume continues it"))
         plot = self.query_one("#batch-plot", PlotextPlot)
-        summary.plot_speed_vs_time(plot.plt, result.cells)
+        if len(result.sizes()) > 1:  # a sweep: the paper's figure, total task time against batch size
+            summary.plot_time_vs_batch(plot.plt, result.cells)
+        else:
+            summary.plot_speed_vs_time(plot.plt, result.cells)
         plot.refresh()
         self.show_lengths(result.plan.tasks[0].name)
 
