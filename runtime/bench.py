@@ -399,15 +399,16 @@ class BenchRunner:
         self._report(spec, cell.task, pending, "running", batch_size=cell.batch_size)
         if cell.batch_size > 1 and spec.backend in CONCURRENT_BACKENDS:
             return self._run_concurrent(model, spec, cell, pending, outcome)
-        batched = cell.batch_size > 1 and hasattr(model, "stream_batch")
+        stream_batch = getattr(model, "stream_batch", None) if cell.batch_size > 1 else None
+        batched = stream_batch is not None
         params = self.plan.params(cell.task)
         for chunk in batches(list(pending[cell]), cell.batch_size if batched else 1):
             if self.cancel.is_set():
                 return False
             prompts = [self._prompt(spec, cell, q) for q in chunk]
             segment, start = secrets.token_hex(4), time.perf_counter_ns()
-            if batched:
-                streams = model.stream_batch(prompts, params, self.cancel)
+            if stream_batch is not None:
+                streams = stream_batch(prompts, params, self.cancel)
             else:
                 streams = [run_turn(model, prompts[0], params, cancel=self.cancel).events]
             wall = time.perf_counter_ns() - start

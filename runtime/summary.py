@@ -169,7 +169,7 @@ def _ranks(cells: list[CellStats], key: str, reverse: bool) -> dict[str, int]:
 
 def rankings(cells: list[CellStats]) -> list[Ranking]:
     """Per task and batch size: rank 1 = highest mean decode TPS, and rank 1 = lowest mean time per task."""
-    out = []
+    out: list[Ranking] = []
     for task, size in dict.fromkeys((c.task, c.batch_size) for c in cells):
         group = [c for c in cells if c.task == task and c.batch_size == size]
         if len(group) < 2:

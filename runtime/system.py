@@ -29,7 +29,7 @@ def cpu_model() -> str:
 def physical_cores() -> int:
     """Cores as llama.cpp counts them for decode (``common_cpu_get_num_math``): one per distinct set of
     thread siblings, so SMT twins count once; at most the CPUs this process may run on."""
-    siblings = set()
+    siblings: set[str] = set()
     for path in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/topology/thread_siblings"):
         try:
             siblings.add(path.read_text().strip())
@@ -39,7 +39,7 @@ def physical_cores() -> int:
     if not siblings:
         import psutil
 
-        siblings = set(range(psutil.cpu_count(logical=False) or usable))
+        return max(1, min(psutil.cpu_count(logical=False) or usable, usable))
     return max(1, min(len(siblings), usable))
 
 
