@@ -127,5 +127,7 @@ async def test_a_sweep_plots_total_time_against_batch_size(tmp_path, tiny_llama_
         pane.query_one("#batch-size", Input).value = "1,2"
         await _finish(pilot, pane, "batch-start")
         assert {(k[3], k[4]) for k in _keys(pane)} == {(1, 0), (2, 0)} and len(_keys(pane)) == 4
+        row = pane.query_one("#batch-table", DataTable).get_row_at(0)
+        assert row[2] == "done" and row[3].endswith("4/4")  # both sizes' rows count towards the cell
         chart = uncolorize(pane.query_one("#batch-plot", PlotextPlot).plt.build())
         assert "total task time for the set vs batch size" in chart

@@ -223,10 +223,11 @@ class BatchPane(Vertical):
             return
         live.dirty = False
         scored = {t.name for t in live.plan.tasks if t.scored}
-        total = len(live.plan.question_ids)
         table = self.query_one("#batch-table", DataTable)
         table.clear()
         for spec in live.plan.models:
+            # a sweep runs every question once per batch size and repeat
+            total = len(live.plan.question_ids) * len(live.plan.sizes_for(spec)) * live.plan.repeats
             for task in live.plan.tasks:
                 key = (spec.name, task.name)
                 rows = live.rows.get(key, [])
