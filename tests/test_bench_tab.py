@@ -131,3 +131,5 @@ async def test_a_sweep_plots_total_time_against_batch_size(tmp_path, tiny_llama_
         assert row[2] == "done" and row[3].endswith("4/4")  # both sizes' rows count towards the cell
         chart = uncolorize(pane.query_one("#batch-plot", PlotextPlot).plt.build())
         assert "total task time for the set vs batch size" in chart
+        sizes = pane.query_one("#batch-sizes-table", DataTable)
+        assert sizes.display and [sizes.get_row_at(i)[2].plain for i in range(sizes.row_count)] == ["1", "2"]

@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -89,6 +90,9 @@ class BatchPane(Vertical):
         table = DataTable(id="batch-table", zebra_stripes=True, cursor_type="row")
         table.add_columns(*LIVE_COLUMNS)
         yield table
+        sizes: DataTable = DataTable(id="batch-sizes-table", zebra_stripes=True)  # shown for a sweep
+        sizes.add_columns(*summary.BATCH_HEADERS_SHORT)
+        yield sizes
         with Horizontal(id="batch-bottom"):
             runs = DataTable(id="batch-runs", cursor_type="row")
             runs.add_columns("run", "models", "tasks", "rows")
@@ -286,6 +290,7 @@ class BatchPane(Vertical):
         self.query_one("#batch-resume", Button).disabled = complete
         self._status(f"{folder.name}: {len(result.rows)}/{result.plan.total_rows()} rows"
                      + ("" if complete else " · Resume continues it"))
+        self.show_sizes(result)
         plot = self.query_one("#batch-plot", PlotextPlot)
         if len(result.sizes()) > 1:  # a sweep: the paper's figure, total task time against batch size
             summary.plot_time_vs_batch(plot.plt, result.cells)
@@ -293,6 +298,16 @@ class BatchPane(Vertical):
             summary.plot_speed_vs_time(plot.plt, result.cells)
         plot.refresh()
         self.show_lengths(result.plan.tasks[0].name)
+
+    def show_sizes(self, result: summary.RunSummary) -> None:
+        """The per-batch-size table (set time, aggregate tok/s, …) under the live one, for a sweep only."""
+        table = self.query_one("#batch-sizes-table", DataTable)
+        table.clear()
+        sweep = len(result.sizes()) > 1 or result.plan.repeats > 1
+        table.display = sweep
+        if sweep:
+            for cell in result.cells:
+                table.add_row(*(Text(value) for value in summary.batch_row(cell)))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         """The output-length histogram follows the task of the highlighted row."""
