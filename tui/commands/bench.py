@@ -156,6 +156,7 @@ class ProgressBars:
 
 
 def print_results(console, result, plots: bool) -> None:
+    from rich import box
     from rich.table import Table
     from rich.text import Text
 
@@ -172,12 +173,13 @@ def print_results(console, result, plots: bool) -> None:
             table.add_row(*(values[i] for i in keep))
         console.print(table)
     per_batch = Table(title="per batch size (set = one pass over the questions; ± = 95% CI over repeats)",
-                      title_justify="left")
+                      title_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
     rows = [batch_row(cell) for cell in result.cells]
     unused = {BATCH_HEADERS_SHORT.index("cached")} if all(c.cached_tokens is None for c in result.cells) else set()
     keep = [i for i in range(len(BATCH_HEADERS_SHORT)) if i not in unused]
     for i in keep:
-        per_batch.add_column(BATCH_HEADERS_SHORT[i], justify="left" if i < 2 else "right", no_wrap=i < 2)
+        per_batch.add_column(BATCH_HEADERS_SHORT[i], justify="left" if i < 2 else "right", no_wrap=i < 2,
+                             overflow="fold")
     for values in rows:
         per_batch.add_row(*(Text(values[i]) for i in keep))
     console.print(per_batch)
