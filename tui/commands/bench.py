@@ -152,6 +152,8 @@ class ProgressBars:
                 self.bars[key] = self.progress.add_task(f"{report.model} · {report.task}", total=report.total,
                                                         completed=report.done, state=report.state)
         state = f"failed: {report.error}" if report.state == "failed" else report.state
+        if report.state == "running" and report.batch_size:
+            state = f"running at batch {report.batch_size}"
         self.progress.update(self.bars[key], completed=report.done, state=state)
 
 
