@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("startup", "overhead", "ui_overhead", "batch_scaling", "gpu_decode", "soak")
+BENCHMARKS = ("startup", "mmlu_load", "overhead", "vs_llama_server", "ui_overhead", "batch_scaling", "gpu_decode",
+              "soak")
 GPU_OPTION = ("batch_scaling",)  # benchmarks that take --gpu for their GPU sizes
 
 

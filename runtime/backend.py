@@ -57,6 +57,7 @@ class ModelSpec:
     n_ctx: int = DEFAULT_CTX
     n_gpu_layers: int | None = None  # llamacpp: None = all where llama.cpp has GPU offload, else 0; -1 = all
     flash_attn: bool = True  # llamacpp
+    threads: int = 0  # llamacpp: CPU threads for decode and prefill; 0 = as llama.cpp chooses (physical cores)
     api_model: str = ""  # http: the server's model name
     api_key_env: str = ""  # http: environment variable holding the API key
     timeout_s: float = 60.0  # http: give up on a server that sends no data for this long (pings do not count)
@@ -122,6 +123,7 @@ class BatchingModel(LoadedModel, Protocol):
 class Backend(Protocol):
     name: str
     batching: bool  # its models are BatchingModels
+    concurrent: bool  # a batch of size N is N requests in flight at once (a serving engine)
 
     def load(self, spec: ModelSpec) -> LoadedModel: ...
 
@@ -140,6 +142,11 @@ def supports_batching(spec: ModelSpec) -> bool:
     """Whether the spec's model runs real batches (``BatchingModel.stream_batch``); otherwise one request at a
     time. The one place the runner, the summary and the CLI learn it."""
     return get_backend(spec.backend).batching
+
+
+def supports_concurrency(spec: ModelSpec) -> bool:
+    """Whether a bench batch of size N runs as N concurrent requests (HTTP servers with parallel slots)."""
+    return get_backend(spec.backend).concurrent
 
 
 def load_model(spec: ModelSpec) -> LoadedModel:

@@ -55,6 +55,8 @@ class DoneExtra(TypedDict, total=False):
     gpu_shared: bool  # another turn used the GPU meanwhile: the GPU figures are the card's (-> TurnMetrics)
     model_mem_mb: float  # transformers on CUDA: memory the loaded model holds
     llama_perf: dict[str, float]  # llama.cpp's own counters for the turn
+    threads: int  # llama.cpp in process: CPU threads it decoded with
+    cached_prompt_tokens: int  # HTTP: prompt tokens the server served from its prefix cache
     batch_size: int  # requests in the padded batch this one ran in
     token_count_source: str  # HTTP: "usage" (the server's count) or "chunks" (one per content chunk)
     server_timings: dict[str, Any]  # HTTP: the server's own timings (llama.cpp's `timings`)

@@ -15,12 +15,12 @@ import json
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from . import tasks
-from .backend import ModelSpec, SamplingParams
+from .backend import ModelSpec, SamplingParams, supports_batching, supports_concurrency
 from .config import TaskSpec, build, read_toml
 from .errors import DataError, TaskclockError
 
@@ -50,13 +50,25 @@ class RunPlan:
     models: list[ModelSpec]
     tasks: list[TaskSpec]
     question_ids: list[str]
+    batch_sizes: list[int] = field(default_factory=list)  # the sweep; empty in runs before sweeps: [batch_size]
+    repeats: int = 1
+    prefix_salt: str = ""  # --no-prefix-cache: a per-run salt that makes every prompt's start unique
 
     def params(self, task: TaskSpec) -> SamplingParams:
         budget = min(task.max_tokens, self.max_tokens) if self.max_tokens else task.max_tokens
         return SamplingParams(max_tokens=budget, temperature=self.temperature, top_p=self.top_p, seed=self.seed)
 
+    def sizes(self) -> list[int]:
+        return list(self.batch_sizes) or [self.batch_size]
+
+    def sizes_for(self, spec: ModelSpec) -> list[int]:
+        """The batch sizes this model runs: the sweep, or only 1 where the backend neither batches nor serves
+        concurrent requests."""
+        return self.sizes() if supports_batching(spec) or supports_concurrency(spec) else [1]
+
     def total_rows(self) -> int:
-        return len(self.models) * len(self.tasks) * len(self.question_ids)
+        per_model = len(self.tasks) * len(self.question_ids) * self.repeats
+        return sum(len(self.sizes_for(spec)) * per_model for spec in self.models)
 
 
 @dataclass
@@ -67,6 +79,7 @@ class RunResults:
     rows: list[dict[str, Any]] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
     damaged: list[str] = field(default_factory=list)
+    segments: list[dict[str, Any]] = field(default_factory=list)  # wall time of each batched/concurrent stretch
 
 
 
@@ -77,32 +90,39 @@ def damage_note(damaged: list[str]) -> str:
     return f"skipped {len(damaged)} damaged line(s) in {RESULTS_FILE} (first: {damaged[0]}); the other rows are used"
 
 
-def row_key(row: dict[str, Any]) -> tuple[str, str, str]:
-    return row["model"], row["task"], row["qid"]
+def row_key(row: dict[str, Any]) -> tuple[str, str, str, int, int]:
+    return row["model"], row["task"], row["qid"], row.get("batch_size") or 1, row.get("repeat") or 0
 
 
 # ---- run.toml ------------------------------------------------------------------------------------
 
 _HEAD_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float),
-                                           "list[str]": (list,)}
-_TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a finite number", "list[str]": "a list of strings"}
+                                           "list[str]": (list,), "list[int]": (list,)}
+_TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a finite number", "list[str]": "a list of strings",
+               "list[int]": "a list of whole numbers of at least 1"}
 
 
 def _check_head(path: Path, head: object) -> dict[str, Any]:
     if not isinstance(head, dict):
         raise DataError(f"{path}: [run] must be a table", "start a new run")
-    wanted = {f.name: str(f.type) for f in fields(RunPlan) if f.name not in ("models", "tasks", "question_ids")}
+    plan_fields = [f for f in fields(RunPlan) if f.name not in ("models", "tasks", "question_ids")]
+    wanted = {f.name: str(f.type) for f in plan_fields}
+    optional = {f.name for f in plan_fields if f.default is not MISSING or f.default_factory is not MISSING}
     for key in head:
         if key not in wanted:
             raise DataError(f"{path}: unknown key {key!r} in [run]", "start a new run")
     values: dict[str, Any] = {}
     for key, kind in wanted.items():
         if key not in head:
+            if key in optional:  # written by newer versions only
+                continue
             raise DataError(f"{path}: [run] has no {key}", "start a new run")
         value = head[key]
         ok = isinstance(value, _HEAD_TYPES[kind]) and not isinstance(value, bool)
         if kind == "list[str]":
             ok = ok and all(isinstance(v, str) for v in value)
+        if kind == "list[int]":
+            ok = ok and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
         if kind == "float" and ok:
             ok = math.isfinite(value)
         if not ok:
@@ -163,8 +183,12 @@ RESULT_FIELDS: dict[str, tuple[type, ...]] = {
 # Fields a row may lack (older runs), checked only when present.
 OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {
     "backend": _TEXT, "subject": _TEXT, "batch_size": _COUNT, "gpu_peak_mem_mb": _FIGURE, "energy_j": _FIGURE,
-    "parsed": _TEXT_OR_NONE, "answer": _TEXT_OR_NONE, "correct": (bool, type(None)),
+    "parsed": _TEXT_OR_NONE, "answer": _TEXT_OR_NONE, "correct": (bool, type(None)), "repeat": _COUNT,
+    "cached_tokens": _COUNT, "threads": _COUNT, "gpu_process_mem_mb": _FIGURE,
 }
+# A batched or concurrent stretch's wall time (BenchRunner._segment), for the set's total time.
+SEGMENT_FIELDS: dict[str, tuple[type, ...]] = {"model": _TEXT, "task": _TEXT, "segment": _TEXT, "wall_s": _FIGURE,
+                                               "batch_size": _COUNT}
 
 
 def _bad_field(record: dict[str, Any], key: str, allowed: tuple[type, ...]) -> str:
@@ -190,6 +214,8 @@ def check_record(record: object) -> str:
         optional: dict[str, tuple[type, ...]] = {}
     elif kind == "result":
         required, optional = RESULT_FIELDS, OPTIONAL_FIELDS
+    elif kind == "segment":
+        required, optional = SEGMENT_FIELDS, {}
     else:
         return f"unknown kind {_short(kind)}"
     for key, allowed in required.items():
@@ -235,7 +261,7 @@ def read_results(folder: Path) -> RunResults:
     results = RunResults()
     if not path.is_file():
         return results
-    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    rows: dict[tuple[str, str, str, int, int], dict[str, Any]] = {}
     try:
         for number, line in _lines(path):
             if not line.strip():
@@ -248,6 +274,8 @@ def read_results(folder: Path) -> RunResults:
             assert isinstance(record, dict)
             if record["kind"] == "failure":
                 results.failures[record["model"]] = record["error"]
+            elif record["kind"] == "segment":
+                results.segments.append(record)
             else:
                 rows.setdefault(row_key(record), record)
                 results.failures.pop(record["model"], None)

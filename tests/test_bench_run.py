@@ -1,6 +1,7 @@
 """The bench runner with real models: rows, resume, kill -9, Ctrl-C, a model that fails, a full disk."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -32,7 +33,7 @@ def test_rows_then_resume_adds_nothing(tmp_path, data, tiny_llama_dir):
     outcome = bench.BenchRunner(folder, plan, data.by_id(), on_progress=reports.append).run()
     assert outcome.rows_written == 6 and not outcome.interrupted
     keys = result_keys(folder)
-    assert sorted(keys) == sorted(("tiny", t, q) for t in ("mc", "paraphrase") for q in plan.question_ids)
+    assert sorted(keys) == sorted(("tiny", t, q, 1, 0) for t in ("mc", "paraphrase") for q in plan.question_ids)
     row = next(storage.read(folder / bench.RESULTS_FILE))
     assert row["input_tokens"] > 0 and row["task_time_s"] > 0 and row["output_tokens"] <= 6
     assert row["answer"] in mmlu.LETTERS and row["correct"] == (row["parsed"] == row["answer"])
@@ -75,9 +76,14 @@ def test_batched_rows_share_the_batch_clock(tmp_path, data, tiny_llama_dir):
     spec = ModelSpec("tiny", "hf", str(tiny_llama_dir))
     folder, plan = _prepare(tmp_path, data, [spec], task_names=("paraphrase",), limit=4, batch_size=2)
     bench.BenchRunner(folder, plan, data.by_id()).run()
-    rows = [r for r in storage.read(folder / bench.RESULTS_FILE)]
+    rows = [r for r in storage.read(folder / bench.RESULTS_FILE) if r["kind"] == "result"]
     assert [r["batch_size"] for r in rows] == [2, 2, 2, 2]
     assert rows[0]["ttft_s"] == rows[1]["ttft_s"]  # both requests got their first token in the same step
+    segments = runfolder.read_results(folder).segments
+    assert [s["rows"] for s in segments] == [2, 2]
+    # a batch's wall time covers its longest request, and is not the sum of the two overlapping ones
+    assert all(max(r["task_time_s"] for r in pair) <= s["wall_s"] < sum(r["task_time_s"] for r in pair)
+               for s, pair in zip(segments, (rows[:2], rows[2:]), strict=True))
 
 
 def _fill_disk_at(limit_bytes: int):
@@ -147,8 +153,47 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, extra, message):
     assert result.stderr.count("\n") == 1 and message in result.stderr
 
 
-def test_no_mmlu_anywhere(tmp_path):
+def test_no_mmlu_anywhere_uses_the_built_in_copy(tmp_path):
+    """No --mmlu, no $TASKCLOCK_MMLU, no config, run from a folder outside the checkout: the packaged data."""
     env = {k: v for k, v in os.environ.items() if k != "TASKCLOCK_MMLU"}
-    result = subprocess.run([sys.executable, "-m", "taskclock", "bench", "--models", "smollm2", "--out", str(tmp_path)],
-                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
-    assert result.returncode == 2 and "pass --mmlu PATH" in result.stderr
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
+    out = tmp_path / "runs"
+    result = subprocess.run([sys.executable, "-m", "taskclock", "bench", "--models", "smollm2", "--tasks", "mc",
+                             "--limit", "2", "--max-tokens", "4", "--warmup", "0", "--out", str(out), "--no-plots"],
+                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    (folder,) = out.iterdir()
+    assert runfolder.read_plan(folder).mmlu == mmlu.EMBEDDED
+    assert len(result_keys(folder)) == 2
+
+
+def test_sweep_with_repeats_resumes_mid_sweep(tmp_path, data, tiny_llama_dir):
+    """Batch sizes 1 and 2, two repeats: stopped after 5 rows (inside the batch-1 cells), resumed, every
+    (question, size, repeat) is recorded exactly once and the summary has one cell per size."""
+    from taskclock.runtime import summary, system
+
+    spec = ModelSpec("tiny", "hf", str(tiny_llama_dir))
+    folder, plan = bench.prepare(models=[spec], task_list=tasks.resolve(["mc"]), data=data, subjects=None, limit=4,
+                                 seed=0, batch_size=1, warmup=0, max_tokens=4, sampling=SamplingParams(),
+                                 runs_dir=tmp_path, batch_sizes=[1, 2], repeats=2)
+    cancel = threading.Event()
+
+    def stop_after_five(report) -> None:
+        if report.row is not None and report.done >= 5:
+            cancel.set()
+
+    first = bench.BenchRunner(folder, plan, data.by_id(), cancel=cancel, on_progress=stop_after_five).run()
+    assert first.interrupted and first.rows_written == 5
+    again = bench.BenchRunner(folder, runfolder.read_plan(folder), data.by_id()).run()
+    assert not again.interrupted and again.rows_written == plan.total_rows() - 5 == 11
+    keys = result_keys(folder)
+    assert len(keys) == len(set(keys)) == 16
+    assert {(k[3], k[4]) for k in keys} == {(1, 0), (1, 1), (2, 0), (2, 1)}
+    cells = summary.load_summary(folder).cells
+    assert [(c.batch_size, c.repeats, c.done) for c in cells] == [(1, 2, 8), (2, 2, 8)]
+    assert json.loads((folder / bench.SYSTEM_FILE).read_text())["threads"] == {"tiny": system.physical_cores()}
+
+
+def test_bad_batch_sizes_are_one_line(tmp_path):
+    result = run_cli("bench", "--models", "smollm2", "--batch-sizes", "1,0,4", "--out", str(tmp_path))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--batch-sizes: '0'" in result.stderr

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import pytest
 from helpers import run_cli
@@ -140,10 +141,32 @@ def test_run_toml_round_trip(tmp_path):
     assert runfolder.read_plan(tmp_path) == plan
 
 
-def test_summary_names_the_models_whose_backend_cannot_batch():
-    plan = _plan()
-    plan.models.append(ModelSpec("padded", "hf", "/nowhere"))
-    assert summary.unbatched_note(plan) == ""  # a batch-1 run has nothing to explain
-    plan.batch_size = 4
-    note = summary.unbatched_note(plan)
-    assert note == "fast-tokens, short-replies ran at batch size 1: their backend does not batch"
+def test_sweep_cells_use_segment_wall_time_and_spread_over_repeats(tmp_path):
+    """Batch 1 rows run one after another (set time = sum of task times); batch 2 rows ran in segments whose
+    wall time is recorded apart; two repeats give a mean, an sd and a CI."""
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    plan = _plan(models=("m",))
+    plan.tasks, plan.question_ids, plan.batch_sizes, plan.repeats = [BUILTIN["explain"]], ["x/0", "x/1"], [1, 2], 2
+    bench.write_plan(folder, plan)
+    for repeat, (t0, t1, wall) in enumerate(((2.0, 4.0, 3.0), (3.0, 5.0, 5.0))):
+        for qid, t in (("x/0", t0), ("x/1", t1)):
+            storage.append(folder / bench.RESULTS_FILE, {**_row("m", "explain", qid, 100, 80, 50.0, t),
+                                                         "repeat": repeat})
+            storage.append(folder / bench.RESULTS_FILE, {**_row("m", "explain", qid, 100, 80, 50.0, t),
+                                                         "batch_size": 2, "repeat": repeat, "segment": f"s{repeat}"})
+        storage.append(folder / bench.RESULTS_FILE, {"kind": "segment", "model": "m", "task": "explain",
+                                                     "batch_size": 2, "repeat": repeat, "segment": f"s{repeat}",
+                                                     "rows": 2, "wall_s": wall})
+    result = summary.load_summary(folder)
+    one, two = result.cells
+    assert (one.batch_size, two.batch_size) == (1, 2) and one.repeats == two.repeats == 2
+    assert one.set_time.mean == pytest.approx(7.0) and one.total_time_s == pytest.approx(7.0)  # (6 + 8) / 2
+    assert two.set_time.mean == pytest.approx(4.0) and two.set_time.sd == pytest.approx(math.sqrt(2))  # 3, 5
+    assert two.set_time.ci95 == pytest.approx(12.706)  # t(0.975, 1 dof) * sd / sqrt(2), sd = sqrt(2)
+    assert two.aggregate_tps == pytest.approx((200 / 3 + 200 / 5) / 2)
+    assert two.set_output_tokens == 200 and two.tpot_ms == pytest.approx(20.0)
+    assert bench.RunPlan.total_rows(plan) == 2 * 2 * 1  # llama.cpp models run at batch 1 only: 1 size
+    markdown = summary.summary_markdown(result)
+    assert "## Per batch size" in markdown and "4.00 ± 12.71" in markdown
+    assert "total task time for the set vs batch size" in summary.text_plots(result)

@@ -326,6 +326,7 @@ class HFModel:
 class HFBackend:
     name = "hf"
     batching = True
+    concurrent = False
 
     def load(self, spec: ModelSpec) -> HFModel:
         import torch

@@ -409,10 +409,22 @@ class _StreamState:
     def output_tokens(self) -> int | None:
         return self.usage.get("completion_tokens")
 
+    @property
+    def cached_prompt_tokens(self) -> int | None:
+        """Prompt tokens the server took from its prefix cache: vLLM / OpenAI
+        ``usage.prompt_tokens_details.cached_tokens``, llama.cpp ``timings.cache_n``."""
+        details = (self.usage or {}).get("prompt_tokens_details")
+        if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
+            return details["cached_tokens"]
+        cache_n = (self.timings or {}).get("cache_n")
+        return cache_n if isinstance(cache_n, int) else None
+
     def extra(self) -> DoneExtra:
         extra = DoneExtra(token_count_source="usage" if self.output_tokens is not None else "chunks")
         if self.timings is not None:
             extra["server_timings"] = self.timings
+        if self.cached_prompt_tokens is not None:
+            extra["cached_prompt_tokens"] = self.cached_prompt_tokens
         return extra
 
 
@@ -444,6 +456,7 @@ def api_key(spec: ModelSpec) -> str:
 class HttpBackend:
     name = "http"
     batching = False
+    concurrent = True  # a batch of N is N requests in flight on the server
 
     def load(self, spec: ModelSpec) -> HttpModel:
         """Check the server answers GET /models and serves the model; pick its first model if none is named."""

@@ -33,7 +33,15 @@ def add_parser(sub) -> None:
     p.add_argument("--limit", type=int, default=None, help="questions in the sample (default 660, as in the paper)")
     p.add_argument("--seed", type=int, help="sample and sampling seed (default 0)")
     p.add_argument("--max-tokens", type=int, help="cap every task's token budget")
-    p.add_argument("--batch-size", type=int, help="requests per batch on transformers models (default 1)")
+    p.add_argument("--batch-size", type=int,
+                   help="requests per batch: a padded batch on transformers models, requests in flight on HTTP "
+                        "models (default 1)")
+    p.add_argument("--batch-sizes", metavar="B1,B2,...",
+                   help="sweep these batch sizes in one run (e.g. 1,2,4,8); overrides --batch-size")
+    p.add_argument("--repeats", type=int,
+                   help="run every model × task × batch size N times; report mean, sd and 95%% CI (default 1)")
+    p.add_argument("--no-prefix-cache", action="store_true", default=None,
+                   help="salt every prompt so a server's prefix cache cannot serve replayed prompts")
     p.add_argument("--warmup", type=int, help="untimed turns per model before measuring (default 1)")
     p.add_argument("--out", help="folder for run folders (default: runs/ in a checkout, else the user data dir)")
     p.add_argument("--resume", metavar="RUN_DIR",
@@ -51,7 +59,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
             SamplingParams(seed=args.seed)  # the seed's range is checked where every seed is: runtime/values.py
 
     for option, value, least in (("--limit", args.limit, 1), ("--max-tokens", args.max_tokens, 1),
-                                 ("--batch-size", args.batch_size, 1), ("--warmup", args.warmup, 0)):
+                                 ("--batch-size", args.batch_size, 1), ("--warmup", args.warmup, 0),
+                                 ("--repeats", args.repeats, 1)):
         if value is not None and value < least:
             raise DataError(f"{option} must be at least {least}, not {value}", f"pass a valid {option}")
 
@@ -59,6 +68,7 @@ def _check_numbers(args: argparse.Namespace) -> None:
 # Options fixed in run.toml when a run starts: --resume refuses them rather than silently ignoring them.
 PLAN_OPTIONS = {"models": "--models", "tasks": "--tasks", "limit": "--limit", "subjects": "--subjects",
                 "seed": "--seed", "max_tokens": "--max-tokens", "batch_size": "--batch-size", "warmup": "--warmup",
+                "batch_sizes": "--batch-sizes", "repeats": "--repeats", "no_prefix_cache": "--no-prefix-cache",
                 "out": "--out", "dtype": "--dtype", "device": "--device", "quantization": "--quant",
                 "n_ctx": "--ctx", "n_gpu_layers": "--gpu-layers", "compile": "--compile",
                 "flash_attn": "--no-flash-attn"}
@@ -90,8 +100,7 @@ def prepare_run(args: argparse.Namespace):
         _check_resume_options(args)
         folder = Path(args.resume)
         plan = runfolder.read_plan(folder)
-        stored = None if plan.mmlu.startswith("hub:") else plan.mmlu
-        return folder, plan, mmlu.load(args.mmlu or stored)
+        return folder, plan, mmlu.load(args.mmlu or plan.mmlu)
     if not args.models:
         raise DataError("no models given", "pass --models A,B (or --resume RUN_DIR)")
     specs = common.resolve_specs(common.split_models(args.models), args, config)
@@ -102,7 +111,9 @@ def prepare_run(args: argparse.Namespace):
         models=specs, task_list=task_list, data=data, subjects=_split(args.subjects or "all"),
         limit=args.limit or mmlu.DEFAULT_LIMIT, seed=args.seed or 0, batch_size=args.batch_size or 1,
         warmup=1 if args.warmup is None else args.warmup,
-        max_tokens=args.max_tokens or 0, sampling=config.sampling, runs_dir=runs_dir)
+        max_tokens=args.max_tokens or 0, sampling=config.sampling, runs_dir=runs_dir,
+        batch_sizes=bench.parse_batch_sizes(args.batch_sizes, "--batch-sizes") if args.batch_sizes else [],
+        repeats=args.repeats or 1, no_prefix_cache=bool(args.no_prefix_cache))
     return folder, plan, data
 
 
@@ -118,7 +129,12 @@ def run(args: argparse.Namespace) -> int:
     if data.skipped:
         err.print(f"skipped {len(data.skipped)} malformed MMLU row(s), e.g. {safe_line(data.skipped[0])}")
     err.print(f"run folder: {safe_line(folder)}  ({len(plan.question_ids)} questions × {len(plan.tasks)} task(s) × "
-              f"{len(plan.models)} model(s))")
+              f"{len(plan.models)} model(s); batch sizes {', '.join(map(str, plan.sizes()))}; "
+              f"{plan.repeats} repeat(s))")
+    single = [safe_line(m.name) for m in plan.models if plan.sizes_for(m) != plan.sizes()]
+    if single:
+        err.print(f"note: {', '.join(single)} run(s) one request at a time (the backend neither batches nor "
+                  f"serves concurrent requests): measured at batch 1 only", highlight=False)
     cancel = threading.Event()
     with ProgressBars(err) as on_progress:
         runner = bench.BenchRunner(folder, plan, data.by_id(), cancel=cancel, on_progress=on_progress)
@@ -170,13 +186,23 @@ class ProgressBars:
                 self.bars[key] = self.progress.add_task(safe_line(f"{report.model} · {report.task}"),
                                                         total=report.total, completed=report.done, state=report.state)
         state = f"failed: {error_line(report.error)}" if report.state == "failed" else report.state
+        if report.state == "running" and report.batch_size:
+            state = f"running at batch {report.batch_size}"
         self.progress.update(self.bars[key], completed=report.done, state=state)
 
 
 def print_results(console, result, plots: bool) -> None:
+    from rich import box
     from rich.table import Table
+    from rich.text import Text
 
-    from taskclock.runtime.summary import cell_row, table_columns, text_plots, unbatched_note
+    from taskclock.runtime.summary import (
+        BATCH_HEADERS_SHORT,
+        batch_row,
+        cell_row,
+        table_columns,
+        text_plots,
+    )
 
     from ..format import plain
 
@@ -188,17 +214,26 @@ def print_results(console, result, plots: bool) -> None:
         for cell in result.cells:
             table.add_row(*(plain(value) for value in cell_row(cell, columns)))  # names are outside text
         console.print(table)
+    per_batch = Table(title="per batch size (set = one pass over the questions; ± = 95% CI over repeats)",
+                      title_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
+    rows = [batch_row(cell) for cell in result.cells]
+    unused = {BATCH_HEADERS_SHORT.index("cached")} if all(c.cached_tokens is None for c in result.cells) else set()
+    keep = [i for i in range(len(BATCH_HEADERS_SHORT)) if i not in unused]
+    for i in keep:
+        per_batch.add_column(BATCH_HEADERS_SHORT[i], justify="left" if i < 2 else "right", no_wrap=i < 2,
+                             overflow="fold")
+    for values in rows:
+        per_batch.add_row(*(Text(values[i]) for i in keep))
+    console.print(per_batch)
     if result.ranks:
         ranks = Table(title="rank by decode TPS vs rank by time per task (1 = fastest)", title_justify="left")
-        for header in ("task", "model", "by decode TPS", "by task time", ""):
+        for header in ("task", "batch", "model", "by decode TPS", "by task time", ""):
             ranks.add_column(header)
         for r in result.ranks:
-            ranks.add_row(plain(r.task), plain(r.model), str(r.tps_rank or "—"), str(r.time_rank or "—"),
+            ranks.add_row(plain(r.task), str(r.batch_size), plain(r.model), str(r.tps_rank or "—"),
+                          str(r.time_rank or "—"),
                           "disagree" if r.disagree else "", style="bold yellow" if r.disagree else None)
         console.print(ranks)
     if plots and result.rows:
         console.print(text_plots(result, width=min(console.width, 100)), markup=False, highlight=False)
-    note = unbatched_note(result.plan)
-    if note:
-        console.print(f"note: {note}", markup=False, highlight=False)
     sys.stdout.flush()

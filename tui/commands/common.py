@@ -26,6 +26,8 @@ def add_model_options(parser: argparse.ArgumentParser, *, many: bool = False) ->
                        help="llama.cpp layers on the GPU (-1 = all)")
     group.add_argument("--compile", action="store_const", const=True, default=None,
                        help="transformers: static cache + torch.compile (warm-up reported apart)")
+    group.add_argument("--threads", type=int,
+                       help="llama.cpp: CPU threads (default: physical cores, as llama.cpp chooses)")
     group.add_argument("--no-flash-attn", dest="flash_attn", action="store_const", const=False, default=None,
                        help="llama.cpp: turn flash attention off")
 
@@ -70,7 +72,7 @@ def options_named():
 
 
 def model_overrides(args: argparse.Namespace) -> dict:
-    keys = ("dtype", "device", "quantization", "n_ctx", "n_gpu_layers", "compile", "flash_attn")
+    keys = ("dtype", "device", "quantization", "n_ctx", "n_gpu_layers", "compile", "flash_attn", "threads")
     return {k: getattr(args, k, None) for k in keys}
 
 

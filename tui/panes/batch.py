@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -77,9 +78,9 @@ class BatchPane(Vertical):
             yield self._field("models", "batch-models", self.context.model.name)
             yield self._field("tasks", "batch-tasks", ",".join(tasks.BUILTIN))
             yield self._field("limit", "batch-limit", str(DEFAULT_LIMIT))
-            yield self._field("batch size", "batch-size", "1")
+            yield self._field("batch size", "batch-size", "1")  # or a sweep: 1,2,4,8
             default_mmlu = mmlu.resolve_path(None, self.context.config.defaults.mmlu) or ""
-            yield self._field("MMLU folder", "batch-mmlu", default_mmlu)
+            yield self._field("MMLU folder", "batch-mmlu", default_mmlu, placeholder="built-in")
         with Horizontal(id="batch-buttons"):
             yield Button("Start", id="batch-start", variant="primary")
             yield Button("Stop", id="batch-stop", variant="error", disabled=True)
@@ -90,6 +91,9 @@ class BatchPane(Vertical):
         table = DataTable(id="batch-table", zebra_stripes=True, cursor_type="row")
         table.add_columns(*LIVE_COLUMNS)
         yield table
+        sizes: DataTable = DataTable(id="batch-sizes-table", zebra_stripes=True)  # shown for a sweep
+        sizes.add_columns(*summary.BATCH_HEADERS_SHORT)
+        yield sizes
         with Horizontal(id="batch-bottom"):
             runs = DataTable(id="batch-runs", cursor_type="row")
             runs.add_columns("run", "models", "tasks", "rows")
@@ -98,8 +102,8 @@ class BatchPane(Vertical):
             yield PlotextPlot(id="batch-lengths")
 
     @staticmethod
-    def _field(label: str, field_id: str, value: str) -> Vertical:
-        return Vertical(Label(label), Input(value, id=field_id), classes="batch-field")
+    def _field(label: str, field_id: str, value: str, placeholder: str = "") -> Vertical:
+        return Vertical(Label(label), Input(value, placeholder=placeholder, id=field_id), classes="batch-field")
 
     def on_mount(self) -> None:
         self._ticker = self.set_interval(1 / REPAINT_HZ, self._repaint, pause=True)
@@ -136,14 +140,15 @@ class BatchPane(Vertical):
         specs = [resolve(name, config.models) for name in names]
         task_list = tasks.resolve([t.strip() for t in self._value("batch-tasks").split(",") if t.strip()],
                                   config.tasks)
-        limit, size = self._number("batch-limit", "limit"), self._number("batch-size", "batch size")
+        limit = self._number("batch-limit", "limit")
+        sizes = bench.parse_batch_sizes(self._value("batch-size"), "batch sizes")
         source = self._value("batch-mmlu") or None
 
         def prepare() -> tuple[Path, bench.RunPlan, mmlu.MMLUData]:
             data = mmlu.load(source)
             folder, plan = bench.prepare(models=specs, task_list=task_list, data=data, subjects=None,
-                                         limit=limit, seed=0, batch_size=size, warmup=1, max_tokens=0,
-                                         sampling=config.sampling, runs_dir=self.runs_dir)
+                                         limit=limit, seed=0, batch_size=sizes[0], warmup=1, max_tokens=0,
+                                         sampling=config.sampling, runs_dir=self.runs_dir, batch_sizes=sizes)
             return folder, plan, data
 
         self._launch(prepare)
@@ -155,7 +160,7 @@ class BatchPane(Vertical):
 
         def prepare() -> tuple[Path, bench.RunPlan, mmlu.MMLUData]:
             plan = runfolder.read_plan(folder)
-            return folder, plan, mmlu.load(None if plan.mmlu.startswith("hub:") else plan.mmlu)
+            return folder, plan, mmlu.load(plan.mmlu)
 
         self._launch(prepare)
 
@@ -231,10 +236,11 @@ class BatchPane(Vertical):
             return
         live.dirty = False
         scored = {t.name for t in live.plan.tasks if t.scored}
-        total = len(live.plan.question_ids)
         table = self.query_one("#batch-table", DataTable)
         table.clear()
         for spec in live.plan.models:
+            # a sweep runs every question once per batch size and repeat
+            total = len(live.plan.question_ids) * len(live.plan.sizes_for(spec)) * live.plan.repeats
             for task in live.plan.tasks:
                 key = (spec.name, task.name)
                 rows = live.rows.get(key, [])
@@ -292,10 +298,24 @@ class BatchPane(Vertical):
         self.query_one("#batch-resume", Button).disabled = complete
         self._status(f"{folder.name}: {len(result.rows)}/{result.plan.total_rows()} rows"
                      + ("" if complete else " · Resume continues it"))
+        self.show_sizes(result)
         plot = self.query_one("#batch-plot", PlotextPlot)
-        summary.plot_speed_vs_time(plot.plt, result.cells)
+        if len(result.sizes()) > 1:  # a sweep: the paper's figure, total task time against batch size
+            summary.plot_time_vs_batch(plot.plt, result.cells)
+        else:
+            summary.plot_speed_vs_time(plot.plt, result.cells)
         plot.refresh()
         self.show_lengths(result.plan.tasks[0].name)
+
+    def show_sizes(self, result: summary.RunSummary) -> None:
+        """The per-batch-size table (set time, aggregate tok/s, …) under the live one, for a sweep only."""
+        table = self.query_one("#batch-sizes-table", DataTable)
+        table.clear()
+        sweep = len(result.sizes()) > 1 or result.plan.repeats > 1
+        table.display = sweep
+        if sweep:
+            for cell in result.cells:
+                table.add_row(*(Text(value) for value in summary.batch_row(cell)))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         """The output-length histogram follows the task of the highlighted row."""
