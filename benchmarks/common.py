@@ -11,3 +11,65 @@ def rounds_parser(doc: str) -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--markdown", action="store_true", help="print a docs/BENCHMARKS.md section")
     return parser
+
+
+def llama_server_binary():
+    """$TASKCLOCK_LLAMA_SERVER, else the llama-server `make install` puts beside this Python, else PATH."""
+    import os
+    import shutil
+    import sys
+    from pathlib import Path
+
+    named = os.environ.get("TASKCLOCK_LLAMA_SERVER")
+    if named:
+        return Path(named)
+    beside = Path(sys.executable).parent / "llama-server"
+    if beside.is_file():
+        return beside
+    found = shutil.which("llama-server")
+    return Path(found) if found else None
+
+
+class LlamaServer:
+    """llama.cpp's llama-server on loopback for a benchmark: ``with LlamaServer(gguf, slots=4) as url:``."""
+
+    def __init__(self, gguf, slots: int = 1, threads: int = 0, n_ctx: int = 4096) -> None:
+        self.gguf, self.slots, self.threads, self.n_ctx = gguf, slots, threads, n_ctx
+
+    def __enter__(self) -> str:
+        import os
+        import socket
+        import subprocess
+        import tempfile
+        import time
+
+        import httpx
+
+        binary = llama_server_binary()
+        if binary is None or not binary.is_file():
+            raise SystemExit("no llama-server binary: run `make install` or set TASKCLOCK_LLAMA_SERVER")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        threads = ["-t", str(self.threads)] if self.threads else []
+        self.log = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen([str(binary), "-m", str(self.gguf), "--host", "127.0.0.1", "--port", str(port),
+                                      "-np", str(self.slots), "-c", str(self.n_ctx), *threads],
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+        url = f"http://127.0.0.1:{port}/v1"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                if httpx.get(f"{url}/models", timeout=1).status_code == 200:
+                    return url
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.__exit__()
+        raise SystemExit("llama-server did not start")
+
+    def __exit__(self, *exc) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.log.close()

@@ -3,8 +3,10 @@
 Random-weight Llama models of real shapes (Llama-3-8B: 32 layers, hidden 4096, GQA 32/8, MLP 14336; and
 SmolLM2-135M), FP16 on CUDA. For each, plain `model.generate()` with a timestamping streamer (what a user
 gets outside taskclock) alternates with taskclock's stream, 3 rounds, and the compiled variant (static cache
-+ torch.compile) is measured the same way after its warm-up. Also prints the memory-bandwidth floor
-(weights bytes / HBM bandwidth), the ceiling for batch-1 decode.
++ transformers' compiled decode step, set on the model's generation config, so plain `generate()` uses it too)
+is measured the same way after its warm-up. Each shape's model is freed before the next is built. Also prints
+the memory-bandwidth ceiling for batch-1 decode (card bandwidth / weights bytes), with the card's bandwidth
+worked out from its memory clock and bus width as NVML reports them.
 
 Needs a GPU for the real figures; `--device cpu --shapes smollm2` runs the same code on a CPU.
 
@@ -27,7 +29,6 @@ SHAPES = {
                     num_key_value_heads=3),
 }
 VOCAB = 49152  # SmolLM2's vocabulary size for both shapes, so one word-level tokenizer serves
-HBM_TB_S = {"H100": 3.35, "H200": 4.8, "A100": 2.0}
 
 
 def build(shape: str, device: str, dtype):
@@ -84,30 +85,46 @@ def measure(shape: str, device: str, tokens: int, rounds: int) -> list[tuple[str
     for compiled in (False, True):
         spec = ModelSpec(shape, "hf", "(in memory)", chat=False, device=device, compile=compiled)
         loaded = HFModel(spec, model, tokenizer, device, 0.0, time.perf_counter_ns())
-        if compiled:
-            loaded.compile()
-        raw_decode_tps(model, prompt_ids, 8)  # warm both paths
-        ours, raw = [], []
-        for _ in range(rounds):
-            raw.append(raw_decode_tps(model, prompt_ids, tokens))
-            result = run_turn(loaded, messages, SamplingParams(max_tokens=tokens))
-            ours.append(result.metrics.decode_tps)
+        try:
+            if compiled:
+                loaded.compile()
+            raw_decode_tps(model, prompt_ids, 8)  # warm both paths
+            ours, raw = [], []
+            for _ in range(rounds):
+                raw.append(raw_decode_tps(model, prompt_ids, tokens))
+                result = run_turn(loaded, messages, SamplingParams(max_tokens=tokens))
+                ours.append(result.metrics.decode_tps)
+        finally:
+            loaded.worker.close()  # the model itself is still needed for the next mode
         mem = result.metrics.gpu_peak_mem_mb
         rows.append(("compiled" if compiled else "eager", statistics.median(raw), statistics.median(ours),
                      f"{mem:.0f} MiB" if mem is not None else "—"))
     params_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    del model
+    del model, loaded
+    release_memory()
     return rows, params_bytes
 
 
-def bandwidth_floor(params_bytes: int) -> str:
+def release_memory() -> None:
+    """Free a shape's model before the next one is built: an 8B left resident skews the small rows."""
+    import gc
+
     import torch
 
-    if not torch.cuda.is_available():
+    torch._dynamo.reset()  # compiled code holds on to the weights too
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def bandwidth_floor(params_bytes: int) -> str:
+    from taskclock.runtime.gpu import card_bandwidth
+
+    card = card_bandwidth()
+    if card is None:
         return "—"
-    name = torch.cuda.get_device_name(0)
-    tb_s = next((v for k, v in HBM_TB_S.items() if k in name), None)
-    return f"{tb_s * 1e12 / params_bytes:.0f} tok/s ({name}, {tb_s} TB/s)" if tb_s else "—"
+    name, tb_s = card
+    return f"{tb_s * 1e12 / params_bytes:.0f} tok/s ({name}, {tb_s:.2f} TB/s)"
 
 
 def main() -> None:

@@ -16,7 +16,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("startup", "overhead", "ui_overhead", "batch_scaling", "gpu_decode", "soak")
+BENCHMARKS = ("startup", "mmlu_load", "overhead", "vs_llama_server", "ui_overhead", "batch_scaling", "gpu_decode",
+              "soak")
+GPU_OPTION = ("batch_scaling",)  # benchmarks that take --gpu for their GPU sizes
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def machine() -> str:
@@ -24,13 +32,10 @@ def machine() -> str:
 
     versions = ", ".join(f"{name} {md.version(name)}" for name in ("torch", "transformers", "llama-cpp-python"))
     gpu = "no GPU"
-    try:
+    if cuda_available():
         import torch
 
-        if torch.cuda.is_available():
-            gpu = torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
+        gpu = f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
     return (f"{platform.machine()}, {os.cpu_count()} cores, {gpu}, Python {platform.python_version()}, "
             f"{versions}")
 
@@ -44,7 +49,9 @@ def main() -> None:
     for name in chosen:
         script = ROOT / "benchmarks" / f"{name}.py"
         print(f"running {name}…", file=sys.stderr, flush=True)
-        proc = subprocess.run([sys.executable, str(script), "--markdown"], cwd=ROOT, capture_output=True, text=True)
+        options = ["--gpu"] if name in GPU_OPTION and cuda_available() else []
+        proc = subprocess.run([sys.executable, str(script), "--markdown", *options], cwd=ROOT, capture_output=True,
+                              text=True)
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
             sections.append(f"## {name}\n\nDid not run: {tail}")

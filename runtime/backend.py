@@ -13,7 +13,9 @@ from typing import Any, Protocol
 
 from .errors import ModelLoadError
 from .events import Done, Event, now_ns
+from .values import check_sampling, check_spec
 
+DEFAULT_CTX = 4096
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..."}
 
 BACKENDS = {
@@ -33,6 +35,9 @@ class SamplingParams:
     seed: int = 0
     stop: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        check_sampling(self)
+
     def with_overrides(self, **values: Any) -> SamplingParams:
         return replace(self, **{k: v for k, v in values.items() if v is not None})
 
@@ -49,14 +54,19 @@ class ModelSpec:
     device: str = "auto"  # hf: auto|cuda|cpu
     quantization: str = "none"  # hf: none|8bit|4bit
     compile: bool = False  # hf: static cache + torch.compile
-    n_ctx: int = 4096
-    n_gpu_layers: int = 0  # llamacpp: -1 = all layers on the GPU
+    n_ctx: int = DEFAULT_CTX
+    n_gpu_layers: int | None = None  # llamacpp: None = all where llama.cpp has GPU offload, else 0; -1 = all
     flash_attn: bool = True  # llamacpp
+    threads: int = 0  # llamacpp: CPU threads for decode and prefill; 0 = as llama.cpp chooses (physical cores)
     api_model: str = ""  # http: the server's model name
     api_key_env: str = ""  # http: environment variable holding the API key
-    timeout_s: float = 60.0  # http: give up on a server silent for this long
+    timeout_s: float = 60.0  # http: give up on a server that sends no data for this long (pings do not count)
+    turn_timeout_s: float = 900.0  # http: give up on a turn that takes longer than this overall
     description: str = ""
     options: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        check_spec(self)
 
     @classmethod
     def field_names(cls) -> set[str]:
@@ -100,8 +110,20 @@ class LoadedModel(Protocol):
     def close(self) -> None: ...
 
 
+class BatchingModel(LoadedModel, Protocol):
+    """The optional capability: a model whose backend declares ``batching = True`` runs several requests as
+    one real (padded) batch. Ask ``supports_batching(spec)`` before relying on it."""
+
+    def stream_batch(self, conversations: list[list[Message]], params: SamplingParams,
+                     cancel: threading.Event | None = None) -> list[list[Event]]:
+        """One complete event list (Submitted, Token..., Done) per request, in order."""
+        ...
+
+
 class Backend(Protocol):
     name: str
+    batching: bool  # its models are BatchingModels
+    concurrent: bool  # a batch of size N is N requests in flight at once (a serving engine)
 
     def load(self, spec: ModelSpec) -> LoadedModel: ...
 
@@ -114,6 +136,17 @@ def get_backend(name: str) -> Backend:
         raise ModelLoadError(f"unknown backend {name!r}", f"use one of: {', '.join(BACKENDS)}") from None
     module = importlib.import_module(module_name)
     return module.BACKEND
+
+
+def supports_batching(spec: ModelSpec) -> bool:
+    """Whether the spec's model runs real batches (``BatchingModel.stream_batch``); otherwise one request at a
+    time. The one place the runner, the summary and the CLI learn it."""
+    return get_backend(spec.backend).batching
+
+
+def supports_concurrency(spec: ModelSpec) -> bool:
+    """Whether a bench batch of size N runs as N concurrent requests (HTTP servers with parallel slots)."""
+    return get_backend(spec.backend).concurrent
 
 
 def load_model(spec: ModelSpec) -> LoadedModel:

@@ -2,62 +2,71 @@
 
 A run lives in ``runs/<run-id>/``: ``run.toml`` (everything needed to repeat or resume it, including the
 question ids and the task templates) and ``results.jsonl`` (one record per completed row, appended and
-fsynced as it completes). A killed run loses only the row in flight; resuming reads the done keys
-(model, task, question id) and runs exactly the rest.
+fsynced as it completes) and ``system.json`` (the machine). A run may sweep several batch sizes and repeat
+each cell: a row's key is (model, task, question id, batch size, repeat). A killed run loses only the rows
+in flight; resuming reads the done keys and runs exactly the rest.
+
+Batch size means what each backend can do: transformers models run padded batches of that many prompts;
+HTTP models keep that many requests in flight until the set is done (``vllm bench serve
+--max-concurrency``); llama.cpp in-process models run one request at a time, so they run only at batch 1.
+A batched or concurrent stretch appends a ``segment`` record with its wall time, so the set's total time
+is wall time, not a sum of overlapping task times.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from . import metrics, mmlu, storage, tasks
-from .backend import LoadedModel, ModelSpec, SamplingParams, load_model
-from .config import TaskSpec, build, read_toml
+from . import metrics, mmlu, runfolder, storage, system, tasks
+from .backend import (
+    BatchingModel,
+    LoadedModel,
+    Message,
+    ModelSpec,
+    SamplingParams,
+    load_model,
+    supports_batching,
+    supports_concurrency,
+)
+from .config import TaskSpec
 from .errors import DataError, TaskclockError
 from .events import Event
+from .runfolder import RESULTS_FILE, RUN_FILE, RunPlan, row_key
 from .turn import run_turn
+from .untrusted import redact, redact_url
 
-RUN_FILE = "run.toml"
-RESULTS_FILE = "results.jsonl"
-BATCHED_BACKENDS = ("hf",)  # backends with real padded batches; others run one request at a time
-
-
-@dataclass
-class RunPlan:
-    """A run's whole configuration, as stored in run.toml."""
-
-    run_id: str
-    created: str
-    mmlu: str
-    subjects: list[str]
-    limit: int
-    seed: int
-    batch_size: int
-    warmup: int
-    max_tokens: int  # 0: each task's own budget
-    temperature: float
-    top_p: float
-    skipped_rows: int
-    models: list[ModelSpec]
-    tasks: list[TaskSpec]
-    question_ids: list[str]
-
-    def params(self, task: TaskSpec) -> SamplingParams:
-        budget = min(task.max_tokens, self.max_tokens) if self.max_tokens else task.max_tokens
-        return SamplingParams(max_tokens=budget, temperature=self.temperature, top_p=self.top_p, seed=self.seed)
-
-    def total_rows(self) -> int:
-        return len(self.models) * len(self.tasks) * len(self.question_ids)
+SYSTEM_FILE = "system.json"
 
 
-def row_key(row: dict[str, Any]) -> tuple[str, str, str]:
-    return row["model"], row["task"], row["qid"]
+def parse_batch_sizes(text: str, option: str) -> list[int]:
+    """"1,2,4,8" as a list, in the order given, repeats dropped; a bad entry is a one-line DataError."""
+    sizes = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if not part.isdigit() or int(part) < 1:
+            raise DataError(f"{option}: {part!r} is not a whole number of at least 1", "pass e.g. 1,2,4,8")
+        sizes.append(int(part))
+    if not sizes:
+        raise DataError(f"{option} is empty", "pass e.g. 1,2,4,8")
+    return list(dict.fromkeys(sizes))
+
+
+def salted(messages: list[Message], salt: str) -> list[Message]:
+    """The conversation with a unique first line, so a server's prefix cache cannot serve the prompt from an
+    earlier identical request (replayed MMLU prompts otherwise lower TTFT silently)."""
+    if not salt:
+        return messages
+    first = messages[0]
+    return [{**first, "content": f"[run {salt}]\n{first['content']}"}, *messages[1:]]
 
 
 # ---- run.toml: a small writer for the flat values a plan holds (tomllib only reads) ----------------
@@ -75,7 +84,10 @@ def _toml_value(value: Any) -> str:
 
 
 def _toml_table(header: str, values: dict[str, Any]) -> str:
-    lines = [f"[{header}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items() if not isinstance(v, dict)]
+    """TOML has no null: a None (a setting left to be worked out at load, like n_gpu_layers) is left out and
+    reads back as its default."""
+    lines = [f"[{header}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()
+                               if v is not None and not isinstance(v, dict)]
     return "\n".join(lines) + "\n"
 
 
@@ -83,8 +95,9 @@ def plan_to_toml(plan: RunPlan) -> str:
     head = {f.name: getattr(plan, f.name) for f in fields(plan) if f.name not in ("models", "tasks", "question_ids")}
     parts = ["# taskclock bench run: `taskclock bench --resume <this folder>` continues it\n", _toml_table("run", head)]
     for spec in plan.models:
-        parts.append(_toml_table(f"models.{json.dumps(spec.name)}",
-                                 {k: v for k, v in asdict(spec).items() if k not in ("name", "options")}))
+        values = {k: v for k, v in asdict(spec).items() if k not in ("name", "options")}
+        values["source"] = redact_url(spec.source)  # a URL's password is never stored (docs/RELIABILITY.md)
+        parts.append(_toml_table(f"models.{json.dumps(spec.name)}", values))
     for task in plan.tasks:
         parts.append(_toml_table(f"tasks.{json.dumps(task.name)}",
                                  {k: v for k, v in asdict(task).items() if k != "name"}))
@@ -92,18 +105,17 @@ def plan_to_toml(plan: RunPlan) -> str:
     return "\n".join(parts)
 
 
-def read_plan(folder: Path) -> RunPlan:
-    path = folder / RUN_FILE
-    if not path.is_file():
-        raise DataError(f"{folder} is not a bench run folder (no {RUN_FILE})", "pass a folder under runs/")
-    data = read_toml(path, "run")
+def read_system(folder: Path) -> dict[str, Any] | None:
     try:
-        head = dict(data["run"])
-        models = [build(ModelSpec, table, path, f"models.{name}", name=name) for name, table in data["models"].items()]
-        task_list = [build(TaskSpec, table, path, f"tasks.{name}", name=name) for name, table in data["tasks"].items()]
-        return RunPlan(**head, models=models, tasks=task_list, question_ids=list(data["selection"]["ids"]))
-    except (KeyError, TypeError) as exc:
-        raise DataError(f"{path} is incomplete or damaged ({exc})", "start a new run") from None
+        return json.loads((folder / SYSTEM_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def threads_used(models: Sequence[ModelSpec]) -> dict[str, int]:
+    """CPU threads per in-process model (HTTP models run on their server's threads)."""
+    return {m.name: m.threads if m.threads > 0 else system.physical_cores()
+            for m in models if m.backend != "http"}
 
 
 def write_plan(folder: Path, plan: RunPlan) -> None:
@@ -114,27 +126,13 @@ def new_run_id() -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
-def read_rows(folder: Path) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Result rows (the first of any duplicate key wins) and, per model, the error of a failure that no
-    later row superseded (a model that failed, then loaded on resume, is not failed)."""
-    path = folder / RESULTS_FILE
-    rows: dict[tuple, dict[str, Any]] = {}
-    failures: dict[str, str] = {}
-    if path.is_file():
-        for record in storage.read(path):
-            if record.get("kind") == "failure":
-                failures[record["model"]] = record["error"]
-            elif record.get("kind") == "result":
-                rows.setdefault(row_key(record), record)
-                failures.pop(record["model"], None)
-    return list(rows.values()), failures
-
-
 # ---- the runner ----------------------------------------------------------------------------------
 
 @dataclass
 class Progress:
-    """What the runner reports after every row and state change (CLI bars, Batch tab table)."""
+    """What the runner reports after every row and state change (CLI bars, Batch tab table). ``done`` and
+    ``total`` count the model × task's rows over every batch size and repeat; ``batch_size`` is the size
+    running now (0 before any runs)."""
 
     model: str
     task: str
@@ -143,6 +141,7 @@ class Progress:
     state: str  # loading | warmup | running | done | failed | stopped
     row: dict[str, Any] | None = None
     error: str = ""
+    batch_size: int = 0
 
 
 @dataclass
@@ -152,12 +151,19 @@ class Outcome:
     failures: dict[str, str] = field(default_factory=dict)
 
 
+def cached_prompt_tokens(done: Any) -> int | None:
+    """Prompt tokens a server served from its prefix cache, where it reports them."""
+    extra = getattr(done, "extra", None) or {}
+    return extra.get("cached_prompt_tokens")
+
+
 def make_row(spec: ModelSpec, task: TaskSpec, question: mmlu.Question, events: Sequence[Event],
-             batch_size: int) -> dict[str, Any]:
+             batch_size: int, repeat: int = 0) -> dict[str, Any]:
     figures = metrics.compute(events)
     reply = metrics.output_text(events)
     done = events[-1] if events else None
     parsed = tasks.extract_letter(reply, question.choices) if task.scored else None
+    extra = getattr(done, "extra", None) or {}
     return {
         "kind": "result",
         "model": spec.name,
@@ -166,16 +172,10 @@ def make_row(spec: ModelSpec, task: TaskSpec, question: mmlu.Question, events: S
         "qid": question.id,
         "subject": question.subject,
         "batch_size": batch_size,
-        "input_tokens": figures.input_tokens,
-        "output_tokens": figures.output_tokens,
-        "output_words": figures.output_words,
-        "output_chars": figures.output_chars,
-        "ttft_s": figures.ttft_s,
-        "decode_tps": figures.decode_tps,
-        "task_time_s": figures.task_time_s,
-        "stop_reason": figures.stop_reason,
-        "gpu_peak_mem_mb": figures.gpu_peak_mem_mb,
-        "energy_j": figures.energy_j,
+        **figures.as_dict(),
+        "repeat": repeat,
+        "cached_tokens": cached_prompt_tokens(done),
+        "threads": extra.get("threads"),
         "error": getattr(done, "error", None),
         "reply": reply,
         "token_offsets_ms": metrics.token_offsets_ms(events),  # so `taskclock replay` can re-stream the row
@@ -190,6 +190,15 @@ def batches(items: list, size: int) -> Iterable[list]:
         yield items[start:start + size]
 
 
+@dataclass(frozen=True)
+class Cell:
+    """One task at one batch size in one repeat: the unit the runner resumes."""
+
+    task: TaskSpec
+    batch_size: int
+    repeat: int
+
+
 class BenchRunner:
     """Runs a plan into a folder; safe to call again on the same folder (it resumes)."""
 
@@ -199,7 +208,7 @@ class BenchRunner:
         missing = [qid for qid in plan.question_ids if qid not in questions]
         if missing:
             raise DataError(f"{len(missing)} question(s) of this run are not in the MMLU data (e.g. {missing[0]})",
-                            "pass the same MMLU folder as the run used (--mmlu)")
+                            "resume with the same MMLU data (--mmlu)")
         self.folder = folder
         self.plan = plan
         self.questions = [questions[qid] for qid in plan.question_ids]
@@ -207,43 +216,57 @@ class BenchRunner:
         self.on_progress = on_progress or (lambda progress: None)
         self.loader = loader
         self.results = folder / RESULTS_FILE
+        self.lock = threading.Lock()  # concurrent requests append rows from several threads
 
-    def batch_size(self, spec: ModelSpec) -> int:
-        return self.plan.batch_size if spec.backend in BATCHED_BACKENDS else 1
+    def cells(self, spec: ModelSpec) -> list[Cell]:
+        """Sizes in sweep order, each size's repeats, each repeat's tasks."""
+        return [Cell(task, size, repeat) for size in self.plan.sizes_for(spec)
+                for repeat in range(self.plan.repeats) for task in self.plan.tasks]
 
     def run(self) -> Outcome:
-        rows, _ = read_rows(self.folder)
-        done = {row_key(r) for r in rows}
+        """Run every pending row, holding the folder's lock (a second runner on it is refused)."""
+        with runfolder.locked(self.folder):
+            return self._run_pending()
+
+    def _run_pending(self) -> Outcome:
+        done = {row_key(r) for r in runfolder.read_results(self.folder).rows}
         outcome = Outcome()
         for spec in self.plan.models:
             if self.cancel.is_set():
                 outcome.interrupted = True
                 break
-            pending = {task.name: [q for q in self.questions if (spec.name, task.name, q.id) not in done]
-                       for task in self.plan.tasks}
+            pending = {cell: [q for q in self.questions
+                              if (spec.name, cell.task.name, q.id, cell.batch_size, cell.repeat) not in done]
+                       for cell in self.cells(spec)}
             for task in self.plan.tasks:
-                self._report(spec, task, pending, "done" if not pending[task.name] else "waiting")
+                self._report(spec, task, pending, "done" if not self._left(task, pending) else "waiting")
             if not any(pending.values()):
                 continue
             self._run_model(spec, pending, outcome)
         outcome.interrupted = outcome.interrupted or self.cancel.is_set()
         return outcome
 
-    def _report(self, spec: ModelSpec, task: TaskSpec, pending: dict[str, list], state: str,
-                row: dict | None = None, error: str = "") -> None:
-        total = len(self.questions)
-        self.on_progress(Progress(spec.name, task.name, total - len(pending[task.name]), total, state, row, error))
+    @staticmethod
+    def _left(task: TaskSpec, pending: dict[Cell, list]) -> int:
+        return sum(len(left) for cell, left in pending.items() if cell.task.name == task.name)
 
-    def _fail(self, spec: ModelSpec, pending: dict[str, list], error: str, outcome: Outcome) -> None:
+    def _report(self, spec: ModelSpec, task: TaskSpec, pending: dict[Cell, list], state: str,
+                row: dict | None = None, error: str = "", batch_size: int = 0) -> None:
+        total = sum(len(self.questions) for cell in pending if cell.task.name == task.name)
+        self.on_progress(Progress(spec.name, task.name, total - self._left(task, pending), total, state, row, error,
+                                  batch_size))
+
+    def _fail(self, spec: ModelSpec, pending: dict[Cell, list], error: str, outcome: Outcome) -> None:
+        error = redact(error)
         storage.append(self.results, {"kind": "failure", "model": spec.name, "error": error})
         outcome.failures[spec.name] = error
         for task in self.plan.tasks:
-            if pending[task.name]:
+            if self._left(task, pending):
                 self._report(spec, task, pending, "failed", error=error)
 
-    def _run_model(self, spec: ModelSpec, pending: dict[str, list], outcome: Outcome) -> None:
-        first = next(t for t in self.plan.tasks if pending[t.name])
-        self._report(spec, first, pending, "loading")
+    def _run_model(self, spec: ModelSpec, pending: dict[Cell, list], outcome: Outcome) -> None:
+        first = next(cell for cell, left in pending.items() if left)
+        self._report(spec, first.task, pending, "loading")
         try:
             model = self.loader(spec)
         except TaskclockError as exc:
@@ -253,19 +276,20 @@ class BenchRunner:
             self._fail(spec, pending, f"{type(exc).__name__}: {exc}", outcome)
             return
         try:
-            self._warm_up(model, spec, first, pending)
-            for task in self.plan.tasks:
-                if not pending[task.name]:
+            self._warm_up(model, spec, first.task, pending)
+            for cell, left in pending.items():
+                if not left:
                     continue
-                if not self._run_task(model, spec, task, pending, outcome):
+                if not self._run_cell(model, spec, cell, pending, outcome):
                     outcome.interrupted = True
-                    self._report(spec, task, pending, "stopped")
+                    self._report(spec, cell.task, pending, "stopped")
                     return
-                self._report(spec, task, pending, "done")
+                if not self._left(cell.task, pending):
+                    self._report(spec, cell.task, pending, "done")
         finally:
             model.close()
 
-    def _warm_up(self, model: LoadedModel, spec: ModelSpec, task: TaskSpec, pending: dict[str, list]) -> None:
+    def _warm_up(self, model: LoadedModel, spec: ModelSpec, task: TaskSpec, pending: dict[Cell, list]) -> None:
         """Untimed turns so the first measured row does not pay for cold caches."""
         if self.plan.warmup <= 0:
             return
@@ -275,48 +299,112 @@ class BenchRunner:
                 return
             run_turn(model, tasks.messages(task, question, spec.chat), self.plan.params(task), cancel=self.cancel)
 
-    def _run_task(self, model: LoadedModel, spec: ModelSpec, task: TaskSpec, pending: dict[str, list],
+    def _prompt(self, spec: ModelSpec, cell: Cell, question: mmlu.Question) -> list[Message]:
+        messages = tasks.messages(cell.task, question, spec.chat)
+        if not self.plan.prefix_salt:
+            return messages
+        seed = f"{self.plan.prefix_salt}:{spec.name}:{cell.task.name}:{question.id}:{cell.batch_size}:{cell.repeat}"
+        return salted(messages, hashlib.sha256(seed.encode()).hexdigest()[:12])
+
+    def _keep(self, spec: ModelSpec, cell: Cell, pending: dict[Cell, list], question: mmlu.Question,
+              events: Sequence[Event], outcome: Outcome, timing: dict[str, Any] | None = None) -> None:
+        row = {**make_row(spec, cell.task, question, events, cell.batch_size, cell.repeat), **(timing or {})}
+        with self.lock:
+            storage.append(self.results, row)
+            outcome.rows_written += 1
+            pending[cell].remove(question)
+            self._report(spec, cell.task, pending, "running", row, batch_size=cell.batch_size)
+
+    def _segment(self, spec: ModelSpec, cell: Cell, segment: str, rows: int, wall_ns: int) -> None:
+        if rows:
+            storage.append(self.results, {"kind": "segment", "model": spec.name, "task": cell.task.name,
+                                          "batch_size": cell.batch_size, "repeat": cell.repeat, "segment": segment,
+                                          "rows": rows, "wall_s": wall_ns / 1e9})
+
+    def _run_cell(self, model: LoadedModel, spec: ModelSpec, cell: Cell, pending: dict[Cell, list],
                   outcome: Outcome) -> bool:
-        """Run the task's pending questions; False when cancelled (the row in flight is dropped)."""
-        params = self.plan.params(task)
-        size = self.batch_size(spec)
-        self._report(spec, task, pending, "running")
-        for chunk in batches(list(pending[task.name]), size):
+        """Run the cell's pending questions; False when cancelled (rows in flight are dropped)."""
+        self._report(spec, cell.task, pending, "running", batch_size=cell.batch_size)
+        if cell.batch_size > 1 and supports_concurrency(spec):
+            return self._run_concurrent(model, spec, cell, pending, outcome)
+        padded = cell.batch_size > 1 and supports_batching(spec)
+        stream_batch = cast(BatchingModel, model).stream_batch if padded else None
+        batched = stream_batch is not None
+        params = self.plan.params(cell.task)
+        for chunk in batches(list(pending[cell]), cell.batch_size if batched else 1):
             if self.cancel.is_set():
                 return False
-            prompts = [tasks.messages(task, q, spec.chat) for q in chunk]
-            if size > 1 and hasattr(model, "stream_batch"):
-                streams = model.stream_batch(prompts, params, self.cancel)
+            prompts = [self._prompt(spec, cell, q) for q in chunk]
+            segment, start = secrets.token_hex(4), time.perf_counter_ns()
+            if stream_batch is not None:
+                streams = stream_batch(prompts, params, self.cancel)
             else:
                 streams = [run_turn(model, prompts[0], params, cancel=self.cancel).events]
+            wall = time.perf_counter_ns() - start
             if self.cancel.is_set():
                 return False
             for question, events in zip(chunk, streams, strict=True):
-                row = make_row(spec, task, question, events, len(chunk) if size > 1 else 1)
-                storage.append(self.results, row)
-                outcome.rows_written += 1
-                pending[task.name].remove(question)
-                self._report(spec, task, pending, "running", row)
+                self._keep(spec, cell, pending, question, events, outcome, {"segment": segment} if batched else None)
+            if batched:
+                self._segment(spec, cell, segment, len(chunk), wall)
         return True
+
+    def _run_concurrent(self, model: LoadedModel, spec: ModelSpec, cell: Cell, pending: dict[Cell, list],
+                        outcome: Outcome) -> bool:
+        """Keep ``batch_size`` requests in flight until the cell's questions are done; each row carries its
+        start and end within the segment, and the segment's wall time is appended at the end (also when
+        cancelled, covering the rows kept)."""
+        params = self.plan.params(cell.task)
+        segment, start = secrets.token_hex(4), time.perf_counter_ns()
+        queue, kept, last_end = list(pending[cell]), 0, start
+
+        def one(question: mmlu.Question) -> tuple[mmlu.Question, list[Event], int, int]:
+            began = time.perf_counter_ns()
+            events = run_turn(model, self._prompt(spec, cell, question), params, cancel=self.cancel).events
+            return question, events, began, time.perf_counter_ns()
+
+        with ThreadPoolExecutor(cell.batch_size, thread_name_prefix="taskclock-request") as pool:
+            running: set[Future] = set()
+            while queue or running:
+                while queue and len(running) < cell.batch_size and not self.cancel.is_set():
+                    running.add(pool.submit(one, queue.pop(0)))
+                if not running:
+                    break
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    question, events, began, ended = future.result()
+                    if self.cancel.is_set():
+                        continue  # a request cut short by the stop is not a measurement
+                    timing = {"segment": segment, "start_s": (began - start) / 1e9, "end_s": (ended - start) / 1e9}
+                    self._keep(spec, cell, pending, question, events, outcome, timing)
+                    kept, last_end = kept + 1, max(last_end, ended)
+        self._segment(spec, cell, segment, kept, last_end - start)
+        return not self.cancel.is_set()
 
 
 def prepare(*, models: list[ModelSpec], task_list: list[TaskSpec], data: mmlu.MMLUData,
             subjects: list[str] | None, limit: int, seed: int, batch_size: int, warmup: int, max_tokens: int,
-            sampling: SamplingParams, runs_dir: Path) -> tuple[Path, RunPlan]:
-    """Pick the questions, create the run folder and write its run.toml."""
+            sampling: SamplingParams, runs_dir: Path, batch_sizes: Sequence[int] = (), repeats: int = 1,
+            no_prefix_cache: bool = False) -> tuple[Path, RunPlan]:
+    """Pick the questions, create the run folder and write its run.toml and system.json."""
     if not models:
         raise DataError("no models given", "pass --models A,B")
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise DataError("a model is named twice in --models", "name each model once")
+    sizes = list(dict.fromkeys(batch_sizes or [batch_size]))
+    if min(sizes) < 1 or repeats < 1:
+        raise DataError("batch sizes and --repeats must be at least 1", "pass positive whole numbers")
     selection = mmlu.select(data, subjects, limit, seed)
     plan = RunPlan(
         run_id=new_run_id(), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), mmlu=data.source,
-        subjects=mmlu.pick_subjects(data, subjects), limit=limit, seed=seed, batch_size=batch_size,
+        subjects=mmlu.pick_subjects(data, subjects), limit=limit, seed=seed, batch_size=sizes[0],
         warmup=warmup, max_tokens=max_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
         skipped_rows=len(data.skipped), models=models, tasks=task_list, question_ids=[q.id for q in selection],
+        batch_sizes=sizes, repeats=repeats, prefix_salt=secrets.token_hex(4) if no_prefix_cache else "",
     )
     folder = storage.ensure_dir(runs_dir) / plan.run_id
     storage.ensure_dir(folder)
     write_plan(folder, plan)
+    storage.write_atomic(folder / SYSTEM_FILE, json.dumps(system.system_block(threads_used(models)), indent=2) + "\n")
     return folder, plan

@@ -15,6 +15,7 @@ from typing import Any
 from .backend import ModelSpec, SamplingParams
 from .errors import ConfigError
 from .paths import config_dir
+from .values import InvalidValue, check_task
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,6 +41,9 @@ class TaskSpec:
     max_tokens: int = 256
     scored: bool = False
     description: str = ""
+
+    def __post_init__(self) -> None:
+        check_task(self)
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,12 @@ def _check_type(path: Path, where: str, key: str, value: Any, expected: type) ->
     return value
 
 
+OPTIONAL_TYPES = {"int | None": int, "float | None": float, "str | None": str}
+
+
 def _expected_type(f: Any) -> type:
+    if f.default is None:  # an optional setting whose default is worked out later ("int | None")
+        return OPTIONAL_TYPES.get(f.type, type(None))
     if f.default is not MISSING:
         return type(f.default)
     if f.default_factory is not MISSING:
@@ -117,8 +126,19 @@ def build(cls: type, data: dict[str, Any], path: Path, where: str, **fixed: Any)
         values[key] = _check_type(path, where, key, value, _expected_type(known[key]))
     try:
         return cls(**values)
+    except InvalidValue as exc:
+        raise ConfigError(f"{path}{_line_of(path, exc.key)}: [{where}] {exc.problem}", "fix the value") from None
     except TypeError as exc:
         raise ConfigError(f"{path}: [{where}] is incomplete: {exc}", "see docs/CONFIG.md") from None
+
+
+def _tables(data: dict[str, Any], section: str, path: Path) -> dict[str, Any]:
+    """``[models.NAME]`` / ``[tasks.NAME]``: the section must be a table of tables."""
+    tables = data.get(section, {})
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{path}{_line_of(path, section)}: {section} must be a table of [{section}.NAME] tables, "
+                          f"not {tables!r}", "see docs/CONFIG.md")
+    return tables
 
 
 def config_path(explicit: str | os.PathLike | None = None) -> Path | None:
@@ -145,11 +165,11 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
             )
     models = {
         name: build(ModelSpec, table, path, f"models.{name}", name=name)
-        for name, table in data.get("models", {}).items()
+        for name, table in _tables(data, "models", path).items()
     }
     tasks = {
         name: build(TaskSpec, table, path, f"tasks.{name}", name=name)
-        for name, table in data.get("tasks", {}).items()
+        for name, table in _tables(data, "tasks", path).items()
     }
     return Config(
         path=path,

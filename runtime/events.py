@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 StopReason = Literal["eos", "length", "stop", "cancelled", "error"]
 
@@ -46,6 +46,22 @@ class Token:
     kind: str = "token"
 
 
+class DoneExtra(TypedDict, total=False):
+    """Figures a backend reports about itself, kept beside taskclock's own (docs/METRICS.md)."""
+
+    gpu_peak_mem_mb: float  # CUDA/NVML: peak GPU memory during the turn (-> TurnMetrics)
+    gpu_process_mem_mb: float  # llama.cpp on CUDA: what NVML says this process holds (-> TurnMetrics)
+    energy_j: float  # NVML: energy the GPU used during the turn (-> TurnMetrics)
+    gpu_shared: bool  # another turn used the GPU meanwhile: the GPU figures are the card's (-> TurnMetrics)
+    model_mem_mb: float  # transformers on CUDA: memory the loaded model holds
+    llama_perf: dict[str, float]  # llama.cpp's own counters for the turn
+    threads: int  # llama.cpp in process: CPU threads it decoded with
+    cached_prompt_tokens: int  # HTTP: prompt tokens the server served from its prefix cache
+    batch_size: int  # requests in the padded batch this one ran in
+    token_count_source: str  # HTTP: "usage" (the server's count) or "chunks" (one per content chunk)
+    server_timings: dict[str, Any]  # HTTP: the server's own timings (llama.cpp's `timings`)
+
+
 @dataclass(frozen=True, slots=True)
 class Done:
     t_ns: int
@@ -53,8 +69,7 @@ class Done:
     input_tokens: int | None = None
     output_tokens: int | None = None
     error: str | None = None
-    # Figures the backend reports about itself (llama.cpp server timings, GPU memory, energy...).
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: DoneExtra = field(default_factory=lambda: DoneExtra())
     kind: str = "done"
 
 

@@ -177,5 +177,5 @@ def import_file(path: Path, fmt: str, out: Path) -> tuple[int, int, bool]:
     if not records:
         raise DataError(f"{safe_line(path)} has no successful request to import",
                         "pass a result with completed requests")
-    storage.write_new(out, to_jsonl(records))
+    storage.write_atomic(out, to_jsonl(records), replace=False)
     return len(records), skipped, placeholder

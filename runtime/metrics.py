@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 from .events import Done, Event, Loaded, Submitted, Token
 
@@ -151,31 +152,55 @@ def prefill_tps(events: Sequence[Event]) -> float | None:
     return n_in / ttft if n_in and ttft else None
 
 
+def shown(label: str, unit: str = "", digits: int = 0, optional: bool = False) -> Any:
+    """A TurnMetrics field and how views show it; ``optional`` figures are shown only when a turn has them."""
+    return field(metadata={"label": label, "unit": unit, "digits": digits, "optional": optional})
+
+
 @dataclass(frozen=True)
 class TurnMetrics:
-    """Every figure of one turn, derived from its events; field names are the JSON keys."""
+    """Every figure of one turn, derived from its events; field names are the JSON keys, field order and
+    ``shown(...)`` are how every view lists them (``figure_formats()``)."""
 
-    input_tokens: int | None
-    output_tokens: int
-    output_chars: int
-    output_words: int
-    load_s: float | None
-    ttft_s: float | None
-    decode_tps: float | None
-    e2e_tps: float | None
-    prefill_tps: float | None
-    task_time_s: float | None
-    itl_p50_ms: float | None
-    itl_p90_ms: float | None
-    itl_p99_ms: float | None
-    chars_per_s: float | None
-    words_per_s: float | None
-    stop_reason: str | None
-    gpu_peak_mem_mb: float | None = None
-    energy_j: float | None = None
+    load_s: float | None = shown("load time", "s", 2, optional=True)
+    input_tokens: int | None = shown("input tokens")
+    output_tokens: int = shown("output tokens")
+    output_words: int = shown("output words")
+    output_chars: int = shown("output chars")
+    ttft_s: float | None = shown("TTFT", "s", 3)
+    prefill_tps: float | None = shown("prefill rate", "tok/s", 1)
+    decode_tps: float | None = shown("decode rate", "tok/s", 1)
+    e2e_tps: float | None = shown("e2e rate", "tok/s", 1)
+    task_time_s: float | None = shown("task time", "s", 3)
+    itl_p50_ms: float | None = shown("ITL p50", "ms", 1)
+    itl_p90_ms: float | None = shown("ITL p90", "ms", 1)
+    itl_p99_ms: float | None = shown("ITL p99", "ms", 1)
+    words_per_s: float | None = shown("words/s", "", 1)
+    chars_per_s: float | None = shown("chars/s", "", 1)
+    gpu_peak_mem_mb: float | None = shown("GPU peak memory", "MiB", 0, optional=True)
+    # llama.cpp: what NVML says this process holds at the turn's end
+    gpu_process_mem_mb: float | None = shown("GPU memory (process)", "MiB", 0, optional=True)
+    energy_j: float | None = shown("energy", "J", 1, optional=True)
+    # True: another turn ran on the GPU meanwhile, so the GPU figures are the card's, not this turn's
+    gpu_shared: bool | None = shown("GPU shared", optional=True)
+    stop_reason: str | None = shown("stop reason")
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class FigureFormat:
+    key: str
+    label: str
+    unit: str
+    digits: int
+    optional: bool
+
+
+def figure_formats() -> tuple[FigureFormat, ...]:
+    """Every TurnMetrics figure with its label, unit and decimals, in display order."""
+    return tuple(FigureFormat(f.name, **f.metadata) for f in fields(TurnMetrics))
 
 
 def compute(events: Sequence[Event]) -> TurnMetrics:
@@ -201,7 +226,9 @@ def compute(events: Sequence[Event]) -> TurnMetrics:
         words_per_s=rate_per_s(words, task),
         stop_reason=done.stop_reason if done else None,
         gpu_peak_mem_mb=done.extra.get("gpu_peak_mem_mb") if done else None,
+        gpu_process_mem_mb=done.extra.get("gpu_process_mem_mb") if done else None,
         energy_j=done.extra.get("energy_j") if done else None,
+        gpu_shared=done.extra.get("gpu_shared") if done else None,
     )
 
 

@@ -1,17 +1,25 @@
-"""MMLU questions: loading the CSV release (or the `cais/mmlu` hub dataset) and picking a stratified sample.
+"""MMLU questions: loading the CSV release and picking a stratified sample.
 
-The CSV layout is the authors' original one: ``test/<subject>_test.csv`` (also under ``data/``), no header,
-six columns (question, A, B, C, D, answer letter). Fields contain newlines and files mix CRLF and LF, so
-they are read with the csv module, never split on lines. A malformed row is skipped and counted, never fatal.
+The release ships inside the package (``data/mmlu/mmlu.zip``, byte for byte; see its README.md), so a fresh
+install needs no download. A local folder of the same CSVs or the `cais/mmlu` hub dataset (``--mmlu hub``,
+the ``hub`` extra) can stand in for it. The CSV layout is the authors' original one:
+``test/<subject>_test.csv`` (also under ``data/``), no header, six columns (question, A, B, C, D, answer
+letter). Fields contain newlines and files mix CRLF and LF, so they are read with the csv module, never
+split on lines. A malformed row is skipped and counted, never fatal.
 """
 from __future__ import annotations
 
 import csv
+import importlib.resources
 import importlib.util
+import io
 import os
 import random
+import stat
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from .errors import DataError
@@ -19,7 +27,11 @@ from .errors import DataError
 LETTERS = ("A", "B", "C", "D")
 DEFAULT_LIMIT = 660  # the paper's sample size
 HUB_DATASET = "cais/mmlu"
-NO_DATA_FIX = "pass --mmlu PATH (e.g. ../shared/mmlu) or set TASKCLOCK_MMLU"
+HUB = "hub"  # --mmlu hub: the hub dataset; stored in run.toml as "hub:cais/mmlu"
+EMBEDDED = "embedded:mmlu"  # the copy inside the package: the source of runs that named no folder
+EMBEDDED_ARCHIVE = "mmlu.zip"
+NO_DATA_FIX = "pass --mmlu a folder holding test/<subject>_test.csv, or leave it out for the built-in copy"
+MAX_CSV_BYTES = 64 << 20  # the largest MMLU subject file is about 1 MB
 
 
 @dataclass(frozen=True)
@@ -51,7 +63,7 @@ class MMLUData:
 
 
 def resolve_path(explicit: str | None, configured: str = "") -> str | None:
-    """--mmlu, then TASKCLOCK_MMLU, then config defaults.mmlu; None means "try the hub"."""
+    """--mmlu, then TASKCLOCK_MMLU, then config defaults.mmlu; None means "the built-in copy"."""
     return explicit or os.environ.get("TASKCLOCK_MMLU") or configured or None
 
 
@@ -74,17 +86,29 @@ def parse_row(row: list[str], subject: str, index: int) -> tuple[Question | None
     return Question(subject, index, row[0], (row[1], row[2], row[3], row[4]), answer), ""
 
 
+def read_rows(lines: Iterable[str], name: str, subject: str, questions: list[Question], skipped: list[str]) -> None:
+    """Parse one CSV file's text into ``questions``, noting malformed rows in ``skipped``."""
+    for index, row in enumerate(csv.reader(lines)):
+        question, reason = parse_row(row, subject, index)
+        if question is None:
+            skipped.append(f"{name}:{index + 1}: {reason}")
+        else:
+            questions.append(question)
+
+
 def read_csv_file(path: Path, subject: str) -> tuple[list[Question], list[str]]:
+    """The file's questions and one note per skipped row. Only a regular file of at most MAX_CSV_BYTES is read
+    (a FIFO named like a CSV would block the load, a device would never end); anything else is skipped whole."""
     questions: list[Question] = []
     skipped: list[str] = []
     try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            return [], [f"{path.name}: not a regular file; skipped"]
+        if info.st_size > MAX_CSV_BYTES:
+            return [], [f"{path.name}: larger than {MAX_CSV_BYTES >> 20} MiB; skipped"]
         with open(path, newline="", encoding="utf-8") as handle:
-            for index, row in enumerate(csv.reader(handle)):
-                question, reason = parse_row(row, subject, index)
-                if question is None:
-                    skipped.append(f"{path.name}:{index + 1}: {reason}")
-                else:
-                    questions.append(question)
+            read_rows(handle, path.name, subject, questions, skipped)
     except UnicodeDecodeError as exc:
         skipped.append(f"{path.name}: not UTF-8 (byte {exc.start}); rest of file skipped")
     except (OSError, csv.Error) as exc:
@@ -97,7 +121,11 @@ def load_csv(root: Path, split: str = "test") -> MMLUData:
         raise DataError(f"MMLU folder {root} does not exist", NO_DATA_FIX)
     folder = split_folder(root, split)
     suffix = f"_{split}.csv"
-    files = sorted(folder.glob(f"*{suffix}"))
+    try:
+        files = sorted(folder / name for name in os.listdir(folder) if name.endswith(suffix))
+    except OSError as exc:  # glob would hide a permission error as an empty folder
+        raise DataError(f"cannot read the MMLU folder {folder}: {exc.strerror or exc}", "check its permissions") \
+            from None
     if not files:
         raise DataError(f"{folder} holds no *{suffix} files", "point --mmlu at the MMLU data folder")
     data = MMLUData(str(root.resolve()), [])
@@ -110,16 +138,40 @@ def load_csv(root: Path, split: str = "test") -> MMLUData:
     return data
 
 
+def embedded_archive() -> Traversable:
+    """The packaged zip (a real file in a checkout or an installed wheel)."""
+    return importlib.resources.files("taskclock.runtime").joinpath("data", "mmlu", EMBEDDED_ARCHIVE)
+
+
+def load_embedded(split: str = "test") -> MMLUData:
+    """The CSV release shipped in the package: members ``<split>/<subject>_<split>.csv`` of one zip."""
+    suffix = f"_{split}.csv"
+    data = MMLUData(EMBEDDED, [])
+    try:
+        with embedded_archive().open("rb") as raw, zipfile.ZipFile(raw) as archive:
+            names = sorted(n for n in archive.namelist() if n.startswith(f"{split}/") and n.endswith(suffix))
+            for name in names:
+                text = archive.read(name).decode("utf-8")
+                subject = name[len(split) + 1: -len(suffix)]
+                read_rows(io.StringIO(text, newline=""), name, subject, data.questions, data.skipped)
+    except (OSError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        raise DataError(f"the built-in MMLU copy is unreadable ({exc})", "reinstall taskclock or pass --mmlu") from None
+    if not data.questions:
+        raise DataError(f"the built-in MMLU copy has no {split} split", "pass --mmlu with a folder of MMLU CSVs")
+    return data
+
+
 def load_hub(split: str = "test") -> MMLUData:
     """cais/mmlu through `datasets` (the optional `hub` extra), for users who are online."""
+    hub_fix = "install the `hub` extra and go online, or leave --mmlu out to use the built-in copy"
     if importlib.util.find_spec("datasets") is None:
-        raise DataError("no MMLU data", NO_DATA_FIX)
+        raise DataError("--mmlu hub needs the `datasets` package", hub_fix)
     import datasets
 
     try:
         table = datasets.load_dataset(HUB_DATASET, "all", split=split)
     except Exception:  # offline, or the hub refused: the user can always pass a folder
-        raise DataError(f"no MMLU data (could not fetch {HUB_DATASET})", NO_DATA_FIX) from None
+        raise DataError(f"could not fetch {HUB_DATASET} from the hub", hub_fix) from None
     data = MMLUData(f"hub:{HUB_DATASET}", [])
     counters: dict[str, int] = {}
     for item in table:
@@ -135,8 +187,14 @@ def load_hub(split: str = "test") -> MMLUData:
     return data
 
 
-def load(path: str | None, split: str = "test") -> MMLUData:
-    return load_csv(Path(path).expanduser(), split) if path else load_hub(split)
+def load(source: str | None, split: str = "test") -> MMLUData:
+    """A folder path, ``hub`` (or a run's stored ``hub:cais/mmlu``), or None / ``embedded:mmlu`` for the
+    built-in copy."""
+    if not source or source == EMBEDDED:
+        return load_embedded(split)
+    if source == HUB or source.startswith(f"{HUB}:"):
+        return load_hub(split)
+    return load_csv(Path(source).expanduser(), split)
 
 
 def pick_subjects(data: MMLUData, subjects: Iterable[str] | None) -> list[str]:
@@ -144,6 +202,8 @@ def pick_subjects(data: MMLUData, subjects: Iterable[str] | None) -> list[str]:
     wanted = [s.strip() for s in (subjects or []) if s.strip()]
     if not wanted or wanted == ["all"]:
         return available
+    if "all" in wanted:
+        raise DataError("'all' cannot be combined with other subjects", "pass --subjects all, or only subject names")
     unknown = [s for s in wanted if s not in available]
     if unknown:
         raise DataError(f"unknown MMLU subject(s): {', '.join(unknown)}",

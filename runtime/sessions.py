@@ -21,6 +21,7 @@ from . import metrics, storage
 from .errors import DataError
 from .events import Token
 from .turn import TurnResult
+from .untrusted import csv_row, redact
 
 SUFFIX = ".jsonl"
 EXPORT_TAG = ".export"  # exports sit beside their log as NAME.export.FORMAT and are not sessions themselves
@@ -36,7 +37,7 @@ def turn_record(result: TurnResult, kind: str = "chat", **extra: Any) -> dict[st
     return {
         "kind": kind,
         "time": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "model": result.model,
+        "model": redact(result.model),
         "backend": result.backend,
         "prompt": prompt,
         "messages": result.messages,
@@ -46,7 +47,7 @@ def turn_record(result: TurnResult, kind: str = "chat", **extra: Any) -> dict[st
         "token_offsets_ms": metrics.token_offsets_ms(result.events),
         **({"token_counts": counts} if any(c != 1 for c in counts) else {}),  # server chunks: replay needs them
         "stop_reason": done.stop_reason if done else None,
-        "error": done.error if done else None,
+        "error": redact(done.error) if done and done.error else None,
         **extra,
     }
 
@@ -85,8 +86,9 @@ def read_session(path: Path) -> list[dict[str, Any]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read session file {path}: {exc}", "check the file") from None
     turns = [r for r in records if isinstance(r, dict) and isinstance(r.get("metrics"), dict)]
-    if records and not turns:
-        raise DataError(f"{path} is not a taskclock session log (no turn records)", "pass a session .jsonl file")
+    if not turns:
+        raise DataError(f"{path} is not a taskclock session log (no turn records in it)",
+                        "pass a session .jsonl file")
     return turns
 
 
@@ -147,10 +149,11 @@ def _row(number: int, record: dict[str, Any]) -> dict[str, Any]:
 
 def to_csv(turns: list[dict[str, Any]]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=[*TURN_COLUMNS, *METRIC_COLUMNS], lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=[*TURN_COLUMNS, *METRIC_COLUMNS],
+                            lineterminator="\r\n")  # RFC 4180: a cell holding a CR is then quoted too
     writer.writeheader()
     for number, record in enumerate(turns, 1):
-        writer.writerow(_row(number, record))
+        writer.writerow(csv_row(_row(number, record)))
     return out.getvalue()
 
 
@@ -191,18 +194,20 @@ def to_jsonl(turns: list[dict[str, Any]]) -> str:
 RENDERERS: dict[str, Callable[[list[dict[str, Any]]], str]] = {"csv": to_csv, "md": to_markdown, "jsonl": to_jsonl}
 
 
-def export_session(path: Path, fmt: str, out: Path | None = None) -> Path:
-    """Write one export of a session log (default: beside it, same stem); returns where it went."""
+def export_session(path: Path, fmt: str, out: Path | None = None, *, replace: bool = False) -> Path:
+    """Write one export of a session log (default: beside it, same stem); returns where it went. An existing
+    file is replaced only with ``replace`` (and only a regular file, never a link or a device)."""
     if fmt not in RENDERERS:
         raise DataError(f"unknown export format {fmt!r}", f"use one of: {', '.join(EXPORT_FORMATS)}")
     path = Path(path)
     target = Path(out) if out else path.with_name(f"{path.stem}{EXPORT_TAG}.{fmt}")
     if target.resolve() == path.resolve():
         raise DataError(f"exporting {path} onto itself", "choose another output file with -o")
-    storage.write_atomic(target, RENDERERS[fmt](read_session(path)))
+    storage.write_atomic(target, RENDERERS[fmt](read_session(path)), replace=replace)
     return target
 
 
 def export_all(path: Path) -> list[Path]:
-    """Every format beside the log: what the app's export key writes."""
-    return [export_session(path, fmt) for fmt in EXPORT_FORMATS]
+    """Every format beside the log: what the app's export key writes (again after more turns, so it replaces
+    its own earlier exports)."""
+    return [export_session(path, fmt, replace=True) for fmt in EXPORT_FORMATS]

@@ -11,6 +11,8 @@ import errno
 import fcntl
 import json
 import os
+import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -92,33 +94,63 @@ def read(path: Path) -> Iterator[dict[str, Any]]:
                     continue
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace a whole file at once (exports, summaries, run configs): readers see old or new, never half."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+def _refuse_special(path: Path) -> None:
+    """A symlink, device, FIFO or folder at ``path`` is never replaced: a rename would swap the link itself or
+    the device node (``-o /dev/null`` as root) for a regular file."""
     try:
-        with open(partial, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(partial, path)
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
     except OSError as exc:
-        partial.unlink(missing_ok=True)
         raise _storage_error(path, exc) from None
+    if not stat.S_ISREG(mode):
+        kind = "a symbolic link" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise StorageError(f"{path} is {kind}; taskclock only writes regular files", "choose another file name")
 
 
-def write_new(path: Path, text: str) -> None:
-    """Write a whole new file that must not exist yet (imports): the finished file is linked into place, which
-    fails rather than replace a file that appeared meanwhile; readers never see half of it."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+def write_atomic(path: Path, text: str, *, replace: bool = True) -> None:
+    """Write a whole file at once (exports, summaries, run configs): readers see old or new, never half.
+
+    The text goes to a temporary file beside ``path``, then is renamed onto it. Only a regular file is ever
+    replaced; with ``replace=False`` an existing ``path`` is an error (the rename cannot clobber a file that
+    appears meanwhile: it is a hard link, which fails when the name exists).
+    """
+    path = Path(path)
+    _refuse_special(path)
+    exists = StorageError(f"{path} already exists", "choose another output file, or pass --force to replace it")
+    if not replace and os.path.lexists(path):
+        raise exists
     try:
-        with open(partial, "w", encoding="utf-8") as handle:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    except OSError as exc:
+        raise _storage_error(path, exc) from None
+    partial = Path(name)
+    try:
+        os.fchmod(fd, 0o644)
+        with open(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.link(partial, path)
+        _refuse_special(path)
+        if replace:
+            os.replace(partial, path)
+        else:
+            _link_new(partial, path)
     except FileExistsError:
-        raise StorageError(f"{path} already exists", "name a new file; nothing was replaced") from None
+        raise exists from None
     except OSError as exc:
         raise _storage_error(path, exc) from None
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _link_new(source: Path, target: Path) -> None:
+    """Give ``source`` the new name ``target``, failing if ``target`` exists (a hard link never replaces)."""
+    try:
+        os.link(source, target)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        if os.path.lexists(target):  # a filesystem without hard links: check, then rename
+            raise FileExistsError(errno.EEXIST, "exists", str(target)) from None
+        os.rename(source, target)

@@ -10,19 +10,22 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from . import storage
-from .bench import RunPlan, read_plan, read_rows
-from .metrics import percentile
+from . import storage, system
+from .bench import read_system
+from .metrics import TurnMetrics, percentile
+from .runfolder import RunPlan, read_plan, read_results
+from .stats import Spread, spread
+from .untrusted import csv_row, redact
 
 ALL_TASKS = "all"
-CSV_COLUMNS = ("model", "backend", "task", "qid", "subject", "batch_size", "input_tokens", "output_tokens",
-               "output_words", "output_chars", "ttft_s", "decode_tps", "task_time_s", "stop_reason", "error",
-               "parsed", "answer", "correct", "reply")
+CSV_COLUMNS = ("model", "backend", "task", "qid", "subject", "batch_size", "repeat",
+               *(f.name for f in fields(TurnMetrics)), "cached_tokens", "threads", "error", "parsed", "answer",
+               "correct", "reply")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,16 @@ class CellStats:
     words_per_s: float | None
     accuracy: float | None
     no_letter_rate: float | None
+    # the batch-size table: per repeat of the set, then mean, sd and 95% CI over the repeats
+    repeats: int = 1
+    set_input_tokens: float | None = None
+    set_output_tokens: float | None = None
+    cached_tokens: float | None = None  # mean per request, where the server reports its prefix cache
+    tpot_ms: float | None = None
+    aggregate_tps: float | None = None
+    set_time: Spread | None = None
+    tps_spread: Spread | None = None
+    task_time: Spread | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +70,7 @@ class Ranking:
     model: str
     tps_rank: int
     time_rank: int
+    batch_size: int = 1
 
     @property
     def disagree(self) -> bool:
@@ -71,12 +85,46 @@ def _mean(values: Sequence[float]) -> float | None:
     return fmean(values) if values else None
 
 
-def cell_stats(model: str, task: str, rows: list[dict], scored: bool) -> CellStats:
-    """Figures over the rows that completed without an error; errors are counted apart."""
+def set_time_s(rows: list[dict], walls: dict[str, float]) -> float:
+    """Wall time of one pass over a set: each batched or concurrent segment's wall time (``walls`` by
+    segment id; the longest request where its record is missing) plus the task times of the rows run one
+    after another."""
+    grouped: dict[str, list[float]] = {}
+    alone = 0.0
+    for row in rows:
+        if row.get("segment"):
+            grouped.setdefault(row["segment"], []).append(row.get("task_time_s") or 0.0)
+        else:
+            alone += row.get("task_time_s") or 0.0
+    return alone + sum(walls.get(segment, max(times)) for segment, times in grouped.items())
+
+
+def repeat_figures(rows: list[dict], walls: dict[str, float]) -> tuple[Spread | None, Spread | None, Spread | None]:
+    """Set time, aggregate output tok/s and mean task time per repeat, spread over the repeats."""
+    set_times, tps, task_means = [], [], []
+    for repeat in sorted({r.get("repeat") or 0 for r in rows}):
+        mine = [r for r in rows if (r.get("repeat") or 0) == repeat]
+        ok = [r for r in mine if r.get("stop_reason") != "error"]
+        wall = set_time_s(mine, walls)
+        set_times.append(wall)
+        if wall > 0:
+            tps.append(sum(_values(ok, "output_tokens")) / wall)
+        if _values(ok, "task_time_s"):
+            task_means.append(fmean(_values(ok, "task_time_s")))
+    return spread(set_times), spread(tps), spread(task_means)
+
+
+def cell_stats(model: str, task: str, rows: list[dict], scored: bool,
+               walls: dict[str, float] | None = None) -> CellStats:
+    """Figures over the rows that completed without an error; errors are counted apart. ``total_time_s`` is
+    the wall time of the set (mean over repeats)."""
     ok = [r for r in rows if r.get("stop_reason") != "error"]
     times = _values(ok, "task_time_s")
-    total = sum(times)
+    set_time, tps_spread, task_time = repeat_figures(rows, walls or {})
+    repeats = set_time.n if set_time else 1
+    total = set_time.mean if set_time else 0.0
     words = sum(_values(ok, "output_words"))
+    decode = [v for v in _values(ok, "decode_tps") if v > 0]
     inputs, outputs, word_counts = (_values(ok, k) for k in ("input_tokens", "output_tokens", "output_words"))
     return CellStats(
         model=model, task=task, done=len(rows), errors=len(rows) - len(ok),
@@ -87,25 +135,32 @@ def cell_stats(model: str, task: str, rows: list[dict], scored: bool) -> CellSta
         mean_output_words=_mean(word_counts), median_output_words=percentile(word_counts, 50),
         mean_ttft_s=_mean(_values(ok, "ttft_s")), mean_decode_tps=_mean(_values(ok, "decode_tps")),
         mean_task_time_s=_mean(times), total_time_s=total, p90_task_time_s=percentile(times, 90),
-        words_per_s=words / total if total > 0 else None,
+        words_per_s=words / repeats / total if total > 0 else None,
         accuracy=sum(1 for r in ok if r.get("correct")) / len(ok) if scored and ok else None,
         no_letter_rate=sum(1 for r in ok if r.get("parsed") is None) / len(ok) if scored and ok else None,
+        repeats=repeats, set_input_tokens=sum(inputs) / repeats if inputs else None,
+        set_output_tokens=sum(outputs) / repeats if outputs else None,
+        cached_tokens=_mean(_values(ok, "cached_tokens")), tpot_ms=_mean([1000 / v for v in decode]),
+        aggregate_tps=tps_spread.mean if tps_spread else None, set_time=set_time, tps_spread=tps_spread,
+        task_time=task_time,
     )
 
 
 def summarize(rows: list[dict], models: Sequence[str], task_names: Sequence[str],
-              scored: set[str]) -> list[CellStats]:
-    """One cell per model × task that has rows, then an "all" cell per model (scored tasks only count
-    towards accuracy in their own cell)."""
+              scored: set[str], walls: dict[str, float] | None = None) -> list[CellStats]:
+    """One cell per model × batch size × task that has rows, then an "all" cell per model × batch size
+    (scored tasks only count towards accuracy in their own cell). ``walls``: segment wall times by id."""
     cells = []
     for model in models:
         mine = [r for r in rows if r["model"] == model]
-        for task in task_names:
-            subset = [r for r in mine if r["task"] == task]
-            if subset:
-                cells.append(cell_stats(model, task, subset, task in scored))
-        if mine and len(task_names) > 1:
-            cells.append(cell_stats(model, ALL_TASKS, mine, False))
+        for size in sorted({r.get("batch_size") or 1 for r in mine}):
+            sized = [r for r in mine if (r.get("batch_size") or 1) == size]
+            for task in task_names:
+                subset = [r for r in sized if r["task"] == task]
+                if subset:
+                    cells.append(cell_stats(model, task, subset, task in scored, walls))
+            if sized and len(task_names) > 1:
+                cells.append(cell_stats(model, ALL_TASKS, sized, False, walls))
     return cells
 
 
@@ -115,14 +170,14 @@ def _ranks(cells: list[CellStats], key: str, reverse: bool) -> dict[str, int]:
 
 
 def rankings(cells: list[CellStats]) -> list[Ranking]:
-    """Per task: rank 1 = highest mean decode TPS, and rank 1 = lowest mean time per task."""
-    out = []
-    for task in dict.fromkeys(c.task for c in cells):
-        group = [c for c in cells if c.task == task]
+    """Per task and batch size: rank 1 = highest mean decode TPS, and rank 1 = lowest mean time per task."""
+    out: list[Ranking] = []
+    for task, size in dict.fromkeys((c.task, c.batch_size) for c in cells):
+        group = [c for c in cells if c.task == task and c.batch_size == size]
         if len(group) < 2:
             continue
         by_tps, by_time = _ranks(group, "mean_decode_tps", True), _ranks(group, "mean_task_time_s", False)
-        out.extend(Ranking(task, c.model, by_tps.get(c.model, 0), by_time.get(c.model, 0)) for c in group)
+        out.extend(Ranking(task, c.model, by_tps.get(c.model, 0), by_time.get(c.model, 0), size) for c in group)
     return out
 
 
@@ -133,6 +188,11 @@ class RunSummary:
     failures: dict[str, str]
     cells: list[CellStats]
     ranks: list[Ranking]
+    damaged: list[str]  # results.jsonl lines skipped as damaged ("line N: reason")
+    system: dict[str, Any] | None = None
+
+    def sizes(self) -> list[int]:
+        return sorted({c.batch_size for c in self.cells})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -143,8 +203,13 @@ class RunSummary:
             "rows": len(self.rows),
             "expected_rows": self.plan.total_rows(),
             "batch_size": self.plan.batch_size,
+            "batch_sizes": self.plan.sizes(),
+            "repeats": self.plan.repeats,
+            "no_prefix_cache": bool(self.plan.prefix_salt),
+            "system": self.system,
             "mmlu_rows_skipped": self.plan.skipped_rows,
             "failed_models": self.failures,
+            "damaged_lines": self.damaged,
             "cells": [asdict(c) for c in self.cells],
             "rankings": [{**asdict(r), "disagree": r.disagree} for r in self.ranks],
         }
@@ -152,19 +217,23 @@ class RunSummary:
 
 def load_summary(folder: Path) -> RunSummary:
     plan = read_plan(folder)
-    rows, failures = read_rows(folder)
+    results = read_results(folder)
+    walls = {s["segment"]: s["wall_s"] for s in results.segments}
     task_names = [t.name for t in plan.tasks]
-    cells = summarize(rows, [m.name for m in plan.models], task_names, {t.name for t in plan.tasks if t.scored})
-    return RunSummary(plan, rows, failures, cells, rankings(cells))
+    cells = summarize(results.rows, [m.name for m in plan.models], task_names,
+                      {t.name for t in plan.tasks if t.scored}, walls)
+    return RunSummary(plan, results.rows, results.failures, cells, rankings(cells), results.damaged,
+                      read_system(folder))
 
 
 # ---- exports -------------------------------------------------------------------------------------
 
 def results_csv(rows: list[dict]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore",
+                            lineterminator="\r\n")  # RFC 4180: a cell holding a CR is then quoted too
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(csv_row(row) for row in rows)
     return out.getvalue()
 
 
@@ -176,20 +245,78 @@ def _cell(value: Any, digits: int = 2, percent: bool = False) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-TABLE_COLUMNS = (  # header, field, digits, percent
-    ("model", "model", 0, False), ("task", "task", 0, False), ("done", "done", 0, False),
-    ("batch", "batch_size", 0, False), ("in tok (mean)", "mean_input_tokens", 1, False),
-    ("out tok (mean)", "mean_output_tokens", 1, False), ("out tok (median)", "median_output_tokens", 1, False),
-    ("words (mean)", "mean_output_words", 1, False), ("TTFT s", "mean_ttft_s", 3, False),
-    ("decode tok/s", "mean_decode_tps", 1, False), ("task time s (mean)", "mean_task_time_s", 3, False),
-    ("p90 task s", "p90_task_time_s", 3, False), ("total s", "total_time_s", 1, False),
-    ("words/s", "words_per_s", 1, False), ("accuracy", "accuracy", 0, True),
-    ("no letter", "no_letter_rate", 0, True), ("errors", "errors", 0, False), ("cut at max", "truncated", 0, False),
+@dataclass(frozen=True)
+class SummaryColumn:
+    """One column of the per model × task table; the console and the app's Batch tab pick theirs from
+    TABLE_COLUMNS by key, so a column is declared once."""
+
+    header: str
+    key: str  # a CellStats field
+    digits: int = 0
+    percent: bool = False
+
+    def show(self, cell: CellStats) -> str:
+        return _cell(getattr(cell, self.key), self.digits, self.percent)
+
+
+TABLE_COLUMNS = (
+    SummaryColumn("model", "model"), SummaryColumn("task", "task"), SummaryColumn("done", "done"),
+    SummaryColumn("batch", "batch_size"), SummaryColumn("in tok (mean)", "mean_input_tokens", 1),
+    SummaryColumn("out tok (mean)", "mean_output_tokens", 1),
+    SummaryColumn("out tok (median)", "median_output_tokens", 1),
+    SummaryColumn("words (mean)", "mean_output_words", 1), SummaryColumn("TTFT s", "mean_ttft_s", 3),
+    SummaryColumn("decode tok/s", "mean_decode_tps", 1), SummaryColumn("task time s (mean)", "mean_task_time_s", 3),
+    SummaryColumn("p90 task s", "p90_task_time_s", 3), SummaryColumn("total s", "total_time_s", 1),
+    SummaryColumn("words/s", "words_per_s", 1), SummaryColumn("accuracy", "accuracy", percent=True),
+    SummaryColumn("no letter", "no_letter_rate", percent=True), SummaryColumn("errors", "errors"),
+    SummaryColumn("cut at max", "truncated"),
 )
 
 
-def cell_row(cell: CellStats) -> list[str]:
-    return [_cell(getattr(cell, key), digits, percent) for _, key, digits, percent in TABLE_COLUMNS]
+def table_columns(*keys: str) -> tuple[SummaryColumn, ...]:
+    """The TABLE_COLUMNS for these CellStats fields, in the order given."""
+    by_key = {column.key: column for column in TABLE_COLUMNS}
+    return tuple(by_key[key] for key in keys)
+
+
+def cell_row(cell: CellStats, columns: Sequence[SummaryColumn] = TABLE_COLUMNS) -> list[str]:
+    return [column.show(cell) for column in columns]
+
+
+def _spread(value: Spread | None, digits: int) -> str:
+    """``mean ± CI`` (95%, t-based) when there were repeats, else the one figure."""
+    if value is None:
+        return "—"
+    if value.ci95 is None:
+        return f"{value.mean:.{digits}f}"
+    return f"{value.mean:.{digits}f} ± {value.ci95:.{digits}f}"
+
+
+# The paper's table, one row per model × task × batch size; "± x" is the 95% CI over --repeats.
+BATCH_HEADERS = ("model", "task", "batch", "repeats", "in tok (set)", "out tok (set)", "cached tok (mean)",
+                 "time/out tok ms", "total s (set)", "aggregate out tok/s", "task time s (mean)", "p90 task s")
+BATCH_HEADERS_SHORT = ("model", "task", "batch", "reps", "in tok", "out tok", "cached", "ms/tok", "total s",
+                       "agg tok/s", "task s", "p90 s")  # the same columns, narrow enough for a terminal
+
+
+def batch_row(cell: CellStats) -> list[str]:
+    return [cell.model, cell.task, str(cell.batch_size), str(cell.repeats), _cell(cell.set_input_tokens, 0),
+            _cell(cell.set_output_tokens, 0), _cell(cell.cached_tokens, 1), _cell(cell.tpot_ms, 1),
+            _spread(cell.set_time, 2), _spread(cell.tps_spread, 1), _spread(cell.task_time, 3),
+            _cell(cell.p90_task_time_s, 3)]
+
+
+def spread_rows(cells: Iterable[CellStats]) -> list[list[str]]:
+    """Mean, sd and 95% CI over repeats, spelled out, for cells that were repeated."""
+    out = []
+    for cell in cells:
+        for name, value, digits in (("total s (set)", cell.set_time, 3), ("aggregate out tok/s", cell.tps_spread, 2),
+                                    ("task time s (mean)", cell.task_time, 4)):
+            if value is not None and value.sd is not None and value.ci95 is not None:
+                out.append([cell.model, cell.task, str(cell.batch_size), name, str(value.n), f"{value.mean:.{digits}f}",
+                            f"{value.sd:.{digits}f}", f"{value.mean - value.ci95:.{digits}f} – "
+                                                      f"{value.mean + value.ci95:.{digits}f}"])
+    return out
 
 
 def _md_table(header: Sequence[str], body: Iterable[Sequence[str]]) -> str:
@@ -199,39 +326,59 @@ def _md_table(header: Sequence[str], body: Iterable[Sequence[str]]) -> str:
 
 
 def ranking_rows(summary: RunSummary) -> list[list[str]]:
-    return [[r.task, r.model, str(r.tps_rank or "—"), str(r.time_rank or "—"), "**yes**" if r.disagree else ""]
-            for r in summary.ranks]
+    return [[r.task, str(r.batch_size), r.model, str(r.tps_rank or "—"), str(r.time_rank or "—"),
+             "**yes**" if r.disagree else ""] for r in summary.ranks]
 
 
 def summary_markdown(summary: RunSummary) -> str:
     plan = summary.plan
-    parts = [
-        f"# taskclock bench run {plan.run_id}",
-        "",
+    parts = [f"# taskclock bench run {plan.run_id}", ""]
+    if summary.system:
+        parts += ["## System", "", *system.describe(summary.system), ""]
+    cache = (f"prompts salted per request (`--no-prefix-cache`, salt {plan.prefix_salt})" if plan.prefix_salt
+             else "prompts replayed as they are (a server's prefix cache may serve them)")
+    parts += [
         f"- models: {', '.join(m.name + ' (' + m.backend + ')' for m in plan.models)}",
         f"- tasks: {', '.join(t.name for t in plan.tasks)}",
         f"- questions: {len(plan.question_ids)} (seed {plan.seed}, subjects: "
         f"{'all' if len(plan.subjects) > 5 else ', '.join(plan.subjects)}); MMLU rows skipped as malformed: "
         f"{plan.skipped_rows}",
-        f"- rows: {len(summary.rows)} of {plan.total_rows()}; batch size {plan.batch_size} "
-        f"(llama.cpp and HTTP models always run at batch 1)",
+        f"- rows: {len(summary.rows)} of {plan.total_rows()}; batch sizes {', '.join(map(str, plan.sizes()))}, "
+        f"{plan.repeats} repeat(s) (transformers models run padded batches, HTTP models keep that many requests "
+        f"in flight, llama.cpp in-process models run at batch 1 only)",
+        f"- {cache}",
         "",
         "## Per model × task",
         "",
-        _md_table([h for h, *_ in TABLE_COLUMNS], (cell_row(c) for c in summary.cells)),
+        _md_table([c.header for c in TABLE_COLUMNS], (cell_row(c) for c in summary.cells)),
+        "",
+        "## Per batch size",
+        "",
+        "Per pass over the question set: input and output tokens, the wall time of the whole set (total s) and "
+        "all output tokens / that time (aggregate). With repeats, ± is the 95% confidence interval (t-based).",
+        "",
+        _md_table(BATCH_HEADERS, (batch_row(c) for c in summary.cells)),
     ]
+    repeated = spread_rows(summary.cells)
+    if repeated:
+        parts += ["", "### Spread over repeats", "",
+                  _md_table(["model", "task", "batch", "figure", "n", "mean", "sd", "95% CI"], repeated)]
     if summary.ranks:
         parts += ["", "## Rankings: decode TPS vs time per task",
                   "", "Rank 1 = fastest. **yes** marks a model whose two ranks disagree: tokens/s is not task speed.",
-                  "", _md_table(["task", "model", "rank by decode TPS", "rank by mean task time", "disagree"],
+                  "", _md_table(["task", "batch", "model", "rank by decode TPS", "rank by mean task time", "disagree"],
                                 ranking_rows(summary))]
     if summary.failures:
         parts += ["", "## Failed models", ""] + [f"- {m}: {e}" for m, e in summary.failures.items()]
+    if summary.damaged:
+        parts += ["", f"## Damaged lines in results.jsonl (skipped: {len(summary.damaged)})", ""]
+        parts += [f"- {line}" for line in summary.damaged[:20]]
     return "\n".join(parts) + "\n"
 
 
-def export(folder: Path) -> list[Path]:
-    """Write results.csv, summary.md, summary.json and plots.txt into the run folder (atomically)."""
+def export(folder: Path) -> RunSummary:
+    """Write results.csv, summary.md, summary.json and plots.txt into the run folder (atomically); returns the
+    summary they were made from."""
     summary = load_summary(folder)
     outputs = {
         "results.csv": results_csv(summary.rows),
@@ -239,11 +386,9 @@ def export(folder: Path) -> list[Path]:
         "summary.json": json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) + "\n",
         "plots.txt": text_plots(summary) if summary.rows else "",
     }
-    paths = []
     for name, text in outputs.items():
-        storage.write_atomic(folder / name, text)
-        paths.append(folder / name)
-    return paths
+        storage.write_atomic(folder / name, redact(text))  # rows of older runs may hold a URL's password
+    return summary
 
 
 # ---- plots (plotext API: the plotext module for text, or a textual-plotext widget's .plt) ----------
@@ -260,6 +405,18 @@ def plot_speed_vs_time(plt, cells: list[CellStats]) -> None:
     plt.title("decode tok/s vs mean task time (one point per model × task)")
     plt.xlabel("decode tok/s")
     plt.ylabel("task time s")
+
+
+def plot_time_vs_batch(plt, cells: list[CellStats]) -> None:
+    """Total task time for the set against batch size, one line per model × task (the paper's figure)."""
+    plt.clear_data()
+    for model, task in dict.fromkeys((c.model, c.task) for c in cells if c.task != ALL_TASKS):
+        points = sorted((c.batch_size, c.total_time_s) for c in cells if c.model == model and c.task == task)
+        plt.plot([size for size, _ in points], [total for _, total in points], label=f"{model} · {task}",
+                 marker="dot")
+    plt.title("total task time for the set vs batch size")
+    plt.xlabel("batch size")
+    plt.ylabel("total s")
 
 
 def plot_output_lengths(plt, rows: list[dict], task: str, bins: int = 20) -> None:
@@ -285,5 +442,7 @@ def text_plots(summary: RunSummary, width: int = 100, height: int = 20) -> str:
         return plotext.uncolorize(plotext.build())
 
     charts = [draw(plot_speed_vs_time, summary.cells)]
+    if len(summary.sizes()) > 1:
+        charts.insert(0, draw(plot_time_vs_batch, summary.cells))
     charts += [draw(plot_output_lengths, summary.rows, task.name) for task in summary.plan.tasks]
     return "\n\n".join(charts)

@@ -60,8 +60,6 @@ def check_template(task: TaskSpec) -> None:
     if unknown:
         raise DataError(f"task {task.name!r}: unknown template field(s) {', '.join(unknown)}",
                         f"use {{{'}, {'.join(FIELDS)}}}")
-    if task.max_tokens <= 0:
-        raise DataError(f"task {task.name!r}: max_tokens must be at least 1", "fix the config")
 
 
 def resolve(names: list[str], configured: dict[str, TaskSpec] | None = None) -> list[TaskSpec]:

@@ -1,7 +1,17 @@
 """Turning token ids into text pieces one token at a time, without splitting multi-byte characters."""
 from __future__ import annotations
 
+import codecs
 from collections.abc import Callable, Sequence
+from typing import Protocol
+
+
+class Detokenizer(Protocol):
+    def push(self, token_id: int) -> str:
+        """Text this token completes (may be empty while a character is incomplete)."""
+
+    def flush(self) -> str:
+        """Whatever is still held back at the end of the turn."""
 
 
 class IncrementalDetokenizer:
@@ -32,3 +42,18 @@ class IncrementalDetokenizer:
         after = self._decode(self.ids[self._prefix:])
         self._prefix = self._read = len(self.ids)
         return after[len(before):]
+
+
+class ByteDetokenizer:
+    """For runtimes that turn one token into bytes (llama.cpp): decode them as UTF-8 incrementally, so a
+    character split across tokens is released whole."""
+
+    def __init__(self, token_bytes: Callable[[int], bytes]) -> None:
+        self._token_bytes = token_bytes
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, token_id: int) -> str:
+        return self._decoder.decode(self._token_bytes(token_id))
+
+    def flush(self) -> str:
+        return self._decoder.decode(b"", final=True)

@@ -71,3 +71,23 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, REDACTED)
     return text
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A CSV cell that a spreadsheet will not run as a formula (OWASP): text starting with = + - @ TAB or CR
+    gets a leading ``'``. Numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def csv_row(row: dict[str, object]) -> dict[str, object]:
+    return {key: csv_cell(value) for key, value in row.items()}
+
+
+def error_line(text: object) -> str:
+    """Outside text for one line on the terminal (an error, a failure reason): ``safe_line`` and ``redact``."""
+    return redact(safe_line(text))

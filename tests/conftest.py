@@ -6,30 +6,40 @@ llama is for fast plumbing tests where the words do not matter.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 # The loopback servers (a real llama_cpp.server and a scripted SSE one) are fixtures every test can use.
 pytest_plugins = ["llama_server"]
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED_MMLU = Path(os.environ.get("TASKCLOCK_TEST_MMLU", ROOT.parent / "shared" / "mmlu"))
+
+
+def pytest_sessionstart(session):
+    """A GPU machine whose torch cannot use the GPU would skip every `cuda` test and measure the CPU: stop."""
+    from taskclock.runtime.gpu import check_torch_sees_gpus
+
+    problem = check_torch_sees_gpus()
+    if problem:
+        raise pytest.UsageError(problem)
 
 
 def pytest_collection_modifyitems(config, items):
-    """CUDA tests run where a GPU exists (the lent GPU machine) and skip cleanly everywhere else."""
+    """CUDA tests run where a GPU exists (the lent GPU machine) and skip cleanly everywhere else; llama.cpp
+    offload tests need only a llama-cpp-python built with GPU offload, not torch's CUDA."""
     cuda_items = [item for item in items if "cuda" in item.keywords]
     if not cuda_items:
         return
+    import llama_cpp
     import torch
 
-    if not torch.cuda.is_available():
-        skip = pytest.mark.skip(reason="needs an NVIDIA GPU with CUDA")
-        for item in cuda_items:
-            item.add_marker(skip)
+    for item in cuda_items:
+        if "gpu_offload" in item.keywords:
+            if not llama_cpp.llama_supports_gpu_offload():
+                item.add_marker(pytest.mark.skip(reason="llama-cpp-python was built without GPU offload"))
+        elif not torch.cuda.is_available():
+            item.add_marker(pytest.mark.skip(reason="needs an NVIDIA GPU with CUDA"))
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -43,6 +53,21 @@ def _isolated_user_dirs(tmp_path_factory):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     yield
+
+
+def _checkout_files() -> set[str]:
+    return {str(p.relative_to(ROOT)) for name in ("sessions", "runs") if (ROOT / name).is_dir()
+            for p in (ROOT / name).rglob("*") if p.name != ".gitkeep"}
+
+
+@pytest.fixture(autouse=True)
+def _nothing_written_into_the_checkout():
+    """Every test writes under its tmp_path only: a file it leaves in the checkout's sessions/ or runs/ (a
+    command run from the checkout without --sessions / --out) fails that test, naming the files."""
+    before = _checkout_files()
+    yield
+    stray = _checkout_files() - before
+    assert not stray, f"this test wrote into the checkout: {sorted(stray)}"
 
 
 @pytest.fixture(scope="session")
@@ -104,11 +129,3 @@ def tiny_llama(tiny_llama_dir):
     model = load_model(ModelSpec("tiny", "hf", str(tiny_llama_dir)))
     yield model
     model.close()
-
-
-def run_cli(*args: str, input: str | None = None, env: dict | None = None, timeout: float = 300,
-            cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """The real `taskclock` command in a subprocess, as a user runs it."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "taskclock", *args], capture_output=True, text=True, input=input,
-                          env=full_env, timeout=timeout, cwd=cwd or ROOT)

@@ -9,12 +9,15 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import os
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -31,32 +34,35 @@ def free_port() -> int:
 class LlamaServer:
     """llama-cpp-python's server serving one GGUF on 127.0.0.1 and a free port."""
 
+    name = "llama_cpp.server"
+
     def __init__(self, gguf, n_ctx: int = 2048) -> None:
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}/v1"
         self.log = tempfile.TemporaryFile("w+")  # llama.cpp's load log would fill a pipe and block the server
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", HOST,
-             "--port", str(self.port), "--n_ctx", str(n_ctx), "--flash_attn", "true"],
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )
+        self.proc = subprocess.Popen(self.command(gguf, n_ctx), stdout=self.log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
         try:
             self._wait_ready()
         except BaseException:
             self.stop()
             raise
 
+    def command(self, gguf, n_ctx: int) -> list[str]:
+        return [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", HOST,
+                "--port", str(self.port), "--n_ctx", str(n_ctx), "--flash_attn", "true"]
+
     def _wait_ready(self, limit_s: float = 120) -> None:
         deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 self.log.seek(0)
-                raise RuntimeError(f"llama_cpp.server exited: {self.log.read()[-2000:]}")
+                raise RuntimeError(f"{self.name} exited: {self.log.read()[-2000:]}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.url}/models", timeout=1).status_code == 200:
                     return
             time.sleep(0.2)
-        raise RuntimeError("llama_cpp.server did not answer /v1/models in time")
+        raise RuntimeError(f"{self.name} did not answer /v1/models in time")
 
     def kill(self) -> None:
         self.proc.kill()
@@ -70,6 +76,41 @@ class LlamaServer:
             except subprocess.TimeoutExpired:
                 self.kill()
         self.log.close()
+
+
+def llama_server_binary() -> Path | None:
+    """llama.cpp's own ``llama-server``: $TASKCLOCK_LLAMA_SERVER, else the one `make install` builds into
+    the venv's bin, else one on PATH."""
+    named = os.environ.get("TASKCLOCK_LLAMA_SERVER")
+    if named:
+        return Path(named) if Path(named).is_file() else None
+    beside = Path(sys.executable).parent / "llama-server"
+    if beside.is_file():
+        return beside
+    found = shutil.which("llama-server")
+    return Path(found) if found else None
+
+
+class NativeLlamaServer(LlamaServer):
+    """llama.cpp's own ``llama-server`` with ``slots`` parallel slots (continuous batching) on loopback."""
+
+    name = "llama-server"
+
+    def __init__(self, gguf, slots: int = 4, n_ctx: int = 4096, threads: int = 0) -> None:
+        self.slots, self.threads = slots, threads
+        super().__init__(gguf, n_ctx)
+
+    def command(self, gguf, n_ctx: int) -> list[str]:
+        binary = llama_server_binary()
+        assert binary is not None, "no llama-server binary"
+        threads = ["-t", str(self.threads)] if self.threads else []
+        return [str(binary), "-m", str(gguf), "--host", HOST, "--port", str(self.port), "-np", str(self.slots),
+                "-c", str(n_ctx), *threads]
+
+    def slots_busy(self) -> int:
+        """How many slots are generating now (llama-server's /slots monitoring endpoint)."""
+        slots = httpx.get(f"http://{HOST}:{self.port}/slots", timeout=5).json()
+        return sum(1 for slot in slots if slot.get("is_processing"))
 
 
 def smollm2_gguf():

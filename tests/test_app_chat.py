@@ -4,6 +4,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from app_helpers import make_app, notes, ready, send, turn, wait_for
+from helpers import run_cli
+from textual.command import CommandInput, CommandList, CommandPalette
 
 from taskclock.runtime import metrics
 from taskclock.runtime.backend import ModelSpec
@@ -12,8 +15,6 @@ from taskclock.tui.format import fmt
 from taskclock.tui.panes.sessions import SessionScreen
 from taskclock.tui.widgets.conversation import ReplyMarkdown
 from taskclock.tui.widgets.meter import Meter
-from tests.app_helpers import make_app, notes, ready, send, turn, wait_for
-from tests.conftest import run_cli
 
 
 def session_records(folder):
@@ -83,9 +84,12 @@ async def test_model_picker_switches_models_and_a_failed_load_keeps_the_current_
     async with app.run_test(size=(140, 40)) as pilot:
         chat = await ready(pilot)
         await pilot.press("ctrl+o")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette), "the model picker")
         await pilot.press(*"gemma3")
-        await pilot.pause(0.3)
+        commands = app.screen.query_one(CommandList)
+        await wait_for(pilot, lambda: app.screen.query_one(CommandInput).value == "gemma3"
+                       and commands.highlighted_option is not None
+                       and "gemma3-270m" in str(commands.highlighted_option.prompt), "gemma3-270m in the picker")
         await pilot.press("enter")
         await wait_for(pilot, lambda: chat.model.spec.name == "gemma3-270m" and chat.loading is None, "gemma")
         assert "gemma3-270m · llamacpp" in str(app.query_one("#model-status").render())
@@ -119,11 +123,10 @@ async def test_export_key_and_sessions_view(tmp_path):
     async with app.run_test(size=(140, 40)) as pilot:
         chat = await ready(pilot)
         await pilot.press("ctrl+s")
-        await pilot.pause(0.1)
-        assert any("Nothing to export" in n for n in notes(app, "warning"))
+        await wait_for(pilot, lambda: any("Nothing to export" in n for n in notes(app, "warning")), "the warning")
         await turn(pilot, "Name a planet.")
         await pilot.press("ctrl+s")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: notes(app, "information"), "the export note")
         stem = chat.session.path.stem
         for fmt_name in ("csv", "md", "jsonl"):
             assert (tmp_path / f"{stem}.export.{fmt_name}").is_file()
@@ -132,7 +135,7 @@ async def test_export_key_and_sessions_view(tmp_path):
         await pilot.press("f3")
         table = app.query_one("#sessions-table")
         await wait_for(pilot, lambda: table.row_count == 1, "the session list")
-        assert table.get_row_at(0)[:3] == [chat.session.path.name, "smollm2", "1"]
+        assert [str(cell) for cell in table.get_row_at(0)[:3]] == [chat.session.path.name, "smollm2", "1"]
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, SessionScreen), "the session viewer")
         assert "Name a planet." in app.screen.markdown

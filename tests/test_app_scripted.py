@@ -7,14 +7,15 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+from app_helpers import make_app, notes, ready, turn, wait_for
+from scripted import ScriptedModel, scripted_loader
+
 from taskclock.runtime import metrics
 from taskclock.runtime.backend import SamplingParams
 from taskclock.runtime.sessions import SessionLog, turn_record
 from taskclock.runtime.turn import run_turn
 from taskclock.tui.themes import DEFAULT_THEME
 from taskclock.tui.widgets.meter import Meter
-from tests.app_helpers import make_app, notes, ready, turn, wait_for
-from tests.scripted import ScriptedModel, scripted_loader
 
 SIZE = (130, 38)
 
@@ -83,7 +84,7 @@ async def test_theme_flag_and_config_pick_the_theme(tmp_path):
     async with make_app(tmp_path, loader=scripted_loader()).run_test() as pilot:
         assert pilot.app.theme == DEFAULT_THEME
     async with make_app(tmp_path, loader=scripted_loader(), theme="no-such-theme").run_test() as pilot:
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: notes(pilot.app, "warning"), "the theme warning")
         assert pilot.app.theme == DEFAULT_THEME
         assert any("unknown theme 'no-such-theme'" in n for n in notes(pilot.app, "warning"))
 
@@ -99,7 +100,7 @@ async def test_a_malformed_user_theme_is_named_and_the_app_still_runs(tmp_path):
         app = make_app(tmp_path, loader=scripted_loader(), theme="mine")
         async with app.run_test() as pilot:
             chat = await ready(pilot)
-            await pilot.pause(0.1)
+            await wait_for(pilot, lambda: notes(app, "error"), "the theme error")
             errors = notes(app, "error")
             assert len(errors) == 1 and str(bad) in errors[0] and "'backgrund'" in errors[0]
             assert app.theme == DEFAULT_THEME

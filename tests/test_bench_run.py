@@ -1,18 +1,17 @@
 """The bench runner with real models: rows, resume, kill -9, Ctrl-C, a model that fails, a full disk."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
-from pathlib import Path
 
 import pytest
-from conftest import ROOT, SHARED_MMLU, run_cli
+from helpers import ROOT, SHARED_MMLU, bench_args, replies_by_key, result_keys, run_cli, start_cli, wait_for_rows
 
-from taskclock.runtime import bench, mmlu, storage, tasks
+from taskclock.runtime import bench, mmlu, runfolder, storage, tasks
 from taskclock.runtime.backend import ModelSpec, SamplingParams
 
 
@@ -27,25 +26,21 @@ def _prepare(tmp_path, data, models, task_names=("mc", "paraphrase"), limit=3, b
                          sampling=SamplingParams(), runs_dir=tmp_path)
 
 
-def _keys(folder: Path) -> list[tuple]:
-    return [bench.row_key(r) for r in storage.read(folder / bench.RESULTS_FILE) if r["kind"] == "result"]
-
-
 def test_rows_then_resume_adds_nothing(tmp_path, data, tiny_llama_dir):
     spec = ModelSpec("tiny", "hf", str(tiny_llama_dir))
     folder, plan = _prepare(tmp_path, data, [spec])
     reports = []
     outcome = bench.BenchRunner(folder, plan, data.by_id(), on_progress=reports.append).run()
     assert outcome.rows_written == 6 and not outcome.interrupted
-    keys = _keys(folder)
-    assert sorted(keys) == sorted(("tiny", t, q) for t in ("mc", "paraphrase") for q in plan.question_ids)
+    keys = result_keys(folder)
+    assert sorted(keys) == sorted(("tiny", t, q, 1, 0) for t in ("mc", "paraphrase") for q in plan.question_ids)
     row = next(storage.read(folder / bench.RESULTS_FILE))
     assert row["input_tokens"] > 0 and row["task_time_s"] > 0 and row["output_tokens"] <= 6
     assert row["answer"] in mmlu.LETTERS and row["correct"] == (row["parsed"] == row["answer"])
     assert reports[-1].state == "done" and reports[-1].done == reports[-1].total == 3
-    again = bench.BenchRunner(folder, bench.read_plan(folder), data.by_id()).run()
+    again = bench.BenchRunner(folder, runfolder.read_plan(folder), data.by_id()).run()
     assert again.rows_written == 0
-    assert _keys(folder) == keys
+    assert result_keys(folder) == keys
 
 
 def test_cancel_keeps_finished_rows_and_resume_completes(tmp_path, data, tiny_llama_dir):
@@ -59,8 +54,8 @@ def test_cancel_keeps_finished_rows_and_resume_completes(tmp_path, data, tiny_ll
 
     outcome = bench.BenchRunner(folder, plan, data.by_id(), cancel=cancel, on_progress=stop_after_two).run()
     assert outcome.interrupted and outcome.rows_written == 2
-    bench.BenchRunner(folder, bench.read_plan(folder), data.by_id()).run()
-    keys = _keys(folder)
+    bench.BenchRunner(folder, runfolder.read_plan(folder), data.by_id()).run()
+    keys = result_keys(folder)
     assert len(keys) == len(set(keys)) == plan.total_rows()
 
 
@@ -71,8 +66,9 @@ def test_failed_model_is_marked_and_the_others_run(tmp_path, data, tiny_llama_di
     folder, plan = _prepare(tmp_path, data, specs, task_names=("mc",), limit=2)
     outcome = bench.BenchRunner(folder, plan, data.by_id()).run()
     assert "not a GGUF file" in outcome.failures["broken"]
-    assert {k[0] for k in _keys(folder)} == {"tiny"}
-    rows, failures = bench.read_rows(folder)
+    assert {k[0] for k in result_keys(folder)} == {"tiny"}
+    results = runfolder.read_results(folder)
+    rows, failures = results.rows, results.failures
     assert len(rows) == 2 and "broken" in failures
 
 
@@ -80,9 +76,14 @@ def test_batched_rows_share_the_batch_clock(tmp_path, data, tiny_llama_dir):
     spec = ModelSpec("tiny", "hf", str(tiny_llama_dir))
     folder, plan = _prepare(tmp_path, data, [spec], task_names=("paraphrase",), limit=4, batch_size=2)
     bench.BenchRunner(folder, plan, data.by_id()).run()
-    rows = [r for r in storage.read(folder / bench.RESULTS_FILE)]
+    rows = [r for r in storage.read(folder / bench.RESULTS_FILE) if r["kind"] == "result"]
     assert [r["batch_size"] for r in rows] == [2, 2, 2, 2]
     assert rows[0]["ttft_s"] == rows[1]["ttft_s"]  # both requests got their first token in the same step
+    segments = runfolder.read_results(folder).segments
+    assert [s["rows"] for s in segments] == [2, 2]
+    # a batch's wall time covers its longest request, and is not the sum of the two overlapping ones
+    assert all(max(r["task_time_s"] for r in pair) <= s["wall_s"] < sum(r["task_time_s"] for r in pair)
+               for s, pair in zip(segments, (rows[:2], rows[2:]), strict=True))
 
 
 def _fill_disk_at(limit_bytes: int):
@@ -106,61 +107,35 @@ def test_disk_full_stops_cleanly_and_keeps_written_rows(tmp_path, data):
     assert full.returncode == 2
     assert full.stderr.strip().splitlines()[-1].startswith("taskclock: error: the disk is full")
     raw = (folder / bench.RESULTS_FILE).read_bytes()
-    assert raw.endswith(b"\n") and 1 <= len(_keys(folder)) < 4  # whole rows only, none half-written
+    assert raw.endswith(b"\n") and 1 <= len(result_keys(folder)) < 4  # whole rows only, none half-written
     assert run_cli("bench", "--resume", str(folder), "--no-plots").returncode == 0
-    keys = _keys(folder)
+    keys = result_keys(folder)
     assert len(keys) == len(set(keys)) == 4
-
-
-def _bench_args(out: Path, limit: int = 6) -> list[str]:
-    return ["bench", "--models", "smollm2", "--tasks", "mc", "--mmlu", str(SHARED_MMLU), "--limit", str(limit),
-            "--max-tokens", "4", "--warmup", "0", "--out", str(out), "--no-plots"]
-
-
-def _start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "taskclock", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for_rows(out: Path, proc: subprocess.Popen, rows: int) -> Path:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        for results in out.glob(f"*/{bench.RESULTS_FILE}"):
-            if len(results.read_bytes().splitlines()) >= rows:
-                return results.parent
-        time.sleep(0.02)
-    raise AssertionError(f"no {rows} rows appeared (exit {proc.poll()}): {proc.stderr.read() if proc.poll() else ''}")
-
-
-def _rows(folder: Path) -> dict[tuple, str]:
-    keys = _keys(folder)
-    assert len(keys) == len(set(keys)), "duplicate rows"
-    return {bench.row_key(r): r["reply"] for r in storage.read(folder / bench.RESULTS_FILE)}
 
 
 def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
     killed_out, whole_out = tmp_path / "killed", tmp_path / "whole"
-    proc = _start(_bench_args(killed_out))
-    folder = _wait_for_rows(killed_out, proc, 2)
+    proc = start_cli(bench_args(killed_out))
+    folder = wait_for_rows(killed_out, proc, 2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert 2 <= len(_keys(folder)) < 6
+    assert 2 <= len(result_keys(folder)) < 6
     resumed = run_cli("bench", "--resume", str(folder), "--no-plots")
     assert resumed.returncode == 0, resumed.stderr
-    whole = run_cli(*_bench_args(whole_out))
+    whole = run_cli(*bench_args(whole_out))
     assert whole.returncode == 0, whole.stderr
     (whole_folder,) = whole_out.iterdir()
-    assert _rows(folder) == _rows(whole_folder)  # same keys, and greedy gives the same replies
+    assert replies_by_key(folder) == replies_by_key(whole_folder)  # same keys, and greedy gives the same replies
 
 
 def test_ctrl_c_keeps_rows_and_says_how_to_resume(tmp_path):
-    proc = _start(_bench_args(tmp_path, limit=20))
-    folder = _wait_for_rows(tmp_path, proc, 2)
+    proc = start_cli(bench_args(tmp_path, limit=20))
+    folder = wait_for_rows(tmp_path, proc, 2)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert f"taskclock bench --resume {folder}" in stderr
-    kept = _keys(folder)
+    kept = result_keys(folder)
     assert 2 <= len(kept) < 20 and len(kept) == len(set(kept))
     assert (folder / "summary.md").is_file()
 
@@ -178,8 +153,47 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, extra, message):
     assert result.stderr.count("\n") == 1 and message in result.stderr
 
 
-def test_no_mmlu_anywhere(tmp_path):
+def test_no_mmlu_anywhere_uses_the_built_in_copy(tmp_path):
+    """No --mmlu, no $TASKCLOCK_MMLU, no config, run from a folder outside the checkout: the packaged data."""
     env = {k: v for k, v in os.environ.items() if k != "TASKCLOCK_MMLU"}
-    result = subprocess.run([sys.executable, "-m", "taskclock", "bench", "--models", "smollm2", "--out", str(tmp_path)],
-                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
-    assert result.returncode == 2 and "pass --mmlu PATH" in result.stderr
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
+    out = tmp_path / "runs"
+    result = subprocess.run([sys.executable, "-m", "taskclock", "bench", "--models", "smollm2", "--tasks", "mc",
+                             "--limit", "2", "--max-tokens", "4", "--warmup", "0", "--out", str(out), "--no-plots"],
+                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    (folder,) = out.iterdir()
+    assert runfolder.read_plan(folder).mmlu == mmlu.EMBEDDED
+    assert len(result_keys(folder)) == 2
+
+
+def test_sweep_with_repeats_resumes_mid_sweep(tmp_path, data, tiny_llama_dir):
+    """Batch sizes 1 and 2, two repeats: stopped after 5 rows (inside the batch-1 cells), resumed, every
+    (question, size, repeat) is recorded exactly once and the summary has one cell per size."""
+    from taskclock.runtime import summary, system
+
+    spec = ModelSpec("tiny", "hf", str(tiny_llama_dir))
+    folder, plan = bench.prepare(models=[spec], task_list=tasks.resolve(["mc"]), data=data, subjects=None, limit=4,
+                                 seed=0, batch_size=1, warmup=0, max_tokens=4, sampling=SamplingParams(),
+                                 runs_dir=tmp_path, batch_sizes=[1, 2], repeats=2)
+    cancel = threading.Event()
+
+    def stop_after_five(report) -> None:
+        if report.row is not None and report.done >= 5:
+            cancel.set()
+
+    first = bench.BenchRunner(folder, plan, data.by_id(), cancel=cancel, on_progress=stop_after_five).run()
+    assert first.interrupted and first.rows_written == 5
+    again = bench.BenchRunner(folder, runfolder.read_plan(folder), data.by_id()).run()
+    assert not again.interrupted and again.rows_written == plan.total_rows() - 5 == 11
+    keys = result_keys(folder)
+    assert len(keys) == len(set(keys)) == 16
+    assert {(k[3], k[4]) for k in keys} == {(1, 0), (1, 1), (2, 0), (2, 1)}
+    cells = summary.load_summary(folder).cells
+    assert [(c.batch_size, c.repeats, c.done) for c in cells] == [(1, 2, 8), (2, 2, 8)]
+    assert json.loads((folder / bench.SYSTEM_FILE).read_text())["threads"] == {"tiny": system.physical_cores()}
+
+
+def test_bad_batch_sizes_are_one_line(tmp_path):
+    result = run_cli("bench", "--models", "smollm2", "--batch-sizes", "1,0,4", "--out", str(tmp_path))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--batch-sizes: '0'" in result.stderr

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import pytest
-from conftest import run_cli
+from helpers import run_cli
 
-from taskclock.runtime import bench, storage, summary
+from taskclock.runtime import bench, runfolder, storage, summary
 from taskclock.runtime.backend import ModelSpec
 from taskclock.runtime.tasks import BUILTIN
 
@@ -108,8 +109,8 @@ def test_failures_listed(run_folder):
 
 
 def test_export_files(run_folder):
-    paths = summary.export(run_folder)
-    assert {p.name for p in paths} == {"results.csv", "summary.md", "summary.json", "plots.txt"}
+    assert summary.export(run_folder).rows
+    assert all((run_folder / name).is_file() for name in ("results.csv", "summary.md", "summary.json", "plots.txt"))
     with open(run_folder / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 11 and rows[0]["model"] == "fast-tokens"
@@ -137,4 +138,35 @@ def test_cli_export_rejects_plain_folder(tmp_path):
 def test_run_toml_round_trip(tmp_path):
     plan = _plan()
     bench.write_plan(tmp_path, plan)
-    assert bench.read_plan(tmp_path) == plan
+    assert runfolder.read_plan(tmp_path) == plan
+
+
+def test_sweep_cells_use_segment_wall_time_and_spread_over_repeats(tmp_path):
+    """Batch 1 rows run one after another (set time = sum of task times); batch 2 rows ran in segments whose
+    wall time is recorded apart; two repeats give a mean, an sd and a CI."""
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    plan = _plan(models=("m",))
+    plan.tasks, plan.question_ids, plan.batch_sizes, plan.repeats = [BUILTIN["explain"]], ["x/0", "x/1"], [1, 2], 2
+    bench.write_plan(folder, plan)
+    for repeat, (t0, t1, wall) in enumerate(((2.0, 4.0, 3.0), (3.0, 5.0, 5.0))):
+        for qid, t in (("x/0", t0), ("x/1", t1)):
+            storage.append(folder / bench.RESULTS_FILE, {**_row("m", "explain", qid, 100, 80, 50.0, t),
+                                                         "repeat": repeat})
+            storage.append(folder / bench.RESULTS_FILE, {**_row("m", "explain", qid, 100, 80, 50.0, t),
+                                                         "batch_size": 2, "repeat": repeat, "segment": f"s{repeat}"})
+        storage.append(folder / bench.RESULTS_FILE, {"kind": "segment", "model": "m", "task": "explain",
+                                                     "batch_size": 2, "repeat": repeat, "segment": f"s{repeat}",
+                                                     "rows": 2, "wall_s": wall})
+    result = summary.load_summary(folder)
+    one, two = result.cells
+    assert (one.batch_size, two.batch_size) == (1, 2) and one.repeats == two.repeats == 2
+    assert one.set_time.mean == pytest.approx(7.0) and one.total_time_s == pytest.approx(7.0)  # (6 + 8) / 2
+    assert two.set_time.mean == pytest.approx(4.0) and two.set_time.sd == pytest.approx(math.sqrt(2))  # 3, 5
+    assert two.set_time.ci95 == pytest.approx(12.706)  # t(0.975, 1 dof) * sd / sqrt(2), sd = sqrt(2)
+    assert two.aggregate_tps == pytest.approx((200 / 3 + 200 / 5) / 2)
+    assert two.set_output_tokens == 200 and two.tpot_ms == pytest.approx(20.0)
+    assert bench.RunPlan.total_rows(plan) == 2 * 2 * 1  # llama.cpp models run at batch 1 only: 1 size
+    markdown = summary.summary_markdown(result)
+    assert "## Per batch size" in markdown and "4.00 ± 12.71" in markdown
+    assert "total task time for the set vs batch size" in summary.text_plots(result)

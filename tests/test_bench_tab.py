@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from app_helpers import make_app, wait_for
-from conftest import SHARED_MMLU
+from helpers import SHARED_MMLU
 from plotext import uncolorize
 from textual.widgets import Button, DataTable, Input, Static
 from textual_plotext import PlotextPlot
 
-from taskclock.runtime import bench, storage
+from taskclock.runtime import bench, mmlu, runfolder, storage
 from taskclock.runtime.config import Config, Defaults
 from taskclock.tui.panes.batch import BatchPane
 
@@ -38,22 +38,25 @@ def _keys(pane) -> list[tuple]:
 
 
 async def _finish(pilot, pane, button: str) -> None:
+    before = _status(pane)
     await pilot.click(f"#{button}")
-    await wait_for(pilot, lambda: pane.running, "the run to start")
-    await wait_for(pilot, lambda: not pane.running, "the run to end")
+    # a small run can start and end between two polls: wait for the status to move on and the run to be over
+    await wait_for(pilot, lambda: not pane.running and _status(pane) != before, "the run to end")
     await pilot.pause()
 
 
-async def test_run_fills_the_table_and_lists_the_run(tmp_path):
+async def test_run_fills_the_table_and_lists_the_run(tmp_path, monkeypatch):
+    monkeypatch.delenv("TASKCLOCK_MMLU", raising=False)
     app = _app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        pane = await _open(pilot)
+        pane = await _open(pilot, mmlu="")  # an empty MMLU field: the built-in copy
         await _finish(pilot, pane, "batch-start")
         assert "finished: 3 new rows" in _status(pane)
+        assert runfolder.read_plan(pane.folder).mmlu == mmlu.EMBEDDED
         table = pane.query_one("#batch-table", DataTable)
         assert table.row_count == 1
         row = table.get_row_at(0)
-        assert row[:3] == ["smollm2", "mc", "done"] and row[3].endswith("3/3")
+        assert [str(cell) for cell in row[:3]] == ["smollm2", "mc", "done"] and row[3].endswith("3/3")
         assert len(_keys(pane)) == 3
         assert (pane.folder / "summary.md").is_file()
         assert pane.query_one("#batch-runs", DataTable).row_count == 1
@@ -116,3 +119,18 @@ async def test_bad_options_are_shown_not_raised(tmp_path):
         await wait_for(pilot, lambda: "does not exist" in _status(pane), "the worker's error")
         assert pane.query_one("#batch-status", Static).has_class("error")
         assert not pane.running
+
+
+async def test_a_sweep_plots_total_time_against_batch_size(tmp_path, tiny_llama_dir):
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await _open(pilot, models=str(tiny_llama_dir), limit="2")
+        pane.query_one("#batch-size", Input).value = "1,2"
+        await _finish(pilot, pane, "batch-start")
+        assert {(k[3], k[4]) for k in _keys(pane)} == {(1, 0), (2, 0)} and len(_keys(pane)) == 4
+        row = pane.query_one("#batch-table", DataTable).get_row_at(0)
+        assert str(row[2]) == "done" and str(row[3]).endswith("4/4")  # both sizes' rows count towards the cell
+        chart = uncolorize(pane.query_one("#batch-plot", PlotextPlot).plt.build())
+        assert "total task time for the set vs batch size" in chart
+        sizes = pane.query_one("#batch-sizes-table", DataTable)
+        assert sizes.display and [sizes.get_row_at(i)[2].plain for i in range(sizes.row_count)] == ["1", "2"]

@@ -4,22 +4,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
-from conftest import ROOT, run_cli
+from helpers import ROOT, one_error_line, run_cli
 
 JSON_KEYS = {"model", "backend", "text", "input_tokens", "output_tokens", "output_words", "output_chars", "load_s",
              "ttft_s", "decode_tps", "e2e_tps", "task_time_s", "itl_p50_ms", "itl_p90_ms", "itl_p99_ms",
              "chars_per_s", "words_per_s", "stop_reason"}
-
-
-def one_error_line(proc):
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr
-    assert lines and lines[-1].startswith("taskclock: error:"), proc.stderr
-    return lines[-1]
 
 
 def test_run_json_has_every_documented_key_and_consistent_figures():
@@ -118,9 +109,7 @@ def test_ctrl_c_prints_partial_metrics_and_exits_130():
     proc = subprocess.Popen([sys.executable, "-m", "taskclock", "run", "Count from 1 to 500, one per line.",
                              "--model", "smollm2", "--max-tokens", "2000"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first = proc.stdout.read(1)  # the reply has started streaming
-    assert first
-    time.sleep(0.3)
+    assert proc.stdout.read(20)  # the reply is streaming (read blocks until 20 characters have arrived)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130

@@ -1,6 +1,6 @@
 """Config TOML: typed, strict, and every mistake named by file, key and line."""
 import pytest
-from conftest import run_cli
+from helpers import run_cli
 
 from taskclock.runtime.config import load_config
 from taskclock.runtime.errors import ConfigError
@@ -49,6 +49,16 @@ def test_wrong_type_is_named(tmp_path):
     path = write(tmp_path, '[models.x]\nbackend = "hf"\nsource = "y"\nn_ctx = "big"\n')
     with pytest.raises(ConfigError, match=r"n_ctx must be an integer"):
         load_config(path)
+
+
+def test_gpu_layers_is_an_optional_integer(tmp_path):
+    """Unset, llama.cpp decides (all layers where it can offload); 0 in the file keeps a model on the CPU."""
+    path = write(tmp_path, '[models.a]\nbackend = "llamacpp"\nsource = "a.gguf"\n\n'
+                           '[models.b]\nbackend = "llamacpp"\nsource = "b.gguf"\nn_gpu_layers = 0\n')
+    models = load_config(path).models
+    assert (models["a"].n_gpu_layers, models["b"].n_gpu_layers) == (None, 0)
+    with pytest.raises(ConfigError, match=r"n_gpu_layers must be an integer"):
+        load_config(write(tmp_path, '[models.x]\nbackend = "llamacpp"\nsource = "y"\nn_gpu_layers = "all"\n'))
 
 
 def test_syntax_error_names_the_file(tmp_path):

@@ -2,7 +2,7 @@
 import subprocess
 import sys
 
-from conftest import ROOT
+from helpers import ROOT
 
 HEAVY = ("torch", "transformers", "llama_cpp", "textual")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from conftest import SHARED_MMLU
+from helpers import SHARED_MMLU
 
 from taskclock.runtime import mmlu
 from taskclock.runtime.errors import DataError
@@ -116,10 +116,48 @@ def test_path_precedence(monkeypatch):
     assert mmlu.resolve_path(None, "") is None
 
 
-def test_no_path_and_no_hub_says_how_to_fix(monkeypatch):
+def test_hub_without_datasets_says_how_to_fix(monkeypatch):
     import importlib.util
 
     if importlib.util.find_spec("datasets") is not None:
         monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(DataError, match="pass --mmlu PATH"):
-        mmlu.load(None)
+    with pytest.raises(DataError, match="--mmlu hub needs the `datasets` package") as caught:
+        mmlu.load("hub")
+    assert "shared" not in str(caught.value)
+
+
+def test_errors_never_point_at_the_workspace(tmp_path):
+    with pytest.raises(DataError) as caught:
+        mmlu.load(str(tmp_path / "nowhere"))
+    assert "shared" not in str(caught.value)
+
+
+def test_no_path_loads_the_built_in_copy():
+    data = mmlu.load(None)
+    assert data.source == mmlu.EMBEDDED
+    assert len(data.questions) == 14042 and len(data.subjects()) == 57 and data.skipped == []
+    assert mmlu.load(mmlu.EMBEDDED).questions == data.questions
+
+
+@pytest.mark.parametrize("split", ["test", "dev"])
+def test_built_in_copy_equals_the_csv_release_row_for_row(split):
+    """The shipped zip holds the release's bytes: every row of every subject, in order, equals the CSVs'."""
+    if not SHARED_MMLU.is_dir():
+        pytest.skip(f"the CSV release is not at {SHARED_MMLU} (set TASKCLOCK_TEST_MMLU to compare against it)")
+    embedded, release = mmlu.load(None, split), mmlu.load(str(SHARED_MMLU), split)
+    assert embedded.questions == release.questions
+    assert len(embedded.questions) == {"test": 14042, "dev": 285}[split]
+
+
+def test_built_in_copy_matches_its_checksums():
+    import hashlib
+    import zipfile
+
+    archive = mmlu.embedded_archive()
+    sums = dict(reversed(line.split("  ", 1)) for line in
+                archive.parent.joinpath("SHA256SUMS").read_text(encoding="utf-8").splitlines())
+    assert hashlib.sha256(archive.read_bytes()).hexdigest() == sums.pop(mmlu.EMBEDDED_ARCHIVE)
+    with zipfile.ZipFile(archive.open("rb")) as opened:
+        assert sorted(opened.namelist()) == sorted(sums)
+        for name, digest in sums.items():
+            assert hashlib.sha256(opened.read(name)).hexdigest() == digest, name

@@ -15,9 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SHARED_MMLU, run_cli
-from test_bench_run import _bench_args, _keys, _rows, _start
-from test_cli_run import one_error_line
+from helpers import ROOT, SHARED_MMLU, bench_args, one_error_line, replies_by_key, result_keys, run_cli, start_cli
 
 from taskclock.runtime import bench, mmlu, storage, tasks
 from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
@@ -52,9 +50,9 @@ def test_a_1_mb_prompt_file_is_a_context_error(tmp_path, model):
 
 
 @pytest.mark.parametrize("args, words", [
-    (["run", "hi", "--max-tokens", "0"], "--max-tokens: must be at least 1, not 0"),
-    (["run", "hi", "--max-tokens", "-5"], "--max-tokens: must be at least 1, not -5"),
-    (["run", "hi", "--ctx", "0"], "--ctx: must be at least 1"),
+    (["run", "hi", "--max-tokens", "0"], "--max-tokens must be at least 1, not 0"),
+    (["run", "hi", "--max-tokens", "-5"], "--max-tokens must be at least 1, not -5"),
+    (["run", "hi", "--ctx", "0"], "--ctx must be at least 1"),
     (["compare", "hi", "--models", "smollm2,smollm2", "--warmup", "-1"], "--warmup must not be negative"),
     (["bench", "--models", "smollm2", "--batch-size", "0"], "--batch-size must be at least 1"),
     (["bench", "--models", "smollm2", "--max-tokens", "-1"], "--max-tokens must be at least 1"),
@@ -105,7 +103,7 @@ def test_some_bad_mmlu_rows_are_counted_and_the_run_goes_on(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "skipped 1 malformed MMLU row(s)" in proc.stderr
     (folder,) = (tmp_path / "runs").iterdir()
-    assert len(_keys(folder)) == 1
+    assert len(result_keys(folder)) == 1
 
 
 def test_unwritable_runs_folder_is_one_line(tmp_path):
@@ -132,7 +130,7 @@ class StartedRun:
     """A `taskclock bench` process whose stderr is read on a thread, to know when its run has begun."""
 
     def __init__(self, args: list[str]) -> None:
-        self.proc = _start(args)
+        self.proc = start_cli(args)
         self.began = threading.Event()
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -164,15 +162,16 @@ class StartedRun:
         return self.proc.wait(GUARD_S)
 
 
+@pytest.mark.slow
 def test_sigint_and_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_path):
     rng = random.Random(7)  # fixed: the same kill points on every run of the test
     limit = 6
-    whole = run_cli(*_bench_args(tmp_path / "whole", limit), timeout=GUARD_S)
+    whole = run_cli(*bench_args(tmp_path / "whole", limit), timeout=GUARD_S)
     assert whole.returncode == 0, whole.stderr
     (whole_folder,) = (tmp_path / "whole").iterdir()
     row_s = statistics.median(r["task_time_s"] for r in storage.read(whole_folder / bench.RESULTS_FILE))
 
-    run = StartedRun(_bench_args(tmp_path / "cut", limit))
+    run = StartedRun(bench_args(tmp_path / "cut", limit))
     for attempt in range(4):  # while loading, mid-row, just after a row was appended...
         sig = (signal.SIGINT, signal.SIGKILL)[attempt % 2]
         code = run.interrupt(sig, rng.randint(0, 1), rng.uniform(0, row_s))
@@ -180,11 +179,11 @@ def test_sigint_and_sigkill_at_random_points_then_resume_equals_an_uninterrupted
         assert "Traceback" not in output
         assert code in ((0, 130) if sig == signal.SIGINT else (0, -signal.SIGKILL)), output
         folder = run.folder()
-        if (folder / bench.RESULTS_FILE).exists():  # absent when stopped before its first row
-            assert set(_rows(folder)) <= set(_rows(whole_folder))  # _rows fails on a duplicate
+        kept = replies_by_key(folder) if (folder / bench.RESULTS_FILE).exists() else {}  # none before a first row
+        assert set(kept) <= set(replies_by_key(whole_folder))  # replies_by_key fails on a duplicate
         run = StartedRun(["bench", "--resume", str(folder), "--no-plots"])
     assert run.proc.wait(GUARD_S) == 0, "".join(run.lines)
-    assert _rows(folder) == _rows(whole_folder)  # same keys, none twice, and greedy gives the same replies
+    assert replies_by_key(folder) == replies_by_key(whole_folder)  # same keys, none twice; greedy: same replies
     assert all(line.endswith("\n") for line in (folder / bench.RESULTS_FILE).read_text().splitlines(True))
 
 
@@ -253,7 +252,7 @@ llama_cpp.Llama.generate = generate
 def test_bench_cli_row_whose_decode_fails_is_reported_and_the_rest_run(tmp_path):
     (tmp_path / "sitecustomize.py").write_text(LLAMA_FAULT)  # patches llama.cpp in the child only
     env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
-    proc = run_cli(*_bench_args(tmp_path / "runs", limit=3), env=env, timeout=GUARD_S)
+    proc = run_cli(*bench_args(tmp_path / "runs", limit=3), env=env, timeout=GUARD_S)
     assert "Traceback" not in proc.stderr
     (folder,) = (tmp_path / "runs").iterdir()
     rows = list(storage.read(folder / bench.RESULTS_FILE))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
+from app_helpers import make_app, notes, ready, send, turn, wait_for
+from scripted import ScriptedModel
+
 from taskclock.runtime.backend import ModelSpec, load_model
 from taskclock.runtime.config import Config
 from taskclock.tui.widgets.conversation import ReplyMarkdown
-from tests.app_helpers import make_app, notes, ready, send, turn, wait_for
-from tests.scripted import ScriptedModel
 
 
 def session_lines(folder) -> list[dict]:

@@ -250,7 +250,7 @@ def test_import_never_replaces_a_file(tmp_path):
     done = run_cli("import", str(source), "-o", str(out))
     assert done.returncode != 0 and "already exists" in done.stderr and out.read_text() == "precious\n"
     with pytest.raises(StorageError, match="already exists"):
-        storage.write_new(out, "other")
+        storage.write_atomic(out, "other", replace=False)
     assert out.read_text() == "precious\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.jsonl", "vllm.json"]  # no partial file left
 

@@ -8,12 +8,12 @@ import os
 from datetime import datetime
 
 import pytest
+from helpers import run_cli
 
 from taskclock.runtime import sessions
 from taskclock.runtime.backend import SamplingParams
 from taskclock.runtime.errors import DataError, StorageError
 from taskclock.runtime.turn import run_turn
-from tests.conftest import run_cli
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from taskclock.runtime import storage
 from taskclock.runtime.errors import StorageError

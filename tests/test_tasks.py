@@ -7,6 +7,7 @@ from taskclock.runtime import tasks
 from taskclock.runtime.config import TaskSpec
 from taskclock.runtime.errors import DataError
 from taskclock.runtime.mmlu import Question
+from taskclock.runtime.values import InvalidValue
 
 QUESTION = Question("astronomy", 7, "Which planet is largest?", ("Mars", "Jupiter", "Venus", "Earth"), "B")
 
@@ -69,5 +70,5 @@ def test_unknown_task_and_bad_templates():
         tasks.resolve(["x"], {"x": TaskSpec("x", "{question} {answer}")})
     with pytest.raises(DataError, match="bad template"):
         tasks.resolve(["x"], {"x": TaskSpec("x", "{question")})
-    with pytest.raises(DataError, match="max_tokens"):
-        tasks.resolve(["x"], {"x": TaskSpec("x", "{question}", max_tokens=0)})
+    with pytest.raises(InvalidValue, match="max_tokens must be at least 1"):  # runtime/values.py, at build time
+        TaskSpec("x", "{question}", max_tokens=0)

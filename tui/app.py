@@ -4,14 +4,21 @@ Adding a tab is one line in TABS (its module, and optionally a .tcss beside it i
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.widget import Widget
 from textual.widgets import Footer, TabbedContent, TabPane
+
+from taskclock.runtime.untrusted import safe_line, safe_text
 
 from .context import AppContext
 from .panes.batch import BatchPane
@@ -24,6 +31,7 @@ from .themes import DEFAULT_THEME, load_themes
 
 HERE = Path(__file__).parent
 FALLBACK_THEME = "textual-dark"
+EXIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass(frozen=True)
@@ -70,10 +78,31 @@ class TaskclockApp(App):
                     yield tab.make(self.context)
         yield Footer()
 
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every notification, from any pane, as plain text: messages carry model names, paths and server
+        errors, so they are never parsed as markup and their control codes are made visible."""
+        super().notify(safe_text(message), title=safe_line(title), severity=severity, timeout=timeout, markup=False)
+
     def on_mount(self) -> None:
+        self._exit_on_signals()
         for problem in self._theme_problems:
             self.notify(problem, title="Theme file", severity="error", timeout=12)
         self.theme = self._pick_theme(self._wanted_theme)
+
+    def _exit_on_signals(self) -> None:
+        """SIGTERM and SIGHUP (a closed terminal, `kill`) end the app the way Ctrl+Q does, so the terminal is
+        restored (main screen, mouse tracking off, cursor shown) instead of being left as the app drew it."""
+        loop = asyncio.get_running_loop()
+        for signum in EXIT_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                loop.add_signal_handler(signum, partial(self.exit, return_code=128 + signum))
+
+    def on_unmount(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in EXIT_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signum)
 
     def _pick_theme(self, name: str) -> str:
         if name in self.available_themes:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
 
-COMMANDS = ("chat", "run", "models", "export", "bench", "compare", "replay", "pace", "import")
+COMMANDS = ("chat", "run", "models", "export", "bench", "compare", "doctor", "replay", "pace", "import")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,8 +40,35 @@ def crash_log(exc: BaseException) -> str:
         return "(no log: the log folder is not writable)"
 
 
+def undecodable_argument(argv: list[str]) -> int | None:
+    """The position of an argument that is not valid UTF-8 (Python smuggles such bytes in as surrogates, which
+    then fail wherever the text is printed or logged), or None."""
+    for position, arg in enumerate(argv, 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            return position
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `taskclock run ... | head -c 10`: the reader left; say nothing more to it
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # as if killed by SIGPIPE, like other command-line tools
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    bad = undecodable_argument(argv)
+    if bad is not None:
+        from taskclock.runtime.untrusted import error_line
+
+        print(f"taskclock: error: argument {bad} ({error_line(argv[bad - 1].encode('utf-8', 'replace').decode())}) "
+              "is not valid UTF-8; pass UTF-8 text", file=sys.stderr)
+        return 2
     parser = build_parser()
     if "chat" in COMMANDS and (not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = ["chat", *argv]
@@ -49,15 +77,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     from taskclock.runtime.errors import TaskclockError
+    from taskclock.runtime.untrusted import error_line
 
     try:
         return importlib.import_module(f"taskclock.tui.commands.{args.command}").run(args) or 0
     except TaskclockError as exc:
-        print(f"taskclock: error: {exc}", file=sys.stderr)
+        print(f"taskclock: error: {error_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("taskclock: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise
     except Exception as exc:  # a bug: one line here, the traceback in the log
-        print(f"taskclock: internal error: {type(exc).__name__}: {exc} (details: {crash_log(exc)})", file=sys.stderr)
+        print(f"taskclock: internal error: {type(exc).__name__}: {error_line(exc)} (details: {crash_log(exc)})",
+              file=sys.stderr)
         return 1

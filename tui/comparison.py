@@ -6,6 +6,7 @@ from rich.table import Table
 from rich.text import Text
 
 from taskclock.runtime.compare import COLUMNS, Comparison
+from taskclock.runtime.untrusted import safe_line
 
 from .format import fmt
 
@@ -31,7 +32,7 @@ def comparison_table(comparison: Comparison) -> Table:
         table.add_column(f"{column.label}\n{column.unit}".rstrip(), justify="right")
     table.add_column("stop")
     for row in comparison.rows():
-        cells: list[Text | str] = [Text.assemble(row["model"], "\n", (row["backend"], "dim"))]
+        cells: list[Text | str] = [Text.assemble(safe_line(row["model"]), "\n", (row["backend"], "dim"))]
         for column in COLUMNS:
             text = fmt(row[column.key], "", column.digits)
             if row["model"] in winners[column.key]:

@@ -17,3 +17,9 @@ class AppContext:
     params: SamplingParams = field(default_factory=SamplingParams)
     # How a spec becomes a LoadedModel: the real backends, except in UI tests that script the events.
     loader: Callable[[ModelSpec], LoadedModel] = load_model
+    # Files and folders the app wrote (session logs, run folders): `taskclock chat` says where they went on exit.
+    written: list[Path] = field(default_factory=list)
+
+    def wrote(self, path: Path) -> None:
+        if path not in self.written:
+            self.written.append(path)

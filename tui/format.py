@@ -3,6 +3,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
+
+from taskclock.runtime.metrics import figure_formats
+from taskclock.runtime.untrusted import safe_line, safe_text
+
+
+def plain(text: object, *, one_line: bool = True) -> Text:
+    """Outside text (names, paths, errors, replies) for a widget or a Rich table: a Text object, so it is never
+    parsed as markup, with its control codes made visible."""
+    return Text(safe_line(text) if one_line else safe_text(text), end="")
+
 
 def fmt(value: Any, unit: str = "", digits: int = 2) -> str:
     """A figure with its unit, or an em dash where the figure is undefined (never a fake zero)."""
@@ -15,28 +26,10 @@ def fmt(value: Any, unit: str = "", digits: int = 2) -> str:
     return f"{text} {unit}".strip()
 
 
-METRIC_LINES = (
-    ("load time", "load_s", "s", 2),
-    ("input tokens", "input_tokens", "", 0),
-    ("output tokens", "output_tokens", "", 0),
-    ("output words", "output_words", "", 0),
-    ("output chars", "output_chars", "", 0),
-    ("TTFT", "ttft_s", "s", 3),
-    ("prefill rate", "prefill_tps", "tok/s", 1),
-    ("decode rate", "decode_tps", "tok/s", 1),
-    ("e2e rate", "e2e_tps", "tok/s", 1),
-    ("task time", "task_time_s", "s", 3),
-    ("ITL p50", "itl_p50_ms", "ms", 1),
-    ("ITL p90", "itl_p90_ms", "ms", 1),
-    ("ITL p99", "itl_p99_ms", "ms", 1),
-    ("words/s", "words_per_s", "", 1),
-    ("chars/s", "chars_per_s", "", 1),
-    ("GPU peak memory", "gpu_peak_mem_mb", "MiB", 0),
-    ("energy", "energy_j", "J", 1),
-    ("stop reason", "stop_reason", "", 0),
-)
+# (label, key, unit, digits) for every per-turn figure: declared once, on TurnMetrics (runtime/metrics.py).
+METRIC_LINES = tuple((f.label, f.key, f.unit, f.digits) for f in figure_formats())
 # Shown only when the turn has them: load time on the first turn after a load, GPU figures on CUDA.
-OPTIONAL_KEYS = frozenset({"load_s", "gpu_peak_mem_mb", "energy_j"})
+OPTIONAL_KEYS = frozenset(f.key for f in figure_formats() if f.optional)
 
 
 def shown_lines(values: dict[str, Any]):

@@ -6,10 +6,10 @@ or the model.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
-import queue
 import shutil
 import threading
 import time
@@ -19,14 +19,14 @@ from typing import Any
 
 from ..backend import Message, ModelSpec, SamplingParams, encode_within_context, first_line
 from ..errors import ModelLoadError, ModelNotFound, UnsupportedHardware
-from ..events import Done, Event, Submitted, Token, now_ns
-from ..gpu import TurnProbe, model_memory_mb
+from ..events import Done, Event, StopReason, Submitted, now_ns
+from ..gpu import TurnProbe, allocated_mb, free_memory_mb, load_delta_mb, out_of_memory_message
 from ..models import local_file
 from ..paths import cache_dir
-from ..stops import StopMatcher
+from ..reply import Reply
 from ..textstream import IncrementalDetokenizer
-
-_END = object()
+from .hf_batch import generate_batch
+from .hf_worker import END, GenerationWorker, TimestampStreamer, start_generation
 
 
 def cuda_available() -> bool:
@@ -45,21 +45,42 @@ def pick_device(spec: ModelSpec) -> str:
     return spec.device
 
 
-def pick_dtype(spec: ModelSpec, device: str):
+HALF_DTYPES = ("float16", "bfloat16")
+WARMUP_PROMPTS = ("Warm up.", "Warm up the compiled decode step with a longer prompt than the first one.")
+
+
+def auto_dtype(device: str, trained_dtype: str | None, bf16_supported: bool) -> str:
+    """dtype "auto": float32 on CPU; on CUDA the half type the model was trained in (Llama 3, Gemma and Qwen
+    ship bf16, and some overflow in fp16), else bf16 where the card has it, else fp16."""
+    if device != "cuda":
+        return "float32"
+    if trained_dtype == "float16" or (trained_dtype == "bfloat16" and bf16_supported):
+        return trained_dtype
+    return "bfloat16" if bf16_supported else "float16"
+
+
+def trained_dtype(config) -> str | None:
+    """The dtype a transformers config says the weights were saved in ("bfloat16"...), or None."""
+    value = getattr(config, "dtype", None)
+    return str(value).removeprefix("torch.") if value is not None else None
+
+
+def pick_dtype(spec: ModelSpec, device: str, config=None):
+    """The torch dtype to load in; ``config`` (the model's transformers config) is read for "auto" on CUDA."""
     import torch
 
-    choices = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-    if spec.dtype == "auto":
-        return torch.float16 if device == "cuda" else torch.float32
-    try:
-        return choices[spec.dtype]
-    except KeyError:
-        raise ModelLoadError(f"unknown dtype {spec.dtype!r}", "use auto, float16, bfloat16 or float32") from None
+    name = spec.dtype
+    if name == "auto":
+        name = auto_dtype(device, trained_dtype(config), device == "cuda" and torch.cuda.is_bf16_supported())
+    return getattr(torch, name)
 
 
-def quantization_config(spec: ModelSpec, dtype):
+def check_options(spec: ModelSpec) -> None:
+    """Bad option values, and options that cannot go together, fail before anything is read from disk."""
+    if spec.dtype not in ("auto", "float32", *HALF_DTYPES):
+        raise ModelLoadError(f"unknown dtype {spec.dtype!r}", "use auto, float16, bfloat16 or float32")
     if spec.quantization == "none":
-        return None
+        return
     if spec.quantization not in ("8bit", "4bit"):
         raise ModelLoadError(f"unknown quantization {spec.quantization!r}", "use none, 8bit or 4bit")
     if importlib.util.find_spec("bitsandbytes") is None:
@@ -67,6 +88,38 @@ def quantization_config(spec: ModelSpec, dtype):
             f"{spec.quantization} quantization needs bitsandbytes, which is not installed",
             "pip install 'taskclock[quant]' or use --quant none",
         )
+    if spec.compile:
+        raise ModelLoadError("transformers cannot torch.compile a bitsandbytes model",
+                             "drop --compile or use --quant none")
+
+
+def device_map(device: str, gpu_count: int) -> str | None:
+    """Where from_pretrained puts the weights as it reads them: straight onto the GPU (spread by accelerate
+    across several), never through host RAM first; None on CPU, where they load in place."""
+    if device != "cuda":
+        return None
+    return "auto" if gpu_count > 1 else "cuda"
+
+
+def offloaded_parts(placement: dict[str, Any] | None) -> list[str]:
+    """Modules accelerate's "auto" placement left on the CPU or disk because the GPUs were full."""
+    return [name for name, where in (placement or {}).items() if where in ("cpu", "disk")]
+
+
+def out_of_memory_fix(spec: ModelSpec) -> str:
+    """What to lower when the model does not fit: only the options that apply to this spec."""
+    fixes = ["close other models (the chat keeps the current model until the new one has loaded)"]
+    if spec.compile:
+        fixes.append("lower --ctx (the static cache holds the whole context)")
+    elif spec.quantization != "4bit":
+        fixes.append("use --quant 4bit")
+    return ", ".join(fixes) + ", or use --device cpu"
+
+
+def quantization_config(spec: ModelSpec, dtype):
+    """bitsandbytes settings (checked by ``check_options``); 4-bit computes in the dtype the model loads in."""
+    if spec.quantization == "none":
+        return None
     from transformers import BitsAndBytesConfig
 
     if spec.quantization == "8bit":
@@ -81,7 +134,7 @@ def _gguf_cache_folder(gguf: Path) -> Path:
 
 
 def folder_from_gguf(gguf: Path) -> Path:
-    """Dequantize a GGUF through transformers once and cache it as safetensors (later loads take ~0.1 s)."""
+    """Dequantize a GGUF through transformers once and cache it as safetensors, which later loads read fast."""
     target = _gguf_cache_folder(gguf)
     if (target / "config.json").is_file():
         return target
@@ -99,10 +152,17 @@ def folder_from_gguf(gguf: Path) -> Path:
         del model.config.quantization_config
     partial = target.with_name(f"{target.name}.partial{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(partial, target)
+    try:
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(partial, target)
+    except Exception as exc:  # the disk filled up (safetensors raises its own type): leave no half-written folder
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
+        raise ModelLoadError(f"cannot write the converted model to {target.parent}: {reason}",
+                             "free some disk space (or set TASKCLOCK_CACHE) and try again") from None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return target
 
 
@@ -117,90 +177,6 @@ def resolve_folder(spec: ModelSpec) -> str:
             raise ModelLoadError(f"{path} has no config.json", "point at a Hugging Face model folder")
         return str(path)
     return spec.source
-
-
-class TimestampStreamer:
-    """A generate() streamer that records (perf_counter_ns, token ids) as each step's tokens appear."""
-
-    def __init__(self) -> None:
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._prompt_seen = False
-
-    def put(self, value) -> None:
-        t = now_ns()
-        if not self._prompt_seen:  # generate() first hands over the prompt
-            self._prompt_seen = True
-            return
-        self.queue.put((t, value.reshape(-1).tolist()))
-
-    def end(self) -> None:
-        self.queue.put(_END)
-
-
-class GenerationWorker:
-    """One long-lived thread that runs every generate() of a model, one after another.
-
-    torch keeps state per thread: the OpenMP thread team on CPU, and under torch.compile's
-    "reduce-overhead" mode the CUDA graph trees, which are thread-local. A fresh thread per turn would
-    re-record the graphs that compile() warmed up, and on CPU measured ~5% slower than a reused one.
-    """
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-
-    def submit(self, job) -> threading.Event:
-        """Queue ``job``; the returned event is set when it has run (or failed)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-            self._thread.start()
-        done = threading.Event()
-        self._jobs.put((job, done))
-        return done
-
-    def _run(self) -> None:
-        while (item := self._jobs.get()) is not None:
-            job, done = item
-            try:
-                job()
-            finally:
-                done.set()
-
-    def close(self) -> None:
-        """Ends the thread once queued work is done, and waits for it: a thread torch has worked in that is
-        still alive when the interpreter exits aborts the process ("terminate called without an active
-        exception")."""
-        if self._thread is not None:
-            self._jobs.put(None)
-            self._thread.join()
-            self._thread = None
-
-
-def start_generation(worker: GenerationWorker, model, params: SamplingParams, streamer: TimestampStreamer,
-                     **kwargs: Any) -> tuple[threading.Event, list[BaseException]]:
-    """Run ``model.generate(**kwargs)`` on the model's generation thread with the shared sampling settings.
-
-    A failure is collected in the returned list and ends the streamer, so the consumer never waits forever.
-    """
-    import torch
-
-    if params.temperature > 0:
-        kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
-        torch.manual_seed(params.seed)
-    else:
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    failure: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            with torch.inference_mode():
-                model.generate(streamer=streamer, **kwargs)
-        except BaseException as exc:  # reported through the stream, never lost in the thread
-            failure.append(exc)
-            streamer.end()
-
-    return worker.submit(work), failure
 
 
 class HFModel:
@@ -219,7 +195,7 @@ class HFModel:
         self.has_template = spec.chat and bool(getattr(tokenizer, "chat_template", None))
         self.max_positions = min(getattr(model.config, "max_position_embeddings", None) or spec.n_ctx, spec.n_ctx)
         self.warmup_s: float | None = None
-        self.model_mem_mb = model_memory_mb(device == "cuda")
+        self.model_mem_mb: float | None = None  # what loading this model added on the GPU (set by the loader)
         self.probe = TurnProbe(device == "cuda", device == "cuda")
         self.worker = GenerationWorker(f"taskclock-hf-{spec.name}")
 
@@ -272,13 +248,12 @@ class HFModel:
             pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
             else next(iter(self.eos_ids), 0),
         )
-        detok = IncrementalDetokenizer(self._decode)
-        stops = StopMatcher(params.stop)
-        produced, reason = 0, "length"
+        reply = Reply(params.stop, IncrementalDetokenizer(self._decode))
+        reason: StopReason = "length"
         try:
             while True:
                 item = streamer.queue.get()
-                if item is _END:
+                if item is END:
                     break
                 t, ids = item
                 if halt.is_set():
@@ -288,11 +263,8 @@ class HFModel:
                     reason = "eos"
                     halt.set()
                     continue
-                produced += 1
-                shown, hit = stops.feed(detok.push(tok))
-                yield Token(t, shown, tok)
-                if hit:
-                    reason = "stop"
+                yield reply.token(t, tok)
+                if reply.stopped:
                     halt.set()
                 elif cancel is not None and cancel.is_set():
                     reason = "cancelled"
@@ -303,37 +275,38 @@ class HFModel:
         gpu = self.probe.finish()
         if self.model_mem_mb is not None:
             gpu["model_mem_mb"] = self.model_mem_mb
-        if failure:
-            yield Done(now_ns(), "error", len(prompt), produced, error=f"generation failed: {first_line(failure[0])}",
-                       extra=gpu)
-            return
-        if cancel is not None and cancel.is_set() and reason == "length" and produced < max_new:
+        if cancel is not None and cancel.is_set() and reason == "length" and reply.produced < max_new:
             reason = "cancelled"
-        if reason not in ("stop",):
-            tail = stops.feed(detok.flush())[0] + stops.flush()
-            if tail:
-                yield Token(now_ns(), tail, None, count=0)
-        yield Done(now_ns(), reason, len(prompt), produced)
+        error = f"generation failed: {first_line(failure[0])}" if failure else None
+        yield from reply.end(reason, len(prompt), error=error, extra=gpu)
 
     def stream_batch(self, conversations: list[list[Message]], params: SamplingParams,
                      cancel: threading.Event | None = None) -> list[list[Event]]:
         """Several requests as one left-padded batch: one complete event list per request."""
-        from .hf_batch import generate_batch
-
         return generate_batch(self, conversations, params, cancel)
 
     def compile(self) -> None:
-        """Static KV cache + torch.compile; the compile pause is spent here and reported as warmup_s,
-        never inside a measured turn."""
-        import torch
+        """Static KV cache + compiled decode step, through transformers' own path; the compile pause is spent
+        here and reported as warmup_s, never inside a measured turn.
+
+        transformers compiles the decode step itself when it sees a static cache (``compile_config``) and
+        keeps the prefill eager, as its static cache needs for CUDA graphs. The cache is sized once for the
+        whole context (``max_cache_len``), so no prompt length or token budget changes a compiled shape; the
+        warm-up runs two prompt lengths so that no first measured turn finds a shape still uncompiled.
+        """
+        from transformers import CompileConfig
 
         start = time.perf_counter()
-        self.model.generation_config.cache_implementation = "static"
-        mode = "reduce-overhead" if self.device == "cuda" else "default"
-        self.model.forward = torch.compile(self.model.forward, mode=mode, fullgraph=True)
-        warm = SamplingParams(max_tokens=8)
-        for _ in range(2):  # the second pass catches recompiles for the decode-step shapes
-            for event in self.stream([{"role": "user", "content": "Warm up."}], warm):
+        config = self.model.generation_config
+        config.cache_implementation = "static"
+        config.max_cache_len = self.max_positions
+        compile_config = CompileConfig(mode="reduce-overhead" if self.device == "cuda" else "default")
+        # transformers compiles on accelerators only unless told (its flag for testing on CPU)
+        compile_config._compile_all_devices = True  # type: ignore[assignment]
+        config.compile_config = compile_config
+        warm = SamplingParams(max_tokens=16)
+        for prompt in WARMUP_PROMPTS:
+            for event in self.stream([{"role": "user", "content": prompt}], warm):
                 if isinstance(event, Done) and event.stop_reason == "error":
                     raise ModelLoadError(f"torch.compile failed: {event.error}", "drop --compile")
         self.warmup_s = time.perf_counter() - start
@@ -352,44 +325,68 @@ class HFModel:
 
 class HFBackend:
     name = "hf"
+    batching = True
+    concurrent = False
 
     def load(self, spec: ModelSpec) -> HFModel:
+        import torch
+
         start = time.perf_counter()
         device = pick_device(spec)
-        dtype = pick_dtype(spec, device)
-        quant = quantization_config(spec, dtype)
+        check_options(spec)
         source = resolve_folder(spec)
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
-        kwargs: dict[str, Any] = {"dtype": dtype}
-        if quant is not None:
-            if spec.compile:
-                raise ModelLoadError("transformers cannot torch.compile a bitsandbytes model",
-                                     "drop --compile or use --quant none")
-            kwargs["quantization_config"] = quant
-            kwargs["device_map"] = device
+        cuda = device == "cuda"
+        held_mb, (free_mb, total_mb) = allocated_mb(cuda), free_memory_mb(cuda)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(source)
-            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-        except OSError as exc:
-            if Path(source).is_dir():
-                raise ModelLoadError(f"cannot load {source}: {first_line(exc)}", "check the model folder") from None
-            raise ModelNotFound(
-                f"cannot get {source!r} from the Hugging Face hub (offline, or no such repo)",
-                "download it while online, or pass a local folder or .gguf file",
-            ) from None
-        except (ValueError, RuntimeError, ImportError) as exc:
-            raise ModelLoadError(f"cannot load {spec.name}: {first_line(exc)}", "check the model and options") from None
-        if quant is None:
+            with _load_errors(spec, source):
+                dtype = pick_dtype(spec, device, AutoConfig.from_pretrained(source) if cuda else None)
+                kwargs: dict[str, Any] = {"dtype": dtype, "quantization_config": quantization_config(spec, dtype)}
+                placement = device_map(device, torch.cuda.device_count() if cuda else 0)
+                if placement is not None or kwargs["quantization_config"] is not None:
+                    kwargs["device_map"] = placement or device
+                tokenizer = AutoTokenizer.from_pretrained(source)
+                model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        except torch.OutOfMemoryError:
+            raise ModelLoadError(out_of_memory_message(spec.name, free_mb, total_mb, held_mb),
+                                 out_of_memory_fix(spec)) from None
+        spilled = offloaded_parts(getattr(model, "hf_device_map", None))
+        if spilled:
+            del model  # free what did fit before saying so
+            raise ModelLoadError(f"{spec.name} does not fit on the GPU: {len(spilled)} parts would run from the "
+                                 "CPU or disk", out_of_memory_fix(spec))
+        if "device_map" not in kwargs:
             model.to(device)
         model.eval()
         loaded = HFModel(spec, model, tokenizer, device, time.perf_counter() - start, now_ns())
+        loaded.model_mem_mb = load_delta_mb(held_mb, allocated_mb(cuda))
         if spec.compile:
             loaded.compile()
         return loaded
+
+
+@contextlib.contextmanager
+def _load_errors(spec: ModelSpec, source: str) -> Iterator[None]:
+    """transformers' many load failures as one-line errors; a CUDA out-of-memory passes through."""
+    import torch
+
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        raise
+    except OSError as exc:
+        if Path(source).is_dir():
+            raise ModelLoadError(f"cannot load {source}: {first_line(exc)}", "check the model folder") from None
+        raise ModelNotFound(
+            f"cannot get {source!r} from the Hugging Face hub (offline, or no such repo)",
+            "download it while online, or pass a local folder or .gguf file",
+        ) from None
+    except (ValueError, RuntimeError, ImportError) as exc:
+        raise ModelLoadError(f"cannot load {spec.name}: {first_line(exc)}", "check the model and options") from None
 
 
 BACKEND = HFBackend()

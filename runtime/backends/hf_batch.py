@@ -8,14 +8,14 @@ produced EOS, hit a stop string or reached its token budget — what a user of a
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..backend import Message, SamplingParams, encode_within_context, first_line
-from ..events import Done, Event, Submitted, Token, now_ns
-from ..stops import StopMatcher
+from ..events import Done, DoneExtra, Event, StopReason, Submitted, now_ns
+from ..reply import Reply
 from ..textstream import IncrementalDetokenizer
-from .hf import _END, TimestampStreamer, start_generation
+from .hf_worker import END, TimestampStreamer, start_generation
 
 if TYPE_CHECKING:
     from .hf import HFModel
@@ -23,23 +23,16 @@ if TYPE_CHECKING:
 
 @dataclass
 class _Sequence:
-    """One request inside the batch: its events so far and its own text state."""
+    """One request inside the batch: its events so far and its own reply."""
 
     events: list[Event]
     prompt_len: int
-    detok: IncrementalDetokenizer
-    stops: StopMatcher
-    produced: int = 0
-    batch_size: int = 1
+    reply: Reply
     finished: bool = False
+    extra: DoneExtra = field(default_factory=DoneExtra)  # its Done's extra: batch size, then the batch's GPU figures
 
-    def finish(self, t_ns: int, reason: str, error: str | None = None) -> None:
-        if reason != "stop":
-            tail = self.stops.feed(self.detok.flush())[0] + self.stops.flush()
-            if tail:
-                self.events.append(Token(t_ns, tail, None, count=0))
-        self.events.append(Done(t_ns, reason, self.prompt_len, self.produced, error=error,
-                                extra={"batch_size": self.batch_size}))
+    def finish(self, t_ns: int, reason: StopReason, error: str | None = None) -> None:
+        self.events.extend(self.reply.end(reason, self.prompt_len, error=error, extra=self.extra, t_ns=t_ns))
         self.finished = True
 
 
@@ -71,8 +64,8 @@ def generate_batch(model: HFModel, conversations: list[list[Message]], params: S
     width = max(len(p) for p in prompts)
     max_new = min(params.max_tokens, model.max_positions - width)
     pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else next(iter(model.eos_ids), 0)
-    sequences = [_Sequence(streams[i], len(p), IncrementalDetokenizer(model._decode), StopMatcher(params.stop),
-                           batch_size=len(prompts)) for i, p in zip(slots, prompts, strict=True)]
+    sequences = [_Sequence(streams[i], len(p), Reply(params.stop, IncrementalDetokenizer(model._decode)),
+                           extra=DoneExtra(batch_size=len(prompts))) for i, p in zip(slots, prompts, strict=True)]
     device = model.model.device
 
     class Finished(StoppingCriteria):
@@ -83,6 +76,7 @@ def generate_batch(model: HFModel, conversations: list[list[Message]], params: S
             return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
 
     streamer = TimestampStreamer()
+    model.probe.start()
     generated, failure = start_generation(  # a failure is reported in every unfinished request's Done
         model.worker, model.model, params, streamer,
         input_ids=torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device),
@@ -90,19 +84,21 @@ def generate_batch(model: HFModel, conversations: list[list[Message]], params: S
         max_new_tokens=max_new, pad_token_id=pad,
         stopping_criteria=StoppingCriteriaList([Finished()]),
     )
-    while (item := streamer.queue.get()) is not _END:
+    while (item := streamer.queue.get()) is not END:
         t, ids = item
         for seq, tok in zip(sequences, ids, strict=True):
             if not seq.finished:
                 _step(seq, tok, t, model.eos_ids, max_new)
     generated.wait()
     end = now_ns()
+    gpu = model.probe.finish()
     for seq in sequences:
         if not seq.finished:
             if failure:
                 seq.finish(end, "error", f"generation failed: {first_line(failure[0])}")
             else:
                 seq.finish(end, "cancelled" if cancel is not None and cancel.is_set() else "length")
+        seq.extra.update(gpu)  # the batch's GPU figures, shared by all its requests
     return streams
 
 
@@ -111,10 +107,8 @@ def _step(seq: _Sequence, tok: int, t_ns: int, eos_ids: set[int], max_new: int) 
     if tok in eos_ids:
         seq.finish(t_ns, "eos")
         return
-    seq.produced += 1
-    shown, hit = seq.stops.feed(seq.detok.push(tok))
-    seq.events.append(Token(t_ns, shown, tok))
-    if hit:
+    seq.events.append(seq.reply.token(t_ns, tok))
+    if seq.reply.stopped:
         seq.finish(t_ns, "stop")
-    elif seq.produced >= max_new:
+    elif seq.reply.produced >= max_new:
         seq.finish(t_ns, "length")

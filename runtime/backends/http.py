@@ -5,12 +5,16 @@ network and the server's queueing, which is what a user of a remote model waits 
 from the server's ``usage`` when it sends one (``stream_options.include_usage``), otherwise every content
 chunk counts as one token, and ``Done.extra["token_count_source"]`` says which. A server's own timings
 (llama.cpp's ``timings``) are kept in ``Done.extra["server_timings"]`` next to the client-side figures.
-See docs/HTTP.md.
+A server is outside data: every read is capped, every chunk's shape is checked, and a guard thread ends a
+turn on cancel, on its deadline or when the server goes idle, from the cancelling side. See docs/HTTP.md.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -20,9 +24,11 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..backend import Message, ModelSpec, SamplingParams
-from ..errors import BackendError, ModelNotFound
-from ..events import Done, Event, Submitted, Token, now_ns
+from ..errors import BackendError, ModelNotFound, TaskclockError
+from ..events import DoneExtra, Event, Submitted, Token, now_ns
+from ..reply import Reply
 from ..stops import StopMatcher
+from ..untrusted import redact, safe_line
 
 FINISH_REASONS = {"stop": "eos", "length": "length"}
 # POST bodies of the tokenizer endpoints servers offer, tried in order (llama.cpp and vLLM, llama-cpp-python).
@@ -31,10 +37,18 @@ TOKENIZE_ENDPOINTS = {
                                       "add_special": False, "add_special_tokens": False},
     "/extras/tokenize": lambda text, model: {"input": text, "model": model},
 }
+# Client-side limits, so a server that misbehaves cannot make a turn read or hold without end (docs/RELIABILITY.md).
+MAX_LINE_BYTES = 1 << 20  # one SSE line
+MAX_REPLY_BYTES = 64 << 20  # one streamed reply, after decompression
+MAX_BODY_BYTES = 4 << 20  # a non-streamed answer (/models, /tokenize)
+MAX_ERROR_BYTES = 64 << 10  # an error body: enough for any message, never a whole dump
+MAX_TOKEN_COUNT = 10**9  # a usage count above this is not a count
+GUARD_POLL_S = 0.05  # how often the guard looks at the clocks (cancel is seen at once)
 
 
-def one_line(text: str, limit: int = 200) -> str:
-    line = " ".join(str(text).split())
+def one_line(text: object, limit: int = 200) -> str:
+    """Server or exception text as one safe line of at most ``limit`` characters."""
+    line = safe_line(text)
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
@@ -44,23 +58,44 @@ def base_url(source: str) -> str:
     return url if urlsplit(url).path else url + "/v1"
 
 
-def server_message(response: httpx.Response) -> str:
-    """The error text a server put in its reply body ({"error": {"message"}}, {"error": "..."}, {"detail"})."""
+def read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """At most ``limit`` bytes of the (decompressed) body, and whether there was more: a gzip bomb or an endless
+    body is cut, not read."""
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > limit:
+            return bytes(body[:limit]), True
+    return bytes(body), False
+
+
+def parse_json(data: bytes | str) -> Any:
+    """JSON, or ValueError for anything that is not (RecursionError on very deep nesting included)."""
     try:
-        data = response.json()
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def server_message(response: httpx.Response) -> str:
+    """The error text a server put in its reply body ({"error": {"message"}}, {"error": "..."}, {"detail"}),
+    read up to MAX_ERROR_BYTES and shown as one safe line."""
+    body, _ = read_capped(response, MAX_ERROR_BYTES)
+    text = body.decode("utf-8", errors="replace")
+    try:
+        data = parse_json(text)
     except ValueError:
-        return one_line(response.text) or response.reason_phrase
+        return one_line(text) or response.reason_phrase
     if isinstance(data, dict):
         error = data.get("error", data.get("detail", data.get("message")))
         if isinstance(error, dict):
             error = error.get("message", error)
         if error:
             return one_line(error)
-    return one_line(response.text)
+    return one_line(text)
 
 
 def http_error(url: str, response: httpx.Response) -> str:
-    response.read()
     return f"{url} answered HTTP {response.status_code}: {server_message(response)}"
 
 
@@ -82,10 +117,95 @@ class StreamError(Exception):
     """A stream that cannot go on; str() is the one-line reason for Done.error."""
 
 
+class _Guard:
+    """Ends a turn's stream from outside the reading thread: on cancel, past the turn deadline, or when the
+    server has sent no event for ``idle_s`` (keep-alive comments do not count). It shuts the socket down, so
+    a read blocked on a server that trickles bytes without ever ending a line returns at once."""
+
+    def __init__(self, cancel: threading.Event | None, idle_s: float, turn_s: float) -> None:
+        self.cancel = cancel or threading.Event()
+        self.idle_s, self.turn_s = idle_s, turn_s
+        self.started = self.last_event = time.monotonic()
+        self.reason: str | None = None  # why the guard ended the stream; None while it has not
+        self._ended = threading.Event()
+        self._socket: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+
+    def watch(self, response: httpx.Response) -> None:
+        """Start watching the connection ``response`` is read from."""
+        stream = response.extensions.get("network_stream")
+        self._socket = stream.get_extra_info("socket") if stream is not None else None
+        self._thread = threading.Thread(target=self._run, name="taskclock-http-guard", daemon=True)
+        self._thread.start()
+
+    def event_arrived(self) -> None:
+        self.last_event = time.monotonic()
+
+    def check(self) -> None:
+        """Raise StreamError when the turn is over its deadline or idle limit (the reader calls this too)."""
+        reason = self._overdue()
+        if reason:
+            self.reason = reason
+            raise StreamError(reason)
+
+    def _overdue(self) -> str | None:
+        now = time.monotonic()
+        if now - self.started > self.turn_s:
+            return f"the turn took longer than turn_timeout_s ({self.turn_s:g} s)"
+        if now - self.last_event > self.idle_s:
+            return f"the server sent no event for {self.idle_s:g} s (timeout_s)"
+        return None
+
+    def _run(self) -> None:
+        while not self._ended.is_set():
+            if self.cancel.wait(GUARD_POLL_S):
+                self._stop("cancelled")
+                return
+            reason = self._overdue()
+            if reason:
+                self._stop(reason)
+                return
+
+    def _stop(self, reason: str) -> None:
+        if self._ended.is_set():
+            return
+        self.reason = reason
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
+
+    def end(self) -> None:
+        self._ended.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def sse_lines(response: httpx.Response) -> Iterator[str]:
+    """The response's complete lines, each at most MAX_LINE_BYTES and all together at most MAX_REPLY_BYTES
+    after decompression; CRLF and LF both end a line."""
+    buffer = bytearray()
+    total = 0
+    for chunk in response.iter_bytes():
+        total += len(chunk)
+        if total > MAX_REPLY_BYTES:
+            raise StreamError(f"the reply exceeded {MAX_REPLY_BYTES >> 20} MiB (a decompression bomb or an "
+                              "endless stream); stopped reading")
+        buffer += chunk
+        start = 0
+        while (end := buffer.find(b"\n", start)) >= 0:
+            yield buffer[start:end].rstrip(b"\r").decode("utf-8", errors="replace")
+            start = end + 1
+        del buffer[:start]
+        if len(buffer) > MAX_LINE_BYTES:
+            raise StreamError(f"the server sent a line longer than {MAX_LINE_BYTES >> 20} MiB; stopped reading")
+    # A line the stream ended inside is dropped, as the SSE spec says: it is an event that never completed.
+
+
 class HttpModel:
     def __init__(self, spec: ModelSpec, client: httpx.Client, url: str, api_model: str,
-                 load_s: float, loaded_ns: int) -> None:
+                 load_s: float, loaded_ns: int, secrets: tuple[str, ...] = ()) -> None:
         self.spec = spec
+        self.secrets = secrets  # the API key: kept out of every error line
         self.client = client
         self.url = url
         self.api_model = api_model
@@ -125,31 +245,39 @@ class HttpModel:
     ) -> Iterator[Event]:
         yield Submitted(now_ns())
         url = f"{self.url}/chat/completions" if self.spec.chat else f"{self.url}/completions"
-        state = _StreamState(StopMatcher(params.stop))
+        state = _StreamState(StopMatcher(params.stop), params.max_tokens)
+        guard = _Guard(cancel, self.spec.timeout_s, self.spec.turn_timeout_s)
         try:
             with self.client.stream("POST", url, json=self.request_body(messages, params)) as response:
                 if response.status_code >= 400:
                     raise StreamError(http_error(url, response))
-                for line in response.iter_lines():
+                guard.watch(response)
+                for line in sse_lines(response):
                     t = now_ns()
+                    if line.startswith("data:"):  # ": ping" comments and blank separators keep no turn alive
+                        guard.event_arrived()
                     for text in state.feed(line, self.spec.chat):
                         yield Token(t, text)
-                    if state.finished or (cancel is not None and cancel.is_set()):
+                    if state.finished or guard.cancel.is_set():
                         break
-            if not (state.finished or state.finish_seen) and not (cancel is not None and cancel.is_set()):
+                    guard.check()
+            if not (state.finished or state.finish_seen or guard.reason or guard.cancel.is_set()):
                 raise StreamError(f"{url} ended the stream without finishing the reply")
-        except httpx.HTTPError as exc:
-            state.error = transport_error(url, exc, self.spec.timeout_s)
+        except (httpx.HTTPError, OSError) as exc:  # a read the guard cut short ends here too
+            if not (guard.reason or guard.cancel.is_set()):
+                state.error = transport_error(url, exc, self.spec.timeout_s) if isinstance(exc, httpx.HTTPError) \
+                    else f"{url}: {one_line(exc)}"
         except StreamError as exc:
-            state.error = str(exc)
-        tail = "" if state.reason == "stop" else state.stops.flush()
-        if tail:
-            yield Token(now_ns(), tail, None, count=0)
-        reason = "error" if state.error else state.reason
-        if reason != "error" and cancel is not None and cancel.is_set() and not state.finished:
-            reason = "cancelled"
-        yield Done(now_ns(), reason, state.input_tokens, state.output_tokens, error=state.error,
-                   extra=state.extra())
+            if not guard.reason:  # a line cut short by the guard is the guard's doing, not a malformed line
+                state.error = str(exc)
+        finally:
+            guard.end()
+        if guard.reason and guard.reason != "cancelled" and not state.error:
+            state.error = f"{url}: {guard.reason}"
+        reason = "cancelled" if guard.cancel.is_set() and not state.finished else state.reason
+        error = redact(state.error, self.secrets) if state.error else None
+        yield from Reply(state.stops).end(reason, state.input_tokens, state.output_tokens, error=error,
+                                          extra=state.extra())
 
     def count_tokens(self, text: str) -> int | None:
         """The server's own tokenizer count (llama.cpp / vLLM ``/tokenize``, llama-cpp-python
@@ -163,15 +291,14 @@ class HttpModel:
                 if self._tokenize_path is None:  # BOS and the like, added to every request
                     self._tokenize_overhead = len(self._tokenize(root + path, make_body, ""))
                     self._tokenize_path = path
-            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            except (httpx.HTTPError, ValueError, KeyError, TypeError):  # no such endpoint, or a malformed answer
                 continue
             return max(len(tokens) - self._tokenize_overhead, 0)
         return None
 
     def _tokenize(self, url: str, make_body, text: str) -> list:
-        response = self.client.post(url, json=make_body(text, self.api_model))
-        response.raise_for_status()
-        tokens = response.json()["tokens"]
+        data = get_json(self.client, "POST", url, json=make_body(text, self.api_model))
+        tokens = data["tokens"]
         if not isinstance(tokens, list):
             raise TypeError("tokens is not a list")
         return tokens
@@ -180,16 +307,28 @@ class HttpModel:
         self.client.close()
 
 
-class _StreamState:
-    """What one SSE stream has said so far: parses lines, keeps usage, timings and the finish reason."""
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKEN_COUNT
 
-    def __init__(self, stops: StopMatcher) -> None:
+
+def _is_figure(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and abs(value) < 1e15
+
+
+class _StreamState:
+    """What one SSE stream has said so far: parses and validates lines, keeps usage, timings and the finish
+    reason, and ends the reply after ``max_tokens`` content pieces whether or not the server does."""
+
+    def __init__(self, stops: StopMatcher, max_tokens: int) -> None:
         self.stops = stops
+        self.max_tokens = max_tokens
+        self.pieces = 0
         self.reason = "eos"
         self.finished = False
         self.finish_seen = False  # a choice's finish_reason; [DONE] may still follow with usage
         self.error: str | None = None
-        self.usage: dict[str, Any] | None = None
+        self.usage: dict[str, int] = {}
         self.timings: dict[str, Any] | None = None
 
     def feed(self, line: str, chat: bool) -> list[str]:
@@ -201,8 +340,8 @@ class _StreamState:
             self.finished = True
             return []
         try:
-            chunk = json.loads(data)
-        except json.JSONDecodeError:
+            chunk = parse_json(data)
+        except ValueError:
             raise StreamError(f"malformed SSE line from the server: {one_line(data, 80)!r}") from None
         if not isinstance(chunk, dict):
             raise StreamError(f"malformed SSE line from the server: {one_line(data, 80)!r}")
@@ -210,82 +349,163 @@ class _StreamState:
             error = chunk["error"]
             message = error.get("message", error) if isinstance(error, dict) else error
             raise StreamError(f"the server reported an error mid-reply: {one_line(message)}")
-        if chunk.get("usage"):
-            self.usage = chunk["usage"]
+        self._keep_usage(chunk.get("usage"))
         if isinstance(chunk.get("timings"), dict):
-            self.timings = chunk["timings"]
-        pieces = []
-        for choice in chunk.get("choices") or []:
-            text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
+            self.timings = {str(k): v for k, v in chunk["timings"].items() if _is_figure(v)}
+        choices = chunk.get("choices") or []
+        if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+            raise StreamError(f"malformed chunk from the server: choices is not a list of objects "
+                              f"({one_line(data, 80)})")
+        pieces: list[str] = []
+        for choice in choices:
+            text = self._text_of(choice, chat, data)
             if text:
+                self.pieces += 1
+                if self.pieces > self.max_tokens:  # the server ignored max_tokens: end the reply here
+                    self.reason, self.finished = "length", True
+                    return pieces
                 shown, hit = self.stops.feed(text)
                 pieces.append(shown)
                 if hit:
                     self.reason, self.finished = "stop", True
                     return pieces
-            if choice.get("finish_reason"):
-                self.reason = FINISH_REASONS.get(choice["finish_reason"], "eos")
+            finish = choice.get("finish_reason")
+            if finish:
+                self.reason = FINISH_REASONS.get(finish, "eos") if isinstance(finish, str) else "eos"
                 self.finish_seen = True
         return pieces
 
+    @staticmethod
+    def _text_of(choice: dict[str, Any], chat: bool, data: str) -> str | None:
+        if chat:
+            delta = choice.get("delta") or {}
+            if not isinstance(delta, dict):
+                raise StreamError(f"malformed chunk from the server: delta is not an object ({one_line(data, 80)})")
+            text = delta.get("content")
+        else:
+            text = choice.get("text")
+        if text is not None and not isinstance(text, str):
+            raise StreamError(f"malformed chunk from the server: content is not a string ({one_line(data, 80)})")
+        return text
+
+    def _keep_usage(self, usage: object) -> None:
+        if usage is None:
+            return
+        if not isinstance(usage, dict):
+            raise StreamError(f"malformed usage from the server: a {type(usage).__name__}, not an object")
+        for key in ("prompt_tokens", "completion_tokens"):
+            if usage.get(key) is None:
+                continue
+            if not _is_count(usage[key]):
+                raise StreamError(f"malformed usage from the server: {key} = {one_line(repr(usage[key]), 40)} "
+                                  f"is not a count between 0 and {MAX_TOKEN_COUNT}")
+            self.usage[key] = usage[key]
+
     @property
     def input_tokens(self) -> int | None:
-        return self.usage.get("prompt_tokens") if self.usage else None
+        return self.usage.get("prompt_tokens")
 
     @property
     def output_tokens(self) -> int | None:
-        return self.usage.get("completion_tokens") if self.usage else None
+        return self.usage.get("completion_tokens")
 
-    def extra(self) -> dict[str, Any]:
-        extra: dict[str, Any] = {"token_count_source": "usage" if self.output_tokens is not None else "chunks"}
+    @property
+    def cached_prompt_tokens(self) -> int | None:
+        """Prompt tokens the server took from its prefix cache: vLLM / OpenAI
+        ``usage.prompt_tokens_details.cached_tokens``, llama.cpp ``timings.cache_n``."""
+        details = (self.usage or {}).get("prompt_tokens_details")
+        if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
+            return details["cached_tokens"]
+        cache_n = (self.timings or {}).get("cache_n")
+        return cache_n if isinstance(cache_n, int) else None
+
+    def extra(self) -> DoneExtra:
+        extra = DoneExtra(token_count_source="usage" if self.output_tokens is not None else "chunks")
         if self.timings is not None:
             extra["server_timings"] = self.timings
+        if self.cached_prompt_tokens is not None:
+            extra["cached_prompt_tokens"] = self.cached_prompt_tokens
         return extra
+
+
+def get_json(client: httpx.Client, method: str, url: str, **kwargs: Any) -> Any:
+    """A non-streamed JSON answer, read up to MAX_BODY_BYTES; raises httpx.HTTPStatusError for an error status
+    and ValueError for a body that is too large or not JSON."""
+    with client.stream(method, url, **kwargs) as response:
+        response.raise_for_status()
+        body, cut = read_capped(response, MAX_BODY_BYTES)
+    if cut:
+        raise ValueError(f"the answer is larger than {MAX_BODY_BYTES >> 20} MiB")
+    return parse_json(body)
+def api_key(spec: ModelSpec) -> str:
+    """The key from ``spec.api_key_env`` ("" when none is configured). A key an HTTP header cannot carry is
+    rejected here, without echoing it: httpx would otherwise put it in an error line."""
+    if not spec.api_key_env:
+        return ""
+    key = os.environ.get(spec.api_key_env)
+    if not key:
+        raise BackendError(f"the environment variable {spec.api_key_env} (API key for {spec.name}) is not set",
+                           f"export {spec.api_key_env}=...")
+    if not (key.isascii() and key.isprintable()) or any(char.isspace() for char in key):
+        raise BackendError(f"the API key in {spec.api_key_env} holds characters an HTTP header cannot carry "
+                           "(non-ASCII, spaces, line breaks or control codes)",
+                           f"check the value of {spec.api_key_env}")
+    return key
 
 
 class HttpBackend:
     name = "http"
+    batching = False
+    concurrent = True  # a batch of N is N requests in flight on the server
 
     def load(self, spec: ModelSpec) -> HttpModel:
         """Check the server answers GET /models and serves the model; pick its first model if none is named."""
         start = time.perf_counter()
         url = base_url(spec.source)
         headers = {}
-        if spec.api_key_env:
-            key = os.environ.get(spec.api_key_env)
-            if not key:
-                raise BackendError(f"the environment variable {spec.api_key_env} (API key for {spec.name}) is not set",
-                                   f"export {spec.api_key_env}=...")
+        key = api_key(spec)
+        if key:
             headers["Authorization"] = f"Bearer {key}"
+        secrets = (key,) if key else ()
         timeout = httpx.Timeout(spec.timeout_s, connect=min(spec.timeout_s, 10.0))
         client = httpx.Client(headers=headers, timeout=timeout)
         try:
             api_model = self._check_models(client, url, spec)
+        except TaskclockError as exc:  # messages name the URL: never with its password or the key
+            client.close()
+            raise type(exc)(redact(exc.problem, secrets), redact(exc.fix, secrets)) from None
         except BaseException:
             client.close()
             raise
-        return HttpModel(spec, client, url, api_model, time.perf_counter() - start, now_ns())
+        return HttpModel(spec, client, url, api_model, time.perf_counter() - start, now_ns(), secrets)
 
     @staticmethod
     def _check_models(client: httpx.Client, url: str, spec: ModelSpec) -> str:
         try:
-            response = client.get(f"{url}/models")
+            with client.stream("GET", f"{url}/models") as response:
+                if response.status_code in (401, 403):
+                    fix = f"check ${spec.api_key_env}" if spec.api_key_env else \
+                        "set api_key_env for this model in the config"
+                    raise BackendError(http_error(f"{url}/models", response), fix)
+                if response.status_code >= 400:
+                    raise BackendError(http_error(f"{url}/models", response),
+                                       "check the URL (it usually ends in /v1)")
+                body, cut = read_capped(response, MAX_BODY_BYTES)
         except httpx.HTTPError as exc:
             raise BackendError(transport_error(url, exc, spec.timeout_s), "start the server or check the URL") from None
-        if response.status_code in (401, 403):
-            fix = f"check ${spec.api_key_env}" if spec.api_key_env else "set api_key_env for this model in the config"
-            raise BackendError(http_error(f"{url}/models", response), fix)
-        if response.status_code >= 400:
-            raise BackendError(http_error(f"{url}/models", response),
-                               "check the URL (it usually ends in /v1)")
         try:
-            ids = [m["id"] for m in response.json()["data"]]
+            if cut:
+                raise ValueError("too large")
+            ids = [m["id"] for m in parse_json(body)["data"]]
+            if not all(isinstance(i, str) for i in ids):
+                raise TypeError("a model id is not a string")
         except (ValueError, KeyError, TypeError):
             raise BackendError(f"{url}/models did not return an OpenAI model list",
                                "point the URL at an OpenAI-compatible API (usually ending in /v1)") from None
         if spec.api_model:
             if ids and spec.api_model not in ids:
-                raise ModelNotFound(f"{url} does not serve {spec.api_model!r}", f"it serves: {', '.join(ids)}")
+                raise ModelNotFound(f"{url} does not serve {spec.api_model!r}",
+                                    f"it serves: {one_line(', '.join(ids[:20]))}")
             return spec.api_model
         if not ids:
             raise ModelNotFound(f"{url} serves no models", "load a model into the server")

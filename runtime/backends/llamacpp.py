@@ -7,21 +7,26 @@ Chat prompts are rendered with the GGUF's own chat template (the same Jinja form
 """
 from __future__ import annotations
 
-import codecs
 import contextlib
+import ctypes
 import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
-from ..backend import Message, ModelSpec, SamplingParams, encode_within_context
+from ..backend import DEFAULT_CTX, Message, ModelSpec, SamplingParams, encode_within_context
 from ..errors import ModelLoadError, UnsupportedHardware
-from ..events import Done, Event, Submitted, Token, now_ns
-from ..gpu import TurnProbe
+from ..events import Done, DoneExtra, Event, StopReason, Submitted, now_ns
+from ..gpu import GPU_ERRORS_HELP, TurnProbe
 from ..models import local_file
-from ..stops import StopMatcher
+from ..reply import Reply
+from ..system import passive_openmp, physical_cores
+from ..textstream import ByteDetokenizer
+from ..untrusted import safe_line
 
 GGUF_MAGIC = b"GGUF"
+GGML_LOG_LEVEL_ERROR = 4  # ggml.h today (llama_cpp/_logger.py's comment still has the older numbering)
 
 
 @contextlib.contextmanager
@@ -35,6 +40,52 @@ def _quiet_stderr():
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+@contextlib.contextmanager
+def _llama_log(lib) -> Iterator[list[str]]:
+    """Collect llama.cpp's error log lines while it loads (a CUDA out-of-memory is only said there, and
+    llama-cpp-python silences it with verbose=False), then put llama-cpp-python's logger back."""
+    lines: list[str] = []
+
+    @lib.llama_log_callback
+    def collect(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        if level == GGML_LOG_LEVEL_ERROR:
+            lines.append(text.decode("utf-8", errors="replace").strip())
+
+    lib.llama_log_set(collect, ctypes.c_void_p(0))
+    try:
+        yield lines
+    finally:
+        from llama_cpp._logger import llama_log_callback
+
+        lib.llama_log_set(llama_log_callback, ctypes.c_void_p(0))
+
+
+def gpu_layers(requested: int | None, supports_offload: bool) -> int:
+    """Layers to offload: all of them by default where llama.cpp was built with GPU support (as llama-server
+    and ollama do), none otherwise; an explicit --gpu-layers wins, and asking for the GPU without support
+    is an error rather than a silent CPU run."""
+    if requested is None:
+        return -1 if supports_offload else 0
+    if requested != 0 and not supports_offload:
+        raise UnsupportedHardware(
+            f"n_gpu_layers={requested} asks for the GPU but this llama-cpp-python has no GPU support",
+            f"use --gpu-layers 0, or rebuild llama-cpp-python with CUDA ({GPU_ERRORS_HELP})",
+        )
+    return requested
+
+
+def load_failure(path: Path, exc: Exception, layers: int, log: list[str]) -> ModelLoadError:
+    """Why llama.cpp could not load: with layers on the GPU most likely its memory, else the file. Its first
+    error line is the cause ("cudaMalloc failed: out of memory"); the later ones only repeat that it failed."""
+    said = safe_line(next((line for line in log if line), exc))
+    if layers != 0:
+        on_gpu = "all" if layers < 0 else str(layers)
+        return ModelLoadError(f"llama.cpp cannot load {safe_line(path)} with {on_gpu} layers on the GPU: {said}",
+                              "lower --gpu-layers or --ctx (GPU memory), or check the file")
+    return ModelLoadError(f"llama.cpp cannot load {safe_line(path)}: {said} (truncated or corrupt file?)",
+                          "re-download or reinstall the model")
 
 
 def check_gguf(path) -> None:
@@ -55,7 +106,7 @@ class LlamaCppModel:
         self.load_s = load_s
         self.loaded_ns = loaded_ns
         self._lib = llama_cpp
-        self.probe = TurnProbe(False, spec.n_gpu_layers != 0)
+        self.probe = TurnProbe(False, llm.model_params.n_gpu_layers != 0)
         template = llm.metadata.get("tokenizer.chat_template")
         self.formatter = None
         if spec.chat and template:
@@ -107,9 +158,9 @@ class LlamaCppModel:
         lib.llama_perf_context_reset(llm.ctx)
         self.probe.start()
         greedy = params.temperature <= 0
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = StopMatcher(params.stop)
-        produced, reason, error = 0, "length", None
+        reply = Reply(params.stop, ByteDetokenizer(lambda tok: llm._model.detokenize([tok], special=False)))
+        reason: StopReason = "length"
+        error = None
         tokens = llm.generate(
             prompt,
             temp=params.temperature if not greedy else 0.0,
@@ -125,35 +176,34 @@ class LlamaCppModel:
                 if lib.llama_vocab_is_eog(vocab, tok):
                     reason = "eos"
                     break
-                produced += 1
-                piece = decoder.decode(llm._model.detokenize([tok], special=False))
-                shown, hit = stops.feed(piece)
-                yield Token(t, shown, tok)
-                if hit:
-                    reason = "stop"
-                    break
-                if produced >= max_new:
+                yield reply.token(t, tok)
+                if reply.stopped or reply.produced >= max_new:
                     break
                 if cancel is not None and cancel.is_set():
                     reason = "cancelled"
                     break
         except Exception as exc:  # llama.cpp decode failures surface as RuntimeError
-            reason, error = "error", f"generation failed: {exc}"
+            error = f"generation failed: {exc}"
         finally:
             tokens.close()
-        if reason != "stop":
-            tail = stops.feed(decoder.decode(b"", final=True))[0] + stops.flush()
-            if tail:
-                yield Token(now_ns(), tail, None, count=0)
-        extra = {"llama_perf": self.perf(), **self.probe.finish()}
-        yield Done(now_ns(), reason, len(prompt), produced, error=error, extra=extra)
+        extra = DoneExtra(llama_perf=self.perf(), threads=self.llm.n_threads, **self.probe.finish())
+        yield from reply.end(reason, len(prompt), error=error, extra=extra)
 
     def close(self) -> None:
         self.llm.close()
 
 
+def decode_threads(spec: ModelSpec) -> int:
+    """``spec.threads``, else what llama.cpp's own tools choose: one thread per physical core for decode and
+    the same for prefill (``common_cpu_get_num_math``; llama-cpp-python's default is half the CPUs, which
+    leaves a 2-vCPU machine decoding on one thread at two thirds of llama-server's speed)."""
+    return spec.threads if spec.threads > 0 else physical_cores()
+
+
 class LlamaCppBackend:
     name = "llamacpp"
+    batching = False
+    concurrent = False
 
     def load(self, spec: ModelSpec) -> LlamaCppModel:
         start = time.perf_counter()
@@ -161,27 +211,29 @@ class LlamaCppBackend:
         if path is None:
             raise ModelLoadError(f"{spec.source} is not a .gguf file", "the llama.cpp backend needs a .gguf file")
         check_gguf(path)
+        passive_openmp()
         try:
             import llama_cpp
         except ImportError:
             raise ModelLoadError("llama-cpp-python is not installed", "run `make install`") from None
-        if spec.n_gpu_layers != 0 and not llama_cpp.llama_supports_gpu_offload():
-            raise UnsupportedHardware(
-                f"n_gpu_layers={spec.n_gpu_layers} asks for the GPU but this llama-cpp-python has no GPU support",
-                "use --gpu-layers 0, or rebuild llama-cpp-python with CUDA (see docs/GPU.md)",
-            )
+        layers = gpu_layers(spec.n_gpu_layers, llama_cpp.llama_supports_gpu_offload())
+        threads = decode_threads(spec)
         try:
-            with _quiet_stderr():
+            with _quiet_stderr(), _llama_log(llama_cpp) as log:
                 llm = llama_cpp.Llama(
                     model_path=str(path),
                     n_ctx=spec.n_ctx,
-                    n_gpu_layers=spec.n_gpu_layers,
+                    n_gpu_layers=layers,
                     flash_attn=spec.flash_attn,
+                    n_threads=threads,
+                    n_threads_batch=threads,
                     verbose=False,
                 )
         except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelLoadError(f"llama.cpp cannot load {path}: {exc} (truncated or corrupt file?)",
-                                 "re-download or reinstall the model") from None
+            if spec.n_ctx > DEFAULT_CTX and not layers:  # a huge context fails to allocate: the cause, not the file
+                raise ModelLoadError(f"llama.cpp cannot load {path} with a context of {spec.n_ctx} tokens: {exc}",
+                                     f"use a smaller --ctx (default {DEFAULT_CTX})") from None
+            raise load_failure(path, exc, layers, log) from None
         return LlamaCppModel(spec, llm, time.perf_counter() - start, now_ns())
 
 

@@ -6,16 +6,18 @@ import sys
 import threading
 from pathlib import Path
 
+from taskclock.runtime.untrusted import error_line, safe_line
+
 from . import common
 
 DEFAULT_TASKS = "mc,paraphrase,explain"
-# Two narrow tables rather than one too wide for a terminal; summary.md has every column in one.
+# Two narrow tables rather than one too wide for a terminal (CellStats keys); summary.md has every column in one.
 CONSOLE_TABLES = (
-    ("speed", ("model", "task", "done", "batch", "TTFT s", "decode tok/s", "task time s (mean)", "p90 task s")),
-    ("verbosity and accuracy", ("model", "task", "out tok (mean)", "out tok (median)", "words (mean)", "words/s",
-                                "accuracy", "no letter")),
+    ("speed", ("model", "task", "done", "batch_size", "mean_ttft_s", "mean_decode_tps", "mean_task_time_s",
+               "p90_task_time_s")),
+    ("verbosity and accuracy", ("model", "task", "mean_output_tokens", "median_output_tokens", "mean_output_words",
+                                "words_per_s", "accuracy", "no_letter_rate")),
 )
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -25,26 +27,60 @@ def add_parser(sub) -> None:
                     "Ctrl-C keeps every finished row; --resume continues the run.")
     common.add_model_options(p, many=True)
     next(a for a in p._actions if a.dest == "models").required = False  # not needed with --resume
-    p.add_argument("--tasks", default=DEFAULT_TASKS, help=f"comma-separated task sets (default: {DEFAULT_TASKS})")
+    p.add_argument("--tasks", help=f"comma-separated task sets (default: {DEFAULT_TASKS})")
     p.add_argument("--mmlu", help="MMLU data folder (default: $TASKCLOCK_MMLU, then config defaults.mmlu)")
-    p.add_argument("--subjects", default="all", help="comma-separated MMLU subjects, or 'all' (default)")
+    p.add_argument("--subjects", help="comma-separated MMLU subjects, or 'all' (default)")
     p.add_argument("--limit", type=int, default=None, help="questions in the sample (default 660, as in the paper)")
-    p.add_argument("--seed", type=int, default=0, help="sample and sampling seed (default 0)")
+    p.add_argument("--seed", type=int, help="sample and sampling seed (default 0)")
     p.add_argument("--max-tokens", type=int, help="cap every task's token budget")
-    p.add_argument("--batch-size", type=int, default=1, help="requests per batch on transformers models (default 1)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed turns per model before measuring (default 1)")
+    p.add_argument("--batch-size", type=int,
+                   help="requests per batch: a padded batch on transformers models, requests in flight on HTTP "
+                        "models (default 1)")
+    p.add_argument("--batch-sizes", metavar="B1,B2,...",
+                   help="sweep these batch sizes in one run (e.g. 1,2,4,8); overrides --batch-size")
+    p.add_argument("--repeats", type=int,
+                   help="run every model × task × batch size N times; report mean, sd and 95%% CI (default 1)")
+    p.add_argument("--no-prefix-cache", action="store_true", default=None,
+                   help="salt every prompt so a server's prefix cache cannot serve replayed prompts")
+    p.add_argument("--warmup", type=int, help="untimed turns per model before measuring (default 1)")
     p.add_argument("--out", help="folder for run folders (default: runs/ in a checkout, else the user data dir)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run folder")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue an interrupted run folder with the models, tasks and questions it was started "
+                        "with (options that would change them are refused)")
     p.add_argument("--no-plots", action="store_true", help="do not print the text plots at the end")
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
+    from taskclock.runtime.backend import SamplingParams
     from taskclock.runtime.errors import DataError
 
+    if args.seed is not None:
+        with common.options_named():
+            SamplingParams(seed=args.seed)  # the seed's range is checked where every seed is: runtime/values.py
+
     for option, value, least in (("--limit", args.limit, 1), ("--max-tokens", args.max_tokens, 1),
-                                 ("--batch-size", args.batch_size, 1), ("--warmup", args.warmup, 0)):
+                                 ("--batch-size", args.batch_size, 1), ("--warmup", args.warmup, 0),
+                                 ("--repeats", args.repeats, 1)):
         if value is not None and value < least:
             raise DataError(f"{option} must be at least {least}, not {value}", f"pass a valid {option}")
+
+
+# Options fixed in run.toml when a run starts: --resume refuses them rather than silently ignoring them.
+PLAN_OPTIONS = {"models": "--models", "tasks": "--tasks", "limit": "--limit", "subjects": "--subjects",
+                "seed": "--seed", "max_tokens": "--max-tokens", "batch_size": "--batch-size", "warmup": "--warmup",
+                "batch_sizes": "--batch-sizes", "repeats": "--repeats", "no_prefix_cache": "--no-prefix-cache",
+                "out": "--out", "dtype": "--dtype", "device": "--device", "quantization": "--quant",
+                "n_ctx": "--ctx", "n_gpu_layers": "--gpu-layers", "compile": "--compile",
+                "flash_attn": "--no-flash-attn"}
+
+
+def _check_resume_options(args: argparse.Namespace) -> None:
+    from taskclock.runtime.errors import DataError
+
+    given = [option for dest, option in PLAN_OPTIONS.items() if getattr(args, dest) is not None]
+    if given:
+        raise DataError(f"--resume continues a run as it was planned, so {', '.join(given)} cannot change it",
+                        "drop those options, or start a new run without --resume")
 
 
 def _split(text: str) -> list[str]:
@@ -53,7 +89,7 @@ def _split(text: str) -> list[str]:
 
 def prepare_run(args: argparse.Namespace):
     """A new run folder from the options, or the folder being resumed; returns (folder, plan, data)."""
-    from taskclock.runtime import bench, mmlu, tasks
+    from taskclock.runtime import bench, mmlu, runfolder, tasks
     from taskclock.runtime.config import load_config
     from taskclock.runtime.errors import DataError
     from taskclock.runtime.paths import default_runs_dir
@@ -61,34 +97,44 @@ def prepare_run(args: argparse.Namespace):
     _check_numbers(args)
     config = load_config(args.config)
     if args.resume:
+        _check_resume_options(args)
         folder = Path(args.resume)
-        plan = bench.read_plan(folder)
-        stored = None if plan.mmlu.startswith("hub:") else plan.mmlu
-        return folder, plan, mmlu.load(args.mmlu or stored)
+        plan = runfolder.read_plan(folder)
+        return folder, plan, mmlu.load(args.mmlu or plan.mmlu)
     if not args.models:
         raise DataError("no models given", "pass --models A,B (or --resume RUN_DIR)")
     specs = common.resolve_specs(common.split_models(args.models), args, config)
-    task_list = tasks.resolve(_split(args.tasks), config.tasks)
+    task_list = tasks.resolve(_split(args.tasks or DEFAULT_TASKS), config.tasks)
     data = mmlu.load(mmlu.resolve_path(args.mmlu, config.defaults.mmlu))
     runs_dir = Path(args.out or config.defaults.runs_dir or default_runs_dir())
     folder, plan = bench.prepare(
-        models=specs, task_list=task_list, data=data, subjects=_split(args.subjects),
-        limit=args.limit or mmlu.DEFAULT_LIMIT, seed=args.seed, batch_size=args.batch_size, warmup=args.warmup,
-        max_tokens=args.max_tokens or 0, sampling=config.sampling, runs_dir=runs_dir)
+        models=specs, task_list=task_list, data=data, subjects=_split(args.subjects or "all"),
+        limit=args.limit or mmlu.DEFAULT_LIMIT, seed=args.seed or 0, batch_size=args.batch_size or 1,
+        warmup=1 if args.warmup is None else args.warmup,
+        max_tokens=args.max_tokens or 0, sampling=config.sampling, runs_dir=runs_dir,
+        batch_sizes=bench.parse_batch_sizes(args.batch_sizes, "--batch-sizes") if args.batch_sizes else [],
+        repeats=args.repeats or 1, no_prefix_cache=bool(args.no_prefix_cache))
     return folder, plan, data
 
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.text import Text
 
-    from taskclock.runtime import bench, summary
+    from taskclock.runtime import bench, runfolder, summary
 
     folder, plan, data = prepare_run(args)
-    err = Console(stderr=True, soft_wrap=True)  # paths stay whole, so they can be copied
+    # Paths stay whole, so they can be copied. No markup: every line carries paths, names or server errors.
+    err = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
     if data.skipped:
-        err.print(f"skipped {len(data.skipped)} malformed MMLU row(s), e.g. {data.skipped[0]}")
-    err.print(f"run folder: {folder}  ({len(plan.question_ids)} questions × {len(plan.tasks)} task(s) × "
-              f"{len(plan.models)} model(s))")
+        err.print(f"skipped {len(data.skipped)} malformed MMLU row(s), e.g. {safe_line(data.skipped[0])}")
+    err.print(f"run folder: {safe_line(folder)}  ({len(plan.question_ids)} questions × {len(plan.tasks)} task(s) × "
+              f"{len(plan.models)} model(s); batch sizes {', '.join(map(str, plan.sizes()))}; "
+              f"{plan.repeats} repeat(s))")
+    single = [safe_line(m.name) for m in plan.models if plan.sizes_for(m) != plan.sizes()]
+    if single:
+        err.print(f"note: {', '.join(single)} run(s) one request at a time (the backend neither batches nor "
+                  f"serves concurrent requests): measured at batch 1 only", highlight=False)
     cancel = threading.Event()
     with ProgressBars(err) as on_progress:
         runner = bench.BenchRunner(folder, plan, data.by_id(), cancel=cancel, on_progress=on_progress)
@@ -96,17 +142,20 @@ def run(args: argparse.Namespace) -> int:
     result = summary.load_summary(folder)
     summary.export(folder)
     print_results(Console(), result, plots=not args.no_plots)
+    if result.damaged:
+        err.print(runfolder.damage_note(result.damaged), markup=False, highlight=False)
     for model, error in result.failures.items():
-        err.print(f"[red]model {model} failed:[/] {error}", markup=True, highlight=False)
+        err.print(Text.assemble((f"model {safe_line(model)} failed:", "red"), " ", error_line(error)))
     errored = [row for row in result.rows if row.get("stop_reason") == "error"]
     if errored:  # the console table leaves the errors column out: say so, or these rows go unnoticed
-        err.print(f"{len(errored)} row(s) ended in an error (first: {errored[0]['error']}); they are counted "
-                  f"apart from the figures (see the errors column in summary.md)", markup=False, highlight=False)
+        err.print(f"{len(errored)} row(s) ended in an error (first: {error_line(errored[0]['error'])}); they are "
+                  f"counted apart from the figures (see the errors column in summary.md)")
+    shown = safe_line(folder)
     if interrupted or outcome.interrupted:
-        err.print(f"interrupted: {len(result.rows)} of {plan.total_rows()} rows kept in {folder}\n"
-                  f"resume with: taskclock bench --resume {folder}", highlight=False)
+        err.print(f"interrupted: {len(result.rows)} of {plan.total_rows()} rows kept in {shown}\n"
+                  f"resume with: taskclock bench --resume {shown}")
         return 130
-    err.print(f"results: {folder} (results.jsonl, results.csv, summary.md, summary.json)", highlight=False)
+    err.print(f"results: {shown} (results.jsonl, results.csv, summary.md, summary.json)")
     return 1 if result.failures else 0
 
 
@@ -116,8 +165,10 @@ class ProgressBars:
     def __init__(self, console) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.progress = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), TextColumn("{task.fields[state]}"), console=console)
+        # markup=False: descriptions hold model names, states hold server errors
+        self.progress = Progress(TextColumn("{task.description:<28}", markup=False), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), TextColumn("{task.fields[state]}", markup=False),
+                                 console=console)
         self.bars: dict[tuple[str, str], int] = {}
         self.lock = threading.Lock()
 
@@ -132,38 +183,57 @@ class ProgressBars:
         key = (report.model, report.task)
         with self.lock:
             if key not in self.bars:
-                self.bars[key] = self.progress.add_task(f"{report.model} · {report.task}", total=report.total,
-                                                        completed=report.done, state=report.state)
-        state = f"failed: {report.error}" if report.state == "failed" else report.state
+                self.bars[key] = self.progress.add_task(safe_line(f"{report.model} · {report.task}"),
+                                                        total=report.total, completed=report.done, state=report.state)
+        state = f"failed: {error_line(report.error)}" if report.state == "failed" else report.state
+        if report.state == "running" and report.batch_size:
+            state = f"running at batch {report.batch_size}"
         self.progress.update(self.bars[key], completed=report.done, state=state)
 
 
 def print_results(console, result, plots: bool) -> None:
+    from rich import box
     from rich.table import Table
+    from rich.text import Text
 
-    from taskclock.runtime.bench import BATCHED_BACKENDS
-    from taskclock.runtime.summary import TABLE_COLUMNS, cell_row, text_plots
+    from taskclock.runtime.summary import (
+        BATCH_HEADERS_SHORT,
+        batch_row,
+        cell_row,
+        table_columns,
+        text_plots,
+    )
 
-    headers = [header for header, *_ in TABLE_COLUMNS]
-    for title, columns in CONSOLE_TABLES:
-        keep = [headers.index(column) for column in columns]
+    from ..format import plain
+
+    for title, keys in CONSOLE_TABLES:
+        columns = table_columns(*keys)
         table = Table(title=title, title_justify="left")
-        for i in keep:
-            table.add_column(headers[i], justify="left" if i < 2 else "right", no_wrap=i < 2)
+        for i, column in enumerate(columns):  # model and task first, as names
+            table.add_column(column.header, justify="left" if i < 2 else "right", no_wrap=i < 2)
         for cell in result.cells:
-            values = cell_row(cell)
-            table.add_row(*(values[i] for i in keep))
+            table.add_row(*(plain(value) for value in cell_row(cell, columns)))  # names are outside text
         console.print(table)
+    per_batch = Table(title="per batch size (set = one pass over the questions; ± = 95% CI over repeats)",
+                      title_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
+    rows = [batch_row(cell) for cell in result.cells]
+    unused = {BATCH_HEADERS_SHORT.index("cached")} if all(c.cached_tokens is None for c in result.cells) else set()
+    keep = [i for i in range(len(BATCH_HEADERS_SHORT)) if i not in unused]
+    for i in keep:
+        per_batch.add_column(BATCH_HEADERS_SHORT[i], justify="left" if i < 2 else "right", no_wrap=i < 2,
+                             overflow="fold")
+    for values in rows:
+        per_batch.add_row(*(Text(values[i]) for i in keep))
+    console.print(per_batch)
     if result.ranks:
         ranks = Table(title="rank by decode TPS vs rank by time per task (1 = fastest)", title_justify="left")
-        for header in ("task", "model", "by decode TPS", "by task time", ""):
+        for header in ("task", "batch", "model", "by decode TPS", "by task time", ""):
             ranks.add_column(header)
         for r in result.ranks:
-            ranks.add_row(r.task, r.model, str(r.tps_rank or "—"), str(r.time_rank or "—"),
+            ranks.add_row(plain(r.task), str(r.batch_size), plain(r.model), str(r.tps_rank or "—"),
+                          str(r.time_rank or "—"),
                           "disagree" if r.disagree else "", style="bold yellow" if r.disagree else None)
         console.print(ranks)
     if plots and result.rows:
         console.print(text_plots(result, width=min(console.width, 100)), markup=False, highlight=False)
-    if any(m.backend not in BATCHED_BACKENDS for m in result.plan.models) and result.plan.batch_size > 1:
-        console.print("note: llama.cpp and HTTP models ran at batch size 1", highlight=False)
     sys.stdout.flush()

@@ -23,6 +23,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from taskclock.runtime.config import load_config
     from taskclock.runtime.paths import default_sessions_dir
+    from taskclock.runtime.untrusted import safe_line
 
     from ..app import TaskclockApp
     from ..context import AppContext
@@ -34,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     app = TaskclockApp(context, theme=args.theme)
     with own_terminal_stream():
         app.run()
+    for path in context.written:
+        print(f"taskclock: wrote {safe_line(path)}", file=sys.stderr)
     return app.return_code or 0
 
 

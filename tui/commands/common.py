@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import stat
 import sys
 import threading
-from pathlib import Path
+
+from taskclock.runtime.untrusted import safe_line
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, many: bool = False) -> None:
@@ -17,59 +21,75 @@ def add_model_options(parser: argparse.ArgumentParser, *, many: bool = False) ->
     group.add_argument("--dtype", choices=["auto", "float16", "bfloat16", "float32"])
     group.add_argument("--device", choices=["auto", "cuda", "cpu"])
     group.add_argument("--quant", dest="quantization", choices=["none", "8bit", "4bit"])
-    group.add_argument("--ctx", dest="n_ctx", type=positive_int, help="context size in tokens")
-    group.add_argument("--gpu-layers", dest="n_gpu_layers", type=int, help="llama.cpp layers on the GPU (-1 = all)")
+    group.add_argument("--ctx", dest="n_ctx", type=whole_number, help="context size in tokens")
+    group.add_argument("--gpu-layers", dest="n_gpu_layers", type=whole_number,
+                       help="llama.cpp layers on the GPU (-1 = all)")
     group.add_argument("--compile", action="store_const", const=True, default=None,
                        help="transformers: static cache + torch.compile (warm-up reported apart)")
+    group.add_argument("--threads", type=int,
+                       help="llama.cpp: CPU threads (default: physical cores, as llama.cpp chooses)")
     group.add_argument("--no-flash-attn", dest="flash_attn", action="store_const", const=False, default=None,
                        help="llama.cpp: turn flash attention off")
 
 
 def add_sampling_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("sampling (defaults: greedy, from config)")
-    group.add_argument("--max-tokens", type=positive_int)
-    group.add_argument("--temperature", type=non_negative_float)
-    group.add_argument("--top-p", type=non_negative_float)
-    group.add_argument("--seed", type=int)
+    group.add_argument("--max-tokens", type=whole_number, help="at least 1")
+    group.add_argument("--temperature", type=number, help="0 (greedy) to 2")
+    group.add_argument("--top-p", type=number, help="more than 0, at most 1")
+    group.add_argument("--seed", type=whole_number, help=f"0 to {2**32 - 1}")
     group.add_argument("--stop", action="append", help="stop string (repeatable)")
 
 
-def positive_int(text: str) -> int:
+def whole_number(text: str) -> int:
+    """Parse only: ranges are checked where the values are used (runtime/values.py), for config and CLI alike."""
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+        raise argparse.ArgumentTypeError(f"{safe_line(text)!r} is not a whole number") from None
 
 
-def non_negative_float(text: str) -> float:
+def number(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
-    return value
+        raise argparse.ArgumentTypeError(f"{safe_line(text)!r} is not a number") from None
+
+
+OPTIONS = {"n_ctx": "--ctx", "n_gpu_layers": "--gpu-layers", "max_tokens": "--max-tokens", "top_p": "--top-p"}
+
+
+@contextlib.contextmanager
+def options_named():
+    """A value refused by runtime/values.py is reported under its option's name (--top-p, not top_p)."""
+    from taskclock.runtime.values import InvalidValue
+
+    try:
+        yield
+    except InvalidValue as exc:
+        option = OPTIONS.get(exc.key, "--" + exc.key.replace("_", "-"))
+        raise InvalidValue(option, exc.problem.removeprefix(exc.key).strip(), exc.fix) from None
 
 
 def model_overrides(args: argparse.Namespace) -> dict:
-    keys = ("dtype", "device", "quantization", "n_ctx", "n_gpu_layers", "compile", "flash_attn")
+    keys = ("dtype", "device", "quantization", "n_ctx", "n_gpu_layers", "compile", "flash_attn", "threads")
     return {k: getattr(args, k, None) for k in keys}
 
 
 def sampling(args: argparse.Namespace, config):
     stop = tuple(args.stop) if getattr(args, "stop", None) else None
-    return config.sampling.with_overrides(
-        max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed, stop=stop
-    )
+    with options_named():
+        return config.sampling.with_overrides(
+            max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed, stop=stop
+        )
 
 
 def resolve_specs(names: list[str], args: argparse.Namespace, config):
     from taskclock.runtime.models import resolve, with_overrides
 
-    return [with_overrides(resolve(name, config.models), **model_overrides(args)) for name in names]
+    specs = [resolve(name, config.models) for name in names]
+    with options_named():
+        return [with_overrides(spec, **model_overrides(args)) for spec in specs]
 
 
 def split_models(text: str) -> list[str]:
@@ -81,18 +101,35 @@ def split_models(text: str) -> list[str]:
     return names
 
 
+MAX_PROMPT_BYTES = 16 << 20  # far beyond any context window; /dev/zero or a log file by mistake stops here
+
+
 def read_prompt(prompt: str | None, prompt_file: str | None) -> str:
+    """The prompt text, from the argument or a UTF-8 file ('-' = stdin). Only a regular file (or stdin) of at
+    most MAX_PROMPT_BYTES is read: a device or FIFO could block or never end."""
     from taskclock.runtime.errors import PromptError
+    from taskclock.runtime.untrusted import safe_line
 
     if prompt_file:
+        name = safe_line(prompt_file)
         try:
-            data = sys.stdin.buffer.read() if prompt_file == "-" else Path(prompt_file).read_bytes()
+            if prompt_file == "-":
+                data = sys.stdin.buffer.read(MAX_PROMPT_BYTES + 1)
+            else:
+                if not stat.S_ISREG(os.stat(prompt_file).st_mode):
+                    raise PromptError(f"prompt file {name} is not a regular file (a device, FIFO or folder)",
+                                      "pass a regular file, or '-' to read stdin")
+                with open(prompt_file, "rb") as handle:
+                    data = handle.read(MAX_PROMPT_BYTES + 1)
         except OSError as exc:
-            raise PromptError(f"cannot read prompt file {prompt_file}: {exc.strerror}", "check the path") from None
+            raise PromptError(f"cannot read prompt file {name}: {exc.strerror}", "check the path") from None
+        if len(data) > MAX_PROMPT_BYTES:
+            raise PromptError(f"prompt file {name} is larger than {MAX_PROMPT_BYTES >> 20} MiB",
+                              "pass a shorter prompt")
         try:
             prompt = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise PromptError(f"prompt file {prompt_file} is not valid UTF-8 (byte {exc.start})",
+            raise PromptError(f"prompt file {name} is not valid UTF-8 (byte {exc.start})",
                               "save it as UTF-8") from None
     if prompt is None or not prompt.strip():
         raise PromptError("the prompt is empty", "pass a prompt or --prompt-file")

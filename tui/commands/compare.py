@@ -7,6 +7,8 @@ import sys
 import threading
 from pathlib import Path
 
+from taskclock.runtime.untrusted import safe_line
+
 from . import common
 
 
@@ -50,13 +52,13 @@ def run(args: argparse.Namespace) -> int:
     models = []
     try:
         for spec in specs:
-            common.status(f"loading {spec.name} ({spec.backend})…")
+            common.status(f"loading {safe_line(spec.name)} ({spec.backend})…")
             models.append(load_model(spec))
         cancel = threading.Event()
         comparison, interrupted = common.run_interruptibly(
             lambda: run_compare(models, messages, params, concurrent=args.concurrent, warmup=args.warmup,
                                 cancel=cancel, include_load=True,
-                                on_start=lambda i: common.status(f"running {specs[i].name}…")),
+                                on_start=lambda i: common.status(f"running {safe_line(specs[i].name)}…")),
             cancel,
         )
     finally:
@@ -82,9 +84,9 @@ def _log(comparison, args: argparse.Namespace, config) -> None:
         for record in comparison.session_records():
             log.append(record)
     except StorageError as exc:
-        common.status(f"taskclock: warning: compare not logged: {exc}")
+        common.status(f"taskclock: warning: compare not logged: {safe_line(exc)}")
         return
-    common.status(f"logged to {log.path}")
+    common.status(f"logged to {safe_line(log.path)}")
 
 
 def _print(comparison, as_json: bool) -> None:
@@ -97,18 +99,21 @@ def _print(comparison, as_json: bool) -> None:
         print(json.dumps(out, ensure_ascii=False))
         return
     from rich.console import Console
+    from rich.text import Text
+
+    from taskclock.runtime.untrusted import error_line, safe_text
 
     from ..comparison import comparison_table
 
     console = Console()
     for label, result in zip(comparison.labels(), comparison.results, strict=True):
-        console.rule(label)
-        console.print(result.text or "(no output)", markup=False, highlight=False)
+        console.rule(Text(safe_line(label)))
+        console.print(safe_text(result.text) or "(no output)", markup=False, highlight=False)
     console.print()
     console.print(comparison_table(comparison))
     for row in comparison.rows():
         if row["error"]:
-            print(f"{row['model']}: error: {row['error']}", file=sys.stderr)
+            print(f"{safe_line(row['model'])}: error: {error_line(row['error'])}", file=sys.stderr)
     verdict = comparison.verdict()
     if verdict:
-        console.print(f"verdict: {verdict}", markup=False, highlight=False)
+        console.print(f"verdict: {safe_line(verdict)}", markup=False, highlight=False)

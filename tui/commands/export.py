@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 FORMATS = ("csv", "md", "jsonl")
@@ -14,29 +15,35 @@ def add_parser(sub) -> None:
     p.add_argument("source", help="a session .jsonl file (see the sessions folder) or a bench run folder")
     p.add_argument("--format", "-f", choices=FORMATS, default="csv")
     p.add_argument("-o", "--output", help="output file (default: beside the source, NAME.export.FORMAT)")
+    p.add_argument("--force", action="store_true",
+                   help="replace the output file if it exists (a regular file only: never a link or a device)")
 
 
 def export_file(source: Path, args: argparse.Namespace) -> Path:
     from taskclock.runtime.sessions import export_session
 
-    return export_session(source, args.format, Path(args.output) if args.output else None)
+    return export_session(source, args.format, Path(args.output) if args.output else None, replace=args.force)
 
 
 def export_folder(source: Path, args: argparse.Namespace) -> Path:
     """A bench run folder: regenerate its results.csv, summary.md, summary.json and plots.txt."""
-    from taskclock.runtime.bench import RUN_FILE
     from taskclock.runtime.errors import DataError
+    from taskclock.runtime.runfolder import RUN_FILE, damage_note
     from taskclock.runtime.summary import export
 
     if not (source / RUN_FILE).is_file():
         raise DataError(f"{source} is a folder but not a bench run (no {RUN_FILE})",
                         "pass a session .jsonl file or a runs/<run-id> folder")
-    export(source)
+    note = damage_note(export(source).damaged)
+    if note:
+        print(f"taskclock: warning: {note}", file=sys.stderr)
     return source
 
 
 def run(args: argparse.Namespace) -> int:
     source = Path(args.source)
+    from taskclock.runtime.untrusted import safe_line
+
     target = (export_folder if source.is_dir() else export_file)(source, args)
-    print(target)
+    print(safe_line(target))
     return 0

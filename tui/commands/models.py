@@ -15,6 +15,9 @@ def run(args: argparse.Namespace) -> int:
 
     from taskclock.runtime.config import load_config
     from taskclock.runtime.models import DEFAULT_MODEL, all_models, is_present
+    from taskclock.runtime.untrusted import redact_url
+
+    from ..format import plain
 
     config = load_config(args.config)
     table = Table(title="taskclock models")
@@ -24,6 +27,8 @@ def run(args: argparse.Namespace) -> int:
         options = [spec.quantization] if spec.quantization != "none" else []
         options += [] if spec.chat else ["completion"]
         name = f"{spec.name} (default)" if spec.name == (config.defaults.model or DEFAULT_MODEL) else spec.name
-        table.add_row(name, spec.backend, ", ".join(options), is_present(spec), spec.description or spec.source)
+        # names, sources and descriptions come from the config: plain text, never markup or escape codes
+        table.add_row(plain(name), plain(spec.backend), ", ".join(options), is_present(spec),
+                      plain(spec.description or redact_url(spec.source)))
     Console().print(table)
     return 0

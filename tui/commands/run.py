@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from taskclock.runtime.backend import load_model
     from taskclock.runtime.config import load_config
     from taskclock.runtime.turn import run_turn
+    from taskclock.runtime.untrusted import error_line, safe_line, safe_text
 
     config = load_config(args.config)
     prompt = common.read_prompt(args.prompt, args.prompt_file)
@@ -32,12 +33,12 @@ def run(args: argparse.Namespace) -> int:
     messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
         {"role": "user", "content": prompt}
     ]
-    common.status(f"loading {spec.name} ({spec.backend})…")
+    common.status(f"loading {safe_line(spec.name)} ({spec.backend})…")
     model = load_model(spec)
 
     def echo(event) -> None:
         if not args.json and getattr(event, "text", ""):
-            sys.stdout.write(event.text)
+            sys.stdout.write(safe_text(event.text))
             sys.stdout.flush()
 
     cancel = threading.Event()
@@ -64,6 +65,6 @@ def run(args: argparse.Namespace) -> int:
     if interrupted:
         return 130
     if done is not None and done.stop_reason == "error":
-        print(f"taskclock: error: {done.error}", file=sys.stderr)
+        print(f"taskclock: error: {error_line(done.error)}", file=sys.stderr)
         return 1
     return 0

@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -19,18 +20,18 @@ from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 from textual_plotext import PlotextPlot
 
-from taskclock.runtime import bench, mmlu, summary, tasks
+from taskclock.runtime import bench, mmlu, runfolder, summary, tasks
 from taskclock.runtime.errors import DataError
 from taskclock.runtime.models import resolve
 from taskclock.runtime.paths import default_runs_dir
 
 from ..context import AppContext
-from ..format import fmt
+from ..format import plain
 from .chat import REPAINT_HZ, describe_error
 
 DEFAULT_LIMIT = 20  # interactive default; the CLI's is the paper's 660
-LIVE_COLUMNS = ("model", "task", "state", "progress", "out tok (mean)", "decode tok/s", "task time s (mean)",
-                "accuracy")
+LIVE_FIGURES = summary.table_columns("mean_output_tokens", "mean_decode_tps", "mean_task_time_s", "accuracy")
+LIVE_COLUMNS = ("model", "task", "state", "progress", *(column.header for column in LIVE_FIGURES))
 BAR_WIDTH = 16
 
 
@@ -68,6 +69,7 @@ class BatchPane(Vertical):
         config = context.config
         self.runs_dir = Path(config.defaults.runs_dir) if config.defaults.runs_dir else default_runs_dir()
         self.live: LiveBench | None = None
+        self.cancel = threading.Event()  # the running batch's; set by Stop and by leaving the app
         self.folder: Path | None = None  # the run shown: resumable when it is incomplete
         self.running = False
 
@@ -76,9 +78,9 @@ class BatchPane(Vertical):
             yield self._field("models", "batch-models", self.context.model.name)
             yield self._field("tasks", "batch-tasks", ",".join(tasks.BUILTIN))
             yield self._field("limit", "batch-limit", str(DEFAULT_LIMIT))
-            yield self._field("batch size", "batch-size", "1")
+            yield self._field("batch size", "batch-size", "1")  # or a sweep: 1,2,4,8
             default_mmlu = mmlu.resolve_path(None, self.context.config.defaults.mmlu) or ""
-            yield self._field("MMLU folder", "batch-mmlu", default_mmlu)
+            yield self._field("MMLU folder", "batch-mmlu", default_mmlu, placeholder="built-in")
         with Horizontal(id="batch-buttons"):
             yield Button("Start", id="batch-start", variant="primary")
             yield Button("Stop", id="batch-stop", variant="error", disabled=True)
@@ -89,6 +91,9 @@ class BatchPane(Vertical):
         table = DataTable(id="batch-table", zebra_stripes=True, cursor_type="row")
         table.add_columns(*LIVE_COLUMNS)
         yield table
+        sizes: DataTable = DataTable(id="batch-sizes-table", zebra_stripes=True)  # shown for a sweep
+        sizes.add_columns(*summary.BATCH_HEADERS_SHORT)
+        yield sizes
         with Horizontal(id="batch-bottom"):
             runs = DataTable(id="batch-runs", cursor_type="row")
             runs.add_columns("run", "models", "tasks", "rows")
@@ -97,8 +102,8 @@ class BatchPane(Vertical):
             yield PlotextPlot(id="batch-lengths")
 
     @staticmethod
-    def _field(label: str, field_id: str, value: str) -> Vertical:
-        return Vertical(Label(label), Input(value, id=field_id), classes="batch-field")
+    def _field(label: str, field_id: str, value: str, placeholder: str = "") -> Vertical:
+        return Vertical(Label(label), Input(value, placeholder=placeholder, id=field_id), classes="batch-field")
 
     def on_mount(self) -> None:
         self._ticker = self.set_interval(1 / REPAINT_HZ, self._repaint, pause=True)
@@ -135,14 +140,15 @@ class BatchPane(Vertical):
         specs = [resolve(name, config.models) for name in names]
         task_list = tasks.resolve([t.strip() for t in self._value("batch-tasks").split(",") if t.strip()],
                                   config.tasks)
-        limit, size = self._number("batch-limit", "limit"), self._number("batch-size", "batch size")
+        limit = self._number("batch-limit", "limit")
+        sizes = bench.parse_batch_sizes(self._value("batch-size"), "batch sizes")
         source = self._value("batch-mmlu") or None
 
         def prepare() -> tuple[Path, bench.RunPlan, mmlu.MMLUData]:
             data = mmlu.load(source)
             folder, plan = bench.prepare(models=specs, task_list=task_list, data=data, subjects=None,
-                                         limit=limit, seed=0, batch_size=size, warmup=1, max_tokens=0,
-                                         sampling=config.sampling, runs_dir=self.runs_dir)
+                                         limit=limit, seed=0, batch_size=sizes[0], warmup=1, max_tokens=0,
+                                         sampling=config.sampling, runs_dir=self.runs_dir, batch_sizes=sizes)
             return folder, plan, data
 
         self._launch(prepare)
@@ -153,28 +159,34 @@ class BatchPane(Vertical):
             return
 
         def prepare() -> tuple[Path, bench.RunPlan, mmlu.MMLUData]:
-            plan = bench.read_plan(folder)
-            return folder, plan, mmlu.load(None if plan.mmlu.startswith("hub:") else plan.mmlu)
+            plan = runfolder.read_plan(folder)
+            return folder, plan, mmlu.load(plan.mmlu)
 
         self._launch(prepare)
 
+    def on_unmount(self) -> None:
+        """Quitting the app ends the batch after the row in flight: its thread would otherwise keep the process
+        running the whole batch in the background."""
+        self.cancel.set()
+
     def stop(self) -> None:
-        if self.live is not None:
-            self.live.cancel.set()
+        if self.running:
+            self.cancel.set()
             self._status("stopping after the row in flight…")
 
     def _launch(self, prepare) -> None:
+        self.cancel = threading.Event()
         self.running = True
         self._set_running()
         self._status("preparing the run…")
         self._ticker.resume()
-        self._run(prepare)
+        self._run(prepare, self.cancel)
 
     @work(thread=True, exclusive=True, exit_on_error=False, name="bench")
-    def _run(self, prepare) -> bench.Outcome:
+    def _run(self, prepare, cancel: threading.Event) -> bench.Outcome:
         folder, plan, data = prepare()
-        live = LiveBench(folder, plan)
-        for row in bench.read_rows(folder)[0]:
+        live = LiveBench(folder, plan, cancel)
+        for row in runfolder.read_results(folder).rows:
             live.rows.setdefault((row["model"], row["task"]), []).append(row)
         self.folder, self.live = folder, live
         self.app.call_from_thread(self._status, f"running {folder.name}: {len(plan.question_ids)} questions × "
@@ -197,6 +209,8 @@ class BatchPane(Vertical):
             self._status(f"stopped: {describe_error(event.worker.error)}", error=True)
             return
         outcome: bench.Outcome = event.worker.result
+        if self.folder is not None:
+            self.context.wrote(self.folder)
         self.open_run(self.folder)
         self.action_refresh_runs()
         failed = "".join(f"; {m} failed: {e}" for m, e in outcome.failures.items())
@@ -211,7 +225,7 @@ class BatchPane(Vertical):
 
     def _status(self, text: str, error: bool = False) -> None:
         status = self.query_one("#batch-status", Static)
-        status.update(text)
+        status.update(plain(text))  # names paths, model names and server errors
         status.set_class(error, "error")
 
     # ---- the live table -----------------------------------------------------------------------------
@@ -222,10 +236,11 @@ class BatchPane(Vertical):
             return
         live.dirty = False
         scored = {t.name for t in live.plan.tasks if t.scored}
-        total = len(live.plan.question_ids)
         table = self.query_one("#batch-table", DataTable)
         table.clear()
         for spec in live.plan.models:
+            # a sweep runs every question once per batch size and repeat
+            total = len(live.plan.question_ids) * len(live.plan.sizes_for(spec)) * live.plan.repeats
             for task in live.plan.tasks:
                 key = (spec.name, task.name)
                 rows = live.rows.get(key, [])
@@ -235,10 +250,8 @@ class BatchPane(Vertical):
                 if report is not None and report.error:
                     state = f"failed: {report.error}"
                 cell = summary.cell_stats(spec.name, task.name, rows, task.name in scored)
-                table.add_row(spec.name, task.name, state, text_bar(len(rows), total),
-                              fmt(cell.mean_output_tokens, digits=1), fmt(cell.mean_decode_tps, digits=1),
-                              fmt(cell.mean_task_time_s, digits=3),
-                              "—" if cell.accuracy is None else f"{cell.accuracy * 100:.1f}%")
+                table.add_row(plain(spec.name), plain(task.name), plain(state), text_bar(len(rows), total),
+                              *summary.cell_row(cell, LIVE_FIGURES))
         done = sum(len(rows) for rows in live.rows.values())
         self.query_one("#batch-progress", ProgressBar).update(total=live.plan.total_rows(), progress=done)
 
@@ -247,14 +260,15 @@ class BatchPane(Vertical):
     def action_refresh_runs(self) -> None:
         table = self.query_one("#batch-runs", DataTable)
         table.clear()
-        folders = sorted(self.runs_dir.glob(f"*/{bench.RUN_FILE}"), reverse=True) if self.runs_dir.is_dir() else []
+        folders = sorted(self.runs_dir.glob(f"*/{runfolder.RUN_FILE}"), reverse=True) if self.runs_dir.is_dir() else []
         for path in folders:
             try:
-                plan = bench.read_plan(path.parent)
+                plan = runfolder.read_plan(path.parent)
             except DataError:
                 continue
-            rows, _ = bench.read_rows(path.parent)
-            table.add_row(plan.run_id, ",".join(m.name for m in plan.models), ",".join(t.name for t in plan.tasks),
+            rows = runfolder.read_results(path.parent).rows
+            table.add_row(plain(plan.run_id), plain(",".join(m.name for m in plan.models)),
+                          plain(",".join(t.name for t in plan.tasks)),
                           f"{len(rows)}/{plan.total_rows()}", key=str(path.parent))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
@@ -284,16 +298,30 @@ class BatchPane(Vertical):
         self.query_one("#batch-resume", Button).disabled = complete
         self._status(f"{folder.name}: {len(result.rows)}/{result.plan.total_rows()} rows"
                      + ("" if complete else " · Resume continues it"))
+        self.show_sizes(result)
         plot = self.query_one("#batch-plot", PlotextPlot)
-        summary.plot_speed_vs_time(plot.plt, result.cells)
+        if len(result.sizes()) > 1:  # a sweep: the paper's figure, total task time against batch size
+            summary.plot_time_vs_batch(plot.plt, result.cells)
+        else:
+            summary.plot_speed_vs_time(plot.plt, result.cells)
         plot.refresh()
         self.show_lengths(result.plan.tasks[0].name)
+
+    def show_sizes(self, result: summary.RunSummary) -> None:
+        """The per-batch-size table (set time, aggregate tok/s, …) under the live one, for a sweep only."""
+        table = self.query_one("#batch-sizes-table", DataTable)
+        table.clear()
+        sweep = len(result.sizes()) > 1 or result.plan.repeats > 1
+        table.display = sweep
+        if sweep:
+            for cell in result.cells:
+                table.add_row(*(Text(value) for value in summary.batch_row(cell)))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         """The output-length histogram follows the task of the highlighted row."""
         if event.data_table.id == "batch-table" and not self.running and event.cursor_row >= 0:
             event.stop()
-            self.show_lengths(event.data_table.get_row_at(event.cursor_row)[1])
+            self.show_lengths(str(event.data_table.get_row_at(event.cursor_row)[1]))
 
     def show_lengths(self, task: str) -> None:
         if self.live is None:

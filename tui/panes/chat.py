@@ -11,11 +11,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
+from textual.markup import escape
 from textual.widgets import LoadingIndicator, Static
 from textual.worker import Worker, WorkerState
 
@@ -26,8 +28,10 @@ from taskclock.runtime.events import Event, now_ns
 from taskclock.runtime.models import all_models
 from taskclock.runtime.sessions import SessionLog, export_all, turn_record
 from taskclock.runtime.turn import TurnResult, run_turn
+from taskclock.runtime.untrusted import redact_url, safe_line
 
 from ..context import AppContext
+from ..format import plain
 from ..messages import SendPrompt
 from ..widgets.conversation import Conversation, ReplyTurn
 from ..widgets.meter import Meter
@@ -145,11 +149,13 @@ class ChatPane(Vertical):
             parts.append(f"{spec.name} · {spec.backend} · loaded in {self.model.load_s:.2f} s{mode}")
         elif self.loading is None:
             parts.append("no model loaded: press Ctrl+O to pick one")
-        self.query_one("#model-status", Static).update("   ".join(parts))
+        self.query_one("#model-status", Static).update(Text("   ").join(plain(part) for part in parts))
 
     def model_commands(self) -> list[tuple[str, object, str]]:
-        """(title, callback, help) per model: what the model picker and the command palette list."""
-        return [(spec.name, partial(self.load, spec), spec.description or spec.source)
+        """(title, callback, help) per model: what the model picker and the command palette list (as markup,
+        which the palette parses: names and descriptions come from the config, so they are escaped)."""
+        return [(escape(safe_line(spec.name)), partial(self.load, spec),
+                 escape(safe_line(spec.description or redact_url(spec.source))))
                 for spec in all_models(self.context.config.models)]
 
     def action_pick_model(self) -> None:
@@ -215,6 +221,8 @@ class ChatPane(Vertical):
             self.messages.append({"role": "assistant", "content": result.text})
         else:
             self.messages.pop()  # nothing was said: keep user/assistant turns alternating
+        if outcome.log_error is None and self.session is not None and self.session.path.is_file():
+            self.context.wrote(self.session.path)
         if outcome.log_error and not self._log_warned:
             self._log_warned = True
             self.notify(f"Session not saved: {outcome.log_error}. The chat still works.", title="Session log",

@@ -27,6 +27,7 @@ from taskclock.runtime.sessions import SessionLog
 
 from ..comparison import comparison_table
 from ..context import AppContext
+from ..format import plain
 from ..messages import SendPrompt
 from ..widgets.compare_column import CompareColumn
 from ..widgets.prompt_input import PromptInput
@@ -87,7 +88,7 @@ class ComparePane(Vertical):
         if self.context.model.name not in names:
             specs.insert(0, self.context.model)
         self.specs = {s.name: s for s in specs}
-        options = [(name, name) for name in self.specs]
+        options = [(plain(name), name) for name in self.specs]
         with Horizontal(id="compare-models"):
             for slot in range(SLOTS):
                 value = self.context.model.name if slot == 0 else Select.NULL
@@ -207,7 +208,9 @@ class ComparePane(Vertical):
                 column.waiting("not run (stopped)")
         self.query_one("#compare-table", Static).update(comparison_table(comparison))
         verdict = comparison.verdict()
-        self.query_one("#compare-verdict", Static).update(f"verdict: {verdict}" if verdict else "")
+        self.query_one("#compare-verdict", Static).update(plain(f"verdict: {verdict}" if verdict else ""))
+        if outcome.log_error is None and self.session is not None and self.session.path.is_file():
+            self.context.wrote(self.session.path)
         if outcome.log_error:
             self.notify(f"Compare not saved: {outcome.log_error}", title="Session log", severity="error", timeout=12)
 
@@ -216,7 +219,7 @@ class ComparePane(Vertical):
         self.live = None
         for column in self.query(CompareColumn):
             column.waiting("not run")
-        self.query_one("#compare-table", Static).update(f"Compare failed: {describe_error(error)}")
+        self.query_one("#compare-table", Static).update(plain(f"Compare failed: {describe_error(error)}"))
         self.notify(f"Compare failed: {describe_error(error)}", title="Compare", severity="error", timeout=12)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

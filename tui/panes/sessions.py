@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,7 +16,7 @@ from taskclock.runtime.errors import DataError
 from taskclock.runtime.sessions import SessionSummary, list_sessions, read_session, to_markdown
 
 from ..context import AppContext
-from ..format import fmt
+from ..format import fmt, plain
 from ..screens.replay import Marks, TurnPicker
 
 
@@ -30,7 +31,8 @@ class SessionsPane(Vertical):
         self.replay_marks: Marks = {}  # turns marked for a side-by-side replay, across sessions
 
     def compose(self) -> ComposeResult:
-        yield Static(f"Sessions in {self.folder}  ·  Enter opens one (read-only)", id="sessions-folder")
+        yield Static(Text.assemble("Sessions in ", plain(self.folder), "  ·  Enter opens one (read-only)"),
+                     id="sessions-folder")
         table = DataTable(cursor_type="row", zebra_stripes=True, id="sessions-table")
         table.add_columns("session", "model", "turns", "median TTFT", "median decode", "median task time")
         yield table
@@ -60,7 +62,7 @@ class SessionsPane(Vertical):
         table = self.query_one(DataTable)
         table.clear()
         for s in summaries:
-            table.add_row(s.path.name, s.model, str(s.turns), fmt(s.median_ttft_s, "s", 3),
+            table.add_row(plain(s.path.name), plain(s.model), str(s.turns), fmt(s.median_ttft_s, "s", 3),
                           fmt(s.median_decode_tps, "tok/s", 1), fmt(s.median_task_time_s, "s", 2),
                           key=str(s.path))
         self.query_one("#sessions-empty").display = not summaries
@@ -98,5 +100,5 @@ class SessionScreen(ModalScreen):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="session-view") as view:
-            view.border_title = f"{self.path.name} (read-only) · Esc closes"
+            view.border_title = plain(f"{self.path.name} (read-only) · Esc closes")
             yield Markdown(self.markdown)

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 
 from taskclock.runtime import metrics
 from taskclock.runtime.events import Event
+from taskclock.runtime.untrusted import safe_line
 
 from .meter import Meter
 from .streaming_text import StreamingText
@@ -16,7 +18,7 @@ from .streaming_text import StreamingText
 class CompareColumn(Vertical):
     def __init__(self, title: str, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.border_title = title
+        self.border_title = Text(safe_line(title))
 
     def compose(self) -> ComposeResult:
         yield Meter()
@@ -50,4 +52,4 @@ class CompareColumn(Vertical):
         self.meter.show_final(events)
         self._text.show(metrics.output_text(events) or "(no output)")
         self._text.settle()
-        self.border_subtitle = note
+        self.border_subtitle = Text(safe_line(note))

@@ -1,8 +1,11 @@
 """The scrolling transcript: user prompts, and replies that stream as plain text then render as Markdown."""
 from __future__ import annotations
 
+from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Markdown, Static
+
+from taskclock.runtime.untrusted import safe_line, safe_text
 
 from .streaming_text import StreamingText
 
@@ -16,7 +19,7 @@ class ReplyTurn(StreamingText):
 
     def __init__(self, model: str) -> None:
         super().__init__()
-        self.border_title = model
+        self.border_title = Text(safe_line(model))
 
 
 class ReplyMarkdown(Markdown):
@@ -30,7 +33,7 @@ class Conversation(VerticalScroll):
         self.anchor()
 
     def add_prompt(self, text: str) -> None:
-        self.mount(UserTurn(text, markup=False))
+        self.mount(UserTurn(safe_text(text), markup=False))
 
     def add_reply(self, model: str) -> ReplyTurn:
         reply = ReplyTurn(model)
@@ -39,9 +42,9 @@ class Conversation(VerticalScroll):
 
     def finish_reply(self, reply: ReplyTurn, text: str, note: str, stop_reason: str) -> None:
         """Render the finished reply as Markdown; ``note`` (stopped, error...) goes in its border."""
-        final = ReplyMarkdown(text or "*(no output)*")
+        final = ReplyMarkdown(safe_text(text) or "*(no output)*")
         final.border_title = reply.border_title
-        final.border_subtitle = note
+        final.border_subtitle = Text(safe_line(note))
         final.add_class(f"-{stop_reason}")
         self.mount(final, after=reply)
         reply.remove()

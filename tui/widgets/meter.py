@@ -22,7 +22,7 @@ from textual.widgets import Static
 from taskclock.runtime import metrics
 from taskclock.runtime.events import Event, Token
 
-from ..format import fmt, shown_lines
+from ..format import fmt, plain, shown_lines
 
 SPARK_POINTS = 60
 BOLD = Style(bold=True)
@@ -70,7 +70,8 @@ class Figures(Widget):
 
 class Spark(Widget):
     """A one-colour bar chart of recent rates, bottom-aligned, eight levels per row. Textual's Sparkline
-    blends a colour per bar and took ~4 ms a repaint; this one is a few strings, rebuilt when the data changes."""
+    blends a colour per bar at every repaint (its cost: docs/PERFORMANCE.md); this one is a few strings, rebuilt
+    when the data changes."""
 
     LEVELS = " ▁▂▃▄▅▆▇█"
 
@@ -134,7 +135,7 @@ class Meter(Vertical):
         self.values = values
         if state != self._state:  # a Static update relays out the screen: only when the words change
             self._state = state
-            self.query_one("#meter-state", Static).update(state)
+            self.query_one("#meter-state", Static).update(plain(state))  # may name a model
         self.query_one(Figures).show(values)
 
     def reset(self, state: str = "idle: type a prompt, Enter sends") -> None:

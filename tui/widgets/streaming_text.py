@@ -7,11 +7,12 @@ steps of ``grow_step`` lines, so a new layout is needed once per step rather tha
 """
 from __future__ import annotations
 
-from rich.control import strip_control_codes
 from rich.text import Text
 from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.widget import Widget
+
+from taskclock.runtime.untrusted import safe_text
 
 PLACEHOLDER = "…"
 
@@ -73,7 +74,7 @@ class StreamingText(Widget):
         return max(1, -(-self.line_count // step) * step)
 
     def _wrap(self, text: str) -> list[Text]:
-        visible = Text(strip_control_codes(text))
+        visible = Text(safe_text(text))  # model output: escape codes shown, never sent to the terminal
         visible.expand_tabs(4)
         return list(visible.wrap(self.app.console, self._width, overflow="fold"))
 

@@ -1,0 +1,98 @@
+"""The thread every transformers generate() runs on, and the streamer that timestamps its tokens.
+
+Shared by single turns (``hf.py``) and padded batches (``hf_batch.py``).
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any
+
+from ..backend import SamplingParams
+from ..events import now_ns
+
+END = object()  # put on a streamer's queue when generate() has finished (or failed)
+
+
+class TimestampStreamer:
+    """A generate() streamer that records (perf_counter_ns, token ids) as each step's tokens appear."""
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._prompt_seen = False
+
+    def put(self, value) -> None:
+        t = now_ns()
+        if not self._prompt_seen:  # generate() first hands over the prompt
+            self._prompt_seen = True
+            return
+        self.queue.put((t, value.reshape(-1).tolist()))
+
+    def end(self) -> None:
+        self.queue.put(END)
+
+
+class GenerationWorker:
+    """One long-lived thread that runs every generate() of a model, one after another.
+
+    torch keeps state per thread: the OpenMP thread team on CPU, and under torch.compile's
+    "reduce-overhead" mode the CUDA graph trees, which are thread-local. A fresh thread per turn would
+    re-record the graphs that compile() warmed up, and is slower on CPU too (docs/PERFORMANCE.md).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, job) -> threading.Event:
+        """Queue ``job``; the returned event is set when it has run (or failed)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+        done = threading.Event()
+        self._jobs.put((job, done))
+        return done
+
+    def _run(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            job, done = item
+            try:
+                job()
+            finally:
+                done.set()
+
+    def close(self) -> None:
+        """Ends the thread once queued work is done, and waits for it: a thread torch has worked in that is
+        still alive when the interpreter exits aborts the process ("terminate called without an active
+        exception")."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+
+
+def start_generation(worker: GenerationWorker, model, params: SamplingParams, streamer: TimestampStreamer,
+                     **kwargs: Any) -> tuple[threading.Event, list[BaseException]]:
+    """Run ``model.generate(**kwargs)`` on the model's generation thread with the shared sampling settings.
+
+    A failure is collected in the returned list and ends the streamer, so the consumer never waits forever.
+    """
+    import torch
+
+    if params.temperature > 0:
+        kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+        torch.manual_seed(params.seed)
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with torch.inference_mode():
+                model.generate(streamer=streamer, **kwargs)
+        except BaseException as exc:  # reported through the stream, never lost in the thread
+            failure.append(exc)
+            streamer.end()
+
+    return worker.submit(work), failure

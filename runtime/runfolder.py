@@ -1,0 +1,309 @@
+"""Reading a bench run folder: the one validating reader of ``run.toml`` and ``results.jsonl``, and its lock.
+
+A run folder is outside data by the time it is read: a crash, an editor or a copy can damage it. So
+``read_plan`` checks every key of ``run.toml`` and rejects a bad one with one line naming it, and
+``read_results`` checks every line of ``results.jsonl``, skipping and counting the damaged ones (they are
+reported, never fatal), so that ``--resume``, ``export`` and the Batch tab see only well-formed rows.
+``locked`` holds an exclusive ``flock`` on the folder while a run appends to it: two runners on one folder
+would run every pending row twice.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from . import tasks
+from .backend import ModelSpec, SamplingParams, supports_batching, supports_concurrency
+from .config import TaskSpec, build, read_toml
+from .errors import DataError, TaskclockError
+
+RUN_FILE = "run.toml"
+RESULTS_FILE = "results.jsonl"
+LOCK_FILE = ".taskclock.lock"
+MAX_LINE_BYTES = 16 << 20  # a results line beyond this is damage, not a row
+STOP_REASONS = {"eos", "length", "stop", "cancelled", "error"}
+
+
+@dataclass
+class RunPlan:
+    """A run's whole configuration, as stored in run.toml."""
+
+    run_id: str
+    created: str
+    mmlu: str
+    subjects: list[str]
+    limit: int
+    seed: int
+    batch_size: int
+    warmup: int
+    max_tokens: int  # 0: each task's own budget
+    temperature: float
+    top_p: float
+    skipped_rows: int
+    models: list[ModelSpec]
+    tasks: list[TaskSpec]
+    question_ids: list[str]
+    batch_sizes: list[int] = field(default_factory=list)  # the sweep; empty in runs before sweeps: [batch_size]
+    repeats: int = 1
+    prefix_salt: str = ""  # --no-prefix-cache: a per-run salt that makes every prompt's start unique
+
+    def params(self, task: TaskSpec) -> SamplingParams:
+        budget = min(task.max_tokens, self.max_tokens) if self.max_tokens else task.max_tokens
+        return SamplingParams(max_tokens=budget, temperature=self.temperature, top_p=self.top_p, seed=self.seed)
+
+    def sizes(self) -> list[int]:
+        return list(self.batch_sizes) or [self.batch_size]
+
+    def sizes_for(self, spec: ModelSpec) -> list[int]:
+        """The batch sizes this model runs: the sweep, or only 1 where the backend neither batches nor serves
+        concurrent requests."""
+        return self.sizes() if supports_batching(spec) or supports_concurrency(spec) else [1]
+
+    def total_rows(self) -> int:
+        per_model = len(self.tasks) * len(self.question_ids) * self.repeats
+        return sum(len(self.sizes_for(spec)) * per_model for spec in self.models)
+
+
+@dataclass
+class RunResults:
+    """What results.jsonl holds: the rows (the first of any duplicate key wins), per model the error of a
+    failure no later row superseded, and one ``"line N: reason"`` per damaged line that was skipped."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+    damaged: list[str] = field(default_factory=list)
+    segments: list[dict[str, Any]] = field(default_factory=list)  # wall time of each batched/concurrent stretch
+
+
+
+def damage_note(damaged: list[str]) -> str:
+    """One line about the results.jsonl lines that were skipped, or "" when there were none."""
+    if not damaged:
+        return ""
+    return f"skipped {len(damaged)} damaged line(s) in {RESULTS_FILE} (first: {damaged[0]}); the other rows are used"
+
+
+def row_key(row: dict[str, Any]) -> tuple[str, str, str, int, int]:
+    return row["model"], row["task"], row["qid"], row.get("batch_size") or 1, row.get("repeat") or 0
+
+
+# ---- run.toml ------------------------------------------------------------------------------------
+
+_HEAD_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float),
+                                           "list[str]": (list,), "list[int]": (list,)}
+_TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a finite number", "list[str]": "a list of strings",
+               "list[int]": "a list of whole numbers of at least 1"}
+
+
+def _check_head(path: Path, head: object) -> dict[str, Any]:
+    if not isinstance(head, dict):
+        raise DataError(f"{path}: [run] must be a table", "start a new run")
+    plan_fields = [f for f in fields(RunPlan) if f.name not in ("models", "tasks", "question_ids")]
+    wanted = {f.name: str(f.type) for f in plan_fields}
+    optional = {f.name for f in plan_fields if f.default is not MISSING or f.default_factory is not MISSING}
+    for key in head:
+        if key not in wanted:
+            raise DataError(f"{path}: unknown key {key!r} in [run]", "start a new run")
+    values: dict[str, Any] = {}
+    for key, kind in wanted.items():
+        if key not in head:
+            if key in optional:  # written by newer versions only
+                continue
+            raise DataError(f"{path}: [run] has no {key}", "start a new run")
+        value = head[key]
+        ok = isinstance(value, _HEAD_TYPES[kind]) and not isinstance(value, bool)
+        if kind == "list[str]":
+            ok = ok and all(isinstance(v, str) for v in value)
+        if kind == "list[int]":
+            ok = ok and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+        if kind == "float" and ok:
+            ok = math.isfinite(value)
+        if not ok:
+            raise DataError(f"{path}: [run] {key} must be {_TYPE_NAMES[kind]}, not {_short(value)}",
+                            "start a new run")
+        values[key] = float(value) if kind == "float" else value
+    return values
+
+
+def _short(value: object) -> str:
+    text = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def _tables(path: Path, data: dict[str, Any], section: str) -> dict[str, Any]:
+    tables = data.get(section)
+    if not isinstance(tables, dict) or not tables or not all(isinstance(t, dict) for t in tables.values()):
+        raise DataError(f"{path}: [{section}] must be a table of tables, one per {section[:-1]}", "start a new run")
+    return tables
+
+
+def read_plan(folder: Path) -> RunPlan:
+    """The run's plan; a missing, damaged or hand-broken run.toml is one DataError naming the key."""
+    path = folder / RUN_FILE
+    if not path.is_file():
+        raise DataError(f"{folder} is not a bench run folder (no {RUN_FILE})", "pass a folder under runs/")
+    data = read_toml(path, "run")
+    head = _check_head(path, data.get("run"))
+    try:
+        models = [build(ModelSpec, table, path, f"models.{name}", name=name)
+                  for name, table in _tables(path, data, "models").items()]
+        task_list = [build(TaskSpec, table, path, f"tasks.{name}", name=name)
+                     for name, table in _tables(path, data, "tasks").items()]
+        for task in task_list:
+            tasks.check_template(task)
+    except TaskclockError as exc:  # config.build names the file already; check_template does not
+        problem = exc.problem if str(path) in exc.problem else f"{path}: {exc.problem}"
+        raise DataError(problem, "start a new run") from None
+    selection = data.get("selection")
+    ids = selection.get("ids") if isinstance(selection, dict) else None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise DataError(f"{path}: [selection] ids must be a list of question ids", "start a new run")
+    return RunPlan(**head, models=models, tasks=task_list, question_ids=ids)
+
+
+# ---- results.jsonl -------------------------------------------------------------------------------
+
+_TEXT: tuple[type, ...] = (str,)
+_TEXT_OR_NONE: tuple[type, ...] = (str, type(None))
+_COUNT: tuple[type, ...] = (int, type(None))
+_FIGURE: tuple[type, ...] = (int, float, type(None))
+# Every field a result row must have, with the types it may hold (make_row in runtime/bench.py writes them).
+RESULT_FIELDS: dict[str, tuple[type, ...]] = {
+    "model": _TEXT, "task": _TEXT, "qid": _TEXT, "stop_reason": _TEXT, "error": _TEXT_OR_NONE, "reply": _TEXT,
+    "input_tokens": _COUNT, "output_tokens": _COUNT, "output_words": _COUNT, "output_chars": _COUNT,
+    "ttft_s": _FIGURE, "decode_tps": _FIGURE, "task_time_s": _FIGURE,
+}
+# Fields a row may lack (older runs), checked only when present.
+OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {
+    "backend": _TEXT, "subject": _TEXT, "batch_size": _COUNT, "gpu_peak_mem_mb": _FIGURE, "energy_j": _FIGURE,
+    "parsed": _TEXT_OR_NONE, "answer": _TEXT_OR_NONE, "correct": (bool, type(None)), "repeat": _COUNT,
+    "cached_tokens": _COUNT, "threads": _COUNT, "gpu_process_mem_mb": _FIGURE,
+}
+# A batched or concurrent stretch's wall time (BenchRunner._segment), for the set's total time.
+SEGMENT_FIELDS: dict[str, tuple[type, ...]] = {"model": _TEXT, "task": _TEXT, "segment": _TEXT, "wall_s": _FIGURE,
+                                               "batch_size": _COUNT}
+
+
+def _bad_field(record: dict[str, Any], key: str, allowed: tuple[type, ...]) -> str:
+    """Why ``record[key]`` is unusable, or ""."""
+    value = record[key]
+    if isinstance(value, bool) and bool not in allowed:
+        return f"{key} is {_short(value)}"
+    if not isinstance(value, allowed):
+        return f"{key} is {_short(value)}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and allowed in (_COUNT, _FIGURE):
+        if not math.isfinite(value) or value < 0 or value > 1e15:
+            return f"{key} is {_short(value)}"
+    return ""
+
+
+def check_record(record: object) -> str:
+    """Why a results.jsonl record cannot be used, or "" when it can."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    kind = record.get("kind")
+    if kind == "failure":
+        required: dict[str, tuple[type, ...]] = {"model": _TEXT, "error": _TEXT}
+        optional: dict[str, tuple[type, ...]] = {}
+    elif kind == "result":
+        required, optional = RESULT_FIELDS, OPTIONAL_FIELDS
+    elif kind == "segment":
+        required, optional = SEGMENT_FIELDS, {}
+    else:
+        return f"unknown kind {_short(kind)}"
+    for key, allowed in required.items():
+        if key not in record:
+            return f"no {key}"
+        if reason := _bad_field(record, key, allowed):
+            return reason
+    for key, allowed in optional.items():
+        if key in record and (reason := _bad_field(record, key, allowed)):
+            return reason
+    if kind == "result" and record["stop_reason"] not in STOP_REASONS:
+        return f"stop_reason is {_short(record['stop_reason'])}"
+    return ""
+
+
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """Numbered complete lines; a torn last line (a writer killed mid-line) is left out."""
+    with open(path, "rb") as handle:
+        for number, line in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 1), b""), 1):
+            if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+                yield number, b""  # over-long: reported below as damaged
+                while line and not line.endswith(b"\n"):
+                    line = handle.readline(MAX_LINE_BYTES + 1)
+                continue
+            if line.endswith(b"\n"):
+                yield number, line
+
+
+def _parse(line: bytes) -> tuple[object, str]:
+    if not line:
+        return None, f"longer than {MAX_LINE_BYTES >> 20} MiB"
+    try:
+        return json.loads(line.decode("utf-8")), ""
+    except UnicodeDecodeError:
+        return None, "not UTF-8"
+    except (ValueError, RecursionError):
+        return None, "not JSON"
+
+
+def read_results(folder: Path) -> RunResults:
+    """Every usable record of results.jsonl; damaged lines are skipped and listed in ``damaged``."""
+    path = folder / RESULTS_FILE
+    results = RunResults()
+    if not path.is_file():
+        return results
+    rows: dict[tuple[str, str, str, int, int], dict[str, Any]] = {}
+    try:
+        for number, line in _lines(path):
+            if not line.strip():
+                continue
+            record, reason = _parse(line)
+            reason = reason or check_record(record)
+            if reason:
+                results.damaged.append(f"line {number}: {reason}")
+                continue
+            assert isinstance(record, dict)
+            if record["kind"] == "failure":
+                results.failures[record["model"]] = record["error"]
+            elif record["kind"] == "segment":
+                results.segments.append(record)
+            else:
+                rows.setdefault(row_key(record), record)
+                results.failures.pop(record["model"], None)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}", "check the run folder") from None
+    results.rows = list(rows.values())
+    return results
+
+
+# ---- one runner per folder -----------------------------------------------------------------------
+
+@contextlib.contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """Hold the folder's lock while a run appends to it; a second runner gets one line naming the holder."""
+    path = folder / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise DataError(f"cannot lock {folder}: {exc.strerror or exc}", "check the run folder") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip() or "unknown"
+            raise DataError(f"{folder} is in use by another taskclock bench (pid {holder})",
+                            "wait for it to finish, or stop it first") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -1,0 +1,66 @@
+"""Helpers shared by test modules: paths, the real `taskclock` command in a subprocess, and bench run
+folders. Fixtures live in conftest.py; Pilot helpers for the app in app_helpers.py."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from taskclock.runtime import bench, storage
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_MMLU = Path(os.environ.get("TASKCLOCK_TEST_MMLU", ROOT.parent / "shared" / "mmlu"))
+
+
+def run_cli(*args: str, input: str | None = None, env: dict | None = None, timeout: float = 300,
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The real `taskclock` command in a subprocess, as a user runs it."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "taskclock", *args], capture_output=True, text=True, input=input,
+                          env=full_env, timeout=timeout, cwd=cwd or ROOT)
+
+
+def start_cli(args: list[str]) -> subprocess.Popen:
+    """The `taskclock` command started in the background, for tests that signal or kill it."""
+    return subprocess.Popen([sys.executable, "-m", "taskclock", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def one_error_line(proc: subprocess.CompletedProcess) -> str:
+    """The failed command's `taskclock: error: ...` line, checking it failed cleanly (no traceback)."""
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert lines and lines[-1].startswith("taskclock: error:"), proc.stderr
+    return lines[-1]
+
+
+def bench_args(out: Path, limit: int = 6) -> list[str]:
+    """A small greedy `taskclock bench` on SmolLM2 (mc, 4 tokens a reply) into ``out``."""
+    return ["bench", "--models", "smollm2", "--tasks", "mc", "--mmlu", str(SHARED_MMLU), "--limit", str(limit),
+            "--max-tokens", "4", "--warmup", "0", "--out", str(out), "--no-plots"]
+
+
+def result_keys(folder: Path) -> list[tuple]:
+    """The (model, task, qid) of every result row in a run folder, in file order."""
+    return [bench.row_key(r) for r in storage.read(folder / bench.RESULTS_FILE) if r["kind"] == "result"]
+
+
+def replies_by_key(folder: Path) -> dict[tuple, str]:
+    """Each row's reply by key; fails on a duplicate row."""
+    keys = result_keys(folder)
+    assert len(keys) == len(set(keys)), "duplicate rows"
+    return {bench.row_key(r): r["reply"] for r in storage.read(folder / bench.RESULTS_FILE)}
+
+
+def wait_for_rows(out: Path, proc: subprocess.Popen, rows: int, timeout_s: float = 120) -> Path:
+    """The run folder under ``out`` once its results file holds ``rows`` lines (polled, with a deadline)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        for results in out.glob(f"*/{bench.RESULTS_FILE}"):
+            if len(results.read_bytes().splitlines()) >= rows:
+                return results.parent
+        time.sleep(0.02)
+    raise AssertionError(f"no {rows} rows appeared (exit {proc.poll()}): {proc.stderr.read() if proc.poll() else ''}")

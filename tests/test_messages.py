@@ -1,0 +1,39 @@
+"""Issue 11, item 15, through the real `taskclock` command: messages that named the wrong cause now name the
+right one."""
+from __future__ import annotations
+
+from helpers import SHARED_MMLU, run_cli
+from test_cli_run import one_error_line
+
+
+def test_a_folder_named_like_a_gguf_file_is_called_a_folder(tmp_path):
+    folder = tmp_path / "d.gguf"
+    folder.mkdir()
+    line = one_error_line(run_cli("run", "hi", "--model", str(folder)))
+    assert "is a folder, not a .gguf file" in line and "does not exist" not in line
+
+
+def test_a_blank_model_name_is_not_taken_for_the_working_directory(tmp_path):
+    line = one_error_line(run_cli("run", "hi", "--model", " ", cwd=tmp_path))
+    assert "the model name is empty" in line
+
+
+def test_a_huge_context_is_blamed_on_the_context_not_the_file():
+    line = one_error_line(run_cli("run", "hi", "--model", "smollm2", "--ctx", "1000000000", timeout=300))
+    assert "context of 1000000000 tokens" in line and "smaller --ctx" in line and "corrupt" not in line
+
+
+def test_all_mixed_with_subjects_says_so(tmp_path):
+    line = one_error_line(run_cli("bench", "--models", "smollm2", "--subjects", "all,anatomy", "--mmlu",
+                                  str(SHARED_MMLU), "--out", str(tmp_path)))
+    assert "'all' cannot be combined with other subjects" in line and "unknown" not in line
+
+
+def test_models_lists_a_config_entry_that_shadows_a_builtin_once(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text('[models.smollm2]\nbackend = "http"\nsource = "http://127.0.0.1:9/v1"\n'
+                      'description = "my own smollm2"\n')
+    proc = run_cli("models", "--config", str(config), env={"COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if "smollm2 (default)" in line]
+    assert len(rows) == 1 and "my own smollm2" in rows[0]
