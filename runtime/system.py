@@ -76,8 +76,8 @@ def llama_cpp_build() -> str | None:
         return None
     passive_openmp()
     try:
-        import llama_cpp
-
+        # by name: a plain import here would make every importer of the summary (the UI too) depend on llama_cpp
+        llama_cpp = importlib.import_module("llama_cpp")
         return llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()
     except Exception:  # an unusable build: say nothing rather than fail the run
         return None

@@ -14,12 +14,12 @@ import asyncio
 import sys
 from pathlib import Path
 
+from app_helpers import make_app, ready, send, wait_for
+from helpers import SHARED_MMLU
 from textual.widgets import Input
 
 from taskclock.runtime.config import Config, Defaults
 from taskclock.tui.panes.batch import BatchPane
-from tests.app_helpers import make_app, ready, send, wait_for
-from tests.conftest import SHARED_MMLU
 
 BATCH_LIMIT = "40"
 

@@ -22,7 +22,8 @@ GUARD_S = 120  # a guard against hanging, not a speed check
 
 
 def quit_while_working(tmp_path: Path, tab: str, model: str) -> subprocess.CompletedProcess:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.headless_quit", str(tmp_path), tab, model], cwd=ROOT,
+    script = ROOT / "tests" / "headless_quit.py"
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path), tab, model], cwd=ROOT,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "working"
