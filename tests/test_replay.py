@@ -6,6 +6,7 @@ import time
 from datetime import datetime
 
 import pytest
+from helpers import run_cli
 
 from taskclock.runtime import bench, importers, metrics, replay, sessions, storage
 from taskclock.runtime.backend import ModelSpec, SamplingParams
@@ -15,7 +16,6 @@ from taskclock.runtime.errors import DataError, StorageError
 from taskclock.runtime.events import Done, Submitted, Token
 from taskclock.runtime.mmlu import Question
 from taskclock.runtime.turn import TurnResult, run_turn
-from tests.conftest import run_cli
 
 PARAMS = SamplingParams(max_tokens=16)
 MS = 1_000_000

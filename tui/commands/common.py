@@ -56,6 +56,22 @@ def number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{safe_line(text)!r} is not a number") from None
 
 
+def positive_int(text: str) -> int:
+    """For options that are not model or sampling settings (replay's --turn, pace's --words)."""
+    value = whole_number(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """For options that are not model or sampling settings (pace's --ttft, replay's --speed)."""
+    value = number(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, not {safe_line(text)}")
+    return value
+
+
 OPTIONS = {"n_ctx": "--ctx", "n_gpu_layers": "--gpu-layers", "max_tokens": "--max-tokens", "top_p": "--top-p"}
 
 
