@@ -87,7 +87,7 @@ async def test_model_picker_switches_models_and_a_failed_load_keeps_the_current_
         await pilot.press(*"gemma3")
         await pilot.pause(0.3)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: chat.model.spec.name == "gemma3-270m" and chat.loading is None, "gemma")
+        await wait_for(pilot, lambda: chat.model.spec.name == "gemma3-270m" and chat.pending_model is None, "gemma")
         assert "gemma3-270m · llamacpp" in str(app.query_one("#model-status").render())
         result = await turn(pilot, "The capital of France is")
         assert result.model == "gemma3-270m" and result.metrics.output_tokens > 0

@@ -1,8 +1,7 @@
 """The Chat tab: a conversation with one model under a live meter, each turn appended to a session log.
 
-Generation runs in a thread worker that only appends events to a list; a UI timer repaints the meter and
-the streaming text from a copy of that list at most REPAINT_HZ times a second. The producer never waits
-for the UI, and however fast tokens arrive, the UI does a bounded amount of work.
+Generation runs as a live run (tui/live.py): a thread that only appends events to a list, repainted from a
+copy of that list at most REPAINT_HZ times a second. The producer never waits for the UI.
 """
 from __future__ import annotations
 
@@ -11,13 +10,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
 from textual.widgets import LoadingIndicator, Static
-from textual.worker import Worker, WorkerState
 
 from taskclock.runtime import metrics
 from taskclock.runtime.backend import LoadedModel, Message, ModelSpec
@@ -28,18 +25,13 @@ from taskclock.runtime.sessions import SessionLog, export_all, turn_record
 from taskclock.runtime.turn import TurnResult, run_turn
 
 from ..context import AppContext
-from ..messages import SendPrompt
+from ..live import LivePane, describe_error, post_from_thread
+from ..messages import ModelLoaded, ModelLoadFailed, RunFailed, SendPrompt, TurnFinished
 from ..widgets.conversation import Conversation, ReplyTurn
 from ..widgets.meter import Meter
 from ..widgets.prompt_input import PromptInput
 
-REPAINT_HZ = 10  # the low end of 10-30 Hz: on 2 cores every UI millisecond is taken from the model
 NOTES = {"cancelled": "stopped", "length": "max tokens reached", "error": "error"}
-
-
-def describe_error(error: BaseException) -> str:
-    """A TaskclockError is already a user message; anything else gets its type so it can be reported."""
-    return str(error) if isinstance(error, TaskclockError) else f"{type(error).__name__}: {error}"
 
 
 @dataclass
@@ -48,16 +40,9 @@ class LiveTurn:
 
     model: str
     events: list[Event] = field(default_factory=list)
-    cancel: threading.Event = field(default_factory=threading.Event)
 
 
-@dataclass
-class TurnOutcome:
-    result: TurnResult
-    log_error: str | None = None
-
-
-class ChatPane(Vertical):
+class ChatPane(LivePane):
     HELP_SECTION = "Chat"
     BINDINGS = [
         Binding("escape", "stop", "Stop", priority=True),  # priority: the prompt box has focus while streaming
@@ -70,7 +55,8 @@ class ChatPane(Vertical):
         super().__init__(id="chat-pane")
         self.context = context
         self.model: LoadedModel | None = None
-        self.loading: ModelSpec | None = None
+        # Not ``loading``: that is Textual's Widget.loading, which would cover the whole tab while a model loads.
+        self.pending_model: ModelSpec | None = None
         self.messages: list[Message] = []
         self.live: LiveTurn | None = None
         self.reply: ReplyTurn | None = None
@@ -90,60 +76,59 @@ class ChatPane(Vertical):
             yield Meter(id="meter")
 
     def on_mount(self) -> None:
-        self._ticker = self.set_interval(1 / REPAINT_HZ, self._repaint, pause=True)
+        super().on_mount()
         self.query_one(PromptInput).focus()
         self.load(self.context.model)
 
     def on_unmount(self) -> None:
-        if self.live is not None:
-            self.live.cancel.set()
-        elif self.model is not None:  # a model still generating is left to the exiting process
+        super().on_unmount()
+        if not self.running and self.model is not None:  # a model still generating is left to the exiting process
             self.model.close()
 
     # -- models ------------------------------------------------------------------------------------
 
     def load(self, spec: ModelSpec) -> None:
         """Load in the background; the current model stays usable until the new one is ready."""
-        if self.loading is not None:
-            self.notify(f"Still loading {self.loading.name}; try again when it is ready", severity="warning")
+        if self.pending_model is not None:
+            self.notify(f"Still loading {self.pending_model.name}; try again when it is ready", severity="warning")
             return
-        if self.live is not None:
+        if self.running:
             self.notify("Wait for the reply (or press Esc) before switching models", severity="warning")
             return
-        self.loading = spec
+        self.pending_model = spec
         self._show_status()
-        self._load_worker(spec)
+        loader = self.context.loader
+        post_from_thread(self, lambda: ModelLoaded(loader(spec)), partial(ModelLoadFailed, spec), group="load")
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="load", name="load")
-    def _load_worker(self, spec: ModelSpec) -> LoadedModel:
-        return self.context.loader(spec)
-
-    def _loaded(self, model: LoadedModel) -> None:
-        previous, self.model, self.loading = self.model, model, None
+    def on_model_loaded(self, message: ModelLoaded) -> None:
+        message.stop()
+        previous, self.model, self.pending_model = self.model, message.model, None
         if previous is not None:
             previous.close()
-            self.notify(f"Switched to {model.spec.name}; new chat started")
+            self.notify(f"Switched to {message.model.spec.name}; new chat started")
         self._load_unreported = True
         self.new_chat()
         self._show_status()
 
-    def _load_failed(self, error: BaseException) -> None:
-        spec, self.loading = self.loading, None
+    def on_model_load_failed(self, message: ModelLoadFailed) -> None:
+        message.stop()
+        self.pending_model = None
         kept = f"; still on {self.model.spec.name}" if self.model else ""
-        self.notify(f"Could not load {spec.name}: {describe_error(error)}{kept}", title="Model",
+        self.notify(f"Could not load {message.spec.name}: {describe_error(message.error)}{kept}", title="Model",
                     severity="error", timeout=12)
         self._show_status()
 
     def _show_status(self) -> None:
-        self.query_one("#model-loading").display = self.loading is not None
+        pending = self.pending_model
+        self.query_one("#model-loading").display = pending is not None
         parts = []
-        if self.loading is not None:
-            parts.append(f"loading {self.loading.name} ({self.loading.backend})…")
+        if pending is not None:
+            parts.append(f"loading {pending.name} ({pending.backend})…")
         if self.model is not None:
             spec = self.model.spec
             mode = "" if spec.chat else " · completion (no chat template)"
             parts.append(f"{spec.name} · {spec.backend} · loaded in {self.model.load_s:.2f} s{mode}")
-        elif self.loading is None:
+        elif pending is None:
             parts.append("no model loaded: press Ctrl+O to pick one")
         self.query_one("#model-status", Static).update("   ".join(parts))
 
@@ -161,11 +146,12 @@ class ChatPane(Vertical):
         message.stop()
         if not message.text.strip():
             return
-        if self.live is not None:
+        if self.running:
             self.notify("Still answering: wait for the reply or press Esc to stop it", severity="warning")
             return
         if self.model is None:
-            waiting = f"{self.loading.name} is still loading" if self.loading else "no model is loaded"
+            pending = self.pending_model
+            waiting = f"{pending.name} is still loading" if pending else "no model is loaded"
             self.notify(f"Cannot send yet: {waiting}", severity="warning")
             return
         if self.session is None:
@@ -175,24 +161,23 @@ class ChatPane(Vertical):
         conversation = self.query_one(Conversation)
         conversation.add_prompt(message.text)
         self.reply = conversation.add_reply(self.model.spec.name)
-        self.live = LiveTurn(self.model.spec.name)
+        self.live = live = LiveTurn(self.model.spec.name)
         self.query_one(Meter).start()
-        self._ticker.resume()
-        self._generate(self.model, list(self.messages), self.live, self.session, self._load_unreported)
-        self._load_unreported = False
+        model, messages, session, params = self.model, list(self.messages), self.session, self.context.params
+        include_load, self._load_unreported = self._load_unreported, False
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="turn", name="turn")
-    def _generate(self, model: LoadedModel, messages: list[Message], live: LiveTurn, session: SessionLog,
-                  include_load: bool) -> TurnOutcome:
-        result = run_turn(model, messages, self.context.params, cancel=live.cancel, on_event=live.events.append,
-                          include_load=include_load)
-        try:
-            session.append(turn_record(result))
-        except StorageError as exc:
-            return TurnOutcome(result, str(exc))
-        return TurnOutcome(result)
+        def job(cancel: threading.Event) -> TurnFinished:
+            result = run_turn(model, messages, params, cancel=cancel, on_event=live.events.append,
+                              include_load=include_load)
+            try:
+                session.append(turn_record(result))
+            except StorageError as exc:
+                return TurnFinished(result, str(exc))
+            return TurnFinished(result)
 
-    def _repaint(self) -> None:
+        self.start_run(job)
+
+    def repaint(self) -> None:
         live = self.live
         if live is None:
             return
@@ -200,9 +185,9 @@ class ChatPane(Vertical):
         self.query_one(Meter).show_live(events, now_ns())
         self.reply.show(metrics.output_text(events))
 
-    def _finish(self, outcome: TurnOutcome) -> None:
-        self._ticker.pause()
-        result, self.live = outcome.result, None
+    def on_turn_finished(self, message: TurnFinished) -> None:
+        message.stop()
+        result, self.live = message.result, None
         self.last_result = result
         stop = result.done.stop_reason if result.done else "error"
         note = NOTES.get(stop, "")
@@ -215,45 +200,23 @@ class ChatPane(Vertical):
             self.messages.append({"role": "assistant", "content": result.text})
         else:
             self.messages.pop()  # nothing was said: keep user/assistant turns alternating
-        if outcome.log_error and not self._log_warned:
+        if message.log_error and not self._log_warned:
             self._log_warned = True
-            self.notify(f"Session not saved: {outcome.log_error}. The chat still works.", title="Session log",
+            self.notify(f"Session not saved: {message.log_error}. The chat still works.", title="Session log",
                         severity="error", timeout=12)
 
-    def _turn_crashed(self, error: BaseException) -> None:
-        live = self.live
-        self._ticker.pause()
-        self.live = None
+    def on_run_failed(self, message: RunFailed) -> None:
+        message.stop()
+        live, self.live = self.live, None
         self.messages.pop()
-        self.query_one(Conversation).finish_reply(self.reply, metrics.output_text(live.events), "error", "error")
-        self.notify(f"Generation failed: {describe_error(error)}", severity="error", timeout=12)
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        worker, state = event.worker, event.state
-        handlers = {
-            ("load", WorkerState.SUCCESS): lambda: self._loaded(worker.result),
-            ("load", WorkerState.ERROR): lambda: self._load_failed(worker.error),
-            ("turn", WorkerState.SUCCESS): lambda: self._finish(worker.result),
-            ("turn", WorkerState.ERROR): lambda: self._turn_crashed(worker.error),
-        }
-        handler = handlers.get((worker.name, state))
-        if handler is not None:
-            event.stop()
-            handler()
+        text = metrics.output_text(live.events) if live else ""
+        self.query_one(Conversation).finish_reply(self.reply, text, "error", "error")
+        self.notify(f"Generation failed: {describe_error(message.error)}", severity="error", timeout=12)
 
     # -- actions -----------------------------------------------------------------------------------
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "stop":
-            return self.live is not None or None  # dimmed in the footer, and Esc passes through
-        return True
-
-    def action_stop(self) -> None:
-        if self.live is not None:
-            self.live.cancel.set()
-
     def action_new_chat(self) -> None:
-        if self.live is not None:
+        if self.running:
             self.notify("Stop the reply (Esc) before starting a new chat", severity="warning")
             return
         self.new_chat()

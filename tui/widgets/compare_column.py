@@ -19,7 +19,7 @@ class CompareColumn(Vertical):
         self.border_title = title
 
     def compose(self) -> ComposeResult:
-        yield Meter()
+        yield Meter(classes="-inline")
         with VerticalScroll(classes="compare-reply-scroll"):
             yield StreamingText(classes="compare-reply")
 

@@ -112,7 +112,47 @@ class Spark(Widget):
 
 
 class Meter(Vertical):
-    """``values`` holds exactly what is on screen, label → text, so tests can read the meter."""
+    """``values`` holds exactly what is on screen, label → text, so tests can read the meter.
+
+    A side panel by default; with the ``-inline`` class it sits above a reply (Compare's columns)."""
+
+    DEFAULT_CSS = """
+    Meter {
+        width: 38;
+        padding: 0 1;
+        border-left: vkey $primary 50%;
+        background: $surface;
+
+        #meter-state {
+            text-style: bold;
+            color: $accent;
+            margin-bottom: 1;
+        }
+        #meter-figures {
+            height: 15;
+        }
+        #spark-label {
+            margin-top: 1;
+            color: $text-muted;
+        }
+        #meter-spark {
+            height: 4;
+            color: $primary;
+        }
+    }
+    Meter.-inline {
+        width: 1fr;
+        height: auto;
+        max-height: 55%;
+        overflow-y: auto;
+        border-left: none;
+        border-bottom: hkey $primary 30%;
+
+        #meter-spark {
+            height: 2;
+        }
+    }
+    """
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
