@@ -21,7 +21,7 @@ from .backend import LoadedModel, ModelSpec, SamplingParams, load_model
 from .config import TaskSpec, build, read_toml
 from .errors import DataError, TaskclockError
 from .events import Event
-from .turn import run_turn
+from .turn import run_turn, warm_up
 
 RUN_FILE = "run.toml"
 RESULTS_FILE = "results.jsonl"
@@ -270,9 +270,7 @@ class BenchRunner:
             return
         self._report(spec, task, pending, "warmup")
         for question in self.questions[: self.plan.warmup]:
-            if self.cancel.is_set():
-                return
-            run_turn(model, tasks.messages(task, question, spec.chat), self.plan.params(task), cancel=self.cancel)
+            warm_up(model, tasks.messages(task, question, spec.chat), self.plan.params(task), cancel=self.cancel)
 
     def _run_task(self, model: LoadedModel, spec: ModelSpec, task: TaskSpec, pending: dict[str, list],
                   outcome: Outcome) -> bool:

@@ -44,6 +44,7 @@ def turn_record(result: TurnResult, kind: str = "chat", **extra: Any) -> dict[st
         "token_offsets_ms": metrics.token_offsets_ms(result.events),
         "stop_reason": done.stop_reason if done else None,
         "error": done.error if done else None,
+        "cold": result.cold,
         **extra,
     }
 

@@ -1,12 +1,19 @@
 """The Chat tab's behaviour on the scripted event source (tests/scripted.py): what the user does and sees."""
 from __future__ import annotations
 
+import re
 import threading
 
+from textual.widgets import Input, OptionList, Static, TextArea
+
+from taskclock.runtime import remembered, sessions
 from taskclock.runtime.models import resolve
-from taskclock.tui.widgets.conversation import ReplyMarkdown
+from taskclock.tui.screens.help import HelpScreen
+from taskclock.tui.screens.settings import SettingsScreen
+from taskclock.tui.widgets.conversation import Conversation, Divider, ReplyFigures, ReplyMarkdown, UserTurn
+from taskclock.tui.widgets.meter import Meter
 from taskclock.tui.widgets.prompt_input import PromptInput
-from tests.app_helpers import make_app, ready, wait_for
+from tests.app_helpers import make_app, ready, turn, wait_for
 from tests.scripted import ScriptedModel
 
 SIZE = (130, 38)
@@ -54,3 +61,176 @@ async def switch_while_answering(pilot, loader: GatedLoader) -> None:
     loader.gate.set()
     await wait_for(pilot, lambda: chat.model.spec.name == "gemma3-270m", "the new model")
     assert chat.pending_model is None
+
+
+def scripted(tmp_path, **options):
+    return make_app(tmp_path / "sessions", loader=lambda spec: ScriptedModel(spec), **options)
+
+
+def records(tmp_path) -> list[dict]:
+    (path,) = (tmp_path / "sessions").glob("*.jsonl")
+    return sessions.read_session(path)
+
+
+async def test_every_reply_keeps_its_figures_and_the_first_after_a_load_is_cold(tmp_path):
+    app = scripted(tmp_path, max_tokens=12)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        first, second = await turn(pilot, "one"), await turn(pilot, "two")
+        lines = [str(f.render()) for f in app.query(ReplyFigures)]
+        assert len(lines) == 2 and len(app.query(ReplyMarkdown)) == 2
+        for line, result in zip(lines, (first, second), strict=True):
+            figures = result.metrics
+            assert line.startswith(f"TTFT {figures.ttft_s:.3f} s · {figures.decode_tps:.1f} tok/s · "
+                                   f"task {figures.task_time_s:.3f} s · 12 tokens · 12 words")
+        assert "cold" in lines[0] and "cold" not in lines[1]
+        assert (first.cold, second.cold) == (True, False)
+        assert [r["cold"] for r in records(tmp_path)] == [True, False]
+        assert "cold" not in app.query_one(Meter).query_one("#meter-state", Static).render().plain
+
+
+async def test_settings_change_the_next_turn_are_shown_logged_and_remembered(tmp_path):
+    path = tmp_path / "remembered.json"
+    app = scripted(tmp_path, max_tokens=12, remembered_path=path)
+    async with app.run_test(size=SIZE) as pilot:
+        chat = await ready(pilot)
+        await pilot.press("ctrl+g")
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        screen.query_one("#settings-max-tokens", Input).value = "0"
+        screen.query_one("#settings-system", TextArea).load_text("Be brief.")
+        await pilot.press("ctrl+s")
+        assert "max tokens must be a whole number of at least 1" in str(screen.query_one("#settings-error").render())
+        screen.query_one("#settings-max-tokens", Input).value = "5"
+        screen.query_one("#settings-temperature", Input).value = "0.5"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: not isinstance(app.screen, SettingsScreen), "the settings to close")
+        assert "max 5 tok · temp 0.5" in str(chat.query_one("#meter-caption", Static).render())
+        result = await turn(pilot, "hello")
+        assert result.metrics.output_tokens == 5 and result.messages[0] == {"role": "system", "content": "Be brief."}
+        (record,) = records(tmp_path)
+        assert record["params"]["max_tokens"] == 5 and record["params"]["temperature"] == 0.5
+        kept, problem = remembered.load(path)
+        assert problem is None and (kept.max_tokens, kept.temperature, kept.system) == (5, 0.5, "Be brief.")
+
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Chat settings")
+        await wait_for(pilot, lambda: any(o.option_count for o in app.screen.query(OptionList)), "the palette entry")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen), "settings from the palette")
+
+
+async def test_regenerate_edit_and_copy_the_last_exchange(tmp_path):
+    app = scripted(tmp_path, max_tokens=6)
+    async with app.run_test(size=SIZE) as pilot:
+        chat = await ready(pilot)
+        first = await turn(pilot, "tell me")
+        before = chat.last_result
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: chat.last_result is not before and not chat.running, "the retry")
+        await pilot.pause(0.1)
+        assert [m["role"] for m in chat.messages] == ["user", "assistant"]
+        assert len(app.query(ReplyMarkdown)) == 1 and len(app.query(ReplyFigures)) == 1
+        assert [r["prompt"] for r in records(tmp_path)] == ["tell me", "tell me"]
+        assert chat.last_result.messages == first.messages
+
+        await pilot.press("ctrl+b")
+        assert app.clipboard == chat.messages[-1]["content"] != ""
+
+        await pilot.press("ctrl+l")
+        await pilot.pause(0.1)
+        assert chat.messages == [] and not app.query(UserTurn) and not app.query(ReplyMarkdown)
+        assert chat.query_one(PromptInput).text == "tell me"
+
+
+async def test_up_and_down_in_an_empty_prompt_box_recall_earlier_prompts(tmp_path):
+    app = scripted(tmp_path, max_tokens=4)
+    async with app.run_test(size=SIZE) as pilot:
+        chat = await ready(pilot)
+        await turn(pilot, "first")
+        await turn(pilot, "second")
+        box = chat.query_one(PromptInput)
+        shown = []
+        for key in ("up", "up", "up", "down", "down"):
+            await pilot.press(key)
+            shown.append(box.text)
+        assert shown == ["second", "first", "first", "second", ""]
+        await pilot.press(*"x?", "up")  # a typed box keeps Up for its cursor; "?" stays text
+        assert box.text == "x?" and not isinstance(app.screen, HelpScreen)
+
+
+async def test_switching_model_keeps_the_conversation_with_a_divider_and_focus(tmp_path):
+    app = scripted(tmp_path, max_tokens=4)
+    async with app.run_test(size=SIZE) as pilot:
+        chat = await ready(pilot)
+        await turn(pilot, "before")
+        chat.load(resolve("gemma3-270m", app.context.config.models))
+        await wait_for(pilot, lambda: chat.model.spec.name == "gemma3-270m", "the new model")
+        await pilot.pause(0.1)
+        (divider,) = app.query(Divider)
+        assert "now gemma3-270m (llamacpp)" in str(divider.render())
+        assert app.focused is chat.query_one(PromptInput)
+        result = await turn(pilot, "after")
+        assert [m["content"] for m in result.messages] == ["before", chat.messages[1]["content"], "after"]
+        assert result.model == "gemma3-270m" and result.cold
+        assert len(app.query(ReplyMarkdown)) == 2
+
+
+async def test_page_keys_in_the_prompt_box_scroll_the_transcript(tmp_path):
+    app = scripted(tmp_path, max_tokens=60)
+    async with app.run_test(size=(100, 24)) as pilot:
+        chat = await ready(pilot)
+        for n in range(3):
+            await turn(pilot, f"turn {n}")
+        conversation = chat.query_one(Conversation)
+        await pilot.pause(0.2)
+        bottom = conversation.scroll_y
+        assert bottom > 0 and app.focused is chat.query_one(PromptInput)
+        await pilot.press("pageup")
+        await wait_for(pilot, lambda: conversation.scroll_y < bottom, "a page up")
+        await pilot.press("ctrl+home")
+        await wait_for(pilot, lambda: conversation.scroll_y == 0, "the top")
+        await pilot.press("ctrl+end")
+        await wait_for(pilot, lambda: conversation.scroll_y == bottom, "the end")
+
+
+async def test_help_shows_printed_keys_and_f1_opens_it_from_the_prompt_box(tmp_path):
+    app = scripted(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("f1")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "help")
+        keys = [row[1] for row in app.screen.rows]
+        assert {"^n", "?", "f1", "pgup", "↑, ↓"} <= set(keys)
+        assert not any("question_mark" in k or "ctrl+" in k for k in keys)
+
+
+async def test_a_loading_model_shows_its_name_and_a_running_clock(tmp_path):
+    loader = GatedLoader()
+    app = make_app(tmp_path, loader=loader)
+    async with app.run_test(size=SIZE) as pilot:
+        try:
+            chat = await ready(pilot)
+            chat.load(resolve("gemma3-270m", app.context.config.models))
+            status = chat.query_one("#model-status", Static)
+            clock = re.compile(r"loading gemma3-270m \(llamacpp\)… (\d+\.\d) s")
+
+            def seconds() -> float:
+                found = clock.search(str(status.render()))
+                return float(found.group(1)) if found else -1.0
+
+            await wait_for(pilot, lambda: seconds() >= 0, "the loading line")
+            first = seconds()
+            await wait_for(pilot, lambda: seconds() > first, "the clock to move")
+        finally:
+            loader.gate.set()
+
+
+async def test_the_theme_is_remembered_after_a_restart(tmp_path):
+    path = tmp_path / "remembered.json"
+    async with scripted(tmp_path, remembered_path=path).run_test() as pilot:
+        pilot.app.theme = "taskclock-light"
+        await pilot.pause()
+    kept, _ = remembered.load(path)
+    async with scripted(tmp_path, remembered_path=path, remembered=kept).run_test() as pilot:
+        assert pilot.app.theme == "taskclock-light"

@@ -4,16 +4,21 @@ Adding a tab is one line in TABS (its module, and optionally a .tcss beside it i
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, TabbedContent, TabPane
 
+from taskclock.runtime import remembered
+from taskclock.runtime.errors import StorageError
+
 from .context import AppContext
+from .messages import RememberSettings
 from .panes.batch import BatchPane
 from .panes.chat import ChatPane, ModelCommands
 from .panes.compare import ComparePane
@@ -47,8 +52,8 @@ class TaskclockApp(App):
     CSS_PATH = [HERE / "app.tcss", *sorted((HERE / "panes").glob("*.tcss"))]
     COMMANDS = App.COMMANDS | {ModelCommands}
     BINDINGS = [
-        Binding("f1", "help", "Help"),
-        Binding("question_mark", "help", "Help", show=False),
+        Binding("f1", "help", "Help", priority=True),  # priority: F1 works whatever has focus
+        Binding("question_mark", "help", "Help", show=False),  # not priority: "?" typed in a box stays text
         Binding("ctrl+t", "change_theme", "Theme"),
         *(Binding(tab.key, f"show_tab('{tab.id}')", tab.title) for tab in TABS),
     ]
@@ -59,7 +64,8 @@ class TaskclockApp(App):
         themes, self._theme_problems = load_themes()
         for item in themes:
             self.register_theme(item)
-        self._wanted_theme = theme or context.config.defaults.theme
+        self.remembered = context.remembered
+        self._wanted_theme = theme or context.remembered.theme or context.config.defaults.theme
 
     def compose(self) -> ComposeResult:
         with TabbedContent(initial=TABS[0].id):
@@ -72,6 +78,32 @@ class TaskclockApp(App):
         for problem in self._theme_problems:
             self.notify(problem, title="Theme file", severity="error", timeout=12)
         self.theme = self._pick_theme(self._wanted_theme)
+        if self.context.remembered_problem:
+            self.notify(self.context.remembered_problem, title="Remembered settings", severity="warning", timeout=12)
+
+    def watch_theme(self, theme: str) -> None:
+        if self.is_mounted and theme != self.remembered.theme:
+            self.remember(replace(self.remembered, theme=theme))
+
+    def remember(self, values: remembered.Remembered) -> None:
+        """Keep ``values`` for the next launch (when this app has a remembered file; tests mostly do not)."""
+        self.remembered = values
+        path = self.context.remembered_path
+        if path is None:
+            return
+        try:
+            remembered.save(path, values)
+        except StorageError as exc:
+            self.notify(f"Settings not remembered: {exc}", title="Remembered settings", severity="warning")
+
+    def on_remember_settings(self, message: RememberSettings) -> None:
+        self.remember(self.remembered.with_sampling(message.params, message.system))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for chat in screen.query(ChatPane):
+            yield SystemCommand("Chat settings", "System prompt, max tokens, temperature, top-p, seed",
+                                chat.action_settings)
 
     def _pick_theme(self, name: str) -> str:
         if name in self.available_themes:

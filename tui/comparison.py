@@ -31,7 +31,8 @@ def comparison_table(comparison: Comparison) -> Table:
         table.add_column(f"{column.label}\n{column.unit}".rstrip(), justify="right")
     table.add_column("stop")
     for row in comparison.rows():
-        cells: list[Text | str] = [Text.assemble(row["model"], "\n", (row["backend"], "dim"))]
+        backend = f"{row['backend']} · cold" if row["cold"] else row["backend"]
+        cells: list[Text | str] = [Text.assemble(row["model"], "\n", (backend, "dim"))]
         for column in COLUMNS:
             text = fmt(row[column.key], "", column.digits)
             if row["model"] in winners[column.key]:

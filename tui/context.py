@@ -7,6 +7,7 @@ from pathlib import Path
 
 from taskclock.runtime.backend import LoadedModel, ModelSpec, SamplingParams, load_model
 from taskclock.runtime.config import Config
+from taskclock.runtime.remembered import Remembered
 
 
 @dataclass(frozen=True)
@@ -17,3 +18,7 @@ class AppContext:
     params: SamplingParams = field(default_factory=SamplingParams)
     # How a spec becomes a LoadedModel: the real backends, except in UI tests that script the events.
     loader: Callable[[ModelSpec], LoadedModel] = load_model
+    # What the last launch left (theme, chat settings) and where changes go; None: nothing is remembered.
+    remembered: Remembered = field(default_factory=Remembered)
+    remembered_path: Path | None = None
+    remembered_problem: str | None = None  # the remembered file could not be read: shown once, then ignored

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from textual.message import Message
 
-from taskclock.runtime.backend import LoadedModel, ModelSpec
+from taskclock.runtime.backend import LoadedModel, ModelSpec, SamplingParams
 from taskclock.runtime.bench import Outcome
 from taskclock.runtime.compare import Comparison
 from taskclock.runtime.turn import TurnResult
@@ -28,6 +28,14 @@ class OpenSession(Message):
     """The user picked a past session in the Sessions view."""
 
     path: Path
+
+
+@dataclass
+class RememberSettings(Message):
+    """The chat settings changed: the app keeps them for the next launch."""
+
+    system: str
+    params: SamplingParams
 
 
 @dataclass

@@ -6,7 +6,8 @@ copy of that list at most REPAINT_HZ times a second. The producer never waits fo
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -14,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
-from textual.widgets import LoadingIndicator, Static
+from textual.widgets import Static
 
 from taskclock.runtime import metrics
 from taskclock.runtime.backend import LoadedModel, Message, ModelSpec
@@ -22,16 +23,19 @@ from taskclock.runtime.errors import StorageError, TaskclockError
 from taskclock.runtime.events import Event, now_ns
 from taskclock.runtime.models import all_models
 from taskclock.runtime.sessions import SessionLog, export_all, turn_record
-from taskclock.runtime.turn import TurnResult, run_turn
+from taskclock.runtime.turn import TurnResult, is_cold, run_turn
 
 from ..context import AppContext
+from ..format import reply_line
 from ..live import LivePane, describe_error, post_from_thread
-from ..messages import ModelLoaded, ModelLoadFailed, RunFailed, SendPrompt, TurnFinished
+from ..messages import ModelLoaded, ModelLoadFailed, RememberSettings, RunFailed, SendPrompt, TurnFinished
+from ..screens.settings import ChatSettings, SettingsScreen, settings_line
 from ..widgets.conversation import Conversation, ReplyTurn
 from ..widgets.meter import Meter
 from ..widgets.prompt_input import PromptInput
 
 NOTES = {"cancelled": "stopped", "length": "max tokens reached", "error": "error"}
+LOAD_CLOCK_S = 0.2  # how often "loading NAME… 3.2 s" counts up (only while a model loads)
 
 
 @dataclass
@@ -48,7 +52,16 @@ class ChatPane(LivePane):
         Binding("escape", "stop", "Stop", priority=True),  # priority: the prompt box has focus while streaming
         Binding("ctrl+n", "new_chat", "New chat"),
         Binding("ctrl+o", "pick_model", "Model"),
+        Binding("ctrl+g", "settings", "Settings"),
+        Binding("ctrl+r", "regenerate", "Retry"),
+        Binding("ctrl+l", "edit_last", "Edit last prompt", show=False),
+        Binding("ctrl+b", "copy_reply", "Copy last reply", show=False),
         Binding("ctrl+s", "export", "Export"),
+        # priority: the prompt box would take these for its own cursor
+        Binding("pageup", "scroll('page_up')", "Scroll the transcript up", show=False, priority=True),
+        Binding("pagedown", "scroll('page_down')", "Scroll the transcript down", show=False, priority=True),
+        Binding("ctrl+home", "scroll('home')", "Transcript top", show=False, priority=True),
+        Binding("ctrl+end", "scroll('end')", "Transcript end (follows the reply)", show=False, priority=True),
     ]
 
     def __init__(self, context: AppContext) -> None:
@@ -57,18 +70,18 @@ class ChatPane(LivePane):
         self.model: LoadedModel | None = None
         # Not ``loading``: that is Textual's Widget.loading, which would cover the whole tab while a model loads.
         self.pending_model: ModelSpec | None = None
+        self.settings = ChatSettings(context.remembered.system, context.params)
         self.messages: list[Message] = []
         self.live: LiveTurn | None = None
         self.reply: ReplyTurn | None = None
         self.last_result: TurnResult | None = None
         self.session: SessionLog | None = None
-        self._load_unreported = False  # the next turn carries the Loaded event (load time)
         self._log_warned = False
+        self._load_started = 0.0
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="chat-status"):
-            yield LoadingIndicator(id="model-loading")
-            yield Static(id="model-status")
+            yield Static(id="model-status", markup=False)
         with Horizontal(id="chat-body"):
             with Vertical(id="chat-main"):
                 yield Conversation(id="conversation")
@@ -77,6 +90,8 @@ class ChatPane(LivePane):
 
     def on_mount(self) -> None:
         super().on_mount()
+        self._load_clock = self.set_interval(LOAD_CLOCK_S, self._show_status, pause=True)
+        self.query_one(Meter).caption(settings_line(self.settings))
         self.query_one(PromptInput).focus()
         self.load(self.context.model)
 
@@ -96,23 +111,30 @@ class ChatPane(LivePane):
             self.notify("Wait for the reply (or press Esc) before switching models", severity="warning")
             return
         self.pending_model = spec
+        self._load_started = time.monotonic()
+        self._load_clock.resume()
         self._show_status()
         loader = self.context.loader
         post_from_thread(self, lambda: ModelLoaded(loader(spec)), partial(ModelLoadFailed, spec), group="load")
 
     def on_model_loaded(self, message: ModelLoaded) -> None:
+        """Switch models and keep the conversation, with a divider naming the new model."""
         message.stop()
         previous, self.model, self.pending_model = self.model, message.model, None
+        self._load_clock.pause()
+        spec = message.model.spec
         if previous is not None:
             previous.close()
-            self.notify(f"Switched to {message.model.spec.name}; new chat started")
-        self._load_unreported = True
-        self.new_chat()
+            if self.messages:
+                self.query_one(Conversation).add_divider(f"now {spec.name} ({spec.backend})")
+            self.notify(f"Switched to {spec.name}; the conversation continues")
         self._show_status()
+        self.query_one(PromptInput).focus()
 
     def on_model_load_failed(self, message: ModelLoadFailed) -> None:
         message.stop()
         self.pending_model = None
+        self._load_clock.pause()
         kept = f"; still on {self.model.spec.name}" if self.model else ""
         self.notify(f"Could not load {message.spec.name}: {describe_error(message.error)}{kept}", title="Model",
                     severity="error", timeout=12)
@@ -120,10 +142,10 @@ class ChatPane(LivePane):
 
     def _show_status(self) -> None:
         pending = self.pending_model
-        self.query_one("#model-loading").display = pending is not None
         parts = []
         if pending is not None:
-            parts.append(f"loading {pending.name} ({pending.backend})…")
+            elapsed = time.monotonic() - self._load_started
+            parts.append(f"loading {pending.name} ({pending.backend})… {elapsed:.1f} s")
         if self.model is not None:
             spec = self.model.spec
             mode = "" if spec.chat else " · completion (no chat template)"
@@ -132,7 +154,7 @@ class ChatPane(LivePane):
             parts.append("no model loaded: press Ctrl+O to pick one")
         self.query_one("#model-status", Static).update("   ".join(parts))
 
-    def model_commands(self) -> list[tuple[str, object, str]]:
+    def model_commands(self) -> list[tuple[str, Callable[[], None], str]]:
         """(title, callback, help) per model: what the model picker and the command palette list."""
         return [(spec.name, partial(self.load, spec), spec.description or spec.source)
                 for spec in all_models(self.context.config.models)]
@@ -140,31 +162,57 @@ class ChatPane(LivePane):
     def action_pick_model(self) -> None:
         self.app.search_commands(self.model_commands(), placeholder="Switch model…")
 
+    # -- settings ----------------------------------------------------------------------------------
+
+    def action_settings(self) -> None:
+        self.app.push_screen(SettingsScreen(self.settings), self._apply_settings)
+
+    def _apply_settings(self, settings: ChatSettings | None) -> None:
+        self.query_one(PromptInput).focus()
+        if settings is None or settings == self.settings:
+            return
+        self.settings = settings
+        self.query_one(Meter).caption(settings_line(settings))
+        self.post_message(RememberSettings(settings.system, settings.params))
+
     # -- turns -------------------------------------------------------------------------------------
 
     def on_send_prompt(self, message: SendPrompt) -> None:
         message.stop()
         if not message.text.strip():
             return
+        if self._cannot_answer():
+            return
+        self.query_one(PromptInput).clear()
+        self.messages.append({"role": "user", "content": message.text})
+        self.query_one(Conversation).add_prompt(message.text)
+        self._answer()
+
+    def _cannot_answer(self) -> bool:
+        """Say why a turn cannot start now, if it cannot."""
         if self.running:
             self.notify("Still answering: wait for the reply or press Esc to stop it", severity="warning")
-            return
+            return True
         if self.model is None:
             pending = self.pending_model
             waiting = f"{pending.name} is still loading" if pending else "no model is loaded"
             self.notify(f"Cannot send yet: {waiting}", severity="warning")
-            return
+            return True
+        return False
+
+    def _answer(self) -> None:
+        """Run a turn on the conversation so far (its last message is the user's)."""
+        model = self.model
+        assert model is not None  # _cannot_answer checked
         if self.session is None:
-            self.session = SessionLog(self.context.sessions_dir, self.model.spec.name)
-        self.query_one(PromptInput).clear()
-        self.messages.append({"role": "user", "content": message.text})
-        conversation = self.query_one(Conversation)
-        conversation.add_prompt(message.text)
-        self.reply = conversation.add_reply(self.model.spec.name)
-        self.live = live = LiveTurn(self.model.spec.name)
+            self.session = SessionLog(self.context.sessions_dir, model.spec.name)
+        self.reply = self.query_one(Conversation).add_reply(model.spec.name)
+        self.live = live = LiveTurn(model.spec.name)
         self.query_one(Meter).start()
-        model, messages, session, params = self.model, list(self.messages), self.session, self.context.params
-        include_load, self._load_unreported = self._load_unreported, False
+        system = self.settings.system.strip()
+        messages = ([{"role": "system", "content": system}] if system else []) + list(self.messages)
+        session, params = self.session, self.settings.params
+        include_load = is_cold(model)  # the first turn after a load carries the load time too
 
         def job(cancel: threading.Event) -> TurnFinished:
             result = run_turn(model, messages, params, cancel=cancel, on_event=live.events.append,
@@ -178,24 +226,27 @@ class ChatPane(LivePane):
         self.start_run(job)
 
     def repaint(self) -> None:
-        live = self.live
-        if live is None:
+        live, reply = self.live, self.reply
+        if live is None or reply is None:
             return
         events = live.events[:]  # a consistent copy; the producer keeps appending to the original
         self.query_one(Meter).show_live(events, now_ns())
-        self.reply.show(metrics.output_text(events))
+        reply.show(metrics.output_text(events))
 
     def on_turn_finished(self, message: TurnFinished) -> None:
         message.stop()
         result, self.live = message.result, None
         self.last_result = result
-        stop = result.done.stop_reason if result.done else "error"
+        done = result.done
+        stop = done.stop_reason if done else "error"
         note = NOTES.get(stop, "")
-        if stop == "error":
-            note = f"error: {result.done.error}"
-            self.notify(f"Generation failed: {result.done.error}", severity="error", timeout=10)
-        self.query_one(Conversation).finish_reply(self.reply, result.text, note, stop)
-        self.query_one(Meter).show_final(result.events)
+        if done is not None and stop == "error":
+            note = f"error: {done.error}"
+            self.notify(f"Generation failed: {done.error}", severity="error", timeout=10)
+        figures = reply_line(result.metrics.as_dict(), result.cold)
+        if self.reply is not None:
+            self.query_one(Conversation).finish_reply(self.reply, result.text, note, stop, figures)
+        self.query_one(Meter).show_final(result.events, cold=result.cold)
         if result.text:
             self.messages.append({"role": "assistant", "content": result.text})
         else:
@@ -210,10 +261,52 @@ class ChatPane(LivePane):
         live, self.live = self.live, None
         self.messages.pop()
         text = metrics.output_text(live.events) if live else ""
-        self.query_one(Conversation).finish_reply(self.reply, text, "error", "error")
+        if self.reply is not None:
+            self.query_one(Conversation).finish_reply(self.reply, text, "error", "error")
         self.notify(f"Generation failed: {describe_error(message.error)}", severity="error", timeout=12)
 
     # -- actions -----------------------------------------------------------------------------------
+
+    def action_regenerate(self) -> None:
+        """Answer the last prompt again with the same settings (a second timing of the same turn)."""
+        if not self.messages or self.messages[-1]["role"] != "assistant":
+            self.notify("Nothing to retry yet: send a prompt first", severity="warning")
+            return
+        if self._cannot_answer():
+            return
+        self.messages.pop()
+        self.query_one(Conversation).remove_last_reply()
+        self._answer()
+
+    def action_edit_last(self) -> None:
+        """Put the last prompt back in the box, and take it and its reply out of the conversation."""
+        if self.running:
+            self.notify("Stop the reply (Esc) before editing the prompt", severity="warning")
+            return
+        if not self.messages:
+            self.notify("No prompt to edit yet", severity="warning")
+            return
+        if self.messages[-1]["role"] == "assistant":
+            self.messages.pop()
+        prompt = self.messages.pop()["content"]
+        self.query_one(Conversation).remove_last_exchange()
+        box = self.query_one(PromptInput)
+        box.load_text(prompt)
+        box.move_cursor(box.document.end)
+        box.focus()
+
+    def action_copy_reply(self) -> None:
+        replies = [m["content"] for m in self.messages if m["role"] == "assistant"]
+        if not replies:
+            self.notify("No reply to copy yet", severity="warning")
+            return
+        self.app.copy_to_clipboard(replies[-1])
+        self.notify(f"Copied the last reply ({len(replies[-1])} characters)")
+
+    def action_scroll(self, where: str) -> None:
+        conversation = self.query_one(Conversation)
+        {"page_up": conversation.scroll_page_up, "page_down": conversation.scroll_page_down,
+         "home": conversation.scroll_home, "end": conversation.anchor}[where]()
 
     def action_new_chat(self) -> None:
         if self.running:

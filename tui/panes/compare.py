@@ -33,6 +33,7 @@ from .chat import NOTES
 
 SLOTS = 4
 CONCURRENT_LABEL = "concurrent: run all at once (they share the machine, so figures include contention)"
+WARMUP_LABEL = "warm up: one untimed turn each first (off: measure cold, docs/METRICS.md)"
 
 
 def note_for(done: Done | None) -> str:
@@ -48,6 +49,7 @@ class LiveCompare:
 
     specs: list[ModelSpec]
     concurrent: bool
+    warmup: int  # untimed turns per model first
     events: list[list[Event]] = field(default_factory=list)
     running: set[int] = field(default_factory=set)  # started and not yet shown as finished
 
@@ -85,7 +87,10 @@ class ComparePane(LivePane):
                 value = self.context.model.name if slot == 0 else Select.NULL
                 yield Select(options, prompt=f"model {slot + 1}" + ("" if slot < 2 else " (optional)"),
                              value=value, id=f"compare-model-{slot}", classes="compare-model")
-        with Horizontal(id="compare-options"):
+        with Horizontal(classes="compare-options"):
+            yield Switch(value=True, id="compare-warmup")
+            yield Label(WARMUP_LABEL, id="compare-warmup-label")
+        with Horizontal(classes="compare-options"):
             yield Switch(value=False, id="compare-concurrent")
             yield Label(CONCURRENT_LABEL, id="compare-concurrent-label")
         yield PromptInput(id="compare-prompt", classes="autofocus")
@@ -120,9 +125,11 @@ class ComparePane(LivePane):
             self.notify(str(exc), title="Compare", severity="warning")
             return
         concurrent = self.query_one("#compare-concurrent", Switch).value
-        self.live = live = LiveCompare(specs, concurrent)
+        warmup = 1 if self.query_one("#compare-warmup", Switch).value else 0
+        self.live = live = LiveCompare(specs, concurrent, warmup)
         await self._build_columns(specs)
-        self.query_one("#compare-table", Static).update(f"running ({mode_name(concurrent)})…")
+        warm = "after one untimed warm-up turn each" if warmup else "cold: no warm-up"
+        self.query_one("#compare-table", Static).update(f"running ({mode_name(concurrent)}, {warm})…")
         self.query_one("#compare-verdict", Static).update("")
         if self.session is None:
             self.session = SessionLog(self.context.sessions_dir, "compare")
@@ -144,10 +151,11 @@ class ComparePane(LivePane):
         """The job (in a thread): load what the columns lack, run the comparison, log it. ``loaded`` is this
         job's own copy of the kept models; it comes back in the message whatever happens."""
         try:
-            fresh = self._load_columns(live.specs, loaded)
+            fresh = self._load_columns(live.specs, loaded, live.warmup)
             models = [loaded[slot] for slot in range(len(live.specs))]
             comparison = run_compare(models, messages, self.context.params, concurrent=live.concurrent,
-                                     cancel=cancel, on_start=live.started, on_event=live.record, include_load=fresh)
+                                     warmup=live.warmup, cancel=cancel, on_start=live.started,
+                                     on_event=live.record, include_load=fresh)
         except Exception as exc:
             return CompareFinished(loaded, exc)
         try:
@@ -157,7 +165,7 @@ class ComparePane(LivePane):
             return CompareFinished(loaded, comparison, log_error=str(exc))
         return CompareFinished(loaded, comparison)
 
-    def _load_columns(self, specs: list[ModelSpec], loaded: dict[int, LoadedModel]) -> list[bool]:
+    def _load_columns(self, specs: list[ModelSpec], loaded: dict[int, LoadedModel], warmup: int) -> list[bool]:
         """Load each column's model unless the slot already holds it; True where it was loaded now."""
         fresh = []
         for slot, spec in enumerate(specs):
@@ -169,7 +177,7 @@ class ComparePane(LivePane):
                 loaded.pop(slot).close()
             self.post_message(ColumnState(slot, f"loading {spec.name} ({spec.backend})…"))
             loaded[slot] = self.context.loader(spec)
-            self.post_message(ColumnState(slot, "loaded"))
+            self.post_message(ColumnState(slot, "loaded" + (", warming up…" if warmup else "")))
             fresh.append(True)
         for slot in [s for s in loaded if s >= len(specs)]:
             loaded.pop(slot).close()
@@ -204,7 +212,7 @@ class ComparePane(LivePane):
         for index, column in enumerate(self.query(CompareColumn)):
             if index < len(comparison.results):
                 result = comparison.results[index]
-                column.show_final(result.events, note_for(result.done))
+                column.show_final(result.events, note_for(result.done), cold=result.cold)
             else:
                 column.waiting("not run (stopped)")
         self.query_one("#compare-table", Static).update(comparison_table(comparison))

@@ -46,8 +46,8 @@ class CompareColumn(Vertical):
         self.meter.show_live(events, now_ns)
         self._text.show(metrics.output_text(events))
 
-    def show_final(self, events: Sequence[Event], note: str = "") -> None:
-        self.meter.show_final(events)
+    def show_final(self, events: Sequence[Event], note: str = "", cold: bool = False) -> None:
+        self.meter.show_final(events, cold)
         self._text.show(metrics.output_text(events) or "(no output)")
         self._text.settle()
         self.border_subtitle = note
