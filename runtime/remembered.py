@@ -1,4 +1,5 @@
-"""What the app remembers between launches: the theme and the chat settings (system prompt, sampling).
+"""What the app remembers between launches: the theme, the Batch tab's MMLU folder and the chat settings
+(system prompt, sampling).
 
 Kept in remembered.json beside config.toml and written whole (write_atomic) by the app only, so config.toml
 stays the user's own file. Remembered values win over config.toml; command-line flags win over both. A file
@@ -7,7 +8,7 @@ that cannot be read is reported and ignored, never fatal: it only holds preferen
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ _TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (i
 @dataclass(frozen=True)
 class Remembered:
     theme: str = ""
+    mmlu: str = ""  # the MMLU folder last used in the Batch tab
     system: str = ""  # the chat's system prompt
     max_tokens: int = 0  # 0 (and "" above): not set, the config or the flags decide
     temperature: float = -1.0
@@ -35,9 +37,12 @@ class Remembered:
                                    top_p=None if self.top_p < 0 else self.top_p,
                                    seed=None if self.seed < 0 else self.seed)
 
-    def with_sampling(self, params: SamplingParams, system: str) -> Remembered:
-        return replace(self, system=system, max_tokens=params.max_tokens, temperature=params.temperature,
-                       top_p=params.top_p, seed=params.seed)
+
+
+def chat_values(params: SamplingParams, system: str) -> dict[str, Any]:
+    """The remembered fields that the chat settings set."""
+    return {"system": system, "max_tokens": params.max_tokens, "temperature": params.temperature,
+            "top_p": params.top_p, "seed": params.seed}
 
 
 def default_path() -> Path:

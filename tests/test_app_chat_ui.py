@@ -4,16 +4,20 @@ from __future__ import annotations
 import re
 import threading
 
-from textual.widgets import Input, OptionList, Static, TextArea
+from textual.widgets import DataTable, Input, OptionList, Static, TextArea
 
 from taskclock.runtime import remembered, sessions
+from taskclock.runtime.config import Config, Defaults
 from taskclock.runtime.models import resolve
+from taskclock.tui.panes.batch import BatchPane
+from taskclock.tui.panes.sessions import SessionScreen
 from taskclock.tui.screens.help import HelpScreen
 from taskclock.tui.screens.settings import SettingsScreen
 from taskclock.tui.widgets.conversation import Conversation, Divider, ReplyFigures, ReplyMarkdown, UserTurn
 from taskclock.tui.widgets.meter import Meter
 from taskclock.tui.widgets.prompt_input import PromptInput
 from tests.app_helpers import make_app, ready, turn, wait_for
+from tests.conftest import SHARED_MMLU
 from tests.scripted import ScriptedModel
 
 SIZE = (130, 38)
@@ -68,7 +72,7 @@ def scripted(tmp_path, **options):
 
 
 def records(tmp_path) -> list[dict]:
-    (path,) = (tmp_path / "sessions").glob("*.jsonl")
+    (path,) = (tmp_path / "sessions").glob("*.jsonl")  # (no exports in these tests)
     return sessions.read_session(path)
 
 
@@ -234,3 +238,37 @@ async def test_the_theme_is_remembered_after_a_restart(tmp_path):
     kept, _ = remembered.load(path)
     async with scripted(tmp_path, remembered_path=path, remembered=kept).run_test() as pilot:
         assert pilot.app.theme == "taskclock-light"
+
+
+async def test_sessions_list_date_and_first_prompt_and_ctrl_s_exports_the_open_one(tmp_path):
+    app = scripted(tmp_path, max_tokens=4)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await turn(pilot, "What is task time?\nsecond line")
+        await pilot.press("f3")
+        table = app.query_one("#sessions-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1, "the list")
+        date, prompt, *_ = table.get_row_at(0)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", date) and prompt == "What is task time?"
+        table.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, SessionScreen), "the session")
+        (log,) = (tmp_path / "sessions").glob("*.jsonl")
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: len(list(log.parent.glob("*.export.*"))) == 3, "the exports")
+        exports = sorted(p.name for p in log.parent.glob("*.export.*"))
+        assert exports == [f"{log.stem}.export.{fmt}" for fmt in ("csv", "jsonl", "md")]
+
+
+async def test_the_batch_tabs_mmlu_folder_is_remembered_once_a_run_starts(tmp_path):
+    path = tmp_path / "remembered.json"
+    config = Config(defaults=Defaults(runs_dir=str(tmp_path / "runs")))
+    app = scripted(tmp_path, config=config, remembered_path=path)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.press("f5")
+        pane = app.query_one(BatchPane)
+        for field_id, value in (("batch-tasks", "mc"), ("batch-limit", "1"), ("batch-mmlu", str(SHARED_MMLU))):
+            pane.query_one(f"#{field_id}", Input).value = value
+        await pilot.click("#batch-start")
+        await wait_for(pilot, lambda: remembered.load(path)[0].mmlu == str(SHARED_MMLU), "the folder remembered")
+        await wait_for(pilot, lambda: not pane.running, "the run to end")

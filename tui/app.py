@@ -18,7 +18,7 @@ from taskclock.runtime import remembered
 from taskclock.runtime.errors import StorageError
 
 from .context import AppContext
-from .messages import RememberSettings
+from .messages import Remember
 from .panes.batch import BatchPane
 from .panes.chat import ChatPane, ModelCommands
 from .panes.compare import ComparePane
@@ -65,6 +65,7 @@ class TaskclockApp(App):
         for item in themes:
             self.register_theme(item)
         self.remembered = context.remembered
+        self._theme_chosen = False
         self._wanted_theme = theme or context.remembered.theme or context.config.defaults.theme
 
     def compose(self) -> ComposeResult:
@@ -78,11 +79,12 @@ class TaskclockApp(App):
         for problem in self._theme_problems:
             self.notify(problem, title="Theme file", severity="error", timeout=12)
         self.theme = self._pick_theme(self._wanted_theme)
+        self._theme_chosen = True
         if self.context.remembered_problem:
             self.notify(self.context.remembered_problem, title="Remembered settings", severity="warning", timeout=12)
 
     def watch_theme(self, theme: str) -> None:
-        if self.is_mounted and theme != self.remembered.theme:
+        if self._theme_chosen and theme != self.remembered.theme:  # a change in the app, not the start-up pick
             self.remember(replace(self.remembered, theme=theme))
 
     def remember(self, values: remembered.Remembered) -> None:
@@ -96,8 +98,8 @@ class TaskclockApp(App):
         except StorageError as exc:
             self.notify(f"Settings not remembered: {exc}", title="Remembered settings", severity="warning")
 
-    def on_remember_settings(self, message: RememberSettings) -> None:
-        self.remember(self.remembered.with_sampling(message.params, message.system))
+    def on_remember(self, message: Remember) -> None:
+        self.remember(replace(self.remembered, **message.values))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

@@ -6,6 +6,7 @@ from rich.table import Table
 from rich.text import Text
 
 from taskclock.runtime.compare import COLUMNS, Comparison
+from taskclock.runtime.sessions import stop_word
 
 from .format import fmt
 
@@ -39,7 +40,7 @@ def comparison_table(comparison: Comparison) -> Table:
                 cells.append(Text(f"{WINNER} {text}", style="bold green"))
             else:
                 cells.append(text)
-        stop = row["stop_reason"] or "—"
+        stop = stop_word(row["stop_reason"]) or "—"
         cells.append(Text(stop, style="red") if stop == "error" else stop)
         table.add_row(*cells)
     return table

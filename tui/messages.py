@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
-from taskclock.runtime.backend import LoadedModel, ModelSpec, SamplingParams
+from taskclock.runtime.backend import LoadedModel, ModelSpec
 from taskclock.runtime.bench import Outcome
 from taskclock.runtime.compare import Comparison
 from taskclock.runtime.turn import TurnResult
@@ -31,11 +31,10 @@ class OpenSession(Message):
 
 
 @dataclass
-class RememberSettings(Message):
-    """The chat settings changed: the app keeps them for the next launch."""
+class Remember(Message):
+    """Values for the app to keep for the next launch (fields of runtime.remembered.Remembered)."""
 
-    system: str
-    params: SamplingParams
+    values: dict[str, Any]
 
 
 @dataclass

@@ -35,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     sessions_dir = Path(args.sessions or config.defaults.sessions_dir or default_sessions_dir()).expanduser()
     path = remembered.default_path()
     kept, problem = remembered.load(path)
+    if kept.mmlu:
+        config = replace(config, defaults=replace(config.defaults, mmlu=kept.mmlu))
     params = common.sampling(args, replace(config, sampling=kept.sampling(config.sampling)))  # flags win
     context = AppContext(config=config, model=spec, sessions_dir=sessions_dir, params=params, remembered=kept,
                          remembered_path=path, remembered_problem=problem)

@@ -26,7 +26,7 @@ from taskclock.runtime.paths import default_runs_dir
 from ..context import AppContext
 from ..format import fmt
 from ..live import LivePane, describe_error
-from ..messages import BenchFinished, BenchStarted, RunFailed
+from ..messages import BenchFinished, BenchStarted, Remember, RunFailed
 
 DEFAULT_LIMIT = 20  # interactive default; the CLI's is the paper's 660
 LIVE_COLUMNS = ("model", "task", "state", "progress", "out tok (mean)", "decode tok/s", "task time s (mean)",
@@ -188,6 +188,7 @@ class BatchPane(LivePane):
         message.stop()
         live = message.live
         self.folder, self.live, self.resumable = live.folder, live, True
+        self.post_message(Remember({"mmlu": self._value("batch-mmlu")}))  # it loaded: the next launch starts there
         self._status(f"running {live.folder.name}: {len(live.plan.question_ids)} questions × "
                      f"{len(live.plan.tasks)} task(s) × {len(live.plan.models)} model(s)")
 

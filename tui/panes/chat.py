@@ -17,7 +17,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
-from taskclock.runtime import metrics
+from taskclock.runtime import metrics, remembered
 from taskclock.runtime.backend import LoadedModel, Message, ModelSpec
 from taskclock.runtime.errors import StorageError, TaskclockError
 from taskclock.runtime.events import Event, now_ns
@@ -28,7 +28,7 @@ from taskclock.runtime.turn import TurnResult, is_cold, run_turn
 from ..context import AppContext
 from ..format import reply_line
 from ..live import LivePane, describe_error, post_from_thread
-from ..messages import ModelLoaded, ModelLoadFailed, RememberSettings, RunFailed, SendPrompt, TurnFinished
+from ..messages import ModelLoaded, ModelLoadFailed, Remember, RunFailed, SendPrompt, TurnFinished
 from ..screens.settings import ChatSettings, SettingsScreen, settings_line
 from ..widgets.conversation import Conversation, ReplyTurn
 from ..widgets.meter import Meter
@@ -173,7 +173,7 @@ class ChatPane(LivePane):
             return
         self.settings = settings
         self.query_one(Meter).caption(settings_line(settings))
-        self.post_message(RememberSettings(settings.system, settings.params))
+        self.post_message(Remember(remembered.chat_values(settings.params, settings.system)))
 
     # -- turns -------------------------------------------------------------------------------------
 
@@ -305,8 +305,10 @@ class ChatPane(LivePane):
 
     def action_scroll(self, where: str) -> None:
         conversation = self.query_one(Conversation)
-        {"page_up": conversation.scroll_page_up, "page_down": conversation.scroll_page_down,
-         "home": conversation.scroll_home, "end": conversation.anchor}[where]()
+        moves: dict[str, Callable[[], object]] = {
+            "page_up": conversation.scroll_page_up, "page_down": conversation.scroll_page_down,
+            "home": conversation.scroll_home, "end": conversation.anchor}
+        moves[where]()
 
     def action_new_chat(self) -> None:
         if self.running:
@@ -336,7 +338,7 @@ class ChatPane(LivePane):
 class ModelCommands(Provider):
     """Command palette entries "Model: NAME" that load that model in the Chat tab."""
 
-    def _entries(self) -> Iterator[tuple[str, object, str]]:
+    def _entries(self) -> Iterator[tuple[str, Callable[[], None], str]]:
         for chat in self.screen.query(ChatPane):
             for name, callback, help_text in chat.model_commands():
                 yield f"Model: {name}", callback, help_text
