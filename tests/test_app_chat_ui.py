@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 import threading
 
-from textual.widgets import DataTable, Input, OptionList, Static, TextArea
+from textual.widgets import DataTable, Input, OptionList, Static, TabbedContent, TextArea
 
 from taskclock.runtime import remembered, sessions
 from taskclock.runtime.config import Config, Defaults
@@ -23,18 +23,51 @@ from tests.scripted import ScriptedModel
 SIZE = (130, 38)
 
 
+class TrackedModel(ScriptedModel):
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
 class GatedLoader:
     """Loads the first model at once; any later one only when the test opens the gate (a slow load)."""
 
-    def __init__(self) -> None:
+    def __init__(self, **options) -> None:
         self.gate = threading.Event()
-        self.loads = 0
+        self.models: list[TrackedModel] = []
+        self.options = options
+
+    @property
+    def loads(self) -> int:
+        return len(self.models)
 
     def __call__(self, spec):
-        self.loads += 1
-        if self.loads > 1:
+        model = TrackedModel(spec, **self.options)
+        self.models.append(model)
+        if len(self.models) > 1:
             self.gate.wait(timeout=120)
-        return ScriptedModel(spec)
+        return model
+
+
+async def test_a_model_replaced_while_it_answers_is_closed_only_after_its_turn(tmp_path):
+    loader = GatedLoader(pace_tps=20, tokens=80)
+    app = make_app(tmp_path, loader=loader, max_tokens=80)
+    async with app.run_test(size=SIZE) as pilot:
+        try:
+            chat = await ready(pilot)
+            chat.load(resolve("gemma3-270m", app.context.config.models))
+            await type_and_send(pilot, "hello")
+            await wait_for(pilot, lambda: chat.running, "the turn to start")
+            loader.gate.set()
+            await wait_for(pilot, lambda: chat.model is loader.models[1], "the new model")
+            old = loader.models[0]
+            assert chat.running and not old.closed
+            await wait_for(pilot, lambda: not chat.running, "the turn to end")
+            assert old.closed and chat.last_result.model == "smollm2"
+            assert chat.last_result.metrics.output_tokens == 80
+        finally:
+            loader.gate.set()
 
 
 async def type_and_send(pilot, text: str) -> None:
@@ -272,3 +305,19 @@ async def test_the_batch_tabs_mmlu_folder_is_remembered_once_a_run_starts(tmp_pa
         await pilot.click("#batch-start")
         await wait_for(pilot, lambda: remembered.load(path)[0].mmlu == str(SHARED_MMLU), "the folder remembered")
         await wait_for(pilot, lambda: not pane.running, "the run to end")
+
+
+async def test_a_model_that_finishes_loading_leaves_the_other_tab_in_front(tmp_path):
+    loader = GatedLoader()
+    app = make_app(tmp_path, loader=loader)
+    async with app.run_test(size=SIZE) as pilot:
+        try:
+            chat = await ready(pilot)
+            chat.load(resolve("gemma3-270m", app.context.config.models))
+            await pilot.press("f5")
+            loader.gate.set()
+            await wait_for(pilot, lambda: chat.model.spec.name == "gemma3-270m", "the new model")
+            await pilot.pause()
+            assert app.query_one(TabbedContent).active == "batch"
+        finally:
+            loader.gate.set()

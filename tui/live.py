@@ -47,7 +47,8 @@ class LivePane(Vertical):
     """A tab that runs one live job at a time, repaints it on a throttled timer, and can stop it.
 
     Subclasses implement ``repaint`` and a handler for each message their jobs return; a job that raises
-    arrives as ``RunFailed``. ``running`` drops once the job's message has been handled.
+    arrives as ``RunFailed``. ``running`` drops once the job's message has been handled. Textual calls the
+    ``on_mount``/``on_unmount`` of every class in the MRO, so a subclass's own handlers do not call super().
     """
 
     running: reactive[bool] = reactive(False, init=False)

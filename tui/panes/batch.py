@@ -100,7 +100,6 @@ class BatchPane(LivePane):
         return Vertical(Label(label), Input(value, id=field_id), classes="batch-field")
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.action_refresh_runs()
 
     # ---- starting, stopping, resuming ---------------------------------------------------------------

@@ -78,6 +78,7 @@ class ChatPane(LivePane):
         self.session: SessionLog | None = None
         self._log_warned = False
         self._load_started = 0.0
+        self._retired: list[LoadedModel] = []  # replaced while answering, closed when the turn ends
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="chat-status"):
@@ -89,14 +90,12 @@ class ChatPane(LivePane):
             yield Meter(id="meter")
 
     def on_mount(self) -> None:
-        super().on_mount()
         self._load_clock = self.set_interval(LOAD_CLOCK_S, self._show_status, pause=True)
         self.query_one(Meter).caption(settings_line(self.settings))
         self.query_one(PromptInput).focus()
         self.load(self.context.model)
 
     def on_unmount(self) -> None:
-        super().on_unmount()
         if not self.running and self.model is not None:  # a model still generating is left to the exiting process
             self.model.close()
 
@@ -124,12 +123,17 @@ class ChatPane(LivePane):
         self._load_clock.pause()
         spec = message.model.spec
         if previous is not None:
-            previous.close()
+            if self.running:
+                self._retired.append(previous)  # still answering: closed once its turn has ended
+            else:
+                previous.close()
             if self.messages:
                 self.query_one(Conversation).add_divider(f"now {spec.name} ({spec.backend})")
             self.notify(f"Switched to {spec.name}; the conversation continues")
         self._show_status()
-        self.query_one(PromptInput).focus()
+        focused = self.screen.focused
+        if focused is None or self in focused.ancestors:  # never pull focus (and the tab) from another tab
+            self.query_one(PromptInput).focus()
 
     def on_model_load_failed(self, message: ModelLoadFailed) -> None:
         message.stop()
@@ -233,8 +237,13 @@ class ChatPane(LivePane):
         self.query_one(Meter).show_live(events, now_ns())
         reply.show(metrics.output_text(events))
 
+    def _close_retired(self) -> None:
+        while self._retired:
+            self._retired.pop().close()
+
     def on_turn_finished(self, message: TurnFinished) -> None:
         message.stop()
+        self._close_retired()
         result, self.live = message.result, None
         self.last_result = result
         done = result.done
@@ -258,6 +267,7 @@ class ChatPane(LivePane):
 
     def on_run_failed(self, message: RunFailed) -> None:
         message.stop()
+        self._close_retired()
         live, self.live = self.live, None
         self.messages.pop()
         text = metrics.output_text(live.events) if live else ""

@@ -100,7 +100,6 @@ class ComparePane(LivePane):
             yield Static("", id="compare-verdict", markup=False)
 
     def on_unmount(self) -> None:
-        super().on_unmount()
         if not self.running:  # models still generating are left to the exiting process
             for model in self.loaded.values():
                 model.close()
@@ -127,7 +126,7 @@ class ComparePane(LivePane):
         concurrent = self.query_one("#compare-concurrent", Switch).value
         warmup = 1 if self.query_one("#compare-warmup", Switch).value else 0
         self.live = live = LiveCompare(specs, concurrent, warmup)
-        await self._build_columns(specs)
+        await self._build_columns(specs, concurrent)
         warm = "after one untimed warm-up turn each" if warmup else "cold: no warm-up"
         self.query_one("#compare-table", Static).update(f"running ({mode_name(concurrent)}, {warm})…")
         self.query_one("#compare-verdict", Static).update("")
@@ -137,10 +136,10 @@ class ComparePane(LivePane):
         kept = dict(self.loaded)
         self.start_run(lambda cancel: self._compare(live, messages, session, kept, cancel))
 
-    async def _build_columns(self, specs: list[ModelSpec]) -> None:
+    async def _build_columns(self, specs: list[ModelSpec], concurrent: bool) -> None:
         columns = self.query_one("#compare-columns", Horizontal)
         await columns.remove_children()
-        waiting = "waiting (runs at once)" if self.live.concurrent else "waiting for its turn"
+        waiting = "waiting (runs at once)" if concurrent else "waiting for its turn"
         new = [CompareColumn(f"{i + 1}. {spec.name}", id=f"compare-column-{i}") for i, spec in enumerate(specs)]
         await columns.mount_all(new)
         for column in new:
