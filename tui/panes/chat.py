@@ -90,7 +90,7 @@ class ChatPane(LivePane):
             yield Meter(id="meter")
 
     def on_mount(self) -> None:
-        self._load_clock = self.set_interval(LOAD_CLOCK_S, self._show_status, pause=True)
+        self._load_clock = self.set_interval(LOAD_CLOCK_S, self._tick_load_clock, pause=True)
         self.query_one(Meter).caption(settings_line(self.settings))
         self.query_one(PromptInput).focus()
         self.load(self.context.model)
@@ -143,6 +143,10 @@ class ChatPane(LivePane):
         self.notify(f"Could not load {message.spec.name}: {describe_error(message.error)}{kept}", title="Model",
                     severity="error", timeout=12)
         self._show_status()
+
+    def _tick_load_clock(self) -> None:
+        if not self.running:  # a status update lays out the screen: never while the old model is answering
+            self._show_status()
 
     def _show_status(self) -> None:
         pending = self.pending_model
