@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from taskclock.runtime import metrics
+from taskclock.runtime import metrics, sessions
 from taskclock.runtime.backend import ModelSpec
 from taskclock.runtime.config import Config
 from taskclock.tui.format import fmt
@@ -132,7 +132,8 @@ async def test_export_key_and_sessions_view(tmp_path):
         await pilot.press("f3")
         table = app.query_one("#sessions-table")
         await wait_for(pilot, lambda: table.row_count == 1, "the session list")
-        assert table.get_row_at(0)[:3] == [chat.session.path.name, "smollm2", "1"]
+        started = sessions.session_start(chat.session.path)
+        assert started and table.get_row_at(0)[:4] == [started, "Name a planet.", "smollm2", "1"]
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, SessionScreen), "the session viewer")
         assert "Name a planet." in app.screen.markdown

@@ -89,4 +89,5 @@ class BenchStarted(Message):
 
 @dataclass
 class BenchFinished(Message):
+    folder: Path
     outcome: Outcome

@@ -175,7 +175,7 @@ class BatchPane(LivePane):
                                        loader=loader)
             outcome = runner.run()
             summary.export(folder)
-            return BenchFinished(outcome)
+            return BenchFinished(folder, outcome)
 
         self.start_run(job)
 
@@ -194,7 +194,7 @@ class BatchPane(LivePane):
     def on_bench_finished(self, message: BenchFinished) -> None:
         message.stop()
         self.repaint()
-        outcome, folder = message.outcome, self.folder
+        outcome, folder = message.outcome, message.folder
         self.open_run(folder)
         self.action_refresh_runs()
         failed = "".join(f"; {m} failed: {e}" for m, e in outcome.failures.items())
