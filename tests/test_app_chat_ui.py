@@ -9,12 +9,13 @@ from textual.widgets import DataTable, Input, OptionList, Static, TabbedContent,
 from taskclock.runtime import remembered, sessions
 from taskclock.runtime.config import Config, Defaults
 from taskclock.runtime.models import resolve
+from taskclock.tui.format import READING_WPS
 from taskclock.tui.panes.batch import BatchPane
 from taskclock.tui.panes.sessions import SessionScreen
 from taskclock.tui.screens.help import HelpScreen
 from taskclock.tui.screens.settings import SettingsScreen
 from taskclock.tui.widgets.conversation import Conversation, Divider, ReplyFigures, ReplyMarkdown, UserTurn
-from taskclock.tui.widgets.meter import Meter
+from taskclock.tui.widgets.meter import Meter, Spark
 from taskclock.tui.widgets.prompt_input import PromptInput
 from tests.app_helpers import make_app, ready, turn, wait_for
 from tests.conftest import SHARED_MMLU
@@ -123,7 +124,13 @@ async def test_every_reply_keeps_its_figures_and_the_first_after_a_load_is_cold(
         assert "cold" in lines[0] and "cold" not in lines[1]
         assert (first.cold, second.cold) == (True, False)
         assert [r["cold"] for r in records(tmp_path)] == [True, False]
-        assert "cold" not in app.query_one(Meter).query_one("#meter-state", Static).render().plain
+        meter = app.query_one(Meter)
+        assert "cold" not in str(meter.query_one("#meter-state", Static).render())
+        words_per_s = second.metrics.words_per_s
+        pace = ">" if words_per_s > READING_WPS else "<"
+        assert meter.values["words/s"] == f"{words_per_s:.1f} ({pace} reading ~4)"
+        scale = re.match(r"tok/s, last seconds · max (\d+\.\d)", meter.query_one(Spark).render_line(0).text)
+        assert scale and float(scale.group(1)) >= second.metrics.decode_tps  # the chart's top, written above it
 
 
 async def test_settings_change_the_next_turn_are_shown_logged_and_remembered(tmp_path):
