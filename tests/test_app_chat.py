@@ -133,7 +133,8 @@ async def test_export_key_and_sessions_view(tmp_path):
         table = app.query_one("#sessions-table")
         await wait_for(pilot, lambda: table.row_count == 1, "the session list")
         started = sessions.session_start(chat.session.path)
-        assert started and table.get_row_at(0)[:4] == [started, "Name a planet.", "smollm2", "1"]
+        row = [str(cell) for cell in table.get_row_at(0)[:4]]
+        assert started and row == [started, "Name a planet.", "smollm2", "1"]
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, SessionScreen), "the session viewer")
         assert "Name a planet." in app.screen.markdown

@@ -289,7 +289,7 @@ async def test_sessions_list_date_and_first_prompt_and_ctrl_s_exports_the_open_o
         table = app.query_one("#sessions-table", DataTable)
         await wait_for(pilot, lambda: table.row_count == 1, "the list")
         date, prompt, *_ = table.get_row_at(0)
-        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", date) and prompt == "What is task time?"
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", date) and str(prompt) == "What is task time?"
         table.focus()
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, SessionScreen), "the session")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -13,6 +14,7 @@ from textual.worker import Worker, WorkerState
 
 from taskclock.runtime.errors import DataError, TaskclockError
 from taskclock.runtime.sessions import SessionSummary, export_all, list_sessions, read_session, to_markdown
+from taskclock.runtime.untrusted import safe_line
 
 from ..context import AppContext
 from ..format import fmt
@@ -67,7 +69,8 @@ class SessionsPane(Vertical):
         table = self.query_one(DataTable)
         table.clear()
         for s in summaries:
-            table.add_row(s.started, first_line(s.first_prompt), s.model, str(s.turns), fmt(s.median_ttft_s, "s", 3),
+            prompt = Text(safe_line(first_line(s.first_prompt)))  # outside text: never read as markup
+            table.add_row(s.started, prompt, s.model, str(s.turns), fmt(s.median_ttft_s, "s", 3),
                           fmt(s.median_decode_tps, "tok/s", 1), fmt(s.median_task_time_s, "s", 2),
                           key=str(s.path))
         self.query_one("#sessions-empty").display = not summaries
