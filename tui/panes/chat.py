@@ -24,6 +24,7 @@ from taskclock.runtime.events import Event, now_ns
 from taskclock.runtime.models import all_models
 from taskclock.runtime.sessions import SessionLog, export_all, turn_record
 from taskclock.runtime.turn import TurnResult, is_cold, run_turn
+from taskclock.runtime.untrusted import safe_line
 
 from ..context import AppContext
 from ..format import reply_line
@@ -128,7 +129,7 @@ class ChatPane(LivePane):
             else:
                 previous.close()
             if self.messages:
-                self.query_one(Conversation).add_divider(f"now {spec.name} ({spec.backend})")
+                self.query_one(Conversation).add_divider(safe_line(f"now {spec.name} ({spec.backend})"))
             self.notify(f"Switched to {spec.name}; the conversation continues")
         self._show_status()
         focused = self.screen.focused
@@ -160,7 +161,7 @@ class ChatPane(LivePane):
             parts.append(f"{spec.name} · {spec.backend} · loaded in {self.model.load_s:.2f} s{mode}")
         elif pending is None:
             parts.append("no model loaded: press Ctrl+O to pick one")
-        self.query_one("#model-status", Static).update("   ".join(parts))
+        self.query_one("#model-status", Static).update(safe_line("   ".join(parts)))  # names come from the config
 
     def model_commands(self) -> list[tuple[str, Callable[[], None], str]]:
         """(title, callback, help) per model: what the model picker and the command palette list."""
