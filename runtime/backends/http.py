@@ -400,6 +400,9 @@ class _StreamState:
                 raise StreamError(f"malformed usage from the server: {key} = {one_line(repr(usage[key]), 40)} "
                                   f"is not a count between 0 and {MAX_TOKEN_COUNT}")
             self.usage[key] = usage[key]
+        details = usage.get("prompt_tokens_details")
+        if isinstance(details, dict) and _is_count(details.get("cached_tokens")):
+            self.usage["cached_tokens"] = details["cached_tokens"]
 
     @property
     def input_tokens(self) -> int | None:
@@ -413,9 +416,8 @@ class _StreamState:
     def cached_prompt_tokens(self) -> int | None:
         """Prompt tokens the server took from its prefix cache: vLLM / OpenAI
         ``usage.prompt_tokens_details.cached_tokens``, llama.cpp ``timings.cache_n``."""
-        details = (self.usage or {}).get("prompt_tokens_details")
-        if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
-            return details["cached_tokens"]
+        if "cached_tokens" in self.usage:  # kept from usage.prompt_tokens_details by _keep_usage
+            return self.usage["cached_tokens"]
         cache_n = (self.timings or {}).get("cache_n")
         return cache_n if isinstance(cache_n, int) else None
 
