@@ -17,10 +17,11 @@ import gzip
 import json
 import socketserver
 import sys
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
+
+from llama_server import serving
 
 HOST = "127.0.0.1"
 ESC = "\x1b"
@@ -258,13 +259,8 @@ class HostileServer(socketserver.ThreadingTCPServer):
 @contextlib.contextmanager
 def running_hostile_server() -> Iterator[HostileServer]:
     server = HostileServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def main() -> None:

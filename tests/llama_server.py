@@ -12,11 +12,13 @@ import json
 import os
 import shutil
 import socket
+import socketserver
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -184,6 +186,18 @@ class ScriptedHandler(http.server.BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
+def serving(server: socketserver.BaseServer) -> Iterator[None]:
+    """Serve ``server`` on a daemon thread for the block, then shut it down and close its socket."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
 def running_scripted_server(script=None):
     """A real HTTP server on loopback whose replies a test sets via ``server.script``."""
     server = http.server.ThreadingHTTPServer((HOST, 0), ScriptedHandler)
@@ -191,13 +205,8 @@ def running_scripted_server(script=None):
     server.script = script or [sse(content_chunk("", "stop")), sse("[DONE]")]
     server.requests = []
     server.url = f"http://{HOST}:{server.server_address[1]}/v1"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
