@@ -40,7 +40,7 @@ from .config import TaskSpec
 from .errors import DataError, TaskclockError
 from .events import Event
 from .runfolder import RESULTS_FILE, RUN_FILE, RunPlan, row_key
-from .turn import run_turn
+from .turn import run_turn, warm_up
 from .untrusted import redact, redact_url
 
 SYSTEM_FILE = "system.json"
@@ -295,9 +295,7 @@ class BenchRunner:
             return
         self._report(spec, task, pending, "warmup")
         for question in self.questions[: self.plan.warmup]:
-            if self.cancel.is_set():
-                return
-            run_turn(model, tasks.messages(task, question, spec.chat), self.plan.params(task), cancel=self.cancel)
+            warm_up(model, tasks.messages(task, question, spec.chat), self.plan.params(task), cancel=self.cancel)
 
     def _prompt(self, spec: ModelSpec, cell: Cell, question: mmlu.Question) -> list[Message]:
         messages = tasks.messages(cell.task, question, spec.chat)

@@ -17,7 +17,7 @@ from .backend import LoadedModel, Message, SamplingParams
 from .errors import ModelLoadError, ModelNotFound
 from .events import Event
 from .sessions import turn_record
-from .turn import TurnResult, check_prompt, run_turn
+from .turn import TurnResult, check_prompt, run_turn, warm_up
 
 MIN_MODELS = 2
 
@@ -71,12 +71,13 @@ class Comparison:
         return labels
 
     def rows(self) -> list[dict[str, Any]]:
-        """Per model: its label, backend and every TurnMetrics figure (the JSON keys), plus any error."""
+        """Per model: its label, backend and every TurnMetrics figure (the JSON keys), plus any error and
+        whether the turn was cold (the model's first since its load)."""
         rows = []
         for label, result in zip(self.labels(), self.results, strict=True):
             done = result.done
             rows.append({"model": label, "backend": result.backend, **result.metrics.as_dict(),
-                         "error": done.error if done else None})
+                         "error": done.error if done else None, "cold": result.cold})
         return rows
 
     def winners(self) -> dict[str, list[str]]:
@@ -136,7 +137,8 @@ def run_compare(
 ) -> Comparison:
     """Run every model on ``messages`` and compare.
 
-    ``warmup`` untimed turns per model come first (all before any timed turn). ``on_start(i)`` is called
+    ``warmup`` untimed turns per model come first (all before any timed turn); with none, a model's first
+    turn since its load is cold (``TurnResult.cold``). ``on_start(i)`` is called
     when model i's timed turn begins and ``on_event(i, event)`` for each of its events, from the thread that
     runs it (several threads at once when concurrent). ``include_load`` (one flag, or one per model) puts
     each model's load time in its row.
@@ -146,10 +148,7 @@ def run_compare(
         raise ModelLoadError("one loaded model cannot answer twice at once", "load it once per column")
     loads = [include_load] * len(models) if isinstance(include_load, bool) else list(include_load)
     for model in models:
-        for _ in range(warmup):
-            if cancel is not None and cancel.is_set():
-                break
-            run_turn(model, messages, params, cancel=cancel)
+        warm_up(model, messages, params, warmup, cancel=cancel)
 
     def timed(index: int) -> TurnResult:
         if on_start is not None:

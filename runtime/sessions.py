@@ -48,8 +48,17 @@ def turn_record(result: TurnResult, kind: str = "chat", **extra: Any) -> dict[st
         **({"token_counts": counts} if any(c != 1 for c in counts) else {}),  # server chunks: replay needs them
         "stop_reason": done.stop_reason if done else None,
         "error": redact(done.error) if done and done.error else None,
+        "cold": result.cold,
         **extra,
     }
+
+
+def session_start(path: Path) -> str:
+    """The start time a session's file name begins with (see session_file_name), as "YYYY-MM-DD HH:MM"."""
+    try:
+        return datetime.strptime(path.name[:15], "%Y%m%d-%H%M%S").strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return ""
 
 
 def session_file_name(started: datetime, model: str) -> str:
@@ -105,6 +114,8 @@ class SessionSummary:
     median_ttft_s: float | None
     median_decode_tps: float | None
     median_task_time_s: float | None
+    started: str = ""  # when the session began, "YYYY-MM-DD HH:MM" (from its file name); "" if not named so
+    first_prompt: str = ""
 
 
 def summarize(path: Path) -> SessionSummary:
@@ -117,7 +128,20 @@ def summarize(path: Path) -> SessionSummary:
         median_ttft_s=_median([t["metrics"].get("ttft_s") for t in turns]),
         median_decode_tps=_median([t["metrics"].get("decode_tps") for t in turns]),
         median_task_time_s=_median([t["metrics"].get("task_time_s") for t in turns]),
+        started=session_start(Path(path)),
+        first_prompt=str(turns[0].get("prompt", "")) if turns else "",
     )
+
+
+STOP_WORDS = {"cancelled": "stopped"}  # one word for a reply the user stopped, wherever one is shown
+
+
+def stop_word(reason: str | None) -> str | None:
+    return STOP_WORDS.get(reason, reason) if reason else reason
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def list_sessions(folder: Path) -> list[SessionSummary]:
@@ -147,13 +171,20 @@ def _row(number: int, record: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _rounded(key: str, value: Any) -> Any:
+    """CSV figures to a sensible precision: ms to 0.1, s to 3 decimals, rates to 2."""
+    if not isinstance(value, float):
+        return value
+    return round(value, 1 if key.endswith("_ms") else 3 if key.endswith("_s") else 2)
+
+
 def to_csv(turns: list[dict[str, Any]]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=[*TURN_COLUMNS, *METRIC_COLUMNS],
                             lineterminator="\r\n")  # RFC 4180: a cell holding a CR is then quoted too
     writer.writeheader()
     for number, record in enumerate(turns, 1):
-        writer.writerow(csv_row(_row(number, record)))
+        writer.writerow(csv_row({key: _rounded(key, value) for key, value in _row(number, record).items()}))
     return out.getvalue()
 
 
@@ -173,11 +204,12 @@ MARKDOWN_COLUMNS = (("turn", "turn"), ("model", "model"), ("TTFT s", "ttft_s"), 
 
 def to_markdown(turns: list[dict[str, Any]], title: str = "taskclock session") -> str:
     """A summary table of every turn, then each prompt and reply."""
-    lines = [f"# {title}", "", f"{len(turns)} turns.", ""]
+    lines = [f"# {title}", "", f"{plural(len(turns), 'turn')}.", ""]
     lines.append("| " + " | ".join(label for label, _ in MARKDOWN_COLUMNS) + " |")
     lines.append("|" + "---|" * len(MARKDOWN_COLUMNS))
     for number, record in enumerate(turns, 1):
         row = _row(number, record)
+        row["stop_reason"] = stop_word(row["stop_reason"])
         lines.append("| " + " | ".join(_cell(row[key]) for _, key in MARKDOWN_COLUMNS) + " |")
     for number, record in enumerate(turns, 1):
         lines += ["", f"## Turn {number} ({record.get('model', '?')})", "", "**Prompt**", "",

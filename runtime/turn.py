@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -18,6 +19,7 @@ class TurnResult:
     messages: list[Message]
     params: SamplingParams
     events: list[Event] = field(default_factory=list)
+    cold: bool = False  # the model's first turn since it loaded: its figures include one-time costs
 
     @property
     def text(self) -> str:
@@ -38,6 +40,25 @@ def check_prompt(messages: list[Message]) -> None:
         raise PromptError("the prompt is empty", "type something to send")
 
 
+# Models that have run a turn since they were loaded. A model is cold until its first turn (timed or a
+# warm-up) has paid the one-time costs listed in docs/METRICS.md; the set holds no model alive.
+_warm_models: weakref.WeakSet[LoadedModel] = weakref.WeakSet()
+
+
+def is_cold(model: LoadedModel) -> bool:
+    return model not in _warm_models
+
+
+def warm_up(model: LoadedModel, messages: list[Message], params: SamplingParams, turns: int = 1, *,
+            cancel: threading.Event | None = None) -> None:
+    """Untimed turns that pay the model's one-time costs, so the next timed turn is warm. What bench
+    (--warmup), compare (on unless --no-warmup) and the Compare tab all call."""
+    for _ in range(turns):
+        if cancel is not None and cancel.is_set():
+            return
+        run_turn(model, messages, params, cancel=cancel)
+
+
 def run_turn(
     model: LoadedModel,
     messages: list[Message],
@@ -50,15 +71,18 @@ def run_turn(
     """Drain the model's stream into a TurnResult, calling ``on_event`` for each event as it arrives.
 
     ``include_load`` prepends the model's Loaded event (the first turn after a load), so the turn's
-    events alone yield ``load_s``.
+    events alone yield ``load_s``. The result is marked ``cold`` when the model had not run a turn before.
     """
     check_prompt(messages)
-    result = TurnResult(model.spec.name, model.spec.backend, list(messages), params)
+    result = TurnResult(model.spec.name, model.spec.backend, list(messages), params, cold=is_cold(model))
     if include_load:
         result.events.append(Loaded(model.loaded_ns, model.load_s, model.spec.name))
-    for event in model.stream(messages, params, cancel):
-        result.events.append(event)
-        if on_event is not None:
-            on_event(event)
+    try:
+        for event in model.stream(messages, params, cancel):
+            result.events.append(event)
+            if on_event is not None:
+                on_event(event)
+    finally:
+        _warm_models.add(model)
     return result
 

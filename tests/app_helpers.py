@@ -31,7 +31,7 @@ async def wait_for(pilot, condition, what: str) -> None:
 
 async def ready(pilot) -> ChatPane:
     chat = pilot.app.query_one(ChatPane)
-    await wait_for(pilot, lambda: chat.model is not None and chat.loading is None, "the model to load")
+    await wait_for(pilot, lambda: chat.model is not None and chat.pending_model is None, "the model to load")
     chat.query_one(PromptInput).cursor_blink = False
     return chat
 
@@ -49,7 +49,7 @@ async def turn(pilot, text: str):
     chat = pilot.app.query_one(ChatPane)
     before = chat.last_result
     await send(pilot, text)
-    await wait_for(pilot, lambda: chat.last_result is not before and chat.live is None, "the reply")
+    await wait_for(pilot, lambda: chat.last_result is not before and not chat.running, "the reply")
     await pilot.pause(0.1)
     return chat.last_result
 

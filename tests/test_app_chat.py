@@ -8,7 +8,7 @@ from app_helpers import make_app, notes, ready, send, turn, wait_for
 from helpers import run_cli
 from textual.command import CommandInput, CommandList, CommandPalette
 
-from taskclock.runtime import metrics
+from taskclock.runtime import metrics, sessions
 from taskclock.runtime.backend import ModelSpec
 from taskclock.runtime.config import Config
 from taskclock.tui.format import fmt
@@ -91,7 +91,7 @@ async def test_model_picker_switches_models_and_a_failed_load_keeps_the_current_
                        and commands.highlighted_option is not None
                        and "gemma3-270m" in str(commands.highlighted_option.prompt), "gemma3-270m in the picker")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: chat.model.spec.name == "gemma3-270m" and chat.loading is None, "gemma")
+        await wait_for(pilot, lambda: chat.model.spec.name == "gemma3-270m" and chat.pending_model is None, "gemma")
         assert "gemma3-270m · llamacpp" in str(app.query_one("#model-status").render())
         result = await turn(pilot, "The capital of France is")
         assert result.model == "gemma3-270m" and result.metrics.output_tokens > 0
@@ -135,7 +135,9 @@ async def test_export_key_and_sessions_view(tmp_path):
         await pilot.press("f3")
         table = app.query_one("#sessions-table")
         await wait_for(pilot, lambda: table.row_count == 1, "the session list")
-        assert [str(cell) for cell in table.get_row_at(0)[:3]] == [chat.session.path.name, "smollm2", "1"]
+        started = sessions.session_start(chat.session.path)
+        row = [str(cell) for cell in table.get_row_at(0)[:4]]
+        assert started and row == [started, "Name a planet.", "smollm2", "1"]
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, SessionScreen), "the session viewer")
         assert "Name a planet." in app.screen.markdown

@@ -69,7 +69,8 @@ async def test_two_models_stream_in_columns_then_compare(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         pane = await open_compare(pilot, ["smollm2", "gemma3-270m"])
         assert str(pane.query_one("#compare-concurrent-label").content) == CONCURRENT_LABEL
-        assert pane.query_one(Switch).value is False  # sequential by default
+        assert pane.query_one("#compare-concurrent", Switch).value is False  # sequential by default
+        assert pane.query_one("#compare-warmup", Switch).value is True  # warm by default
         await send(pilot, pane, "Name a fruit.")
         await wait_until(pilot, lambda: pane.last is not None and pane.live is None)
         comparison = pane.last
@@ -82,6 +83,7 @@ async def test_two_models_stream_in_columns_then_compare(tmp_path):
             assert column.meter.values["TTFT"].endswith(" s")
         first, second = comparison.results
         assert submitted(second) > first.done.t_ns  # one after another
+        assert (first.cold, second.cold) == (False, False)  # each model ran an untimed warm-up turn first
         lines = rendered(pane.query_one("#compare-table", Static).content).splitlines()
         winners = comparison.winners()
         for label in comparison.labels():
@@ -104,11 +106,14 @@ async def test_concurrent_toggle_and_bad_choices(tmp_path):
         await pilot.pause()
         assert pane.live is None and not list(pane.query(CompareColumn))  # one model is not a comparison
         pane.query_one("#compare-model-1", Select).value = "smollm2"
-        pane.query_one(Switch).value = True
+        pane.query_one("#compare-concurrent", Switch).value = True
+        pane.query_one("#compare-warmup", Switch).value = False  # measure cold
         await send(pilot, pane, "Hi")
         await wait_until(pilot, lambda: pane.last is not None and pane.live is None)
         comparison = pane.last
         assert comparison.concurrent and len(comparison.results) == 2
+        assert [r.cold for r in comparison.results] == [True, True]  # both just loaded, no warm-up
+        assert rendered(pane.query_one("#compare-table", Static).content).count("llamacpp · cold") == 2
         spans = [(submitted(r), r.done.t_ns) for r in comparison.results]
         assert max(s for s, _ in spans) < min(e for _, e in spans)  # both in flight at once
         assert "CONCURRENT" in str(pane.query_one("#compare-table", Static).content.caption)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -83,8 +84,11 @@ def test_csv_has_a_row_per_turn_with_metric_columns(session_file, two_turns):
     rows = list(csv.DictReader(io.StringIO(target.read_text())))
     assert len(rows) == 2
     for row, result in zip(rows, two_turns, strict=True):
-        assert float(row["ttft_s"]) == pytest.approx(result.metrics.ttft_s)
-        assert int(row["output_tokens"]) == result.metrics.output_tokens
+        figures = result.metrics
+        assert row["ttft_s"] == str(round(figures.ttft_s, 3))  # s to 3 decimals, ms to 0.1, rates to 2
+        assert row["itl_p50_ms"] == str(round(figures.itl_p50_ms, 1))
+        assert row["decode_tps"] == str(round(figures.decode_tps, 2))
+        assert int(row["output_tokens"]) == figures.output_tokens
         assert row["reply"] == result.text
 
 
@@ -96,6 +100,14 @@ def test_markdown_has_a_summary_table(session_file, two_turns, tmp_path):
     assert "Name a fruit." in text
 
 
+def test_markdown_says_1_turn_and_stopped(tmp_path, two_turns):
+    first = two_turns[0]
+    cancelled = dataclasses.replace(first.done, stop_reason="cancelled")
+    stopped = dataclasses.replace(first, events=[*first.events[:-1], cancelled])
+    text = sessions.to_markdown([sessions.turn_record(stopped)])
+    assert "\n1 turn.\n" in text and "| stopped |" in text and "cancelled" not in text
+
+
 def test_jsonl_export_is_the_log_as_is(session_file):
     target = sessions.export_session(session_file, "jsonl")
     assert [json.loads(line) for line in target.read_text().splitlines()] == sessions.read_session(session_file)
@@ -105,6 +117,7 @@ def test_summaries_list_sessions_but_not_exports(session_file, two_turns):
     sessions.export_all(session_file)
     (summary,) = sessions.list_sessions(session_file.parent)
     assert summary.turns == 2 and summary.model == "smollm2"
+    assert (summary.started, summary.first_prompt) == ("2026-11-22 09:30", "Name a colour.")
     ttfts = [r.metrics.ttft_s for r in two_turns]
     assert summary.median_ttft_s == pytest.approx(sum(ttfts) / 2)
 

@@ -7,20 +7,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.notifications import SeverityLevel
+from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, TabbedContent, TabPane
 
+from taskclock.runtime import remembered
+from taskclock.runtime.errors import StorageError
 from taskclock.runtime.untrusted import safe_line, safe_text
 
 from .context import AppContext
+from .messages import Remember
 from .panes.batch import BatchPane
 from .panes.chat import ChatPane, ModelCommands
 from .panes.compare import ComparePane
@@ -57,8 +61,8 @@ class TaskclockApp(App):
     CSS_PATH = [HERE / "app.tcss", *sorted((HERE / "panes").glob("*.tcss"))]
     COMMANDS = App.COMMANDS | {ModelCommands}
     BINDINGS = [
-        Binding("f1", "help", "Help"),
-        Binding("question_mark", "help", "Help", show=False),
+        Binding("f1", "help", "Help", priority=True),  # priority: F1 works whatever has focus
+        Binding("question_mark", "help", "Help", show=False),  # not priority: "?" typed in a box stays text
         Binding("ctrl+t", "change_theme", "Theme"),
         *(Binding(tab.key, f"show_tab('{tab.id}')", tab.title) for tab in TABS),
     ]
@@ -69,7 +73,9 @@ class TaskclockApp(App):
         themes, self._theme_problems = load_themes()
         for item in themes:
             self.register_theme(item)
-        self._wanted_theme = theme or context.config.defaults.theme
+        self.remembered = context.remembered
+        self._theme_chosen = False
+        self._wanted_theme = theme or context.remembered.theme or context.config.defaults.theme
 
     def compose(self) -> ComposeResult:
         with TabbedContent(initial=TABS[0].id):
@@ -89,6 +95,33 @@ class TaskclockApp(App):
         for problem in self._theme_problems:
             self.notify(problem, title="Theme file", severity="error", timeout=12)
         self.theme = self._pick_theme(self._wanted_theme)
+        self._theme_chosen = True
+        if self.context.remembered_problem:
+            self.notify(self.context.remembered_problem, title="Remembered settings", severity="warning", timeout=12)
+
+    def watch_theme(self, theme: str) -> None:
+        if self._theme_chosen and theme != self.remembered.theme:  # a change in the app, not the start-up pick
+            self.remember(replace(self.remembered, theme=theme))
+
+    def remember(self, values: remembered.Remembered) -> None:
+        """Keep ``values`` for the next launch (when this app has a remembered file; tests mostly do not)."""
+        self.remembered = values
+        path = self.context.remembered_path
+        if path is None:
+            return
+        try:
+            remembered.save(path, values)
+        except StorageError as exc:
+            self.notify(f"Settings not remembered: {exc}", title="Remembered settings", severity="warning")
+
+    def on_remember(self, message: Remember) -> None:
+        self.remember(replace(self.remembered, **message.values))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for chat in screen.query(ChatPane):
+            yield SystemCommand("Chat settings", "System prompt, max tokens, temperature, top-p, seed",
+                                chat.action_settings)
 
     def _exit_on_signals(self) -> None:
         """SIGTERM and SIGHUP (a closed terminal, `kill`) end the app the way Ctrl+Q does, so the terminal is

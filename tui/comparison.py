@@ -6,6 +6,7 @@ from rich.table import Table
 from rich.text import Text
 
 from taskclock.runtime.compare import COLUMNS, Comparison
+from taskclock.runtime.sessions import stop_word
 from taskclock.runtime.untrusted import safe_line
 
 from .format import fmt
@@ -32,14 +33,15 @@ def comparison_table(comparison: Comparison) -> Table:
         table.add_column(f"{column.label}\n{column.unit}".rstrip(), justify="right")
     table.add_column("stop")
     for row in comparison.rows():
-        cells: list[Text | str] = [Text.assemble(safe_line(row["model"]), "\n", (row["backend"], "dim"))]
+        backend = f"{row['backend']} · cold" if row["cold"] else row["backend"]
+        cells: list[Text | str] = [Text.assemble(safe_line(row["model"]), "\n", (safe_line(backend), "dim"))]
         for column in COLUMNS:
             text = fmt(row[column.key], "", column.digits)
             if row["model"] in winners[column.key]:
                 cells.append(Text(f"{WINNER} {text}", style="bold green"))
             else:
                 cells.append(text)
-        stop = row["stop_reason"] or "—"
+        stop = stop_word(row["stop_reason"]) or "—"
         cells.append(Text(stop, style="red") if stop == "error" else stop)
         table.add_row(*cells)
     return table

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from taskclock.runtime.backend import LoadedModel, ModelSpec, SamplingParams, load_model
 from taskclock.runtime.config import Config
+from taskclock.runtime.remembered import Remembered
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,10 @@ class AppContext:
     loader: Callable[[ModelSpec], LoadedModel] = load_model
     # Files and folders the app wrote (session logs, run folders): `taskclock chat` says where they went on exit.
     written: list[Path] = field(default_factory=list)
+    # What the last launch left (theme, chat settings) and where changes go; None: nothing is remembered.
+    remembered: Remembered = field(default_factory=Remembered)
+    remembered_path: Path | None = None
+    remembered_problem: str | None = None  # the remembered file could not be read: shown once, then ignored
 
     def wrote(self, path: Path) -> None:
         if path not in self.written:

@@ -32,6 +32,26 @@ METRIC_LINES = tuple((f.label, f.key, f.unit, f.digits) for f in figure_formats(
 OPTIONAL_KEYS = frozenset(f.key for f in figure_formats() if f.optional)
 
 
+# Silent reading of English non-fiction: 238 words a minute, ~4 words/s (Brysbaert 2019; docs/METRICS.md).
+READING_WPS = 4.0
+
+
+def with_reading(words_per_s: float | None) -> str:
+    """words/s with whether the stream outpaces a reader."""
+    if words_per_s is None:
+        return fmt(None)
+    pace = ">" if words_per_s > READING_WPS else "<"
+    return f"{words_per_s:.1f} ({pace} reading ~{READING_WPS:g})"
+
+
+def reply_line(values: dict[str, Any], cold: bool) -> str:
+    """The one-line figures kept under a finished chat reply."""
+    parts = [f"TTFT {fmt(values.get('ttft_s'), 's', 3)}", fmt(values.get("decode_tps"), "tok/s", 1),
+             f"task {fmt(values.get('task_time_s'), 's', 3)}", f"{fmt(values.get('output_tokens'))} tokens",
+             f"{fmt(values.get('output_words'))} words"]
+    return " · ".join(parts + (["cold"] if cold else []))
+
+
 def shown_lines(values: dict[str, Any]):
     return [line for line in METRIC_LINES if not (line[1] in OPTIONAL_KEYS and values.get(line[1]) is None)]
 

@@ -1,10 +1,19 @@
-"""Messages that travel upward between the app's widgets (one-line dataclasses)."""
+"""Messages between the app's widgets, and the typed results that live-run jobs post to their panes."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
+
+from taskclock.runtime.backend import LoadedModel, ModelSpec
+from taskclock.runtime.bench import Outcome
+from taskclock.runtime.compare import Comparison
+from taskclock.runtime.turn import TurnResult
+
+if TYPE_CHECKING:
+    from .panes.batch import LiveBench
 
 
 @dataclass
@@ -19,3 +28,66 @@ class OpenSession(Message):
     """The user picked a past session in the Sessions view."""
 
     path: Path
+
+
+@dataclass
+class Remember(Message):
+    """Values for the app to keep for the next launch (fields of runtime.remembered.Remembered)."""
+
+    values: dict[str, Any]
+
+
+@dataclass
+class ModelLoaded(Message):
+    model: LoadedModel
+
+
+@dataclass
+class ModelLoadFailed(Message):
+    spec: ModelSpec
+    error: BaseException
+
+
+@dataclass
+class TurnFinished(Message):
+    """A chat turn ended (done, stopped or failed inside the backend); ``log_error`` if it was not saved."""
+
+    result: TurnResult
+    log_error: str | None = None
+
+
+@dataclass
+class RunFailed(Message):
+    """A live-run job raised: the run ended without a result."""
+
+    error: BaseException
+
+
+@dataclass
+class ColumnState(Message):
+    """A Compare column's state before its turn starts (loading, loaded, warming up)."""
+
+    slot: int
+    state: str
+
+
+@dataclass
+class CompareFinished(Message):
+    """Every compared model has answered, or the run stopped or failed; ``loaded`` is the models kept."""
+
+    loaded: dict[int, LoadedModel]
+    outcome: Comparison | BaseException
+    log_error: str | None = None
+
+
+@dataclass
+class BenchStarted(Message):
+    """The batch run's folder is prepared; ``live`` is what the runner reports into."""
+
+    live: LiveBench
+
+
+@dataclass
+class BenchFinished(Message):
+    folder: Path
+    outcome: Outcome

@@ -21,6 +21,9 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from taskclock.runtime import remembered
     from taskclock.runtime.config import load_config
     from taskclock.runtime.paths import default_sessions_dir
     from taskclock.runtime.untrusted import safe_line
@@ -31,7 +34,13 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     spec = common.resolve_specs([args.model or config.defaults.model], args, config)[0]
     sessions_dir = Path(args.sessions or config.defaults.sessions_dir or default_sessions_dir()).expanduser()
-    context = AppContext(config=config, model=spec, sessions_dir=sessions_dir, params=common.sampling(args, config))
+    path = remembered.default_path()
+    kept, problem = remembered.load(path)
+    if kept.mmlu:
+        config = replace(config, defaults=replace(config.defaults, mmlu=kept.mmlu))
+    params = common.sampling(args, replace(config, sampling=kept.sampling(config.sampling)))  # flags win
+    context = AppContext(config=config, model=spec, sessions_dir=sessions_dir, params=params, remembered=kept,
+                         remembered_path=path, remembered_problem=problem)
     app = TaskclockApp(context, theme=args.theme)
     with own_terminal_stream():
         app.run()

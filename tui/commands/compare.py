@@ -25,7 +25,11 @@ def add_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object: per-model figures, winners, verdict")
     p.add_argument("--concurrent", action="store_true",
                    help="run all models at once (they share the machine, so figures include contention)")
-    p.add_argument("--warmup", type=int, default=0, metavar="K", help="untimed turns per model before the timed one")
+    warm = p.add_mutually_exclusive_group()
+    warm.add_argument("--warmup", type=int, default=1, metavar="K",
+                      help="untimed turns per model before the timed one (default 1), so its figures are warm")
+    warm.add_argument("--no-warmup", dest="warmup", action="store_const", const=0,
+                      help="measure each model's first turn since its load: cold (docs/METRICS.md)")
     p.add_argument("--sessions", metavar="DIR", help="session log folder (default: config, else the default folder)")
     p.add_argument("--no-log", action="store_true", help="do not write the turns to a session log")
     common.add_model_options(p, many=True)

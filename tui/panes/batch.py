@@ -1,23 +1,22 @@
 """The Batch tab: `taskclock bench` interactively. Pick models, tasks and a limit, start, watch a table fill
 in per model × task, stop and resume, and open past runs.
 
-The runner works in a thread worker and only records its progress reports in a LiveBench; a UI timer
-redraws the table from it at most REPAINT_HZ times a second, so however fast rows complete the UI does a
-bounded amount of work and never slows the models. Every row is on disk (results.jsonl) before it is shown.
+The runner is a live run (tui/live.py) that only records its progress reports in a LiveBench; the table is
+redrawn from it at most REPAINT_HZ times a second, so however fast rows complete the UI does a bounded
+amount of work and never slows the models. Every row is on disk (results.jsonl) before it is shown.
 """
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Static
-from textual.worker import Worker, WorkerState
 from textual_plotext import PlotextPlot
 
 from taskclock.runtime import bench, mmlu, runfolder, summary, tasks
@@ -27,7 +26,8 @@ from taskclock.runtime.paths import default_runs_dir
 
 from ..context import AppContext
 from ..format import plain
-from .chat import REPAINT_HZ, describe_error
+from ..live import LivePane, describe_error
+from ..messages import BenchFinished, BenchStarted, Remember, RunFailed
 
 DEFAULT_LIMIT = 20  # interactive default; the CLI's is the paper's 660
 LIVE_FIGURES = summary.table_columns("mean_output_tokens", "mean_decode_tps", "mean_task_time_s", "accuracy")
@@ -46,7 +46,6 @@ class LiveBench:
 
     folder: Path
     plan: bench.RunPlan
-    cancel: threading.Event = field(default_factory=threading.Event)
     reports: dict[tuple[str, str], bench.Progress] = field(default_factory=dict)
     rows: dict[tuple[str, str], list[dict]] = field(default_factory=dict)
     dirty: bool = True
@@ -59,7 +58,7 @@ class LiveBench:
         self.dirty = True
 
 
-class BatchPane(Vertical):
+class BatchPane(LivePane):
     HELP_SECTION = "Batch"
     BINDINGS = [Binding("ctrl+r", "refresh_runs", "Runs")]
 
@@ -69,9 +68,8 @@ class BatchPane(Vertical):
         config = context.config
         self.runs_dir = Path(config.defaults.runs_dir) if config.defaults.runs_dir else default_runs_dir()
         self.live: LiveBench | None = None
-        self.cancel = threading.Event()  # the running batch's; set by Stop and by leaving the app
-        self.folder: Path | None = None  # the run shown: resumable when it is incomplete
-        self.running = False
+        self.folder: Path | None = None  # the run shown
+        self.resumable = False  # the run shown is incomplete
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="batch-options"):
@@ -106,7 +104,6 @@ class BatchPane(Vertical):
         return Vertical(Label(label), Input(value, placeholder=placeholder, id=field_id), classes="batch-field")
 
     def on_mount(self) -> None:
-        self._ticker = self.set_interval(1 / REPAINT_HZ, self._repaint, pause=True)
         self.action_refresh_runs()
 
     # ---- starting, stopping, resuming ---------------------------------------------------------------
@@ -164,64 +161,61 @@ class BatchPane(Vertical):
 
         self._launch(prepare)
 
-    def on_unmount(self) -> None:
-        """Quitting the app ends the batch after the row in flight: its thread would otherwise keep the process
-        running the whole batch in the background."""
-        self.cancel.set()
-
     def stop(self) -> None:
         if self.running:
-            self.cancel.set()
+            self.action_stop()
             self._status("stopping after the row in flight…")
 
-    def _launch(self, prepare) -> None:
-        self.cancel = threading.Event()
-        self.running = True
-        self._set_running()
+    def _launch(self, prepare: Callable[[], tuple[Path, bench.RunPlan, mmlu.MMLUData]]) -> None:
         self._status("preparing the run…")
-        self._ticker.resume()
-        self._run(prepare, self.cancel)
+        loader = self.context.loader
 
-    @work(thread=True, exclusive=True, exit_on_error=False, name="bench")
-    def _run(self, prepare, cancel: threading.Event) -> bench.Outcome:
-        folder, plan, data = prepare()
-        live = LiveBench(folder, plan, cancel)
-        for row in runfolder.read_results(folder).rows:
-            live.rows.setdefault((row["model"], row["task"]), []).append(row)
-        self.folder, self.live = folder, live
-        self.app.call_from_thread(self._status, f"running {folder.name}: {len(plan.question_ids)} questions × "
-                                                f"{len(plan.tasks)} task(s) × {len(plan.models)} model(s)")
-        runner = bench.BenchRunner(folder, plan, data.by_id(), cancel=live.cancel, on_progress=live.record,
-                                   loader=self.context.loader)
-        outcome = runner.run()
-        summary.export(folder)
-        return outcome
+        def job(cancel: threading.Event) -> BenchFinished:
+            folder, plan, data = prepare()
+            live = LiveBench(folder, plan)
+            for row in runfolder.read_results(folder).rows:
+                live.rows.setdefault((row["model"], row["task"]), []).append(row)
+            self.post_message(BenchStarted(live))
+            runner = bench.BenchRunner(folder, plan, data.by_id(), cancel=cancel, on_progress=live.record,
+                                       loader=loader)
+            outcome = runner.run()
+            summary.export(folder)
+            return BenchFinished(folder, outcome)
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.name != "bench" or event.state not in (WorkerState.SUCCESS, WorkerState.ERROR):
-            return
-        event.stop()
-        self._ticker.pause()
-        self._repaint()
-        self.running = False
+        self.start_run(job)
+
+    def watch_running(self, running: bool) -> None:
+        super().watch_running(running)
         self._set_running()
-        if event.state == WorkerState.ERROR:
-            self._status(f"stopped: {describe_error(event.worker.error)}", error=True)
-            return
-        outcome: bench.Outcome = event.worker.result
-        if self.folder is not None:
-            self.context.wrote(self.folder)
-        self.open_run(self.folder)
+
+    def on_bench_started(self, message: BenchStarted) -> None:
+        message.stop()
+        live = message.live
+        self.folder, self.live, self.resumable = live.folder, live, True
+        self.post_message(Remember({"mmlu": self._value("batch-mmlu")}))  # it loaded: the next launch starts there
+        self._status(f"running {live.folder.name}: {len(live.plan.question_ids)} questions × "
+                     f"{len(live.plan.tasks)} task(s) × {len(live.plan.models)} model(s)")
+
+    def on_bench_finished(self, message: BenchFinished) -> None:
+        message.stop()
+        self.repaint()
+        outcome, folder = message.outcome, message.folder
+        self.context.wrote(folder)
+        self.open_run(folder)
         self.action_refresh_runs()
         failed = "".join(f"; {m} failed: {e}" for m, e in outcome.failures.items())
         word = "stopped (Resume continues)" if outcome.interrupted else "finished"
-        self._status(f"{self.folder.name} {word}: {outcome.rows_written} new rows{failed}",
-                     error=bool(outcome.failures))
+        self._status(f"{folder.name} {word}: {outcome.rows_written} new rows{failed}", error=bool(outcome.failures))
+
+    def on_run_failed(self, message: RunFailed) -> None:
+        message.stop()
+        self.repaint()
+        self._status(f"stopped: {describe_error(message.error)}", error=True)
 
     def _set_running(self) -> None:
         self.query_one("#batch-start", Button).disabled = self.running
         self.query_one("#batch-stop", Button).disabled = not self.running
-        self.query_one("#batch-resume", Button).disabled = self.running or self.folder is None
+        self.query_one("#batch-resume", Button).disabled = self.running or not self.resumable
 
     def _status(self, text: str, error: bool = False) -> None:
         status = self.query_one("#batch-status", Static)
@@ -230,7 +224,7 @@ class BatchPane(Vertical):
 
     # ---- the live table -----------------------------------------------------------------------------
 
-    def _repaint(self) -> None:
+    def repaint(self) -> None:
         live = self.live
         if live is None or not live.dirty:
             return
@@ -293,9 +287,10 @@ class BatchPane(Vertical):
         for model, error in result.failures.items():
             for task in result.plan.tasks:
                 self.live.reports[(model, task.name)] = bench.Progress(model, task.name, 0, 0, "failed", error=error)
-        self._repaint()
+        self.repaint()
         complete = len(result.rows) >= result.plan.total_rows()
-        self.query_one("#batch-resume", Button).disabled = complete
+        self.resumable = not complete
+        self._set_running()
         self._status(f"{folder.name}: {len(result.rows)}/{result.plan.total_rows()} rows"
                      + ("" if complete else " · Resume continues it"))
         self.show_sizes(result)

@@ -1,49 +1,44 @@
 """The Chat tab: a conversation with one model under a live meter, each turn appended to a session log.
 
-Generation runs in a thread worker that only appends events to a list; a UI timer repaints the meter and
-the streaming text from a copy of that list at most REPAINT_HZ times a second. The producer never waits
-for the UI, and however fast tokens arrive, the UI does a bounded amount of work.
+Generation runs as a live run (tui/live.py): a thread that only appends events to a list, repainted from a
+copy of that list at most REPAINT_HZ times a second. The producer never waits for the UI.
 """
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
 from textual.markup import escape
-from textual.widgets import LoadingIndicator, Static
-from textual.worker import Worker, WorkerState
+from textual.widgets import Static
 
-from taskclock.runtime import metrics
+from taskclock.runtime import metrics, remembered
 from taskclock.runtime.backend import LoadedModel, Message, ModelSpec
 from taskclock.runtime.errors import StorageError, TaskclockError
 from taskclock.runtime.events import Event, now_ns
 from taskclock.runtime.models import all_models
 from taskclock.runtime.sessions import SessionLog, export_all, turn_record
-from taskclock.runtime.turn import TurnResult, run_turn
+from taskclock.runtime.turn import TurnResult, is_cold, run_turn
 from taskclock.runtime.untrusted import redact_url, safe_line
 
 from ..context import AppContext
-from ..format import plain
-from ..messages import SendPrompt
+from ..format import plain, reply_line
+from ..live import LivePane, describe_error, post_from_thread
+from ..messages import ModelLoaded, ModelLoadFailed, Remember, RunFailed, SendPrompt, TurnFinished
+from ..screens.settings import ChatSettings, SettingsScreen, settings_line
 from ..widgets.conversation import Conversation, ReplyTurn
 from ..widgets.meter import Meter
 from ..widgets.prompt_input import PromptInput
 
-REPAINT_HZ = 10  # the low end of 10-30 Hz: on 2 cores every UI millisecond is taken from the model
 NOTES = {"cancelled": "stopped", "length": "max tokens reached", "error": "error"}
-
-
-def describe_error(error: BaseException) -> str:
-    """A TaskclockError is already a user message; anything else gets its type so it can be reported."""
-    return str(error) if isinstance(error, TaskclockError) else f"{type(error).__name__}: {error}"
+LOAD_CLOCK_S = 0.2  # how often "loading NAME… 3.2 s" counts up (only while a model loads)
 
 
 @dataclass
@@ -52,41 +47,45 @@ class LiveTurn:
 
     model: str
     events: list[Event] = field(default_factory=list)
-    cancel: threading.Event = field(default_factory=threading.Event)
 
 
-@dataclass
-class TurnOutcome:
-    result: TurnResult
-    log_error: str | None = None
-
-
-class ChatPane(Vertical):
+class ChatPane(LivePane):
     HELP_SECTION = "Chat"
     BINDINGS = [
         Binding("escape", "stop", "Stop", priority=True),  # priority: the prompt box has focus while streaming
         Binding("ctrl+n", "new_chat", "New chat"),
         Binding("ctrl+o", "pick_model", "Model"),
+        Binding("ctrl+g", "settings", "Settings"),
+        Binding("ctrl+r", "regenerate", "Retry"),
+        Binding("ctrl+l", "edit_last", "Edit last prompt", show=False),
+        Binding("ctrl+b", "copy_reply", "Copy last reply", show=False),
         Binding("ctrl+s", "export", "Export"),
+        # priority: the prompt box would take these for its own cursor
+        Binding("pageup", "scroll('page_up')", "Scroll the transcript up", show=False, priority=True),
+        Binding("pagedown", "scroll('page_down')", "Scroll the transcript down", show=False, priority=True),
+        Binding("ctrl+home", "scroll('home')", "Transcript top", show=False, priority=True),
+        Binding("ctrl+end", "scroll('end')", "Transcript end (follows the reply)", show=False, priority=True),
     ]
 
     def __init__(self, context: AppContext) -> None:
         super().__init__(id="chat-pane")
         self.context = context
         self.model: LoadedModel | None = None
-        self.loading: ModelSpec | None = None
+        # Not ``loading``: that is Textual's Widget.loading, which would cover the whole tab while a model loads.
+        self.pending_model: ModelSpec | None = None
+        self.settings = ChatSettings(context.remembered.system, context.params)
         self.messages: list[Message] = []
         self.live: LiveTurn | None = None
         self.reply: ReplyTurn | None = None
         self.last_result: TurnResult | None = None
         self.session: SessionLog | None = None
-        self._load_unreported = False  # the next turn carries the Loaded event (load time)
         self._log_warned = False
+        self._load_started = 0.0
+        self._retired: list[LoadedModel] = []  # replaced while answering, closed when the turn ends
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="chat-status"):
-            yield LoadingIndicator(id="model-loading")
-            yield Static(id="model-status")
+            yield Static(id="model-status", markup=False)
         with Horizontal(id="chat-body"):
             with Vertical(id="chat-main"):
                 yield Conversation(id="conversation")
@@ -94,64 +93,79 @@ class ChatPane(Vertical):
             yield Meter(id="meter")
 
     def on_mount(self) -> None:
-        self._ticker = self.set_interval(1 / REPAINT_HZ, self._repaint, pause=True)
+        self._load_clock = self.set_interval(LOAD_CLOCK_S, self._tick_load_clock, pause=True)
+        self.query_one(Meter).caption(settings_line(self.settings))
         self.query_one(PromptInput).focus()
         self.load(self.context.model)
 
     def on_unmount(self) -> None:
-        if self.live is not None:
-            self.live.cancel.set()
-        elif self.model is not None:  # a model still generating is left to the exiting process
+        if not self.running and self.model is not None:  # a model still generating is left to the exiting process
             self.model.close()
 
     # -- models ------------------------------------------------------------------------------------
 
     def load(self, spec: ModelSpec) -> None:
         """Load in the background; the current model stays usable until the new one is ready."""
-        if self.loading is not None:
-            self.notify(f"Still loading {self.loading.name}; try again when it is ready", severity="warning")
+        if self.pending_model is not None:
+            self.notify(f"Still loading {self.pending_model.name}; try again when it is ready", severity="warning")
             return
-        if self.live is not None:
+        if self.running:
             self.notify("Wait for the reply (or press Esc) before switching models", severity="warning")
             return
-        self.loading = spec
+        self.pending_model = spec
+        self._load_started = time.monotonic()
+        self._load_clock.resume()
         self._show_status()
-        self._load_worker(spec)
+        loader = self.context.loader
+        post_from_thread(self, lambda: ModelLoaded(loader(spec)), partial(ModelLoadFailed, spec), group="load")
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="load", name="load")
-    def _load_worker(self, spec: ModelSpec) -> LoadedModel:
-        return self.context.loader(spec)
-
-    def _loaded(self, model: LoadedModel) -> None:
-        previous, self.model, self.loading = self.model, model, None
+    def on_model_loaded(self, message: ModelLoaded) -> None:
+        """Switch models and keep the conversation, with a divider naming the new model."""
+        message.stop()
+        previous, self.model, self.pending_model = self.model, message.model, None
+        self._load_clock.pause()
+        spec = message.model.spec
         if previous is not None:
-            previous.close()
-            self.notify(f"Switched to {model.spec.name}; new chat started")
-        self._load_unreported = True
-        self.new_chat()
+            if self.running:
+                self._retired.append(previous)  # still answering: closed once its turn has ended
+            else:
+                previous.close()
+            if self.messages:
+                self.query_one(Conversation).add_divider(safe_line(f"now {spec.name} ({spec.backend})"))
+            self.notify(f"Switched to {spec.name}; the conversation continues")
         self._show_status()
+        focused = self.screen.focused
+        if focused is None or self in focused.ancestors:  # never pull focus (and the tab) from another tab
+            self.query_one(PromptInput).focus()
 
-    def _load_failed(self, error: BaseException) -> None:
-        spec, self.loading = self.loading, None
+    def on_model_load_failed(self, message: ModelLoadFailed) -> None:
+        message.stop()
+        self.pending_model = None
+        self._load_clock.pause()
         kept = f"; still on {self.model.spec.name}" if self.model else ""
-        self.notify(f"Could not load {spec.name}: {describe_error(error)}{kept}", title="Model",
+        self.notify(f"Could not load {message.spec.name}: {describe_error(message.error)}{kept}", title="Model",
                     severity="error", timeout=12)
         self._show_status()
 
+    def _tick_load_clock(self) -> None:
+        if not self.running:  # a status update lays out the screen: never while the old model is answering
+            self._show_status()
+
     def _show_status(self) -> None:
-        self.query_one("#model-loading").display = self.loading is not None
+        pending = self.pending_model
         parts = []
-        if self.loading is not None:
-            parts.append(f"loading {self.loading.name} ({self.loading.backend})…")
+        if pending is not None:
+            elapsed = time.monotonic() - self._load_started
+            parts.append(f"loading {pending.name} ({pending.backend})… {elapsed:.1f} s")
         if self.model is not None:
             spec = self.model.spec
             mode = "" if spec.chat else " · completion (no chat template)"
             parts.append(f"{spec.name} · {spec.backend} · loaded in {self.model.load_s:.2f} s{mode}")
-        elif self.loading is None:
+        elif pending is None:
             parts.append("no model loaded: press Ctrl+O to pick one")
         self.query_one("#model-status", Static).update(Text("   ").join(plain(part) for part in parts))
 
-    def model_commands(self) -> list[tuple[str, object, str]]:
+    def model_commands(self) -> list[tuple[str, Callable[[], None], str]]:
         """(title, callback, help) per model: what the model picker and the command palette list (as markup,
         which the palette parses: names and descriptions come from the config, so they are escaped)."""
         return [(escape(safe_line(spec.name)), partial(self.load, spec),
@@ -161,107 +175,164 @@ class ChatPane(Vertical):
     def action_pick_model(self) -> None:
         self.app.search_commands(self.model_commands(), placeholder="Switch model…")
 
+    # -- settings ----------------------------------------------------------------------------------
+
+    def action_settings(self) -> None:
+        self.app.push_screen(SettingsScreen(self.settings), self._apply_settings)
+
+    def _apply_settings(self, settings: ChatSettings | None) -> None:
+        self.query_one(PromptInput).focus()
+        if settings is None or settings == self.settings:
+            return
+        self.settings = settings
+        self.query_one(Meter).caption(settings_line(settings))
+        self.post_message(Remember(remembered.chat_values(settings.params, settings.system)))
+
     # -- turns -------------------------------------------------------------------------------------
 
     def on_send_prompt(self, message: SendPrompt) -> None:
         message.stop()
         if not message.text.strip():
             return
-        if self.live is not None:
-            self.notify("Still answering: wait for the reply or press Esc to stop it", severity="warning")
+        if self._cannot_answer():
             return
-        if self.model is None:
-            waiting = f"{self.loading.name} is still loading" if self.loading else "no model is loaded"
-            self.notify(f"Cannot send yet: {waiting}", severity="warning")
-            return
-        if self.session is None:
-            self.session = SessionLog(self.context.sessions_dir, self.model.spec.name)
         self.query_one(PromptInput).clear()
         self.messages.append({"role": "user", "content": message.text})
-        conversation = self.query_one(Conversation)
-        conversation.add_prompt(message.text)
-        self.reply = conversation.add_reply(self.model.spec.name)
-        self.live = LiveTurn(self.model.spec.name)
+        self.query_one(Conversation).add_prompt(message.text)
+        self._answer()
+
+    def _cannot_answer(self) -> bool:
+        """Say why a turn cannot start now, if it cannot."""
+        if self.running:
+            self.notify("Still answering: wait for the reply or press Esc to stop it", severity="warning")
+            return True
+        if self.model is None:
+            pending = self.pending_model
+            waiting = f"{pending.name} is still loading" if pending else "no model is loaded"
+            self.notify(f"Cannot send yet: {waiting}", severity="warning")
+            return True
+        return False
+
+    def _answer(self) -> None:
+        """Run a turn on the conversation so far (its last message is the user's)."""
+        model = self.model
+        assert model is not None  # _cannot_answer checked
+        if self.session is None:
+            self.session = SessionLog(self.context.sessions_dir, model.spec.name)
+        self.reply = self.query_one(Conversation).add_reply(model.spec.name)
+        self.live = live = LiveTurn(model.spec.name)
         self.query_one(Meter).start()
-        self._ticker.resume()
-        self._generate(self.model, list(self.messages), self.live, self.session, self._load_unreported)
-        self._load_unreported = False
+        system = self.settings.system.strip()
+        messages = ([{"role": "system", "content": system}] if system else []) + list(self.messages)
+        session, params = self.session, self.settings.params
+        include_load = is_cold(model)  # the first turn after a load carries the load time too
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="turn", name="turn")
-    def _generate(self, model: LoadedModel, messages: list[Message], live: LiveTurn, session: SessionLog,
-                  include_load: bool) -> TurnOutcome:
-        result = run_turn(model, messages, self.context.params, cancel=live.cancel, on_event=live.events.append,
-                          include_load=include_load)
-        try:
-            session.append(turn_record(result))
-        except StorageError as exc:
-            return TurnOutcome(result, str(exc))
-        return TurnOutcome(result)
+        def job(cancel: threading.Event) -> TurnFinished:
+            result = run_turn(model, messages, params, cancel=cancel, on_event=live.events.append,
+                              include_load=include_load)
+            try:
+                session.append(turn_record(result))
+            except StorageError as exc:
+                return TurnFinished(result, str(exc))
+            return TurnFinished(result)
 
-    def _repaint(self) -> None:
-        live = self.live
-        if live is None:
+        self.start_run(job)
+
+    def repaint(self) -> None:
+        live, reply = self.live, self.reply
+        if live is None or reply is None:
             return
         events = live.events[:]  # a consistent copy; the producer keeps appending to the original
         self.query_one(Meter).show_live(events, now_ns())
-        self.reply.show(metrics.output_text(events))
+        reply.show(metrics.output_text(events))
 
-    def _finish(self, outcome: TurnOutcome) -> None:
-        self._ticker.pause()
-        result, self.live = outcome.result, None
+    def _close_retired(self) -> None:
+        while self._retired:
+            self._retired.pop().close()
+
+    def on_turn_finished(self, message: TurnFinished) -> None:
+        message.stop()
+        self._close_retired()
+        result, self.live = message.result, None
         self.last_result = result
-        stop = result.done.stop_reason if result.done else "error"
+        done = result.done
+        stop = done.stop_reason if done else "error"
         note = NOTES.get(stop, "")
-        if stop == "error":
-            note = f"error: {result.done.error}"
-            self.notify(f"Generation failed: {result.done.error}", severity="error", timeout=10)
-        self.query_one(Conversation).finish_reply(self.reply, result.text, note, stop)
-        self.query_one(Meter).show_final(result.events)
+        if done is not None and stop == "error":
+            note = f"error: {done.error}"
+            self.notify(f"Generation failed: {done.error}", severity="error", timeout=10)
+        figures = reply_line(result.metrics.as_dict(), result.cold)
+        if self.reply is not None:
+            self.query_one(Conversation).finish_reply(self.reply, result.text, note, stop, figures)
+        self.query_one(Meter).show_final(result.events, cold=result.cold)
         if result.text:
             self.messages.append({"role": "assistant", "content": result.text})
         else:
             self.messages.pop()  # nothing was said: keep user/assistant turns alternating
-        if outcome.log_error is None and self.session is not None and self.session.path.is_file():
+        if message.log_error is None and self.session is not None and self.session.path.is_file():
             self.context.wrote(self.session.path)
-        if outcome.log_error and not self._log_warned:
+        if message.log_error and not self._log_warned:
             self._log_warned = True
-            self.notify(f"Session not saved: {outcome.log_error}. The chat still works.", title="Session log",
+            self.notify(f"Session not saved: {message.log_error}. The chat still works.", title="Session log",
                         severity="error", timeout=12)
 
-    def _turn_crashed(self, error: BaseException) -> None:
-        live = self.live
-        self._ticker.pause()
-        self.live = None
+    def on_run_failed(self, message: RunFailed) -> None:
+        message.stop()
+        self._close_retired()
+        live, self.live = self.live, None
         self.messages.pop()
-        self.query_one(Conversation).finish_reply(self.reply, metrics.output_text(live.events), "error", "error")
-        self.notify(f"Generation failed: {describe_error(error)}", severity="error", timeout=12)
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        worker, state = event.worker, event.state
-        handlers = {
-            ("load", WorkerState.SUCCESS): lambda: self._loaded(worker.result),
-            ("load", WorkerState.ERROR): lambda: self._load_failed(worker.error),
-            ("turn", WorkerState.SUCCESS): lambda: self._finish(worker.result),
-            ("turn", WorkerState.ERROR): lambda: self._turn_crashed(worker.error),
-        }
-        handler = handlers.get((worker.name, state))
-        if handler is not None:
-            event.stop()
-            handler()
+        text = metrics.output_text(live.events) if live else ""
+        if self.reply is not None:
+            self.query_one(Conversation).finish_reply(self.reply, text, "error", "error")
+        self.notify(f"Generation failed: {describe_error(message.error)}", severity="error", timeout=12)
 
     # -- actions -----------------------------------------------------------------------------------
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "stop":
-            return self.live is not None or None  # dimmed in the footer, and Esc passes through
-        return True
+    def action_regenerate(self) -> None:
+        """Answer the last prompt again with the same settings (a second timing of the same turn)."""
+        if not self.messages or self.messages[-1]["role"] != "assistant":
+            self.notify("Nothing to retry yet: send a prompt first", severity="warning")
+            return
+        if self._cannot_answer():
+            return
+        self.messages.pop()
+        self.query_one(Conversation).remove_last_reply()
+        self._answer()
 
-    def action_stop(self) -> None:
-        if self.live is not None:
-            self.live.cancel.set()
+    def action_edit_last(self) -> None:
+        """Put the last prompt back in the box, and take it and its reply out of the conversation."""
+        if self.running:
+            self.notify("Stop the reply (Esc) before editing the prompt", severity="warning")
+            return
+        if not self.messages:
+            self.notify("No prompt to edit yet", severity="warning")
+            return
+        if self.messages[-1]["role"] == "assistant":
+            self.messages.pop()
+        prompt = self.messages.pop()["content"]
+        self.query_one(Conversation).remove_last_exchange()
+        box = self.query_one(PromptInput)
+        box.load_text(prompt)
+        box.move_cursor(box.document.end)
+        box.focus()
+
+    def action_copy_reply(self) -> None:
+        replies = [m["content"] for m in self.messages if m["role"] == "assistant"]
+        if not replies:
+            self.notify("No reply to copy yet", severity="warning")
+            return
+        self.app.copy_to_clipboard(replies[-1])
+        self.notify(f"Copied the last reply ({len(replies[-1])} characters)")
+
+    def action_scroll(self, where: str) -> None:
+        conversation = self.query_one(Conversation)
+        moves: dict[str, Callable[[], object]] = {
+            "page_up": conversation.scroll_page_up, "page_down": conversation.scroll_page_down,
+            "home": conversation.scroll_home, "end": conversation.anchor}
+        moves[where]()
 
     def action_new_chat(self) -> None:
-        if self.live is not None:
+        if self.running:
             self.notify("Stop the reply (Esc) before starting a new chat", severity="warning")
             return
         self.new_chat()
@@ -288,7 +359,7 @@ class ChatPane(Vertical):
 class ModelCommands(Provider):
     """Command palette entries "Model: NAME" that load that model in the Chat tab."""
 
-    def _entries(self) -> Iterator[tuple[str, object, str]]:
+    def _entries(self) -> Iterator[tuple[str, Callable[[], None], str]]:
         for chat in self.screen.query(ChatPane):
             for name, callback, help_text in chat.model_commands():
                 yield f"Model: {name}", callback, help_text

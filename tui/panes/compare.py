@@ -11,14 +11,12 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Label, Select, Static, Switch
-from textual.worker import Worker, WorkerState
 
-from taskclock.runtime.backend import LoadedModel, ModelSpec
+from taskclock.runtime.backend import LoadedModel, Message, ModelSpec
 from taskclock.runtime.compare import Comparison, check_model_count, mode_name, run_compare
 from taskclock.runtime.errors import StorageError, TaskclockError
 from taskclock.runtime.events import Done, Event, now_ns
@@ -28,13 +26,15 @@ from taskclock.runtime.sessions import SessionLog
 from ..comparison import comparison_table
 from ..context import AppContext
 from ..format import plain
-from ..messages import SendPrompt
+from ..live import LivePane, describe_error
+from ..messages import ColumnState, CompareFinished, RunFailed, SendPrompt
 from ..widgets.compare_column import CompareColumn
 from ..widgets.prompt_input import PromptInput
-from .chat import NOTES, REPAINT_HZ, describe_error
+from .chat import NOTES
 
 SLOTS = 4
 CONCURRENT_LABEL = "concurrent: run all at once (they share the machine, so figures include contention)"
+WARMUP_LABEL = "warm up: one untimed turn each first (off: measure cold, docs/METRICS.md)"
 
 
 def note_for(done: Done | None) -> str:
@@ -46,13 +46,13 @@ def note_for(done: Done | None) -> str:
 
 @dataclass
 class LiveCompare:
-    """Shared by the generation thread (appends events, sets ``running``) and the UI timer (reads)."""
+    """Shared by the generation thread (appends events, marks columns started) and the UI timer (reads)."""
 
     specs: list[ModelSpec]
     concurrent: bool
+    warmup: int  # untimed turns per model first
     events: list[list[Event]] = field(default_factory=list)
     running: set[int] = field(default_factory=set)  # started and not yet shown as finished
-    cancel: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self.events = [[] for _ in self.specs]
@@ -64,13 +64,7 @@ class LiveCompare:
         self.events[index].append(event)
 
 
-@dataclass
-class CompareOutcome:
-    comparison: Comparison
-    log_error: str | None = None
-
-
-class ComparePane(Vertical):
+class ComparePane(LivePane):
     HELP_SECTION = "Compare"
     BINDINGS = [Binding("escape", "stop", "Stop", priority=True)]
 
@@ -94,7 +88,10 @@ class ComparePane(Vertical):
                 value = self.context.model.name if slot == 0 else Select.NULL
                 yield Select(options, prompt=f"model {slot + 1}" + ("" if slot < 2 else " (optional)"),
                              value=value, id=f"compare-model-{slot}", classes="compare-model")
-        with Horizontal(id="compare-options"):
+        with Horizontal(classes="compare-options"):
+            yield Switch(value=True, id="compare-warmup")
+            yield Label(WARMUP_LABEL, id="compare-warmup-label")
+        with Horizontal(classes="compare-options"):
             yield Switch(value=False, id="compare-concurrent")
             yield Label(CONCURRENT_LABEL, id="compare-concurrent-label")
         yield PromptInput(id="compare-prompt", classes="autofocus")
@@ -103,15 +100,10 @@ class ComparePane(Vertical):
             yield Static("Pick 2–4 models, type a prompt, Enter runs them one after another.", id="compare-table")
             yield Static("", id="compare-verdict", markup=False)
 
-    def on_mount(self) -> None:
-        self._ticker = self.set_interval(1 / REPAINT_HZ, self._repaint, pause=True)
-
     def on_unmount(self) -> None:
-        if self.live is not None:
-            self.live.cancel.set()  # models still generating are left to the exiting process
-            return
-        for model in self.loaded.values():
-            model.close()
+        if not self.running:  # models still generating are left to the exiting process
+            for model in self.loaded.values():
+                model.close()
 
     def chosen(self) -> list[ModelSpec]:
         picks = [self.query_one(f"#compare-model-{slot}", Select).value for slot in range(SLOTS)]
@@ -123,7 +115,7 @@ class ComparePane(Vertical):
         message.stop()
         if not message.text.strip():
             return
-        if self.live is not None:
+        if self.running:
             self.notify("Still comparing: wait or press Esc to stop", severity="warning")
             return
         specs = self.chosen()
@@ -133,56 +125,69 @@ class ComparePane(Vertical):
             self.notify(str(exc), title="Compare", severity="warning")
             return
         concurrent = self.query_one("#compare-concurrent", Switch).value
-        self.live = LiveCompare(specs, concurrent)
-        await self._build_columns(specs)
-        self.query_one("#compare-table", Static).update(f"running ({mode_name(concurrent)})…")
+        warmup = 1 if self.query_one("#compare-warmup", Switch).value else 0
+        self.live = live = LiveCompare(specs, concurrent, warmup)
+        await self._build_columns(specs, concurrent)
+        warm = "after one untimed warm-up turn each" if warmup else "cold: no warm-up"
+        self.query_one("#compare-table", Static).update(f"running ({mode_name(concurrent)}, {warm})…")
         self.query_one("#compare-verdict", Static).update("")
         if self.session is None:
             self.session = SessionLog(self.context.sessions_dir, "compare")
-        self._ticker.resume()
-        self._compare(self.live, [{"role": "user", "content": message.text}], self.session)
+        session, messages = self.session, [{"role": "user", "content": message.text}]
+        kept = dict(self.loaded)
+        self.start_run(lambda cancel: self._compare(live, messages, session, kept, cancel))
 
-    async def _build_columns(self, specs: list[ModelSpec]) -> None:
+    async def _build_columns(self, specs: list[ModelSpec], concurrent: bool) -> None:
         columns = self.query_one("#compare-columns", Horizontal)
         await columns.remove_children()
-        waiting = "waiting (runs at once)" if self.live.concurrent else "waiting for its turn"
+        waiting = "waiting (runs at once)" if concurrent else "waiting for its turn"
         new = [CompareColumn(f"{i + 1}. {spec.name}", id=f"compare-column-{i}") for i, spec in enumerate(specs)]
         await columns.mount_all(new)
         for column in new:
             column.waiting(waiting)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="compare", name="compare")
-    def _compare(self, live: LiveCompare, messages, session: SessionLog) -> CompareOutcome:
-        fresh = []
-        for slot, spec in enumerate(live.specs):
-            current = self.loaded.get(slot)
-            if current is not None and current.spec == spec:
-                fresh.append(False)
-                continue
-            if current is not None:
-                current.close()
-                del self.loaded[slot]
-            self.app.call_from_thread(self._column_waiting, slot, f"loading {spec.name} ({spec.backend})…")
-            self.loaded[slot] = self.context.loader(spec)
-            self.app.call_from_thread(self._column_waiting, slot, "loaded")
-            fresh.append(True)
-        for slot in [s for s in self.loaded if s >= len(live.specs)]:
-            self.loaded.pop(slot).close()
-        models = [self.loaded[slot] for slot in range(len(live.specs))]
-        comparison = run_compare(models, messages, self.context.params, concurrent=live.concurrent,
-                                 cancel=live.cancel, on_start=live.started, on_event=live.record,
-                                 include_load=fresh)
+    def _compare(self, live: LiveCompare, messages: list[Message], session: SessionLog,
+                 loaded: dict[int, LoadedModel], cancel: threading.Event) -> CompareFinished:
+        """The job (in a thread): load what the columns lack, run the comparison, log it. ``loaded`` is this
+        job's own copy of the kept models; it comes back in the message whatever happens."""
+        try:
+            fresh = self._load_columns(live.specs, loaded, live.warmup)
+            models = [loaded[slot] for slot in range(len(live.specs))]
+            comparison = run_compare(models, messages, self.context.params, concurrent=live.concurrent,
+                                     warmup=live.warmup, cancel=cancel, on_start=live.started,
+                                     on_event=live.record, include_load=fresh)
+        except Exception as exc:
+            return CompareFinished(loaded, exc)
         try:
             for record in comparison.session_records():
                 session.append(record)
         except StorageError as exc:
-            return CompareOutcome(comparison, str(exc))
-        return CompareOutcome(comparison)
+            return CompareFinished(loaded, comparison, log_error=str(exc))
+        return CompareFinished(loaded, comparison)
 
-    def _column_waiting(self, slot: int, state: str) -> None:
-        self.query_one(f"#compare-column-{slot}", CompareColumn).waiting(state)
+    def _load_columns(self, specs: list[ModelSpec], loaded: dict[int, LoadedModel], warmup: int) -> list[bool]:
+        """Load each column's model unless the slot already holds it; True where it was loaded now."""
+        fresh = []
+        for slot, spec in enumerate(specs):
+            current = loaded.get(slot)
+            if current is not None and current.spec == spec:
+                fresh.append(False)
+                continue
+            if current is not None:
+                loaded.pop(slot).close()
+            self.post_message(ColumnState(slot, f"loading {spec.name} ({spec.backend})…"))
+            loaded[slot] = self.context.loader(spec)
+            self.post_message(ColumnState(slot, "loaded" + (", warming up…" if warmup else "")))
+            fresh.append(True)
+        for slot in [s for s in loaded if s >= len(specs)]:
+            loaded.pop(slot).close()
+        return fresh
 
-    def _repaint(self) -> None:
+    def on_column_state(self, message: ColumnState) -> None:
+        message.stop()
+        self.query_one(f"#compare-column-{message.slot}", CompareColumn).waiting(message.state)
+
+    def repaint(self) -> None:
         live = self.live
         if live is None:
             return
@@ -196,46 +201,36 @@ class ComparePane(Vertical):
             else:
                 column.show_live(events, now)
 
-    def _finish(self, outcome: CompareOutcome) -> None:
-        self._ticker.pause()
-        comparison, self.live = outcome.comparison, None
+    def on_compare_finished(self, message: CompareFinished) -> None:
+        message.stop()
+        self.loaded, self.live = message.loaded, None
+        comparison = message.outcome
+        if isinstance(comparison, BaseException):
+            self._failed(comparison)
+            return
         self.last = comparison
         for index, column in enumerate(self.query(CompareColumn)):
             if index < len(comparison.results):
                 result = comparison.results[index]
-                column.show_final(result.events, note_for(result.done))
+                column.show_final(result.events, note_for(result.done), cold=result.cold)
             else:
                 column.waiting("not run (stopped)")
         self.query_one("#compare-table", Static).update(comparison_table(comparison))
         verdict = comparison.verdict()
         self.query_one("#compare-verdict", Static).update(plain(f"verdict: {verdict}" if verdict else ""))
-        if outcome.log_error is None and self.session is not None and self.session.path.is_file():
+        if message.log_error is None and self.session is not None and self.session.path.is_file():
             self.context.wrote(self.session.path)
-        if outcome.log_error:
-            self.notify(f"Compare not saved: {outcome.log_error}", title="Session log", severity="error", timeout=12)
+        if message.log_error:
+            self.notify(f"Compare not saved: {message.log_error}", title="Session log", severity="error", timeout=12)
 
-    def _crashed(self, error: BaseException) -> None:
-        self._ticker.pause()
+    def on_run_failed(self, message: RunFailed) -> None:
+        message.stop()
         self.live = None
+        self._failed(message.error)
+
+    def _failed(self, error: BaseException) -> None:
         for column in self.query(CompareColumn):
             column.waiting("not run")
-        self.query_one("#compare-table", Static).update(plain(f"Compare failed: {describe_error(error)}"))
-        self.notify(f"Compare failed: {describe_error(error)}", title="Compare", severity="error", timeout=12)
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.name != "compare":
-            return
-        event.stop()
-        if event.state == WorkerState.SUCCESS:
-            self._finish(event.worker.result)
-        elif event.state == WorkerState.ERROR:
-            self._crashed(event.worker.error)
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "stop":
-            return self.live is not None or None
-        return True
-
-    def action_stop(self) -> None:
-        if self.live is not None:
-            self.live.cancel.set()
+        text = f"Compare failed: {describe_error(error)}"
+        self.query_one("#compare-table", Static).update(plain(text))
+        self.notify(text, title="Compare", severity="error", timeout=12)

@@ -12,12 +12,20 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Markdown, Static
 from textual.worker import Worker, WorkerState
 
-from taskclock.runtime.errors import DataError
-from taskclock.runtime.sessions import SessionSummary, list_sessions, read_session, to_markdown
+from taskclock.runtime.errors import DataError, TaskclockError
+from taskclock.runtime.sessions import SessionSummary, export_all, list_sessions, read_session, to_markdown
 
 from ..context import AppContext
 from ..format import fmt, plain
 from ..screens.replay import Marks, TurnPicker
+
+PROMPT_WIDTH = 40
+
+
+def first_line(text: str) -> str:
+    """A prompt as one short cell: its first line, cut with an ellipsis."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= PROMPT_WIDTH else line[:PROMPT_WIDTH - 1] + "…"
 
 
 class SessionsPane(Vertical):
@@ -34,7 +42,8 @@ class SessionsPane(Vertical):
         yield Static(Text.assemble("Sessions in ", plain(self.folder), "  ·  Enter opens one (read-only)"),
                      id="sessions-folder")
         table = DataTable(cursor_type="row", zebra_stripes=True, id="sessions-table")
-        table.add_columns("session", "model", "turns", "median TTFT", "median decode", "median task time")
+        table.add_columns("date", "first prompt", "model", "turns", "median TTFT", "median decode",
+                          "median task time")
         yield table
         yield Static("No sessions yet: chat in the Chat tab and each reply is logged here.", id="sessions-empty")
 
@@ -62,7 +71,8 @@ class SessionsPane(Vertical):
         table = self.query_one(DataTable)
         table.clear()
         for s in summaries:
-            table.add_row(plain(s.path.name), plain(s.model), str(s.turns), fmt(s.median_ttft_s, "s", 3),
+            prompt = plain(first_line(s.first_prompt))  # outside text: never read as markup
+            table.add_row(s.started, prompt, plain(s.model), str(s.turns), fmt(s.median_ttft_s, "s", 3),
                           fmt(s.median_decode_tps, "tok/s", 1), fmt(s.median_task_time_s, "s", 2),
                           key=str(s.path))
         self.query_one("#sessions-empty").display = not summaries
@@ -91,7 +101,7 @@ class SessionScreen(ModalScreen):
     """One past session, read-only: its summary table, then every prompt and reply."""
 
     HELP_SECTION = "Session viewer"
-    BINDINGS = [Binding("escape,q", "dismiss", "Close")]
+    BINDINGS = [Binding("escape,q", "dismiss", "Close"), Binding("ctrl+s", "export", "Export")]
 
     def __init__(self, path: Path, markdown: str) -> None:
         super().__init__()
@@ -100,5 +110,13 @@ class SessionScreen(ModalScreen):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="session-view") as view:
-            view.border_title = plain(f"{self.path.name} (read-only) · Esc closes")
+            view.border_title = plain(f"{self.path.name} (read-only) · Ctrl+S exports · Esc closes")
             yield Markdown(self.markdown)
+
+    def action_export(self) -> None:
+        try:
+            written = export_all(self.path)
+        except TaskclockError as exc:
+            self.notify(str(exc), title="Export", severity="error", timeout=10)
+            return
+        self.notify(f"Wrote {', '.join(p.name for p in written)} in {self.path.parent}", title="Export", timeout=10)

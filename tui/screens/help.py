@@ -7,7 +7,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable
 
-FIXED = [("App", "ctrl+p", "Command palette: models, themes, commands"), ("App", "ctrl+q", "Quit")]
+FIXED = [("App", "^p", "Command palette: models, themes, settings, commands"), ("App", "^q", "Quit"),
+         ("Prompt", "↑, ↓", "Earlier prompts (in an empty prompt box)")]
 
 
 def binding_rows(app: App) -> list[tuple[str, str, str]]:
@@ -23,7 +24,8 @@ def binding_rows(app: App) -> list[tuple[str, str, str]]:
         section = getattr(cls, "HELP_SECTION", cls.__name__)
         for item in cls.__dict__.get("BINDINGS", []):
             binding = item if isinstance(item, Binding) else Binding(*item)
-            rows.append((section, binding.key.replace(",", ", "), binding.description))
+            keys = ", ".join(app.get_key_display(binding.with_key(key)) for key in binding.key.split(","))
+            rows.append((section, keys, binding.description))
     return rows
 
 

@@ -21,7 +21,7 @@ class CompareColumn(Vertical):
         self.border_title = Text(safe_line(title))
 
     def compose(self) -> ComposeResult:
-        yield Meter()
+        yield Meter(classes="-inline")
         with VerticalScroll(classes="compare-reply-scroll"):
             yield StreamingText(classes="compare-reply")
 
@@ -48,8 +48,8 @@ class CompareColumn(Vertical):
         self.meter.show_live(events, now_ns)
         self._text.show(metrics.output_text(events))
 
-    def show_final(self, events: Sequence[Event], note: str = "") -> None:
-        self.meter.show_final(events)
+    def show_final(self, events: Sequence[Event], note: str = "", cold: bool = False) -> None:
+        self.meter.show_final(events, cold)
         self._text.show(metrics.output_text(events) or "(no output)")
         self._text.settle()
         self.border_subtitle = Text(safe_line(note))

@@ -1,4 +1,5 @@
-"""The scrolling transcript: user prompts, and replies that stream as plain text then render as Markdown."""
+"""The scrolling transcript: user prompts, and replies that stream as plain text then render as Markdown with
+their own one-line figures under them."""
 from __future__ import annotations
 
 from rich.text import Text
@@ -26,6 +27,17 @@ class ReplyMarkdown(Markdown):
     pass
 
 
+class ReplyFigures(Static):
+    """TTFT · decode tok/s · task time · tokens · words of the reply above it."""
+
+
+class Divider(Static):
+    """A line across the transcript where the model changed."""
+
+
+REPLY_PARTS = (ReplyTurn, ReplyMarkdown, ReplyFigures)
+
+
 class Conversation(VerticalScroll):
     """Anchored to the bottom: growing text keeps the newest line in view without a scroll call per repaint."""
 
@@ -38,16 +50,41 @@ class Conversation(VerticalScroll):
     def add_reply(self, model: str) -> ReplyTurn:
         reply = ReplyTurn(model)
         self.mount(reply)
+        self.anchor()  # back to the newest line, also after the user scrolled up
         return reply
 
-    def finish_reply(self, reply: ReplyTurn, text: str, note: str, stop_reason: str) -> None:
-        """Render the finished reply as Markdown; ``note`` (stopped, error...) goes in its border."""
+    def finish_reply(self, reply: ReplyTurn, text: str, note: str, stop_reason: str, figures: str = "") -> None:
+        """Render the finished reply as Markdown; ``note`` (stopped, error...) goes in its border, ``figures``
+        on a line under it."""
         final = ReplyMarkdown(safe_text(text) or "*(no output)*")
         final.border_title = reply.border_title
         final.border_subtitle = Text(safe_line(note))
         final.add_class(f"-{stop_reason}")
         self.mount(final, after=reply)
+        if figures:
+            self.mount(ReplyFigures(figures, markup=False), after=final)
         reply.remove()
+
+    def add_divider(self, text: str) -> None:
+        self.mount(Divider(f"── {text} ──", markup=False))
+
+    def remove_last_reply(self) -> None:
+        """Take the last reply and its figures away (regenerate), keeping the prompt above it."""
+        for widget in self._after_last_prompt():
+            if isinstance(widget, REPLY_PARTS):
+                widget.remove()
+
+    def remove_last_exchange(self) -> None:
+        """Take the last prompt and its reply away (edit and resend)."""
+        prompts = list(self.query_children(UserTurn))
+        if prompts:
+            prompts[-1].remove()
+        self.remove_last_reply()
+
+    def _after_last_prompt(self) -> list:
+        children = list(self.children)
+        last = max((i for i, w in enumerate(children) if isinstance(w, UserTurn)), default=-1)
+        return children[last + 1:]
 
     def clear(self) -> None:
         self.remove_children()

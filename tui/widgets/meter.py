@@ -22,7 +22,7 @@ from textual.widgets import Static
 from taskclock.runtime import metrics
 from taskclock.runtime.events import Event, Token
 
-from ..format import fmt, plain, shown_lines
+from ..format import fmt, plain, shown_lines, with_reading
 
 SPARK_POINTS = 60
 BOLD = Style(bold=True)
@@ -69,14 +69,15 @@ class Figures(Widget):
 
 
 class Spark(Widget):
-    """A one-colour bar chart of recent rates, bottom-aligned, eight levels per row. Textual's Sparkline
-    blends a colour per bar at every repaint (its cost: docs/PERFORMANCE.md); this one is a few strings, rebuilt
-    when the data changes."""
+    """A one-colour bar chart of recent rates, bottom-aligned, eight levels per row, under a caption row that
+    gives its scale (the top of the chart), so a slow stream never looks like a fast one. Textual's Sparkline
+    blends a colour per bar (docs/PERFORMANCE.md); this one is a few strings, rebuilt when the data changes."""
 
     LEVELS = " ▁▂▃▄▅▆▇█"
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, caption: str = "tok/s, last seconds", **kwargs) -> None:
         super().__init__(**kwargs)
+        self.caption = caption
         self._data: list[float] = []
         self._rows: list[str] = []
         self._built_for = Size(0, 0)
@@ -94,11 +95,11 @@ class Spark(Widget):
         return [max(data[i * len(data) // width:(i + 1) * len(data) // width]) for i in range(width)]
 
     def _build(self) -> list[str]:
-        width, height = self.size
+        width, height = self.size.width, self.size.height - 1
         columns = self._columns(width)
         top = max(columns, default=0.0)
         eighths = [round(value / top * height * 8) if top > 0 else 0 for value in columns]
-        rows = []
+        rows = [f"{self.caption} · max {top:.1f}" if top > 0 else self.caption]
         for row in range(height):  # top row first
             floor = (height - 1 - row) * 8
             rows.append("".join(self.LEVELS[min(8, max(0, level - floor))] for level in eighths))
@@ -113,7 +114,48 @@ class Spark(Widget):
 
 
 class Meter(Vertical):
-    """``values`` holds exactly what is on screen, label → text, so tests can read the meter."""
+    """``values`` holds exactly what is on screen, label → text, so tests can read the meter.
+
+    A side panel by default; with the ``-inline`` class it sits above a reply (Compare's columns)."""
+
+    DEFAULT_CSS = """
+    Meter {
+        width: 38;
+        padding: 0 1;
+        border-left: vkey $primary 50%;
+        background: $surface;
+
+        #meter-state {
+            text-style: bold;
+            color: $accent;
+            margin-bottom: 1;
+        }
+        #meter-figures {
+            height: 15;
+        }
+        #meter-spark {
+            margin-top: 1;
+            height: 5;
+            color: $primary;
+        }
+        #meter-caption {
+            margin-top: 1;
+            color: $text-muted;
+        }
+    }
+    Meter.-inline {
+        width: 1fr;
+        height: auto;
+        max-height: 55%;
+        overflow-y: auto;
+        border-left: none;
+        border-bottom: hkey $primary 30%;
+
+        #meter-spark {
+            height: 3;
+        }
+    }
+    """
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -125,11 +167,18 @@ class Meter(Vertical):
     def compose(self) -> ComposeResult:
         yield Static(id="meter-state")
         yield Figures(id="meter-figures")
-        yield Static("tok/s, last seconds", id="spark-label")
         yield Spark(id="meter-spark")
+        yield Static(id="meter-caption", markup=False)
 
     def on_mount(self) -> None:
         self.reset()
+        self.caption("")
+
+    def caption(self, text: str) -> None:
+        """A line under the chart that the owner keeps (the Chat tab's settings)."""
+        caption = self.query_one("#meter-caption", Static)
+        caption.update(text)
+        caption.display = bool(text)
 
     def _show(self, state: str, values: dict[str, str]) -> None:
         self.values = values
@@ -161,16 +210,20 @@ class Meter(Vertical):
                 "task time": fmt(metrics.elapsed_s(events, now_ns), "s", 1),
                 "output tokens": fmt(metrics.output_tokens(events)),
                 "output words": fmt(metrics.output_words(events)),
+                "words/s": with_reading(metrics.rate_per_s(metrics.output_words(events),
+                                                           metrics.elapsed_s(events, now_ns))),
             },
         )
         self.repaints += 1
 
-    def show_final(self, events: Sequence[Event]) -> None:
+    def show_final(self, events: Sequence[Event], cold: bool = False) -> None:
+        """The finished turn's figures; ``cold``: the model's first turn since its load (docs/METRICS.md)."""
         figures = metrics.compute(events).as_dict()
         values = {
-            label: fmt(figures[key], unit, digits)
+            label: with_reading(figures[key]) if key == "words_per_s" else fmt(figures[key], unit, digits)
             for label, key, unit, digits in shown_lines(figures)
             if key != "stop_reason"
         }
         self.query_one(Spark).show(_tps_curve(events))
-        self._show(STATES.get(figures["stop_reason"], "done"), values)
+        state = STATES.get(figures["stop_reason"], "done")
+        self._show(f"{state} · cold (first turn after load)" if cold else state, values)
