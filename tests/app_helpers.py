@@ -29,6 +29,12 @@ async def wait_for(pilot, condition, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+async def settle(pilot) -> None:
+    """Wait until every worker has ended and the messages they posted have been handled."""
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
 async def ready(pilot) -> ChatPane:
     chat = pilot.app.query_one(ChatPane)
     await wait_for(pilot, lambda: chat.model is not None and chat.pending_model is None, "the model to load")
@@ -50,7 +56,7 @@ async def turn(pilot, text: str):
     before = chat.last_result
     await send(pilot, text)
     await wait_for(pilot, lambda: chat.last_result is not before and not chat.running, "the reply")
-    await pilot.pause(0.1)
+    await settle(pilot)
     return chat.last_result
 
 

@@ -6,12 +6,22 @@ import os
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
-from taskclock.runtime import bench, storage
+from taskclock.runtime import bench, mmlu, storage
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_MMLU = Path(os.environ.get("TASKCLOCK_TEST_MMLU", ROOT.parent / "shared" / "mmlu"))
+# The CSV release the package data was built from: only the test that proves the two equal reads it; every
+# other test uses the package's own copy, as users do.
+RELEASE_MMLU = Path(os.environ.get("TASKCLOCK_TEST_MMLU", ROOT.parent / "shared" / "mmlu"))
+
+
+def mmlu_folder(dest: Path) -> Path:
+    """The package's MMLU copy unpacked as a CSV folder (``dest/test/*.csv``), for tests that need a folder."""
+    with mmlu.embedded_archive().open("rb") as raw, zipfile.ZipFile(raw) as archive:
+        archive.extractall(dest, [n for n in archive.namelist() if n.startswith("test/")])
+    return dest
 
 
 def run_cli(*args: str, input: str | None = None, env: dict | None = None, timeout: float = 300,
@@ -39,7 +49,7 @@ def one_error_line(proc: subprocess.CompletedProcess) -> str:
 
 def bench_args(out: Path, limit: int = 6) -> list[str]:
     """A small greedy `taskclock bench` on SmolLM2 (mc, 4 tokens a reply) into ``out``."""
-    return ["bench", "--models", "smollm2", "--tasks", "mc", "--mmlu", str(SHARED_MMLU), "--limit", str(limit),
+    return ["bench", "--models", "smollm2", "--tasks", "mc", "--limit", str(limit),
             "--max-tokens", "4", "--warmup", "0", "--out", str(out), "--no-plots"]
 
 

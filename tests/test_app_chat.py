@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from app_helpers import make_app, notes, ready, send, turn, wait_for
+from app_helpers import make_app, notes, ready, send, settle, turn, wait_for
 from helpers import run_cli
 from textual.command import CommandInput, CommandList, CommandPalette
 
@@ -65,7 +65,7 @@ async def test_escape_stops_a_long_generation_and_keeps_the_partial_reply(tmp_pa
         assert any("Still answering" in n for n in notes(app, "warning"))
         await pilot.press("escape")
         await wait_for(pilot, lambda: chat.live is None, "the stop")
-        await pilot.pause(0.1)
+        await settle(pilot)
         result = chat.last_result
         assert result.done.stop_reason == "cancelled"
         assert 0 < result.metrics.output_tokens < 3000

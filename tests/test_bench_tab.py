@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from app_helpers import make_app, wait_for
-from helpers import SHARED_MMLU
 from plotext import uncolorize
 from textual.widgets import Button, DataTable, Input, Static
 from textual_plotext import PlotextPlot
@@ -19,7 +18,7 @@ def _app(tmp_path):
     return make_app(tmp_path / "sessions", config=config)
 
 
-async def _open(pilot, models="smollm2", task_names="mc", limit="3", mmlu=str(SHARED_MMLU)) -> BatchPane:
+async def _open(pilot, models="smollm2", task_names="mc", limit="3", mmlu="") -> BatchPane:
     await pilot.press("f5")
     pane = pilot.app.query_one(BatchPane)
     for field_id, value in (("batch-models", models), ("batch-tasks", task_names), ("batch-limit", limit),

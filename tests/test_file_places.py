@@ -12,7 +12,7 @@ import termios
 import time
 from pathlib import Path
 
-from helpers import ROOT, SHARED_MMLU, run_cli
+from helpers import ROOT, run_cli
 from llama_server import running_scripted_server
 from test_hostile_output import reply_script
 from test_process_edges import GUARD_S, _read_until
@@ -41,7 +41,7 @@ def test_compare_from_another_folder_logs_to_the_user_data_dir_and_says_where(tm
 def test_bench_from_another_folder_writes_its_run_to_the_user_data_dir(tmp_path):
     checkout_before = listing(ROOT / "runs")
     with running_scripted_server(reply_script("A")) as server:
-        proc = run_cli("bench", "--models", server.url, "--tasks", "mc", "--mmlu", str(SHARED_MMLU), "--limit", "1",
+        proc = run_cli("bench", "--models", server.url, "--tasks", "mc", "--limit", "1",
                        "--max-tokens", "4", "--warmup", "0", "--no-plots", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     (folder_line,) = [line for line in proc.stderr.splitlines() if line.startswith("run folder: ")]

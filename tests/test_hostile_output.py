@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import SHARED_MMLU, run_cli
+from helpers import mmlu_folder, run_cli
 from llama_server import HOST, ScriptedHandler, content_chunk, free_port, running_scripted_server, sse
 from test_cli_run import one_error_line
 
@@ -119,9 +119,10 @@ def test_session_csv_export_neutralises_formulas(formula, tmp_path):
     assert rows[0]["model"].startswith("http://")  # ordinary text is left alone
 
 
-def _bench(server_url: str, out: Path, *extra: str, mmlu: Path = SHARED_MMLU, config: Path | None = None,
+def _bench(server_url: str, out: Path, *extra: str, mmlu: Path | None = None, config: Path | None = None,
            models: str | None = None):
-    args = ["bench", "--models", models or server_url, "--tasks", "mc", "--mmlu", str(mmlu), "--limit", "1",
+    source = ["--mmlu", str(mmlu)] if mmlu else []  # None: the built-in copy
+    args = ["bench", "--models", models or server_url, "--tasks", "mc", *source, "--limit", "1",
             "--max-tokens", "8", "--warmup", "0", "--out", str(out), "--no-plots", *extra]
     if config is not None:
         args += ["--config", str(config)]
@@ -192,7 +193,7 @@ def test_bench_survives_markup_in_a_failure_line(tmp_path):
 def test_bench_survives_markup_in_an_mmlu_answer(tmp_path):
     data = tmp_path / "mmlu" / "test"
     data.mkdir(parents=True)
-    good = next(iter(sorted((SHARED_MMLU / "data" / "test").glob("*.csv")))).read_text(encoding="utf-8")
+    good = next(iter(sorted((mmlu_folder(tmp_path / "built-in") / "test").glob("*.csv")))).read_text(encoding="utf-8")
     (data / "mixed_test.csv").write_text("q,a,b,c,d,[/x]\n" + good, encoding="utf-8")
     with running_scripted_server(reply_script("A")) as server:
         proc = _bench(server.url, tmp_path / "runs", mmlu=tmp_path / "mmlu")

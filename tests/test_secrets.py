@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from helpers import SHARED_MMLU, run_cli
+from helpers import run_cli
 from llama_server import free_port, running_scripted_server
 from test_cli_run import one_error_line
 from test_hostile_output import _bench, reply_script
@@ -93,8 +93,8 @@ def test_an_api_key_with_a_line_break_never_reaches_bench_results(tmp_path):
     key = f"{API_KEY}\r\nX-Injected: 1"
     with running_scripted_server(reply_script("A")) as server:
         config = _keyed_config(tmp_path, server.url)
-        proc = run_cli("bench", "--models", "keyed", "--config", str(config), "--tasks", "mc", "--mmlu",
-                       str(SHARED_MMLU), "--limit", "1", "--max-tokens", "4", "--warmup", "0",
+        proc = run_cli("bench", "--models", "keyed", "--config", str(config), "--tasks", "mc",
+                       "--limit", "1", "--max-tokens", "4", "--warmup", "0",
                        "--out", str(tmp_path / "runs"), "--no-plots", env={"TASKCLOCK_TEST_KEY": key})
     assert proc.returncode == 1 and "cannot carry" in proc.stderr
     (folder,) = (tmp_path / "runs").iterdir()
