@@ -64,7 +64,7 @@ class Comparison:
 
     def labels(self) -> list[str]:
         """Model names, numbered where one model appears twice (``smollm2``, ``smollm2 #2``)."""
-        labels = []
+        labels: list[str] = []
         for result in self.results:
             seen = sum(1 for r in self.results[: len(labels)] if r.model == result.model)
             labels.append(f"{result.model} #{seen + 1}" if seen else result.model)

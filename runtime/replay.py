@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, cast, get_args
 
 from .errors import DataError
-from .events import Done, Event, Loaded, StopReason, Submitted, Token, now_ns
+from .events import Done, DoneExtra, Event, Loaded, StopReason, Submitted, Token, now_ns
 from .metrics import NS
 from .sessions import read_session
 from .untrusted import safe_line, safe_text
@@ -154,8 +154,8 @@ def recording_from_record(record: dict[str, Any], label: str) -> Recording:
     recorded_stop = record.get("stop_reason", figures.get("stop_reason"))
     stop: StopReason = next((s for s in get_args(StopReason) if s == recorded_stop), "eos")
     error = record.get("error")
-    extra = {key: figures[key] for key in ("gpu_peak_mem_mb", "energy_j")
-             if finite_number(figures.get(key)) is not None}
+    extra = cast(DoneExtra, {key: figures[key] for key in ("gpu_peak_mem_mb", "energy_j")
+                             if finite_number(figures.get(key)) is not None})
     events.append(Done(done_ns, stop, whole_count(figures.get("input_tokens")),
                        output_tokens, safe_line(error) if error else None, extra))
     prompt = record.get("prompt")

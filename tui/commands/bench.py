@@ -5,10 +5,14 @@ import argparse
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from taskclock.runtime.untrusted import error_line, safe_line
 
 from . import common
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 DEFAULT_TASKS = "mc,paraphrase,explain"
 # Two narrow tables rather than one too wide for a terminal (CellStats keys); summary.md has every column in one.
@@ -169,7 +173,7 @@ class ProgressBars:
         self.progress = Progress(TextColumn("{task.description:<28}", markup=False), BarColumn(), MofNCompleteColumn(),
                                  TimeRemainingColumn(), TextColumn("{task.fields[state]}", markup=False),
                                  console=console)
-        self.bars: dict[tuple[str, str], int] = {}
+        self.bars: dict[tuple[str, str], TaskID] = {}
         self.lock = threading.Lock()
 
     def __enter__(self):

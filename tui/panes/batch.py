@@ -86,14 +86,14 @@ class BatchPane(LivePane):
             yield ProgressBar(id="batch-progress", show_eta=True)
         yield Static("Pick models and tasks, then Start. Past runs are listed below: Enter opens one.",
                      id="batch-status")
-        table = DataTable(id="batch-table", zebra_stripes=True, cursor_type="row")
+        table: DataTable = DataTable(id="batch-table", zebra_stripes=True, cursor_type="row")
         table.add_columns(*LIVE_COLUMNS)
         yield table
         sizes: DataTable = DataTable(id="batch-sizes-table", zebra_stripes=True)  # shown for a sweep
         sizes.add_columns(*summary.BATCH_HEADERS_SHORT)
         yield sizes
         with Horizontal(id="batch-bottom"):
-            runs = DataTable(id="batch-runs", cursor_type="row")
+            runs: DataTable = DataTable(id="batch-runs", cursor_type="row")
             runs.add_columns("run", "models", "tasks", "rows")
             yield runs
             yield PlotextPlot(id="batch-plot")
@@ -112,7 +112,7 @@ class BatchPane(LivePane):
         event.stop()
         actions = {"batch-start": self.start, "batch-stop": self.stop, "batch-resume": self.resume}
         try:
-            actions[event.button.id]()
+            actions[event.button.id or ""]()
         except DataError as exc:
             self._status(str(exc), error=True)
         except Exception as exc:  # a bad option must never take the app down
@@ -273,7 +273,7 @@ class BatchPane(LivePane):
             self._status("a run is in progress: stop it before opening another", error=True)
             return
         try:
-            self.open_run(Path(event.row_key.value))
+            self.open_run(Path(str(event.row_key.value)))
         except DataError as exc:
             self._status(str(exc), error=True)
 

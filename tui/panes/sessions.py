@@ -41,7 +41,7 @@ class SessionsPane(Vertical):
     def compose(self) -> ComposeResult:
         yield Static(Text.assemble("Sessions in ", plain(self.folder), "  ·  Enter opens one (read-only)"),
                      id="sessions-folder")
-        table = DataTable(cursor_type="row", zebra_stripes=True, id="sessions-table")
+        table: DataTable = DataTable(cursor_type="row", zebra_stripes=True, id="sessions-table")
         table.add_columns("date", "first prompt", "model", "turns", "median TTFT", "median decode",
                           "median task time")
         yield table
@@ -62,7 +62,7 @@ class SessionsPane(Vertical):
             return
         event.stop()
         if event.state == WorkerState.SUCCESS:
-            self._fill(event.worker.result)
+            self._fill(event.worker.result or [])
         elif event.state == WorkerState.ERROR:
             self.notify(f"Cannot list sessions in {self.folder}: {event.worker.error}", severity="error")
 
@@ -88,7 +88,7 @@ class SessionsPane(Vertical):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        path = Path(event.row_key.value)
+        path = Path(str(event.row_key.value))
         try:
             turns = read_session(path)
         except DataError as exc:
