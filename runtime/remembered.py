@@ -1,5 +1,5 @@
-"""What the app remembers between launches: the theme, the Batch tab's MMLU folder and the chat settings
-(system prompt, sampling).
+"""What the app remembers between launches: the theme, the Batch tab's MMLU and runs folders and the chat
+settings (system prompt, sampling).
 
 Kept in remembered.json beside config.toml and written whole (write_atomic) by the app only, so config.toml
 stays the user's own file. Remembered values win over config.toml; command-line flags win over both. A file
@@ -24,6 +24,7 @@ _TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (i
 class Remembered:
     theme: str = ""
     mmlu: str = ""  # the MMLU folder last used in the Batch tab
+    runs_dir: str = ""  # the Batch tab's runs folder
     system: str = ""  # the chat's system prompt
     max_tokens: int = 0  # 0 (and "" above): not set, the config or the flags decide
     temperature: float = -1.0

@@ -10,10 +10,9 @@ from scripted import ScriptedModel
 from textual.widgets import DataTable, Input, OptionList, Static, TabbedContent, TextArea
 
 from taskclock.runtime import remembered, sessions
-from taskclock.runtime.config import Config, Defaults
 from taskclock.runtime.models import resolve
 from taskclock.tui.format import READING_WPS
-from taskclock.tui.panes.batch import BatchPane
+from taskclock.tui.panes.batch import BUILTIN_MMLU, BatchPane
 from taskclock.tui.panes.sessions import SessionScreen
 from taskclock.tui.screens.help import HelpScreen
 from taskclock.tui.screens.settings import SettingsScreen
@@ -300,19 +299,34 @@ async def test_sessions_list_date_and_first_prompt_and_ctrl_s_exports_the_open_o
         assert exports == [f"{log.stem}.export.{fmt}" for fmt in ("csv", "jsonl", "md")]
 
 
-async def test_the_batch_tabs_mmlu_folder_is_remembered_once_a_run_starts(tmp_path):
+async def test_the_batch_tabs_folders_are_remembered_after_a_restart(tmp_path, monkeypatch):
+    monkeypatch.delenv("TASKCLOCK_MMLU", raising=False)
     path = tmp_path / "remembered.json"
-    config = Config(defaults=Defaults(runs_dir=str(tmp_path / "runs")))
-    folder = str(mmlu_folder(tmp_path / "mmlu"))
-    app = scripted(tmp_path, config=config, remembered_path=path)
-    async with app.run_test(size=(160, 50)) as pilot:
+    folder, runs = str(mmlu_folder(tmp_path / "mmlu")), str(tmp_path / "my-runs")
+    async with scripted(tmp_path, remembered_path=path).run_test(size=(160, 50)) as pilot:
         await pilot.press("f5")
-        pane = app.query_one(BatchPane)
-        for field_id, value in (("batch-tasks", "mc"), ("batch-limit", "1"), ("batch-mmlu", folder)):
+        pane = pilot.app.query_one(BatchPane)
+        assert pane.query_one("#batch-mmlu", Input).value == BUILTIN_MMLU  # the copy inside the package
+        for field_id, value in (("batch-tasks", "mc"), ("batch-limit", "1"), ("batch-mmlu", folder),
+                                ("batch-runs-dir", runs)):
             pane.query_one(f"#{field_id}", Input).value = value
         await pilot.click("#batch-start")
-        await wait_for(pilot, lambda: remembered.load(path)[0].mmlu == folder, "the folder remembered")
+        await wait_for(pilot, lambda: remembered.load(path)[0].mmlu == folder, "the MMLU folder remembered")
         await wait_for(pilot, lambda: not pane.running, "the run to end")
+        assert remembered.load(path)[0].runs_dir == runs
+    kept, _ = remembered.load(path)
+    async with scripted(tmp_path, remembered_path=path, remembered=kept).run_test(size=(160, 50)) as pilot:
+        await pilot.press("f5")
+        pane = pilot.app.query_one(BatchPane)
+        assert [pane.query_one(f"#{i}", Input).value for i in ("batch-mmlu", "batch-runs-dir")] == [folder, runs]
+        listed = pane.query_one("#batch-runs", DataTable)
+        await wait_for(pilot, lambda: listed.row_count == 1, "the run listed from the remembered runs folder")
+        elsewhere = pane.query_one("#batch-runs-dir", Input)
+        elsewhere.value = str(tmp_path / "no-runs-here")
+        elsewhere.focus()
+        await pilot.press("enter")  # Enter in the field lists that folder and remembers it
+        await wait_for(pilot, lambda: remembered.load(path)[0].runs_dir == elsewhere.value, "the new folder")
+        assert listed.row_count == 0
 
 
 async def test_a_model_that_finishes_loading_leaves_the_other_tab_in_front(tmp_path):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.content import Content
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widget import Widget
@@ -36,6 +37,9 @@ from .themes import DEFAULT_THEME, load_themes
 HERE = Path(__file__).parent
 FALLBACK_THEME = "textual-dark"
 EXIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# Below this many columns the screen has the class "-narrow" (else "-wide"), and the .tcss files and widget
+# styles lay the tabs out for a small terminal: the meter as a bar under the chat, compact fields, fewer columns.
+NARROW_WIDTH = 110
 
 
 @dataclass(frozen=True)
@@ -60,11 +64,13 @@ class TaskclockApp(App):
     HELP_SECTION = "App"
     CSS_PATH = [HERE / "app.tcss", *sorted((HERE / "panes").glob("*.tcss"))]
     COMMANDS = App.COMMANDS | {ModelCommands}
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_WIDTH, "-wide")]
+    # The footer keeps to what fits 80 columns; the rest is in help (F1), and each tab names its key.
     BINDINGS = [
         Binding("f1", "help", "Help", priority=True),  # priority: F1 works whatever has focus
         Binding("question_mark", "help", "Help", show=False),  # not priority: "?" typed in a box stays text
-        Binding("ctrl+t", "change_theme", "Theme"),
-        *(Binding(tab.key, f"show_tab('{tab.id}')", tab.title) for tab in TABS),
+        Binding("ctrl+t", "change_theme", "Theme", show=False),
+        *(Binding(tab.key, f"show_tab('{tab.id}')", tab.title, show=False) for tab in TABS),
     ]
 
     def __init__(self, context: AppContext, theme: str | None = None) -> None:
@@ -80,7 +86,7 @@ class TaskclockApp(App):
     def compose(self) -> ComposeResult:
         with TabbedContent(initial=TABS[0].id):
             for tab in TABS:
-                with TabPane(tab.title, id=tab.id):
+                with TabPane(Content.assemble(f"{tab.title} ", (tab.key.upper(), "dim")), id=tab.id):
                     yield tab.make(self.context)
         yield Footer()
 

@@ -12,6 +12,7 @@ from taskclock.runtime.untrusted import safe_line
 from .format import fmt
 
 WINNER = "★"
+MODEL_MIN_WIDTH = 24  # longer names may still be shortened (…) on a narrow terminal
 
 
 def mode_line(concurrent: bool) -> str:
@@ -28,11 +29,13 @@ def comparison_table(comparison: Comparison) -> Table:
     winners = comparison.winners()
     table = Table(title="taskclock compare", caption=f"{LEGEND}\n{mode_line(comparison.concurrent)}",
                   caption_justify="left", box=box.SIMPLE_HEAD)
-    table.add_column("model")
+    rows = comparison.rows()
+    longest = max((len(safe_line(row["model"])) for row in rows), default=0)
+    table.add_column("model", min_width=min(longest, MODEL_MIN_WIDTH))  # a narrow table squeezes the figures first
     for column in COLUMNS:
         table.add_column(f"{column.label}\n{column.unit}".rstrip(), justify="right")
     table.add_column("stop")
-    for row in comparison.rows():
+    for row in rows:
         backend = f"{row['backend']} · cold" if row["cold"] else row["backend"]
         cells: list[Text | str] = [Text.assemble(safe_line(row["model"]), "\n", (safe_line(backend), "dim"))]
         for column in COLUMNS:

@@ -30,8 +30,13 @@ from ..live import LivePane, describe_error
 from ..messages import BenchFinished, BenchStarted, Remember, RunFailed
 
 DEFAULT_LIMIT = 20  # interactive default; the CLI's is the paper's 660
-LIVE_FIGURES = summary.table_columns("mean_output_tokens", "mean_decode_tps", "mean_task_time_s", "accuracy")
+BUILTIN_MMLU = "built-in"  # the MMLU field's word for the copy inside the package (mmlu.load(None))
+LIVE_FIGURES = summary.table_columns("mean_output_tokens", "mean_output_words", "mean_decode_tps",
+                                     "mean_task_time_s", "accuracy")
 LIVE_COLUMNS = ("model", "task", "state", "progress", *(column.header for column in LIVE_FIGURES))
+# A narrow screen (tui/app.py NARROW_WIDTH) keeps the figures that make the point, under short headers.
+NARROW_FIGURES = summary.table_columns("mean_output_words", "mean_decode_tps", "mean_task_time_s", "accuracy")
+NARROW_COLUMNS = ("model", "task", "done", "words", "tok/s", "task s", "acc")
 BAR_WIDTH = 16
 
 
@@ -65,8 +70,7 @@ class BatchPane(LivePane):
     def __init__(self, context: AppContext) -> None:
         super().__init__(id="batch-pane")
         self.context = context
-        config = context.config
-        self.runs_dir = Path(config.defaults.runs_dir) if config.defaults.runs_dir else default_runs_dir()
+        self.narrow = False  # the table's column set: NARROW_COLUMNS on a narrow screen
         self.live: LiveBench | None = None
         self.folder: Path | None = None  # the run shown
         self.resumable = False  # the run shown is incomplete
@@ -77,8 +81,11 @@ class BatchPane(LivePane):
             yield self._field("tasks", "batch-tasks", ",".join(tasks.BUILTIN))
             yield self._field("limit", "batch-limit", str(DEFAULT_LIMIT))
             yield self._field("batch size", "batch-size", "1")  # or a sweep: 1,2,4,8
-            default_mmlu = mmlu.resolve_path(None, self.context.config.defaults.mmlu) or ""
-            yield self._field("MMLU folder", "batch-mmlu", default_mmlu, placeholder="built-in")
+            kept, defaults = self.context.remembered, self.context.config.defaults
+            yield self._field("MMLU folder", "batch-mmlu", mmlu.resolve_path(None, kept.mmlu or defaults.mmlu)
+                              or BUILTIN_MMLU, placeholder=f"{BUILTIN_MMLU} (or a folder of MMLU CSVs)")
+            yield self._field("runs folder", "batch-runs-dir",
+                              kept.runs_dir or self._configured_runs_dir())
         with Horizontal(id="batch-buttons"):
             yield Button("Start", id="batch-start", variant="primary")
             yield Button("Stop", id="batch-stop", variant="error", disabled=True)
@@ -105,6 +112,34 @@ class BatchPane(LivePane):
 
     def on_mount(self) -> None:
         self.action_refresh_runs()
+
+    def on_resize(self) -> None:
+        """Pick the table's column set for the screen's width (the screen's -narrow class, tui/app.py)."""
+        narrow = self.screen.has_class("-narrow")
+        if narrow == self.narrow:
+            return
+        self.narrow = narrow
+        table = self.query_one("#batch-table", DataTable)
+        table.clear(columns=True)
+        table.add_columns(*(NARROW_COLUMNS if narrow else LIVE_COLUMNS))
+        if self.live is not None:
+            self.live.dirty = True
+            self.repaint()
+
+    def _configured_runs_dir(self) -> str:
+        return self.context.config.defaults.runs_dir or str(default_runs_dir())
+
+    @property
+    def runs_dir(self) -> Path:
+        """The runs folder field, else the configured or default one."""
+        return Path(self._value("batch-runs-dir") or self._configured_runs_dir()).expanduser()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in the runs folder field lists that folder's runs, and the next launch starts there."""
+        if event.input.id == "batch-runs-dir":
+            event.stop()
+            self.action_refresh_runs()
+            self.post_message(Remember({"runs_dir": self._value("batch-runs-dir")}))
 
     # ---- starting, stopping, resuming ---------------------------------------------------------------
 
@@ -138,14 +173,16 @@ class BatchPane(LivePane):
         task_list = tasks.resolve([t.strip() for t in self._value("batch-tasks").split(",") if t.strip()],
                                   config.tasks)
         limit = self._number("batch-limit", "limit")
+        runs_dir = self.runs_dir
         sizes = bench.parse_batch_sizes(self._value("batch-size"), "batch sizes")
-        source = self._value("batch-mmlu") or None
+        typed = self._value("batch-mmlu")
+        source = None if typed in ("", BUILTIN_MMLU) else typed
 
         def prepare() -> tuple[Path, bench.RunPlan, mmlu.MMLUData]:
             data = mmlu.load(source)
             folder, plan = bench.prepare(models=specs, task_list=task_list, data=data, subjects=None,
                                          limit=limit, seed=0, batch_size=sizes[0], warmup=1, max_tokens=0,
-                                         sampling=config.sampling, runs_dir=self.runs_dir, batch_sizes=sizes)
+                                         sampling=config.sampling, runs_dir=runs_dir, batch_sizes=sizes)
             return folder, plan, data
 
         self._launch(prepare)
@@ -192,7 +229,8 @@ class BatchPane(LivePane):
         message.stop()
         live = message.live
         self.folder, self.live, self.resumable = live.folder, live, True
-        self.post_message(Remember({"mmlu": self._value("batch-mmlu")}))  # it loaded: the next launch starts there
+        # it loaded and the folder holds the run: the next launch starts with both
+        self.post_message(Remember({"mmlu": self._value("batch-mmlu"), "runs_dir": self._value("batch-runs-dir")}))
         self._status(f"running {live.folder.name}: {len(live.plan.question_ids)} questions × "
                      f"{len(live.plan.tasks)} task(s) × {len(live.plan.models)} model(s)")
 
@@ -244,8 +282,12 @@ class BatchPane(LivePane):
                 if report is not None and report.error:
                     state = f"failed: {report.error}"
                 cell = summary.cell_stats(spec.name, task.name, rows, task.name in scored)
-                table.add_row(plain(spec.name), plain(task.name), plain(state), text_bar(len(rows), total),
-                              *summary.cell_row(cell, LIVE_FIGURES))
+                if self.narrow:
+                    table.add_row(plain(spec.name), plain(task.name), f"{len(rows)}/{total}",
+                                  *summary.cell_row(cell, NARROW_FIGURES))
+                else:
+                    table.add_row(plain(spec.name), plain(task.name), plain(state), text_bar(len(rows), total),
+                                  *summary.cell_row(cell, LIVE_FIGURES))
         done = sum(len(rows) for rows in live.rows.values())
         self.query_one("#batch-progress", ProgressBar).update(total=live.plan.total_rows(), progress=done)
 
@@ -294,6 +336,9 @@ class BatchPane(LivePane):
         self._status(f"{folder.name}: {len(result.rows)}/{result.plan.total_rows()} rows"
                      + ("" if complete else " · Resume continues it"))
         self.show_sizes(result)
+        # a narrow screen scrolls the tab: bring the run's table up once it is laid out (animated, so it takes
+        # over from a scroll still running, such as the one that brought the runs list into view)
+        self.call_after_refresh(self.query_one("#batch-table").scroll_visible, top=True)
         plot = self.query_one("#batch-plot", PlotextPlot)
         if len(result.sizes()) > 1:  # a sweep: the paper's figure, total task time against batch size
             summary.plot_time_vs_batch(plot.plt, result.cells)

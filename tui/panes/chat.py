@@ -53,13 +53,13 @@ class ChatPane(LivePane):
     HELP_SECTION = "Chat"
     BINDINGS = [
         Binding("escape", "stop", "Stop", priority=True),  # priority: the prompt box has focus while streaming
-        Binding("ctrl+n", "new_chat", "New chat"),
+        Binding("ctrl+n", "new_chat", "New chat", show=False),
         Binding("ctrl+o", "pick_model", "Model"),
         Binding("ctrl+g", "settings", "Settings"),
         Binding("ctrl+r", "regenerate", "Retry"),
         Binding("ctrl+l", "edit_last", "Edit last prompt", show=False),
         Binding("ctrl+b", "copy_reply", "Copy last reply", show=False),
-        Binding("ctrl+s", "export", "Export"),
+        Binding("ctrl+s", "export", "Export", show=False),
         # priority: the prompt box would take these for its own cursor
         Binding("pageup", "scroll('page_up')", "Scroll the transcript up", show=False, priority=True),
         Binding("pagedown", "scroll('page_down')", "Scroll the transcript down", show=False, priority=True),

@@ -26,6 +26,10 @@ from ..format import fmt, plain, shown_lines, with_reading
 
 SPARK_POINTS = 60
 BOLD = Style(bold=True)
+# The compact bar (a narrow terminal, below tui/app.py's NARROW_WIDTH): the figures it keeps, in this order,
+# each as "short name value" (a figure missing from the meter's values is left out).
+BAR_ITEMS = {"TTFT": "TTFT {}", "TPS now": "now {}", "decode rate": "decode {}", "task time": "task {}",
+             "output tokens": "{} tokens", "output words": "{} words"}
 STATES = {"eos": "done", "length": "done (max tokens)", "stop": "done (stop string)", "cancelled": "stopped",
           "error": "error"}
 
@@ -66,6 +70,47 @@ class Figures(Widget):
         gap = max(1, width - cell_len(label) - cell_len(text))
         strip = Strip([Segment(label, style + BOLD), Segment(" " * gap + text, style)])
         return strip.crop_extend(0, width, style)
+
+
+class Bar(Widget):
+    """The meter's figures as one line, wrapped onto a second where the width runs out (Compare's narrow
+    columns); painted line by line like Figures, and laid out again only when its line count changes."""
+
+    SEPARATOR = " · "
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._items: list[str] = []
+        self._lines: list[str] = []
+
+    def show(self, values: dict[str, str]) -> None:
+        self._items = [form.format(values[label]) for label, form in BAR_ITEMS.items() if label in values]
+        self._rewrap()
+
+    def on_resize(self) -> None:
+        self._rewrap()
+
+    def _rewrap(self) -> None:
+        lines = self._wrap(self.size.width)
+        self.refresh(layout=len(lines) != len(self._lines))
+        self._lines = lines
+
+    def _wrap(self, width: int) -> list[str]:
+        lines: list[str] = []
+        for item in self._items:
+            if lines and cell_len(lines[-1] + self.SEPARATOR + item) <= width:
+                lines[-1] += self.SEPARATOR + item
+            else:
+                lines.append(item)
+        return lines or [""]
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return len(self._wrap(width))
+
+    def render_line(self, y: int) -> Strip:
+        style, width = self.visual_style.rich_style, self.size.width
+        text = self._lines[y] if y < len(self._lines) else ""
+        return Strip([Segment(text, style)]).crop_extend(0, width, style)
 
 
 class Spark(Widget):
@@ -114,10 +159,14 @@ class Spark(Widget):
 
 
 class Meter(Vertical):
-    """``values`` holds exactly what is on screen, label → text, so tests can read the meter.
+    """``values`` holds the figures shown, label → text (the side panel shows them all, the bar a few of them),
+    so tests can read the meter.
 
-    A side panel by default; with the ``-inline`` class it sits above a reply (Compare's columns)."""
+    A side panel by default. With the ``-inline`` class it sits above a reply (Compare's columns) as its state
+    and the key figures on a bar. On a narrow screen (the screen's ``-narrow`` class) it is a
+    compact bar: its state, the key figures, its caption."""
 
+    SCOPED_CSS = False  # the narrow rules select on the screen's class, outside the meter
     DEFAULT_CSS = """
     Meter {
         width: 38;
@@ -143,6 +192,11 @@ class Meter(Vertical):
             color: $text-muted;
         }
     }
+    Meter #meter-bar {
+        display: none;
+        width: 1fr;
+        height: auto;
+    }
     Meter.-inline {
         width: 1fr;
         height: auto;
@@ -151,8 +205,32 @@ class Meter(Vertical):
         border-left: none;
         border-bottom: hkey $primary 30%;
 
-        #meter-spark {
-            height: 3;
+        #meter-state {
+            margin-bottom: 0;
+        }
+        #meter-figures, #meter-spark {
+            display: none;  /* the reply keeps the room; the comparison table under the columns has every figure */
+        }
+        #meter-bar {
+            display: block;
+        }
+    }
+    Screen.-narrow Meter {
+        width: 1fr;
+        height: auto;
+        border-left: none;
+
+        #meter-state {
+            margin-bottom: 0;
+        }
+        #meter-figures, #meter-spark {
+            display: none;
+        }
+        #meter-bar {
+            display: block;
+        }
+        #meter-caption {
+            margin-top: 0;
         }
     }
     """
@@ -167,6 +245,7 @@ class Meter(Vertical):
     def compose(self) -> ComposeResult:
         yield Static(id="meter-state")
         yield Figures(id="meter-figures")
+        yield Bar(id="meter-bar")
         yield Spark(id="meter-spark")
         yield Static(id="meter-caption", markup=False)
 
@@ -186,6 +265,7 @@ class Meter(Vertical):
             self._state = state
             self.query_one("#meter-state", Static).update(plain(state))  # may name a model
         self.query_one(Figures).show(values)
+        self.query_one(Bar).show(values)
 
     def reset(self, state: str = "idle: type a prompt, Enter sends") -> None:
         self._history.clear()

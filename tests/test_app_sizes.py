@@ -1,0 +1,124 @@
+"""The app at 80×24 (a narrow screen: the meter as a bar, compact fields, the Batch tab's narrow columns) and at
+140×40: layout snapshots of Chat after a turn, Compare after a run and Batch showing a finished run.
+
+Deterministic by construction: the scripted event source stamps synthetic times (tests/scripted.py), the
+Batch run is a folder of stored rows, and the paths on screen are relative to a working folder of the test's.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from app_helpers import make_app, ready, turn, wait_for
+from scripted import scripted_loader
+from textual.widgets import DataTable, Select
+
+from taskclock.runtime import bench, mmlu, storage
+from taskclock.runtime.config import Config, Defaults
+from taskclock.runtime.models import resolve
+from taskclock.runtime.runfolder import RunPlan
+from taskclock.runtime.tasks import BUILTIN
+from taskclock.tui.app import NARROW_WIDTH
+from taskclock.tui.panes.batch import NARROW_COLUMNS, BatchPane
+from taskclock.tui.panes.compare import ComparePane
+from taskclock.tui.widgets.meter import Meter
+
+SIZES = {"80x24": (80, 24), "140x40": (140, 40)}
+MODELS = ("smollm2", "gemma3-270m")
+QUESTIONS = ("anatomy/0", "anatomy/1")
+# (model, task) → per question (output tokens, output words, decode tok/s, task time s, correct): gemma3 has
+# the higher tok/s and writes more, so it finishes explain later (the thesis, in a table)
+FIGURES = {
+    ("smollm2", "mc"): [(1, 1, None, 0.21, True), (1, 1, None, 0.19, False)],
+    ("gemma3-270m", "mc"): [(1, 1, None, 0.12, True), (1, 1, None, 0.14, True)],
+    ("smollm2", "explain"): [(96, 70, 41.5, 2.45, None), (120, 88, 40.5, 3.05, None)],
+    ("gemma3-270m", "explain"): [(260, 190, 88.0, 3.10, None), (300, 221, 86.0, 3.61, None)],
+}
+
+
+def stored_run(runs: Path) -> Path:
+    """A finished two-model run folder written from stored rows (no model, no clock)."""
+    folder = runs / "hand-made"
+    folder.mkdir(parents=True)
+    bench.write_plan(folder, RunPlan(
+        run_id="hand-made", created="2026-11-22T00:00:00", mmlu=mmlu.EMBEDDED, subjects=["anatomy"], limit=2,
+        seed=0, batch_size=1, warmup=0, max_tokens=0, temperature=0.0, top_p=1.0, skipped_rows=0,
+        models=[resolve(name) for name in MODELS], tasks=[BUILTIN["mc"], BUILTIN["explain"]],
+        question_ids=list(QUESTIONS)))
+    for (model, task), figures in FIGURES.items():
+        for qid, (tokens, words, tps, seconds, correct) in zip(QUESTIONS, figures, strict=True):
+            scored = correct is not None  # mc: the reply's letter B against the key
+            storage.append(folder / bench.RESULTS_FILE, {
+                "kind": "result", "model": model, "backend": "llamacpp", "task": task, "qid": qid,
+                "subject": "anatomy", "batch_size": 1, "input_tokens": 60, "output_tokens": tokens,
+                "output_words": words, "output_chars": words * 5, "ttft_s": 0.05, "decode_tps": tps,
+                "task_time_s": seconds, "stop_reason": "eos", "error": None, "reply": "B",
+                "parsed": "B" if scored else None, "answer": ("B" if correct else "C") if scored else None,
+                "correct": correct})
+    return folder
+
+
+@pytest.fixture()
+def workdir(tmp_path, monkeypatch) -> Path:
+    """The test's own working folder, so the folders the tabs show read the same on every machine."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TASKCLOCK_MMLU", raising=False)
+    return tmp_path
+
+
+def scripted_app(**options):
+    return make_app(Path("sessions"), loader=scripted_loader(), max_tokens=200, **options)
+
+
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+def test_snapshot_chat_after_a_turn(workdir, size, snap_compare):
+    async def chat_turn(pilot):
+        await ready(pilot)
+        await turn(pilot, "What is task time?")
+        meter = pilot.app.query_one(Meter)
+        assert meter.values["TTFT"] == "0.150 s"  # the scripted times, so the picture is the same every time
+
+    assert snap_compare(scripted_app(), run_before=chat_turn, terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+def test_snapshot_compare_after_a_run(workdir, size, snap_compare):
+    async def compare_run(pilot):
+        await ready(pilot)
+        await pilot.press("f4")
+        pane = pilot.app.query_one(ComparePane)
+        pane.query_one("#compare-model-1", Select).value = MODELS[1]
+        prompt = pane.query_one("#compare-prompt")
+        prompt.cursor_blink = False
+        prompt.load_text("What is task time?")
+        await pilot.pause()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: pane.last is not None and pane.live is None, "the comparison")
+        await pilot.wait_for_animation()  # the replies scroll to their last line
+        await pilot.pause()
+
+    assert snap_compare(scripted_app(), run_before=compare_run, terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+def test_snapshot_batch_showing_a_finished_run(workdir, size, snap_compare):
+    stored_run(workdir / "runs")
+
+    async def open_run(pilot):
+        await ready(pilot)
+        await pilot.press("f5")
+        pane = pilot.app.query_one(BatchPane)
+        runs = pane.query_one("#batch-runs", DataTable)
+        await wait_for(pilot, lambda: runs.row_count == 1, "the runs list")
+        runs.focus()
+        await pilot.wait_for_scheduled_animations()  # on a narrow screen the focus scrolls the tab to the list
+        await pilot.press("enter")
+        table = pane.query_one("#batch-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count == len(FIGURES), "the run's table")
+        headers = [str(column.label) for column in table.columns.values()]
+        assert (headers == list(NARROW_COLUMNS)) == (size[0] < NARROW_WIDTH)  # 80 columns: the narrow set
+        await pilot.pause()
+        await pilot.wait_for_scheduled_animations()  # then opening the run scrolls its table into view
+
+    app = scripted_app(config=Config(defaults=Defaults(runs_dir="runs")))
+    assert snap_compare(app, run_before=open_run, terminal_size=size)
