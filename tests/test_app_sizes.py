@@ -77,6 +77,11 @@ def test_snapshot_chat_after_a_turn(workdir, size, snap_compare):
         await turn(pilot, "What is task time?")
         meter = pilot.app.query_one(Meter)
         assert meter.values["TTFT"] == "0.150 s"  # the scripted times, so the picture is the same every time
+        narrow = size[0] < NARROW_WIDTH
+        # narrow: the meter is a bar under the prompt, and the conversation has the whole width
+        shown = [meter.query_one(f"#meter-{part}").display for part in ("bar", "figures")]
+        assert shown == [narrow, not narrow]
+        assert (pilot.app.query_one("#conversation").outer_size.width == size[0]) == narrow
 
     assert snap_compare(scripted_app(), run_before=chat_turn, terminal_size=size)
 

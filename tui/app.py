@@ -70,7 +70,8 @@ class TaskclockApp(App):
         Binding("f1", "help", "Help", priority=True),  # priority: F1 works whatever has focus
         Binding("question_mark", "help", "Help", show=False),  # not priority: "?" typed in a box stays text
         Binding("ctrl+t", "change_theme", "Theme", show=False),
-        *(Binding(tab.key, f"show_tab('{tab.id}')", tab.title, show=False) for tab in TABS),
+        # priority: the prompt box (a TextArea) would take F6 to select a line
+        *(Binding(tab.key, f"show_tab('{tab.id}')", tab.title, show=False, priority=True) for tab in TABS),
     ]
 
     def __init__(self, context: AppContext, theme: str | None = None) -> None:

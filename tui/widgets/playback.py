@@ -44,9 +44,11 @@ class Replayed:
 class PlaybackChat(Horizontal):
     """One turn replayed like a Chat tab reply: its prompt, the reply streaming, the meter beside it."""
 
+    SCOPED_CSS = False  # the narrow rule selects on the screen's class, outside this widget
     DEFAULT_CSS = """
     PlaybackChat { height: 1fr; }
     PlaybackChat > Conversation { width: 1fr; height: 1fr; padding: 0 1; }
+    Screen.-narrow PlaybackChat { layout: vertical; }  /* the meter is a bar under the reply, as in the Chat tab */
     """
 
     def __init__(self, **kwargs) -> None:
