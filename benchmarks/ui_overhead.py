@@ -85,6 +85,12 @@ def first_frame_s() -> float:
             return time.perf_counter() - start
         finally:
             proc.terminate()
+            while proc.poll() is None:  # keep reading: an app blocked writing to a full terminal never exits
+                if select.select([master], [], [], 0.1)[0]:
+                    try:
+                        os.read(master, 65536)
+                    except OSError:  # the terminal closed with the process
+                        break
             proc.wait()
             os.close(master)
 
