@@ -19,7 +19,7 @@ from taskclock.runtime.models import resolve
 from taskclock.runtime.runfolder import RunPlan
 from taskclock.runtime.tasks import BUILTIN
 from taskclock.tui.app import NARROW_WIDTH
-from taskclock.tui.panes.batch import NARROW_COLUMNS, BatchPane
+from taskclock.tui.panes.batch import LIVE_COLUMNS, NARROW_COLUMNS, BatchPane
 from taskclock.tui.panes.compare import ComparePane
 from taskclock.tui.widgets.meter import Meter
 
@@ -105,23 +105,50 @@ def test_snapshot_compare_after_a_run(workdir, size, snap_compare):
     assert snap_compare(scripted_app(), run_before=compare_run, terminal_size=size)
 
 
+async def _open_stored_run(pilot) -> DataTable:
+    """The Batch tab with the stored run opened from its runs list; returns the run's table."""
+    await ready(pilot)
+    await pilot.press("f5")
+    pane = pilot.app.query_one(BatchPane)
+    runs = pane.query_one("#batch-runs", DataTable)
+    await wait_for(pilot, lambda: runs.row_count == 1, "the runs list")
+    runs.focus()
+    await pilot.wait_for_scheduled_animations()  # on a narrow screen the focus scrolls the tab to the list
+    await pilot.press("enter")
+    table = pane.query_one("#batch-table", DataTable)
+    await wait_for(pilot, lambda: table.row_count == len(FIGURES), "the run's table")
+    return table
+
+
+def _headers(table: DataTable) -> tuple[str, ...]:
+    return tuple(str(column.label) for column in table.columns.values())
+
+
+async def test_the_batch_table_takes_the_narrow_columns_when_the_terminal_narrows(workdir):
+    stored_run(workdir / "runs")
+    app = scripted_app(config=Config(defaults=Defaults(runs_dir="runs")))
+    async with app.run_test(size=SIZES["140x40"]) as pilot:
+        table = await _open_stored_run(pilot)
+        assert _headers(table) == LIVE_COLUMNS
+        for size, columns in ((SIZES["80x24"], NARROW_COLUMNS), (SIZES["140x40"], LIVE_COLUMNS)):
+            await pilot.resize_terminal(*size)
+            await wait_for(pilot, lambda columns=columns: _headers(table) == columns, f"the columns at {size}")
+            await wait_for(pilot, lambda: table.row_count == len(FIGURES), "the rows again")
+            gemma_explain = [str(cell) for cell in table.get_row_at(3)]
+            assert gemma_explain[:2] == ["gemma3-270m", "explain"] and "205.5" in gemma_explain  # mean words
+        await pilot.press("f2")
+        await pilot.resize_terminal(*SIZES["80x24"])
+        await pilot.press("f5")  # out of sight when the terminal narrowed, the tab catches up when shown
+        await wait_for(pilot, lambda: _headers(table) == NARROW_COLUMNS, "the narrow columns after the tab switch")
+
+
 @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
 def test_snapshot_batch_showing_a_finished_run(workdir, size, snap_compare):
     stored_run(workdir / "runs")
 
     async def open_run(pilot):
-        await ready(pilot)
-        await pilot.press("f5")
-        pane = pilot.app.query_one(BatchPane)
-        runs = pane.query_one("#batch-runs", DataTable)
-        await wait_for(pilot, lambda: runs.row_count == 1, "the runs list")
-        runs.focus()
-        await pilot.wait_for_scheduled_animations()  # on a narrow screen the focus scrolls the tab to the list
-        await pilot.press("enter")
-        table = pane.query_one("#batch-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == len(FIGURES), "the run's table")
-        headers = [str(column.label) for column in table.columns.values()]
-        assert (headers == list(NARROW_COLUMNS)) == (size[0] < NARROW_WIDTH)  # 80 columns: the narrow set
+        table = await _open_stored_run(pilot)
+        assert (_headers(table) == NARROW_COLUMNS) == (size[0] < NARROW_WIDTH)  # 80 columns: the narrow set
         await pilot.pause()
         await pilot.wait_for_scheduled_animations()  # then opening the run scrolls its table into view
 
