@@ -107,6 +107,13 @@ class LoadedModel(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
+    def prompt_tokens(self, messages: list[Message]) -> int | None:
+        """The tokens the model will read for this conversation, chat template included (what
+        ``Done.input_tokens`` reports after the turn), or None where the backend cannot tell beforehand."""
+
+    def context_size(self) -> int | None:
+        """The most tokens a turn may hold, prompt and reply together, or None where it is not known."""
+
     def close(self) -> None: ...
 
 

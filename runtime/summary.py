@@ -228,9 +228,9 @@ def load_summary(folder: Path) -> RunSummary:
 
 # ---- exports -------------------------------------------------------------------------------------
 
-def results_csv(rows: list[dict]) -> str:
+def results_csv(rows: list[dict], columns: Sequence[str] = CSV_COLUMNS) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore",
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore",
                             lineterminator="\r\n")  # RFC 4180: a cell holding a CR is then quoted too
     writer.writeheader()
     writer.writerows(csv_row(row) for row in rows)
@@ -319,7 +319,7 @@ def spread_rows(cells: Iterable[CellStats]) -> list[list[str]]:
     return out
 
 
-def _md_table(header: Sequence[str], body: Iterable[Sequence[str]]) -> str:
+def md_table(header: Sequence[str], body: Iterable[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in body]
     return "\n".join(lines)
@@ -350,23 +350,23 @@ def summary_markdown(summary: RunSummary) -> str:
         "",
         "## Per model × task",
         "",
-        _md_table([c.header for c in TABLE_COLUMNS], (cell_row(c) for c in summary.cells)),
+        md_table([c.header for c in TABLE_COLUMNS], (cell_row(c) for c in summary.cells)),
         "",
         "## Per batch size",
         "",
         "Per pass over the question set: input and output tokens, the wall time of the whole set (total s) and "
         "all output tokens / that time (aggregate). With repeats, ± is the 95% confidence interval (t-based).",
         "",
-        _md_table(BATCH_HEADERS, (batch_row(c) for c in summary.cells)),
+        md_table(BATCH_HEADERS, (batch_row(c) for c in summary.cells)),
     ]
     repeated = spread_rows(summary.cells)
     if repeated:
         parts += ["", "### Spread over repeats", "",
-                  _md_table(["model", "task", "batch", "figure", "n", "mean", "sd", "95% CI"], repeated)]
+                  md_table(["model", "task", "batch", "figure", "n", "mean", "sd", "95% CI"], repeated)]
     if summary.ranks:
         parts += ["", "## Rankings: decode TPS vs time per task",
                   "", "Rank 1 = fastest. **yes** marks a model whose two ranks disagree: tokens/s is not task speed.",
-                  "", _md_table(["task", "batch", "model", "rank by decode TPS", "rank by mean task time", "disagree"],
+                  "", md_table(["task", "batch", "model", "rank by decode TPS", "rank by mean task time", "disagree"],
                                 ranking_rows(summary))]
     if summary.failures:
         parts += ["", "## Failed models", ""] + [f"- {m}: {e}" for m, e in summary.failures.items()]
@@ -430,16 +430,21 @@ def plot_output_lengths(plt, rows: list[dict], task: str, bins: int = 20) -> Non
     plt.xlabel("output tokens")
 
 
-def text_plots(summary: RunSummary, width: int = 100, height: int = 20) -> str:
-    """Both plots as plain text, for the terminal and plots.txt."""
+def text_chart(plot, *args, width: int = 100, height: int = 20) -> str:
+    """One of the plot functions drawn as plain text (plotext without colour), for the terminal and files."""
     import plotext
 
+    plotext.clear_figure()
+    plotext.plotsize(width, height)
+    plotext.theme("clear")
+    plot(plotext, *args)
+    return plotext.uncolorize(plotext.build())
+
+
+def text_plots(summary: RunSummary, width: int = 100, height: int = 20) -> str:
+    """Both plots as plain text, for the terminal and plots.txt."""
     def draw(plot, *args) -> str:
-        plotext.clear_figure()
-        plotext.plotsize(width, height)
-        plotext.theme("clear")
-        plot(plotext, *args)
-        return plotext.uncolorize(plotext.build())
+        return text_chart(plot, *args, width=width, height=height)
 
     charts = [draw(plot_speed_vs_time, summary.cells)]
     if len(summary.sizes()) > 1:

@@ -202,6 +202,12 @@ class HFModel:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
+    def prompt_tokens(self, messages: list[Message]) -> int:
+        return len(self.encode(messages))
+
+    def context_size(self) -> int:
+        return self.max_positions
+
     def encode(self, messages: list[Message]) -> list[int]:
         if self.has_template:
             ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)

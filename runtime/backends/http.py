@@ -296,6 +296,33 @@ class HttpModel:
             return max(len(tokens) - self._tokenize_overhead, 0)
         return None
 
+    def prompt_tokens(self, messages: list[Message]) -> int | None:
+        """The prompt's tokens as llama.cpp's server will read them: its own chat template (``/apply-template``)
+        and tokenizer with BOS (``/tokenize``); None from servers without these endpoints."""
+        root = self.url.removesuffix("/v1")
+        try:
+            if self.spec.chat:
+                prompt = get_json(self.client, "POST", f"{root}/apply-template", json={"messages": messages})["prompt"]
+            else:
+                prompt = "\n\n".join(m["content"] for m in messages)
+            tokens = get_json(self.client, "POST", f"{root}/tokenize",
+                              json={"content": prompt, "add_special": True, "parse_special": True})["tokens"]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):  # no such endpoint, or a malformed answer
+            return None
+        return len(tokens) if isinstance(prompt, str) and isinstance(tokens, list) else None
+
+    def context_size(self) -> int | None:
+        """The context the server gives one request, from its model list: llama.cpp's ``meta.n_ctx`` (per
+        slot) or vLLM's ``max_model_len``; None where the server does not say."""
+        try:
+            entries = get_json(self.client, "GET", f"{self.url}/models")["data"]
+            entry = next(e for e in entries if isinstance(e, dict) and e.get("id") == self.api_model)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, StopIteration):
+            return None
+        meta = entry.get("meta")
+        size = meta.get("n_ctx") if isinstance(meta, dict) else entry.get("max_model_len")
+        return size if _is_count(size) and size > 0 else None
+
     def _tokenize(self, url: str, make_body, text: str) -> list:
         data = get_json(self.client, "POST", url, json=make_body(text, self.api_model))
         tokens = data["tokens"]

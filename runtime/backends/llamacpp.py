@@ -121,6 +121,12 @@ class LlamaCppModel:
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
+    def prompt_tokens(self, messages: list[Message]) -> int:
+        return len(self.encode(messages))
+
+    def context_size(self) -> int:
+        return self.llm.n_ctx()
+
     def encode(self, messages: list[Message]) -> list[int]:
         if self.formatter is not None:
             result = self.formatter(messages=messages)

@@ -74,15 +74,6 @@ PLAN_OPTIONS = {"models": "--models", "tasks": "--tasks", "limit": "--limit", "s
                 "flash_attn": "--no-flash-attn"}
 
 
-def _check_resume_options(args: argparse.Namespace) -> None:
-    from taskclock.runtime.errors import DataError
-
-    given = [option for dest, option in PLAN_OPTIONS.items() if getattr(args, dest) is not None]
-    if given:
-        raise DataError(f"--resume continues a run as it was planned, so {', '.join(given)} cannot change it",
-                        "drop those options, or start a new run without --resume")
-
-
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -97,7 +88,7 @@ def prepare_run(args: argparse.Namespace):
     _check_numbers(args)
     config = load_config(args.config)
     if args.resume:
-        _check_resume_options(args)
+        common.refuse_plan_options(args, PLAN_OPTIONS)
         folder = Path(args.resume)
         plan = runfolder.read_plan(folder)
         return folder, plan, mmlu.load(args.mmlu or plan.mmlu)
