@@ -484,14 +484,18 @@ def skip_line(skip: dict[str, Any]) -> str:
     return f"{skip['model']} at {skip['requested_tokens']} tokens: {skip['reason']}"
 
 
+MARKERS = "ox+*#@%&"  # one per line, so the lines stay apart in plain text, where colour is gone
+
+
 def plot_vs_input(plt, cells: Sequence[SweepCell], key: str, label: str) -> None:
     """One figure against the requested input tokens, one line per model × prompt (cold, cached)."""
     plt.clear_data()
-    for model, phase in dict.fromkeys((c.model, c.phase) for c in cells):
+    for i, (model, phase) in enumerate(dict.fromkeys((c.model, c.phase) for c in cells)):
         points = [(c.requested_tokens, getattr(c, key)) for c in cells
                   if c.model == model and c.phase == phase and getattr(c, key) is not None]
         if points:
-            plt.plot([x for x, _ in points], [y for _, y in points], label=f"{model} · {phase}", marker="dot")
+            plt.plot([x for x, _ in points], [y for _, y in points], label=f"{model} · {phase}",
+                     marker=MARKERS[i % len(MARKERS)])
     plt.title(f"{label} vs input tokens (median of repeats)")
     plt.xlabel("input tokens")
     plt.ylabel(label)
