@@ -307,8 +307,9 @@ def _parse(line: bytes) -> tuple[object, str]:
         return None, "not JSON"
 
 
-def read_results(folder: Path) -> RunResults:
-    """Every usable record of results.jsonl; damaged lines are skipped and listed in ``damaged``."""
+def read_results(folder: Path, row_kind: str = "result") -> RunResults:
+    """Every usable record of results.jsonl; damaged lines are skipped and listed in ``damaged``, and so are
+    rows of another kind of run (``row_kind``: "result" in a bench run, "sweep" in a sweep)."""
     path = folder / RESULTS_FILE
     results = RunResults()
     if not path.is_file():
@@ -320,6 +321,8 @@ def read_results(folder: Path) -> RunResults:
                 continue
             record, reason = _parse(line)
             reason = reason or check_record(record)
+            if not reason and isinstance(record, dict) and record["kind"] in ROW_KINDS and record["kind"] != row_kind:
+                reason = f"a {record['kind']} row, not a {row_kind} row"
             if reason:
                 results.damaged.append(f"line {number}: {reason}")
                 continue
@@ -331,7 +334,7 @@ def read_results(folder: Path) -> RunResults:
             elif record["kind"] == "skip":
                 results.skips.append(record)
             else:
-                rows.setdefault((record["kind"], *ROW_KINDS[record["kind"]][2](record)), record)
+                rows.setdefault(ROW_KINDS[row_kind][2](record), record)
                 results.failures.pop(record["model"], None)
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}", "check the run folder") from None

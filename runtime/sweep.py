@@ -147,7 +147,7 @@ def token_counter(model: LoadedModel) -> TokenCounter:
     if model.count_tokens("Hello") is not None:
         def text_tokens(messages: list[Message]) -> int | None:
             counts = [model.count_tokens(m["content"]) for m in messages]
-            return None if None in counts else sum(counts)  # type: ignore[arg-type]
+            return None if None in counts else sum(counts)
         return TokenCounter(text_tokens, "server-text")
     return TokenCounter(lambda messages: sum(-(-len(m["content"]) // CHARS_PER_TOKEN) for m in messages), "estimate")
 
@@ -204,8 +204,10 @@ def fit_text(count: TokenCounter, filler: str, target: int, question: str, salt:
     first word start whose bisection hits the count exactly, else the closest count below it."""
     best: tuple[int, int, int] | None = None
     for start in word_starts(filler):
-        found = fit_length(lambda c, s=start: count(prompt(filler, s, c, question, salt)), target,
-                           len(filler) - start)
+        def tokens_at(cut: int, start: int = start) -> int:
+            return count(prompt(filler, start, cut, question, salt))
+
+        found = fit_length(tokens_at, target, len(filler) - start)
         if found is None:
             shortest = count(prompt(filler, 0, 0, question, salt))
             return f"{target} tokens cannot hold the chat template, salt and question ({shortest} tokens)"
@@ -276,8 +278,8 @@ class SweepRunner:
     def run(self) -> Outcome:
         """Run every pending row, holding the folder's lock (a second runner on it is refused)."""
         with runfolder.locked(self.folder, KIND):
-            results = runfolder.read_results(self.folder)
-            self.done = {sweep_key(r) for r in results.rows if r["kind"] == KIND}
+            results = runfolder.read_results(self.folder, KIND)
+            self.done = {sweep_key(r) for r in results.rows}
             self.skipped = {(s["model"], s["requested_tokens"]) for s in results.skips}
             outcome = Outcome()
             for spec in self.plan.models:
@@ -452,11 +454,10 @@ class SweepSummary:
 
 def load_summary(folder: Path) -> SweepSummary:
     plan = read_plan(folder)
-    results = runfolder.read_results(folder)
-    rows = [r for r in results.rows if r["kind"] == KIND]
-    cells = summarize(rows, [m.name for m in plan.models], plan.input_tokens)
+    results = runfolder.read_results(folder, KIND)
+    cells = summarize(results.rows, [m.name for m in plan.models], plan.input_tokens)
     skips = list({(s["model"], s["requested_tokens"]): s for s in results.skips}.values())
-    return SweepSummary(plan, rows, cells, skips, results.failures, results.damaged, read_system(folder))
+    return SweepSummary(plan, results.rows, cells, skips, results.failures, results.damaged, read_system(folder))
 
 
 def figure(value: float | None, digits: int) -> str:

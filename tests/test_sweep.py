@@ -22,7 +22,7 @@ SHORT, LONG = 128, 1024  # 8× the tokens: the cold TTFT must at least double, h
 
 
 def sweep_rows(folder: Path) -> list[dict]:
-    return [r for r in runfolder.read_results(folder).rows if r["kind"] == "sweep"]
+    return runfolder.read_results(folder, "sweep").rows
 
 
 def medians(rows: list[dict], phase: str, length: int, key: str = "ttft_s") -> float:
@@ -91,7 +91,8 @@ def test_a_length_beyond_the_context_is_skipped_with_the_reason(llamacpp_sweep):
     result, folder = llamacpp_sweep
     reason = "8192 input + 4 output tokens exceed the model's context of 4096 tokens"
     assert f"skipped smollm2 at 8192 tokens: {reason}" in result.stderr
-    assert [(s["requested_tokens"], s["reason"]) for s in runfolder.read_results(folder).skips] == [(8192, reason)]
+    skips = runfolder.read_results(folder, "sweep").skips
+    assert [(s["requested_tokens"], s["reason"]) for s in skips] == [(8192, reason)]
     assert not [r for r in sweep_rows(folder) if r["requested_tokens"] == 8192]
 
 
@@ -219,5 +220,5 @@ def test_llama_server_prompts_are_exact_its_cache_is_used_and_its_context_is_res
     cold, cached = ({r["phase"]: r for r in rows if r["requested_tokens"] == LONG}[p] for p in sweep.PHASES)
     assert cold["cached_tokens"] < 32 < LONG - 32 < cached["cached_tokens"]  # the salt defeats the prefix cache
     assert cached["ttft_s"] < cold["ttft_s"] / 2
-    (skip,) = runfolder.read_results(folder).skips
+    (skip,) = runfolder.read_results(folder, "sweep").skips
     assert skip["reason"] == "4096 input + 4 output tokens exceed the model's context of 2048 tokens"

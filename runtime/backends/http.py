@@ -321,7 +321,7 @@ class HttpModel:
             return None
         meta = entry.get("meta")
         size = meta.get("n_ctx") if isinstance(meta, dict) else entry.get("max_model_len")
-        return size if _is_count(size) and size > 0 else None
+        return size if isinstance(size, int) and _is_count(size) and size > 0 else None
 
     def _tokenize(self, url: str, make_body, text: str) -> list:
         data = get_json(self.client, "POST", url, json=make_body(text, self.api_model))
