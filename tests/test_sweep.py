@@ -3,6 +3,7 @@ beating the cold one, lengths beyond the context skipped, resume after a stop, a
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import threading
 from pathlib import Path
@@ -13,7 +14,7 @@ from helpers import one_error_line, run_cli, start_cli, wait_for_rows
 from llama_server import NativeLlamaServer, llama_server_binary, running_scripted_server, smollm2_gguf
 
 from taskclock.runtime import runfolder, sweep
-from taskclock.runtime.backend import ModelSpec, SamplingParams
+from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
 from taskclock.runtime.bench import row_salt
 from taskclock.runtime.models import resolve
 from taskclock.runtime.turn import run_turn
@@ -38,9 +39,17 @@ def run_sweep(tmp_path: Path, specs: list[ModelSpec], lengths: list[int], repeat
 
 # ---- prompts of an exact length ------------------------------------------------------------------
 
-@pytest.mark.parametrize("fixture", ["smollm2", "smollm2_hf"])
-def test_prompts_have_exactly_the_requested_tokens_by_the_models_tokenizer(request, fixture):
-    model = request.getfixturevalue(fixture)
+@pytest.fixture(scope="module", params=["smollm2", "smollm2-hf"])
+def own_model(request):
+    """A model of this module's own: a long prompt left in the shared session model's llama.cpp cache would
+    change the greedy text of later tests that compare it with a server's."""
+    model = load_model(resolve(request.param))
+    yield model
+    model.close()
+
+
+def test_prompts_have_exactly_the_requested_tokens_by_the_models_tokenizer(own_model):
+    model, fixture = own_model, own_model.spec.name
     count, filler = sweep.token_counter(model), sweep.filler_text()
     assert count.source == "tokenizer"
     for target in (333, 100, 1000, 2500):
@@ -106,6 +115,20 @@ def test_the_summary_has_the_table_the_plots_and_the_skip(llamacpp_sweep):
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["rows"] == summary["expected_rows"] == 12
     assert run_cli("export", str(folder)).returncode == 0  # regenerated from the folder alone
+
+
+def test_a_row_of_another_kind_of_run_is_a_damaged_line_not_a_crash(llamacpp_sweep, tmp_path):
+    _, folder = llamacpp_sweep
+    copy = Path(shutil.copytree(folder, tmp_path / "copy"))
+    row = sweep_rows(copy)[0]
+    bench_row = {**{k: v for k, v in row.items() if k not in ("phase", "requested_tokens")}, "kind": "result",
+                 "task": "mc", "qid": "x/1"}
+    with open(copy / runfolder.RESULTS_FILE, "a") as results:
+        results.write(json.dumps(bench_row) + "\n")
+    exported = run_cli("export", str(copy))
+    assert exported.returncode == 0, exported.stderr
+    assert "a result row, not a sweep row" in exported.stderr
+    assert len(sweep_rows(copy)) == 12
 
 
 # ---- transformers -------------------------------------------------------------------------------------------
