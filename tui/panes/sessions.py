@@ -14,6 +14,7 @@ from textual.worker import Worker, WorkerState
 
 from taskclock.runtime.errors import DataError, TaskclockError
 from taskclock.runtime.sessions import SessionSummary, export_all, list_sessions, read_session, to_markdown
+from taskclock.runtime.untrusted import safe_text
 
 from ..context import AppContext
 from ..format import fmt, plain
@@ -94,7 +95,7 @@ class SessionsPane(Vertical):
         except DataError as exc:
             self.notify(str(exc), severity="error")
             return
-        self.app.push_screen(SessionScreen(path, to_markdown(turns, title=path.name)))
+        self.app.push_screen(SessionScreen(path, safe_text(to_markdown(turns, title=path.name))))  # outside text
 
 
 class SessionScreen(ModalScreen):
