@@ -375,6 +375,8 @@ def _md_table(header: Sequence[str], body: Iterable[Sequence[str]]) -> str:
 # The rankings table, one row per model in a task set: each rank beside the figure it ranks.
 RANKING_HEADERS = ("task", "batch", "model", "decode tok/s", "rank by tok/s", "task time s (mean)",
                    "rank by task time", "words (mean)", "ranks")
+RANKING_HEADERS_SHORT = ("task", "batch", "model", "tok/s", "by tok/s", "task s", "by task s", "words",
+                         "")  # the same columns, narrow enough for a terminal
 DISAGREE = "disagree"
 
 
@@ -484,9 +486,9 @@ def plot_speed_vs_time(plt, cells: list[CellStats]) -> None:
         for c in mine:
             label_point(plt, c.mean_decode_tps, c.mean_task_time_s, _name(c, sizes), color,
                         rightward=c.mean_decode_tps <= middle)
-    plt.title("decode tok/s vs mean task time (one point per model · task)")
-    plt.xlabel("decode tok/s (mean)")
-    plt.ylabel("task time s (mean)")
+    plt.title("decode tok/s vs task time")  # short: the charts share the tab's width
+    plt.xlabel("decode tok/s")
+    plt.ylabel("task time s")
 
 
 def plot_words(plt, cells: list[CellStats]) -> None:
@@ -499,7 +501,7 @@ def plot_words(plt, cells: list[CellStats]) -> None:
     if bars:
         names = list(bars)[::-1]  # plotext draws the first bar at the bottom
         plt.bar(names, [bars[name] for name in names], orientation="horizontal", width=0.3)
-    plt.title("output words per reply (mean): verbosity")
+    plt.title("words per reply")
     plt.xlabel("words (mean)")
     plt.ylabel("model · task")
 
@@ -514,7 +516,7 @@ def plot_time_vs_batch(plt, cells: list[CellStats]) -> None:
         color = _color(index)
         plt.plot([size for size, _ in points], [total for _, total in points], marker="dot", color=color)
         label_point(plt, *points[-1], f"{model} · {task}", color, rightward=False)
-    plt.title("total task time for the set vs batch size")
+    plt.title("set time vs batch size")
     plt.xlabel("batch size")
     plt.ylabel("total s (set)")
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 
@@ -163,9 +164,9 @@ def _charts(text: str) -> dict[str, str]:
 def test_plots_label_every_point_and_title_every_axis(run_folder):
     result = summary.load_summary(run_folder)
     charts = _charts(summary.text_plots(result))
-    speed_title = "decode tok/s vs mean task time (one point per model · task)"
-    axes = {speed_title: ("decode tok/s (mean)", "task time s (mean)"),
-            "output words per reply (mean): verbosity": ("words (mean)", "model · task"),
+    speed_title = "decode tok/s vs task time"
+    axes = {speed_title: ("decode tok/s", "task time s"),
+            "words per reply": ("words (mean)", "model · task"),
             "mc: output tokens per reply": ("model", "output tokens"),
             "explain: output tokens per reply": ("model", "output tokens")}
     assert set(charts) == set(axes)
@@ -176,7 +177,7 @@ def test_plots_label_every_point_and_title_every_axis(run_folder):
     plotted = [f"{c.model} · {c.task}" for c in result.cells
                if c.task != summary.ALL_TASKS and c.mean_decode_tps is not None]
     assert all(f"• {name}" in speed or f"{name} •" in speed for name in plotted)  # a label carries its point
-    assert all(name in charts["output words per reply (mean): verbosity"] for name in named)
+    assert all(name in charts["words per reply"] for name in named)
     assert all(model in charts["mc: output tokens per reply"] for model in ("fast-tokens", "short-replies"))
 
 
@@ -198,7 +199,7 @@ def test_export_files(run_folder):
     assert "| fast-tokens | explain | 3 |" in md and "**disagree**" in md and "gone: cannot load" in md
     verdicts = {v["task"]: v["verdict"] for v in data["verdicts"]}
     assert f"- {verdicts['explain']}" in md
-    assert "decode tok/s vs mean task time" in (run_folder / "plots.txt").read_text()
+    assert "decode tok/s vs task time" in (run_folder / "plots.txt").read_text()
 
 
 def test_cli_export_regenerates(run_folder):
@@ -247,4 +248,22 @@ def test_sweep_cells_use_segment_wall_time_and_spread_over_repeats(tmp_path):
     assert bench.RunPlan.total_rows(plan) == 2 * 2 * 1  # llama.cpp models run at batch 1 only: 1 size
     markdown = summary.summary_markdown(result)
     assert "## Per batch size" in markdown and "4.00 ± 12.71" in markdown
-    assert "total task time for the set vs batch size" in summary.text_plots(result)
+    assert "set time vs batch size" in summary.text_plots(result)
+
+
+def test_console_prints_the_same_rankings_verdicts_and_charts(run_folder):
+    """`taskclock bench` prints what summary.md holds: the rankings rows, a verdict per task, the charts."""
+    from rich.console import Console
+
+    from taskclock.tui.commands.bench import print_results
+
+    result = summary.load_summary(run_folder)
+    console = Console(width=200, record=True, file=io.StringIO())
+    print_results(console, result, plots=True)
+    text = console.export_text()
+    for group in result.rankings:
+        assert f"verdict: {group.verdict}" in text
+    for rank in result.ranks:
+        assert any(line.split() == [v for v in summary.ranking_row(rank) if v] for line in
+                   (row.replace("│", " ").replace("┃", " ") for row in text.splitlines()))
+    assert all(title in text for title in _charts(summary.text_plots(result)))

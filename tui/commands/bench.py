@@ -198,7 +198,7 @@ def print_results(console, result, plots: bool) -> None:
 
     from taskclock.runtime.summary import (
         BATCH_HEADERS_SHORT,
-        RANKING_HEADERS,
+        RANKING_HEADERS_SHORT,
         batch_row,
         cell_row,
         ranking_row,
@@ -229,8 +229,8 @@ def print_results(console, result, plots: bool) -> None:
     console.print(per_batch)
     if result.rankings:
         ranks = Table(title="rank by decode TPS vs rank by time per task (1 = fastest)", title_justify="left")
-        for i, header in enumerate(RANKING_HEADERS):
-            ranks.add_column(header, justify="left" if i < 3 or i == len(RANKING_HEADERS) - 1 else "right")
+        for i, header in enumerate(RANKING_HEADERS_SHORT):  # the names and the disagree mark left, figures right
+            ranks.add_column(header, justify="left" if i < 3 or not header else "right")
         for r in result.ranks:
             ranks.add_row(*(plain(value) for value in ranking_row(r)), style="bold yellow" if r.disagree else None)
         console.print(ranks)

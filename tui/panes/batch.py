@@ -93,7 +93,7 @@ class BatchPane(LivePane):
         sizes.add_columns(*summary.BATCH_HEADERS_SHORT)
         yield sizes
         ranks: DataTable = DataTable(id="batch-ranks", classes="batch-thesis")  # shown once two models have rows
-        ranks.add_columns(*summary.RANKING_HEADERS)
+        ranks.add_columns(*summary.RANKING_HEADERS_SHORT)
         yield ranks
         yield Static("", id="batch-verdict", classes="batch-thesis")
         with Horizontal(id="batch-bottom"):
