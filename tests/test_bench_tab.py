@@ -8,7 +8,7 @@ from textual_plotext import PlotextPlot
 
 from taskclock.runtime import bench, mmlu, runfolder, storage
 from taskclock.runtime.config import Config, Defaults, TaskSpec
-from taskclock.tui.panes.batch import BatchPane
+from taskclock.tui.panes.batch import BatchPane, LiveBench
 
 SIZE = (160, 50)
 
@@ -183,6 +183,16 @@ async def test_two_models_get_rankings_a_verdict_and_labelled_charts(tmp_path):
                     else f"{fast} is 1st by tok/s but 2nd by task time: it ")
         assert verdict.display and str(verdict.render()).startswith(f"verdict: brief: {expected}")
         assert by_tps == by_time or f" than {slow} (" in str(verdict.render())  # the model that finished first
+
+        # mid-run the repaint ranks the rows so far: here every row but the last one
+        pane.live = LiveBench(pane.folder, pane.live.plan)
+        for row in rows[:-1]:
+            pane.live.rows.setdefault((row["model"], row["task"]), []).append(row)
+        pane.repaint()
+        so_far = _expected_ranks(rows[:-1], "task_time_s", best_high=False)
+        model_at, rank_at = headers.index("model"), headers.index("by task s")
+        assert {ranks.get_row_at(i)[model_at].plain: int(ranks.get_row_at(i)[rank_at].plain)
+                for i in range(ranks.row_count)} == so_far
 
         speed, words, lengths = (uncolorize(pane.query_one(f"#{name}", PlotextPlot).plt.build())
                                  for name in ("batch-plot", "batch-words", "batch-lengths"))
