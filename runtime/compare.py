@@ -114,6 +114,7 @@ class Comparison:
         if set(fastest) & set(first):
             return line
         return f"{line}, which {why_slower(_figures(quick), _figures(done))}"
+
     def as_dict(self) -> dict[str, Any]:
         return {"compare_id": self.compare_id, "mode": mode_name(self.concurrent),
                 "models": self.rows(), "winners": self.winners(), "verdict": self.verdict()}

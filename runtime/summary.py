@@ -463,7 +463,7 @@ def _name(cell: CellStats, sizes: set[int]) -> str:
     return f"{cell.model} · {cell.task}" + (f" · batch {cell.batch_size}" if len(sizes) > 1 else "")
 
 
-def label_point(plt, x: float, y: float, text: str, color: str, rightward: bool) -> None:
+def _label_point(plt, x: float, y: float, text: str, color: str, rightward: bool) -> None:
     """A label that carries its point's marker: "• text" running right of the point, or "text •" running
     left of it (for points in the right half, so no label runs off the chart)."""
     if rightward:
@@ -484,7 +484,7 @@ def plot_speed_vs_time(plt, cells: list[CellStats]) -> None:
         mine, color = [c for c in points if c.model == model], _color(index)
         plt.scatter([c.mean_decode_tps for c in mine], [c.mean_task_time_s for c in mine], marker="dot", color=color)
         for c in mine:
-            label_point(plt, c.mean_decode_tps, c.mean_task_time_s, _name(c, sizes), color,
+            _label_point(plt, c.mean_decode_tps, c.mean_task_time_s, _name(c, sizes), color,
                         rightward=c.mean_decode_tps <= middle)
     plt.title("decode tok/s vs task time")  # short: the charts share the tab's width
     plt.xlabel("decode tok/s")
@@ -515,7 +515,7 @@ def plot_time_vs_batch(plt, cells: list[CellStats]) -> None:
         points = sorted((c.batch_size, c.total_time_s) for c in cells if c.model == model and c.task == task)
         color = _color(index)
         plt.plot([size for size, _ in points], [total for _, total in points], marker="dot", color=color)
-        label_point(plt, *points[-1], f"{model} · {task}", color, rightward=False)
+        _label_point(plt, *points[-1], f"{model} · {task}", color, rightward=False)
     plt.title("set time vs batch size")
     plt.xlabel("batch size")
     plt.ylabel("total s (set)")

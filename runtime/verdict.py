@@ -31,14 +31,20 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+def count(value: float) -> str:
+    """A count or a mean count: whole where it is whole (one reply), else to one decimal (a mean)."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+
+
 def why_slower(fast: Figures, first: Figures) -> str:
     """A predicate (no subject) saying why ``fast``, ahead by tokens/s, finishes after ``first``."""
     words = ratio(fast.words, first.words)
     if words is not None and words >= MORE:
-        return f"writes {words:.1f}× more words than {first.name} ({fast.words:.0f} vs {first.words:.0f})"
+        return f"writes {words:.1f}× more words than {first.name} ({count(fast.words)} vs {count(first.words)})"
     if fast.ttft_s is not None and first.ttft_s is not None and fast.ttft_s > first.ttft_s:
         return f"starts later than {first.name} (TTFT {fast.ttft_s:.3f} s vs {first.ttft_s:.3f} s)"
     tokens = ratio(fast.tokens, first.tokens)
     if tokens is not None and tokens >= MORE:
-        return f"spends {tokens:.1f}× more tokens than {first.name} ({fast.tokens:.0f} vs {first.tokens:.0f})"
+        return (f"spends {tokens:.1f}× more tokens than {first.name} ({count(fast.tokens)} vs "
+                f"{count(first.tokens)})")
     return f"takes longer than {first.name} over these replies however fast its tokens come"

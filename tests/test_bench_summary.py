@@ -106,7 +106,7 @@ def test_rankings_disagree_where_tokens_per_second_misleads(run_folder):
     (verdict,) = [g.verdict for g in result.rankings if g.task == "explain"]
     # 300 words per reply against 160 / 3 = 53.3: 5.6 times more
     assert verdict == ("explain: fast-tokens is 1st by tok/s but 2nd by task time: it writes 5.6× more words "
-                       "than short-replies (300 vs 53)")
+                       "than short-replies (300 vs 53.3)")
     mc = {r.model: r for r in result.ranks if r.task == "mc"}
     assert mc["short-replies"].tps_rank == 0 and not mc["short-replies"].disagree  # no decode figure: no rank
 
@@ -267,3 +267,11 @@ def test_console_prints_the_same_rankings_verdicts_and_charts(run_folder):
         assert any(line.split() == [v for v in summary.ranking_row(rank) if v] for line in
                    (row.replace("│", " ").replace("┃", " ") for row in text.splitlines()))
     assert all(title in text for title in _charts(summary.text_plots(result)))
+
+
+def test_ordinals_and_counts_in_verdicts():
+    from taskclock.runtime.verdict import count, ordinal
+
+    assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 101, 111)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "101st", "111th"]
+    assert (count(41), count(40.0), count(160 / 3)) == ("41", "40", "53.3")
