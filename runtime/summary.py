@@ -20,7 +20,7 @@ from .bench import read_system
 from .metrics import TurnMetrics, percentile
 from .runfolder import RunPlan, read_plan, read_results
 from .stats import Spread, spread
-from .untrusted import csv_row, redact
+from .untrusted import csv_row, redact, safe_line
 
 ALL_TASKS = "all"
 CSV_COLUMNS = ("model", "backend", "task", "qid", "subject", "batch_size", "repeat",
@@ -459,8 +459,9 @@ def _color(index: int) -> str:
     return SERIES_COLORS[index % len(SERIES_COLORS)]
 
 
-def _name(cell: CellStats, sizes: set[int]) -> str:
-    return f"{cell.model} · {cell.task}" + (f" · batch {cell.batch_size}" if len(sizes) > 1 else "")
+def _name(model: str, task: str, size: int | None = None) -> str:
+    """A point's or bar's label; names are outside text, so their control codes are made visible."""
+    return safe_line(f"{model} · {task}" + (f" · batch {size}" if size else ""))
 
 
 def _label_point(plt, x: float, y: float, text: str, color: str, rightward: bool) -> None:
@@ -484,7 +485,8 @@ def plot_speed_vs_time(plt, cells: list[CellStats]) -> None:
         mine, color = [c for c in points if c.model == model], _color(index)
         plt.scatter([c.mean_decode_tps for c in mine], [c.mean_task_time_s for c in mine], marker="dot", color=color)
         for c in mine:
-            _label_point(plt, c.mean_decode_tps, c.mean_task_time_s, _name(c, sizes), color,
+            _label_point(plt, c.mean_decode_tps, c.mean_task_time_s,
+                         _name(c.model, c.task, c.batch_size if len(sizes) > 1 else None), color,
                         rightward=c.mean_decode_tps <= middle)
     plt.title("decode tok/s vs task time")  # short: the charts share the tab's width
     plt.xlabel("decode tok/s")
@@ -497,7 +499,7 @@ def plot_words(plt, cells: list[CellStats]) -> None:
     bars: dict[str, float] = {}
     for c in cells:  # the smallest batch size's cell where a sweep has several: words do not depend on it
         if c.task != ALL_TASKS and c.mean_output_words is not None:
-            bars.setdefault(f"{c.model} · {c.task}", c.mean_output_words)
+            bars.setdefault(_name(c.model, c.task), c.mean_output_words)
     if bars:
         names = list(bars)[::-1]  # plotext draws the first bar at the bottom
         plt.bar(names, [bars[name] for name in names], orientation="horizontal", width=0.3)
@@ -515,7 +517,7 @@ def plot_time_vs_batch(plt, cells: list[CellStats]) -> None:
         points = sorted((c.batch_size, c.total_time_s) for c in cells if c.model == model and c.task == task)
         color = _color(index)
         plt.plot([size for size, _ in points], [total for _, total in points], marker="dot", color=color)
-        _label_point(plt, *points[-1], f"{model} · {task}", color, rightward=False)
+        _label_point(plt, *points[-1], _name(model, task), color, rightward=False)
     plt.title("set time vs batch size")
     plt.xlabel("batch size")
     plt.ylabel("total s (set)")
@@ -530,9 +532,9 @@ def plot_output_lengths(plt, rows: list[dict], task: str) -> None:
         if r["task"] == task and r.get("output_tokens") is not None:
             lengths.setdefault(r["model"], []).append(r["output_tokens"])
     if lengths:
-        plt.box(list(lengths), list(lengths.values()), width=0.3)
+        plt.box([safe_line(model) for model in lengths], list(lengths.values()), width=0.3)
         plt.xlim(0.5, len(lengths) + 0.5)  # the outer boxes whole, not cut by the frame
-    plt.title(f"{task}: output tokens per reply")
+    plt.title(safe_line(f"{task}: output tokens per reply"))
     plt.xlabel("model")
     plt.ylabel("output tokens")
 

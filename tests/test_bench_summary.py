@@ -275,3 +275,16 @@ def test_ordinals_and_counts_in_verdicts():
     assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 101, 111)] == [
         "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "101st", "111th"]
     assert (count(41), count(40.0), count(160 / 3)) == ("41", "40", "53.3")
+
+
+def test_chart_labels_show_escape_codes_in_names_as_visible_text():
+    """A model name is outside text: in a chart label its escape code is shown, never sent to the terminal."""
+    import plotext
+
+    cells = [_stats("\x1b[31mred", 90.0, 2.0), _stats("plain", 40.0, 1.0)]
+    for plot in (summary.plot_speed_vs_time, summary.plot_words):
+        plotext.clear_figure()
+        plotext.plotsize(80, 20)
+        plot(plotext, cells)
+        drawn = plotext.uncolorize(plotext.build())
+        assert "␛[31mred · explain" in drawn  # unescaped, uncolorize would have left "red · explain"
