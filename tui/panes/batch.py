@@ -1,5 +1,6 @@
 """The Batch tab: `taskclock bench` interactively. Pick models, tasks and a limit, start, watch a table fill
-in per model × task, stop and resume, and open past runs.
+in per model × task with the two rankings (decode tok/s, time per task) and a verdict per task under it, stop
+and resume, and open past runs with their charts.
 
 The runner is a live run (tui/live.py) that only records its progress reports in a LiveBench; the table is
 redrawn from it at most REPAINT_HZ times a second, so however fast rows complete the UI does a bounded
@@ -338,7 +339,7 @@ class BatchPane(LivePane):
                 table.add_row(*(Text(value) for value in summary.batch_row(cell)))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        """The output-length histogram follows the task of the highlighted row."""
+        """The output-length chart follows the task of the highlighted row."""
         if event.data_table.id == "batch-table" and not self.running and event.cursor_row >= 0:
             event.stop()
             self.show_lengths(str(event.data_table.get_row_at(event.cursor_row)[1]))
