@@ -55,7 +55,11 @@ async def test_two_models_stream_in_columns_then_compare(tmp_path):
             assert row.count(WINNER) == won
         assert any(winners[c.key] for c in COLUMNS)
         verdict = str(pane.query_one("#compare-verdict", Static).content)
-        assert verdict == (f"verdict: {comparison.verdict()}" if comparison.verdict() else "")
+        first, fastest = winners["task_time_s"], winners["decode_tps"]
+        assert verdict == f"verdict: {comparison.verdict()}"
+        assert verdict.startswith(f"verdict: fastest to finish: {' and '.join(first)} (")
+        assert f"; highest tok/s: {' and '.join(fastest)} (" in verdict
+        assert (", which " in verdict) == (not set(first) & set(fastest))  # why, when they differ
         log = next((tmp_path / "sessions").glob("*.jsonl"))
         turns = sessions.read_session(log)
         assert [(t["kind"], t["model"]) for t in turns] == [("compare", "smollm2"), ("compare", "gemma3-270m")]
