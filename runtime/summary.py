@@ -476,18 +476,17 @@ def _label_point(plt, x: float, y: float, text: str, color: str, rightward: bool
 def plot_speed_vs_time(plt, cells: list[CellStats]) -> None:
     """Decode TPS against mean task time, one labelled point per model × task (a colour per model)."""
     plt.clear_data()
-    points = [c for c in cells if c.task != ALL_TASKS and c.mean_decode_tps is not None
-              and c.mean_task_time_s is not None]
-    sizes = {c.batch_size for c in points}
-    xs = [c.mean_decode_tps for c in points]
+    points = [(c, c.mean_decode_tps, c.mean_task_time_s) for c in cells if c.task != ALL_TASKS
+              and c.mean_decode_tps is not None and c.mean_task_time_s is not None]
+    sizes = {c.batch_size for c, _, _ in points}
+    xs = [tps for _, tps, _ in points]
     middle = (min(xs) + max(xs)) / 2 if xs else 0.0
-    for index, model in enumerate(dict.fromkeys(c.model for c in points)):
-        mine, color = [c for c in points if c.model == model], _color(index)
-        plt.scatter([c.mean_decode_tps for c in mine], [c.mean_task_time_s for c in mine], marker="dot", color=color)
-        for c in mine:
-            _label_point(plt, c.mean_decode_tps, c.mean_task_time_s,
-                         _name(c.model, c.task, c.batch_size if len(sizes) > 1 else None), color,
-                        rightward=c.mean_decode_tps <= middle)
+    for index, model in enumerate(dict.fromkeys(c.model for c, _, _ in points)):
+        mine, color = [p for p in points if p[0].model == model], _color(index)
+        plt.scatter([tps for _, tps, _ in mine], [time_s for _, _, time_s in mine], marker="dot", color=color)
+        for c, tps, time_s in mine:
+            _label_point(plt, tps, time_s, _name(c.model, c.task, c.batch_size if len(sizes) > 1 else None), color,
+                         rightward=tps <= middle)
     plt.title("decode tok/s vs task time")  # short: the charts share the tab's width
     plt.xlabel("decode tok/s")
     plt.ylabel("task time s")

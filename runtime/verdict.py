@@ -39,12 +39,12 @@ def count(value: float) -> str:
 def why_slower(fast: Figures, first: Figures) -> str:
     """A predicate (no subject) saying why ``fast``, ahead by tokens/s, finishes after ``first``."""
     words = ratio(fast.words, first.words)
-    if words is not None and words >= MORE:
+    if words is not None and words >= MORE and fast.words is not None and first.words is not None:
         return f"writes {words:.1f}× more words than {first.name} ({count(fast.words)} vs {count(first.words)})"
     if fast.ttft_s is not None and first.ttft_s is not None and fast.ttft_s > first.ttft_s:
         return f"starts later than {first.name} (TTFT {fast.ttft_s:.3f} s vs {first.ttft_s:.3f} s)"
     tokens = ratio(fast.tokens, first.tokens)
-    if tokens is not None and tokens >= MORE:
+    if tokens is not None and tokens >= MORE and fast.tokens is not None and first.tokens is not None:
         return (f"spends {tokens:.1f}× more tokens than {first.name} ({count(fast.tokens)} vs "
                 f"{count(first.tokens)})")
     return f"takes longer than {first.name} over these replies however fast its tokens come"
