@@ -14,8 +14,6 @@ import time
 import zipfile
 from pathlib import Path
 
-from llama_server import reply_script, running_scripted_server
-
 from taskclock.runtime import bench, mmlu, storage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,6 +94,8 @@ def bench_on(server_url: str, out: Path, *extra: str, mmlu: Path | None = None, 
 
 def compare_log(folder: Path, prompt: str, reply: str) -> Path:
     """A real session log: `taskclock compare` of two scripted HTTP models."""
+    from llama_server import reply_script, running_scripted_server  # here: conftest loads it as a plugin first
+
     with running_scripted_server(reply_script(reply)) as server:
         proc = run_cli("compare", "--prompt-file", "-", "--models", f"{server.url},{server.url}", "--max-tokens", "8",
                        "--sessions", str(folder), input=prompt)
