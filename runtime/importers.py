@@ -97,6 +97,7 @@ def _record(events: list[Event], model: str, backend: str, prompt: str, source: 
         "model": model, "backend": backend, "prompt": prompt, "messages": [],
         "reply": metrics.output_text(events), "params": {}, "metrics": metrics.compute(events).as_dict(),
         "token_offsets_ms": metrics.token_offsets_ms(events), "stop_reason": "eos", "error": None,
+        "cold": None,  # the tool that measured it did not say
         "source": safe_line(Path(source).name), "request": index, "placeholder_text": placeholder,
     }
 

@@ -147,6 +147,12 @@ def rate_per_s(amount: int, seconds: float | None) -> float | None:
     return amount / seconds if seconds else None
 
 
+def tokens_per_word(tokens: int, words: int) -> float | None:
+    """How many tokens the model's tokenizer spent per output word: why token counts (and tok/s) do not
+    compare across tokenizers."""
+    return tokens / words if words else None
+
+
 def prefill_tps(events: Sequence[Event]) -> float | None:
     n_in, ttft = input_tokens(events), ttft_s(events)
     return n_in / ttft if n_in and ttft else None
@@ -177,6 +183,7 @@ class TurnMetrics:
     itl_p99_ms: float | None = shown("ITL p99", "ms", 1)
     words_per_s: float | None = shown("words/s", "", 1)
     chars_per_s: float | None = shown("chars/s", "", 1)
+    tokens_per_word: float | None = shown("tokens/word", "", 2)
     gpu_peak_mem_mb: float | None = shown("GPU peak memory", "MiB", 0, optional=True)
     # llama.cpp: what NVML says this process holds at the turn's end
     gpu_process_mem_mb: float | None = shown("GPU memory (process)", "MiB", 0, optional=True)
@@ -224,6 +231,7 @@ def compute(events: Sequence[Event]) -> TurnMetrics:
         itl_p99_ms=percentile(gaps, 99),
         chars_per_s=rate_per_s(chars, task),
         words_per_s=rate_per_s(words, task),
+        tokens_per_word=tokens_per_word(output_tokens(events), words),
         stop_reason=done.stop_reason if done else None,
         gpu_peak_mem_mb=done.extra.get("gpu_peak_mem_mb") if done else None,
         gpu_process_mem_mb=done.extra.get("gpu_process_mem_mb") if done else None,

@@ -15,15 +15,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, cast, get_args
 
-from . import storage
 from .errors import DataError
-from .events import Done, Event, Loaded, StopReason, Submitted, Token, now_ns
+from .events import Done, DoneExtra, Event, Loaded, StopReason, Submitted, Token, now_ns
 from .metrics import NS
+from .sessions import read_session
 from .untrusted import safe_line, safe_text
 
-RESULTS_FILE = "results.jsonl"  # a bench run folder's rows (runtime/bench.py)
 # Reading and token figures shared by pace, the placeholder text of imports, and docs/METRICS.md.
 WORDS_PER_TOKEN = 0.75  # English prose in BPE tokenizers: ~4 characters, 3/4 of a word per token
 READING_WORDS_PER_S = 4.0  # silent reading of English non-fiction: ~238 words/min (Brysbaert 2019)
@@ -65,20 +64,7 @@ class Recording:
 
 def read_turns(path: Path) -> list[dict[str, Any]]:
     """Every replayable record of a session log (chat, compare, import) or bench results file or run folder."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / RESULTS_FILE
-    if not path.is_file():
-        raise DataError(f"{safe_line(path)} does not exist", "pass a session .jsonl file or a bench run folder")
-    try:
-        records = list(storage.read(path))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read {safe_line(path)}: {safe_line(exc)}", "check the file") from None
-    turns = [r for r in records if isinstance(r, dict)
-             and (isinstance(r.get("metrics"), dict) or r.get("kind") == "result")]
-    if not turns:
-        raise DataError(f"{safe_line(path)} holds no recorded turns", "pass a session log or a bench results file")
-    return turns
+    return read_session(path, bench_rows=True)
 
 
 def pick_turn(turns: Sequence[dict[str, Any]], number: int | None) -> tuple[int, dict[str, Any]]:
@@ -168,8 +154,8 @@ def recording_from_record(record: dict[str, Any], label: str) -> Recording:
     recorded_stop = record.get("stop_reason", figures.get("stop_reason"))
     stop: StopReason = next((s for s in get_args(StopReason) if s == recorded_stop), "eos")
     error = record.get("error")
-    extra = {key: figures[key] for key in ("gpu_peak_mem_mb", "energy_j")
-             if finite_number(figures.get(key)) is not None}
+    extra = cast(DoneExtra, {key: figures[key] for key in ("gpu_peak_mem_mb", "energy_j")
+                             if finite_number(figures.get(key)) is not None})
     events.append(Done(done_ns, stop, whole_count(figures.get("input_tokens")),
                        output_tokens, safe_line(error) if error else None, extra))
     prompt = record.get("prompt")

@@ -20,8 +20,9 @@ from typing import Any
 from . import metrics, storage
 from .errors import DataError
 from .events import Token
+from .runfolder import RESULTS_FILE
 from .turn import TurnResult
-from .untrusted import csv_row, redact
+from .untrusted import csv_row, redact, safe_line
 
 SUFFIX = ".jsonl"
 EXPORT_TAG = ".export"  # exports sit beside their log as NAME.export.FORMAT and are not sessions themselves
@@ -86,18 +87,23 @@ class SessionLog:
         storage.append(self.path, record)
 
 
-def read_session(path: Path) -> list[dict[str, Any]]:
+def read_session(path: Path, *, bench_rows: bool = False) -> list[dict[str, Any]]:
+    """The turn records of a session log (chat, compare, import), in order: the one reader behind the Sessions
+    view, exports and replay. ``bench_rows`` also takes a bench run's rows (a results file or its folder)."""
     path = Path(path)
+    if bench_rows and path.is_dir():
+        path = path / RESULTS_FILE
+    what = "a session .jsonl file" + (" or a bench run folder" if bench_rows else " from the sessions folder")
     if not path.is_file():
-        raise DataError(f"session file {path} does not exist", "pass a .jsonl file from the sessions folder")
+        raise DataError(f"{safe_line(path)} does not exist", f"pass {what}")
     try:
         records = list(storage.read(path))
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read session file {path}: {exc}", "check the file") from None
-    turns = [r for r in records if isinstance(r, dict) and isinstance(r.get("metrics"), dict)]
+        raise DataError(f"cannot read {safe_line(path)}: {safe_line(exc)}", "check the file") from None
+    turns = [r for r in records if isinstance(r, dict)
+             and (isinstance(r.get("metrics"), dict) or (bench_rows and r.get("kind") == "result"))]
     if not turns:
-        raise DataError(f"{path} is not a taskclock session log (no turn records in it)",
-                        "pass a session .jsonl file")
+        raise DataError(f"{safe_line(path)} is not a taskclock session log: it holds no recorded turns", f"pass {what}")
     return turns
 
 
@@ -217,6 +223,27 @@ def to_markdown(turns: list[dict[str, Any]], title: str = "taskclock session") -
         if record.get("error"):
             lines += ["", f"**Error:** {record['error']}"]
     return "\n".join(lines) + "\n"
+
+
+def ttft_per_turn(turns: list[dict[str, Any]]) -> list[tuple[int, float]]:
+    """(turn number, TTFT s) for the turns that have a first token."""
+    return [(number, t["metrics"]["ttft_s"]) for number, t in enumerate(turns, 1)
+            if (t.get("metrics") or {}).get("ttft_s") is not None]
+
+
+def plot_ttft_per_turn(plt, turns: list[dict[str, Any]]) -> None:
+    """TTFT against turn number (plotext API): in a chat each turn prefills the whole history again, so
+    the wait before the first token grows with the conversation while tokens/s says nothing of it."""
+    plt.clear_data()
+    points = ttft_per_turn(turns)
+    if points:
+        numbers = [n for n, _ in points]
+        plt.plot(numbers, [s for _, s in points], marker="dot")
+        if len(numbers) <= 20:
+            plt.xticks(numbers)  # whole turns, not 1.5
+    plt.title("TTFT per turn")
+    plt.xlabel("turn")
+    plt.ylabel("TTFT s")
 
 
 def to_jsonl(turns: list[dict[str, Any]]) -> str:

@@ -42,7 +42,7 @@ from .errors import BackendError, DataError, TaskclockError
 from .runfolder import RESULTS_FILE, RUN_FILE, sweep_key
 from .summary import md_table, results_csv, text_chart
 from .turn import run_turn, warm_up
-from .untrusted import redact
+from .untrusted import redact, safe_line
 
 KIND = "sweep"
 PHASES = ("cold", "cached")
@@ -495,8 +495,8 @@ def plot_vs_input(plt, cells: Sequence[SweepCell], key: str, label: str) -> None
         points = [(c.requested_tokens, getattr(c, key)) for c in cells
                   if c.model == model and c.phase == phase and getattr(c, key) is not None]
         if points:
-            plt.plot([x for x, _ in points], [y for _, y in points], label=f"{model} · {phase}",
-                     marker=MARKERS[i % len(MARKERS)])
+            plt.plot([x for x, _ in points], [y for _, y in points], label=safe_line(f"{model} · {phase}"),
+                     marker=MARKERS[i % len(MARKERS)])  # names are outside text: control codes made visible
     plt.title(f"{label} vs input tokens (median of repeats)")
     plt.xlabel("input tokens")
     plt.ylabel(label)

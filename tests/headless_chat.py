@@ -1,6 +1,6 @@
 """The real app, driven headless by Pilot in a process of its own, so fault tests can kill it mid-turn.
 
-    python -m tests.headless_chat SESSIONS_DIR [--tag T] [--turns N] [--then-stream] [--scripted TOKENS]
+    python tests/headless_chat.py SESSIONS_DIR [--tag T] [--turns N] [--then-stream] [--scripted TOKENS]
 
 Sends N prompts ("T 0", "T 1", ...) and prints "turn I done" after each finished turn. With --then-stream it
 sends one more, long prompt, prints "streaming" once tokens are arriving, and waits to be killed.
@@ -12,8 +12,8 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from tests.app_helpers import make_app, ready, send, turn, wait_for
-from tests.scripted import scripted_loader
+from app_helpers import make_app, ready, send, turn, wait_for
+from scripted import scripted_loader
 
 LONG_PROMPT = "Write a very long story about a dragon who learns to bake bread."
 MAX_TOKENS = 400

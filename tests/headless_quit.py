@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 from app_helpers import make_app, ready, send, wait_for
-from helpers import SHARED_MMLU
 from textual.widgets import Input
 
 from taskclock.runtime.config import Config, Defaults
@@ -36,7 +35,7 @@ async def drive(args: argparse.Namespace) -> None:
             await pilot.press("f5")
             pane = app.query_one(BatchPane)
             for field_id, value in (("batch-models", args.model), ("batch-tasks", "mc"),
-                                    ("batch-limit", BATCH_LIMIT), ("batch-mmlu", str(SHARED_MMLU))):
+                                    ("batch-limit", BATCH_LIMIT), ("batch-mmlu", "")):
                 pane.query_one(f"#{field_id}", Input).value = value
             await pilot.click("#batch-start")
             await wait_for(pilot, lambda: pane.live is not None and any(pane.live.rows.values()), "a row")

@@ -86,6 +86,7 @@ class Handler(socketserver.StreamRequestHandler):
         for step in steps:
             self.wfile.write(step)
             self.wfile.flush()
+            self.server.streamed += 1
             if pause_s:
                 time.sleep(pause_s)
 
@@ -246,6 +247,7 @@ class HostileServer(socketserver.ThreadingTCPServer):
     def __init__(self, port: int = 0) -> None:
         super().__init__((HOST, port), Handler)
         self.requests: list[tuple[str, str, str]] = []
+        self.streamed = 0  # stream steps written, over all requests: lets a test wait until bytes are out
         self.root = f"http://{HOST}:{self.server_address[1]}"
 
     def url(self, mode: str) -> str:

@@ -213,3 +213,7 @@ def running_scripted_server(script=None):
 def scripted_server():
     with running_scripted_server() as server:
         yield server
+
+
+def reply_script(*texts: str) -> list[bytes]:
+    return [*(sse(content_chunk(text)) for text in texts), sse(content_chunk("", "stop")), sse("[DONE]")]

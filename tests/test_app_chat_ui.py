@@ -1,9 +1,14 @@
 """The Chat tab's behaviour on the scripted event source (tests/scripted.py): what the user does and sees."""
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
+from collections.abc import AsyncIterator
 
+from app_helpers import make_app, ready, settle, turn, wait_for
+from helpers import mmlu_folder
+from scripted import ScriptedModel
 from textual.widgets import DataTable, Input, OptionList, Static, TabbedContent, TextArea
 
 from taskclock.runtime import remembered, sessions
@@ -17,9 +22,6 @@ from taskclock.tui.screens.settings import SettingsScreen
 from taskclock.tui.widgets.conversation import Conversation, Divider, ReplyFigures, ReplyMarkdown, UserTurn
 from taskclock.tui.widgets.meter import Meter, Spark
 from taskclock.tui.widgets.prompt_input import PromptInput
-from tests.app_helpers import make_app, ready, turn, wait_for
-from tests.conftest import SHARED_MMLU
-from tests.scripted import ScriptedModel
 
 SIZE = (130, 38)
 
@@ -172,7 +174,7 @@ async def test_regenerate_edit_and_copy_the_last_exchange(tmp_path):
         before = chat.last_result
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: chat.last_result is not before and not chat.running, "the retry")
-        await pilot.pause(0.1)
+        await settle(pilot)
         assert [m["role"] for m in chat.messages] == ["user", "assistant"]
         assert len(app.query(ReplyMarkdown)) == 1 and len(app.query(ReplyFigures)) == 1
         assert [r["prompt"] for r in records(tmp_path)] == ["tell me", "tell me"]
@@ -182,7 +184,7 @@ async def test_regenerate_edit_and_copy_the_last_exchange(tmp_path):
         assert app.clipboard == chat.messages[-1]["content"] != ""
 
         await pilot.press("ctrl+l")
-        await pilot.pause(0.1)
+        await settle(pilot)
         assert chat.messages == [] and not app.query(UserTurn) and not app.query(ReplyMarkdown)
         assert chat.query_one(PromptInput).text == "tell me"
 
@@ -210,7 +212,7 @@ async def test_switching_model_keeps_the_conversation_with_a_divider_and_focus(t
         await turn(pilot, "before")
         chat.load(resolve("gemma3-270m", app.context.config.models))
         await wait_for(pilot, lambda: chat.model.spec.name == "gemma3-270m", "the new model")
-        await pilot.pause(0.1)
+        await settle(pilot)
         (divider,) = app.query(Divider)
         assert "now gemma3-270m (llamacpp)" in str(divider.render())
         assert app.focused is chat.query_one(PromptInput)
@@ -227,7 +229,7 @@ async def test_page_keys_in_the_prompt_box_scroll_the_transcript(tmp_path):
         for n in range(3):
             await turn(pilot, f"turn {n}")
         conversation = chat.query_one(Conversation)
-        await pilot.pause(0.2)
+        await settle(pilot)
         bottom = conversation.scroll_y
         assert bottom > 0 and app.focused is chat.query_one(PromptInput)
         await pilot.press("pageup")
@@ -249,25 +251,33 @@ async def test_help_shows_printed_keys_and_f1_opens_it_from_the_prompt_box(tmp_p
         assert not any("question_mark" in k or "ctrl+" in k for k in keys)
 
 
-async def test_a_loading_model_shows_its_name_and_a_running_clock(tmp_path):
+@contextlib.asynccontextmanager
+async def loading_a_second_model(tmp_path) -> AsyncIterator[tuple]:
+    """The app with its first model ready and gemma3-270m loading until ``loader.gate`` opens (opened at the end
+    whatever happens, so no load thread is left waiting)."""
     loader = GatedLoader()
     app = make_app(tmp_path, loader=loader)
     async with app.run_test(size=SIZE) as pilot:
         try:
             chat = await ready(pilot)
             chat.load(resolve("gemma3-270m", app.context.config.models))
-            status = chat.query_one("#model-status", Static)
-            clock = re.compile(r"loading gemma3-270m \(llamacpp\)… (\d+\.\d) s")
-
-            def seconds() -> float:
-                found = clock.search(str(status.render()))
-                return float(found.group(1)) if found else -1.0
-
-            await wait_for(pilot, lambda: seconds() >= 0, "the loading line")
-            first = seconds()
-            await wait_for(pilot, lambda: seconds() > first, "the clock to move")
+            yield app, pilot, chat, loader
         finally:
             loader.gate.set()
+
+
+async def test_a_loading_model_shows_its_name_and_a_running_clock(tmp_path):
+    async with loading_a_second_model(tmp_path) as (_, pilot, chat, _):
+        status = chat.query_one("#model-status", Static)
+        clock = re.compile(r"loading gemma3-270m \(llamacpp\)… (\d+\.\d) s")
+
+        def seconds() -> float:
+            found = clock.search(str(status.render()))
+            return float(found.group(1)) if found else -1.0
+
+        await wait_for(pilot, lambda: seconds() >= 0, "the loading line")
+        first = seconds()
+        await wait_for(pilot, lambda: seconds() > first, "the clock to move")
 
 
 async def test_the_theme_is_remembered_after_a_restart(tmp_path):
@@ -303,28 +313,22 @@ async def test_sessions_list_date_and_first_prompt_and_ctrl_s_exports_the_open_o
 async def test_the_batch_tabs_mmlu_folder_is_remembered_once_a_run_starts(tmp_path):
     path = tmp_path / "remembered.json"
     config = Config(defaults=Defaults(runs_dir=str(tmp_path / "runs")))
+    folder = str(mmlu_folder(tmp_path / "mmlu"))
     app = scripted(tmp_path, config=config, remembered_path=path)
     async with app.run_test(size=(160, 50)) as pilot:
         await pilot.press("f5")
         pane = app.query_one(BatchPane)
-        for field_id, value in (("batch-tasks", "mc"), ("batch-limit", "1"), ("batch-mmlu", str(SHARED_MMLU))):
+        for field_id, value in (("batch-tasks", "mc"), ("batch-limit", "1"), ("batch-mmlu", folder)):
             pane.query_one(f"#{field_id}", Input).value = value
         await pilot.click("#batch-start")
-        await wait_for(pilot, lambda: remembered.load(path)[0].mmlu == str(SHARED_MMLU), "the folder remembered")
+        await wait_for(pilot, lambda: remembered.load(path)[0].mmlu == folder, "the folder remembered")
         await wait_for(pilot, lambda: not pane.running, "the run to end")
 
 
 async def test_a_model_that_finishes_loading_leaves_the_other_tab_in_front(tmp_path):
-    loader = GatedLoader()
-    app = make_app(tmp_path, loader=loader)
-    async with app.run_test(size=SIZE) as pilot:
-        try:
-            chat = await ready(pilot)
-            chat.load(resolve("gemma3-270m", app.context.config.models))
-            await pilot.press("f5")
-            loader.gate.set()
-            await wait_for(pilot, lambda: chat.model.spec.name == "gemma3-270m", "the new model")
-            await pilot.pause()
-            assert app.query_one(TabbedContent).active == "batch"
-        finally:
-            loader.gate.set()
+    async with loading_a_second_model(tmp_path) as (app, pilot, chat, loader):
+        await pilot.press("f5")
+        loader.gate.set()
+        await wait_for(pilot, lambda: chat.model.spec.name == "gemma3-270m", "the new model")
+        await pilot.pause()
+        assert app.query_one(TabbedContent).active == "batch"

@@ -43,8 +43,8 @@ async def test_escape_ends_a_reply_from_a_server_that_never_ends_a_line(tmp_path
         async with app.run_test(size=(120, 40)) as pilot:
             chat = await ready(pilot)
             await send(pilot, "hi")
-            await wait_for(pilot, lambda: server.posts("trickle") == 1, "the request")
-            await pilot.pause(1.0)  # some bytes of the endless line have arrived
+            await wait_for(pilot, lambda: server.posts("trickle") == 1 and server.streamed > 5,
+                           "some bytes of the endless line")
             await pilot.press("escape")
             await wait_for(pilot, lambda: chat.live is None, "the turn to end")
             assert chat.last_result.done.stop_reason == "cancelled"

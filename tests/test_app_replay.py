@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+from app_helpers import make_app, settle, wait_for
+from scripted import scripted_loader
 from textual.widgets import DataTable, Input, Static
 
 from taskclock.runtime import metrics, replay, sessions, storage
@@ -20,8 +22,6 @@ from taskclock.tui.panes.sessions import SessionsPane
 from taskclock.tui.screens.replay import MARK, ReplayScreen, TurnPicker
 from taskclock.tui.widgets.conversation import ReplyMarkdown
 from taskclock.tui.widgets.playback import PlaybackChat, PlaybackColumn
-from tests.app_helpers import make_app, wait_for
-from tests.scripted import scripted_loader
 
 SIZE = (160, 50)
 PARAMS = SamplingParams(max_tokens=16)
@@ -68,7 +68,7 @@ async def test_a_recorded_turn_replays_in_the_app_with_its_recorded_figures(two_
         screen = app.screen
         view = screen.query_one(PlaybackChat)
         await wait_for(pilot, lambda: screen.finished, "the replay to end")
-        await pilot.pause(0.1)
+        await settle(pilot)
         replayed, recorded = metrics.compute(view.current.events), live.metrics
         assert replayed.ttft_s == pytest.approx(recorded.ttft_s, rel=0.02)
         assert replayed.decode_tps == pytest.approx(recorded.decode_tps, rel=0.02)
@@ -117,7 +117,7 @@ async def test_two_turns_from_two_sessions_replay_side_by_side(two_sessions):
         starts = {next(e.t_ns for e in c.current.events if isinstance(e, Submitted)) for c in columns}
         assert starts == {screen.started_ns}  # started together, on one clock reading
         await wait_for(pilot, lambda: screen.finished, "both replays to end")
-        await pilot.pause(0.1)
+        await settle(pilot)
         for column, (_, live) in zip(columns, results, strict=True):
             replayed = metrics.compute(column.current.events)
             assert replayed.ttft_s == pytest.approx(live.metrics.ttft_s, rel=0.02)
@@ -172,7 +172,7 @@ async def test_pace_tab_streams_at_the_chosen_ttft_and_rate(tmp_path):
         await pilot.press("enter")
         view = pane.query_one(PlaybackChat)
         await wait_for(pilot, lambda: view.current is not None and view.current.shown_final, "the paced text")
-        await pilot.pause(0.1)
+        await settle(pilot)
         assert view.meter.values["TTFT"] == "0.200 s" and view.meter.values["decode rate"] == "40.0 tok/s"
         assert view.meter.values["output words"] == "12"
         assert str(pane.query_one("#pace-reading", Static).render()) == replay.reading_line(40)

@@ -9,7 +9,7 @@ import sys
 import threading
 
 import pytest
-from helpers import ROOT, SHARED_MMLU, bench_args, replies_by_key, result_keys, run_cli, start_cli, wait_for_rows
+from helpers import ROOT, bench_args, replies_by_key, result_keys, run_cli, start_cli, wait_for_rows
 
 from taskclock.runtime import bench, mmlu, runfolder, storage, tasks
 from taskclock.runtime.backend import ModelSpec, SamplingParams
@@ -17,7 +17,7 @@ from taskclock.runtime.backend import ModelSpec, SamplingParams
 
 @pytest.fixture(scope="module")
 def data():
-    return mmlu.load(str(SHARED_MMLU))
+    return mmlu.load(None)
 
 
 def _prepare(tmp_path, data, models, task_names=("mc", "paraphrase"), limit=3, batch_size=1, max_tokens=6):
@@ -147,7 +147,7 @@ def test_ctrl_c_keeps_rows_and_says_how_to_resume(tmp_path):
     (["--mmlu", "/no/such/folder"], "does not exist"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, extra, message):
-    args = ["bench", "--models", "smollm2", "--mmlu", str(SHARED_MMLU), "--out", str(tmp_path), *extra]
+    args = ["bench", "--models", "smollm2", "--out", str(tmp_path), *extra]
     result = run_cli(*args)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and message in result.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_cli
+from helpers import run_cli
 
 from taskclock.runtime import sessions
 from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from helpers import SHARED_MMLU, run_cli
+from helpers import run_cli
 from llama_server import (
     NativeLlamaServer,
     content_chunk,
@@ -24,7 +24,7 @@ TTFT_S, GAP_S, TOKENS = 0.2, 0.05, 8  # each request takes 0.55 s on the fake se
 
 @pytest.fixture(scope="module")
 def data():
-    return mmlu.load(str(SHARED_MMLU)) if SHARED_MMLU.is_dir() else mmlu.load(None)
+    return mmlu.load(None)
 
 
 def fixed_pace_script() -> list:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, SHARED_MMLU, run_cli
+from helpers import ROOT, run_cli
 from hostile_server import EXPECT, LOAD_ERROR, MODES, REPLY, SLOW, TURN_ERROR, running_hostile_server
 
 GUARD_S = 120  # a hang fails the test instead of blocking the run
@@ -116,7 +116,7 @@ def test_ctrl_c_ends_a_trickling_stream_at_once(hostile, tmp_path):
 @pytest.mark.parametrize("bad", ["usage_string", "content_int", "deep_json", "choices_string"])
 def test_a_malformed_server_in_a_bench_fails_its_own_rows_and_the_good_model_runs(hostile, tmp_path, bad):
     result = run_cli("bench", "--models", f"{hostile.url(bad)},smollm2", "--tasks", "mc", "--limit", "2",
-                     "--warmup", "0", "--max-tokens", "8", "--mmlu", str(SHARED_MMLU), "--out", str(tmp_path),
+                     "--warmup", "0", "--max-tokens", "8", "--out", str(tmp_path),
                      "--no-plots", timeout=300, cwd=tmp_path)
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
     assert result.returncode == 0, result.stderr[-2000:]

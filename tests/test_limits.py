@@ -8,7 +8,7 @@ import os
 import shutil
 
 import pytest
-from helpers import SHARED_MMLU, run_cli
+from helpers import mmlu_folder, run_cli
 
 from taskclock.tui.commands.common import MAX_PROMPT_BYTES
 
@@ -52,7 +52,7 @@ def test_stdin_over_the_cap_is_refused(tmp_path):
 def mmlu_with_a_fifo(tmp_path):
     folder = tmp_path / "mmlu" / "test"
     folder.mkdir(parents=True)
-    shutil.copy(SHARED_MMLU / "data" / "test" / "anatomy_test.csv", folder)
+    shutil.copy(mmlu_folder(tmp_path / "built-in") / "test" / "anatomy_test.csv", folder)
     os.mkfifo(folder / "x_test.csv")
     return folder.parent
 

@@ -2,8 +2,7 @@
 right one."""
 from __future__ import annotations
 
-from helpers import SHARED_MMLU, run_cli
-from test_cli_run import one_error_line
+from helpers import one_error_line, run_cli
 
 
 def test_a_folder_named_like_a_gguf_file_is_called_a_folder(tmp_path):
@@ -24,8 +23,8 @@ def test_a_huge_context_is_blamed_on_the_context_not_the_file():
 
 
 def test_all_mixed_with_subjects_says_so(tmp_path):
-    line = one_error_line(run_cli("bench", "--models", "smollm2", "--subjects", "all,anatomy", "--mmlu",
-                                  str(SHARED_MMLU), "--out", str(tmp_path)))
+    line = one_error_line(run_cli("bench", "--models", "smollm2", "--subjects", "all,anatomy",
+                                  "--out", str(tmp_path)))
     assert "'all' cannot be combined with other subjects" in line and "unknown" not in line
 
 

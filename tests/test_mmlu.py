@@ -1,10 +1,10 @@
-"""The MMLU loader on the real shared copy and on small hand-written bad files; the stratified sample."""
+"""The MMLU loader on the built-in copy and on small hand-written bad files; the stratified sample."""
 from __future__ import annotations
 
 from collections import Counter
 
 import pytest
-from helpers import SHARED_MMLU
+from helpers import RELEASE_MMLU
 
 from taskclock.runtime import mmlu
 from taskclock.runtime.errors import DataError
@@ -12,10 +12,10 @@ from taskclock.runtime.errors import DataError
 
 @pytest.fixture(scope="module")
 def data():
-    return mmlu.load(str(SHARED_MMLU))
+    return mmlu.load(None)
 
 
-def test_shared_copy_loads_every_row(data):
+def test_built_in_copy_loads_every_row(data):
     # SOURCE.md: 57 subjects, 14,042 test rows, none malformed.
     assert len(data.subjects()) == 57
     assert len(data.questions) == 14042
@@ -30,7 +30,7 @@ def test_quoted_newlines_survive(data):
 
 def test_selection_is_deterministic_and_seeded(data):
     first = [q.id for q in mmlu.select(data, None, 660, seed=0)]
-    again = [q.id for q in mmlu.select(mmlu.load(str(SHARED_MMLU)), None, 660, seed=0)]
+    again = [q.id for q in mmlu.select(mmlu.load(None), None, 660, seed=0)]
     other = [q.id for q in mmlu.select(data, None, 660, seed=1)]
     assert first == again
     assert len(first) == len(set(first)) == 660
@@ -142,9 +142,9 @@ def test_no_path_loads_the_built_in_copy():
 @pytest.mark.parametrize("split", ["test", "dev"])
 def test_built_in_copy_equals_the_csv_release_row_for_row(split):
     """The shipped zip holds the release's bytes: every row of every subject, in order, equals the CSVs'."""
-    if not SHARED_MMLU.is_dir():
-        pytest.skip(f"the CSV release is not at {SHARED_MMLU} (set TASKCLOCK_TEST_MMLU to compare against it)")
-    embedded, release = mmlu.load(None, split), mmlu.load(str(SHARED_MMLU), split)
+    if not RELEASE_MMLU.is_dir():
+        pytest.skip(f"the CSV release is not at {RELEASE_MMLU} (set TASKCLOCK_TEST_MMLU to compare against it)")
+    embedded, release = mmlu.load(None, split), mmlu.load(str(RELEASE_MMLU), split)
     assert embedded.questions == release.questions
     assert len(embedded.questions) == {"test": 14042, "dev": 285}[split]
 

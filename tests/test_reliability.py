@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, SHARED_MMLU, bench_args, one_error_line, replies_by_key, result_keys, run_cli, start_cli
+from helpers import ROOT, bench_args, mmlu_folder, one_error_line, replies_by_key, result_keys, run_cli, start_cli
 
 from taskclock.runtime import bench, mmlu, storage, tasks
 from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
@@ -59,7 +59,7 @@ def test_a_1_mb_prompt_file_is_a_context_error(tmp_path, model):
     (["bench", "--resume", "/no/such/run"], "is not a bench run folder"),
 ])
 def test_zero_and_negative_numbers_are_one_line(args, words):
-    proc = run_cli(*args, "--mmlu", str(SHARED_MMLU)) if args[0] == "bench" else run_cli(*args)
+    proc = run_cli(*args)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert words in proc.stderr.strip().splitlines()[-1]
 
@@ -78,8 +78,9 @@ def test_a_bad_config_file_stops_every_command_with_one_line(tmp_path, body, wor
     assert str(config) in line and words in line
 
 
-def _bench_on(mmlu_dir: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return run_cli("bench", "--models", "smollm2", "--tasks", "mc", "--mmlu", str(mmlu_dir), "--limit", "1",
+def _bench_on(mmlu_dir: Path | None, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    source = ["--mmlu", str(mmlu_dir)] if mmlu_dir else []  # None: the built-in copy
+    return run_cli("bench", "--models", "smollm2", "--tasks", "mc", *source, "--limit", "1",
                    "--max-tokens", "2", "--warmup", "0", "--out", str(out), "--no-plots", *extra, timeout=GUARD_S)
 
 
@@ -97,7 +98,7 @@ def test_empty_mmlu_folder_and_only_bad_rows_are_one_line(tmp_path):
 def test_some_bad_mmlu_rows_are_counted_and_the_run_goes_on(tmp_path):
     data = tmp_path / "mmlu" / "test"
     data.mkdir(parents=True)
-    good = next(iter(sorted((SHARED_MMLU / "data" / "test").glob("*.csv")))).read_text(encoding="utf-8")
+    good = next(iter(sorted((mmlu_folder(tmp_path / "built-in") / "test").glob("*.csv")))).read_text(encoding="utf-8")
     (data / "mixed_test.csv").write_text("broken row,with,four,columns\n" + good, encoding="utf-8")
     proc = _bench_on(tmp_path / "mmlu", tmp_path / "runs")
     assert proc.returncode == 0, proc.stderr
@@ -109,7 +110,7 @@ def test_some_bad_mmlu_rows_are_counted_and_the_run_goes_on(tmp_path):
 def test_unwritable_runs_folder_is_one_line(tmp_path):
     blocker = tmp_path / "a-file"  # root ignores permission bits; a path under a plain file fails for anyone
     blocker.write_text("")
-    line = one_error_line(_bench_on(SHARED_MMLU, blocker / "runs"))
+    line = one_error_line(_bench_on(None, blocker / "runs"))
     assert "cannot write" in line and "a-file" in line and "check the folder" in line
 
 
@@ -189,7 +190,7 @@ def test_sigint_and_sigkill_at_random_points_then_resume_equals_an_uninterrupted
 
 @pytest.fixture(scope="module")
 def data():
-    return mmlu.load(str(SHARED_MMLU))
+    return mmlu.load(None)
 
 
 def test_a_model_that_raises_mid_row_marks_that_row_and_the_run_goes_on(tmp_path, data, tiny_llama_dir):
@@ -264,7 +265,7 @@ def test_bench_cli_row_whose_decode_fails_is_reported_and_the_rest_run(tmp_path)
 # ---- chat and session-log faults --------------------------------------------------------------------
 
 def _headless_chat(sessions: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tests.headless_chat", str(sessions), *args], cwd=ROOT,
+    return subprocess.Popen([sys.executable, str(ROOT / "tests" / "headless_chat.py"), str(sessions), *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

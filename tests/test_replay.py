@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 from helpers import run_cli
 
-from taskclock.runtime import bench, importers, metrics, replay, sessions, storage
+from taskclock.runtime import bench, importers, metrics, replay, runfolder, sessions, storage
 from taskclock.runtime.backend import ModelSpec, SamplingParams
 from taskclock.runtime.compare import run_compare
 from taskclock.runtime.config import TaskSpec
@@ -101,8 +101,8 @@ def test_bench_rows_replay_from_their_offsets_or_from_even_gaps(smollm2, tmp_pat
     older = {k: v for k, v in row.items() if k != "token_offsets_ms"}  # rows written before offsets were kept
     run = tmp_path / "run"
     run.mkdir()
-    storage.append(run / replay.RESULTS_FILE, row)
-    storage.append(run / replay.RESULTS_FILE, older)
+    storage.append(run / runfolder.RESULTS_FILE, row)
+    storage.append(run / runfolder.RESULTS_FILE, older)
     exact = replay_json(str(run), "--turn", "1", "--speed", "16")
     assert exact["ttft_s"] == pytest.approx(row["ttft_s"] / 16, rel=0.02) and exact["notes"] == []
     even = replay.load_recording(run, 2)[2]

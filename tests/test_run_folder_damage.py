@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, SHARED_MMLU, run_cli
+from helpers import ROOT, run_cli
 from hostile_server import running_hostile_server
 
 from taskclock.runtime import runfolder
@@ -29,7 +29,7 @@ GUARD_S = 300
 def finished_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs")
     result = run_cli("bench", "--models", "smollm2", "--tasks", "mc", "--limit", "2", "--warmup", "0",
-                     "--max-tokens", "8", "--mmlu", str(SHARED_MMLU), "--out", str(out), "--no-plots",
+                     "--max-tokens", "8", "--out", str(out), "--no-plots",
                      timeout=GUARD_S)
     assert result.returncode == 0, result.stderr
     return next(out.iterdir())
@@ -72,7 +72,7 @@ def test_a_damaged_results_line_is_skipped_counted_and_reported(run_copy, damage
     assert "skipped 1 damaged line(s) in results.jsonl (first: line 3:" in exported.stderr
     summary = json.loads((run_copy / "summary.json").read_text())
     assert summary["rows"] == 2 and len(summary["damaged_lines"]) == 1
-    resumed = run_cli("bench", "--resume", str(run_copy), "--mmlu", str(SHARED_MMLU), "--no-plots", timeout=GUARD_S)
+    resumed = run_cli("bench", "--resume", str(run_copy), "--no-plots", timeout=GUARD_S)
     assert_no_traceback(resumed)
     assert resumed.returncode == 0 and "skipped 1 damaged line(s)" in resumed.stderr
 
@@ -99,8 +99,7 @@ def test_a_bad_run_toml_is_one_line_naming_the_key(run_copy, damage, command):
     edit, words = DAMAGED_PLANS[damage]
     path = run_copy / runfolder.RUN_FILE
     path.write_text(edit(path.read_text()))
-    args = ["export", str(run_copy)] if command == "export" else ["bench", "--resume", str(run_copy), "--mmlu",
-                                                                   str(SHARED_MMLU)]
+    args = ["export", str(run_copy)] if command == "export" else ["bench", "--resume", str(run_copy)]
     result = run_cli(*args, timeout=GUARD_S)
     assert_no_traceback(result)
     errors = [line for line in result.stderr.splitlines() if line.startswith("taskclock: error:")]
@@ -123,7 +122,7 @@ def test_a_second_resume_of_a_folder_in_use_says_who_holds_it(tmp_path):
     resuming the same folder is refused with the first one's pid, and the first one goes on."""
     with running_hostile_server() as server:
         first = subprocess.Popen([sys.executable, "-m", "taskclock", "bench", "--models", server.url("trickle"),
-                                  "--tasks", "mc", "--limit", "1", "--warmup", "0", "--mmlu", str(SHARED_MMLU),
+                                  "--tasks", "mc", "--limit", "1", "--warmup", "0",
                                   "--out", str(tmp_path), "--no-plots"], cwd=ROOT, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.PIPE, text=True)
         try:
@@ -132,7 +131,7 @@ def test_a_second_resume_of_a_folder_in_use_says_who_holds_it(tmp_path):
                 time.sleep(0.05)
             assert server.posts("trickle") == 1
             folder = next(tmp_path.iterdir())
-            second = run_cli("bench", "--resume", str(folder), "--mmlu", str(SHARED_MMLU), timeout=GUARD_S)
+            second = run_cli("bench", "--resume", str(folder), timeout=GUARD_S)
             assert_no_traceback(second)
             errors = [line for line in second.stderr.splitlines() if line.startswith("taskclock: error:")]
             assert second.returncode == 2

@@ -9,10 +9,10 @@ from taskclock.runtime.metrics import figure_formats
 from taskclock.runtime.untrusted import safe_line, safe_text
 
 
-def plain(text: object, *, one_line: bool = True) -> Text:
+def plain(text: object, *, one_line: bool = True, style: str = "") -> Text:
     """Outside text (names, paths, errors, replies) for a widget or a Rich table: a Text object, so it is never
     parsed as markup, with its control codes made visible."""
-    return Text(safe_line(text) if one_line else safe_text(text), end="")
+    return Text(safe_line(text) if one_line else safe_text(text), style=style, end="")
 
 
 def fmt(value: Any, unit: str = "", digits: int = 2) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
@@ -63,7 +64,7 @@ def load_theme(path: Path) -> Theme:
         if not isinstance(value, str):
             raise ConfigError(f"{path}: theme variable {key!r} must be a string, not {value!r}", "quote the value")
     values = asdict(spec)
-    colors = {key: values[key] or None for key in COLOR_KEYS}
+    colors: dict[str, Any] = {key: values[key] or None for key in COLOR_KEYS}
     return Theme(name=spec.name, dark=spec.dark, variables=dict(spec.variables), **colors)
 
 

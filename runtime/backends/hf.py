@@ -147,7 +147,7 @@ def folder_from_gguf(gguf: Path) -> Path:
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     except Exception as exc:  # transformers raises many types for a bad GGUF
         raise ModelLoadError(f"transformers cannot read {gguf}: {first_line(exc)}", "check the file") from None
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # stubs say Module; transformers checks for None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     partial = target.with_name(f"{target.name}.partial{os.getpid()}")
@@ -366,7 +366,7 @@ class HFBackend:
             raise ModelLoadError(f"{spec.name} does not fit on the GPU: {len(spilled)} parts would run from the "
                                  "CPU or disk", out_of_memory_fix(spec))
         if "device_map" not in kwargs:
-            model.to(device)
+            model.to(device)  # type: ignore[arg-type]  # the stubs of .to on a PreTrainedModel omit the device
         model.eval()
         loaded = HFModel(spec, model, tokenizer, device, time.perf_counter() - start, now_ns())
         loaded.model_mem_mb = load_delta_mb(held_mb, allocated_mb(cuda))

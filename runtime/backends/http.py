@@ -25,12 +25,12 @@ import httpx
 
 from ..backend import Message, ModelSpec, SamplingParams
 from ..errors import BackendError, ModelNotFound, TaskclockError
-from ..events import DoneExtra, Event, Submitted, Token, now_ns
+from ..events import DoneExtra, Event, StopReason, Submitted, Token, now_ns
 from ..reply import Reply
 from ..stops import StopMatcher
 from ..untrusted import redact, safe_line
 
-FINISH_REASONS = {"stop": "eos", "length": "length"}
+FINISH_REASONS: dict[str, StopReason] = {"stop": "eos", "length": "length"}
 # POST bodies of the tokenizer endpoints servers offer, tried in order (llama.cpp and vLLM, llama-cpp-python).
 TOKENIZE_ENDPOINTS = {
     "/tokenize": lambda text, model: {"content": text, "prompt": text, "model": model,
@@ -274,7 +274,7 @@ class HttpModel:
             guard.end()
         if guard.reason and guard.reason != "cancelled" and not state.error:
             state.error = f"{url}: {guard.reason}"
-        reason = "cancelled" if guard.cancel.is_set() and not state.finished else state.reason
+        reason: StopReason = "cancelled" if guard.cancel.is_set() and not state.finished else state.reason
         error = redact(state.error, self.secrets) if state.error else None
         yield from Reply(state.stops).end(reason, state.input_tokens, state.output_tokens, error=error,
                                           extra=state.extra())
@@ -351,7 +351,7 @@ class _StreamState:
         self.stops = stops
         self.max_tokens = max_tokens
         self.pieces = 0
-        self.reason = "eos"
+        self.reason: StopReason = "eos"
         self.finished = False
         self.finish_seen = False  # a choice's finish_reason; [DONE] may still follow with usage
         self.error: str | None = None

@@ -129,7 +129,7 @@ class LlamaCppModel:
 
     def encode(self, messages: list[Message]) -> list[int]:
         if self.formatter is not None:
-            result = self.formatter(messages=messages)
+            result = self.formatter(messages=messages)  # type: ignore[arg-type]  # the same role/content dicts
             return self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
         text = "\n\n".join(m["content"] for m in messages)
         return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)

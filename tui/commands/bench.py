@@ -5,10 +5,14 @@ import argparse
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from taskclock.runtime.untrusted import error_line, safe_line
 
 from . import common
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 DEFAULT_TASKS = "mc,paraphrase,explain"
 # Two narrow tables rather than one too wide for a terminal (CellStats keys); summary.md has every column in one.
@@ -160,7 +164,7 @@ class ProgressBars:
         self.progress = Progress(TextColumn("{task.description:<28}", markup=False), BarColumn(), MofNCompleteColumn(),
                                  TimeRemainingColumn(), TextColumn("{task.fields[state]}", markup=False),
                                  console=console)
-        self.bars: dict[tuple[str, str], int] = {}
+        self.bars: dict[tuple[str, str], TaskID] = {}
         self.lock = threading.Lock()
 
     def __enter__(self):
@@ -189,8 +193,10 @@ def print_results(console, result, plots: bool) -> None:
 
     from taskclock.runtime.summary import (
         BATCH_HEADERS_SHORT,
+        RANKING_HEADERS_SHORT,
         batch_row,
         cell_row,
+        ranking_row,
         table_columns,
         text_plots,
     )
@@ -216,15 +222,15 @@ def print_results(console, result, plots: bool) -> None:
     for values in rows:
         per_batch.add_row(*(Text(values[i]) for i in keep))
     console.print(per_batch)
-    if result.ranks:
+    if result.rankings:
         ranks = Table(title="rank by decode TPS vs rank by time per task (1 = fastest)", title_justify="left")
-        for header in ("task", "batch", "model", "by decode TPS", "by task time", ""):
-            ranks.add_column(header)
+        for i, header in enumerate(RANKING_HEADERS_SHORT):  # the names and the disagree mark left, figures right
+            ranks.add_column(header, justify="left" if i < 3 or not header else "right")
         for r in result.ranks:
-            ranks.add_row(plain(r.task), str(r.batch_size), plain(r.model), str(r.tps_rank or "—"),
-                          str(r.time_rank or "—"),
-                          "disagree" if r.disagree else "", style="bold yellow" if r.disagree else None)
+            ranks.add_row(*(plain(value) for value in ranking_row(r)), style="bold yellow" if r.disagree else None)
         console.print(ranks)
+        for group in result.rankings:
+            console.print(plain(f"verdict: {group.verdict}"))
     if plots and result.rows:
         console.print(text_plots(result, width=min(console.width, 100)), markup=False, highlight=False)
     sys.stdout.flush()

@@ -61,9 +61,9 @@ def own_terminal_stream():
         yield
         return
     stream = open(os.dup(original.fileno()), "w", encoding=original.encoding, errors="replace")
-    sys.__stderr__ = stream
+    sys.__stderr__ = stream  # type: ignore[misc]  # typeshed marks it Final; swapping it is the point here
     try:
         yield
     finally:
-        sys.__stderr__ = original
+        sys.__stderr__ = original  # type: ignore[misc]  # (see above)
         stream.close()

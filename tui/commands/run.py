@@ -23,6 +23,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from taskclock.runtime.backend import load_model
     from taskclock.runtime.config import load_config
+    from taskclock.runtime.events import Event, Token
     from taskclock.runtime.turn import run_turn
     from taskclock.runtime.untrusted import error_line, safe_line, safe_text
 
@@ -36,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     common.status(f"loading {safe_line(spec.name)} ({spec.backend})…")
     model = load_model(spec)
 
-    def echo(event) -> None:
-        if not args.json and getattr(event, "text", ""):
+    def echo(event: Event) -> None:
+        if not args.json and isinstance(event, Token) and event.text:
             sys.stdout.write(safe_text(event.text))
             sys.stdout.flush()
 

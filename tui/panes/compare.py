@@ -107,7 +107,7 @@ class ComparePane(LivePane):
 
     def chosen(self) -> list[ModelSpec]:
         picks = [self.query_one(f"#compare-model-{slot}", Select).value for slot in range(SLOTS)]
-        return [self.specs[name] for name in picks if name is not Select.NULL]
+        return [self.specs[str(name)] for name in picks if name is not Select.NULL]
 
     # -- running -----------------------------------------------------------------------------------
 

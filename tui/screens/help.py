@@ -39,7 +39,7 @@ class HelpScreen(ModalScreen):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help") as box:
             box.border_title = "Keys · Esc closes"
-            table = DataTable(cursor_type="none", show_cursor=False)
+            table: DataTable = DataTable(cursor_type="none", show_cursor=False)
             table.add_columns("where", "keys", "does")
             for row in self.rows:
                 table.add_row(*row)

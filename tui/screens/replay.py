@@ -21,7 +21,7 @@ from taskclock.runtime.replay import Recording, read_turns, recorded_figures, re
 from taskclock.runtime.untrusted import safe_line
 
 from ..format import fmt
-from ..panes.chat import REPAINT_HZ
+from ..live import REPAINT_HZ
 from ..panes.compare import SLOTS
 from ..widgets.playback import PlaybackChat, PlaybackColumn
 

@@ -41,16 +41,19 @@ def _tps_curve(events: Sequence[Event], points: int = SPARK_POINTS) -> list[floa
 
 
 class Figures(Widget):
-    """Label/value rows in a fixed-size box, painted line by line: a new value repaints its own row only,
-    never the rest of the meter and never a layout of the screen."""
+    """Label/value rows, painted line by line: a new value repaints its own row only, never the rest of the
+    meter; the box resizes (a layout) only when the set of figures changes, at the start and end of a turn."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._rows: list[tuple[str, str]] = []
+        self.styles.height = 0
 
     def show(self, values: dict[str, str]) -> None:
         rows = list(values.items())
         if [label for label, _ in rows] != [label for label, _ in self._rows]:
+            if len(rows) != len(self._rows):
+                self.styles.height = len(rows)  # a row per figure (a layout only when the set of figures changes)
             self.refresh()
         else:
             for y, (row, old) in enumerate(zip(rows, self._rows, strict=True)):
@@ -129,9 +132,6 @@ class Meter(Vertical):
             text-style: bold;
             color: $accent;
             margin-bottom: 1;
-        }
-        #meter-figures {
-            height: 15;
         }
         #meter-spark {
             margin-top: 1;
