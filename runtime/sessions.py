@@ -43,6 +43,7 @@ def turn_record(result: TurnResult, kind: str = "chat", **extra: Any) -> dict[st
         "prompt": prompt,
         "messages": result.messages,
         "reply": result.text,
+        **({"thinking": result.thinking} if result.thinking else {}),
         "params": asdict(result.params),
         "metrics": result.metrics.as_dict(),
         "token_offsets_ms": metrics.token_offsets_ms(result.events),

@@ -137,6 +137,27 @@ def content_chunk(text: str, finish: str | None = None) -> dict:
     return {"choices": [{"index": 0, "delta": {"content": text} if text else {}, "finish_reason": finish}]}
 
 
+def reasoning_chunk(text: str, finish: str | None = None, key: str = "reasoning_content") -> dict:
+    """A delta carrying reasoning the server parsed out (vLLM/SGLang ``reasoning_content``, newer ``reasoning``)."""
+    return {"choices": [{"index": 0, "delta": {key: text, "content": None}, "finish_reason": finish}]}
+
+
+def thinking_script(thinking: list[str], answer: list[str], gap_s: float, *, tagged: bool = False,
+                    finish: str = "stop", usage: dict | None = None) -> list:
+    """A stream that thinks, then answers: ``thinking`` pieces (reasoning deltas, or plain content when
+    ``tagged``: the test puts the tags in), then ``answer`` pieces as content, ``gap_s`` before every piece
+    after the first; then the finish reason, optional usage, and [DONE]."""
+    pieces = [sse(content_chunk(t) if tagged else reasoning_chunk(t)) for t in thinking]
+    pieces += [sse(content_chunk(a)) for a in answer]
+    script: list = [pieces[0]]
+    for piece in pieces[1:]:
+        script += [gap_s, piece]
+    script.append(sse(content_chunk("", finish)))
+    if usage is not None:
+        script.append(sse({"choices": [], "usage": usage}))
+    return script + [sse("[DONE]")]
+
+
 class ScriptedHandler(http.server.BaseHTTPRequestHandler):
     """Answers GET /v1/models with one model and POST /v1/chat/completions with ``server.script``:
     a status code and body, or a list of SSE byte strings and float pauses (seconds) to send in order."""
