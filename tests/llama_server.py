@@ -163,6 +163,7 @@ class ScriptedHandler(http.server.BaseHTTPRequestHandler):
     a status code and body, or a list of SSE byte strings and float pauses (seconds) to send in order."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # as real servers do: a small SSE write is sent now, not after the next ACK
 
     def log_message(self, *args) -> None:  # keep test output clean
         pass

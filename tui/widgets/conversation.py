@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.containers import VerticalScroll
+from textual.widget import Widget
 from textual.widgets import Collapsible, Markdown, Static
 
 from taskclock.runtime.untrusted import safe_line, safe_text
@@ -31,12 +32,16 @@ class ReplyFigures(Static):
     """TTFT · decode tok/s · task time · tokens · words of the reply above it."""
 
 
+class ThinkingText(Static):
+    pass
+
+
 class ReplyThinking(Collapsible):
     """A reasoning model's thinking under its reply, collapsed: plain text, never markup."""
 
     def __init__(self, thinking: str) -> None:
         words = len(thinking.split())
-        super().__init__(Static(safe_text(thinking), markup=False), title=f"thinking ({words} words)",
+        super().__init__(ThinkingText(safe_text(thinking), markup=False), title=f"thinking ({words} words)",
                          collapsed=True)
 
 
@@ -71,7 +76,7 @@ class Conversation(VerticalScroll):
         final.border_subtitle = Text(safe_line(note))
         final.add_class(f"-{stop_reason}")
         self.mount(final, after=reply)
-        last = final
+        last: Widget = final
         if thinking:
             last = ReplyThinking(thinking)
             self.mount(last, after=final)
