@@ -161,7 +161,6 @@ def make_row(spec: ModelSpec, task: TaskSpec, question: mmlu.Question, events: S
              batch_size: int, repeat: int = 0) -> dict[str, Any]:
     figures = metrics.compute(events)
     reply = metrics.answer_text(events)  # the answer only: a reasoning model's thinking is never scored
-    thinking = metrics.thinking_text(events)
     done = events[-1] if events else None
     parsed = tasks.extract_letter(reply, question.choices) if task.scored else None
     extra = getattr(done, "extra", None) or {}
@@ -179,7 +178,8 @@ def make_row(spec: ModelSpec, task: TaskSpec, question: mmlu.Question, events: S
         "threads": extra.get("threads"),
         "error": getattr(done, "error", None),
         "reply": reply,
-        **({"thinking": thinking} if thinking else {}),
+        **({"thinking": metrics.thinking_text(events), "thinking_arrivals": metrics.thinking_arrivals(events)}
+           if metrics.thought(events) else {}),
         "token_offsets_ms": metrics.token_offsets_ms(events),  # so `taskclock replay` can re-stream the row
         "parsed": parsed,
         "answer": question.answer if task.scored else None,

@@ -325,6 +325,13 @@ def compute(events: Sequence[Event]) -> TurnMetrics:
     )
 
 
+def thinking_arrivals(events: Iterable[Event]) -> int:
+    """How many token arrivals came before the first answer token: what a log keeps (beside the offsets and the
+    thinking text) so a replay can tell the thinking arrivals from the answer's."""
+    phases = [t.phase for t in _tokens(list(events))]
+    return phases.index("answer") if "answer" in phases else len(phases)
+
+
 def token_offsets_ms(events: Iterable[Event]) -> list[float]:
     """Each token event's arrival as ms after submission: what session logs store for recomputation."""
     events = list(events)

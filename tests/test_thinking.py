@@ -3,6 +3,8 @@ scripted reasoning server on loopback, the config switch reaching the request, t
 summary, a real model through llama.cpp, and the app's meter and collapsed thinking."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 from dataclasses import replace
 
@@ -299,31 +301,58 @@ def test_the_verbosity_table_splits_thinking_only_when_a_row_thought():
     assert by_model["plain"].mean_thinking_tokens is None  # a cell where nothing thought stays unsplit
 
 
-# ---- a real model: the splitter through llama.cpp ----------------------------------------------------------
+# ---- real models: the splitter on llama.cpp's and transformers' own tokens ----------------------------------
 
-def test_llamacpp_splits_its_real_tokens_at_custom_tags(smollm2):
-    """Greedy SmolLM2 writes the same reply twice; tags chosen from the first reply (cutting through its
-    tokens) must split the second exactly there, with every token counted once and in order."""
-    params = SamplingParams(max_tokens=24)
-    first = run_turn(smollm2, ASK, params)
-    text = first.text.lstrip()
-    assert len(text) > 12 and first.metrics.output_tokens > 6, text
-    opening, closing = text[:3], text[len(text) // 2:len(text) // 2 + 3]
-    end = text.find(closing, 3)  # the thinking ends at the closing tag's first place after the opening one
-    tagged = load_model(replace(resolve("smollm2"), think_tags=(opening, closing)))
+@pytest.fixture(params=["smollm2", "smollm2-hf"])
+def real_model(request):
+    return request.getfixturevalue(request.param.replace("-", "_"))
+
+
+def rerun_with_tags(model, tags: tuple[str, str]):
+    """The same greedy turn on the same model loaded again with ``think_tags`` set."""
+    tagged = load_model(replace(resolve(model.spec.name), think_tags=tags))
     try:
-        second = run_turn(tagged, ASK, params)
+        return run_turn(tagged, ASK, SamplingParams(max_tokens=24))
     finally:
         tagged.close()
+
+
+def check_split(first, second) -> None:
+    """The tagged turn made the same tokens, each counted once, thinking first, arrivals in order."""
     figures = second.metrics
-    assert second.thinking == text[3:end]
-    assert second.text == text[end + 3:]
     assert figures.output_tokens == first.metrics.output_tokens
     assert figures.thinking_tokens + figures.answer_tokens == figures.output_tokens
     assert 0 < figures.thinking_tokens < figures.output_tokens
     assert figures.ttft_s < figures.ttfa_s <= figures.task_time_s
-    arrivals_ns = [e.t_ns for e in second.events if isinstance(e, Token) and e.count]
-    assert arrivals_ns == sorted(arrivals_ns)
+    timed = [e for e in second.events if isinstance(e, Token) and e.count]
+    assert [e.t_ns for e in timed] == sorted(e.t_ns for e in timed)
+    phases = [e.phase for e in timed]
+    assert phases == sorted(phases, reverse=True)  # every thinking token before every answer token
+
+
+def test_real_tokens_split_at_custom_tags(real_model):
+    """Greedy SmolLM2 writes the same reply twice; tags cut from the first reply (through its tokens) must
+    split the second exactly there."""
+    first = run_turn(real_model, ASK, SamplingParams(max_tokens=24))
+    text = first.text.lstrip()
+    assert len(text) > 12 and first.metrics.output_tokens > 6, text
+    opening, closing = text[:3], text[len(text) // 2:len(text) // 2 + 3]
+    end = text.find(closing, 3)  # the thinking ends at the closing tag's first place after the opening one
+    second = rerun_with_tags(real_model, (opening, closing))
+    assert (second.thinking, second.text) == (text[3:end], text[end + 3:])
+    check_split(first, second)
+
+
+def test_real_prompt_that_ends_with_the_opening_tag_starts_in_thinking(real_model):
+    """SmolLM2's chat template ends the prompt with "assistant" (then a newline): taken as the opening tag,
+    the reply starts in thinking, as a template that opens ``<think>`` for the model makes it."""
+    first = run_turn(real_model, ASK, SamplingParams(max_tokens=24))
+    text = first.text
+    closing = text[len(text) // 2:len(text) // 2 + 3]
+    end = text.find(closing)
+    second = rerun_with_tags(real_model, ("assistant", closing))
+    assert (second.thinking, second.text) == (text[:end], text[end + 3:])
+    check_split(first, second)
 
 
 # ---- the app -------------------------------------------------------------------------------------------
@@ -362,3 +391,32 @@ async def test_meter_shows_thinking_then_ttfa_and_the_chat_keeps_the_thinking_co
         await pilot.pause(0.1)
         assert len(chat.query(ReplyThinking)) == 1
 
+
+
+# ---- the figures reach session logs, exports, bench rows and replays ----------------------------------------
+
+def test_thinking_figures_reach_logs_exports_rows_and_replays(scripted_server, tmp_path):
+    from taskclock.runtime import sessions
+    from taskclock.runtime.replay import recording_from_record
+
+    scripted_server.script = thinking_script(THINKING, ANSWER, 0.02)
+    result = run_turn(scripted(scripted_server), ASK, SamplingParams(max_tokens=64))
+    log = sessions.SessionLog(tmp_path, "scripted")
+    log.append(sessions.turn_record(result))
+    (record,) = sessions.read_session(log.path)
+    assert record["reply"] == "".join(ANSWER) and record["thinking"] == "".join(THINKING)
+    assert record["metrics"]["ttfa_s"] == result.metrics.ttfa_s and record["metrics"]["thinking_tokens"] == 6
+    (columns,) = csv.DictReader(io.StringIO(sessions.to_csv([record])))
+    assert (columns["thinking_tokens"], columns["answer_tokens"]) == ("6", "4") and columns["ttfa_s"]
+
+    row = bench.make_row(ModelSpec("scripted", "http", "x"), BUILTIN["mc"], QUESTION, result.events, 1)
+    assert {"thinking_tokens", "answer_tokens", "thinking_words", "thinking_s", "ttfa_s"} <= row.keys()
+    (exported,) = csv.DictReader(io.StringIO(summary.results_csv([row])))
+    assert (exported["thinking_tokens"], exported["answer_tokens"]) == ("6", "4") and exported["ttfa_s"]
+
+    for recorded in (record, row):  # the replay tells thinking from answer again, figures as recorded
+        replayed = metrics.compute(recording_from_record(recorded, "again").schedule)
+        figures = recorded.get("metrics", recorded)
+        assert (replayed.thinking_tokens, replayed.answer_tokens) == (6, 4)
+        assert replayed.ttfa_s == pytest.approx(figures["ttfa_s"], abs=2e-6)
+        assert replayed.thinking_s == pytest.approx(figures["thinking_s"], abs=2e-6)

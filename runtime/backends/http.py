@@ -332,6 +332,7 @@ class _StreamState:
         self.reply = reply
         self.max_tokens = max_tokens
         self.pieces = 0
+        self.thought = False  # a thinking piece arrived (reasoning deltas, or thinking tags in the content)
         self.reason: StopReason = "eos"
         self.finished = False
         self.finish_seen = False  # a choice's finish_reason; [DONE] may still follow with usage
@@ -376,8 +377,9 @@ class _StreamState:
                     return pieces
                 if thinking:  # parsed out by the server: no tags, no stop strings (they apply to the answer)
                     pieces.append(Token(t_ns, piece, phase="thinking"))
-                    continue
-                pieces += self.reply.text(t_ns, piece)
+                else:
+                    pieces += self.reply.text(t_ns, piece)
+                self.thought = self.thought or any(p.phase == "thinking" for p in pieces)
                 if self.reply.stopped:
                     self.reason, self.finished = "stop", True
                     return pieces
@@ -444,9 +446,12 @@ class _StreamState:
 
     def extra(self) -> DoneExtra:
         extra = DoneExtra(token_count_source="usage" if self.output_tokens is not None else "chunks")
-        if "reasoning_tokens" in self.usage:
-            extra["thinking_tokens"] = self.usage["reasoning_tokens"]
-        extra["thinking_count_source"] = "usage" if "reasoning_tokens" in self.usage else "chunks"
+        reasoning = self.usage.get("reasoning_tokens")
+        if reasoning is not None and (reasoning or self.thought):  # hidden reasoning counts, streamed or not
+            extra["thinking_tokens"] = reasoning
+            extra["thinking_count_source"] = "usage"
+        elif self.thought:
+            extra["thinking_count_source"] = "chunks"
         if self.timings is not None:
             extra["server_timings"] = self.timings
         if self.cached_prompt_tokens is not None:
