@@ -160,7 +160,8 @@ def thinking_script(thinking: list[str], answer: list[str], gap_s: float, *, tag
 
 class ScriptedHandler(http.server.BaseHTTPRequestHandler):
     """Answers GET /v1/models with one model and POST /v1/chat/completions with ``server.script``:
-    a status code and body, or a list of SSE byte strings and float pauses (seconds) to send in order."""
+    a status code and body, or a list of SSE byte strings and float pauses (seconds) to send in order; the time
+    each string is sent is appended to ``server.sent``."""
 
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # as real servers do: a small SSE write is sent now, not after the next ACK
@@ -200,7 +201,8 @@ class ScriptedHandler(http.server.BaseHTTPRequestHandler):
                 if isinstance(step, float):
                     time.sleep(step)
                 else:
-                    self.wfile.write(step)
+                    self.server.sent.append(time.perf_counter_ns())  # taskclock's clock; just before, so the
+                    self.wfile.write(step)  # client's arrival can never come first
                     self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up, which is what some tests want
@@ -226,6 +228,7 @@ def running_scripted_server(script=None):
     server.daemon_threads = True
     server.script = script or [sse(content_chunk("", "stop")), sse("[DONE]")]
     server.requests = []
+    server.sent = []  # perf_counter_ns as each scripted write starts: when the server really sent it
     server.url = f"http://{HOST}:{server.server_address[1]}/v1"
     with serving(server):
         yield server
