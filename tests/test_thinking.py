@@ -230,14 +230,27 @@ def test_a_malformed_reasoning_delta_is_one_clear_error(scripted_server):
 
 # ---- the thinking switch ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("thinking", [True, False, None])
-def test_the_thinking_switch_reaches_the_request_body(scripted_server, thinking):
+@pytest.mark.parametrize(("thinking", "sent"), [(True, {"enable_thinking": True}),
+                                               (False, {"enable_thinking": False}), (None, None)])
+def test_the_thinking_switch_reaches_the_request_body(scripted_server, thinking, sent):
     run_turn(scripted(scripted_server, thinking=thinking), ASK, SamplingParams(max_tokens=4))
-    body = scripted_server.requests[-1]
-    if thinking is None:
-        assert "chat_template_kwargs" not in body
-    else:
-        assert body["chat_template_kwargs"] == {"enable_thinking": thinking}
+    assert scripted_server.requests[-1].get("chat_template_kwargs") == sent
+
+
+@pytest.mark.parametrize("thinking", [True, False])
+def test_the_thinking_switch_reaches_a_transformers_chat_template(tiny_llama_dir, thinking):
+    """A template that opens the thinking when asked (as Qwen3's "thinking" variants do): switched on, the prompt
+    ends with the opening tag and the reply starts in thinking; switched off, it does not."""
+    model = load_model(ModelSpec("tiny", "hf", str(tiny_llama_dir), thinking=thinking, think_tags=("w7", "w8")))
+    try:
+        model.tokenizer.chat_template += "{% if enable_thinking %} w7{% endif %}"  # the fixture's, extended
+        assert model.tokenizer.decode(model.encode(ASK)).endswith("w7") is thinking
+        result = run_turn(model, ASK, SamplingParams(max_tokens=8))
+    finally:
+        model.close()
+    first = next(e for e in result.events if isinstance(e, Token) and e.count)
+    assert (first.phase == "thinking") is thinking
+    assert (result.metrics.thinking_tokens is not None) is thinking
 
 
 def test_options_chat_template_kwargs_merge_over_the_switch(scripted_server):
