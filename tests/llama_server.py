@@ -164,7 +164,6 @@ class ScriptedHandler(http.server.BaseHTTPRequestHandler):
     each string is sent is appended to ``server.sent``."""
 
     protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # as real servers do: a small SSE write is sent now, not after the next ACK
 
     def log_message(self, *args) -> None:  # keep test output clean
         pass
@@ -209,6 +208,14 @@ class ScriptedHandler(http.server.BaseHTTPRequestHandler):
         self.close_connection = True
 
 
+class PromptHandler(ScriptedHandler):
+    """Sends each small SSE write at once (TCP_NODELAY, as uvicorn and llama-server do), where Nagle's algorithm
+    would hold it until the client ACKs the previous one (~40 ms with delayed ACKs): for tests that hold
+    arrival times to the server's schedule within milliseconds."""
+
+    disable_nagle_algorithm = True
+
+
 @contextlib.contextmanager
 def serving(server: socketserver.BaseServer) -> Iterator[None]:
     """Serve ``server`` on a daemon thread for the block, then shut it down and close its socket."""
@@ -222,9 +229,9 @@ def serving(server: socketserver.BaseServer) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def running_scripted_server(script=None):
-    """A real HTTP server on loopback whose replies a test sets via ``server.script``."""
-    server = http.server.ThreadingHTTPServer((HOST, 0), ScriptedHandler)
+def running_scripted_server(script=None, *, prompt: bool = False):
+    """A real HTTP server on loopback whose replies a test sets via ``server.script`` (``prompt``: PromptHandler)."""
+    server = http.server.ThreadingHTTPServer((HOST, 0), PromptHandler if prompt else ScriptedHandler)
     server.daemon_threads = True
     server.script = script or [sse(content_chunk("", "stop")), sse("[DONE]")]
     server.requests = []

@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 from app_helpers import make_app, ready, send, wait_for
 from helpers import run_cli
-from llama_server import content_chunk, reasoning_chunk, sse, thinking_script
+from llama_server import content_chunk, reasoning_chunk, running_scripted_server, sse, thinking_script
 from scripted import scripted_loader
 
 from taskclock.runtime import bench, metrics, summary
@@ -138,6 +138,13 @@ def test_a_servers_reasoning_count_wins_over_chunks():
 
 
 # ---- HTTP: a scripted reasoning server on loopback -------------------------------------------------------
+
+@pytest.fixture
+def scripted_server():
+    """The scripted server, sending each piece the moment its script says (see PromptHandler)."""
+    with running_scripted_server(prompt=True) as server:
+        yield server
+
 
 def scripted(server, **fields):
     return load_model(ModelSpec("scripted", "http", server.url, **fields))
