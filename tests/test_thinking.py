@@ -382,7 +382,7 @@ def test_real_prompt_that_ends_with_the_opening_tag_starts_in_thinking(real_mode
 # ---- the app -------------------------------------------------------------------------------------------
 
 async def test_meter_shows_thinking_then_ttfa_and_the_chat_keeps_the_thinking_collapsed(tmp_path):
-    from textual.widgets import Collapsible
+    from textual.widgets import Collapsible, Static
 
     from taskclock.tui.widgets.conversation import ReplyThinking, ThinkingText
     from taskclock.tui.widgets.meter import Meter
@@ -394,7 +394,7 @@ async def test_meter_shows_thinking_then_ttfa_and_the_chat_keeps_the_thinking_co
         meter = app.query_one(Meter)
         await send(pilot, "Think first.")
         await wait_for(pilot, lambda: "thinking…" in meter.values, "the meter's thinking state")
-        assert meter._state == "thinking" and meter.values["TTFA"] == "…"
+        assert str(meter.query_one("#meter-state", Static).content) == "thinking" and meter.values["TTFA"] == "…"
         seconds = float(meter.values["thinking…"].removesuffix(" s"))
         assert seconds >= 0
         await wait_for(pilot, lambda: "thinking…" in meter.values and
