@@ -175,7 +175,8 @@ def cached_prompt_tokens(done: Any) -> int | None:
 
 
 def turn_row(spec: ModelSpec, events: Sequence[Event]) -> dict[str, Any]:
-    """What every run-folder row holds of a turn: the model, its figures, the reply and the token offsets."""
+    """What every run-folder row holds of a turn: the model, its figures, the reply (the answer only: a reasoning
+    model's thinking is kept apart and never scored) and the token offsets."""
     done = events[-1] if events else None
     extra = getattr(done, "extra", None) or {}
     return {
@@ -185,7 +186,9 @@ def turn_row(spec: ModelSpec, events: Sequence[Event]) -> dict[str, Any]:
         "cached_tokens": cached_prompt_tokens(done),
         "threads": extra.get("threads"),
         "error": getattr(done, "error", None),
-        "reply": metrics.output_text(events),
+        "reply": metrics.answer_text(events),
+        **({"thinking": metrics.thinking_text(events), "thinking_arrivals": metrics.thinking_arrivals(events)}
+           if metrics.thought(events) else {}),
         "token_offsets_ms": metrics.token_offsets_ms(events),  # so `taskclock replay` can re-stream the row
     }
 

@@ -43,6 +43,8 @@ def turn_record(result: TurnResult, kind: str = "chat", **extra: Any) -> dict[st
         "prompt": prompt,
         "messages": result.messages,
         "reply": result.text,
+        **({"thinking": result.thinking, "thinking_arrivals": metrics.thinking_arrivals(result.events)}
+           if metrics.thought(result.events) else {}),  # so a replay can tell thinking from answer
         "params": asdict(result.params),
         "metrics": result.metrics.as_dict(),
         "token_offsets_ms": metrics.token_offsets_ms(result.events),

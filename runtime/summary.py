@@ -62,6 +62,12 @@ class CellStats:
     set_time: Spread | None = None
     tps_spread: Spread | None = None
     task_time: Spread | None = None
+    # reasoning models, only when a row of the cell thought (a row that did not counts as all answer)
+    mean_thinking_tokens: float | None = None
+    mean_answer_tokens: float | None = None
+    mean_thinking_words: float | None = None
+    mean_answer_words: float | None = None
+    mean_ttfa_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,27 @@ def repeat_figures(rows: list[dict], walls: dict[str, float]) -> tuple[Spread | 
     return spread(set_times), spread(tps), spread(task_means)
 
 
+def thinking_stats(rows: list[dict]) -> dict[str, float | None]:
+    """The thinking/answer split of a cell's rows (CellStats' mean_thinking_* fields), when any row thought.
+    A row that did not think spent no tokens thinking, its output is answer and its TTFT its TTFA."""
+    if not any(r.get("thinking_tokens") is not None for r in rows):
+        return {}
+
+    def split(row: dict, part: str, total: str) -> tuple[float, float] | None:
+        """(thinking, answer): the answer is the rest of the output, as metrics.answer_tokens defines it."""
+        if row.get(total) is None:
+            return None
+        thinking = row.get(part) or 0
+        return thinking, max(row[total] - thinking, 0)
+
+    tokens = [t for t in (split(r, "thinking_tokens", "output_tokens") for r in rows) if t]
+    words = [w for w in (split(r, "thinking_words", "output_words") for r in rows) if w]
+    ttfa = [r["ttfa_s"] if r.get("thinking_tokens") is not None else r.get("ttft_s") for r in rows]
+    return {"mean_thinking_tokens": _mean([t for t, _ in tokens]), "mean_answer_tokens": _mean([a for _, a in tokens]),
+            "mean_thinking_words": _mean([t for t, _ in words]), "mean_answer_words": _mean([a for _, a in words]),
+            "mean_ttfa_s": _mean([v for v in ttfa if v is not None])}
+
+
 def cell_stats(model: str, task: str, rows: list[dict], scored: bool,
                walls: dict[str, float] | None = None) -> CellStats:
     """Figures over the rows that completed without an error; errors are counted apart. ``total_time_s`` is
@@ -157,7 +184,7 @@ def cell_stats(model: str, task: str, rows: list[dict], scored: bool,
         set_output_tokens=sum(outputs) / repeats if outputs else None,
         cached_tokens=_mean(_values(ok, "cached_tokens")), tpot_ms=_mean([1000 / v for v in decode]),
         aggregate_tps=tps_spread.mean if tps_spread else None, set_time=set_time, tps_spread=tps_spread,
-        task_time=task_time,
+        task_time=task_time, **thinking_stats(ok),
     )
 
 
@@ -317,7 +344,22 @@ TABLE_COLUMNS = (
     SummaryColumn("words/s", "words_per_s", 1), SummaryColumn("accuracy", "accuracy", percent=True),
     SummaryColumn("no letter", "no_letter_rate", percent=True), SummaryColumn("errors", "errors"),
     SummaryColumn("cut at max", "truncated"),
+    SummaryColumn("think tok (mean)", "mean_thinking_tokens", 1),
+    SummaryColumn("answer tok (mean)", "mean_answer_tokens", 1),
+    SummaryColumn("think words (mean)", "mean_thinking_words", 1),
+    SummaryColumn("answer words (mean)", "mean_answer_words", 1), SummaryColumn("TTFA s", "mean_ttfa_s", 3),
 )
+THINKING_KEYS = frozenset(("mean_thinking_tokens", "mean_answer_tokens", "mean_thinking_words",
+                           "mean_answer_words", "mean_ttfa_s"))
+
+
+def shown_columns(cells: Sequence[CellStats], columns: Sequence[SummaryColumn] = TABLE_COLUMNS,
+                  ) -> tuple[SummaryColumn, ...]:
+    """``columns`` without the thinking/answer split unless some cell thought: runs of models that do not
+    think keep their tables as they were."""
+    if any(c.mean_thinking_tokens is not None for c in cells):
+        return tuple(columns)
+    return tuple(c for c in columns if c.key not in THINKING_KEYS)
 
 
 def table_columns(*keys: str) -> tuple[SummaryColumn, ...]:
@@ -406,7 +448,8 @@ def summary_markdown(summary: RunSummary) -> str:
         "",
         "## Per model × task",
         "",
-        md_table([c.header for c in TABLE_COLUMNS], (cell_row(c) for c in summary.cells)),
+        md_table([c.header for c in shown_columns(summary.cells)],
+                 (cell_row(c, shown_columns(summary.cells)) for c in summary.cells)),
         "",
         "## Per batch size",
         "",

@@ -17,11 +17,12 @@ if TYPE_CHECKING:
 DEFAULT_TASKS = "mc,paraphrase,explain"
 # Two narrow tables rather than one too wide for a terminal (CellStats keys); summary.md has every column in one.
 CONSOLE_TABLES = (
-    ("speed", ("model", "task", "done", "batch_size", "mean_ttft_s", "mean_decode_tps", "mean_task_time_s",
-               "p90_task_time_s")),
-    ("verbosity and accuracy", ("model", "task", "mean_output_tokens", "median_output_tokens", "mean_output_words",
-                                "words_per_s", "accuracy", "no_letter_rate")),
-)
+    ("speed", ("model", "task", "done", "batch_size", "mean_ttft_s", "mean_ttfa_s", "mean_decode_tps",
+               "mean_task_time_s", "p90_task_time_s")),
+    ("verbosity and accuracy", ("model", "task", "mean_output_tokens", "mean_thinking_tokens", "mean_answer_tokens",
+                                "median_output_tokens", "mean_output_words", "mean_thinking_words",
+                                "mean_answer_words", "words_per_s", "accuracy", "no_letter_rate")),
+)  # the thinking/answer columns only when some model thought (summary.shown_columns)
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -197,6 +198,7 @@ def print_results(console, result, plots: bool) -> None:
         batch_row,
         cell_row,
         ranking_row,
+        shown_columns,
         table_columns,
         text_plots,
     )
@@ -204,7 +206,7 @@ def print_results(console, result, plots: bool) -> None:
     from ..format import plain
 
     for title, keys in CONSOLE_TABLES:
-        columns = table_columns(*keys)
+        columns = shown_columns(result.cells, table_columns(*keys))
         table = Table(title=title, title_justify="left")
         for i, column in enumerate(columns):  # model and task first, as names
             table.add_column(column.header, justify="left" if i < 2 else "right", no_wrap=i < 2)

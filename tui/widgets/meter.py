@@ -1,4 +1,5 @@
-"""The live meter: TTFT counting up then frozen, instantaneous TPS with its sparkline, running task time.
+"""The live meter: TTFT counting up then frozen, instantaneous TPS with its sparkline, running task time; for a
+reasoning model, the thinking time counting up ("thinking… 4.2 s") and then the time to the first answer token.
 
 Every figure is a runtime.metrics function of the turn's recorded events; the UI clock (``now_ns``) only
 decides how far a running count has got, never when a token arrived. The owner repaints it on a timer,
@@ -38,6 +39,15 @@ def _tps_curve(events: Sequence[Event], points: int = SPARK_POINTS) -> list[floa
     first, last = tokens[0], tokens[-1]
     step = (last - first) / (points - 1)
     return [metrics.instant_tps(events, int(first + i * step)) or 0.0 for i in range(points)]
+
+
+def _thinking_rows(thinking_s: float | None, ttfa_s: float | None, still: bool) -> dict[str, str]:
+    """While a reasoning model thinks: its thinking time so far; then that time and the time to the answer."""
+    if thinking_s is None:
+        return {}
+    if still:
+        return {"thinking…": fmt(thinking_s, "s", 1), "TTFA": "…"}
+    return {"thinking": fmt(thinking_s, "s", 1), "TTFA": fmt(ttfa_s, "s", 3)}
 
 
 class Figures(Widget):
@@ -202,10 +212,13 @@ class Meter(Vertical):
         if rate is not None:
             self._history.append(rate)
             self.query_one(Spark).show(self._history)
+        thinking, answer = metrics.thinking_elapsed_s(events, now_ns), metrics.ttfa_s(events)
+        still_thinking = thinking is not None and answer is None
         self._show(
-            "waiting for the first token" if waiting else "streaming",
+            "waiting for the first token" if waiting else "thinking" if still_thinking else "streaming",
             {
                 "TTFT": fmt(metrics.elapsed_s(events, now_ns) if waiting else ttft, "s", 3) + (" …" if waiting else ""),
+                **_thinking_rows(thinking, answer, still_thinking),
                 "TPS now": fmt(rate, "tok/s", 1),
                 "task time": fmt(metrics.elapsed_s(events, now_ns), "s", 1),
                 "output tokens": fmt(metrics.output_tokens(events)),
