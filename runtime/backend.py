@@ -63,6 +63,9 @@ class ModelSpec:
     timeout_s: float = 60.0  # http: give up on a server that sends no data for this long (pings do not count)
     turn_timeout_s: float = 900.0  # http: give up on a turn that takes longer than this overall
     description: str = ""
+    # reasoning models: True/False sends the engine's thinking switch (docs/CONFIG.md); None sends nothing
+    thinking: bool | None = None
+    think_tags: tuple[str, ...] = ("<think>", "</think>")  # opening and closing tag in the text; () = none
     options: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -106,6 +109,13 @@ class LoadedModel(Protocol):
         failures end the stream with Done(stop_reason="error")."""
 
     def count_tokens(self, text: str) -> int: ...
+
+    def prompt_tokens(self, messages: list[Message]) -> int | None:
+        """The tokens the model will read for this conversation, chat template included (what
+        ``Done.input_tokens`` reports after the turn), or None where the backend cannot tell beforehand."""
+
+    def context_size(self) -> int | None:
+        """The most tokens a turn may hold, prompt and reply together, or None where it is not known."""
 
     def close(self) -> None: ...
 

@@ -46,18 +46,23 @@ from .untrusted import redact, redact_url
 SYSTEM_FILE = "system.json"
 
 
-def parse_batch_sizes(text: str, option: str) -> list[int]:
+def parse_batch_sizes(text: str, option: str, example: str = "1,2,4,8") -> list[int]:
     """"1,2,4,8" as a list, in the order given, repeats dropped; a bad entry is a one-line DataError."""
     sizes = []
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
         if not part.isdigit() or int(part) < 1:
-            raise DataError(f"{option}: {part!r} is not a whole number of at least 1", "pass e.g. 1,2,4,8")
+            raise DataError(f"{option}: {part!r} is not a whole number of at least 1", f"pass e.g. {example}")
         sizes.append(int(part))
     if not sizes:
-        raise DataError(f"{option} is empty", "pass e.g. 1,2,4,8")
+        raise DataError(f"{option} is empty", f"pass e.g. {example}")
     return list(dict.fromkeys(sizes))
+
+
+def row_salt(run_salt: str, *parts: object) -> str:
+    """A request's salt: unique per run and row, and the same again when the run is resumed."""
+    return hashlib.sha256(":".join(map(str, (run_salt, *parts))).encode()).hexdigest()[:12]
 
 
 def salted(messages: list[Message], salt: str) -> list[Message]:
@@ -83,7 +88,7 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 
-def _toml_table(header: str, values: dict[str, Any]) -> str:
+def toml_table(header: str, values: dict[str, Any]) -> str:
     """TOML has no null: a None (a setting left to be worked out at load, like n_gpu_layers) is left out and
     reads back as its default."""
     lines = [f"[{header}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()
@@ -91,17 +96,24 @@ def _toml_table(header: str, values: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plan_to_toml(plan: RunPlan) -> str:
-    head = {f.name: getattr(plan, f.name) for f in fields(plan) if f.name not in ("models", "tasks", "question_ids")}
-    parts = ["# taskclock bench run: `taskclock bench --resume <this folder>` continues it\n", _toml_table("run", head)]
-    for spec in plan.models:
+def models_toml(models: Sequence[ModelSpec]) -> list[str]:
+    """One [models.NAME] table per model, with every option (runtime/runfolder.read_models reads them)."""
+    parts = []
+    for spec in models:
         values = {k: v for k, v in asdict(spec).items() if k not in ("name", "options")}
         values["source"] = redact_url(spec.source)  # a URL's password is never stored (docs/RELIABILITY.md)
-        parts.append(_toml_table(f"models.{json.dumps(spec.name)}", values))
+        parts.append(toml_table(f"models.{json.dumps(spec.name)}", values))
+    return parts
+
+
+def plan_to_toml(plan: RunPlan) -> str:
+    head = {f.name: getattr(plan, f.name) for f in fields(plan) if f.name not in ("models", "tasks", "question_ids")}
+    parts = ["# taskclock bench run: `taskclock bench --resume <this folder>` continues it\n", toml_table("run", head),
+             *models_toml(plan.models)]
     for task in plan.tasks:
-        parts.append(_toml_table(f"tasks.{json.dumps(task.name)}",
-                                 {k: v for k, v in asdict(task).items() if k != "name"}))
-    parts.append(_toml_table("selection", {"ids": plan.question_ids}))
+        parts.append(toml_table(f"tasks.{json.dumps(task.name)}",
+                                {k: v for k, v in asdict(task).items() if k != "name"}))
+    parts.append(toml_table("selection", {"ids": plan.question_ids}))
     return "\n".join(parts)
 
 
@@ -120,6 +132,11 @@ def threads_used(models: Sequence[ModelSpec]) -> dict[str, int]:
 
 def write_plan(folder: Path, plan: RunPlan) -> None:
     storage.write_atomic(folder / RUN_FILE, plan_to_toml(plan))
+
+
+def write_system(folder: Path, models: Sequence[ModelSpec]) -> None:
+    """system.json: the machine a run measures, with the threads each in-process model runs on."""
+    storage.write_atomic(folder / SYSTEM_FILE, json.dumps(system.system_block(threads_used(models)), indent=2) + "\n")
 
 
 def new_run_id() -> str:
@@ -157,28 +174,37 @@ def cached_prompt_tokens(done: Any) -> int | None:
     return extra.get("cached_prompt_tokens")
 
 
-def make_row(spec: ModelSpec, task: TaskSpec, question: mmlu.Question, events: Sequence[Event],
-             batch_size: int, repeat: int = 0) -> dict[str, Any]:
-    figures = metrics.compute(events)
-    reply = metrics.output_text(events)
+def turn_row(spec: ModelSpec, events: Sequence[Event]) -> dict[str, Any]:
+    """What every run-folder row holds of a turn: the model, its figures, the reply (the answer only: a reasoning
+    model's thinking is kept apart and never scored) and the token offsets."""
     done = events[-1] if events else None
-    parsed = tasks.extract_letter(reply, question.choices) if task.scored else None
     extra = getattr(done, "extra", None) or {}
     return {
-        "kind": "result",
         "model": spec.name,
         "backend": spec.backend,
+        **metrics.compute(events).as_dict(),
+        "cached_tokens": cached_prompt_tokens(done),
+        "threads": extra.get("threads"),
+        "error": getattr(done, "error", None),
+        "reply": metrics.answer_text(events),
+        **({"thinking": metrics.thinking_text(events), "thinking_arrivals": metrics.thinking_arrivals(events)}
+           if metrics.thought(events) else {}),
+        "token_offsets_ms": metrics.token_offsets_ms(events),  # so `taskclock replay` can re-stream the row
+    }
+
+
+def make_row(spec: ModelSpec, task: TaskSpec, question: mmlu.Question, events: Sequence[Event],
+             batch_size: int, repeat: int = 0) -> dict[str, Any]:
+    row = turn_row(spec, events)
+    parsed = tasks.extract_letter(row["reply"], question.choices) if task.scored else None
+    return {
+        "kind": "result",
+        **row,
         "task": task.name,
         "qid": question.id,
         "subject": question.subject,
         "batch_size": batch_size,
-        **figures.as_dict(),
         "repeat": repeat,
-        "cached_tokens": cached_prompt_tokens(done),
-        "threads": extra.get("threads"),
-        "error": getattr(done, "error", None),
-        "reply": reply,
-        "token_offsets_ms": metrics.token_offsets_ms(events),  # so `taskclock replay` can re-stream the row
         "parsed": parsed,
         "answer": question.answer if task.scored else None,
         "correct": (parsed == question.answer) if task.scored else None,
@@ -301,8 +327,8 @@ class BenchRunner:
         messages = tasks.messages(cell.task, question, spec.chat)
         if not self.plan.prefix_salt:
             return messages
-        seed = f"{self.plan.prefix_salt}:{spec.name}:{cell.task.name}:{question.id}:{cell.batch_size}:{cell.repeat}"
-        return salted(messages, hashlib.sha256(seed.encode()).hexdigest()[:12])
+        return salted(messages, row_salt(self.plan.prefix_salt, spec.name, cell.task.name, question.id,
+                                         cell.batch_size, cell.repeat))
 
     def _keep(self, spec: ModelSpec, cell: Cell, pending: dict[Cell, list], question: mmlu.Question,
               events: Sequence[Event], outcome: Outcome, timing: dict[str, Any] | None = None) -> None:
@@ -404,5 +430,5 @@ def prepare(*, models: list[ModelSpec], task_list: list[TaskSpec], data: mmlu.MM
     folder = storage.ensure_dir(runs_dir) / plan.run_id
     storage.ensure_dir(folder)
     write_plan(folder, plan)
-    storage.write_atomic(folder / SYSTEM_FILE, json.dumps(system.system_block(threads_used(models)), indent=2) + "\n")
+    write_system(folder, models)
     return folder, plan

@@ -2,8 +2,8 @@
 
 Models run one after another by default, so they do not compete for the same cores or GPU and distort
 each other's figures; ``concurrent=True`` runs them all at once (what a shared server sees) and is
-labelled as such wherever the result is shown. The verdict says when the model fastest per token is not
-the one that finishes first, which is the point of taskclock (docs/METRICS.md).
+labelled as such wherever the result is shown. The verdict names the model that finishes first and the one
+fastest per token, and says why when they differ, which is the point of taskclock (docs/METRICS.md).
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from .errors import ModelLoadError, ModelNotFound
 from .events import Event
 from .sessions import turn_record
 from .turn import TurnResult, check_prompt, run_turn, warm_up
+from .verdict import Figures, why_slower
 
 MIN_MODELS = 2
 
@@ -42,6 +43,10 @@ COLUMNS = (
     Column("words_per_s", "words/s", "", 1, "high"),
 )
 UNFINISHED = ("error", "cancelled")
+
+
+def _figures(row: dict[str, Any]) -> Figures:
+    return Figures(row["model"], row["output_words"], row["ttft_s"], row["output_tokens"])
 
 
 def mode_name(concurrent: bool) -> str:
@@ -96,21 +101,19 @@ class Comparison:
         return out
 
     def verdict(self) -> str | None:
-        """One line when the fastest by decode tokens/s does not finish first, and why; else None."""
+        """One line: which model finished first and which had the highest decode tok/s, and, when they are
+        not the same, why the faster per token took longer (runtime/verdict.py). None when no reply finished."""
         winners = self.winners()
         fastest, first = winners["decode_tps"], winners["task_time_s"]
-        if not fastest or not first or set(fastest) & set(first):
+        if not fastest or not first:
             return None
         rows = {r["model"]: r for r in self.rows()}
         quick, done = rows[fastest[0]], rows[first[0]]
-        if done["output_words"] < quick["output_words"]:
-            why = f"it says less ({done['output_words']} words vs {quick['output_words']})"
-        elif (done["ttft_s"] or 0) < (quick["ttft_s"] or 0):
-            why = f"it starts sooner (TTFT {done['ttft_s']:.3f} s vs {quick['ttft_s']:.3f} s)"
-        else:
-            why = "its tokens carry more text"
-        return (f"{quick['model']} is fastest per token ({quick['decode_tps']:.1f} tok/s) but {done['model']} "
-                f"finishes first ({done['task_time_s']:.2f} s vs {quick['task_time_s']:.2f} s): {why}")
+        line = (f"fastest to finish: {' and '.join(first)} ({done['task_time_s']:.2f} s); "
+                f"highest tok/s: {' and '.join(fastest)} ({quick['decode_tps']:.1f} tok/s)")
+        if set(fastest) & set(first):
+            return line
+        return f"{line}, which {why_slower(_figures(quick), _figures(done))}"
 
     def as_dict(self) -> dict[str, Any]:
         return {"compare_id": self.compare_id, "mode": mode_name(self.concurrent),

@@ -98,7 +98,7 @@ def _check_type(path: Path, where: str, key: str, value: Any, expected: type) ->
     return value
 
 
-OPTIONAL_TYPES = {"int | None": int, "float | None": float, "str | None": str}
+OPTIONAL_TYPES = {"int | None": int, "float | None": float, "str | None": str, "bool | None": bool}
 
 
 def _expected_type(f: Any) -> type:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, TypedDict
 
 StopReason = Literal["eos", "length", "stop", "cancelled", "error"]
+Phase = Literal["thinking", "answer"]  # what a token is part of: the model's reasoning, or its reply
 
 now_ns = time.perf_counter_ns
 
@@ -37,12 +38,14 @@ class Token:
 
     ``count`` = 0 marks text released at the end of a turn (held back for a possible stop string or an
     incomplete character): it belongs to the reply but is not a token arrival, so it is not timed.
+    ``phase`` says whether the token is thinking (reasoning before the answer, runtime/phases.py) or answer.
     """
 
     t_ns: int
     text: str
     token_id: int | None = None
     count: int = 1
+    phase: Phase = "answer"
     kind: str = "token"
 
 
@@ -59,6 +62,8 @@ class DoneExtra(TypedDict, total=False):
     cached_prompt_tokens: int  # HTTP: prompt tokens the server served from its prefix cache
     batch_size: int  # requests in the padded batch this one ran in
     token_count_source: str  # HTTP: "usage" (the server's count) or "chunks" (one per content chunk)
+    thinking_tokens: int  # HTTP: the server's usage.completion_tokens_details.reasoning_tokens (-> TurnMetrics)
+    thinking_count_source: str  # HTTP, a turn that thought: "usage" (reasoning_tokens) or "chunks"
     server_timings: dict[str, Any]  # HTTP: the server's own timings (llama.cpp's `timings`)
 
 

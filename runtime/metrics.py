@@ -31,7 +31,72 @@ def _done(events: Sequence[Event]) -> Done | None:
 
 
 def output_text(events: Sequence[Event]) -> str:
+    """Everything the model wrote, thinking included (without its tags)."""
     return "".join(e.text for e in events if isinstance(e, Token))
+
+
+def answer_text(events: Sequence[Event]) -> str:
+    """The reply without its thinking: what is shown as the answer, kept in the chat history and scored."""
+    return "".join(e.text for e in events if isinstance(e, Token) and e.phase == "answer")
+
+
+def thinking_text(events: Sequence[Event]) -> str:
+    return "".join(e.text for e in events if isinstance(e, Token) and e.phase == "thinking")
+
+
+def thought(events: Sequence[Event]) -> bool:
+    """Whether the turn had a thinking phase: thinking tokens, or a server's count of hidden reasoning."""
+    done = _done(events)
+    return any(isinstance(e, Token) and e.phase == "thinking" for e in events) or \
+        bool(done and done.extra.get("thinking_tokens"))
+
+
+def thinking_tokens(events: Sequence[Event]) -> int | None:
+    """Tokens spent thinking: the server's reasoning count when it sends one, else the thinking token events'
+    counts; None for a turn that did not think."""
+    if not thought(events):
+        return None
+    done = _done(events)
+    reported = done.extra.get("thinking_tokens") if done else None
+    if reported is not None:
+        return reported
+    return sum(t.count for t in _tokens(events) if t.phase == "thinking")
+
+
+def answer_tokens(events: Sequence[Event]) -> int | None:
+    """Output tokens that are not thinking; None for a turn that did not think (all its tokens are answer)."""
+    thinking = thinking_tokens(events)
+    return None if thinking is None else max(output_tokens(events) - thinking, 0)
+
+
+def thinking_words(events: Sequence[Event]) -> int | None:
+    return len(thinking_text(events).split()) if thought(events) else None
+
+
+def _first_answer(events: Sequence[Event]) -> Token | None:
+    """The answer's first arrival: its first token, or answer text released by the token that ended thinking."""
+    return next((e for e in events if isinstance(e, Token) and e.phase == "answer" and (e.count > 0 or e.text)),
+                None)
+
+
+def ttfa_s(events: Sequence[Event]) -> float | None:
+    """Time to first answer token, for a turn that thought: the first answer arrival minus submission; None
+    when the turn never left thinking (or did not think: then TTFT is the time to the answer)."""
+    sub, first = _submitted(events), _first_answer(events)
+    if sub is None or first is None or not thought(events):
+        return None
+    return (first.t_ns - sub.t_ns) / NS
+
+
+def thinking_s(events: Sequence[Event]) -> float | None:
+    """From the first thinking token to the first answer arrival (to the last thinking token when the answer
+    never came); None when no thinking token arrived."""
+    thinking = [t for t in _tokens(events) if t.phase == "thinking"]
+    if not thinking:
+        return None
+    first = _first_answer(events)
+    end = first.t_ns if first is not None and first.t_ns >= thinking[0].t_ns else thinking[-1].t_ns
+    return (end - thinking[0].t_ns) / NS
 
 
 def output_tokens(events: Sequence[Event]) -> int:
@@ -52,7 +117,8 @@ def output_chars(events: Sequence[Event]) -> int:
 
 
 def output_words(events: Sequence[Event]) -> int:
-    return len(output_text(events).split())
+    """Words of the answer plus words of the thinking (counted apart, so the two never run together)."""
+    return len(answer_text(events).split()) + len(thinking_text(events).split())
 
 
 def load_s(events: Sequence[Event]) -> float | None:
@@ -106,6 +172,14 @@ def elapsed_s(events: Sequence[Event], now_ns: int) -> float | None:
     return ((done.t_ns if done else now_ns) - sub.t_ns) / NS
 
 
+def thinking_elapsed_s(events: Sequence[Event], now_ns: int) -> float | None:
+    """Running thinking time while the model thinks (no answer yet, turn not done), else ``thinking_s``."""
+    first = next((t for t in _tokens(events) if t.phase == "thinking"), None)
+    if first is None or _first_answer(events) is not None or _done(events) is not None:
+        return thinking_s(events)
+    return (now_ns - first.t_ns) / NS
+
+
 def inter_token_ms(events: Sequence[Event]) -> list[float]:
     """Gaps between consecutive token events in ms; the wait for the first token is not a gap."""
     toks = _tokens(events)
@@ -147,6 +221,12 @@ def rate_per_s(amount: int, seconds: float | None) -> float | None:
     return amount / seconds if seconds else None
 
 
+def tokens_per_word(tokens: int, words: int) -> float | None:
+    """How many tokens the model's tokenizer spent per output word: why token counts (and tok/s) do not
+    compare across tokenizers."""
+    return tokens / words if words else None
+
+
 def prefill_tps(events: Sequence[Event]) -> float | None:
     n_in, ttft = input_tokens(events), ttft_s(events)
     return n_in / ttft if n_in and ttft else None
@@ -165,9 +245,15 @@ class TurnMetrics:
     load_s: float | None = shown("load time", "s", 2, optional=True)
     input_tokens: int | None = shown("input tokens")
     output_tokens: int = shown("output tokens")
+    # reasoning models (None for a turn that did not think): output tokens split into thinking and answer
+    thinking_tokens: int | None = shown("thinking tokens", optional=True)
+    answer_tokens: int | None = shown("answer tokens", optional=True)
     output_words: int = shown("output words")
+    thinking_words: int | None = shown("thinking words", optional=True)
     output_chars: int = shown("output chars")
     ttft_s: float | None = shown("TTFT", "s", 3)
+    thinking_s: float | None = shown("thinking time", "s", 3, optional=True)
+    ttfa_s: float | None = shown("TTFA", "s", 3, optional=True)  # time to the first answer token
     prefill_tps: float | None = shown("prefill rate", "tok/s", 1)
     decode_tps: float | None = shown("decode rate", "tok/s", 1)
     e2e_tps: float | None = shown("e2e rate", "tok/s", 1)
@@ -177,6 +263,7 @@ class TurnMetrics:
     itl_p99_ms: float | None = shown("ITL p99", "ms", 1)
     words_per_s: float | None = shown("words/s", "", 1)
     chars_per_s: float | None = shown("chars/s", "", 1)
+    tokens_per_word: float | None = shown("tokens/word", "", 2)
     gpu_peak_mem_mb: float | None = shown("GPU peak memory", "MiB", 0, optional=True)
     # llama.cpp: what NVML says this process holds at the turn's end
     gpu_process_mem_mb: float | None = shown("GPU memory (process)", "MiB", 0, optional=True)
@@ -213,6 +300,11 @@ def compute(events: Sequence[Event]) -> TurnMetrics:
         output_tokens=output_tokens(events),
         output_chars=chars,
         output_words=words,
+        thinking_tokens=thinking_tokens(events),
+        answer_tokens=answer_tokens(events),
+        thinking_words=thinking_words(events),
+        thinking_s=thinking_s(events),
+        ttfa_s=ttfa_s(events),
         load_s=load_s(events),
         ttft_s=ttft_s(events),
         decode_tps=decode_tps(events),
@@ -224,12 +316,20 @@ def compute(events: Sequence[Event]) -> TurnMetrics:
         itl_p99_ms=percentile(gaps, 99),
         chars_per_s=rate_per_s(chars, task),
         words_per_s=rate_per_s(words, task),
+        tokens_per_word=tokens_per_word(output_tokens(events), words),
         stop_reason=done.stop_reason if done else None,
         gpu_peak_mem_mb=done.extra.get("gpu_peak_mem_mb") if done else None,
         gpu_process_mem_mb=done.extra.get("gpu_process_mem_mb") if done else None,
         energy_j=done.extra.get("energy_j") if done else None,
         gpu_shared=done.extra.get("gpu_shared") if done else None,
     )
+
+
+def thinking_arrivals(events: Iterable[Event]) -> int:
+    """How many token arrivals came before the first answer token: what a log keeps (beside the offsets and the
+    thinking text) so a replay can tell the thinking arrivals from the answer's."""
+    phases = [t.phase for t in _tokens(list(events))]
+    return phases.index("answer") if "answer" in phases else len(phases)
 
 
 def token_offsets_ms(events: Iterable[Event]) -> list[float]:

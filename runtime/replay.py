@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, cast, get_args
 
 from .errors import DataError
-from .events import Done, DoneExtra, Event, Loaded, StopReason, Submitted, Token, now_ns
+from .events import Done, DoneExtra, Event, Loaded, Phase, StopReason, Submitted, Token, now_ns
 from .metrics import NS
 from .sessions import read_session
 from .untrusted import safe_line, safe_text
@@ -119,6 +119,15 @@ def _offsets(record: dict[str, Any], figures: dict[str, Any]) -> tuple[list[floa
     return [ttft * 1000 + i * gap_ms for i in range(tokens if gap_ms else 1)], True
 
 
+def _phases(record: dict[str, Any], answer: str, arrivals: int) -> list[tuple[Phase, str, int, int]]:
+    """(phase, text, first arrival, end) per phase: a turn that thought recorded its thinking text and how many
+    of its first arrivals were thinking (``thinking_arrivals``); the rest, and any other turn, is answer."""
+    thinking, split_at = record.get("thinking"), whole_count(record.get("thinking_arrivals"))
+    if not isinstance(thinking, str) or split_at is None or split_at > arrivals:
+        return [("answer", answer, 0, arrivals)]
+    return [("thinking", thinking, 0, split_at), ("answer", answer, split_at, arrivals)]
+
+
 def recorded_figures(record: dict[str, Any]) -> dict[str, Any]:
     """A session record keeps its figures under "metrics"; a bench row holds them itself."""
     figures = record.get("metrics")
@@ -145,10 +154,12 @@ def recording_from_record(record: dict[str, Any], label: str) -> Recording:
         events.append(Loaded(0, load, model))
     events.append(Submitted(0))
     token_ns = [round(ms * 1_000_000) for ms in offsets]
-    pieces = split_text(safe_text(text), len(offsets)) if offsets else []
-    events += [Token(t, piece, count=c) for t, piece, c in zip(token_ns, pieces, counts, strict=True)]
-    if not offsets and text:
-        events.append(Token(0, safe_text(text), count=0))  # text but no arrivals: shown, never timed
+    for phase, words, lo, hi in _phases(record, text, len(offsets)):
+        pieces = split_text(safe_text(words), hi - lo)
+        events += [Token(t, piece, count=c, phase=phase)
+                   for t, piece, c in zip(token_ns[lo:hi], pieces, counts[lo:hi], strict=True)]
+        if lo == hi and words:  # text but no arrivals of its own: shown, never timed
+            events.append(Token(token_ns[hi - 1] if hi else 0, safe_text(words), count=0, phase=phase))
     task = finite_number(figures.get("task_time_s"))
     done_ns = max(round(task * NS) if task is not None else 0, token_ns[-1] if token_ns else 0)
     recorded_stop = record.get("stop_reason", figures.get("stop_reason"))
@@ -156,6 +167,8 @@ def recording_from_record(record: dict[str, Any], label: str) -> Recording:
     error = record.get("error")
     extra = cast(DoneExtra, {key: figures[key] for key in ("gpu_peak_mem_mb", "energy_j")
                              if finite_number(figures.get(key)) is not None})
+    if whole_count(figures.get("thinking_tokens")):  # the recorded count (a server's may not be the chunks')
+        extra["thinking_tokens"] = figures["thinking_tokens"]
     events.append(Done(done_ns, stop, whole_count(figures.get("input_tokens")),
                        output_tokens, safe_line(error) if error else None, extra))
     prompt = record.get("prompt")

@@ -80,6 +80,7 @@ class RunResults:
     failures: dict[str, str] = field(default_factory=dict)
     damaged: list[str] = field(default_factory=list)
     segments: list[dict[str, Any]] = field(default_factory=list)  # wall time of each batched/concurrent stretch
+    skips: list[dict[str, Any]] = field(default_factory=list)  # a sweep's lengths a model could not run, and why
 
 
 
@@ -94,6 +95,11 @@ def row_key(row: dict[str, Any]) -> tuple[str, str, str, int, int]:
     return row["model"], row["task"], row["qid"], row.get("batch_size") or 1, row.get("repeat") or 0
 
 
+def sweep_key(row: dict[str, Any]) -> tuple[str, str, int, int]:
+    """An input-length sweep's row (runtime/sweep.py): model, phase (cold | cached), requested length, repeat."""
+    return row["model"], row["phase"], row["requested_tokens"], row.get("repeat") or 0
+
+
 # ---- run.toml ------------------------------------------------------------------------------------
 
 _HEAD_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float),
@@ -102,10 +108,12 @@ _TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a finite number
                "list[int]": "a list of whole numbers of at least 1"}
 
 
-def _check_head(path: Path, head: object) -> dict[str, Any]:
+def check_head(path: Path, head: object, plan_type: type = RunPlan,
+               tables: tuple[str, ...] = ("models", "tasks", "question_ids")) -> dict[str, Any]:
+    """The [run] table's values for ``plan_type``'s fields (those in ``tables`` live in tables of their own)."""
     if not isinstance(head, dict):
         raise DataError(f"{path}: [run] must be a table", "start a new run")
-    plan_fields = [f for f in fields(RunPlan) if f.name not in ("models", "tasks", "question_ids")]
+    plan_fields = [f for f in fields(plan_type) if f.name not in tables]
     wanted = {f.name: str(f.type) for f in plan_fields}
     optional = {f.name for f in plan_fields if f.default is not MISSING or f.default_factory is not MISSING}
     for key in head:
@@ -144,23 +152,56 @@ def _tables(path: Path, data: dict[str, Any], section: str) -> dict[str, Any]:
     return tables
 
 
-def read_plan(folder: Path) -> RunPlan:
-    """The run's plan; a missing, damaged or hand-broken run.toml is one DataError naming the key."""
+def _kind(data: dict[str, Any]) -> object:
+    """What run.toml says the folder holds: ``kind`` in [run] (sweeps write it), else a bench run."""
+    head = data.get("run")
+    return head.get("kind", "bench") if isinstance(head, dict) else "bench"
+
+
+def folder_kind(folder: Path) -> object:
+    """"bench", "sweep", or whatever a damaged run.toml holds (its reader then says what is wrong)."""
+    return _kind(read_toml(folder / RUN_FILE, "run"))
+
+
+def read_run_toml(folder: Path, kind: str) -> tuple[Path, dict[str, Any]]:
+    """run.toml's path and tables; a folder whose run.toml says it holds another kind of run is refused."""
     path = folder / RUN_FILE
     if not path.is_file():
-        raise DataError(f"{folder} is not a bench run folder (no {RUN_FILE})", "pass a folder under runs/")
+        raise DataError(f"{folder} is not a {kind} run folder (no {RUN_FILE})", "pass a folder under runs/")
     data = read_toml(path, "run")
-    head = _check_head(path, data.get("run"))
+    found = _kind(data)
+    if found != kind:
+        raise DataError(f"{folder} holds a {_short(found)} run, not a {kind} run",
+                        f"pass it to `taskclock {found}`" if found in ("bench", "sweep") else "start a new run")
+    return path, data
+
+
+def read_models(path: Path, data: dict[str, Any]) -> list[ModelSpec]:
+    """run.toml's [models.NAME] tables, each checked as a config entry is."""
     try:
-        models = [build(ModelSpec, table, path, f"models.{name}", name=name)
-                  for name, table in _tables(path, data, "models").items()]
+        return [build(ModelSpec, table, path, f"models.{name}", name=name)
+                for name, table in _tables(path, data, "models").items()]
+    except TaskclockError as exc:
+        raise _plan_error(path, exc) from None
+
+
+def _plan_error(path: Path, exc: TaskclockError) -> DataError:
+    """A bad table of run.toml as one line naming the file (config.build names it already; others do not)."""
+    return DataError(exc.problem if str(path) in exc.problem else f"{path}: {exc.problem}", "start a new run")
+
+
+def read_plan(folder: Path) -> RunPlan:
+    """The run's plan; a missing, damaged or hand-broken run.toml is one DataError naming the key."""
+    path, data = read_run_toml(folder, "bench")
+    head = check_head(path, data.get("run"))
+    models = read_models(path, data)
+    try:
         task_list = [build(TaskSpec, table, path, f"tasks.{name}", name=name)
                      for name, table in _tables(path, data, "tasks").items()]
         for task in task_list:
             tasks.check_template(task)
-    except TaskclockError as exc:  # config.build names the file already; check_template does not
-        problem = exc.problem if str(path) in exc.problem else f"{path}: {exc.problem}"
-        raise DataError(problem, "start a new run") from None
+    except TaskclockError as exc:
+        raise _plan_error(path, exc) from None
     selection = data.get("selection")
     ids = selection.get("ids") if isinstance(selection, dict) else None
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
@@ -185,10 +226,21 @@ OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {
     "backend": _TEXT, "subject": _TEXT, "batch_size": _COUNT, "gpu_peak_mem_mb": _FIGURE, "energy_j": _FIGURE,
     "parsed": _TEXT_OR_NONE, "answer": _TEXT_OR_NONE, "correct": (bool, type(None)), "repeat": _COUNT,
     "cached_tokens": _COUNT, "threads": _COUNT, "gpu_process_mem_mb": _FIGURE,
+    "thinking": _TEXT, "thinking_arrivals": _COUNT, "thinking_tokens": _COUNT, "answer_tokens": _COUNT,
+    "thinking_words": _COUNT, "thinking_s": _FIGURE, "ttfa_s": _FIGURE,
 }
 # A batched or concurrent stretch's wall time (BenchRunner._segment), for the set's total time.
 SEGMENT_FIELDS: dict[str, tuple[type, ...]] = {"model": _TEXT, "task": _TEXT, "segment": _TEXT, "wall_s": _FIGURE,
                                                "batch_size": _COUNT}
+# An input-length sweep's row (runtime/sweep.py): a turn's figures keyed by phase and requested length.
+SWEEP_FIELDS: dict[str, tuple[type, ...]] = {
+    **{k: v for k, v in RESULT_FIELDS.items() if k not in ("task", "qid")},
+    "phase": _TEXT, "requested_tokens": (int,), "prompt_tokens": (int,), "token_source": _TEXT,
+}
+# A sweep length a model cannot run (beyond its context), recorded once with the reason.
+SKIP_FIELDS: dict[str, tuple[type, ...]] = {"model": _TEXT, "requested_tokens": (int,), "reason": _TEXT}
+# The kinds of record that are rows, with their fields and key.
+ROW_KINDS = {"result": (RESULT_FIELDS, OPTIONAL_FIELDS, row_key), "sweep": (SWEEP_FIELDS, OPTIONAL_FIELDS, sweep_key)}
 
 
 def _bad_field(record: dict[str, Any], key: str, allowed: tuple[type, ...]) -> str:
@@ -212,10 +264,12 @@ def check_record(record: object) -> str:
     if kind == "failure":
         required: dict[str, tuple[type, ...]] = {"model": _TEXT, "error": _TEXT}
         optional: dict[str, tuple[type, ...]] = {}
-    elif kind == "result":
-        required, optional = RESULT_FIELDS, OPTIONAL_FIELDS
+    elif kind in ROW_KINDS:
+        required, optional, _ = ROW_KINDS[kind]
     elif kind == "segment":
         required, optional = SEGMENT_FIELDS, {}
+    elif kind == "skip":
+        required, optional = SKIP_FIELDS, {}
     else:
         return f"unknown kind {_short(kind)}"
     for key, allowed in required.items():
@@ -226,7 +280,7 @@ def check_record(record: object) -> str:
     for key, allowed in optional.items():
         if key in record and (reason := _bad_field(record, key, allowed)):
             return reason
-    if kind == "result" and record["stop_reason"] not in STOP_REASONS:
+    if kind in ROW_KINDS and record["stop_reason"] not in STOP_REASONS:
         return f"stop_reason is {_short(record['stop_reason'])}"
     return ""
 
@@ -255,19 +309,22 @@ def _parse(line: bytes) -> tuple[object, str]:
         return None, "not JSON"
 
 
-def read_results(folder: Path) -> RunResults:
-    """Every usable record of results.jsonl; damaged lines are skipped and listed in ``damaged``."""
+def read_results(folder: Path, row_kind: str = "result") -> RunResults:
+    """Every usable record of results.jsonl; damaged lines are skipped and listed in ``damaged``, and so are
+    rows of another kind of run (``row_kind``: "result" in a bench run, "sweep" in a sweep)."""
     path = folder / RESULTS_FILE
     results = RunResults()
     if not path.is_file():
         return results
-    rows: dict[tuple[str, str, str, int, int], dict[str, Any]] = {}
+    rows: dict[tuple, dict[str, Any]] = {}
     try:
         for number, line in _lines(path):
             if not line.strip():
                 continue
             record, reason = _parse(line)
             reason = reason or check_record(record)
+            if not reason and isinstance(record, dict) and record["kind"] in ROW_KINDS and record["kind"] != row_kind:
+                reason = f"a {record['kind']} row, not a {row_kind} row"
             if reason:
                 results.damaged.append(f"line {number}: {reason}")
                 continue
@@ -276,8 +333,10 @@ def read_results(folder: Path) -> RunResults:
                 results.failures[record["model"]] = record["error"]
             elif record["kind"] == "segment":
                 results.segments.append(record)
+            elif record["kind"] == "skip":
+                results.skips.append(record)
             else:
-                rows.setdefault(row_key(record), record)
+                rows.setdefault(ROW_KINDS[row_kind][2](record), record)
                 results.failures.pop(record["model"], None)
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}", "check the run folder") from None
@@ -288,7 +347,7 @@ def read_results(folder: Path) -> RunResults:
 # ---- one runner per folder -----------------------------------------------------------------------
 
 @contextlib.contextmanager
-def locked(folder: Path) -> Iterator[None]:
+def locked(folder: Path, what: str = "bench") -> Iterator[None]:
     """Hold the folder's lock while a run appends to it; a second runner gets one line naming the holder."""
     path = folder / LOCK_FILE
     try:
@@ -300,7 +359,7 @@ def locked(folder: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip() or "unknown"
-            raise DataError(f"{folder} is in use by another taskclock bench (pid {holder})",
+            raise DataError(f"{folder} is in use by another taskclock {what} (pid {holder})",
                             "wait for it to finish, or stop it first") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

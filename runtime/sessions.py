@@ -43,6 +43,8 @@ def turn_record(result: TurnResult, kind: str = "chat", **extra: Any) -> dict[st
         "prompt": prompt,
         "messages": result.messages,
         "reply": result.text,
+        **({"thinking": result.thinking, "thinking_arrivals": metrics.thinking_arrivals(result.events)}
+           if metrics.thought(result.events) else {}),  # so a replay can tell thinking from answer
         "params": asdict(result.params),
         "metrics": result.metrics.as_dict(),
         "token_offsets_ms": metrics.token_offsets_ms(result.events),
@@ -223,6 +225,27 @@ def to_markdown(turns: list[dict[str, Any]], title: str = "taskclock session") -
         if record.get("error"):
             lines += ["", f"**Error:** {record['error']}"]
     return "\n".join(lines) + "\n"
+
+
+def ttft_per_turn(turns: list[dict[str, Any]]) -> list[tuple[int, float]]:
+    """(turn number, TTFT s) for the turns that have a first token."""
+    return [(number, t["metrics"]["ttft_s"]) for number, t in enumerate(turns, 1)
+            if (t.get("metrics") or {}).get("ttft_s") is not None]
+
+
+def plot_ttft_per_turn(plt, turns: list[dict[str, Any]]) -> None:
+    """TTFT against turn number (plotext API): in a chat each turn prefills the whole history again, so
+    the wait before the first token grows with the conversation while tokens/s says nothing of it."""
+    plt.clear_data()
+    points = ttft_per_turn(turns)
+    if points:
+        numbers = [n for n, _ in points]
+        plt.plot(numbers, [s for _, s in points], marker="dot")
+        if len(numbers) <= 20:
+            plt.xticks(numbers)  # whole turns, not 1.5
+    plt.title("TTFT per turn")
+    plt.xlabel("turn")
+    plt.ylabel("TTFT s")
 
 
 def to_jsonl(turns: list[dict[str, Any]]) -> str:

@@ -15,12 +15,12 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from . import storage, system
+from . import storage, system, verdict
 from .bench import read_system
 from .metrics import TurnMetrics, percentile
 from .runfolder import RunPlan, read_plan, read_results
 from .stats import Spread, spread
-from .untrusted import csv_row, redact
+from .untrusted import csv_row, redact, safe_line
 
 ALL_TASKS = "all"
 CSV_COLUMNS = ("model", "backend", "task", "qid", "subject", "batch_size", "repeat",
@@ -62,19 +62,40 @@ class CellStats:
     set_time: Spread | None = None
     tps_spread: Spread | None = None
     task_time: Spread | None = None
+    # reasoning models, only when a row of the cell thought (a row that did not counts as all answer)
+    mean_thinking_tokens: float | None = None
+    mean_answer_tokens: float | None = None
+    mean_thinking_words: float | None = None
+    mean_answer_words: float | None = None
+    mean_ttfa_s: float | None = None
 
 
 @dataclass(frozen=True)
 class Ranking:
+    """One model's two ranks in a task set (0 where its figure is missing), with the figures ranked."""
+
     task: str
     model: str
     tps_rank: int
     time_rank: int
     batch_size: int = 1
+    decode_tps: float | None = None
+    task_time_s: float | None = None
+    words: float | None = None
 
     @property
     def disagree(self) -> bool:
-        return self.tps_rank != self.time_rank
+        return bool(self.tps_rank and self.time_rank) and self.tps_rank != self.time_rank
+
+
+@dataclass(frozen=True)
+class TaskRanking:
+    """The rankings of one task set at one batch size, and the one-line verdict on them."""
+
+    task: str
+    batch_size: int
+    ranks: list[Ranking]
+    verdict: str
 
 
 def _values(rows: Iterable[dict], key: str) -> list[float]:
@@ -114,6 +135,27 @@ def repeat_figures(rows: list[dict], walls: dict[str, float]) -> tuple[Spread | 
     return spread(set_times), spread(tps), spread(task_means)
 
 
+def thinking_stats(rows: list[dict]) -> dict[str, float | None]:
+    """The thinking/answer split of a cell's rows (CellStats' mean_thinking_* fields), when any row thought.
+    A row that did not think spent no tokens thinking, its output is answer and its TTFT its TTFA."""
+    if not any(r.get("thinking_tokens") is not None for r in rows):
+        return {}
+
+    def split(row: dict, part: str, total: str) -> tuple[float, float] | None:
+        """(thinking, answer): the answer is the rest of the output, as metrics.answer_tokens defines it."""
+        if row.get(total) is None:
+            return None
+        thinking = row.get(part) or 0
+        return thinking, max(row[total] - thinking, 0)
+
+    tokens = [t for t in (split(r, "thinking_tokens", "output_tokens") for r in rows) if t]
+    words = [w for w in (split(r, "thinking_words", "output_words") for r in rows) if w]
+    ttfa = [r["ttfa_s"] if r.get("thinking_tokens") is not None else r.get("ttft_s") for r in rows]
+    return {"mean_thinking_tokens": _mean([t for t, _ in tokens]), "mean_answer_tokens": _mean([a for _, a in tokens]),
+            "mean_thinking_words": _mean([t for t, _ in words]), "mean_answer_words": _mean([a for _, a in words]),
+            "mean_ttfa_s": _mean([v for v in ttfa if v is not None])}
+
+
 def cell_stats(model: str, task: str, rows: list[dict], scored: bool,
                walls: dict[str, float] | None = None) -> CellStats:
     """Figures over the rows that completed without an error; errors are counted apart. ``total_time_s`` is
@@ -142,7 +184,7 @@ def cell_stats(model: str, task: str, rows: list[dict], scored: bool,
         set_output_tokens=sum(outputs) / repeats if outputs else None,
         cached_tokens=_mean(_values(ok, "cached_tokens")), tpot_ms=_mean([1000 / v for v in decode]),
         aggregate_tps=tps_spread.mean if tps_spread else None, set_time=set_time, tps_spread=tps_spread,
-        task_time=task_time,
+        task_time=task_time, **thinking_stats(ok),
     )
 
 
@@ -169,16 +211,43 @@ def _ranks(cells: list[CellStats], key: str, reverse: bool) -> dict[str, int]:
     return {c.model: i for i, c in enumerate(ranked, 1)}
 
 
-def rankings(cells: list[CellStats]) -> list[Ranking]:
-    """Per task and batch size: rank 1 = highest mean decode TPS, and rank 1 = lowest mean time per task."""
-    out: list[Ranking] = []
+def rankings(cells: list[CellStats]) -> list[TaskRanking]:
+    """Per task and batch size with two models or more: rank 1 = highest mean decode TPS, and rank 1 = lowest
+    mean time per task, with the verdict on them. The console, summary.md and the Batch tab render these."""
+    out: list[TaskRanking] = []
     for task, size in dict.fromkeys((c.task, c.batch_size) for c in cells):
         group = [c for c in cells if c.task == task and c.batch_size == size]
         if len(group) < 2:
             continue
         by_tps, by_time = _ranks(group, "mean_decode_tps", True), _ranks(group, "mean_task_time_s", False)
-        out.extend(Ranking(task, c.model, by_tps.get(c.model, 0), by_time.get(c.model, 0), size) for c in group)
+        ranks = [Ranking(task, c.model, by_tps.get(c.model, 0), by_time.get(c.model, 0), size, c.mean_decode_tps,
+                         c.mean_task_time_s, c.mean_output_words) for c in group]
+        out.append(TaskRanking(task, size, ranks, _verdict(task, size, ranks, {c.model: c for c in group})))
     return out
+
+
+def _verdict(task: str, size: int, ranks: list[Ranking], cells: dict[str, CellStats]) -> str:
+    """One line: the rankings agree, or the model ranked highest by tok/s among those that slip by task time,
+    and why it is beaten by the model that overtakes it (runtime/verdict.py)."""
+    label = task if size == 1 else f"{task} at batch {size}"
+    both = [r for r in ranks if r.tps_rank and r.time_rank]
+    if len(both) < 2:
+        return f"{label}: too few figures to rank both ways (a one-token reply has no decode tok/s)"
+    slipped = sorted((r for r in both if r.tps_rank < r.time_rank), key=lambda r: r.tps_rank)
+    if not slipped:
+        first = min(both, key=lambda r: r.time_rank)
+        return f"{label}: rankings agree on this run ({first.model} is 1st by tok/s and by task time)"
+    fast = slipped[0]
+    overtakers = [r for r in both if r.tps_rank > fast.tps_rank and r.time_rank < fast.time_rank]
+    first = min(overtakers or both, key=lambda r: r.time_rank)
+
+    def figures(model: str) -> verdict.Figures:
+        cell = cells[model]
+        return verdict.Figures(model, cell.mean_output_words, cell.mean_ttft_s, cell.mean_output_tokens)
+
+    why = verdict.why_slower(figures(fast.model), figures(first.model))
+    return (f"{label}: {fast.model} is {verdict.ordinal(fast.tps_rank)} by tok/s but "
+            f"{verdict.ordinal(fast.time_rank)} by task time: it {why}")
 
 
 @dataclass
@@ -187,9 +256,13 @@ class RunSummary:
     rows: list[dict[str, Any]]
     failures: dict[str, str]
     cells: list[CellStats]
-    ranks: list[Ranking]
+    rankings: list[TaskRanking]
     damaged: list[str]  # results.jsonl lines skipped as damaged ("line N: reason")
     system: dict[str, Any] | None = None
+
+    @property
+    def ranks(self) -> list[Ranking]:
+        return [r for group in self.rankings for r in group.ranks]
 
     def sizes(self) -> list[int]:
         return sorted({c.batch_size for c in self.cells})
@@ -212,6 +285,7 @@ class RunSummary:
             "damaged_lines": self.damaged,
             "cells": [asdict(c) for c in self.cells],
             "rankings": [{**asdict(r), "disagree": r.disagree} for r in self.ranks],
+            "verdicts": [{"task": g.task, "batch_size": g.batch_size, "verdict": g.verdict} for g in self.rankings],
         }
 
 
@@ -228,9 +302,9 @@ def load_summary(folder: Path) -> RunSummary:
 
 # ---- exports -------------------------------------------------------------------------------------
 
-def results_csv(rows: list[dict]) -> str:
+def results_csv(rows: list[dict], columns: Sequence[str] = CSV_COLUMNS) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore",
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore",
                             lineterminator="\r\n")  # RFC 4180: a cell holding a CR is then quoted too
     writer.writeheader()
     writer.writerows(csv_row(row) for row in rows)
@@ -270,7 +344,22 @@ TABLE_COLUMNS = (
     SummaryColumn("words/s", "words_per_s", 1), SummaryColumn("accuracy", "accuracy", percent=True),
     SummaryColumn("no letter", "no_letter_rate", percent=True), SummaryColumn("errors", "errors"),
     SummaryColumn("cut at max", "truncated"),
+    SummaryColumn("think tok (mean)", "mean_thinking_tokens", 1),
+    SummaryColumn("answer tok (mean)", "mean_answer_tokens", 1),
+    SummaryColumn("think words (mean)", "mean_thinking_words", 1),
+    SummaryColumn("answer words (mean)", "mean_answer_words", 1), SummaryColumn("TTFA s", "mean_ttfa_s", 3),
 )
+THINKING_KEYS = frozenset(("mean_thinking_tokens", "mean_answer_tokens", "mean_thinking_words",
+                           "mean_answer_words", "mean_ttfa_s"))
+
+
+def shown_columns(cells: Sequence[CellStats], columns: Sequence[SummaryColumn] = TABLE_COLUMNS,
+                  ) -> tuple[SummaryColumn, ...]:
+    """``columns`` without the thinking/answer split unless some cell thought: runs of models that do not
+    think keep their tables as they were."""
+    if any(c.mean_thinking_tokens is not None for c in cells):
+        return tuple(columns)
+    return tuple(c for c in columns if c.key not in THINKING_KEYS)
 
 
 def table_columns(*keys: str) -> tuple[SummaryColumn, ...]:
@@ -319,15 +408,24 @@ def spread_rows(cells: Iterable[CellStats]) -> list[list[str]]:
     return out
 
 
-def _md_table(header: Sequence[str], body: Iterable[Sequence[str]]) -> str:
+def md_table(header: Sequence[str], body: Iterable[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in body]
     return "\n".join(lines)
 
 
-def ranking_rows(summary: RunSummary) -> list[list[str]]:
-    return [[r.task, str(r.batch_size), r.model, str(r.tps_rank or "—"), str(r.time_rank or "—"),
-             "**yes**" if r.disagree else ""] for r in summary.ranks]
+# The rankings table, one row per model in a task set: each rank beside the figure it ranks.
+RANKING_HEADERS = ("task", "batch", "model", "decode tok/s", "rank by tok/s", "task time s (mean)",
+                   "rank by task time", "words (mean)", "ranks")
+RANKING_HEADERS_SHORT = ("task", "batch", "model", "tok/s", "by tok/s", "task s", "by task s", "words",
+                         "")  # the same columns, narrow enough for a terminal
+DISAGREE = "disagree"
+
+
+def ranking_row(rank: Ranking) -> list[str]:
+    return [rank.task, str(rank.batch_size), rank.model, _cell(rank.decode_tps, 1), str(rank.tps_rank or "—"),
+            _cell(rank.task_time_s, 3), str(rank.time_rank or "—"), _cell(rank.words, 1),
+            DISAGREE if rank.disagree else ""]
 
 
 def summary_markdown(summary: RunSummary) -> str:
@@ -350,24 +448,26 @@ def summary_markdown(summary: RunSummary) -> str:
         "",
         "## Per model × task",
         "",
-        _md_table([c.header for c in TABLE_COLUMNS], (cell_row(c) for c in summary.cells)),
+        md_table([c.header for c in shown_columns(summary.cells)],
+                 (cell_row(c, shown_columns(summary.cells)) for c in summary.cells)),
         "",
         "## Per batch size",
         "",
         "Per pass over the question set: input and output tokens, the wall time of the whole set (total s) and "
         "all output tokens / that time (aggregate). With repeats, ± is the 95% confidence interval (t-based).",
         "",
-        _md_table(BATCH_HEADERS, (batch_row(c) for c in summary.cells)),
+        md_table(BATCH_HEADERS, (batch_row(c) for c in summary.cells)),
     ]
     repeated = spread_rows(summary.cells)
     if repeated:
         parts += ["", "### Spread over repeats", "",
-                  _md_table(["model", "task", "batch", "figure", "n", "mean", "sd", "95% CI"], repeated)]
-    if summary.ranks:
+                  md_table(["model", "task", "batch", "figure", "n", "mean", "sd", "95% CI"], repeated)]
+    if summary.rankings:
+        rows = [[f"**{v}**" if v == DISAGREE else v for v in ranking_row(r)] for r in summary.ranks]
         parts += ["", "## Rankings: decode TPS vs time per task",
-                  "", "Rank 1 = fastest. **yes** marks a model whose two ranks disagree: tokens/s is not task speed.",
-                  "", _md_table(["task", "batch", "model", "rank by decode TPS", "rank by mean task time", "disagree"],
-                                ranking_rows(summary))]
+                  "", f"Rank 1 = fastest. **{DISAGREE}** marks a model whose two ranks differ: tokens/s is not task "
+                      "speed.", "", md_table(RANKING_HEADERS, rows), "", "### Verdict", ""]
+        parts += [f"- {group.verdict}" for group in summary.rankings]
     if summary.failures:
         parts += ["", "## Failed models", ""] + [f"- {m}: {e}" for m, e in summary.failures.items()]
     if summary.damaged:
@@ -392,56 +492,112 @@ def export(folder: Path) -> RunSummary:
 
 
 # ---- plots (plotext API: the plotext module for text, or a textual-plotext widget's .plt) ----------
+# Every chart has axis titles, and every point or bar is named (model · task) where it is drawn, so no
+# legend is needed and none covers the data.
+
+SERIES_COLORS = ("blue+", "red+", "green+", "magenta+", "cyan+", "orange+")
+
+
+def _color(index: int) -> str:
+    return SERIES_COLORS[index % len(SERIES_COLORS)]
+
+
+def _name(model: str, task: str, size: int | None = None) -> str:
+    """A point's or bar's label; names are outside text, so their control codes are made visible."""
+    return safe_line(f"{model} · {task}" + (f" · batch {size}" if size else ""))
+
+
+def _label_point(plt, x: float, y: float, text: str, color: str, rightward: bool) -> None:
+    """A label that carries its point's marker: "• text" running right of the point, or "text •" running
+    left of it (for points in the right half, so no label runs off the chart)."""
+    if rightward:
+        plt.text(f"• {text}", x, y, alignment="left", color=color)
+    else:
+        plt.text(f"{text} •", x, y, alignment="right", color=color)
+
 
 def plot_speed_vs_time(plt, cells: list[CellStats]) -> None:
-    """Decode TPS against mean task time, one point per model × task, one series per model."""
+    """Decode TPS against mean task time, one labelled point per model × task (a colour per model)."""
     plt.clear_data()
-    for model in dict.fromkeys(c.model for c in cells):
-        points = [c for c in cells if c.model == model and c.task != ALL_TASKS
-                  and c.mean_decode_tps is not None and c.mean_task_time_s is not None]
-        if points:
-            plt.scatter([c.mean_decode_tps for c in points], [c.mean_task_time_s for c in points], label=model,
-                        marker="dot")
-    plt.title("decode tok/s vs mean task time (one point per model × task)")
+    points = [(c, c.mean_decode_tps, c.mean_task_time_s) for c in cells if c.task != ALL_TASKS
+              and c.mean_decode_tps is not None and c.mean_task_time_s is not None]
+    sizes = {c.batch_size for c, _, _ in points}
+    xs = [tps for _, tps, _ in points]
+    middle = (min(xs) + max(xs)) / 2 if xs else 0.0
+    for index, model in enumerate(dict.fromkeys(c.model for c, _, _ in points)):
+        mine, color = [p for p in points if p[0].model == model], _color(index)
+        plt.scatter([tps for _, tps, _ in mine], [time_s for _, _, time_s in mine], marker="dot", color=color)
+        for c, tps, time_s in mine:
+            _label_point(plt, tps, time_s, _name(c.model, c.task, c.batch_size if len(sizes) > 1 else None), color,
+                         rightward=tps <= middle)
+    plt.title("decode tok/s vs task time")  # short: the charts share the tab's width
     plt.xlabel("decode tok/s")
     plt.ylabel("task time s")
 
 
+def plot_words(plt, cells: list[CellStats]) -> None:
+    """Verbosity beside speed: mean output words per reply, one bar per model · task, named on its axis."""
+    plt.clear_data()
+    bars: dict[str, float] = {}
+    for c in cells:  # the smallest batch size's cell where a sweep has several: words do not depend on it
+        if c.task != ALL_TASKS and c.mean_output_words is not None:
+            bars.setdefault(_name(c.model, c.task), c.mean_output_words)
+    if bars:
+        names = list(bars)[::-1]  # plotext draws the first bar at the bottom
+        plt.bar(names, [bars[name] for name in names], orientation="horizontal", width=0.3)
+    plt.title("words per reply")
+    plt.xlabel("words (mean)")
+    plt.ylabel("model · task")
+
+
 def plot_time_vs_batch(plt, cells: list[CellStats]) -> None:
-    """Total task time for the set against batch size, one line per model × task (the paper's figure)."""
+    """Total task time for the set against batch size, one line per model × task (the paper's figure), each
+    named at its last point."""
     plt.clear_data()
-    for model, task in dict.fromkeys((c.model, c.task) for c in cells if c.task != ALL_TASKS):
+    series = list(dict.fromkeys((c.model, c.task) for c in cells if c.task != ALL_TASKS))
+    for index, (model, task) in enumerate(series):
         points = sorted((c.batch_size, c.total_time_s) for c in cells if c.model == model and c.task == task)
-        plt.plot([size for size, _ in points], [total for _, total in points], label=f"{model} · {task}",
-                 marker="dot")
-    plt.title("total task time for the set vs batch size")
+        color = _color(index)
+        plt.plot([size for size, _ in points], [total for _, total in points], marker="dot", color=color)
+        _label_point(plt, *points[-1], _name(model, task), color, rightward=False)
+    plt.title("set time vs batch size")
     plt.xlabel("batch size")
-    plt.ylabel("total s")
+    plt.ylabel("total s (set)")
 
 
-def plot_output_lengths(plt, rows: list[dict], task: str, bins: int = 20) -> None:
-    """How many tokens each model writes for one task: a histogram per model."""
+def plot_output_lengths(plt, rows: list[dict], task: str) -> None:
+    """How many tokens each model writes for one task: a box per model (quartiles, whiskers to the extremes),
+    named on the x axis."""
     plt.clear_data()
-    for model in dict.fromkeys(r["model"] for r in rows):
-        lengths = [r["output_tokens"] for r in rows if r["model"] == model and r["task"] == task]
-        if lengths:
-            plt.hist(lengths, bins, label=model)
-    plt.title(f"{task}: output tokens per reply")
-    plt.xlabel("output tokens")
+    lengths: dict[str, list[int]] = {}
+    for r in rows:
+        if r["task"] == task and r.get("output_tokens") is not None:
+            lengths.setdefault(r["model"], []).append(r["output_tokens"])
+    if lengths:
+        plt.box([safe_line(model) for model in lengths], list(lengths.values()), width=0.3)
+        plt.xlim(0.5, len(lengths) + 0.5)  # the outer boxes whole, not cut by the frame
+    plt.title(safe_line(f"{task}: output tokens per reply"))
+    plt.xlabel("model")
+    plt.ylabel("output tokens")
+
+
+def text_chart(plot, *args, width: int = 100, height: int = 20) -> str:
+    """One of the plot functions drawn as plain text (plotext without colour), for the terminal and files."""
+    import plotext
+
+    plotext.clear_figure()
+    plotext.plotsize(width, height)
+    plotext.theme("clear")
+    plot(plotext, *args)
+    return plotext.uncolorize(plotext.build())
 
 
 def text_plots(summary: RunSummary, width: int = 100, height: int = 20) -> str:
-    """Both plots as plain text, for the terminal and plots.txt."""
-    import plotext
-
+    """The plots as plain text, for the terminal and plots.txt."""
     def draw(plot, *args) -> str:
-        plotext.clear_figure()
-        plotext.plotsize(width, height)
-        plotext.theme("clear")
-        plot(plotext, *args)
-        return plotext.uncolorize(plotext.build())
+        return text_chart(plot, *args, width=width, height=height)
 
-    charts = [draw(plot_speed_vs_time, summary.cells)]
+    charts = [draw(plot_speed_vs_time, summary.cells), draw(plot_words, summary.cells)]
     if len(summary.sizes()) > 1:
         charts.insert(0, draw(plot_time_vs_batch, summary.cells))
     charts += [draw(plot_output_lengths, summary.rows, task.name) for task in summary.plan.tasks]

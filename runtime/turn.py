@@ -23,7 +23,12 @@ class TurnResult:
 
     @property
     def text(self) -> str:
-        return metrics.output_text(self.events)
+        """The answer (a reasoning model's thinking is in ``thinking``)."""
+        return metrics.answer_text(self.events)
+
+    @property
+    def thinking(self) -> str:
+        return metrics.thinking_text(self.events)
 
     @property
     def done(self) -> Done | None:

@@ -68,6 +68,10 @@ def check_spec(spec: Any) -> None:
     for key, allowed in CHOICES.items():
         if getattr(spec, key) not in allowed:
             raise InvalidValue(key, f"must be one of {', '.join(allowed)}, not {getattr(spec, key)!r}")
+    tags = spec.think_tags
+    if tags and (len(tags) != 2 or not all(tags) or tags[0] == tags[1]):
+        raise InvalidValue("think_tags", f"must be two different non-empty strings (opening, closing) or [], "
+                                         f"not {list(tags)!r}")
 
 
 def check_task(task: Any) -> None:

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual.widgets import Select
+
 from taskclock.runtime.backend import SamplingParams
 from taskclock.runtime.config import Config
 from taskclock.runtime.models import resolve
 from taskclock.tui.app import TaskclockApp
 from taskclock.tui.context import AppContext
 from taskclock.tui.panes.chat import ChatPane
+from taskclock.tui.panes.compare import ComparePane
 from taskclock.tui.widgets.prompt_input import PromptInput
 
 WAIT_S = 120  # a guard against hanging, not a speed check
@@ -62,3 +65,22 @@ async def turn(pilot, text: str):
 
 def notes(app, severity: str | None = None) -> list[str]:
     return [n.message for n in app._notifications if severity is None or n.severity == severity]
+
+
+async def open_compare(pilot, models: list[str]) -> ComparePane:
+    """The Compare tab (F4) with ``models`` picked in its slots."""
+    await pilot.press("f4")
+    pane = pilot.app.query_one(ComparePane)
+    for slot, name in enumerate(models):
+        pane.query_one(f"#compare-model-{slot}", Select).value = name
+    await pilot.pause()
+    return pane
+
+
+async def send_compare(pilot, pane: ComparePane, prompt: str) -> None:
+    """Type a prompt into the Compare tab's box and press Enter."""
+    pane.query_one("#compare-prompt").focus()
+    await pilot.pause()
+    for char in prompt:
+        await pilot.press("space" if char == " " else char)
+    await pilot.press("enter")

@@ -2,9 +2,14 @@
 folders. Fixtures live in conftest.py; Pilot helpers for the app in app_helpers.py."""
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
+import select
+import struct
 import subprocess
 import sys
+import termios
 import time
 import zipfile
 from pathlib import Path
@@ -74,3 +79,54 @@ def wait_for_rows(out: Path, proc: subprocess.Popen, rows: int, timeout_s: float
                 return results.parent
         time.sleep(0.02)
     raise AssertionError(f"no {rows} rows appeared (exit {proc.poll()}): {proc.stderr.read() if proc.poll() else ''}")
+
+
+def bench_on(server_url: str, out: Path, *extra: str, mmlu: Path | None = None, config: Path | None = None,
+           models: str | None = None):
+    """`taskclock bench` of one question (mc, 8 tokens) on an HTTP model, into ``out``."""
+    source = ["--mmlu", str(mmlu)] if mmlu else []  # None: the built-in copy
+    args = ["bench", "--models", models or server_url, "--tasks", "mc", *source, "--limit", "1",
+            "--max-tokens", "8", "--warmup", "0", "--out", str(out), "--no-plots", *extra]
+    if config is not None:
+        args += ["--config", str(config)]
+    return run_cli(*args)
+
+
+def compare_log(folder: Path, prompt: str, reply: str) -> Path:
+    """A real session log: `taskclock compare` of two scripted HTTP models."""
+    from llama_server import reply_script, running_scripted_server  # here: conftest loads it as a plugin first
+
+    with running_scripted_server(reply_script(reply)) as server:
+        proc = run_cli("compare", "--prompt-file", "-", "--models", f"{server.url},{server.url}", "--max-tokens", "8",
+                       "--sessions", str(folder), input=prompt)
+    assert proc.returncode == 0, proc.stderr
+    (log,) = [p for p in folder.glob("*.jsonl") if ".export" not in p.name]
+    return log
+
+
+def app_on_terminal(cwd: Path, model: str, sessions: Path) -> tuple[int, int]:
+    """The real app (`taskclock chat`) started on a pseudo-terminal of 100 x 30: its pid and the terminal's fd."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the real app on a real terminal
+        os.chdir(cwd)
+        os.execv(sys.executable, [sys.executable, "-m", "taskclock", "chat", "--model", model, "--sessions",
+                                  str(sessions)])
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    return pid, fd
+
+
+def read_until(fd: int, seen: bytearray, wanted: bytes, deadline: float) -> bool:
+    """Read the terminal into ``seen`` until ``wanted`` shows or the deadline passes; False if it never did."""
+    while wanted not in seen:
+        if time.monotonic() > deadline:
+            return False
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                return wanted in seen
+            if not chunk:
+                return wanted in seen
+            seen += chunk
+    return True

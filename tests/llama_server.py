@@ -137,9 +137,31 @@ def content_chunk(text: str, finish: str | None = None) -> dict:
     return {"choices": [{"index": 0, "delta": {"content": text} if text else {}, "finish_reason": finish}]}
 
 
+def reasoning_chunk(text: str, finish: str | None = None, key: str = "reasoning_content") -> dict:
+    """A delta carrying reasoning the server parsed out (vLLM/SGLang ``reasoning_content``, newer ``reasoning``)."""
+    return {"choices": [{"index": 0, "delta": {key: text, "content": None}, "finish_reason": finish}]}
+
+
+def thinking_script(thinking: list[str], answer: list[str], gap_s: float, *, tagged: bool = False,
+                    finish: str = "stop", usage: dict | None = None) -> list:
+    """A stream that thinks, then answers: ``thinking`` pieces (reasoning deltas, or plain content when
+    ``tagged``: the test puts the tags in), then ``answer`` pieces as content, ``gap_s`` before every piece
+    after the first; then the finish reason, optional usage, and [DONE]."""
+    pieces = [sse(content_chunk(t) if tagged else reasoning_chunk(t)) for t in thinking]
+    pieces += [sse(content_chunk(a)) for a in answer]
+    script: list = [pieces[0]]
+    for piece in pieces[1:]:
+        script += [gap_s, piece]
+    script.append(sse(content_chunk("", finish)))
+    if usage is not None:
+        script.append(sse({"choices": [], "usage": usage}))
+    return script + [sse("[DONE]")]
+
+
 class ScriptedHandler(http.server.BaseHTTPRequestHandler):
     """Answers GET /v1/models with one model and POST /v1/chat/completions with ``server.script``:
-    a status code and body, or a list of SSE byte strings and float pauses (seconds) to send in order."""
+    a status code and body, or a list of SSE byte strings and float pauses (seconds) to send in order; the time
+    each string is sent is appended to ``server.sent``."""
 
     protocol_version = "HTTP/1.1"
 
@@ -178,11 +200,20 @@ class ScriptedHandler(http.server.BaseHTTPRequestHandler):
                 if isinstance(step, float):
                     time.sleep(step)
                 else:
-                    self.wfile.write(step)
+                    self.server.sent.append(time.perf_counter_ns())  # taskclock's clock; just before, so the
+                    self.wfile.write(step)  # client's arrival can never come first
                     self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up, which is what some tests want
         self.close_connection = True
+
+
+class PromptHandler(ScriptedHandler):
+    """Sends each small SSE write at once (TCP_NODELAY, as uvicorn and llama-server do), where Nagle's algorithm
+    would hold it until the client ACKs the previous one (~40 ms with delayed ACKs): for tests that hold
+    arrival times to the server's schedule within milliseconds."""
+
+    disable_nagle_algorithm = True
 
 
 @contextlib.contextmanager
@@ -198,12 +229,13 @@ def serving(server: socketserver.BaseServer) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def running_scripted_server(script=None):
-    """A real HTTP server on loopback whose replies a test sets via ``server.script``."""
-    server = http.server.ThreadingHTTPServer((HOST, 0), ScriptedHandler)
+def running_scripted_server(script=None, *, prompt: bool = False):
+    """A real HTTP server on loopback whose replies a test sets via ``server.script`` (``prompt``: PromptHandler)."""
+    server = http.server.ThreadingHTTPServer((HOST, 0), PromptHandler if prompt else ScriptedHandler)
     server.daemon_threads = True
     server.script = script or [sse(content_chunk("", "stop")), sse("[DONE]")]
     server.requests = []
+    server.sent = []  # perf_counter_ns as each scripted write starts: when the server really sent it
     server.url = f"http://{HOST}:{server.server_address[1]}/v1"
     with serving(server):
         yield server
@@ -213,3 +245,7 @@ def running_scripted_server(script=None):
 def scripted_server():
     with running_scripted_server() as server:
         yield server
+
+
+def reply_script(*texts: str) -> list[bytes]:
+    return [*(sse(content_chunk(text)) for text in texts), sse(content_chunk("", "stop")), sse("[DONE]")]

@@ -6,7 +6,9 @@ import json
 import pytest
 from app_helpers import make_app, notes, ready, send, settle, turn, wait_for
 from helpers import run_cli
+from plotext import uncolorize
 from textual.command import CommandInput, CommandList, CommandPalette
+from textual_plotext import PlotextPlot
 
 from taskclock.runtime import metrics, sessions
 from taskclock.runtime.backend import ModelSpec
@@ -141,8 +143,28 @@ async def test_export_key_and_sessions_view(tmp_path):
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, SessionScreen), "the session viewer")
         assert "Name a planet." in app.screen.markdown
+        assert not app.screen.query_one("#session-ttft", PlotextPlot).display  # one turn is not a trend
         await pilot.press("escape")
         assert not isinstance(app.screen, SessionScreen)
+
+
+async def test_session_view_charts_ttft_per_turn(tmp_path):
+    app = make_app(tmp_path, max_tokens=4)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await ready(pilot)
+        results = [await turn(pilot, "Name a planet."), await turn(pilot, "And a star?")]
+        await pilot.press("f3")
+        table = app.query_one("#sessions-table")
+        await wait_for(pilot, lambda: table.row_count == 1, "the session list")
+        table.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, SessionScreen), "the session viewer")
+        chart = app.screen.query_one("#session-ttft", PlotextPlot)
+        assert chart.display and chart.region.height > 0
+        points = sessions.ttft_per_turn(app.screen.turns)
+        assert points == [(1, pytest.approx(results[0].metrics.ttft_s)), (2, pytest.approx(results[1].metrics.ttft_s))]
+        text = uncolorize(chart.plt.build())
+        assert "TTFT per turn" in text and "TTFT s" in text and "turn" in text.splitlines()[-1]
 
 
 def test_chat_command_rejects_an_unknown_model_before_opening():

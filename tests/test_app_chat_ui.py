@@ -1,8 +1,10 @@
 """The Chat tab's behaviour on the scripted event source (tests/scripted.py): what the user does and sees."""
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
+from collections.abc import AsyncIterator
 
 from app_helpers import make_app, ready, settle, turn, wait_for
 from helpers import mmlu_folder
@@ -248,25 +250,33 @@ async def test_help_shows_printed_keys_and_f1_opens_it_from_the_prompt_box(tmp_p
         assert not any("question_mark" in k or "ctrl+" in k for k in keys)
 
 
-async def test_a_loading_model_shows_its_name_and_a_running_clock(tmp_path):
+@contextlib.asynccontextmanager
+async def loading_a_second_model(tmp_path) -> AsyncIterator[tuple]:
+    """The app with its first model ready and gemma3-270m loading until ``loader.gate`` opens (opened at the end
+    whatever happens, so no load thread is left waiting)."""
     loader = GatedLoader()
     app = make_app(tmp_path, loader=loader)
     async with app.run_test(size=SIZE) as pilot:
         try:
             chat = await ready(pilot)
             chat.load(resolve("gemma3-270m", app.context.config.models))
-            status = chat.query_one("#model-status", Static)
-            clock = re.compile(r"loading gemma3-270m \(llamacpp\)… (\d+\.\d) s")
-
-            def seconds() -> float:
-                found = clock.search(str(status.render()))
-                return float(found.group(1)) if found else -1.0
-
-            await wait_for(pilot, lambda: seconds() >= 0, "the loading line")
-            first = seconds()
-            await wait_for(pilot, lambda: seconds() > first, "the clock to move")
+            yield app, pilot, chat, loader
         finally:
             loader.gate.set()
+
+
+async def test_a_loading_model_shows_its_name_and_a_running_clock(tmp_path):
+    async with loading_a_second_model(tmp_path) as (_, pilot, chat, _):
+        status = chat.query_one("#model-status", Static)
+        clock = re.compile(r"loading gemma3-270m \(llamacpp\)… (\d+\.\d) s")
+
+        def seconds() -> float:
+            found = clock.search(str(status.render()))
+            return float(found.group(1)) if found else -1.0
+
+        await wait_for(pilot, lambda: seconds() >= 0, "the loading line")
+        first = seconds()
+        await wait_for(pilot, lambda: seconds() > first, "the clock to move")
 
 
 async def test_the_theme_is_remembered_after_a_restart(tmp_path):
@@ -330,16 +340,9 @@ async def test_the_batch_tabs_folders_are_remembered_after_a_restart(tmp_path, m
 
 
 async def test_a_model_that_finishes_loading_leaves_the_other_tab_in_front(tmp_path):
-    loader = GatedLoader()
-    app = make_app(tmp_path, loader=loader)
-    async with app.run_test(size=SIZE) as pilot:
-        try:
-            chat = await ready(pilot)
-            chat.load(resolve("gemma3-270m", app.context.config.models))
-            await pilot.press("f5")
-            loader.gate.set()
-            await wait_for(pilot, lambda: chat.model.spec.name == "gemma3-270m", "the new model")
-            await pilot.pause()
-            assert app.query_one(TabbedContent).active == "batch"
-        finally:
-            loader.gate.set()
+    async with loading_a_second_model(tmp_path) as (app, pilot, chat, loader):
+        await pilot.press("f5")
+        loader.gate.set()
+        await wait_for(pilot, lambda: chat.model.spec.name == "gemma3-270m", "the new model")
+        await pilot.pause()
+        assert app.query_one(TabbedContent).active == "batch"

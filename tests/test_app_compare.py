@@ -2,21 +2,16 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
+from app_helpers import make_app, open_compare, send_compare, wait_for
 from rich.console import Console
 from textual.widgets import Select, Static, Switch
 
 from taskclock.runtime import sessions
-from taskclock.runtime.backend import SamplingParams
 from taskclock.runtime.compare import COLUMNS
-from taskclock.runtime.config import Config
 from taskclock.runtime.events import Submitted
-from taskclock.runtime.models import resolve
-from taskclock.tui.app import TaskclockApp
 from taskclock.tui.comparison import WINNER
-from taskclock.tui.context import AppContext
-from taskclock.tui.panes.compare import CONCURRENT_LABEL, ComparePane
+from taskclock.tui.panes.compare import CONCURRENT_LABEL
 from taskclock.tui.widgets.compare_column import CompareColumn
 
 SIZE = (160, 50)
@@ -32,47 +27,15 @@ def rendered(renderable) -> str:
     return console.export_text()
 
 
-def make_app(tmp_path: Path, max_tokens: int = 16) -> TaskclockApp:
-    context = AppContext(config=Config(), model=resolve("smollm2"), sessions_dir=tmp_path / "sessions",
-                         params=SamplingParams(max_tokens=max_tokens))
-    return TaskclockApp(context)
-
-
-async def open_compare(pilot, models: list[str]) -> ComparePane:
-    await pilot.press("f4")
-    pane = pilot.app.query_one(ComparePane)
-    for slot, name in enumerate(models):
-        pane.query_one(f"#compare-model-{slot}", Select).value = name
-    await pilot.pause()
-    return pane
-
-
-async def wait_until(pilot, condition, limit: int = 3000) -> None:
-    """Poll until ``condition()``; the limit only guards against a hang (the CPU may be shared)."""
-    for _ in range(limit):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("the compare did not finish")
-
-
-async def send(pilot, pane: ComparePane, prompt: str) -> None:
-    pane.query_one("#compare-prompt").focus()
-    await pilot.pause()
-    for char in prompt:
-        await pilot.press("space" if char == " " else char)
-    await pilot.press("enter")
-
-
 async def test_two_models_stream_in_columns_then_compare(tmp_path):
-    app = make_app(tmp_path)
+    app = make_app(tmp_path / "sessions", max_tokens=16)
     async with app.run_test(size=SIZE) as pilot:
         pane = await open_compare(pilot, ["smollm2", "gemma3-270m"])
         assert str(pane.query_one("#compare-concurrent-label").content) == CONCURRENT_LABEL
         assert pane.query_one("#compare-concurrent", Switch).value is False  # sequential by default
         assert pane.query_one("#compare-warmup", Switch).value is True  # warm by default
-        await send(pilot, pane, "Name a fruit.")
-        await wait_until(pilot, lambda: pane.last is not None and pane.live is None)
+        await send_compare(pilot, pane, "Name a fruit.")
+        await wait_for(pilot, lambda: pane.last is not None and pane.live is None, "the compare")
         comparison = pane.last
         columns = list(pane.query(CompareColumn))
         assert [c.border_title for c in columns] == ["1. smollm2", "2. gemma3-270m"]
@@ -92,24 +55,28 @@ async def test_two_models_stream_in_columns_then_compare(tmp_path):
             assert row.count(WINNER) == won
         assert any(winners[c.key] for c in COLUMNS)
         verdict = str(pane.query_one("#compare-verdict", Static).content)
-        assert verdict == (f"verdict: {comparison.verdict()}" if comparison.verdict() else "")
+        first, fastest = winners["task_time_s"], winners["decode_tps"]
+        assert verdict == f"verdict: {comparison.verdict()}"
+        assert verdict.startswith(f"verdict: fastest to finish: {' and '.join(first)} (")
+        assert f"; highest tok/s: {' and '.join(fastest)} (" in verdict
+        assert (", which " in verdict) == (not set(first) & set(fastest))  # why, when they differ
         log = next((tmp_path / "sessions").glob("*.jsonl"))
         turns = sessions.read_session(log)
         assert [(t["kind"], t["model"]) for t in turns] == [("compare", "smollm2"), ("compare", "gemma3-270m")]
 
 
 async def test_concurrent_toggle_and_bad_choices(tmp_path):
-    app = make_app(tmp_path, max_tokens=8)
+    app = make_app(tmp_path / "sessions", max_tokens=8)
     async with app.run_test(size=SIZE) as pilot:
         pane = await open_compare(pilot, ["smollm2"])
-        await send(pilot, pane, "Hi")
+        await send_compare(pilot, pane, "Hi")
         await pilot.pause()
         assert pane.live is None and not list(pane.query(CompareColumn))  # one model is not a comparison
         pane.query_one("#compare-model-1", Select).value = "smollm2"
         pane.query_one("#compare-concurrent", Switch).value = True
         pane.query_one("#compare-warmup", Switch).value = False  # measure cold
-        await send(pilot, pane, "Hi")
-        await wait_until(pilot, lambda: pane.last is not None and pane.live is None)
+        await send_compare(pilot, pane, "Hi")
+        await wait_for(pilot, lambda: pane.last is not None and pane.live is None, "the compare")
         comparison = pane.last
         assert comparison.concurrent and len(comparison.results) == 2
         assert [r.cold for r in comparison.results] == [True, True]  # both just loaded, no warm-up
@@ -121,29 +88,29 @@ async def test_concurrent_toggle_and_bad_choices(tmp_path):
 
 
 async def test_stop_mid_compare_keeps_partial_and_app_stays_usable(tmp_path):
-    app = make_app(tmp_path, max_tokens=200)
+    app = make_app(tmp_path / "sessions", max_tokens=200)
     async with app.run_test(size=SIZE) as pilot:
         pane = await open_compare(pilot, ["smollm2", "smollm2"])
-        await send(pilot, pane, "Write a long story.")
-        await wait_until(pilot, lambda: pane.live is not None and any(pane.live.events[0][1:]))
+        await send_compare(pilot, pane, "Write a long story.")
+        await wait_for(pilot, lambda: pane.live is not None and any(pane.live.events[0][1:]), "the compare")
         await pilot.press("escape")
-        await wait_until(pilot, lambda: pane.live is None)
+        await wait_for(pilot, lambda: pane.live is None, "the compare")
         comparison = pane.last
         assert comparison.results[0].done.stop_reason == "cancelled" and len(comparison.results) == 1
         columns = list(pane.query(CompareColumn))
         assert columns[0].border_subtitle == "stopped" and columns[0].reply
         assert str(columns[1].meter.query_one("#meter-state", Static).content) == "not run (stopped)"
-        await send(pilot, pane, "Reply with the single word OK.")  # the loaded models answer the next prompt
-        await wait_until(pilot, lambda: pane.live is None and pane.last is not comparison)
+        await send_compare(pilot, pane, "Reply with the single word OK.")  # the loaded models answer the next prompt
+        await wait_for(pilot, lambda: pane.live is None and pane.last is not comparison, "the compare")
         assert [r.done.stop_reason in ("eos", "length") for r in pane.last.results] == [True, True]
 
 
 async def test_four_columns_side_by_side(tmp_path):
-    app = make_app(tmp_path, max_tokens=4)
+    app = make_app(tmp_path / "sessions", max_tokens=4)
     async with app.run_test(size=SIZE) as pilot:
         pane = await open_compare(pilot, ["smollm2"] * 4)
-        await send(pilot, pane, "Hi")
-        await wait_until(pilot, lambda: pane.last is not None and pane.live is None)
+        await send_compare(pilot, pane, "Hi")
+        await wait_for(pilot, lambda: pane.last is not None and pane.live is None, "the compare")
         columns = list(pane.query(CompareColumn))
         assert len(columns) == 4 and all(c.size.width > 20 for c in columns)
         assert len({c.region.x for c in columns}) == 4

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 
@@ -102,6 +103,82 @@ def test_rankings_disagree_where_tokens_per_second_misleads(run_folder):
     assert (explain["fast-tokens"].tps_rank, explain["fast-tokens"].time_rank) == (1, 2)
     assert (explain["short-replies"].tps_rank, explain["short-replies"].time_rank) == (2, 1)
     assert explain["fast-tokens"].disagree and explain["short-replies"].disagree
+    (verdict,) = [g.verdict for g in result.rankings if g.task == "explain"]
+    # 300 words per reply against 160 / 3 = 53.3: 5.6 times more
+    assert verdict == ("explain: fast-tokens is 1st by tok/s but 2nd by task time: it writes 5.6× more words "
+                       "than short-replies (300 vs 53.3)")
+    mc = {r.model: r for r in result.ranks if r.task == "mc"}
+    assert mc["short-replies"].tps_rank == 0 and not mc["short-replies"].disagree  # no decode figure: no rank
+
+
+def _stats(model, tps, time_s, words=100.0, ttft=0.1, tokens=None, task="explain", size=1) -> summary.CellStats:
+    """A model × task cell with only the figures the rankings and their verdict read."""
+    return summary.CellStats(
+        model=model, task=task, done=3, errors=0, truncated=0, batch_size=size, mean_input_tokens=50.0,
+        median_input_tokens=50.0, mean_output_tokens=tokens if tokens is not None else words * 1.3,
+        median_output_tokens=None, mean_output_words=words, median_output_words=None, mean_ttft_s=ttft,
+        mean_decode_tps=tps, mean_task_time_s=time_s, total_time_s=3 * time_s, p90_task_time_s=None,
+        words_per_s=None, accuracy=None, no_letter_rate=None)
+
+
+def _verdict(*cells) -> str:
+    (group,) = summary.rankings(list(cells))
+    return group.verdict
+
+
+def test_verdict_when_the_rankings_agree():
+    (group,) = summary.rankings([_stats("slow", 20.0, 3.0), _stats("quick", 60.0, 1.0)])
+    assert [(r.model, r.tps_rank, r.time_rank, r.disagree) for r in group.ranks] == [
+        ("slow", 2, 2, False), ("quick", 1, 1, False)]
+    assert group.verdict == "explain: rankings agree on this run (quick is 1st by tok/s and by task time)"
+
+
+def test_verdict_names_the_model_that_slips_and_why_it_writes_more():
+    """gemma-like is 2nd by tok/s but 3rd by task time: the 3rd by tok/s overtakes it with fewer words."""
+    verdict = _verdict(_stats("fastest", 100.0, 1.0), _stats("gemma-like", 80.0, 3.0, words=240.0),
+                       _stats("terse", 50.0, 2.0, words=100.0))
+    assert verdict == ("explain: gemma-like is 2nd by tok/s but 3rd by task time: it writes 2.4× more words "
+                       "than terse (240 vs 100)")
+
+
+def test_verdict_blames_a_late_first_token_then_extra_tokens():
+    late = _verdict(_stats("late", 90.0, 2.0, ttft=1.5), _stats("early", 40.0, 1.0, ttft=0.2))
+    assert late == "explain: late is 1st by tok/s but 2nd by task time: it starts later than early (TTFT 1.500 s " \
+                   "vs 0.200 s)"
+    wordy_tokenizer = _verdict(_stats("fine-cut", 90.0, 2.0, tokens=300.0), _stats("coarse", 40.0, 1.0, tokens=120.0))
+    assert wordy_tokenizer.endswith("it spends 2.5× more tokens than coarse (300 vs 120)")
+
+
+def test_verdict_at_a_batch_size_and_without_decode_figures():
+    at_batch = _verdict(_stats("a", 20.0, 3.0, size=4), _stats("b", 60.0, 1.0, size=4))
+    assert at_batch.startswith("explain at batch 4: rankings agree")
+    one_token = _verdict(_stats("a", None, 0.2, task="mc"), _stats("b", None, 0.3, task="mc"))
+    assert one_token == "mc: too few figures to rank both ways (a one-token reply has no decode tok/s)"
+
+
+def _charts(text: str) -> dict[str, str]:
+    """plots.txt cut into its charts, by title."""
+    return {chart.strip().splitlines()[0].strip(): chart for chart in text.split("\n\n") if chart.strip()}
+
+
+def test_plots_label_every_point_and_title_every_axis(run_folder):
+    result = summary.load_summary(run_folder)
+    charts = _charts(summary.text_plots(result))
+    speed_title = "decode tok/s vs task time"
+    axes = {speed_title: ("decode tok/s", "task time s"),
+            "words per reply": ("words (mean)", "model · task"),
+            "mc: output tokens per reply": ("model", "output tokens"),
+            "explain: output tokens per reply": ("model", "output tokens")}
+    assert set(charts) == set(axes)
+    for title, (x_title, y_title) in axes.items():
+        assert x_title in charts[title] and y_title in charts[title]
+    named = [f"{c.model} · {c.task}" for c in result.cells if c.task != summary.ALL_TASKS]
+    speed = charts[speed_title]
+    plotted = [f"{c.model} · {c.task}" for c in result.cells
+               if c.task != summary.ALL_TASKS and c.mean_decode_tps is not None]
+    assert all(f"• {name}" in speed or f"{name} •" in speed for name in plotted)  # a label carries its point
+    assert all(name in charts["words per reply"] for name in named)
+    assert all(model in charts["mc: output tokens per reply"] for model in ("fast-tokens", "short-replies"))
 
 
 def test_failures_listed(run_folder):
@@ -119,8 +196,10 @@ def test_export_files(run_folder):
     assert data["failed_models"] == {"gone": "cannot load"}
     assert any(r["disagree"] for r in data["rankings"])
     md = (run_folder / "summary.md").read_text()
-    assert "| fast-tokens | explain | 3 |" in md and "**yes**" in md and "gone: cannot load" in md
-    assert "decode tok/s vs mean task time" in (run_folder / "plots.txt").read_text()
+    assert "| fast-tokens | explain | 3 |" in md and "**disagree**" in md and "gone: cannot load" in md
+    verdicts = {v["task"]: v["verdict"] for v in data["verdicts"]}
+    assert f"- {verdicts['explain']}" in md
+    assert "decode tok/s vs task time" in (run_folder / "plots.txt").read_text()
 
 
 def test_cli_export_regenerates(run_folder):
@@ -169,4 +248,43 @@ def test_sweep_cells_use_segment_wall_time_and_spread_over_repeats(tmp_path):
     assert bench.RunPlan.total_rows(plan) == 2 * 2 * 1  # llama.cpp models run at batch 1 only: 1 size
     markdown = summary.summary_markdown(result)
     assert "## Per batch size" in markdown and "4.00 ± 12.71" in markdown
-    assert "total task time for the set vs batch size" in summary.text_plots(result)
+    assert "set time vs batch size" in summary.text_plots(result)
+
+
+def test_console_prints_the_same_rankings_verdicts_and_charts(run_folder):
+    """`taskclock bench` prints what summary.md holds: the rankings rows, a verdict per task, the charts."""
+    from rich.console import Console
+
+    from taskclock.tui.commands.bench import print_results
+
+    result = summary.load_summary(run_folder)
+    console = Console(width=200, record=True, file=io.StringIO())
+    print_results(console, result, plots=True)
+    text = console.export_text()
+    for group in result.rankings:
+        assert f"verdict: {group.verdict}" in text
+    for rank in result.ranks:
+        assert any(line.split() == [v for v in summary.ranking_row(rank) if v] for line in
+                   (row.replace("│", " ").replace("┃", " ") for row in text.splitlines()))
+    assert all(title in text for title in _charts(summary.text_plots(result)))
+
+
+def test_ordinals_and_counts_in_verdicts():
+    from taskclock.runtime.verdict import count, ordinal
+
+    assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 101, 111)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "101st", "111th"]
+    assert (count(41), count(40.0), count(160 / 3)) == ("41", "40", "53.3")
+
+
+def test_chart_labels_show_escape_codes_in_names_as_visible_text():
+    """A model name is outside text: in a chart label its escape code is shown, never sent to the terminal."""
+    import plotext
+
+    cells = [_stats("\x1b[31mred", 90.0, 2.0), _stats("plain", 40.0, 1.0)]
+    for plot in (summary.plot_speed_vs_time, summary.plot_words):
+        plotext.clear_figure()
+        plotext.plotsize(80, 20)
+        plot(plotext, cells)
+        drawn = plotext.uncolorize(plotext.build())
+        assert "␛[31mred · explain" in drawn  # unescaped, uncolorize would have left "red · explain"

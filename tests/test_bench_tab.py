@@ -7,8 +7,8 @@ from textual.widgets import Button, DataTable, Input, Static
 from textual_plotext import PlotextPlot
 
 from taskclock.runtime import bench, mmlu, runfolder, storage
-from taskclock.runtime.config import Config, Defaults
-from taskclock.tui.panes.batch import BatchPane
+from taskclock.runtime.config import Config, Defaults, TaskSpec
+from taskclock.tui.panes.batch import BatchPane, LiveBench
 
 SIZE = (160, 50)
 
@@ -130,6 +130,75 @@ async def test_a_sweep_plots_total_time_against_batch_size(tmp_path, tiny_llama_
         row = pane.query_one("#batch-table", DataTable).get_row_at(0)
         assert str(row[2]) == "done" and str(row[3]).endswith("4/4")  # both sizes' rows count towards the cell
         chart = uncolorize(pane.query_one("#batch-plot", PlotextPlot).plt.build())
-        assert "total task time for the set vs batch size" in chart
+        assert "set time vs batch size" in chart
         sizes = pane.query_one("#batch-sizes-table", DataTable)
         assert sizes.display and [sizes.get_row_at(i)[2].plain for i in range(sizes.row_count)] == ["1", "2"]
+
+
+def _expected_ranks(rows: list[dict], key: str, best_high: bool) -> dict[str, int]:
+    """Rank models by the mean of one figure over their rows, worked out here from results.jsonl."""
+    means = {}
+    for model in dict.fromkeys(r["model"] for r in rows):
+        values = [r[key] for r in rows if r["model"] == model and r.get(key) is not None]
+        if values:
+            means[model] = sum(values) / len(values)
+    order = sorted(means, key=means.get, reverse=best_high)
+    return {model: i for i, model in enumerate(order, 1)}
+
+
+async def test_two_models_get_rankings_a_verdict_and_labelled_charts(tmp_path):
+    """A real run of SmolLM2 and Gemma 3 270M (llama.cpp) on a short task: the tab ranks them both ways,
+    highlights a disagreement, says the verdict, and names every point and bar in its charts."""
+    brief = TaskSpec("brief", "In one sentence: {question}", max_tokens=12)
+    config = Config(defaults=Defaults(runs_dir=str(tmp_path / "runs")), tasks={"brief": brief})
+    app = make_app(tmp_path / "sessions", config=config)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await _open(pilot, models="smollm2,gemma3-270m", task_names="brief", limit="2")
+        await _finish(pilot, pane, "batch-start")
+        assert "finished: 4 new rows" in _status(pane)
+        rows = [r for r in storage.read(pane.folder / bench.RESULTS_FILE) if r["kind"] == "result"]
+        by_tps = _expected_ranks(rows, "decode_tps", best_high=True)
+        by_time = _expected_ranks(rows, "task_time_s", best_high=False)
+        assert set(by_tps) == set(by_time) == {"smollm2", "gemma3-270m"}
+
+        ranks = pane.query_one("#batch-ranks", DataTable)
+        assert ranks.display and ranks.row_count == 2
+        headers = [str(column.label) for column in ranks.columns.values()]
+        shown = {}
+        for i in range(ranks.row_count):
+            cells = dict(zip(headers, ranks.get_row_at(i), strict=True))
+            model = cells["model"].plain
+            shown[model] = cells
+            assert cells["task"].plain == "brief"
+            assert (int(cells["by tok/s"].plain), int(cells["by task s"].plain)) == (
+                by_tps[model], by_time[model])
+            tps = [r["decode_tps"] for r in rows if r["model"] == model and r["decode_tps"] is not None]
+            assert cells["tok/s"].plain == f"{sum(tps) / len(tps):.1f}"
+            disagree = by_tps[model] != by_time[model]
+            assert cells[""].plain == ("disagree" if disagree else "")
+            assert (cells["model"].style == "bold yellow") == disagree  # highlighted
+        verdict = pane.query_one("#batch-verdict", Static)
+        fast, slow = sorted(by_tps, key=by_tps.get)
+        expected = (f"rankings agree on this run ({fast} is 1st by tok/s and by task time)" if by_tps == by_time
+                    else f"{fast} is 1st by tok/s but 2nd by task time: it ")
+        assert verdict.display and str(verdict.render()).startswith(f"verdict: brief: {expected}")
+        assert by_tps == by_time or f" than {slow} (" in str(verdict.render())  # the model that finished first
+
+        # mid-run the repaint ranks the rows so far: here every row but the last one
+        pane.live = LiveBench(pane.folder, pane.live.plan)
+        for row in rows[:-1]:
+            pane.live.rows.setdefault((row["model"], row["task"]), []).append(row)
+        pane.repaint()
+        so_far = _expected_ranks(rows[:-1], "task_time_s", best_high=False)
+        model_at, rank_at = headers.index("model"), headers.index("by task s")
+        assert {ranks.get_row_at(i)[model_at].plain: int(ranks.get_row_at(i)[rank_at].plain)
+                for i in range(ranks.row_count)} == so_far
+
+        speed, words, lengths = (uncolorize(pane.query_one(f"#{name}", PlotextPlot).plt.build())
+                                 for name in ("batch-plot", "batch-words", "batch-lengths"))
+        for model in ("smollm2", "gemma3-270m"):
+            assert f"• {model} · brief" in speed or f"{model} · brief •" in speed  # the label carries its point
+            assert f"{model} · brief" in words and model in lengths
+        assert "decode tok/s" in speed and "task time s" in speed
+        assert "words (mean)" in words and "model · task" in words
+        assert "output tokens" in lengths and "model" in lengths

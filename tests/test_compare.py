@@ -3,6 +3,7 @@ log and `taskclock compare` as a user runs it."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 
 import pytest
@@ -58,13 +59,25 @@ def test_verbose_fast_model_loses_to_concise_slow_one():
     assert winners["ttft_s"] == ["verbose", "concise"]  # a tie is shared
     assert winners["output_words"] == ["concise"] and winners["output_tokens"] == ["concise"]
     assert comparison.verdict() == (
-        "verbose is fastest per token (100.0 tok/s) but concise finishes first (0.25 s vs 0.50 s): "
-        "it says less (4 words vs 41)")
+        "fastest to finish: concise (0.25 s); highest tok/s: verbose (100.0 tok/s), which writes 10.2× more words "
+        "than concise (41 vs 4)")  # 41 / 4 = 10.25, printed to one decimal
 
 
-def test_no_verdict_when_the_fastest_per_token_also_finishes_first():
+def test_verdict_names_one_model_when_it_wins_both():
     comparison = Comparison([shaped("a", [50, 10, 10]), shaped("b", [50, 20, 20])], False, "x")
     assert comparison.winners()["decode_tps"] == comparison.winners()["task_time_s"] == ["a"]
+    assert comparison.verdict() == "fastest to finish: a (0.07 s); highest tok/s: a (100.0 tok/s)"
+
+
+def test_verdict_says_a_late_start_when_words_are_even():
+    late = shaped("late", [400, 10, 10])  # 100 tok/s, but the first token waits 0.4 s
+    prompt = shaped("prompt", [50, 40, 40])  # 25 tok/s, done at 0.13 s
+    assert Comparison([late, prompt], False, "x").verdict().endswith(
+        "which starts later than prompt (TTFT 0.400 s vs 0.050 s)")
+
+
+def test_no_verdict_when_no_reply_finished():
+    comparison = Comparison([shaped("a", [5], stop="error"), shaped("b", [5, 1], stop="cancelled")], False, "x")
     assert comparison.verdict() is None
 
 
@@ -141,8 +154,9 @@ def test_verdict_on_real_streams_over_loopback():
     winners = comparison.winners()
     assert winners == expected_winners(comparison)
     assert winners["decode_tps"] == ["verbose"] and winners["task_time_s"] == ["concise"]
-    assert comparison.verdict().startswith("verbose is fastest per token")
-    assert "it says less (3 words vs 31)" in comparison.verdict()
+    assert comparison.verdict().startswith("fastest to finish: concise (")
+    assert "highest tok/s: verbose (" in comparison.verdict()
+    assert comparison.verdict().endswith("which writes 10.3× more words than concise (31 vs 3)")
 
 
 def test_cancel_leaves_the_rest_unrun(smollm2):
@@ -179,6 +193,10 @@ def test_cli_compare_json_logs_and_matches(llama_server, tmp_path):
     labels = [local["model"], remote["model"]]
     for column in COLUMNS:
         assert set(data["winners"][column.key]) <= set(labels)
+    first, fastest = data["winners"]["task_time_s"], data["winners"]["decode_tps"]
+    assert data["verdict"].startswith(f"fastest to finish: {' and '.join(first)} (")
+    assert f"; highest tok/s: {' and '.join(fastest)} (" in data["verdict"]
+    assert (", which " in data["verdict"]) == (not set(first) & set(fastest))  # the why only when they differ
     (log,) = tmp_path.glob("*.jsonl")
     assert len(log.read_text().splitlines()) == 2
 
@@ -190,6 +208,13 @@ def test_cli_compare_table(tmp_path):
     assert "taskclock compare" in proc.stdout and "★" in proc.stdout
     assert "sequential: one model at a time" in proc.stdout
     assert "smollm2" in proc.stdout and "gemma3-270m" in proc.stdout
+    (verdict,) = [line for line in proc.stdout.splitlines() if line.startswith("verdict: ")]
+    found = re.fullmatch(r"verdict: fastest to finish: (\S+) \([\d.]+ s\); highest tok/s: (\S+) \([\d.]+ tok/s\)"
+                         r"(, which .+ than (\S+) \(.+\))?", verdict)
+    assert found, verdict
+    first, fastest, why, beaten_by = found.groups()
+    assert {first, fastest} <= {"smollm2", "gemma3-270m"}
+    assert bool(why) == (first != fastest) and beaten_by in (None, first)
     assert not list(tmp_path.iterdir())
 
 

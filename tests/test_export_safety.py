@@ -7,9 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
-from test_cli_run import one_error_line
-from test_hostile_output import compare_log
+from helpers import compare_log, one_error_line, run_cli
 
 
 @pytest.fixture

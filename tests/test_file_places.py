@@ -3,19 +3,14 @@ only when the working directory is the checkout; from anywhere else (the editabl
 to the user data dir, and the command says where."""
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
-import struct
-import sys
-import termios
 import time
 from pathlib import Path
 
-from helpers import ROOT, run_cli
-from llama_server import running_scripted_server
-from test_hostile_output import reply_script
-from test_process_edges import GUARD_S, _read_until
+from helpers import ROOT, app_on_terminal, read_until, run_cli
+from llama_server import reply_script, running_scripted_server
+
+GUARD_S = 180  # against hangs, not a speed check
 
 
 def user_data_dir() -> Path:
@@ -53,21 +48,16 @@ def test_bench_from_another_folder_writes_its_run_to_the_user_data_dir(tmp_path)
 def test_the_app_says_where_its_session_log_went(tmp_path):
     sessions = tmp_path / "sessions"
     with running_scripted_server(reply_script("Hello.")) as server:
-        pid, fd = pty.fork()
-        if pid == 0:  # the child: the real app on a real terminal
-            os.chdir(tmp_path)
-            os.execv(sys.executable, [sys.executable, "-m", "taskclock", "chat", "--model", server.url,
-                                      "--sessions", str(sessions)])
-        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+        pid, fd = app_on_terminal(tmp_path, server.url, sessions)
         seen = bytearray()
         try:
-            assert _read_until(fd, seen, b"loaded in", time.monotonic() + GUARD_S), bytes(seen[-2000:])
+            assert read_until(fd, seen, b"loaded in", time.monotonic() + GUARD_S), bytes(seen[-2000:])
             os.write(fd, b"hi\r")
             deadline = time.monotonic() + GUARD_S
             while not list(sessions.glob("*.jsonl")) and time.monotonic() < deadline:
-                _read_until(fd, seen, b"\x00never\x00", time.monotonic() + 0.5)
+                read_until(fd, seen, b"\x00never\x00", time.monotonic() + 0.5)
             os.write(fd, b"\x11")  # Ctrl+Q
-            _read_until(fd, seen, b"\x00never\x00", time.monotonic() + 30)
+            read_until(fd, seen, b"\x00never\x00", time.monotonic() + 30)
         finally:
             status = os.waitpid(pid, 0)[1]
             os.close(fd)

@@ -3,12 +3,12 @@ server errors, folders, theme names, session files) is shown with its escape cod
 that looks like markup is shown as written, never parsed (no MarkupError, no live links, no styles)."""
 from __future__ import annotations
 
+import html
 import threading
 from collections.abc import Iterator
 
-from app_helpers import make_app, notes, ready, turn, wait_for
+from app_helpers import make_app, notes, open_compare, ready, send_compare, turn, wait_for
 from scripted import ScriptedModel, scripted_loader
-from test_app_compare import open_compare, send
 from textual.widgets import DataTable, Input, Static
 
 from taskclock.runtime.backend import Message, ModelSpec, SamplingParams
@@ -17,7 +17,7 @@ from taskclock.runtime.events import Done, Event, Submitted, now_ns
 from taskclock.runtime.sessions import SessionLog, turn_record
 from taskclock.runtime.turn import run_turn
 from taskclock.tui.panes.batch import BatchPane
-from taskclock.tui.panes.sessions import SessionsPane
+from taskclock.tui.panes.sessions import SessionScreen, SessionsPane
 from taskclock.tui.widgets.compare_column import CompareColumn
 
 SIZE = (130, 40)
@@ -127,11 +127,16 @@ async def test_the_sessions_list_shows_hostile_names_plainly(tmp_path):
         await pilot.press("f3")
         table = app.query_one(SessionsPane).query_one(DataTable)
         await wait_for(pilot, lambda: table.row_count == 2, "the list")
-        cells = [str(cell) for row in range(2) for cell in table.get_row_at(row)[:2]]
+        cells = [str(cell) for row in range(2) for cell in table.get_row_at(row)[:3]]
         shown = screen_text(app)
+        hostile_row = table.get_row_index(str(folder / "x[red]b\x1b[2J.jsonl"))
+        table.move_cursor(row=hostile_row)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, SessionScreen), "the session view")
+        view = screen_text(app)
     assert any("m␛]0;pwned␇[/x]" in cell for cell in cells)
-    assert any("x[red]b␛[2J.jsonl" in cell for cell in cells)
-    assert_no_terminal_control(shown)
+    assert "x[red]b␛[2J.jsonl" in html.unescape(view)  # the file name, in the session view's title
+    assert_no_terminal_control(shown + view)
 
 
 async def test_compare_columns_show_hostile_model_names_plainly(tmp_path):
@@ -140,7 +145,7 @@ async def test_compare_columns_show_hostile_model_names_plainly(tmp_path):
                    max_tokens=4)
     async with app.run_test(size=SIZE) as pilot:
         pane = await open_compare(pilot, names)
-        await send(pilot, pane, "Hi")
+        await send_compare(pilot, pane, "Hi")
         await wait_for(pilot, lambda: pane.last is not None and pane.live is None, "the compare")
         titles = [c.border_title for c in pane.query(CompareColumn)]
         shown = screen_text(app)

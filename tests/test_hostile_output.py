@@ -7,12 +7,10 @@ import csv
 import http.server
 import json
 import threading
-from pathlib import Path
 
 import pytest
-from helpers import mmlu_folder, run_cli
-from llama_server import HOST, ScriptedHandler, content_chunk, free_port, running_scripted_server, sse
-from test_cli_run import one_error_line
+from helpers import bench_on, compare_log, mmlu_folder, one_error_line, run_cli
+from llama_server import HOST, ScriptedHandler, free_port, reply_script, running_scripted_server
 
 ESCAPES = {
     "osc0-window-title": "\x1b]0;pwned\x07",
@@ -23,10 +21,6 @@ ESCAPES = {
     "c1-csi": "\x9b2J",
 }
 MARKUP = "[/x] [bold]b[/bold] [link=http://evil.example/]l[/link] [/]"
-
-
-def reply_script(*texts: str) -> list[bytes]:
-    return [*(sse(content_chunk(text)) for text in texts), sse(content_chunk("", "stop")), sse("[DONE]")]
 
 
 def assert_no_terminal_control(text: str) -> None:
@@ -93,16 +87,6 @@ def test_export_prints_a_file_name_with_escape_codes_as_visible_text(tmp_path):
 
 # ---- item 4: CSV formula injection ---------------------------------------------------------------------
 
-def compare_log(folder: Path, prompt: str, reply: str) -> Path:
-    """A real session log: `taskclock compare` of two scripted HTTP models."""
-    with running_scripted_server(reply_script(reply)) as server:
-        proc = run_cli("compare", "--prompt-file", "-", "--models", f"{server.url},{server.url}", "--max-tokens", "8",
-                       "--sessions", str(folder), input=prompt)
-    assert proc.returncode == 0, proc.stderr
-    (log,) = [p for p in folder.glob("*.jsonl") if ".export" not in p.name]
-    return log
-
-
 FORMULAS = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A2)",
             "\t=1", "\r=1"]
 
@@ -119,20 +103,10 @@ def test_session_csv_export_neutralises_formulas(formula, tmp_path):
     assert rows[0]["model"].startswith("http://")  # ordinary text is left alone
 
 
-def _bench(server_url: str, out: Path, *extra: str, mmlu: Path | None = None, config: Path | None = None,
-           models: str | None = None):
-    source = ["--mmlu", str(mmlu)] if mmlu else []  # None: the built-in copy
-    args = ["bench", "--models", models or server_url, "--tasks", "mc", *source, "--limit", "1",
-            "--max-tokens", "8", "--warmup", "0", "--out", str(out), "--no-plots", *extra]
-    if config is not None:
-        args += ["--config", str(config)]
-    return run_cli(*args)
-
-
 def test_bench_results_csv_neutralises_formulas(tmp_path):
     formula = "=cmd|' /C calc'!A0"
     with running_scripted_server(reply_script(formula)) as server:
-        proc = _bench(server.url, tmp_path / "runs")
+        proc = bench_on(server.url, tmp_path / "runs")
     assert proc.returncode == 0, proc.stderr
     (folder,) = (tmp_path / "runs").iterdir()
     (row,) = csv.DictReader((folder / "results.csv").open(newline="", encoding="utf-8"))
@@ -152,7 +126,7 @@ def test_bench_survives_markup_in_an_http_error_and_writes_its_summary(tmp_path)
     server = http.server.ThreadingHTTPServer((HOST, 0), ModelsErrorHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        proc = _bench(f"http://{HOST}:{server.server_address[1]}/v1", tmp_path / "runs")
+        proc = bench_on(f"http://{HOST}:{server.server_address[1]}/v1", tmp_path / "runs")
     finally:
         server.shutdown()
         server.server_close()
@@ -164,7 +138,7 @@ def test_bench_survives_markup_in_an_http_error_and_writes_its_summary(tmp_path)
 
 def test_bench_survives_markup_in_the_out_folder(tmp_path):
     with running_scripted_server(reply_script("A")) as server:
-        proc = _bench(server.url, tmp_path / "[/x]")
+        proc = bench_on(server.url, tmp_path / "[/x]")
     assert proc.returncode == 0, proc.stderr
     (folder,) = (tmp_path / "[/x]").iterdir()
     assert (folder / "summary.md").is_file() and f"results: {folder}" in proc.stderr
@@ -174,7 +148,7 @@ def test_bench_survives_markup_in_a_progress_bar_label(tmp_path):
     config = tmp_path / "config.toml"
     with running_scripted_server(reply_script("A")) as server:
         config.write_text(f'[models."m[/x]"]\nbackend = "http"\nsource = "{server.url}"\n')
-        proc = _bench(server.url, tmp_path / "runs", config=config, models="m[/x]")
+        proc = bench_on(server.url, tmp_path / "runs", config=config, models="m[/x]")
     assert proc.returncode == 0, proc.stderr
     (folder,) = (tmp_path / "runs").iterdir()
     assert "m[/x]" in (folder / "summary.md").read_text()
@@ -183,7 +157,7 @@ def test_bench_survives_markup_in_a_progress_bar_label(tmp_path):
 def test_bench_survives_markup_in_a_failure_line(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text(f'[models."dead[/x]"]\nbackend = "http"\nsource = "http://127.0.0.1:{free_port()}/v1"\n')
-    proc = _bench("", tmp_path / "runs", config=config, models="dead[/x]")
+    proc = bench_on("", tmp_path / "runs", config=config, models="dead[/x]")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "model dead[/x] failed: cannot reach" in proc.stderr
     (folder,) = (tmp_path / "runs").iterdir()
@@ -196,6 +170,6 @@ def test_bench_survives_markup_in_an_mmlu_answer(tmp_path):
     good = next(iter(sorted((mmlu_folder(tmp_path / "built-in") / "test").glob("*.csv")))).read_text(encoding="utf-8")
     (data / "mixed_test.csv").write_text("q,a,b,c,d,[/x]\n" + good, encoding="utf-8")
     with running_scripted_server(reply_script("A")) as server:
-        proc = _bench(server.url, tmp_path / "runs", mmlu=tmp_path / "mmlu")
+        proc = bench_on(server.url, tmp_path / "runs", mmlu=tmp_path / "mmlu")
     assert proc.returncode == 0, proc.stderr
     assert "skipped 1 malformed MMLU row(s)" in proc.stderr and "[/x]" in proc.stderr

@@ -2,8 +2,7 @@
 right one."""
 from __future__ import annotations
 
-from helpers import run_cli
-from test_cli_run import one_error_line
+from helpers import one_error_line, run_cli
 
 
 def test_a_folder_named_like_a_gguf_file_is_called_a_folder(tmp_path):

@@ -56,6 +56,12 @@ def test_words_chars_and_their_rates_are_tokenizer_free():
     assert m.words_per_s == pytest.approx(4.0)
 
 
+def test_tokens_per_word_is_what_a_word_costs_in_tokens():
+    assert metrics.compute(turn([100, 200, 300], text="ab")).tokens_per_word == pytest.approx(3.0)  # "ababab"
+    assert metrics.compute(turn([100, 200, 300, 400], text="hi ")).tokens_per_word == pytest.approx(1.0)
+    assert metrics.compute(turn([], done_ms=50)).tokens_per_word is None  # no words: undefined, not 0
+
+
 def test_prefill_tps_and_load_time():
     events = [Loaded(0, 1.5, "m")] + turn([500, 600], input_tokens=100)
     m = metrics.compute(events)

@@ -4,23 +4,17 @@ or SIGHUP sent to the app each end cleanly: one line, no traceback, no half-writ
 restored as Ctrl+Q restores it."""
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
 import resource
-import select
 import shlex
 import signal
-import struct
 import subprocess
 import sys
-import termios
 import time
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, app_on_terminal, one_error_line, read_until
 from llama_server import content_chunk, running_scripted_server, sse
-from test_cli_run import one_error_line
 
 GUARD_S = 180  # against hangs, not a speed check
 
@@ -68,38 +62,17 @@ def test_a_disk_full_during_the_gguf_conversion_leaves_no_partial_folder(tmp_pat
     assert [p for p in cache.rglob("*") if "partial" in p.name] == []
 
 
-def _read_until(fd: int, seen: bytearray, wanted: bytes, deadline: float) -> bool:
-    while wanted not in seen:
-        if time.monotonic() > deadline:
-            return False
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                return wanted in seen
-            if not chunk:
-                return wanted in seen
-            seen += chunk
-    return True
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_to_the_app_restores_the_terminal(signum, tmp_path):
     with running_scripted_server() as server:
-        pid, fd = pty.fork()
-        if pid == 0:  # the child: the real app on a real terminal
-            os.chdir(tmp_path)
-            os.execv(sys.executable, [sys.executable, "-m", "taskclock", "chat", "--model", server.url,
-                                      "--sessions", str(tmp_path)])
-        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+        pid, fd = app_on_terminal(tmp_path, server.url, tmp_path)
         seen = bytearray()
         try:
-            drawn = _read_until(fd, seen, b"loaded in", time.monotonic() + GUARD_S)
+            drawn = read_until(fd, seen, b"loaded in", time.monotonic() + GUARD_S)
             assert drawn, bytes(seen[-2000:])
             mark = len(seen)
             os.kill(pid, signum)
-            _read_until(fd, seen, b"\x00never\x00", time.monotonic() + 30)  # everything until it closes
+            read_until(fd, seen, b"\x00never\x00", time.monotonic() + 30)  # everything until it closes
         finally:
             with_status = os.waitpid(pid, 0)[1]
             os.close(fd)

@@ -11,17 +11,23 @@ def byte_reply(stop: tuple[str, ...] = ()) -> Reply:
     return Reply(stop, ByteDetokenizer(PIECES.__getitem__))
 
 
+def shown(events: list[Token]) -> str:
+    """The text of a token's one event (a reply without thinking tags gives one event per token)."""
+    (event,) = events
+    return event.text
+
+
 def test_split_character_is_held_then_released_whole():
     reply = byte_reply()
-    shown = [reply.token(i, tok).text for i, tok in enumerate([1, 2, 3])]
-    assert shown == ["caf", "", "é"]
+    texts = [shown(reply.token(i, tok)) for i, tok in enumerate([1, 2, 3])]
+    assert texts == ["caf", "", "é"]
     done = reply.end("length", 7)[-1]
     assert isinstance(done, Done) and (done.stop_reason, done.input_tokens, done.output_tokens) == ("length", 7, 3)
 
 
 def test_text_held_for_a_stop_string_is_released_when_the_turn_ends_otherwise():
     reply = byte_reply(stop=(" ENDING",))
-    assert reply.token(0, 4).text == ""  # " END" might start " ENDING"
+    assert shown(reply.token(0, 4)) == ""  # " END" might start " ENDING"
     tail, done = reply.end("eos", 2, extra={"batch_size": 2})
     assert isinstance(tail, Token) and tail.text == " END" and tail.count == 0
     assert isinstance(done, Done) and done.stop_reason == "eos" and done.extra == {"batch_size": 2}
@@ -29,7 +35,7 @@ def test_text_held_for_a_stop_string_is_released_when_the_turn_ends_otherwise():
 
 def test_a_stop_string_wins_over_the_backend_reason_and_its_text_is_dropped():
     reply = byte_reply(stop=("END",))
-    assert reply.token(0, 4).text == " " and reply.stopped
+    assert shown(reply.token(0, 4)) == " " and reply.stopped
     events = reply.end("length", 1)
     assert len(events) == 1 and isinstance(events[0], Done) and events[0].stop_reason == "stop"
 

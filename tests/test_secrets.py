@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from helpers import run_cli
-from llama_server import free_port, running_scripted_server
-from test_cli_run import one_error_line
-from test_hostile_output import _bench, reply_script
+from helpers import bench_on, one_error_line, run_cli
+from llama_server import free_port, reply_script, running_scripted_server
 
 PASSWORD = "hunter2pw"
 API_KEY = "sk-test-0123456789abcdef"
@@ -57,7 +55,7 @@ def test_compare_logs_keep_the_password_out_of_names_and_contents(tmp_path):
 
 def test_bench_files_keep_the_password_out(tmp_path):
     with running_scripted_server(reply_script("A")) as server:
-        proc = _bench(with_password(server.url), tmp_path / "runs")
+        proc = bench_on(with_password(server.url), tmp_path / "runs")
     assert proc.returncode == 0, proc.stderr
     (folder,) = (tmp_path / "runs").iterdir()
     assert {"run.toml", "results.jsonl", "results.csv", "summary.md", "summary.json"} <= {
@@ -67,7 +65,7 @@ def test_bench_files_keep_the_password_out(tmp_path):
 
 
 def test_bench_failure_of_a_server_keeps_the_password_out(tmp_path):
-    proc = _bench(with_password(f"http://127.0.0.1:{free_port()}/v1"), tmp_path / "runs")
+    proc = bench_on(with_password(f"http://127.0.0.1:{free_port()}/v1"), tmp_path / "runs")
     assert proc.returncode == 1 and "cannot reach" in proc.stderr
     (folder,) = (tmp_path / "runs").iterdir()
     assert PASSWORD not in every_file_text(folder) + proc.stdout + proc.stderr

@@ -4,10 +4,8 @@ is one line naming the key (and, in a config file, the file and line)."""
 from __future__ import annotations
 
 import pytest
-from helpers import run_cli
-from llama_server import running_scripted_server
-from test_cli_run import one_error_line
-from test_hostile_output import reply_script
+from helpers import one_error_line, run_cli
+from llama_server import reply_script, running_scripted_server
 
 HTTP_MODEL = '[models.m]\nbackend = "http"\nsource = "http://127.0.0.1:9/v1"\n'
 

@@ -11,7 +11,7 @@ import os
 import sys
 import traceback
 
-COMMANDS = ("chat", "run", "models", "export", "bench", "compare", "doctor", "replay", "pace", "import")
+COMMANDS = ("chat", "run", "models", "export", "bench", "sweep", "compare", "doctor", "replay", "pace", "import")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,10 +9,10 @@ from taskclock.runtime.metrics import figure_formats
 from taskclock.runtime.untrusted import safe_line, safe_text
 
 
-def plain(text: object, *, one_line: bool = True) -> Text:
+def plain(text: object, *, one_line: bool = True, style: str = "") -> Text:
     """Outside text (names, paths, errors, replies) for a widget or a Rich table: a Text object, so it is never
     parsed as markup, with its control codes made visible."""
-    return Text(safe_line(text) if one_line else safe_text(text), end="")
+    return Text(safe_line(text) if one_line else safe_text(text), style=style, end="")
 
 
 def fmt(value: Any, unit: str = "", digits: int = 2) -> str:
@@ -46,7 +46,9 @@ def with_reading(words_per_s: float | None) -> str:
 
 def reply_line(values: dict[str, Any], cold: bool) -> str:
     """The one-line figures kept under a finished chat reply."""
-    parts = [f"TTFT {fmt(values.get('ttft_s'), 's', 3)}", fmt(values.get("decode_tps"), "tok/s", 1),
+    thought = ([f"TTFA {fmt(values.get('ttfa_s'), 's', 3)}", f"{fmt(values.get('thinking_tokens'))} thinking tokens"]
+               if values.get("thinking_tokens") is not None else [])
+    parts = [f"TTFT {fmt(values.get('ttft_s'), 's', 3)}", *thought, fmt(values.get("decode_tps"), "tok/s", 1),
              f"task {fmt(values.get('task_time_s'), 's', 3)}", f"{fmt(values.get('output_tokens'))} tokens",
              f"{fmt(values.get('output_words'))} words"]
     return " · ".join(parts + (["cold"] if cold else []))

@@ -23,6 +23,7 @@ from ..events import Done, Event, StopReason, Submitted, now_ns
 from ..gpu import TurnProbe, allocated_mb, free_memory_mb, load_delta_mb, out_of_memory_message
 from ..models import local_file
 from ..paths import cache_dir
+from ..phases import PhaseSplitter, prompt_opens_thinking
 from ..reply import Reply
 from ..textstream import IncrementalDetokenizer
 from .hf_batch import generate_batch
@@ -202,9 +203,16 @@ class HFModel:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
+    def prompt_tokens(self, messages: list[Message]) -> int:
+        return len(self.encode(messages))
+
+    def context_size(self) -> int:
+        return self.max_positions
+
     def encode(self, messages: list[Message]) -> list[int]:
         if self.has_template:
-            ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+            switch = {} if self.spec.thinking is None else {"enable_thinking": self.spec.thinking}
+            ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, **switch)
             if isinstance(ids, dict) or hasattr(ids, "keys"):
                 ids = ids["input_ids"]
             return list(ids)
@@ -213,6 +221,12 @@ class HFModel:
 
     def _decode(self, ids) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def reply(self, params: SamplingParams, prompt: list[int]) -> Reply:
+        """A reply for ``prompt``, starting in thinking when the chat template opened the thinking block."""
+        tags = self.spec.think_tags
+        opened = prompt_opens_thinking(self.tokenizer.decode(prompt[-8:]), tags)
+        return Reply(params.stop, IncrementalDetokenizer(self._decode), PhaseSplitter(tags, opened))
 
     def stream(
         self, messages: list[Message], params: SamplingParams, cancel: threading.Event | None = None
@@ -248,7 +262,7 @@ class HFModel:
             pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
             else next(iter(self.eos_ids), 0),
         )
-        reply = Reply(params.stop, IncrementalDetokenizer(self._decode))
+        reply = self.reply(params, prompt)
         reason: StopReason = "length"
         try:
             while True:
@@ -263,7 +277,7 @@ class HFModel:
                     reason = "eos"
                     halt.set()
                     continue
-                yield reply.token(t, tok)
+                yield from reply.token(t, tok)
                 if reply.stopped:
                     halt.set()
                 elif cancel is not None and cancel.is_set():

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 from ..backend import Message, SamplingParams, encode_within_context, first_line
 from ..events import Done, DoneExtra, Event, StopReason, Submitted, now_ns
 from ..reply import Reply
-from ..textstream import IncrementalDetokenizer
 from .hf_worker import END, TimestampStreamer, start_generation
 
 if TYPE_CHECKING:
@@ -64,7 +63,7 @@ def generate_batch(model: HFModel, conversations: list[list[Message]], params: S
     width = max(len(p) for p in prompts)
     max_new = min(params.max_tokens, model.max_positions - width)
     pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else next(iter(model.eos_ids), 0)
-    sequences = [_Sequence(streams[i], len(p), Reply(params.stop, IncrementalDetokenizer(model._decode)),
+    sequences = [_Sequence(streams[i], len(p), model.reply(params, p),
                            extra=DoneExtra(batch_size=len(prompts))) for i, p in zip(slots, prompts, strict=True)]
     device = model.model.device
 
@@ -107,7 +106,7 @@ def _step(seq: _Sequence, tok: int, t_ns: int, eos_ids: set[int], max_new: int) 
     if tok in eos_ids:
         seq.finish(t_ns, "eos")
         return
-    seq.events.append(seq.reply.token(t_ns, tok))
+    seq.events.extend(seq.reply.token(t_ns, tok))
     if seq.reply.stopped:
         seq.finish(t_ns, "stop")
     elif seq.reply.produced >= max_new:

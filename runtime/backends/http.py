@@ -3,7 +3,10 @@
 Each server-sent ``data:`` line is parsed as it arrives and timestamped then, so TTFT and TPS include the
 network and the server's queueing, which is what a user of a remote model waits for. Token counts come
 from the server's ``usage`` when it sends one (``stream_options.include_usage``), otherwise every content
-chunk counts as one token, and ``Done.extra["token_count_source"]`` says which. A server's own timings
+chunk counts as one token, and ``Done.extra["token_count_source"]`` says which. Reasoning the server parses
+out (``reasoning_content`` / ``reasoning`` deltas) is thinking; tags left in the content are split by
+runtime/phases.py; thinking is counted from ``usage.completion_tokens_details.reasoning_tokens`` when sent,
+else by chunk (``Done.extra["thinking_count_source"]``). A server's own timings
 (llama.cpp's ``timings``) are kept in ``Done.extra["server_timings"]`` next to the client-side figures.
 A server is outside data: every read is capped, every chunk's shape is checked, and a guard thread ends a
 turn on cancel, on its deadline or when the server goes idle, from the cancelling side. See docs/HTTP.md.
@@ -26,8 +29,8 @@ import httpx
 from ..backend import Message, ModelSpec, SamplingParams
 from ..errors import BackendError, ModelNotFound, TaskclockError
 from ..events import DoneExtra, Event, StopReason, Submitted, Token, now_ns
+from ..phases import PhaseSplitter
 from ..reply import Reply
-from ..stops import StopMatcher
 from ..untrusted import redact, safe_line
 
 FINISH_REASONS: dict[str, StopReason] = {"stop": "eos", "length": "length"}
@@ -235,9 +238,14 @@ class HttpModel:
             body["stop"] = list(params.stop)
         if self.spec.chat:
             body["messages"] = messages
+            if self.spec.thinking is not None:  # Qwen3-style templates on vLLM, SGLang and llama.cpp's server
+                body["chat_template_kwargs"] = {"enable_thinking": self.spec.thinking}
         else:
             body["prompt"] = "\n\n".join(m["content"] for m in messages)
-        body.update(self.spec.options)
+        options = dict(self.spec.options)
+        if isinstance(options.get("chat_template_kwargs"), dict) and "chat_template_kwargs" in body:
+            options["chat_template_kwargs"] = {**body["chat_template_kwargs"], **options["chat_template_kwargs"]}
+        body.update(options)
         return body
 
     def stream(
@@ -245,7 +253,8 @@ class HttpModel:
     ) -> Iterator[Event]:
         yield Submitted(now_ns())
         url = f"{self.url}/chat/completions" if self.spec.chat else f"{self.url}/completions"
-        state = _StreamState(StopMatcher(params.stop), params.max_tokens)
+        reply = Reply(params.stop, phases=PhaseSplitter(self.spec.think_tags))
+        state = _StreamState(reply, params.max_tokens)
         guard = _Guard(cancel, self.spec.timeout_s, self.spec.turn_timeout_s)
         try:
             with self.client.stream("POST", url, json=self.request_body(messages, params)) as response:
@@ -256,8 +265,7 @@ class HttpModel:
                     t = now_ns()
                     if line.startswith("data:"):  # ": ping" comments and blank separators keep no turn alive
                         guard.event_arrived()
-                    for text in state.feed(line, self.spec.chat):
-                        yield Token(t, text)
+                    yield from state.feed(line, self.spec.chat, t)
                     if state.finished or guard.cancel.is_set():
                         break
                     guard.check()
@@ -276,8 +284,7 @@ class HttpModel:
             state.error = f"{url}: {guard.reason}"
         reason: StopReason = "cancelled" if guard.cancel.is_set() and not state.finished else state.reason
         error = redact(state.error, self.secrets) if state.error else None
-        yield from Reply(state.stops).end(reason, state.input_tokens, state.output_tokens, error=error,
-                                          extra=state.extra())
+        yield from reply.end(reason, state.input_tokens, state.output_tokens, error=error, extra=state.extra())
 
     def count_tokens(self, text: str) -> int | None:
         """The server's own tokenizer count (llama.cpp / vLLM ``/tokenize``, llama-cpp-python
@@ -295,6 +302,33 @@ class HttpModel:
                 continue
             return max(len(tokens) - self._tokenize_overhead, 0)
         return None
+
+    def prompt_tokens(self, messages: list[Message]) -> int | None:
+        """The prompt's tokens as llama.cpp's server will read them: its own chat template (``/apply-template``)
+        and tokenizer with BOS (``/tokenize``); None from servers without these endpoints."""
+        root = self.url.removesuffix("/v1")
+        try:
+            if self.spec.chat:
+                prompt = get_json(self.client, "POST", f"{root}/apply-template", json={"messages": messages})["prompt"]
+            else:
+                prompt = "\n\n".join(m["content"] for m in messages)
+            tokens = get_json(self.client, "POST", f"{root}/tokenize",
+                              json={"content": prompt, "add_special": True, "parse_special": True})["tokens"]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):  # no such endpoint, or a malformed answer
+            return None
+        return len(tokens) if isinstance(prompt, str) and isinstance(tokens, list) else None
+
+    def context_size(self) -> int | None:
+        """The context the server gives one request, from its model list: llama.cpp's ``meta.n_ctx`` (per
+        slot) or vLLM's ``max_model_len``; None where the server does not say."""
+        try:
+            entries = get_json(self.client, "GET", f"{self.url}/models")["data"]
+            entry = next(e for e in entries if isinstance(e, dict) and e.get("id") == self.api_model)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, StopIteration):
+            return None
+        meta = entry.get("meta")
+        size = meta.get("n_ctx") if isinstance(meta, dict) else entry.get("max_model_len")
+        return size if isinstance(size, int) and _is_count(size) and size > 0 else None
 
     def _tokenize(self, url: str, make_body, text: str) -> list:
         data = get_json(self.client, "POST", url, json=make_body(text, self.api_model))
@@ -318,12 +352,14 @@ def _is_figure(value: object) -> bool:
 
 class _StreamState:
     """What one SSE stream has said so far: parses and validates lines, keeps usage, timings and the finish
-    reason, and ends the reply after ``max_tokens`` content pieces whether or not the server does."""
+    reason, and ends the reply after ``max_tokens`` pieces (content or reasoning) whether or not the server
+    does."""
 
-    def __init__(self, stops: StopMatcher, max_tokens: int) -> None:
-        self.stops = stops
+    def __init__(self, reply: Reply, max_tokens: int) -> None:
+        self.reply = reply
         self.max_tokens = max_tokens
         self.pieces = 0
+        self.thought = False  # a thinking piece arrived (reasoning deltas, or thinking tags in the content)
         self.reason: StopReason = "eos"
         self.finished = False
         self.finish_seen = False  # a choice's finish_reason; [DONE] may still follow with usage
@@ -331,8 +367,8 @@ class _StreamState:
         self.usage: dict[str, int] = {}
         self.timings: dict[str, Any] | None = None
 
-    def feed(self, line: str, chat: bool) -> list[str]:
-        """Text pieces carried by one SSE line (usually none or one)."""
+    def feed(self, line: str, chat: bool, t_ns: int) -> list[Token]:
+        """The token events one SSE line carries (usually none or one), timed ``t_ns``."""
         if not line.startswith("data:"):
             return []  # blank separators, ": ping" comments, event:/id:/retry: fields
         data = line[5:].strip()
@@ -356,17 +392,22 @@ class _StreamState:
         if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
             raise StreamError(f"malformed chunk from the server: choices is not a list of objects "
                               f"({one_line(data, 80)})")
-        pieces: list[str] = []
+        pieces: list[Token] = []
         for choice in choices:
-            text = self._text_of(choice, chat, data)
-            if text:
+            reasoning, text = self._text_of(choice, chat, data)
+            for thinking, piece in ((True, reasoning), (False, text)):
+                if not piece:
+                    continue
                 self.pieces += 1
                 if self.pieces > self.max_tokens:  # the server ignored max_tokens: end the reply here
                     self.reason, self.finished = "length", True
                     return pieces
-                shown, hit = self.stops.feed(text)
-                pieces.append(shown)
-                if hit:
+                if thinking:  # parsed out by the server: no tags, no stop strings (they apply to the answer)
+                    pieces.append(Token(t_ns, piece, phase="thinking"))
+                else:
+                    pieces += self.reply.text(t_ns, piece)
+                self.thought = self.thought or any(p.phase == "thinking" for p in pieces)
+                if self.reply.stopped:
                     self.reason, self.finished = "stop", True
                     return pieces
             finish = choice.get("finish_reason")
@@ -376,17 +417,23 @@ class _StreamState:
         return pieces
 
     @staticmethod
-    def _text_of(choice: dict[str, Any], chat: bool, data: str) -> str | None:
+    def _text_of(choice: dict[str, Any], chat: bool, data: str) -> tuple[str | None, str | None]:
+        """(reasoning, content) of one choice: the reasoning a server parsed out of the text (vLLM and SGLang
+        ``reasoning_content``, newer vLLM and Ollama ``reasoning``, llama.cpp's server with
+        ``--reasoning-format``), and the text itself."""
+        reasoning = None
         if chat:
             delta = choice.get("delta") or {}
             if not isinstance(delta, dict):
                 raise StreamError(f"malformed chunk from the server: delta is not an object ({one_line(data, 80)})")
             text = delta.get("content")
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")  # some send both, or one as null
         else:
             text = choice.get("text")
-        if text is not None and not isinstance(text, str):
-            raise StreamError(f"malformed chunk from the server: content is not a string ({one_line(data, 80)})")
-        return text
+        for key, value in (("content", text), ("reasoning", reasoning)):
+            if value is not None and not isinstance(value, str):
+                raise StreamError(f"malformed chunk from the server: {key} is not a string ({one_line(data, 80)})")
+        return reasoning, text
 
     def _keep_usage(self, usage: object) -> None:
         if usage is None:
@@ -403,6 +450,9 @@ class _StreamState:
         details = usage.get("prompt_tokens_details")
         if isinstance(details, dict) and _is_count(details.get("cached_tokens")):
             self.usage["cached_tokens"] = details["cached_tokens"]
+        details = usage.get("completion_tokens_details")
+        if isinstance(details, dict) and _is_count(details.get("reasoning_tokens")):
+            self.usage["reasoning_tokens"] = details["reasoning_tokens"]
 
     @property
     def input_tokens(self) -> int | None:
@@ -423,6 +473,12 @@ class _StreamState:
 
     def extra(self) -> DoneExtra:
         extra = DoneExtra(token_count_source="usage" if self.output_tokens is not None else "chunks")
+        reasoning = self.usage.get("reasoning_tokens")
+        if reasoning is not None and (reasoning or self.thought):  # hidden reasoning counts, streamed or not
+            extra["thinking_tokens"] = reasoning
+            extra["thinking_count_source"] = "usage"
+        elif self.thought:
+            extra["thinking_count_source"] = "chunks"
         if self.timings is not None:
             extra["server_timings"] = self.timings
         if self.cached_prompt_tokens is not None:

@@ -20,6 +20,7 @@ from ..errors import ModelLoadError, UnsupportedHardware
 from ..events import Done, DoneExtra, Event, StopReason, Submitted, now_ns
 from ..gpu import GPU_ERRORS_HELP, TurnProbe
 from ..models import local_file
+from ..phases import PhaseSplitter, prompt_opens_thinking
 from ..reply import Reply
 from ..system import passive_openmp, physical_cores
 from ..textstream import ByteDetokenizer
@@ -121,9 +122,16 @@ class LlamaCppModel:
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
+    def prompt_tokens(self, messages: list[Message]) -> int:
+        return len(self.encode(messages))
+
+    def context_size(self) -> int:
+        return self.llm.n_ctx()
+
     def encode(self, messages: list[Message]) -> list[int]:
         if self.formatter is not None:
-            result = self.formatter(messages=messages)  # type: ignore[arg-type]  # the same role/content dicts
+            switch = {} if self.spec.thinking is None else {"enable_thinking": self.spec.thinking}
+            result = self.formatter(messages=messages, **switch)  # type: ignore[arg-type]  # the same role/content dicts
             return self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
         text = "\n\n".join(m["content"] for m in messages)
         return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
@@ -158,7 +166,9 @@ class LlamaCppModel:
         lib.llama_perf_context_reset(llm.ctx)
         self.probe.start()
         greedy = params.temperature <= 0
-        reply = Reply(params.stop, ByteDetokenizer(lambda tok: llm._model.detokenize([tok], special=False)))
+        prompt_tail = llm.detokenize(prompt[-8:], special=True).decode("utf-8", errors="replace")
+        phases = PhaseSplitter(self.spec.think_tags, prompt_opens_thinking(prompt_tail, self.spec.think_tags))
+        reply = Reply(params.stop, ByteDetokenizer(lambda tok: llm._model.detokenize([tok], special=False)), phases)
         reason: StopReason = "length"
         error = None
         tokens = llm.generate(
@@ -176,7 +186,7 @@ class LlamaCppModel:
                 if lib.llama_vocab_is_eog(vocab, tok):
                     reason = "eos"
                     break
-                yield reply.token(t, tok)
+                yield from reply.token(t, tok)
                 if reply.stopped or reply.produced >= max_new:
                     break
                 if cancel is not None and cancel.is_set():

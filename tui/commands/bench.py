@@ -17,11 +17,12 @@ if TYPE_CHECKING:
 DEFAULT_TASKS = "mc,paraphrase,explain"
 # Two narrow tables rather than one too wide for a terminal (CellStats keys); summary.md has every column in one.
 CONSOLE_TABLES = (
-    ("speed", ("model", "task", "done", "batch_size", "mean_ttft_s", "mean_decode_tps", "mean_task_time_s",
-               "p90_task_time_s")),
-    ("verbosity and accuracy", ("model", "task", "mean_output_tokens", "median_output_tokens", "mean_output_words",
-                                "words_per_s", "accuracy", "no_letter_rate")),
-)
+    ("speed", ("model", "task", "done", "batch_size", "mean_ttft_s", "mean_ttfa_s", "mean_decode_tps",
+               "mean_task_time_s", "p90_task_time_s")),
+    ("verbosity and accuracy", ("model", "task", "mean_output_tokens", "mean_thinking_tokens", "mean_answer_tokens",
+                                "median_output_tokens", "mean_output_words", "mean_thinking_words",
+                                "mean_answer_words", "words_per_s", "accuracy", "no_letter_rate")),
+)  # the thinking/answer columns only when some model thought (summary.shown_columns)
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -78,15 +79,6 @@ PLAN_OPTIONS = {"models": "--models", "tasks": "--tasks", "limit": "--limit", "s
                 "flash_attn": "--no-flash-attn"}
 
 
-def _check_resume_options(args: argparse.Namespace) -> None:
-    from taskclock.runtime.errors import DataError
-
-    given = [option for dest, option in PLAN_OPTIONS.items() if getattr(args, dest) is not None]
-    if given:
-        raise DataError(f"--resume continues a run as it was planned, so {', '.join(given)} cannot change it",
-                        "drop those options, or start a new run without --resume")
-
-
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -101,7 +93,7 @@ def prepare_run(args: argparse.Namespace):
     _check_numbers(args)
     config = load_config(args.config)
     if args.resume:
-        _check_resume_options(args)
+        common.refuse_plan_options(args, PLAN_OPTIONS)
         folder = Path(args.resume)
         plan = runfolder.read_plan(folder)
         return folder, plan, mmlu.load(args.mmlu or plan.mmlu)
@@ -202,8 +194,11 @@ def print_results(console, result, plots: bool) -> None:
 
     from taskclock.runtime.summary import (
         BATCH_HEADERS_SHORT,
+        RANKING_HEADERS_SHORT,
         batch_row,
         cell_row,
+        ranking_row,
+        shown_columns,
         table_columns,
         text_plots,
     )
@@ -211,7 +206,7 @@ def print_results(console, result, plots: bool) -> None:
     from ..format import plain
 
     for title, keys in CONSOLE_TABLES:
-        columns = table_columns(*keys)
+        columns = shown_columns(result.cells, table_columns(*keys))
         table = Table(title=title, title_justify="left")
         for i, column in enumerate(columns):  # model and task first, as names
             table.add_column(column.header, justify="left" if i < 2 else "right", no_wrap=i < 2)
@@ -229,15 +224,15 @@ def print_results(console, result, plots: bool) -> None:
     for values in rows:
         per_batch.add_row(*(Text(values[i]) for i in keep))
     console.print(per_batch)
-    if result.ranks:
+    if result.rankings:
         ranks = Table(title="rank by decode TPS vs rank by time per task (1 = fastest)", title_justify="left")
-        for header in ("task", "batch", "model", "by decode TPS", "by task time", ""):
-            ranks.add_column(header)
+        for i, header in enumerate(RANKING_HEADERS_SHORT):  # the names and the disagree mark left, figures right
+            ranks.add_column(header, justify="left" if i < 3 or not header else "right")
         for r in result.ranks:
-            ranks.add_row(plain(r.task), str(r.batch_size), plain(r.model), str(r.tps_rank or "—"),
-                          str(r.time_rank or "—"),
-                          "disagree" if r.disagree else "", style="bold yellow" if r.disagree else None)
+            ranks.add_row(*(plain(value) for value in ranking_row(r)), style="bold yellow" if r.disagree else None)
         console.print(ranks)
+        for group in result.rankings:
+            console.print(plain(f"verdict: {group.verdict}"))
     if plots and result.rows:
         console.print(text_plots(result, width=min(console.width, 100)), markup=False, highlight=False)
     sys.stdout.flush()

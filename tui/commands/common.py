@@ -152,6 +152,16 @@ def read_prompt(prompt: str | None, prompt_file: str | None) -> str:
     return prompt
 
 
+def refuse_plan_options(args: argparse.Namespace, options: dict[str, str]) -> None:
+    """--resume with an option (dest → flag in ``options``) that run.toml fixed: refused, never ignored."""
+    from taskclock.runtime.errors import DataError
+
+    given = [option for dest, option in options.items() if getattr(args, dest) is not None]
+    if given:
+        raise DataError(f"--resume continues a run as it was planned, so {', '.join(given)} cannot change it",
+                        "drop those options, or start a new run without --resume")
+
+
 def status(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 

@@ -17,8 +17,8 @@ def add_parser(sub) -> None:
         "compare", help="one prompt on several models: a comparison row per model, winner per column",
         description="Run one prompt on every model (one after another unless --concurrent) and print TTFT, "
                     "decode TPS, task time, output tokens, words and words/s with the winner of each column, "
-                    "and a verdict when the fastest per token does not finish first. Each model's turn is "
-                    "logged to the sessions folder.")
+                    "then a verdict line: fastest to finish, highest tok/s, and why when they differ. Each model's "
+                    "turn is logged to the sessions folder.")
     p.add_argument("prompt", nargs="?", help="the prompt (or use --prompt-file)")
     p.add_argument("--prompt-file", help="read the prompt from a UTF-8 file ('-' = stdin)")
     p.add_argument("--system", help="system message")
@@ -120,4 +120,4 @@ def _print(comparison, as_json: bool) -> None:
             print(f"{safe_line(row['model'])}: error: {error_line(row['error'])}", file=sys.stderr)
     verdict = comparison.verdict()
     if verdict:
-        console.print(f"verdict: {safe_line(verdict)}", markup=False, highlight=False)
+        console.print(f"verdict: {safe_line(verdict)}", markup=False, highlight=False, soft_wrap=True)

@@ -12,7 +12,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("export", help="export a chat session log as CSV, Markdown or JSONL",
                        description="CSV: one row per turn with metric columns; Markdown: a summary table and "
                                    "the conversation; JSONL: the records as logged.")
-    p.add_argument("source", help="a session .jsonl file (see the sessions folder) or a bench run folder")
+    p.add_argument("source", help="a session .jsonl file (see the sessions folder) or a bench or sweep run folder")
     p.add_argument("--format", "-f", choices=FORMATS, default="csv")
     p.add_argument("-o", "--output", help="output file (default: beside the source, NAME.export.FORMAT)")
     p.add_argument("--force", action="store_true",
@@ -26,15 +26,16 @@ def export_file(source: Path, args: argparse.Namespace) -> Path:
 
 
 def export_folder(source: Path, args: argparse.Namespace) -> Path:
-    """A bench run folder: regenerate its results.csv, summary.md, summary.json and plots.txt."""
+    """A bench or sweep run folder: regenerate its results.csv, summary.md, summary.json and plots.txt."""
+    from taskclock.runtime import sweep
     from taskclock.runtime.errors import DataError
-    from taskclock.runtime.runfolder import RUN_FILE, damage_note
+    from taskclock.runtime.runfolder import RUN_FILE, damage_note, folder_kind
     from taskclock.runtime.summary import export
 
     if not (source / RUN_FILE).is_file():
         raise DataError(f"{source} is a folder but not a bench run (no {RUN_FILE})",
                         "pass a session .jsonl file or a runs/<run-id> folder")
-    note = damage_note(export(source).damaged)
+    note = damage_note((sweep.export if folder_kind(source) == sweep.KIND else export)(source).damaged)
     if note:
         print(f"taskclock: warning: {note}", file=sys.stderr)
     return source

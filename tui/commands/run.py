@@ -39,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
 
     def echo(event: Event) -> None:
         if not args.json and isinstance(event, Token) and event.text:
-            sys.stdout.write(safe_text(event.text))
-            sys.stdout.flush()
+            out = sys.stderr if event.phase == "thinking" else sys.stdout  # stdout: the answer alone
+            out.write(safe_text(event.text))
+            out.flush()
 
     cancel = threading.Event()
     try:
@@ -53,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     done = result.done
     if args.json:
         out = {"model": spec.name, "backend": spec.backend, "text": result.text, **figures}
+        if result.thinking:
+            out["thinking"] = result.thinking
         if done is not None and done.error:
             out["error"] = done.error
         if done is not None and done.extra:

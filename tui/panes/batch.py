@@ -1,5 +1,6 @@
 """The Batch tab: `taskclock bench` interactively. Pick models, tasks and a limit, start, watch a table fill
-in per model × task, stop and resume, and open past runs.
+in per model × task with the two rankings (decode tok/s, time per task) and a verdict per task under it, stop
+and resume, and open past runs with their charts.
 
 The runner is a live run (tui/live.py) that only records its progress reports in a LiveBench; the table is
 redrawn from it at most REPAINT_HZ times a second, so however fast rows complete the UI does a bounded
@@ -99,12 +100,17 @@ class BatchPane(LivePane):
         sizes: DataTable = DataTable(id="batch-sizes-table", zebra_stripes=True)  # shown for a sweep
         sizes.add_columns(*summary.BATCH_HEADERS_SHORT)
         yield sizes
+        ranks: DataTable = DataTable(id="batch-ranks", classes="batch-thesis")  # shown once two models have rows
+        ranks.add_columns(*summary.RANKING_HEADERS_SHORT)
+        yield ranks
+        yield Static("", id="batch-verdict", classes="batch-thesis")
         with Horizontal(id="batch-bottom"):
             runs: DataTable = DataTable(id="batch-runs", cursor_type="row")
             runs.add_columns("run", "models", "tasks", "rows")
             yield runs
-            yield PlotextPlot(id="batch-plot")
-            yield PlotextPlot(id="batch-lengths")
+            yield PlotextPlot(id="batch-plot", classes="batch-chart")
+            yield PlotextPlot(id="batch-words", classes="batch-chart")
+            yield PlotextPlot(id="batch-lengths", classes="batch-chart")
 
     @staticmethod
     def _field(label: str, field_id: str, value: str, placeholder: str = "") -> Vertical:
@@ -290,6 +296,23 @@ class BatchPane(LivePane):
                                   *summary.cell_row(cell, LIVE_FIGURES))
         done = sum(len(rows) for rows in live.rows.values())
         self.query_one("#batch-progress", ProgressBar).update(total=live.plan.total_rows(), progress=done)
+        rows = [row for rows in live.rows.values() for row in rows]
+        self.show_rankings(summary.rankings(summary.summarize(
+            rows, [m.name for m in live.plan.models], [t.name for t in live.plan.tasks], scored)))
+
+    def show_rankings(self, rankings: list[summary.TaskRanking]) -> None:
+        """Rank by decode tok/s beside rank by task time, per task set, disagreements highlighted, and the
+        verdict per task: the same rankings summary.md and the console print (runtime/summary.py)."""
+        table = self.query_one("#batch-ranks", DataTable)
+        table.clear()
+        for group in rankings:
+            for rank in group.ranks:
+                style = "bold yellow" if rank.disagree else ""  # as the console prints it
+                table.add_row(*(plain(value, style=style) for value in summary.ranking_row(rank)))
+        verdicts = self.query_one("#batch-verdict", Static)
+        verdicts.update(Text("\n").join(plain(f"verdict: {group.verdict}") for group in rankings))
+        for widget in self.query(".batch-thesis"):
+            widget.display = bool(rankings)
 
     # ---- past runs ----------------------------------------------------------------------------------
 
@@ -345,6 +368,9 @@ class BatchPane(LivePane):
         else:
             summary.plot_speed_vs_time(plot.plt, result.cells)
         plot.refresh()
+        words = self.query_one("#batch-words", PlotextPlot)
+        summary.plot_words(words.plt, result.cells)
+        words.refresh()
         self.show_lengths(result.plan.tasks[0].name)
 
     def show_sizes(self, result: summary.RunSummary) -> None:
@@ -358,7 +384,7 @@ class BatchPane(LivePane):
                 table.add_row(*(Text(value) for value in summary.batch_row(cell)))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        """The output-length histogram follows the task of the highlighted row."""
+        """The output-length chart follows the task of the highlighted row."""
         if event.data_table.id == "batch-table" and not self.running and event.cursor_row >= 0:
             event.stop()
             self.show_lengths(str(event.data_table.get_row_at(event.cursor_row)[1]))

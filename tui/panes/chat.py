@@ -244,7 +244,7 @@ class ChatPane(LivePane):
             return
         events = live.events[:]  # a consistent copy; the producer keeps appending to the original
         self.query_one(Meter).show_live(events, now_ns())
-        reply.show(metrics.output_text(events))
+        reply.show(metrics.answer_text(events) or metrics.thinking_text(events))  # the thinking until the answer
 
     def _close_retired(self) -> None:
         while self._retired:
@@ -263,7 +263,7 @@ class ChatPane(LivePane):
             self.notify(f"Generation failed: {done.error}", severity="error", timeout=10)
         figures = reply_line(result.metrics.as_dict(), result.cold)
         if self.reply is not None:
-            self.query_one(Conversation).finish_reply(self.reply, result.text, note, stop, figures)
+            self.query_one(Conversation).finish_reply(self.reply, result.text, note, stop, figures, result.thinking)
         self.query_one(Meter).show_final(result.events, cold=result.cold)
         if result.text:
             self.messages.append({"role": "assistant", "content": result.text})

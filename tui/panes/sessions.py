@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual import work
@@ -11,9 +12,19 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Markdown, Static
 from textual.worker import Worker, WorkerState
+from textual_plotext import PlotextPlot
 
 from taskclock.runtime.errors import DataError, TaskclockError
-from taskclock.runtime.sessions import SessionSummary, export_all, list_sessions, read_session, to_markdown
+from taskclock.runtime.sessions import (
+    SessionSummary,
+    export_all,
+    list_sessions,
+    plot_ttft_per_turn,
+    read_session,
+    to_markdown,
+    ttft_per_turn,
+)
+from taskclock.runtime.untrusted import safe_text
 
 from ..context import AppContext
 from ..format import fmt, plain
@@ -94,23 +105,29 @@ class SessionsPane(Vertical):
         except DataError as exc:
             self.notify(str(exc), severity="error")
             return
-        self.app.push_screen(SessionScreen(path, to_markdown(turns, title=path.name)))
+        self.app.push_screen(SessionScreen(path, turns))
 
 
 class SessionScreen(ModalScreen):
-    """One past session, read-only: its summary table, then every prompt and reply."""
+    """One past session, read-only: TTFT per turn (when it has two or more), its summary table, then every
+    prompt and reply."""
 
     HELP_SECTION = "Session viewer"
     BINDINGS = [Binding("escape,q", "dismiss", "Close"), Binding("ctrl+s", "export", "Export")]
 
-    def __init__(self, path: Path, markdown: str) -> None:
+    def __init__(self, path: Path, turns: list[dict[str, Any]]) -> None:
         super().__init__()
         self.path = path
-        self.markdown = markdown
+        self.turns = turns
+        self.markdown = safe_text(to_markdown(turns, title=path.name))  # outside text: prompts, replies, file name
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="session-view") as view:
             view.border_title = plain(f"{self.path.name} (read-only) · Ctrl+S exports · Esc closes")
+            chart = PlotextPlot(id="session-ttft")
+            chart.display = len(ttft_per_turn(self.turns)) >= 2  # one point is not a trend
+            plot_ttft_per_turn(chart.plt, self.turns)
+            yield chart
             yield Markdown(self.markdown)
 
     def action_export(self) -> None:

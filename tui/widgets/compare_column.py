@@ -46,10 +46,10 @@ class CompareColumn(Vertical):
 
     def show_live(self, events: Sequence[Event], now_ns: int) -> None:
         self.meter.show_live(events, now_ns)
-        self._text.show(metrics.output_text(events))
+        self._text.show(metrics.answer_text(events) or metrics.thinking_text(events))  # the thinking until the answer
 
     def show_final(self, events: Sequence[Event], note: str = "", cold: bool = False) -> None:
         self.meter.show_final(events, cold)
-        self._text.show(metrics.output_text(events) or "(no output)")
+        self._text.show(metrics.answer_text(events) or "(no output)")
         self._text.settle()
         self.border_subtitle = Text(safe_line(note))

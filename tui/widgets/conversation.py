@@ -1,10 +1,11 @@
 """The scrolling transcript: user prompts, and replies that stream as plain text then render as Markdown with
-their own one-line figures under them."""
+their own one-line figures under them (and a reasoning model's thinking, collapsed, between the two)."""
 from __future__ import annotations
 
 from rich.text import Text
 from textual.containers import VerticalScroll
-from textual.widgets import Markdown, Static
+from textual.widget import Widget
+from textual.widgets import Collapsible, Markdown, Static
 
 from taskclock.runtime.untrusted import safe_line, safe_text
 
@@ -31,11 +32,24 @@ class ReplyFigures(Static):
     """TTFT · decode tok/s · task time · tokens · words of the reply above it."""
 
 
+class ThinkingText(Static):
+    pass
+
+
+class ReplyThinking(Collapsible):
+    """A reasoning model's thinking under its reply, collapsed: plain text, never markup."""
+
+    def __init__(self, thinking: str) -> None:
+        words = len(thinking.split())
+        super().__init__(ThinkingText(safe_text(thinking), markup=False), title=f"thinking ({words} words)",
+                         collapsed=True)
+
+
 class Divider(Static):
     """A line across the transcript where the model changed."""
 
 
-REPLY_PARTS = (ReplyTurn, ReplyMarkdown, ReplyFigures)
+REPLY_PARTS = (ReplyTurn, ReplyMarkdown, ReplyThinking, ReplyFigures)
 
 
 class Conversation(VerticalScroll):
@@ -53,16 +67,21 @@ class Conversation(VerticalScroll):
         self.anchor()  # back to the newest line, also after the user scrolled up
         return reply
 
-    def finish_reply(self, reply: ReplyTurn, text: str, note: str, stop_reason: str, figures: str = "") -> None:
-        """Render the finished reply as Markdown; ``note`` (stopped, error...) goes in its border, ``figures``
-        on a line under it."""
+    def finish_reply(self, reply: ReplyTurn, text: str, note: str, stop_reason: str, figures: str = "",
+                     thinking: str = "") -> None:
+        """Render the finished reply as Markdown; ``note`` (stopped, error...) goes in its border, ``thinking``
+        collapsed under it, ``figures`` on a line under those."""
         final = ReplyMarkdown(safe_text(text) or "*(no output)*")
         final.border_title = reply.border_title
         final.border_subtitle = Text(safe_line(note))
         final.add_class(f"-{stop_reason}")
         self.mount(final, after=reply)
+        last: Widget = final
+        if thinking:
+            last = ReplyThinking(thinking)
+            self.mount(last, after=final)
         if figures:
-            self.mount(ReplyFigures(figures, markup=False), after=final)
+            self.mount(ReplyFigures(figures, markup=False), after=last)
         reply.remove()
 
     def add_divider(self, text: str) -> None:

@@ -1,4 +1,5 @@
-"""The live meter: TTFT counting up then frozen, instantaneous TPS with its sparkline, running task time.
+"""The live meter: TTFT counting up then frozen, instantaneous TPS with its sparkline, running task time; for a
+reasoning model, the thinking time counting up ("thinking… 4.2 s") and then the time to the first answer token.
 
 Every figure is a runtime.metrics function of the turn's recorded events; the UI clock (``now_ns``) only
 decides how far a running count has got, never when a token arrived. The owner repaints it on a timer,
@@ -28,8 +29,9 @@ SPARK_POINTS = 60
 BOLD = Style(bold=True)
 # The compact bar (a narrow terminal, below tui/app.py's NARROW_WIDTH): the figures it keeps, in this order,
 # each as "short name value" (a figure missing from the meter's values is left out).
-BAR_ITEMS = {"TTFT": "TTFT {}", "TPS now": "now {}", "decode rate": "decode {}", "task time": "task {}",
-             "output tokens": "{} tokens", "output words": "{} words"}
+BAR_ITEMS = {"TTFT": "TTFT {}", "thinking…": "thinking… {}", "thinking": "thought {}", "TTFA": "TTFA {}",
+             "TPS now": "now {}", "decode rate": "decode {}", "task time": "task {}", "output tokens": "{} tokens",
+             "output words": "{} words"}
 STATES = {"eos": "done", "length": "done (max tokens)", "stop": "done (stop string)", "cancelled": "stopped",
           "error": "error"}
 
@@ -44,17 +46,29 @@ def _tps_curve(events: Sequence[Event], points: int = SPARK_POINTS) -> list[floa
     return [metrics.instant_tps(events, int(first + i * step)) or 0.0 for i in range(points)]
 
 
+def _thinking_rows(thinking_s: float | None, ttfa_s: float | None, still: bool) -> dict[str, str]:
+    """While a reasoning model thinks: its thinking time so far; then that time and the time to the answer."""
+    if thinking_s is None:
+        return {}
+    if still:
+        return {"thinking…": fmt(thinking_s, "s", 1), "TTFA": "…"}
+    return {"thinking": fmt(thinking_s, "s", 1), "TTFA": fmt(ttfa_s, "s", 3)}
+
+
 class Figures(Widget):
-    """Label/value rows in a fixed-size box, painted line by line: a new value repaints its own row only,
-    never the rest of the meter and never a layout of the screen."""
+    """Label/value rows, painted line by line: a new value repaints its own row only, never the rest of the
+    meter; the box resizes (a layout) only when the set of figures changes, at the start and end of a turn."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._rows: list[tuple[str, str]] = []
+        self.styles.height = 0
 
     def show(self, values: dict[str, str]) -> None:
         rows = list(values.items())
         if [label for label, _ in rows] != [label for label, _ in self._rows]:
+            if len(rows) != len(self._rows):
+                self.styles.height = len(rows)  # a row per figure (a layout only when the set of figures changes)
             self.refresh()
         else:
             for y, (row, old) in enumerate(zip(rows, self._rows, strict=True)):
@@ -179,9 +193,6 @@ class Meter(Vertical):
             color: $accent;
             margin-bottom: 1;
         }
-        #meter-figures {
-            height: 15;
-        }
         #meter-spark {
             margin-top: 1;
             height: 5;
@@ -282,10 +293,13 @@ class Meter(Vertical):
         if rate is not None:
             self._history.append(rate)
             self.query_one(Spark).show(self._history)
+        thinking, answer = metrics.thinking_elapsed_s(events, now_ns), metrics.ttfa_s(events)
+        still_thinking = thinking is not None and answer is None
         self._show(
-            "waiting for the first token" if waiting else "streaming",
+            "waiting for the first token" if waiting else "thinking" if still_thinking else "streaming",
             {
                 "TTFT": fmt(metrics.elapsed_s(events, now_ns) if waiting else ttft, "s", 3) + (" …" if waiting else ""),
+                **_thinking_rows(thinking, answer, still_thinking),
                 "TPS now": fmt(rate, "tok/s", 1),
                 "task time": fmt(metrics.elapsed_s(events, now_ns), "s", 1),
                 "output tokens": fmt(metrics.output_tokens(events)),

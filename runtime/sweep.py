@@ -1,0 +1,555 @@
+"""The input-length sweep: how TTFT and task time grow with the prompt, from a cold start and from a cache.
+
+For each model and each requested input length, a prompt of exactly that many tokens by the model's own
+tokenizer (chat template included) is cut from the packaged MMLU questions, with one short question at the
+end. Each repeat runs two turns: **cold**, whose first line is a salt no earlier request carried, so neither
+llama.cpp's prompt cache nor a server's prefix cache can serve the context; then **cached**, the same salted
+context again with only the question changed. With long inputs the wait is prefill, so TTFT and task time
+grow with the input while decode tok/s hardly moves: the figure that tokens/s hides.
+
+A run lives in a folder like bench's (runtime/runfolder.py): ``run.toml`` (``kind = "sweep"``, the lengths,
+the run's salt and every model option), ``results.jsonl`` (one ``sweep`` row per turn, a ``skip`` record per
+length a model cannot hold, with the reason) and ``system.json``. Ctrl-C loses only the turn in flight, and
+resuming runs exactly the missing rows (a missing cached row first re-primes the cache with its cold turn).
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+from . import mmlu, runfolder, storage, system
+from .backend import LoadedModel, Message, ModelSpec, SamplingParams, first_line, load_model
+from .bench import (
+    Outcome,
+    Progress,
+    models_toml,
+    new_run_id,
+    read_system,
+    row_salt,
+    salted,
+    toml_table,
+    turn_row,
+    write_system,
+)
+from .errors import BackendError, DataError, TaskclockError
+from .runfolder import RESULTS_FILE, RUN_FILE, sweep_key
+from .summary import md_table, results_csv, text_chart
+from .turn import run_turn, warm_up
+from .untrusted import redact, safe_line
+
+KIND = "sweep"
+PHASES = ("cold", "cached")
+# The short question that ends each prompt; the cached turn changes only this, so the context before it is
+# the cold turn's, token for token.
+QUESTIONS = {"cold": "Which subject is the first question above about? Answer in one word.",
+             "cached": "Which subject is the last question above about? Answer in one word."}
+CHARS_PER_TOKEN = 4  # the estimate where a server offers no tokenizer
+NEAR = 8  # characters either side of the bisection's cut searched for an exact token count
+STARTS = 16  # word boundaries the text may start at when no cut from the first start hits the count exactly
+CSV_COLUMNS = ("model", "backend", "phase", "requested_tokens", "repeat", "prompt_tokens", "token_source",
+               "input_tokens", "cached_tokens", "ttft_s", "prefill_tps", "decode_tps", "task_time_s",
+               "output_tokens", "stop_reason", "threads", "error", "reply")
+
+
+@dataclass
+class SweepPlan:
+    """A sweep's whole configuration, as stored in run.toml."""
+
+    run_id: str
+    created: str
+    kind: str  # always "sweep": what tells this folder from a bench run's
+    input_tokens: list[int]
+    output_tokens: int
+    repeats: int
+    warmup: int
+    salt: str  # per run: each request's salt is derived from it, so a resumed run salts as the first did
+    models: list[ModelSpec] = field(default_factory=list)
+
+    def params(self) -> SamplingParams:
+        """Greedy, so the reply (and so decode and task time) is the same at every length and repeat."""
+        return SamplingParams(max_tokens=self.output_tokens, temperature=0.0)
+
+    def total_rows(self) -> int:
+        return len(self.models) * len(self.input_tokens) * self.repeats * len(PHASES)
+
+
+def plan_to_toml(plan: SweepPlan) -> str:
+    head = {f.name: getattr(plan, f.name) for f in fields(plan) if f.name != "models"}
+    return "\n".join(["# taskclock sweep run: `taskclock sweep --resume <this folder>` continues it\n",
+                      toml_table("run", head), *models_toml(plan.models)])
+
+
+def read_plan(folder: Path) -> SweepPlan:
+    """The sweep's plan; a damaged run.toml, or a bench run's, is one DataError."""
+    path, data = runfolder.read_run_toml(folder, KIND)
+    head = runfolder.check_head(path, data.get("run"), SweepPlan, ("models",))
+    return SweepPlan(**head, models=runfolder.read_models(path, data))
+
+
+def prepare(*, models: list[ModelSpec], input_tokens: Sequence[int], output_tokens: int, repeats: int,
+            warmup: int, runs_dir: Path) -> tuple[Path, SweepPlan]:
+    """Check the plan, create the run folder and write its run.toml and system.json."""
+    if not models:
+        raise DataError("no models given", "pass --models A,B")
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise DataError("a model is named twice in --models", "name each model once")
+    if not input_tokens or min(input_tokens) < 1 or output_tokens < 1 or repeats < 1 or warmup < 0:
+        raise DataError("input lengths, --output-tokens and --repeats must be at least 1, --warmup at least 0",
+                        "pass positive whole numbers")
+    plan = SweepPlan(run_id=new_run_id(), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), kind=KIND,
+                     input_tokens=sorted(set(input_tokens)), output_tokens=output_tokens, repeats=repeats,
+                     warmup=warmup, salt=secrets.token_hex(4), models=models)
+    folder = storage.ensure_dir(runs_dir) / plan.run_id
+    storage.ensure_dir(folder)
+    storage.write_atomic(folder / RUN_FILE, plan_to_toml(plan))
+    write_system(folder, models)
+    return folder, plan
+
+
+# ---- prompts of an exact length ------------------------------------------------------------------
+
+def filler_text() -> str:
+    """Every question of the packaged MMLU copy in the copy's order, on one line, ASCII only: a fixed text
+    in which one more character adds at most one token almost everywhere, so a cut can hit a token count."""
+    text = " ".join(" ".join(q.question.split()) for q in mmlu.load_embedded().questions)
+    return text.encode("ascii", "ignore").decode("ascii")
+
+
+@dataclass(frozen=True)
+class TokenCounter:
+    """How a model's prompts are counted, and what the count rests on (stored with every row)."""
+
+    count: Callable[[list[Message]], int | None]
+    source: str  # tokenizer | server-text | estimate (docs/METRICS.md)
+
+    def __call__(self, messages: list[Message]) -> int:
+        n = self.count(messages)
+        if n is None:
+            raise BackendError("the model's tokenizer stopped answering while a prompt was being fitted",
+                               "check the server, then resume the run")
+        return n
+
+
+def token_counter(model: LoadedModel) -> TokenCounter:
+    """The model's own count of the whole prompt where it has one; else a server's count of the text alone
+    (its chat template's tokens not counted); else an estimate of 4 characters a token."""
+    probe: list[Message] = [{"role": "user", "content": "Hello"}]
+    if model.prompt_tokens(probe) is not None:
+        return TokenCounter(model.prompt_tokens, "tokenizer")
+    if model.count_tokens("Hello") is not None:
+        def text_tokens(messages: list[Message]) -> int | None:
+            counts = [model.count_tokens(m["content"]) for m in messages]
+            return None if None in counts else sum(counts)
+        return TokenCounter(text_tokens, "server-text")
+    return TokenCounter(lambda messages: sum(-(-len(m["content"]) // CHARS_PER_TOKEN) for m in messages), "estimate")
+
+
+def fit_length(tokens_at: Callable[[int], int], target: int, limit: int) -> tuple[int, int] | None:
+    """The cut ``c`` (0 ≤ c ≤ limit) at which ``tokens_at(c) == target``, with its count: bisection for the
+    longest cut that does not exceed the target, then the nearest exact hit within NEAR characters. None
+    when even ``c = 0`` is over the target; the longest cut and its smaller count when the text runs out or
+    no cut hits the target exactly (one more character can add two tokens: a space before a digit)."""
+    lo, lo_n = 0, tokens_at(0)
+    if lo_n > target:
+        return None
+    hi = min(limit, max(NEAR, target * CHARS_PER_TOKEN * 2))
+    hi_n = tokens_at(hi)
+    while hi_n <= target and hi < limit:
+        lo, lo_n = hi, hi_n
+        hi = min(limit, hi * 2)
+        hi_n = tokens_at(hi)
+    if hi_n <= target:
+        return hi, hi_n
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        n = tokens_at(mid)
+        if n <= target:
+            lo, lo_n = mid, n
+        else:
+            hi = mid
+    if lo_n == target:
+        return lo, lo_n
+    for step in range(1, NEAR + 1):
+        for cut in (lo - step, lo + step):
+            if 0 <= cut <= limit and tokens_at(cut) == target:
+                return cut, target
+    return lo, lo_n
+
+
+def prompt(filler: str, start: int, cut: int, question: str, salt: str) -> list[Message]:
+    return salted([{"role": "user", "content": f"{filler[start:start + cut]}\n\nQuestion: {question}"}], salt)
+
+
+def word_starts(filler: str) -> list[int]:
+    """Where the text may start: its first STARTS words."""
+    return [0, *(i + 1 for i, ch in enumerate(filler[:STARTS * 40]) if ch == " ")][:STARTS]
+
+
+@dataclass(frozen=True)
+class FittedPrompt:
+    messages: list[Message]
+    tokens: int  # by the counter; the turn's own input_tokens is what the model reports
+
+
+def fit_text(count: TokenCounter, filler: str, target: int, question: str, salt: str) -> tuple[int, int, int] | str:
+    """(start, cut, tokens) of the context that makes the prompt ``target`` tokens, or why none can: the
+    first word start whose bisection hits the count exactly, else the closest count below it."""
+    best: tuple[int, int, int] | None = None
+    for start in word_starts(filler):
+        def tokens_at(cut: int, start: int = start) -> int:
+            return count(prompt(filler, start, cut, question, salt))
+
+        found = fit_length(tokens_at, target, len(filler) - start)
+        if found is None:
+            shortest = count(prompt(filler, 0, 0, question, salt))
+            return f"{target} tokens cannot hold the chat template, salt and question ({shortest} tokens)"
+        cut, tokens = found
+        if tokens < target and start + cut == len(filler):
+            return f"the built-in text runs out at {tokens} tokens"
+        if tokens == target:
+            return start, cut, tokens
+        if best is None or tokens > best[2]:
+            best = start, cut, tokens
+    assert best is not None
+    return best
+
+
+def fit_prompts(count: TokenCounter, filler: str, target: int, salt: str) -> dict[str, FittedPrompt] | str:
+    """The cold and the cached prompt of ``target`` tokens under one salt, or why there are none. The cached
+    prompt keeps the cold one's context and is refitted only if its question counts differently."""
+    out: dict[str, FittedPrompt] = {}
+    context: tuple[int, int, int] | None = None
+    for phase in PHASES:
+        question = QUESTIONS[phase]
+        if context is not None:
+            start, cut, _ = context
+            messages = prompt(filler, start, cut, question, salt)
+            if count(messages) == target:
+                out[phase] = FittedPrompt(messages, target)
+                continue
+        fitted = fit_text(count, filler, target, question, salt)
+        if isinstance(fitted, str):
+            return fitted
+        context = fitted
+        start, cut, tokens = fitted
+        out[phase] = FittedPrompt(prompt(filler, start, cut, question, salt), tokens)
+    return out
+
+
+def beyond_context(target: int, output_tokens: int, context: int | None) -> str:
+    """Why a length cannot run on a model with this context, or "" when it can (or the context is unknown)."""
+    if context is None or target + output_tokens <= context:
+        return ""
+    return f"{target} input + {output_tokens} output tokens exceed the model's context of {context} tokens"
+
+
+def sweep_row(spec: ModelSpec, phase: str, target: int, repeat: int, fitted: FittedPrompt, source: str,
+              events: Sequence[Any]) -> dict[str, Any]:
+    return {"kind": KIND, **turn_row(spec, events), "phase": phase, "requested_tokens": target, "repeat": repeat,
+            "prompt_tokens": fitted.tokens, "token_source": source}
+
+
+# ---- the runner ----------------------------------------------------------------------------------
+
+class SweepRunner:
+    """Runs a sweep plan into its folder; safe to call again on the same folder (it resumes)."""
+
+    def __init__(self, folder: Path, plan: SweepPlan, *, cancel: threading.Event | None = None,
+                 on_progress: Callable[[Progress], None] | None = None,
+                 loader: Callable[[ModelSpec], LoadedModel] = load_model) -> None:
+        self.folder = folder
+        self.plan = plan
+        self.cancel = cancel or threading.Event()
+        self.on_progress = on_progress or (lambda progress: None)
+        self.loader = loader
+        self.results = folder / RESULTS_FILE
+        self.filler = filler_text()
+        self.done: set[tuple] = set()
+        self.skipped: set[tuple[str, int]] = set()
+
+    def run(self) -> Outcome:
+        """Run every pending row, holding the folder's lock (a second runner on it is refused)."""
+        with runfolder.locked(self.folder, KIND):
+            results = runfolder.read_results(self.folder, KIND)
+            self.done = {sweep_key(r) for r in results.rows}
+            self.skipped = {(s["model"], s["requested_tokens"]) for s in results.skips}
+            outcome = Outcome()
+            for spec in self.plan.models:
+                if self.cancel.is_set():
+                    break
+                pending = [n for n in self.plan.input_tokens if self._left(spec, n)]
+                for n in self.plan.input_tokens:
+                    skipped = (spec.name, n) in self.skipped
+                    self._report(spec, n, "skipped" if skipped else "waiting" if n in pending else "done")
+                if pending:
+                    self._run_model(spec, pending, outcome)
+            outcome.interrupted = outcome.interrupted or self.cancel.is_set()
+            return outcome
+
+    def _keys(self, spec: ModelSpec, target: int, repeat: int) -> dict[str, tuple]:
+        return {phase: (spec.name, phase, target, repeat) for phase in PHASES}
+
+    def _left(self, spec: ModelSpec, target: int) -> int:
+        if (spec.name, target) in self.skipped:
+            return 0
+        return sum(key not in self.done for repeat in range(self.plan.repeats)
+                   for key in self._keys(spec, target, repeat).values())
+
+    def _report(self, spec: ModelSpec, target: int, state: str, row: dict | None = None, error: str = "") -> None:
+        total = self.plan.repeats * len(PHASES)
+        self.on_progress(Progress(spec.name, f"{target} tokens", total - self._left(spec, target), total, state, row,
+                                  error))
+
+    def _fail(self, spec: ModelSpec, pending: list[int], error: str, outcome: Outcome) -> None:
+        error = redact(error)
+        storage.append(self.results, {"kind": "failure", "model": spec.name, "error": error})
+        outcome.failures[spec.name] = error
+        for target in pending:
+            self._report(spec, target, "failed", error=error)
+
+    def _skip(self, spec: ModelSpec, target: int, reason: str) -> None:
+        storage.append(self.results, {"kind": "skip", "model": spec.name, "requested_tokens": target,
+                                      "reason": reason})
+        self.skipped.add((spec.name, target))
+        self._report(spec, target, "skipped", error=reason)
+
+    def _run_model(self, spec: ModelSpec, pending: list[int], outcome: Outcome) -> None:
+        self._report(spec, pending[0], "loading")
+        try:
+            model = self.loader(spec)
+        except TaskclockError as exc:
+            self._fail(spec, pending, str(exc), outcome)
+            return
+        except Exception as exc:  # a broken model must not end the other models' runs
+            self._fail(spec, pending, f"{type(exc).__name__}: {exc}", outcome)
+            return
+        try:
+            count = token_counter(model)
+            context = model.context_size()
+            if self.plan.warmup:
+                self._report(spec, pending[0], "warmup")
+                warm = prompt(self.filler, 0, 200, QUESTIONS["cold"], row_salt(self.plan.salt, spec.name, "warmup"))
+                warm_up(model, warm, self.plan.params(), self.plan.warmup, cancel=self.cancel)
+            for target in pending:
+                if self.cancel.is_set():
+                    return
+                reason = beyond_context(target, self.plan.output_tokens, context)
+                if reason:
+                    self._skip(spec, target, reason)
+                elif not self._run_length(model, spec, count, target, outcome):
+                    self._report(spec, target, "stopped")
+                    return
+        except TaskclockError as exc:  # the tokenizer or the server failed while a prompt was fitted
+            self._fail(spec, pending, str(exc), outcome)
+        except Exception as exc:  # a chat template or tokenizer that raises: this model fails, the rest run
+            self._fail(spec, pending, f"{type(exc).__name__}: {first_line(exc)}", outcome)
+        finally:
+            model.close()
+
+    def _run_length(self, model: LoadedModel, spec: ModelSpec, count: TokenCounter, target: int,
+                    outcome: Outcome) -> bool:
+        """Every pending repeat at one length; False when cancelled (the turn in flight is dropped)."""
+        self._report(spec, target, "running")
+        params = self.plan.params()
+        for repeat in range(self.plan.repeats):
+            keys = self._keys(spec, target, repeat)
+            if all(key in self.done for key in keys.values()):
+                continue
+            fitted = fit_prompts(count, self.filler, target, row_salt(self.plan.salt, spec.name, target, repeat))
+            if isinstance(fitted, str):
+                self._skip(spec, target, fitted)
+                return True
+            for phase in PHASES:  # a cached row still to run needs its cold turn first, kept or not
+                if self.cancel.is_set():
+                    return False
+                events = run_turn(model, fitted[phase].messages, params, cancel=self.cancel).events
+                if self.cancel.is_set():
+                    return False
+                if keys[phase] not in self.done:
+                    row = sweep_row(spec, phase, target, repeat, fitted[phase], count.source, events)
+                    storage.append(self.results, row)
+                    self.done.add(keys[phase])
+                    outcome.rows_written += 1
+                    self._report(spec, target, "running", row)
+        self._report(spec, target, "done")
+        return True
+
+
+# ---- the summary ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SweepCell:
+    """One model × input length × phase: medians over the repeats that ended without an error."""
+
+    model: str
+    requested_tokens: int
+    phase: str
+    done: int
+    errors: int
+    input_tokens: float | None  # as the model reported them
+    cached_tokens: float | None  # where a server reports its prefix cache
+    ttft_s: float | None
+    prefill_tps: float | None
+    decode_tps: float | None
+    task_time_s: float | None
+
+
+def _median(rows: Sequence[dict], key: str) -> float | None:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return median(values) if values else None
+
+
+def summarize(rows: Sequence[dict], models: Sequence[str], lengths: Sequence[int]) -> list[SweepCell]:
+    cells = []
+    for model in models:
+        for target in lengths:
+            for phase in PHASES:
+                mine = [r for r in rows if r["model"] == model and r["requested_tokens"] == target
+                        and r["phase"] == phase]
+                if not mine:
+                    continue
+                ok = [r for r in mine if r.get("stop_reason") != "error"]
+                cells.append(SweepCell(model, target, phase, len(mine), len(mine) - len(ok),
+                                       *(_median(ok, key) for key in ("input_tokens", "cached_tokens", "ttft_s",
+                                                                      "prefill_tps", "decode_tps", "task_time_s"))))
+    return cells
+
+
+@dataclass
+class SweepSummary:
+    plan: SweepPlan
+    rows: list[dict[str, Any]]
+    cells: list[SweepCell]
+    skips: list[dict[str, Any]]
+    failures: dict[str, str]
+    damaged: list[str]
+    system: dict[str, Any] | None = None
+
+    def expected_rows(self) -> int:
+        """The plan's rows less those of the lengths skipped."""
+        return self.plan.total_rows() - len(self.skips) * self.plan.repeats * len(PHASES)
+
+    def token_sources(self) -> dict[str, str]:
+        """How each model's prompts were counted (from its rows)."""
+        return {r["model"]: r["token_source"] for r in self.rows}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.plan.run_id, "kind": KIND, "models": [m.name for m in self.plan.models],
+                "input_tokens": self.plan.input_tokens, "output_tokens": self.plan.output_tokens,
+                "repeats": self.plan.repeats, "rows": len(self.rows), "expected_rows": self.expected_rows(),
+                "token_sources": self.token_sources(), "system": self.system,
+                "cells": [asdict(c) for c in self.cells],
+                "skipped": [{"model": s["model"], "input_tokens": s["requested_tokens"], "reason": s["reason"]}
+                            for s in self.skips],
+                "failed_models": self.failures, "damaged_lines": self.damaged}
+
+
+def load_summary(folder: Path) -> SweepSummary:
+    plan = read_plan(folder)
+    results = runfolder.read_results(folder, KIND)
+    cells = summarize(results.rows, [m.name for m in plan.models], plan.input_tokens)
+    skips = list({(s["model"], s["requested_tokens"]): s for s in results.skips}.values())
+    return SweepSummary(plan, results.rows, cells, skips, results.failures, results.damaged, read_system(folder))
+
+
+def figure(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+# (header in summary.md, header on the console, SweepCell field, decimals)
+COLUMNS = (("model", "model", "model", 0), ("input tokens", "in tok", "requested_tokens", 0),
+           ("prompt", "prompt", "phase", 0), ("runs", "runs", "done", 0),
+           ("in tok (measured)", "measured", "input_tokens", 0), ("cached tok", "cached", "cached_tokens", 0),
+           ("TTFT s", "TTFT s", "ttft_s", 3), ("prefill tok/s", "prefill/s", "prefill_tps", 0),
+           ("decode tok/s", "decode/s", "decode_tps", 1), ("task time s", "task s", "task_time_s", 3),
+           ("errors", "err", "errors", 0))
+
+
+def cell_row(cell: SweepCell) -> list[str]:
+    out = []
+    for _, _, key, digits in COLUMNS:
+        value = getattr(cell, key)
+        out.append(figure(value, digits) if isinstance(value, float) or value is None else str(value))
+    return out
+
+
+def skip_line(skip: dict[str, Any]) -> str:
+    return f"{skip['model']} at {skip['requested_tokens']} tokens: {skip['reason']}"
+
+
+MARKERS = "ox+*#@%&"  # one per line, so the lines stay apart in plain text, where colour is gone
+
+
+def plot_vs_input(plt, cells: Sequence[SweepCell], key: str, label: str) -> None:
+    """One figure against the requested input tokens, one line per model × prompt (cold, cached)."""
+    plt.clear_data()
+    for i, (model, phase) in enumerate(dict.fromkeys((c.model, c.phase) for c in cells)):
+        points = [(c.requested_tokens, getattr(c, key)) for c in cells
+                  if c.model == model and c.phase == phase and getattr(c, key) is not None]
+        if points:
+            plt.plot([x for x, _ in points], [y for _, y in points], label=safe_line(f"{model} · {phase}"),
+                     marker=MARKERS[i % len(MARKERS)])  # names are outside text: control codes made visible
+    plt.title(f"{label} vs input tokens (median of repeats)")
+    plt.xlabel("input tokens")
+    plt.ylabel(label)
+
+
+def text_plots(summary: SweepSummary, width: int = 100, height: int = 20) -> str:
+    return "\n\n".join(text_chart(plot_vs_input, summary.cells, key, label, width=width, height=height)
+                       for key, label in (("ttft_s", "TTFT s"), ("task_time_s", "task time s")))
+
+
+def summary_markdown(summary: SweepSummary) -> str:
+    plan = summary.plan
+    parts = [f"# taskclock sweep run {plan.run_id}", ""]
+    if summary.system:
+        parts += ["## System", "", *system.describe(summary.system), ""]
+    sources = ", ".join(f"{m}: {s}" for m, s in summary.token_sources().items()) or "—"
+    parts += [
+        f"- models: {', '.join(m.name + ' (' + m.backend + ')' for m in plan.models)}",
+        f"- input tokens: {', '.join(map(str, plan.input_tokens))}; at most {plan.output_tokens} output tokens "
+        f"(greedy); {plan.repeats} repeat(s); {plan.warmup} untimed warm-up turn(s) per model",
+        f"- rows: {len(summary.rows)} of {summary.expected_rows()} ({len(summary.skips)} length(s) skipped); "
+        f"prompts counted by: {sources}",
+        "- cold: the context starts with a salt no earlier request had; cached: the same context again, only "
+        "the question changed",
+        "",
+        "## TTFT and task time by input length",
+        "",
+        "Medians over the repeats; prefill tok/s = input tokens / TTFT.",
+        "",
+        md_table([column[0] for column in COLUMNS], (cell_row(c) for c in summary.cells)),
+    ]
+    if summary.skips:
+        parts += ["", "## Skipped", ""] + [f"- {skip_line(s)}" for s in summary.skips]
+    if summary.failures:
+        parts += ["", "## Failed models", ""] + [f"- {m}: {e}" for m, e in summary.failures.items()]
+    if summary.damaged:
+        parts += ["", f"## Damaged lines in results.jsonl (skipped: {len(summary.damaged)})", ""]
+        parts += [f"- {line}" for line in summary.damaged[:20]]
+    if summary.cells:
+        parts += ["", "## Plots", "", "```text", text_plots(summary), "```"]
+    return "\n".join(parts) + "\n"
+
+
+def export(folder: Path) -> SweepSummary:
+    """Write results.csv, summary.md, summary.json and plots.txt into the run folder (atomically)."""
+    summary = load_summary(folder)
+    outputs = {
+        "results.csv": results_csv(summary.rows, CSV_COLUMNS),
+        "summary.md": summary_markdown(summary),
+        "summary.json": json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) + "\n",
+        "plots.txt": text_plots(summary) if summary.cells else "",
+    }
+    for name, text in outputs.items():
+        storage.write_atomic(folder / name, redact(text))
+    return summary
+

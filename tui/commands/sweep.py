@@ -1,0 +1,128 @@
+"""`taskclock sweep`: TTFT and task time against input length, cold and from a cached prefix, per model."""
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from pathlib import Path
+
+from taskclock.runtime.untrusted import error_line, safe_line
+
+from . import common
+from .bench import ProgressBars
+
+DEFAULT_LENGTHS = "256,1024,4096"
+DEFAULT_OUTPUT_TOKENS = 32
+# Options fixed in run.toml when a sweep starts: --resume refuses them rather than silently ignoring them.
+PLAN_OPTIONS = {"models": "--models", "input_tokens": "--input-tokens", "output_tokens": "--output-tokens",
+                "repeats": "--repeats", "warmup": "--warmup", "out": "--out", "dtype": "--dtype",
+                "device": "--device", "quantization": "--quant", "n_ctx": "--ctx", "n_gpu_layers": "--gpu-layers",
+                "compile": "--compile", "threads": "--threads", "flash_attn": "--no-flash-attn"}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "sweep", help="TTFT and task time against input length (cold and cached prefix) for several models",
+        description="For each model and input length, build a prompt of exactly that many tokens (by the model's "
+                    "tokenizer) from the built-in MMLU text, run it cold (a salted prefix no cache holds) and "
+                    "cached (the same prefix, another question), append every row to runs/<run-id>/results.jsonl "
+                    "and print TTFT, prefill tok/s, decode tok/s and task time per length. Ctrl-C keeps every "
+                    "finished row; --resume continues the run.")
+    common.add_model_options(p, many=True)
+    next(a for a in p._actions if a.dest == "models").required = False  # not needed with --resume
+    p.add_argument("--input-tokens", metavar="N1,N2,...",
+                   help=f"prompt lengths in tokens, comma-separated (default {DEFAULT_LENGTHS})")
+    p.add_argument("--output-tokens", type=common.whole_number,
+                   help=f"at most this many tokens per reply (default {DEFAULT_OUTPUT_TOKENS})")
+    p.add_argument("--repeats", type=common.whole_number,
+                   help="run every model × length N times; the summary gives medians (default 1)")
+    p.add_argument("--warmup", type=common.whole_number, help="untimed turns per model before measuring (default 1)")
+    p.add_argument("--out", help="folder for run folders (default: runs/ in a checkout, else the user data dir)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue an interrupted sweep folder as it was planned (options that would change it "
+                        "are refused)")
+    p.add_argument("--no-plots", action="store_true", help="do not print the text plots at the end")
+
+
+def prepare_run(args: argparse.Namespace):
+    """A new sweep folder from the options, or the folder being resumed; returns (folder, plan)."""
+    from taskclock.runtime import bench, sweep
+    from taskclock.runtime.config import load_config
+    from taskclock.runtime.errors import DataError
+    from taskclock.runtime.paths import default_runs_dir
+
+    for option, value, least in (("--output-tokens", args.output_tokens, 1), ("--repeats", args.repeats, 1),
+                                 ("--warmup", args.warmup, 0)):
+        if value is not None and value < least:
+            raise DataError(f"{option} must be at least {least}, not {value}", f"pass a valid {option}")
+    config = load_config(args.config)
+    if args.resume:
+        common.refuse_plan_options(args, PLAN_OPTIONS)
+        folder = Path(args.resume)
+        return folder, sweep.read_plan(folder)
+    if not args.models:
+        raise DataError("no models given", "pass --models A,B (or --resume RUN_DIR)")
+    lengths = bench.parse_batch_sizes(args.input_tokens or DEFAULT_LENGTHS, "--input-tokens", "256,1024,4096")
+    specs = common.resolve_specs(common.split_models(args.models), args, config)
+    runs_dir = Path(args.out or config.defaults.runs_dir or default_runs_dir())
+    return sweep.prepare(models=specs, input_tokens=lengths, output_tokens=args.output_tokens or DEFAULT_OUTPUT_TOKENS,
+                         repeats=args.repeats or 1, warmup=1 if args.warmup is None else args.warmup,
+                         runs_dir=runs_dir)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.text import Text
+
+    from taskclock.runtime import runfolder, sweep
+
+    folder, plan = prepare_run(args)
+    err = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
+    err.print(f"run folder: {safe_line(folder)}  ({len(plan.models)} model(s) × input tokens "
+              f"{', '.join(map(str, plan.input_tokens))} × {plan.repeats} repeat(s), cold and cached)")
+    cancel = threading.Event()
+    with ProgressBars(err) as on_progress:
+        runner = sweep.SweepRunner(folder, plan, cancel=cancel, on_progress=on_progress)
+        outcome, interrupted = common.run_interruptibly(runner.run, cancel)
+    result = sweep.export(folder)
+    print_results(Console(), result, plots=not args.no_plots)
+    if result.damaged:
+        err.print(runfolder.damage_note(result.damaged))
+    for skip in result.skips:
+        err.print(f"skipped {error_line(sweep.skip_line(skip))}")
+    for model, error in result.failures.items():
+        err.print(Text.assemble((f"model {safe_line(model)} failed:", "red"), " ", error_line(error)))
+    errored = [row for row in result.rows if row.get("stop_reason") == "error"]
+    if errored:
+        err.print(f"{len(errored)} row(s) ended in an error (first: {error_line(errored[0]['error'])}); they are "
+                  f"left out of the medians")
+    shown = safe_line(folder)
+    if interrupted or outcome.interrupted:
+        err.print(f"interrupted: {len(result.rows)} of {result.expected_rows()} rows kept in {shown}\n"
+                  f"resume with: taskclock sweep --resume {shown}")
+        return 130
+    err.print(f"results: {shown} (results.jsonl, results.csv, summary.md, summary.json, plots.txt)")
+    return 1 if result.failures else 0
+
+
+def print_results(console, result, plots: bool) -> None:
+    from rich import box
+    from rich.table import Table
+
+    from taskclock.runtime.sweep import COLUMNS, cell_row, text_plots
+
+    from ..format import plain
+
+    table = Table(title="by input length (medians over repeats; prefill = input tokens / TTFT)",
+                  title_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
+    keep = [i for i, column in enumerate(COLUMNS)  # no server reported a prefix cache: no column for it
+            if column[2] != "cached_tokens" or any(c.cached_tokens is not None for c in result.cells)]
+    for i in keep:
+        table.add_column(COLUMNS[i][1], justify="left" if i in (0, 2) else "right", no_wrap=i <= 2, overflow="fold")
+    for cell in result.cells:
+        values = cell_row(cell)
+        table.add_row(*(plain(values[i]) for i in keep))  # model names are outside text
+    console.print(table)
+    if plots and result.cells:
+        console.print(text_plots(result, width=min(console.width, 100)), markup=False, highlight=False)
+    sys.stdout.flush()
