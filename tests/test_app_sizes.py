@@ -21,7 +21,7 @@ from taskclock.runtime.tasks import BUILTIN
 from taskclock.tui.app import NARROW_WIDTH
 from taskclock.tui.panes.batch import LIVE_COLUMNS, NARROW_COLUMNS, BatchPane
 from taskclock.tui.panes.compare import ComparePane
-from taskclock.tui.widgets.meter import Meter
+from taskclock.tui.widgets.meter import Bar, Meter
 
 SIZES = {"80x24": (80, 24), "140x40": (140, 40)}
 MODELS = ("smollm2", "gemma3-270m")
@@ -84,6 +84,19 @@ def test_snapshot_chat_after_a_turn(workdir, size, snap_compare):
         assert (pilot.app.query_one("#conversation").outer_size.width == size[0]) == narrow
 
     assert snap_compare(scripted_app(), run_before=chat_turn, terminal_size=size)
+
+
+async def test_the_narrow_meter_bar_keeps_a_reasoning_models_thinking_time_and_ttfa(workdir):
+    app = make_app(Path("sessions"), loader=scripted_loader(tokens=6, thinking=["step"] * 20), max_tokens=200)
+    async with app.run_test(size=SIZES["80x24"]) as pilot:
+        await ready(pilot)
+        await turn(pilot, "Think first.")
+        meter = app.query_one(Meter)
+        bar = meter.query_one(Bar)
+        shown = " · ".join(bar.render_line(y).text.strip() for y in range(bar.size.height))
+        for item in (f"TTFT {meter.values['TTFT']}", f"thought {meter.values['thinking time']}",
+                     f"TTFA {meter.values['TTFA']}", f"task {meter.values['task time']}"):
+            assert item in shown
 
 
 @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())

@@ -29,9 +29,11 @@ SPARK_POINTS = 60
 BOLD = Style(bold=True)
 # The compact bar (a narrow terminal, below tui/app.py's NARROW_WIDTH): the figures it keeps, in this order,
 # each as "short name value" (a figure missing from the meter's values is left out).
-BAR_ITEMS = {"TTFT": "TTFT {}", "thinking…": "thinking… {}", "thinking": "thought {}", "TTFA": "TTFA {}",
-             "TPS now": "now {}", "decode rate": "decode {}", "task time": "task {}", "output tokens": "{} tokens",
-             "output words": "{} words"}
+# (A reasoning model's thinking time is "thinking…" while it thinks, "thinking" once it answers, "thinking time"
+# in the finished turn's figures.)
+BAR_ITEMS = {"TTFT": "TTFT {}", "thinking…": "thinking… {}", "thinking": "thought {}", "thinking time": "thought {}",
+             "TTFA": "TTFA {}", "TPS now": "now {}", "decode rate": "decode {}", "task time": "task {}",
+             "output tokens": "{} tokens", "output words": "{} words"}
 STATES = {"eos": "done", "length": "done (max tokens)", "stop": "done (stop string)", "cancelled": "stopped",
           "error": "error"}
 
