@@ -103,7 +103,7 @@ class BatchPane(LivePane):
             yield Button("Stop", id="batch-stop", variant="error", disabled=True)
             yield Button("Resume", id="batch-resume", disabled=True)
             yield ProgressBar(id="batch-progress", show_eta=True)
-        yield Static("Pick models and tasks, then Start. Past runs are listed below: Enter opens one.",
+        yield Static("Pick a mode and its options, then Start. Past runs are listed below: Enter opens one.",
                      id="batch-status")
         table: DataTable = DataTable(id="batch-table", zebra_stripes=True, cursor_type="row", classes="bench")
         table.add_columns(*LIVE_COLUMNS)
