@@ -12,7 +12,8 @@ from plotext import uncolorize
 from textual.widgets import Button, DataTable, Input, Select, Static
 from textual_plotext import PlotextPlot
 
-from taskclock.runtime import runfolder, sweep
+from taskclock.runtime import runfolder, storage, sweep
+from taskclock.runtime.backend import ModelSpec
 from taskclock.runtime.config import Config, Defaults
 from taskclock.runtime.models import resolve
 from taskclock.tui.panes.batch import BatchPane
@@ -102,6 +103,12 @@ async def test_a_sweep_fills_the_table_shows_the_skip_and_charts_and_is_listed(t
         assert "exceed the model's context of 512 tokens" in skip["reason"]
         note = pane.query_one("#context-skips", Static)
         assert note.display and str(note.render()) == f"skipped {SMALL} at 1024 tokens: {skip['reason']}"
+        pane.query_one("#batch-mode", Select).value = "bench"  # Task sets mode hides the sweep's table and note
+        await wait_for(pilot, lambda: not note.display and not pane.query_one("#context-table").display,
+                       "Task sets mode")
+        assert pane.query_one("#batch-resume", Button).disabled and pane.query_one("#batch-table").display
+        pane.query_one("#batch-mode", Select).value = sweep.KIND
+        await wait_for(pilot, lambda: note.display, "Context mode")
 
         ttft, task = (uncolorize(pane.query_one(f"#context-{key}", PlotextPlot).plt.build())
                       for key, _ in sweep.CHARTS)
@@ -149,6 +156,7 @@ async def test_a_stopped_sweep_opens_from_the_runs_list_and_resumes_with_every_r
         assert len(keys) == len(set(keys)) == 16 and set(kept) <= set(keys)
         assert _shown_table(pane) == _expected_table(folder)
         assert all(row[2] == "done" for row in _shown_table(pane))
+        assert not pane.query_one("#context-skips").display  # no length skipped: no note
 
 
 async def test_bad_context_options_are_shown_not_raised(tmp_path):
@@ -165,3 +173,32 @@ async def test_bad_context_options_are_shown_not_raised(tmp_path):
         assert "repeats must be a whole number of at least 1" in _status(pane)
         assert pane.query_one("#batch-status", Static).has_class("error") and not pane.running
         assert not (tmp_path / "runs").exists()  # nothing started
+
+
+async def test_outside_text_in_a_sweep_folder_is_shown_as_written(tmp_path):
+    """A model name, a skip reason and a failure from a folder (outside data) reach the table, the skip note
+    and the runs list with their escape codes made visible and their markup unparsed."""
+    name, markup = "m\x1b]0;pwned\x07[/x]", "[bold]b[/bold] [link=http://evil.example/]l[/link]"
+    folder, _ = sweep.prepare(models=[ModelSpec(name, "http", "http://127.0.0.1:9/v1")], input_tokens=[64, 128],
+                              output_tokens=2, repeats=1, warmup=0, runs_dir=tmp_path / "runs")
+    storage.append(folder / runfolder.RESULTS_FILE, {"kind": "skip", "model": name, "requested_tokens": 128,
+                                                     "reason": f"too long \x1b[2J{markup}"})
+    storage.append(folder / runfolder.RESULTS_FILE, {"kind": "failure", "model": name, "error": f"down {markup}"})
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f5")
+        pane = pilot.app.query_one(BatchPane)
+        runs = pane.query_one("#batch-runs", DataTable)
+        await wait_for(pilot, lambda: runs.row_count == 1, "the runs list")
+        runs.focus()
+        await pilot.press("enter")
+        table = pane.query_one("#context-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2, "the sweep's table")
+        shown = [[str(cell) for cell in table.get_row_at(i)] for i in range(2)]
+        note = str(pane.query_one("#context-skips", Static).render())
+        listed = str(runs.get_row_at(0)[2])
+        screen = app.export_screenshot()
+    assert shown[0][0] == shown[1][0] == listed == "m␛]0;pwned␇[/x]"
+    assert shown[0][2] == f"failed: down {markup}" and shown[1][2] == "skipped"
+    assert note == f"skipped m␛]0;pwned␇[/x] at 128 tokens: too long ␛[2J{markup}"
+    assert "\x1b" not in screen and "\x07" not in screen

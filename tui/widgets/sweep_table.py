@@ -87,7 +87,7 @@ def fill_table(table: DataTable, live: LiveSweep, *, running: bool, narrow: bool
             report = live.reports.get((spec.name, sweep.length_label(target)))
             state = ("skipped" if skipped else report.state if report else "done" if done >= total
                      else "waiting" if running else "incomplete")
-            if report is not None and report.state == "failed" and report.error:
+            if not skipped and report is not None and report.state == "failed" and report.error:
                 state = f"failed: {report.error}"
             if narrow:
                 table.add_row(plain(spec.name), str(target), "skip" if skipped else f"{done}/{total}",
@@ -102,4 +102,4 @@ def show_skips(note: Static, live: LiveSweep) -> None:
     lines = [sweep.skip_line({"model": model, "requested_tokens": target, "reason": reason})
              for (model, target), reason in live.skips.items()]
     note.update(Text("\n").join(plain(f"skipped {line}") for line in lines))
-    note.display = bool(lines)
+    note.set_class(not lines, "-empty")
