@@ -135,6 +135,7 @@ async def test_a_stopped_sweep_opens_from_the_runs_list_and_resumes_with_every_r
         assert folder is not None
         kept = [runfolder.sweep_key(r) for r in runfolder.read_results(folder, "sweep").rows]
         assert 1 <= len(kept) < 16
+        assert _shown_table(pane) == _expected_table(folder)  # the lengths left say incomplete, not waiting
 
         # back in Task sets mode with nothing shown, the sweep opens from the runs list in Context mode
         pane.query_one("#batch-mode", Select).value = "bench"

@@ -23,6 +23,7 @@ from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Select
 from textual_plotext import PlotextPlot
 
 from taskclock.runtime import bench, mmlu, runfolder, summary, sweep, tasks
+from taskclock.runtime.backend import ModelSpec
 from taskclock.runtime.errors import DataError, TaskclockError
 from taskclock.runtime.models import resolve
 from taskclock.runtime.paths import default_runs_dir
@@ -203,7 +204,7 @@ class BatchPane(LivePane):
             raise DataError(f"{name} must be a whole number of at least 1, not {text!r}", f"fix the {name} field")
         return int(text)
 
-    def _models(self) -> list:
+    def _models(self) -> list[ModelSpec]:
         names = [n.strip() for n in self._value("batch-models").split(",") if n.strip()]
         if not names:
             raise DataError("no models given", "type model names, comma-separated")
@@ -283,6 +284,7 @@ class BatchPane(LivePane):
         def start(cancel: threading.Event) -> tuple[LiveSweep, Callable[[], bench.Outcome]]:
             folder, plan = prepare()
             live = LiveSweep.of_folder(folder, plan)
+            live.running = True
             runner = sweep.SweepRunner(folder, plan, cancel=cancel, on_progress=live.record, loader=loader)
             return live, runner.run
 
@@ -388,8 +390,7 @@ class BatchPane(LivePane):
 
     def repaint_sweep(self, live: LiveSweep) -> None:
         """Context mode: the table per model × length, the skipped lengths and both charts, as rows arrive."""
-        sweep_table.fill_table(self.query_one("#context-table", DataTable), live, running=self.running,
-                               narrow=self.narrow, bar=text_bar)
+        sweep_table.fill_table(self.query_one("#context-table", DataTable), live, narrow=self.narrow, bar=text_bar)
         sweep_table.show_skips(self.query_one("#context-skips", Static), live)
         self.query_one("#batch-progress", ProgressBar).update(total=live.expected_rows(), progress=len(live.rows))
         cells = live.cells()

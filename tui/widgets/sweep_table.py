@@ -37,6 +37,7 @@ class LiveSweep:
     reports: dict[tuple[str, str], Progress] = field(default_factory=dict)
     rows: list[dict] = field(default_factory=list)
     skips: dict[tuple[str, int], str] = field(default_factory=dict)  # (model, input tokens) → the reason
+    running: bool = False  # a runner reports into it: a length with no report yet is waiting, not incomplete
     dirty: bool = True
 
     @classmethod
@@ -75,7 +76,7 @@ def figure(cells: dict[tuple, sweep.SweepCell], model: str, target: int, phase: 
     return sweep.figure(None if cell is None else getattr(cell, key), DIGITS[key])
 
 
-def fill_table(table: DataTable, live: LiveSweep, *, running: bool, narrow: bool, bar) -> None:
+def fill_table(table: DataTable, live: LiveSweep, *, narrow: bool, bar) -> None:
     """One row per model × input length: its state, rows done (``bar(done, total)``) and the medians."""
     table.clear()
     cells = {(c.model, c.requested_tokens, c.phase): c for c in live.cells()}
@@ -86,7 +87,7 @@ def fill_table(table: DataTable, live: LiveSweep, *, running: bool, narrow: bool
             done = sum(r["model"] == spec.name and r["requested_tokens"] == target for r in live.rows)
             report = live.reports.get((spec.name, sweep.length_label(target)))
             state = ("skipped" if skipped else report.state if report else "done" if done >= total
-                     else "waiting" if running else "incomplete")
+                     else "waiting" if live.running else "incomplete")
             if not skipped and report is not None and report.state == "failed" and report.error:
                 state = f"failed: {report.error}"
             if narrow:
