@@ -46,6 +46,8 @@ from .untrusted import redact, safe_line
 
 KIND = "sweep"
 PHASES = ("cold", "cached")
+DEFAULT_LENGTHS = "256,1024,4096"  # the CLI's and the Batch tab's Context mode's defaults
+DEFAULT_OUTPUT_TOKENS = 32
 # The short question that ends each prompt; the cached turn changes only this, so the context before it is
 # the cold turn's, token for token.
 QUESTIONS = {"cold": "Which subject is the first question above about? Answer in one word.",
@@ -257,6 +259,11 @@ def sweep_row(spec: ModelSpec, phase: str, target: int, repeat: int, fitted: Fit
             "prompt_tokens": fitted.tokens, "token_source": source}
 
 
+def length_label(target: int) -> str:
+    """A length as progress reports name it (in Progress.task, where a bench names its task set)."""
+    return f"{target} tokens"
+
+
 # ---- the runner ----------------------------------------------------------------------------------
 
 class SweepRunner:
@@ -305,7 +312,7 @@ class SweepRunner:
 
     def _report(self, spec: ModelSpec, target: int, state: str, row: dict | None = None, error: str = "") -> None:
         total = self.plan.repeats * len(PHASES)
-        self.on_progress(Progress(spec.name, f"{target} tokens", total - self._left(spec, target), total, state, row,
+        self.on_progress(Progress(spec.name, length_label(target), total - self._left(spec, target), total, state, row,
                                   error))
 
     def _fail(self, spec: ModelSpec, pending: list[int], error: str, outcome: Outcome) -> None:
@@ -502,9 +509,12 @@ def plot_vs_input(plt, cells: Sequence[SweepCell], key: str, label: str) -> None
     plt.ylabel(label)
 
 
+CHARTS = (("ttft_s", "TTFT s"), ("task_time_s", "task time s"))  # (SweepCell field, label): console, files, app
+
+
 def text_plots(summary: SweepSummary, width: int = 100, height: int = 20) -> str:
     return "\n\n".join(text_chart(plot_vs_input, summary.cells, key, label, width=width, height=height)
-                       for key, label in (("ttft_s", "TTFT s"), ("task_time_s", "task time s")))
+                       for key, label in CHARTS)
 
 
 def summary_markdown(summary: SweepSummary) -> str:

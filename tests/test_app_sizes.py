@@ -1,8 +1,9 @@
 """The app at 80×24 (a narrow screen: the meter as a bar, compact fields, the Batch tab's narrow columns) and at
-140×40: layout snapshots of Chat after a turn, Compare after a run and Batch showing a finished run.
+140×40: layout snapshots of Chat after a turn, Compare after a run and Batch showing a finished run (and, at
+80×24, a finished input-length sweep in its Context mode).
 
 Deterministic by construction: the scripted event source stamps synthetic times (tests/scripted.py), the
-Batch run is a folder of stored rows, and the paths on screen are relative to a working folder of the test's.
+Batch runs are folders of stored rows, and the paths on screen are relative to a working folder of the test's.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from app_helpers import make_app, ready, turn, wait_for
 from scripted import scripted_loader
 from textual.widgets import DataTable, Select
 
-from taskclock.runtime import bench, mmlu, storage
+from taskclock.runtime import bench, mmlu, storage, sweep
 from taskclock.runtime.config import Config, Defaults
 from taskclock.runtime.models import resolve
 from taskclock.runtime.runfolder import RunPlan
@@ -21,6 +22,7 @@ from taskclock.runtime.tasks import BUILTIN
 from taskclock.tui.app import NARROW_WIDTH
 from taskclock.tui.panes.batch import LIVE_COLUMNS, NARROW_COLUMNS, BatchPane
 from taskclock.tui.panes.compare import ComparePane
+from taskclock.tui.widgets import sweep_table
 from taskclock.tui.widgets.meter import Bar, Meter
 
 SIZES = {"80x24": (80, 24), "140x40": (140, 40)}
@@ -167,3 +169,54 @@ def test_snapshot_batch_showing_a_finished_run(workdir, size, snap_compare):
 
     app = scripted_app(config=Config(defaults=Defaults(runs_dir="runs")))
     assert snap_compare(app, run_before=open_run, terminal_size=size)
+
+
+SWEEP_LENGTHS = (256, 1024, 4096)
+# model → (cold TTFT at 256 tokens, decode tok/s): TTFT grows with the input, the cached prefix takes a tenth
+SWEEP_FIGURES = {"smollm2": (0.040, 60.0), "gemma3-270m": (0.055, 45.0)}
+
+
+def stored_sweep(runs: Path) -> Path:
+    """A finished sweep folder written from stored rows: smollm2 skips 4096 tokens (its context is 4096)."""
+    folder = runs / "hand-made-sweep"
+    folder.mkdir(parents=True)
+    plan = sweep.SweepPlan(run_id=folder.name, created="2026-11-22T00:00:00", kind=sweep.KIND,
+                           input_tokens=list(SWEEP_LENGTHS), output_tokens=32, repeats=1, warmup=0, salt="0000",
+                           models=[resolve(name) for name in MODELS])
+    storage.write_atomic(folder / bench.RUN_FILE, sweep.plan_to_toml(plan))
+    for model, (ttft_256, tps) in SWEEP_FIGURES.items():
+        for n in SWEEP_LENGTHS:
+            if model == "smollm2" and n == 4096:
+                storage.append(folder / bench.RESULTS_FILE, {"kind": "skip", "model": model, "requested_tokens": n,
+                                                             "reason": sweep.beyond_context(n, 32, 4096)})
+                continue
+            for phase, ttft in (("cold", ttft_256 * n / 256), ("cached", ttft_256 * n / 2560)):
+                storage.append(folder / bench.RESULTS_FILE, {
+                    "kind": sweep.KIND, "model": model, "backend": "llamacpp", "phase": phase,
+                    "requested_tokens": n, "repeat": 0, "prompt_tokens": n, "token_source": "tokenizer",
+                    "input_tokens": n, "output_tokens": 32, "output_words": 24, "output_chars": 120, "ttft_s": ttft,
+                    "prefill_tps": n / ttft, "decode_tps": tps, "task_time_s": ttft + 32 / tps,
+                    "stop_reason": "length", "error": None, "reply": "Anatomy"})
+    return folder
+
+
+def test_snapshot_batch_context_mode_showing_a_finished_sweep(workdir, snap_compare):
+    stored_sweep(workdir / "runs")
+
+    async def open_sweep(pilot):
+        await ready(pilot)
+        await pilot.press("f5")
+        pane = pilot.app.query_one(BatchPane)
+        runs = pane.query_one("#batch-runs", DataTable)
+        await wait_for(pilot, lambda: runs.row_count == 1, "the runs list")
+        runs.focus()
+        await pilot.wait_for_scheduled_animations()
+        await pilot.press("enter")
+        table = pane.query_one("#context-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count == len(MODELS) * len(SWEEP_LENGTHS), "the sweep's table")
+        assert pane.has_class("-context") and _headers(table) == sweep_table.NARROW_COLUMNS
+        await pilot.pause()
+        await pilot.wait_for_scheduled_animations()
+
+    app = scripted_app(config=Config(defaults=Defaults(runs_dir="runs")))
+    assert snap_compare(app, run_before=open_sweep, terminal_size=SIZES["80x24"])

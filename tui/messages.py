@@ -14,6 +14,7 @@ from taskclock.runtime.turn import TurnResult
 
 if TYPE_CHECKING:
     from .panes.batch import LiveBench
+    from .widgets.sweep_table import LiveSweep
 
 
 @dataclass
@@ -82,12 +83,15 @@ class CompareFinished(Message):
 
 @dataclass
 class BenchStarted(Message):
-    """The batch run's folder is prepared; ``live`` is what the runner reports into."""
+    """The Batch tab's run (a bench, or a sweep in Context mode) has its folder; ``live`` is what the runner
+    reports into."""
 
-    live: LiveBench
+    live: LiveBench | LiveSweep
 
 
 @dataclass
 class BenchFinished(Message):
+    """The Batch tab's run ended (finished or stopped); its summary is written."""
+
     folder: Path
     outcome: Outcome

@@ -11,8 +11,6 @@ from taskclock.runtime.untrusted import error_line, safe_line
 from . import common
 from .bench import ProgressBars
 
-DEFAULT_LENGTHS = "256,1024,4096"
-DEFAULT_OUTPUT_TOKENS = 32
 # Options fixed in run.toml when a sweep starts: --resume refuses them rather than silently ignoring them.
 PLAN_OPTIONS = {"models": "--models", "input_tokens": "--input-tokens", "output_tokens": "--output-tokens",
                 "repeats": "--repeats", "warmup": "--warmup", "out": "--out", "dtype": "--dtype",
@@ -31,9 +29,9 @@ def add_parser(sub) -> None:
     common.add_model_options(p, many=True)
     next(a for a in p._actions if a.dest == "models").required = False  # not needed with --resume
     p.add_argument("--input-tokens", metavar="N1,N2,...",
-                   help=f"prompt lengths in tokens, comma-separated (default {DEFAULT_LENGTHS})")
+                   help="prompt lengths in tokens, comma-separated (default 256,1024,4096)")
     p.add_argument("--output-tokens", type=common.whole_number,
-                   help=f"at most this many tokens per reply (default {DEFAULT_OUTPUT_TOKENS})")
+                   help="at most this many tokens per reply (default 32)")
     p.add_argument("--repeats", type=common.whole_number,
                    help="run every model × length N times; the summary gives medians (default 1)")
     p.add_argument("--warmup", type=common.whole_number, help="untimed turns per model before measuring (default 1)")
@@ -62,12 +60,12 @@ def prepare_run(args: argparse.Namespace):
         return folder, sweep.read_plan(folder)
     if not args.models:
         raise DataError("no models given", "pass --models A,B (or --resume RUN_DIR)")
-    lengths = bench.parse_batch_sizes(args.input_tokens or DEFAULT_LENGTHS, "--input-tokens", "256,1024,4096")
+    lengths = bench.parse_batch_sizes(args.input_tokens or sweep.DEFAULT_LENGTHS, "--input-tokens", "256,1024,4096")
     specs = common.resolve_specs(common.split_models(args.models), args, config)
     runs_dir = Path(args.out or config.defaults.runs_dir or default_runs_dir())
-    return sweep.prepare(models=specs, input_tokens=lengths, output_tokens=args.output_tokens or DEFAULT_OUTPUT_TOKENS,
-                         repeats=args.repeats or 1, warmup=1 if args.warmup is None else args.warmup,
-                         runs_dir=runs_dir)
+    return sweep.prepare(models=specs, input_tokens=lengths,
+                         output_tokens=args.output_tokens or sweep.DEFAULT_OUTPUT_TOKENS, repeats=args.repeats or 1,
+                         warmup=1 if args.warmup is None else args.warmup, runs_dir=runs_dir)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,10 +1,12 @@
 """The Batch tab: `taskclock bench` interactively. Pick models, tasks and a limit, start, watch a table fill
 in per model × task with the two rankings (decode tok/s, time per task) and a verdict per task under it, stop
-and resume, and open past runs with their charts.
+and resume, and open past runs with their charts. Its Context mode does the same for `taskclock sweep`
+(TTFT and task time against input length, cold and cached; tui/widgets/sweep_table.py).
 
-The runner is a live run (tui/live.py) that only records its progress reports in a LiveBench; the table is
-redrawn from it at most REPAINT_HZ times a second, so however fast rows complete the UI does a bounded
-amount of work and never slows the models. Every row is on disk (results.jsonl) before it is shown.
+The runner is a live run (tui/live.py) that only records its progress reports in a LiveBench (a LiveSweep in
+Context mode); the table is redrawn from it at most REPAINT_HZ times a second, so however fast rows complete
+the UI does a bounded amount of work and never slows the models. Every row is on disk (results.jsonl) before
+it is shown.
 """
 from __future__ import annotations
 
@@ -17,11 +19,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Static
+from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Select, Static
 from textual_plotext import PlotextPlot
 
-from taskclock.runtime import bench, mmlu, runfolder, summary, tasks
-from taskclock.runtime.errors import DataError
+from taskclock.runtime import bench, mmlu, runfolder, summary, sweep, tasks
+from taskclock.runtime.backend import ModelSpec
+from taskclock.runtime.errors import DataError, TaskclockError
 from taskclock.runtime.models import resolve
 from taskclock.runtime.paths import default_runs_dir
 
@@ -29,6 +32,8 @@ from ..context import AppContext
 from ..format import plain
 from ..live import LivePane, describe_error
 from ..messages import BenchFinished, BenchStarted, Remember, RunFailed
+from ..widgets import sweep_table
+from ..widgets.sweep_table import LiveSweep
 
 DEFAULT_LIMIT = 20  # interactive default; the CLI's is the paper's 660
 BUILTIN_MMLU = "built-in"  # the MMLU field's word for the copy inside the package (mmlu.load(None))
@@ -39,6 +44,8 @@ LIVE_COLUMNS = ("model", "task", "state", "progress", *(column.header for column
 NARROW_FIGURES = summary.table_columns("mean_output_words", "mean_decode_tps", "mean_task_time_s", "accuracy")
 NARROW_COLUMNS = ("model", "task", "done", "words", "tok/s", "task s", "acc")
 BAR_WIDTH = 16
+# The tab's two modes, named by the kind of run folder each writes (runfolder.folder_kind).
+MODES = (("Task sets", "bench"), ("Context", sweep.KIND))
 
 
 def text_bar(done: int, total: int) -> str:
@@ -72,19 +79,24 @@ class BatchPane(LivePane):
         super().__init__(id="batch-pane")
         self.context = context
         self.narrow = False  # the table's column set: NARROW_COLUMNS on a narrow screen
-        self.live: LiveBench | None = None
+        self.live: LiveBench | LiveSweep | None = None
         self.folder: Path | None = None  # the run shown
         self.resumable = False  # the run shown is incomplete
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="batch-options"):
+            yield Vertical(Label("mode"), Select(MODES, value="bench", allow_blank=False, id="batch-mode"),
+                           classes="batch-field")
             yield self._field("models", "batch-models", self.context.model.name)
-            yield self._field("tasks", "batch-tasks", ",".join(tasks.BUILTIN))
-            yield self._field("limit", "batch-limit", str(DEFAULT_LIMIT))
-            yield self._field("batch size", "batch-size", "1")  # or a sweep: 1,2,4,8
+            yield self._field("tasks", "batch-tasks", ",".join(tasks.BUILTIN), mode="bench")
+            yield self._field("limit", "batch-limit", str(DEFAULT_LIMIT), mode="bench")
+            yield self._field("batch size", "batch-size", "1", mode="bench")  # or a sweep: 1,2,4,8
             kept, defaults = self.context.remembered, self.context.config.defaults
             yield self._field("MMLU folder", "batch-mmlu", mmlu.resolve_path(None, kept.mmlu or defaults.mmlu)
-                              or BUILTIN_MMLU, placeholder=f"{BUILTIN_MMLU} (or a folder of MMLU CSVs)")
+                              or BUILTIN_MMLU, placeholder=f"{BUILTIN_MMLU} (or a folder of MMLU CSVs)", mode="bench")
+            yield self._field("input tokens", "context-input", sweep.DEFAULT_LENGTHS, mode=sweep.KIND)
+            yield self._field("output tokens", "context-output", str(sweep.DEFAULT_OUTPUT_TOKENS), mode=sweep.KIND)
+            yield self._field("repeats", "context-repeats", "1", mode=sweep.KIND)
             yield self._field("runs folder", "batch-runs-dir",
                               kept.runs_dir or self._configured_runs_dir())
         with Horizontal(id="batch-buttons"):
@@ -92,29 +104,50 @@ class BatchPane(LivePane):
             yield Button("Stop", id="batch-stop", variant="error", disabled=True)
             yield Button("Resume", id="batch-resume", disabled=True)
             yield ProgressBar(id="batch-progress", show_eta=True)
-        yield Static("Pick models and tasks, then Start. Past runs are listed below: Enter opens one.",
+        yield Static("Pick a mode and its options, then Start. Past runs are listed below: Enter opens one.",
                      id="batch-status")
-        table: DataTable = DataTable(id="batch-table", zebra_stripes=True, cursor_type="row")
+        table: DataTable = DataTable(id="batch-table", zebra_stripes=True, cursor_type="row", classes="bench")
         table.add_columns(*LIVE_COLUMNS)
         yield table
-        sizes: DataTable = DataTable(id="batch-sizes-table", zebra_stripes=True)  # shown for a sweep
+        # shown for a batch-size sweep
+        sizes: DataTable = DataTable(id="batch-sizes-table", zebra_stripes=True, classes="bench")
         sizes.add_columns(*summary.BATCH_HEADERS_SHORT)
         yield sizes
-        ranks: DataTable = DataTable(id="batch-ranks", classes="batch-thesis")  # shown once two models have rows
+        # shown once two models have rows
+        ranks: DataTable = DataTable(id="batch-ranks", classes="bench batch-thesis")
         ranks.add_columns(*summary.RANKING_HEADERS_SHORT)
         yield ranks
-        yield Static("", id="batch-verdict", classes="batch-thesis")
+        yield Static("", id="batch-verdict", classes="bench batch-thesis")
+        lengths: DataTable = DataTable(id="context-table", zebra_stripes=True, cursor_type="row", classes=sweep.KIND)
+        lengths.add_columns(*sweep_table.COLUMNS)
+        yield lengths
+        yield Static("", id="context-skips", classes=sweep.KIND)
         with Horizontal(id="batch-bottom"):
             runs: DataTable = DataTable(id="batch-runs", cursor_type="row")
-            runs.add_columns("run", "models", "tasks", "rows")
+            runs.add_columns("run", "kind", "models", "tasks / input tokens", "rows")
             yield runs
-            yield PlotextPlot(id="batch-plot", classes="batch-chart")
-            yield PlotextPlot(id="batch-words", classes="batch-chart")
-            yield PlotextPlot(id="batch-lengths", classes="batch-chart")
+            yield PlotextPlot(id="batch-plot", classes="batch-chart bench")
+            yield PlotextPlot(id="batch-words", classes="batch-chart bench")
+            yield PlotextPlot(id="batch-lengths", classes="batch-chart bench")
+            for key, _ in sweep.CHARTS:
+                yield PlotextPlot(id=f"context-{key}", classes=f"batch-chart {sweep.KIND}")
 
     @staticmethod
-    def _field(label: str, field_id: str, value: str, placeholder: str = "") -> Vertical:
-        return Vertical(Label(label), Input(value, placeholder=placeholder, id=field_id), classes="batch-field")
+    def _field(label: str, field_id: str, value: str, placeholder: str = "", mode: str = "") -> Vertical:
+        """An option's label and box; one of a single mode carries that mode's class (hidden in the other)."""
+        return Vertical(Label(label), Input(value, placeholder=placeholder, id=field_id),
+                        classes=f"batch-field {mode}".strip())
+
+    @property
+    def mode(self) -> str:
+        return str(self.query_one("#batch-mode", Select).value)
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        """The mode shows its options, table and charts (the pane's class: batch.tcss hides the other's)."""
+        if event.select.id == "batch-mode":
+            event.stop()
+            self.set_class(self.mode == sweep.KIND, "-context")
+            self._set_running()
 
     def on_mount(self) -> None:
         self.action_refresh_runs()
@@ -128,6 +161,9 @@ class BatchPane(LivePane):
         table = self.query_one("#batch-table", DataTable)
         table.clear(columns=True)
         table.add_columns(*(NARROW_COLUMNS if narrow else LIVE_COLUMNS))
+        lengths = self.query_one("#context-table", DataTable)
+        lengths.clear(columns=True)
+        lengths.add_columns(*(sweep_table.NARROW_COLUMNS if narrow else sweep_table.COLUMNS))
         if self.live is not None:
             self.live.dirty = True
             self.repaint()
@@ -168,14 +204,20 @@ class BatchPane(LivePane):
             raise DataError(f"{name} must be a whole number of at least 1, not {text!r}", f"fix the {name} field")
         return int(text)
 
-    def start(self) -> None:
-        """Check the options here; read MMLU and create the run folder (which picks the questions) in the
-        worker."""
-        config = self.context.config
+    def _models(self) -> list[ModelSpec]:
         names = [n.strip() for n in self._value("batch-models").split(",") if n.strip()]
         if not names:
             raise DataError("no models given", "type model names, comma-separated")
-        specs = [resolve(name, config.models) for name in names]
+        return [resolve(name, self.context.config.models) for name in names]
+
+    def start(self) -> None:
+        """Check the options here; read MMLU and create the run folder (which picks the questions) in the
+        worker."""
+        if self.mode == sweep.KIND:
+            self.start_sweep()
+            return
+        config = self.context.config
+        specs = self._models()
         task_list = tasks.resolve([t.strip() for t in self._value("batch-tasks").split(",") if t.strip()],
                                   config.tasks)
         limit = self._number("batch-limit", "limit")
@@ -191,39 +233,74 @@ class BatchPane(LivePane):
                                          sampling=config.sampling, runs_dir=runs_dir, batch_sizes=sizes)
             return folder, plan, data
 
-        self._launch(prepare)
+        self._launch_bench(prepare)
+
+    def start_sweep(self) -> None:
+        """Context mode: the input-length sweep, its options checked here as `taskclock sweep` checks them."""
+        specs = self._models()
+        lengths = bench.parse_batch_sizes(self._value("context-input"), "input tokens", sweep.DEFAULT_LENGTHS)
+        output_tokens = self._number("context-output", "output tokens")
+        repeats = self._number("context-repeats", "repeats")
+        runs_dir = self.runs_dir
+        self._launch_sweep(lambda: sweep.prepare(models=specs, input_tokens=lengths, output_tokens=output_tokens,
+                                                 repeats=repeats, warmup=1, runs_dir=runs_dir))
 
     def resume(self) -> None:
         folder = self.folder
         if folder is None:
+            return
+        if isinstance(self.live, LiveSweep):
+            self._launch_sweep(lambda: (folder, sweep.read_plan(folder)))
             return
 
         def prepare() -> tuple[Path, bench.RunPlan, mmlu.MMLUData]:
             plan = runfolder.read_plan(folder)
             return folder, plan, mmlu.load(plan.mmlu)
 
-        self._launch(prepare)
+        self._launch_bench(prepare)
 
     def stop(self) -> None:
         if self.running:
             self.action_stop()
             self._status("stopping after the row in flight…")
 
-    def _launch(self, prepare: Callable[[], tuple[Path, bench.RunPlan, mmlu.MMLUData]]) -> None:
-        self._status("preparing the run…")
+    def _launch_bench(self, prepare: Callable[[], tuple[Path, bench.RunPlan, mmlu.MMLUData]]) -> None:
         loader = self.context.loader
 
-        def job(cancel: threading.Event) -> BenchFinished:
+        def start(cancel: threading.Event) -> tuple[LiveBench, Callable[[], bench.Outcome]]:
             folder, plan, data = prepare()
             live = LiveBench(folder, plan)
             for row in runfolder.read_results(folder).rows:
                 live.rows.setdefault((row["model"], row["task"]), []).append(row)
-            self.post_message(BenchStarted(live))
             runner = bench.BenchRunner(folder, plan, data.by_id(), cancel=cancel, on_progress=live.record,
                                        loader=loader)
-            outcome = runner.run()
-            summary.export(folder)
-            return BenchFinished(folder, outcome)
+            return live, runner.run
+
+        self._launch(start, summary.export)
+
+    def _launch_sweep(self, prepare: Callable[[], tuple[Path, sweep.SweepPlan]]) -> None:
+        loader = self.context.loader
+
+        def start(cancel: threading.Event) -> tuple[LiveSweep, Callable[[], bench.Outcome]]:
+            folder, plan = prepare()
+            live = LiveSweep.of_folder(folder, plan)
+            live.running = True
+            runner = sweep.SweepRunner(folder, plan, cancel=cancel, on_progress=live.record, loader=loader)
+            return live, runner.run
+
+        self._launch(start, sweep.export)
+
+    def _launch(self, start: Callable[[threading.Event], tuple[LiveBench | LiveSweep, Callable[[], bench.Outcome]]],
+                export: Callable[[Path], object]) -> None:
+        """Either mode's run as one live job: prepare its folder and runner, run, write the summary."""
+        self._status("preparing the run…")
+
+        def job(cancel: threading.Event) -> BenchFinished:
+            live, run = start(cancel)
+            self.post_message(BenchStarted(live))
+            outcome = run()
+            export(live.folder)
+            return BenchFinished(live.folder, outcome)
 
         self.start_run(job)
 
@@ -235,6 +312,11 @@ class BatchPane(LivePane):
         message.stop()
         live = message.live
         self.folder, self.live, self.resumable = live.folder, live, True
+        if isinstance(live, LiveSweep):
+            self.post_message(Remember({"runs_dir": self._value("batch-runs-dir")}))
+            self._status(f"running {live.folder.name}: input tokens {', '.join(map(str, live.plan.input_tokens))} "
+                         f"× {live.plan.repeats} repeat(s) × {len(live.plan.models)} model(s), cold and cached")
+            return
         # it loaded and the folder holds the run: the next launch starts with both
         self.post_message(Remember({"mmlu": self._value("batch-mmlu"), "runs_dir": self._value("batch-runs-dir")}))
         self._status(f"running {live.folder.name}: {len(live.plan.question_ids)} questions × "
@@ -257,9 +339,12 @@ class BatchPane(LivePane):
         self._status(f"stopped: {describe_error(message.error)}", error=True)
 
     def _set_running(self) -> None:
+        """The buttons for the run on or shown; Resume only in the mode of the run shown."""
+        shown = sweep.KIND if isinstance(self.live, LiveSweep) else "bench"
         self.query_one("#batch-start", Button).disabled = self.running
         self.query_one("#batch-stop", Button).disabled = not self.running
-        self.query_one("#batch-resume", Button).disabled = self.running or not self.resumable
+        self.query_one("#batch-resume", Button).disabled = self.running or not self.resumable or shown != self.mode
+        self.query_one("#batch-mode", Select).disabled = self.running
 
     def _status(self, text: str, error: bool = False) -> None:
         status = self.query_one("#batch-status", Static)
@@ -273,6 +358,9 @@ class BatchPane(LivePane):
         if live is None or not live.dirty:
             return
         live.dirty = False
+        if isinstance(live, LiveSweep):
+            self.repaint_sweep(live)
+            return
         scored = {t.name for t in live.plan.tasks if t.scored}
         table = self.query_one("#batch-table", DataTable)
         table.clear()
@@ -300,6 +388,17 @@ class BatchPane(LivePane):
         self.show_rankings(summary.rankings(summary.summarize(
             rows, [m.name for m in live.plan.models], [t.name for t in live.plan.tasks], scored)))
 
+    def repaint_sweep(self, live: LiveSweep) -> None:
+        """Context mode: the table per model × length, the skipped lengths and both charts, as rows arrive."""
+        sweep_table.fill_table(self.query_one("#context-table", DataTable), live, narrow=self.narrow, bar=text_bar)
+        sweep_table.show_skips(self.query_one("#context-skips", Static), live)
+        self.query_one("#batch-progress", ProgressBar).update(total=live.expected_rows(), progress=len(live.rows))
+        cells = live.cells()
+        for key, label in sweep.CHARTS:
+            plot = self.query_one(f"#context-{key}", PlotextPlot)
+            sweep.plot_vs_input(plot.plt, cells, key, label)
+            plot.refresh()
+
     def show_rankings(self, rankings: list[summary.TaskRanking]) -> None:
         """Rank by decode tok/s beside rank by task time, per task set, disagreements highlighted, and the
         verdict per task: the same rankings summary.md and the console print (runtime/summary.py)."""
@@ -312,23 +411,29 @@ class BatchPane(LivePane):
         verdicts = self.query_one("#batch-verdict", Static)
         verdicts.update(Text("\n").join(plain(f"verdict: {group.verdict}") for group in rankings))
         for widget in self.query(".batch-thesis"):
-            widget.display = bool(rankings)
+            widget.set_class(bool(rankings), "-shown")
 
     # ---- past runs ----------------------------------------------------------------------------------
 
     def action_refresh_runs(self) -> None:
+        """Every bench and sweep folder under the runs folder, newest first, labelled by its kind."""
         table = self.query_one("#batch-runs", DataTable)
         table.clear()
         folders = sorted(self.runs_dir.glob(f"*/{runfolder.RUN_FILE}"), reverse=True) if self.runs_dir.is_dir() else []
         for path in folders:
             try:
-                plan = runfolder.read_plan(path.parent)
-            except DataError:
+                if runfolder.folder_kind(path.parent) == sweep.KIND:
+                    result = sweep.load_summary(path.parent)
+                    models, what = result.plan.models, ",".join(map(str, result.plan.input_tokens))
+                    kind, rows, total = "sweep", len(result.rows), result.expected_rows()
+                else:
+                    plan = runfolder.read_plan(path.parent)
+                    models, what = plan.models, ",".join(t.name for t in plan.tasks)
+                    kind, rows, total = "bench", len(runfolder.read_results(path.parent).rows), plan.total_rows()
+            except TaskclockError:  # a damaged folder is left out of the list
                 continue
-            rows = runfolder.read_results(path.parent).rows
-            table.add_row(plain(plan.run_id), plain(",".join(m.name for m in plan.models)),
-                          plain(",".join(t.name for t in plan.tasks)),
-                          f"{len(rows)}/{plan.total_rows()}", key=str(path.parent))
+            table.add_row(plain(path.parent.name), kind, plain(",".join(m.name for m in models)), plain(what),
+                          f"{rows}/{total}", key=str(path.parent))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id != "batch-runs":
@@ -339,11 +444,16 @@ class BatchPane(LivePane):
             return
         try:
             self.open_run(Path(str(event.row_key.value)))
-        except DataError as exc:
+        except TaskclockError as exc:  # a folder damaged since it was listed
             self._status(str(exc), error=True)
 
     def open_run(self, folder: Path) -> None:
-        """Show a past (or just finished) run: its table, its plot; Resume continues it if incomplete."""
+        """Show a past (or just finished) run in its mode: its table, its plot; Resume continues it if
+        incomplete."""
+        if runfolder.folder_kind(folder) == sweep.KIND:
+            self.open_sweep(folder)
+            return
+        self._show_mode("bench")
         result = summary.load_summary(folder)
         self.folder = folder
         self.live = LiveBench(folder, result.plan)
@@ -373,13 +483,29 @@ class BatchPane(LivePane):
         words.refresh()
         self.show_lengths(result.plan.tasks[0].name)
 
+    def open_sweep(self, folder: Path) -> None:
+        self._show_mode(sweep.KIND)
+        plan = sweep.read_plan(folder)
+        self.folder, self.live = folder, LiveSweep.of_folder(folder, plan)
+        self.repaint()
+        done, expected = len(self.live.rows), self.live.expected_rows()
+        self.resumable = done < expected
+        self._set_running()
+        self._status(f"{folder.name}: {done}/{expected} rows" + (" · Resume continues it" if self.resumable else ""))
+        self.call_after_refresh(self.query_one("#context-table").scroll_visible, top=True)
+
+    def _show_mode(self, mode: str) -> None:
+        """Switch to the mode of the run being opened (at once: the Select's own message comes later)."""
+        self.query_one("#batch-mode", Select).value = mode
+        self.set_class(mode == sweep.KIND, "-context")
+
     def show_sizes(self, result: summary.RunSummary) -> None:
         """The per-batch-size table (set time, aggregate tok/s, …) under the live one, for a sweep only."""
         table = self.query_one("#batch-sizes-table", DataTable)
         table.clear()
-        sweep = len(result.sizes()) > 1 or result.plan.repeats > 1
-        table.display = sweep
-        if sweep:
+        several = len(result.sizes()) > 1 or result.plan.repeats > 1
+        table.set_class(several, "-shown")
+        if several:
             for cell in result.cells:
                 table.add_row(*(Text(value) for value in summary.batch_row(cell)))
 
@@ -390,7 +516,7 @@ class BatchPane(LivePane):
             self.show_lengths(str(event.data_table.get_row_at(event.cursor_row)[1]))
 
     def show_lengths(self, task: str) -> None:
-        if self.live is None:
+        if not isinstance(self.live, LiveBench):
             return
         rows = [row for rows in self.live.rows.values() for row in rows]
         plot = self.query_one("#batch-lengths", PlotextPlot)
