@@ -75,6 +75,7 @@ async def test_stop_then_resume_completes_without_duplicates(tmp_path):
         kept = _keys(pane)
         assert "stopped (Resume continues)" in _status(pane)
         assert 1 <= len(kept) < 20
+        assert str(pane.query_one("#batch-table", DataTable).get_row_at(0)[2]) == "incomplete"  # not "waiting"
         assert not pane.query_one("#batch-resume", Button).disabled
         await _finish(pilot, pane, "batch-resume")
         keys = _keys(pane)

@@ -62,6 +62,7 @@ class LiveBench:
     reports: dict[tuple[str, str], bench.Progress] = field(default_factory=dict)
     rows: dict[tuple[str, str], list[dict]] = field(default_factory=dict)
     dirty: bool = True
+    running: bool = False  # a runner reports into it: a cell with no report yet is waiting, not incomplete
 
     def record(self, report: bench.Progress) -> None:
         key = (report.model, report.task)
@@ -269,7 +270,7 @@ class BatchPane(LivePane):
 
         def start(cancel: threading.Event) -> tuple[LiveBench, Callable[[], bench.Outcome]]:
             folder, plan, data = prepare()
-            live = LiveBench(folder, plan)
+            live = LiveBench(folder, plan, running=True)
             for row in runfolder.read_results(folder).rows:
                 live.rows.setdefault((row["model"], row["task"]), []).append(row)
             runner = bench.BenchRunner(folder, plan, data.by_id(), cancel=cancel, on_progress=live.record,
@@ -322,9 +323,15 @@ class BatchPane(LivePane):
         self._status(f"running {live.folder.name}: {len(live.plan.question_ids)} questions × "
                      f"{len(live.plan.tasks)} task(s) × {len(live.plan.models)} model(s)")
 
+    def _ended(self) -> None:
+        """The run's last figures, with cells it never reached shown as incomplete (not waiting)."""
+        if self.live is not None:
+            self.live.running, self.live.dirty = False, True
+        self.repaint()
+
     def on_bench_finished(self, message: BenchFinished) -> None:
         message.stop()
-        self.repaint()
+        self._ended()
         outcome, folder = message.outcome, message.folder
         self.context.wrote(folder)
         self.open_run(folder)
@@ -335,7 +342,7 @@ class BatchPane(LivePane):
 
     def on_run_failed(self, message: RunFailed) -> None:
         message.stop()
-        self.repaint()
+        self._ended()
         self._status(f"stopped: {describe_error(message.error)}", error=True)
 
     def _set_running(self) -> None:
@@ -371,7 +378,7 @@ class BatchPane(LivePane):
                 key = (spec.name, task.name)
                 rows = live.rows.get(key, [])
                 report = live.reports.get(key)
-                state = report.state if report else "done" if len(rows) >= total else "waiting" if self.running \
+                state = report.state if report else "done" if len(rows) >= total else "waiting" if live.running \
                     else "incomplete"
                 if report is not None and report.error:
                     state = f"failed: {report.error}"
