@@ -68,8 +68,9 @@ def report(result: sweep.SweepSummary, output_tokens: int, repeats: int, markdow
           f"`taskclock sweep`'s runner, greedy, at most {output_tokens} output tokens, {repeats} repeat(s) (medians), "
           "one untimed warm-up turn per model. Each prompt holds exactly the input tokens given by the model's own "
           f"tokenizer and chat template ({sources}). Cold: the context starts with a salt no earlier request had; "
-          "cached: the same context again with only the question changed. Prefill tok/s = input tokens / TTFT; "
-          "decode tok/s is the cold turn's.\n")
+          "cached: the same context again with only the question changed. Prefill tok/s = input tokens / TTFT (cached "
+          "rows: the tokens the cache did not serve, — where the backend does not report them); decode tok/s is the "
+          "cold turn's.\n")
     print("\n".join(lines))
     if skipped or failed:
         print("\n" + "\n".join(skipped + failed))

@@ -40,7 +40,7 @@ from .config import TaskSpec
 from .errors import DataError, TaskclockError
 from .events import Event
 from .runfolder import RESULTS_FILE, RUN_FILE, RunPlan, row_key
-from .turn import run_turn, warm_up
+from .turn import run_turn, salted, warm_up
 from .untrusted import redact, redact_url
 
 SYSTEM_FILE = "system.json"
@@ -63,15 +63,6 @@ def parse_batch_sizes(text: str, option: str, example: str = "1,2,4,8") -> list[
 def row_salt(run_salt: str, *parts: object) -> str:
     """A request's salt: unique per run and row, and the same again when the run is resumed."""
     return hashlib.sha256(":".join(map(str, (run_salt, *parts))).encode()).hexdigest()[:12]
-
-
-def salted(messages: list[Message], salt: str) -> list[Message]:
-    """The conversation with a unique first line, so a server's prefix cache cannot serve the prompt from an
-    earlier identical request (replayed MMLU prompts otherwise lower TTFT silently)."""
-    if not salt:
-        return messages
-    first = messages[0]
-    return [{**first, "content": f"[run {salt}]\n{first['content']}"}, *messages[1:]]
 
 
 # ---- run.toml: a small writer for the flat values a plan holds (tomllib only reads) ----------------
@@ -316,12 +307,11 @@ class BenchRunner:
             model.close()
 
     def _warm_up(self, model: LoadedModel, spec: ModelSpec, task: TaskSpec, pending: dict[Cell, list]) -> None:
-        """Untimed turns so the first measured row does not pay for cold caches."""
+        """Untimed turns (on a prompt of their own) so the first measured row does not pay the one-time costs."""
         if self.plan.warmup <= 0:
             return
         self._report(spec, task, pending, "warmup")
-        for question in self.questions[: self.plan.warmup]:
-            warm_up(model, tasks.messages(task, question, spec.chat), self.plan.params(task), cancel=self.cancel)
+        warm_up(model, self.plan.params(task), self.plan.warmup, cancel=self.cancel)
 
     def _prompt(self, spec: ModelSpec, cell: Cell, question: mmlu.Question) -> list[Message]:
         messages = tasks.messages(cell.task, question, spec.chat)

@@ -151,7 +151,7 @@ def run_compare(
         raise ModelLoadError("one loaded model cannot answer twice at once", "load it once per column")
     loads = [include_load] * len(models) if isinstance(include_load, bool) else list(include_load)
     for model in models:
-        warm_up(model, messages, params, warmup, cancel=cancel)
+        warm_up(model, params, warmup, cancel=cancel)
 
     def timed(index: int) -> TurnResult:
         if on_start is not None:

@@ -33,7 +33,6 @@ from .bench import (
     new_run_id,
     read_system,
     row_salt,
-    salted,
     toml_table,
     turn_row,
     write_system,
@@ -41,7 +40,7 @@ from .bench import (
 from .errors import BackendError, DataError, TaskclockError
 from .runfolder import RESULTS_FILE, RUN_FILE, sweep_key
 from .summary import md_table, results_csv, text_chart
-from .turn import run_turn, warm_up
+from .turn import run_turn, salted, warm_up
 from .untrusted import redact, safe_line
 
 KIND = "sweep"
@@ -255,8 +254,18 @@ def beyond_context(target: int, output_tokens: int, context: int | None) -> str:
 
 def sweep_row(spec: ModelSpec, phase: str, target: int, repeat: int, fitted: FittedPrompt, source: str,
               events: Sequence[Any]) -> dict[str, Any]:
-    return {"kind": KIND, **turn_row(spec, events), "phase": phase, "requested_tokens": target, "repeat": repeat,
+    row = turn_row(spec, events)
+    if phase == "cached":
+        row["prefill_tps"] = uncached_prefill_tps(row)
+    return {"kind": KIND, **row, "phase": phase, "requested_tokens": target, "repeat": repeat,
             "prompt_tokens": fitted.tokens, "token_source": source}
+
+
+def uncached_prefill_tps(row: dict[str, Any]) -> float | None:
+    """A cached turn's prefill rate: the tokens the cache did not serve over TTFT, where the backend says how many
+    it served; else None, since the whole input over TTFT counts cached tokens no prefill read."""
+    n_in, cached, ttft = row.get("input_tokens"), row.get("cached_tokens"), row.get("ttft_s")
+    return (n_in - cached) / ttft if n_in is not None and cached is not None and n_in > cached and ttft else None
 
 
 def length_label(target: int) -> str:
@@ -343,8 +352,7 @@ class SweepRunner:
             context = model.context_size()
             if self.plan.warmup:
                 self._report(spec, pending[0], "warmup")
-                warm = prompt(self.filler, 0, 200, QUESTIONS["cold"], row_salt(self.plan.salt, spec.name, "warmup"))
-                warm_up(model, warm, self.plan.params(), self.plan.warmup, cancel=self.cancel)
+                warm_up(model, self.plan.params(), self.plan.warmup, cancel=self.cancel)
             for target in pending:
                 if self.cancel.is_set():
                     return
@@ -534,7 +542,8 @@ def summary_markdown(summary: SweepSummary) -> str:
         "",
         "## TTFT and task time by input length",
         "",
-        "Medians over the repeats; prefill tok/s = input tokens / TTFT.",
+        "Medians over the repeats; prefill tok/s = input tokens / TTFT, on cached rows the tokens the cache did not "
+        "serve / TTFT where the backend reports its cache, else —.",
         "",
         md_table([column[0] for column in COLUMNS], (cell_row(c) for c in summary.cells)),
     ]

@@ -1,6 +1,7 @@
 """Run one turn to completion and keep its events: what the CLI, batch runner and app all call."""
 from __future__ import annotations
 
+import secrets
 import threading
 import weakref
 from collections.abc import Callable
@@ -54,14 +55,31 @@ def is_cold(model: LoadedModel) -> bool:
     return model not in _warm_models
 
 
-def warm_up(model: LoadedModel, messages: list[Message], params: SamplingParams, turns: int = 1, *,
+# What every warm-up turn asks, under a fresh salt (``salted``): a prompt of its own, so no cache holds any of
+# the timed prompt after it beyond the chat template's fixed opening (docs/METRICS.md, "Cold and warm").
+WARM_UP_PROMPT = "Count from one to ten, in words."
+
+
+def salted(messages: list[Message], salt: str) -> list[Message]:
+    """The conversation with a unique first line, so a server's prefix cache cannot serve the prompt from an
+    earlier identical request (replayed MMLU prompts otherwise lower TTFT silently)."""
+    if not salt:
+        return messages
+    first = messages[0]
+    return [{**first, "content": f"[run {salt}]\n{first['content']}"}, *messages[1:]]
+
+
+def warm_up(model: LoadedModel, params: SamplingParams, turns: int = 1, *,
             cancel: threading.Event | None = None) -> None:
-    """Untimed turns that pay the model's one-time costs, so the next timed turn is warm. What bench
-    (--warmup), compare (on unless --no-warmup) and the Compare tab all call."""
+    """Untimed turns that pay the model's one-time costs, so the next timed turn is warm. Each asks
+    ``WARM_UP_PROMPT`` under a new salt, never the timed prompt: a warm-up on that would leave it in the prompt
+    cache and the timed TTFT would skip its prefill. What bench (--warmup), compare (on unless --no-warmup),
+    the Compare tab and the sweep all call."""
     for _ in range(turns):
         if cancel is not None and cancel.is_set():
             return
-        run_turn(model, messages, params, cancel=cancel)
+        run_turn(model, salted([{"role": "user", "content": WARM_UP_PROMPT}], secrets.token_hex(6)), params,
+                 cancel=cancel)
 
 
 def run_turn(

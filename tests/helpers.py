@@ -130,3 +130,10 @@ def read_until(fd: int, seen: bytearray, wanted: bytes, deadline: float) -> bool
                 return wanted in seen
             seen += chunk
     return True
+
+
+def template_opening(model) -> int:
+    """How many tokens every chat of ``model`` starts with (its chat template's fixed opening): all of a timed
+    prompt that a warm-up turn of its own can leave in llama.cpp's prompt cache."""
+    first, second = (model.encode([{"role": "user", "content": text}]) for text in ("Alpha", "Zebra"))
+    return next(i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b)

@@ -9,10 +9,20 @@ import sys
 import threading
 
 import pytest
-from helpers import ROOT, bench_args, replies_by_key, result_keys, run_cli, start_cli, wait_for_rows
+from helpers import (
+    ROOT,
+    bench_args,
+    replies_by_key,
+    result_keys,
+    run_cli,
+    start_cli,
+    template_opening,
+    wait_for_rows,
+)
 
 from taskclock.runtime import bench, mmlu, runfolder, storage, tasks
-from taskclock.runtime.backend import ModelSpec, SamplingParams
+from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
+from taskclock.runtime.models import resolve
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +51,27 @@ def test_rows_then_resume_adds_nothing(tmp_path, data, tiny_llama_dir):
     again = bench.BenchRunner(folder, runfolder.read_plan(folder), data.by_id()).run()
     assert again.rows_written == 0
     assert result_keys(folder) == keys
+
+
+def test_the_warm_up_leaves_the_first_timed_prompt_to_prefill(tmp_path, data):
+    """--warmup 1 asks a prompt of its own: the first timed row's prompt is evaluated in full past the chat
+    template's opening (the warm-up used to be that row's question, so its TTFT was a prompt-cache hit)."""
+    folder, plan = _prepare(tmp_path, data, [resolve("smollm2")], task_names=("mc",), limit=1)
+    loaded, evaluated = [], []
+
+    def load(spec):
+        loaded.append(load_model(spec))
+        return loaded[-1]
+
+    def count(report):  # called as the row is kept, before the runner closes the model
+        if report.row is not None:
+            model = loaded[0]
+            evaluated.append((model.perf()["prompt_tokens"], report.row["input_tokens"] - template_opening(model)))
+
+    bench.BenchRunner(folder, plan, data.by_id(), loader=load, on_progress=count).run()
+    assert plan.warmup == 1
+    ((prompt_eval, past_opening),) = evaluated
+    assert prompt_eval >= past_opening > 10
 
 
 def test_cancel_keeps_finished_rows_and_resume_completes(tmp_path, data, tiny_llama_dir):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import run_cli
+from helpers import run_cli, template_opening
 
 from taskclock.runtime import sessions
 from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
@@ -14,6 +14,8 @@ from taskclock.runtime.models import resolve
 from taskclock.runtime.turn import run_turn, warm_up
 
 ASK = [{"role": "user", "content": "Name three colours."}]
+SKY = [{"role": "user", "content": "Explain in two sentences why the sky is blue and why sunsets look red, for a "
+                                   "curious ten year old."}]
 SHORT = SamplingParams(max_tokens=8)
 
 
@@ -47,8 +49,17 @@ def test_compare_warms_up_by_default_and_measures_cold_without(fresh_models):
 
 def test_a_warm_up_turn_makes_the_first_timed_turn_warm(fresh_models):
     model = fresh_models[1]
-    warm_up(model, ASK, SHORT)
+    warm_up(model, SHORT)
     assert run_turn(model, ASK, SHORT).cold is False
+
+
+def test_a_compare_warm_up_leaves_the_timed_prompt_to_prefill(smollm2):
+    """The warm-up asks a prompt of its own: the timed turn still evaluates its whole prompt past the chat template's
+    opening (a warm-up on the timed prompt left llama.cpp's cache serving all of it but one token)."""
+    (result,) = run_compare([smollm2], SKY, SHORT, warmup=1).results
+    assert result.cold is False
+    evaluated = result.done.extra["llama_perf"]["prompt_tokens"]
+    assert evaluated >= result.done.input_tokens - template_opening(smollm2) > 10
 
 
 def test_cli_compare_warms_up_unless_told_not_to(tmp_path):

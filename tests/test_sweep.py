@@ -96,6 +96,17 @@ def test_llamacpp_cached_prefix_is_faster_than_cold(llamacpp_sweep):
     assert medians(rows, "cached", LONG) < medians(rows, "cold", LONG) / 2
 
 
+def test_a_cached_row_has_no_prefill_rate_where_the_backend_does_not_say_what_it_cached(llamacpp_sweep):
+    """The whole input over a cache hit's TTFT is no prefill rate: llama.cpp in-process reports no cached tokens,
+    so its cached rows record None and the summary shows —; its cold rows keep input tokens / TTFT."""
+    _, folder = llamacpp_sweep
+    rows = sweep_rows(folder)
+    assert {r["phase"] for r in rows if r["prefill_tps"] is None} == {"cached"}
+    assert all(r["prefill_tps"] == pytest.approx(r["input_tokens"] / r["ttft_s"]) for r in rows if r["phase"] == "cold")
+    cells = json.loads((folder / "summary.json").read_text())["cells"]
+    assert [c["prefill_tps"] for c in cells if c["phase"] == "cached"] == [None, None]
+
+
 def test_a_length_beyond_the_context_is_skipped_with_the_reason(llamacpp_sweep):
     result, folder = llamacpp_sweep
     reason = "8192 input + 4 output tokens exceed the model's context of 4096 tokens"
@@ -242,6 +253,7 @@ def test_llama_server_prompts_are_exact_its_cache_is_used_and_its_context_is_res
     assert all(r["input_tokens"] == r["requested_tokens"] for r in rows)  # as the server counted them
     cold, cached = ({r["phase"]: r for r in rows if r["requested_tokens"] == LONG}[p] for p in sweep.PHASES)
     assert cold["cached_tokens"] < 32 < LONG - 32 < cached["cached_tokens"]  # the salt defeats the prefix cache
+    assert cached["prefill_tps"] == pytest.approx((cached["input_tokens"] - cached["cached_tokens"]) / cached["ttft_s"])
     assert cached["ttft_s"] < cold["ttft_s"] / 2
     (skip,) = runfolder.read_results(folder, "sweep").skips
     assert skip["reason"] == "4096 input + 4 output tokens exceed the model's context of 2048 tokens"

@@ -111,7 +111,8 @@ def print_results(console, result, plots: bool) -> None:
 
     from ..format import plain
 
-    table = Table(title="by input length (medians over repeats; prefill = input tokens / TTFT)",
+    table = Table(title="by input length (medians over repeats; prefill = input tokens / TTFT, cached rows: "
+                  "uncached tokens only, — where the backend does not report its cache)",
                   title_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
     keep = [i for i, column in enumerate(COLUMNS)  # no server reported a prefix cache: no column for it
             if column[2] != "cached_tokens" or any(c.cached_tokens is not None for c in result.cells)]
