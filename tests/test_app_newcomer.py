@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from app_helpers import make_app, ready
+from app_helpers import make_app, open_compare, ready, send_compare, wait_for
 from scripted import scripted_loader
-from textual.widgets import Label
+from textual.widgets import Label, Static
 
 from taskclock.tui.screens.settings import SettingsScreen
 
@@ -51,3 +51,24 @@ async def test_the_settings_dialog_fits_the_screen_with_whole_labels(workdir, si
             screen.query_one("#settings").scroll_to_widget(widget, animate=False)
             await pilot.pause()
             assert inside(widget.region, box.content_region), widget_id  # reachable, not clipped
+
+
+def on_screen(widget) -> bool:
+    """Drawn, whole, in the part of the screen the user sees without scrolling."""
+    region = widget.region
+    corners = ((region.x, region.y), (region.right - 1, region.bottom - 1))
+    return region.height > 0 and all(widget.screen.get_widget_at(x, y)[0] is widget for x, y in corners)
+
+
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+async def test_the_compare_verdict_is_in_view_after_a_run(workdir, size):
+    app = scripted_app()
+    async with app.run_test(size=size) as pilot:
+        await ready(pilot)
+        pane = await open_compare(pilot, ["smollm2", "gemma3-270m"])
+        await send_compare(pilot, pane, "hi")
+        await wait_for(pilot, lambda: pane.last is not None and pane.live is None, "the comparison")
+        await pilot.pause()
+        verdict = pane.query_one("#compare-verdict", Static)
+        assert str(verdict.render()).startswith("verdict: fastest to finish")
+        assert on_screen(verdict)
