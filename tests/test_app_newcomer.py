@@ -8,8 +8,14 @@ from pathlib import Path
 import pytest
 from app_helpers import make_app, open_compare, ready, send_compare, wait_for
 from scripted import scripted_loader
-from textual.widgets import Label, Static
+from textual.widgets import DataTable, Label, Select, Static
 
+from taskclock.runtime import bench, mmlu
+from taskclock.runtime.config import Config, Defaults
+from taskclock.runtime.models import resolve
+from taskclock.runtime.runfolder import RunPlan
+from taskclock.runtime.tasks import BUILTIN
+from taskclock.tui.panes.batch import EMPTY_CHART, BatchPane
 from taskclock.tui.screens.settings import SettingsScreen
 
 SIZES = {"80x24": (80, 24), "140x40": (140, 40)}
@@ -72,3 +78,35 @@ async def test_the_compare_verdict_is_in_view_after_a_run(workdir, size):
         verdict = pane.query_one("#compare-verdict", Static)
         assert str(verdict.render()).startswith("verdict: fastest to finish")
         assert on_screen(verdict)
+
+
+def listed_run(runs: Path) -> None:
+    """A run folder with a plan and no rows yet: enough for the runs list."""
+    folder = runs / "2026-11-22T09-30-00"
+    folder.mkdir(parents=True)
+    bench.write_plan(folder, RunPlan(
+        run_id=folder.name, created="2026-11-22T09:30:00", mmlu=mmlu.EMBEDDED, subjects=["anatomy"], limit=2,
+        seed=0, batch_size=1, warmup=0, max_tokens=0, temperature=0.0, top_p=1.0, skipped_rows=0,
+        models=[resolve(name) for name in ("smollm2", "gemma3-270m")], tasks=[BUILTIN["mc"], BUILTIN["explain"]],
+        question_ids=["anatomy/0", "anatomy/1"]))
+
+
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+async def test_the_batch_runs_list_shows_whole_columns_and_empty_charts_say_why(workdir, size):
+    listed_run(workdir / "runs")
+    app = scripted_app(config=Config(defaults=Defaults(runs_dir="runs")))
+    async with app.run_test(size=size) as pilot:
+        await ready(pilot)
+        await pilot.press("f5")
+        pane = app.query_one(BatchPane)
+        runs = pane.query_one("#batch-runs", DataTable)
+        await wait_for(pilot, lambda: runs.row_count == 1, "the runs list")
+        await pilot.pause()
+        assert runs.virtual_size.width <= runs.scrollable_content_region.width  # every column whole
+        for mode in ("bench", "sweep"):
+            pane.query_one("#batch-mode", Select).value = mode
+            await pilot.pause()
+            charts = [chart for chart in pane.query(".batch-chart") if chart.display]
+            assert charts
+            for chart in charts:
+                assert EMPTY_CHART in str(chart.render())
