@@ -63,7 +63,8 @@ def on_screen(widget) -> bool:
     """Drawn, whole, in the part of the screen the user sees without scrolling."""
     region = widget.region
     corners = ((region.x, region.y), (region.right - 1, region.bottom - 1))
-    return region.height > 0 and all(widget.screen.get_widget_at(x, y)[0] is widget for x, y in corners)
+    return (region.height > 0 and inside(region, widget.screen.region)
+            and all(widget in widget.screen.get_widget_at(x, y)[0].ancestors_with_self for x, y in corners))
 
 
 @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
@@ -110,3 +111,26 @@ async def test_the_batch_runs_list_shows_whole_columns_and_empty_charts_say_why(
             assert charts
             for chart in charts:
                 assert EMPTY_CHART in str(chart.render())
+
+
+async def test_switching_the_batch_mode_brings_its_options_back_into_view(workdir):
+    listed_run(workdir / "runs")
+    app = scripted_app(config=Config(defaults=Defaults(runs_dir="runs")))
+    async with app.run_test(size=SIZES["80x24"]) as pilot:
+        await ready(pilot)
+        await pilot.press("f5")
+        pane = app.query_one(BatchPane)
+        runs = pane.query_one("#batch-runs", DataTable)
+        await wait_for(pilot, lambda: runs.row_count == 1, "the runs list")
+        runs.focus()
+        await pilot.wait_for_scheduled_animations()
+        await pilot.press("enter")  # opening the run scrolls the tab down to its table
+        await wait_for(pilot, lambda: pane.folder is not None, "the run to open")
+        await pilot.wait_for_scheduled_animations()
+        await wait_for(pilot, lambda: pane.scroll_y > 0, "the tab to scroll to the run")
+        pane.query_one("#batch-mode", Select).value = "sweep"
+        await pilot.pause()
+        await pilot.wait_for_scheduled_animations()
+        for widget_id in ("#batch-mode", "#context-input", "#batch-start"):
+            assert on_screen(pane.query_one(widget_id)), widget_id
+        assert await pilot.click("#batch-start")

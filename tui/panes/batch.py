@@ -44,8 +44,8 @@ LIVE_COLUMNS = ("model", "task", "state", "progress", *(column.header for column
 NARROW_FIGURES = summary.table_columns("mean_output_words", "mean_decode_tps", "mean_task_time_s", "accuracy")
 NARROW_COLUMNS = ("model", "task", "done", "words", "tok/s", "task s", "acc")
 BAR_WIDTH = 16
-# The tab's two modes, named by the kind of run folder each writes (runfolder.folder_kind).
 EMPTY_CHART = "charts appear when a run has rows"  # the title of a chart before any run
+# The tab's two modes, named by the kind of run folder each writes (runfolder.folder_kind).
 MODES = (("Task sets", "bench"), ("Context", sweep.KIND))
 
 
@@ -149,8 +149,12 @@ class BatchPane(LivePane):
         """The mode shows its options, table and charts (the pane's class: batch.tcss hides the other's)."""
         if event.select.id == "batch-mode":
             event.stop()
-            self.set_class(self.mode == sweep.KIND, "-context")
+            context = self.mode == sweep.KIND
+            if context == self.has_class("-context"):  # opening a run switched it (_show_mode): nothing to do
+                return
+            self.set_class(context, "-context")
             self._set_running()
+            self.scroll_home(animate=False)  # a scrolled tab (an opened run) would hide the new mode's options
 
     def on_mount(self) -> None:
         for chart in self.query(".batch-chart").results(PlotextPlot):
