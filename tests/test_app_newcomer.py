@@ -16,6 +16,8 @@ from taskclock.runtime.models import resolve
 from taskclock.runtime.runfolder import RunPlan
 from taskclock.runtime.tasks import BUILTIN
 from taskclock.tui.panes.batch import EMPTY_CHART, BatchPane
+from taskclock.tui.panes.chat import ChatPane
+from taskclock.tui.panes.pace import PacePane
 from taskclock.tui.screens.settings import SettingsScreen
 
 SIZES = {"80x24": (80, 24), "140x40": (140, 40)}
@@ -134,3 +136,15 @@ async def test_switching_the_batch_mode_brings_its_options_back_into_view(workdi
         for widget_id in ("#batch-mode", "#context-input", "#batch-start"):
             assert on_screen(pane.query_one(widget_id)), widget_id
         assert await pilot.click("#batch-start")
+
+
+async def test_the_pace_meter_idles_with_the_pace_tabs_own_words(workdir):
+    app = scripted_app()
+    async with app.run_test(size=SIZES["140x40"]) as pilot:
+        await ready(pilot)
+        await pilot.press("f6")
+        await pilot.pause()
+        state = str(app.query_one(PacePane).query_one("#meter-state", Static).render())
+        assert "prompt" not in state and "Play" in state
+        chat_state = str(app.query_one(ChatPane).query_one("#meter-state", Static).render())
+        assert chat_state == "idle: type a prompt, Enter sends"  # the Chat tab keeps its own
