@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from app_helpers import make_app, open_compare, ready, send_compare, wait_for
+from app_helpers import make_app, open_compare, ready, send_compare, turn, wait_for
 from scripted import scripted_loader
 from textual.widgets import DataTable, Label, Select, Static
 
@@ -19,6 +19,7 @@ from taskclock.tui.panes.batch import EMPTY_CHART, BatchPane
 from taskclock.tui.panes.chat import ChatPane
 from taskclock.tui.panes.pace import PacePane
 from taskclock.tui.screens.settings import SettingsScreen
+from taskclock.tui.widgets.meter import IDLE, Meter
 
 SIZES = {"80x24": (80, 24), "140x40": (140, 40)}
 
@@ -148,3 +149,18 @@ async def test_the_pace_meter_idles_with_the_pace_tabs_own_words(workdir):
         assert "prompt" not in state and "Play" in state
         chat_state = str(app.query_one(ChatPane).query_one("#meter-state", Static).render())
         assert chat_state == "idle: type a prompt, Enter sends"  # the Chat tab keeps its own
+
+
+async def test_the_chat_meter_resets_when_another_model_becomes_current(workdir):
+    app = scripted_app()
+    async with app.run_test(size=SIZES["140x40"]) as pilot:
+        chat = await ready(pilot)
+        await turn(pilot, "What is task time?")
+        meter = chat.query_one(Meter)
+        assert "cold" in str(meter.query_one("#meter-state", Static).render()) and meter.values
+        chat.load(resolve("gemma3-270m"))  # what picking it with Ctrl+O does
+        await wait_for(pilot, lambda: chat.model is not None and chat.model.spec.name == "gemma3-270m",
+                       "the new model")
+        await pilot.pause()
+        assert str(meter.query_one("#meter-state", Static).render()) == IDLE
+        assert meter.values == {}
