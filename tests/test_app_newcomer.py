@@ -18,6 +18,7 @@ from taskclock.runtime.tasks import BUILTIN
 from taskclock.tui.panes.batch import EMPTY_CHART, BatchPane
 from taskclock.tui.panes.chat import ChatPane
 from taskclock.tui.panes.pace import PacePane
+from taskclock.tui.panes.sessions import SessionScreen
 from taskclock.tui.screens.settings import SettingsScreen
 from taskclock.tui.widgets.meter import IDLE, Meter
 
@@ -164,3 +165,28 @@ async def test_the_chat_meter_resets_when_another_model_becomes_current(workdir)
         await pilot.pause()
         assert str(meter.query_one("#meter-state", Static).render()) == IDLE
         assert meter.values == {}
+
+
+async def test_a_compare_log_is_listed_as_a_compare_and_opened_without_a_ttft_per_turn_chart(workdir):
+    app = scripted_app()
+    async with app.run_test(size=SIZES["140x40"]) as pilot:
+        await ready(pilot)
+        await turn(pilot, "What is task time?")
+        await turn(pilot, "And TTFT?")
+        pane = await open_compare(pilot, ["smollm2", "gemma3-270m"])
+        await send_compare(pilot, pane, "hi")
+        await wait_for(pilot, lambda: pane.last is not None and pane.live is None, "the comparison")
+        await pilot.press("f3")
+        table = app.query_one("#sessions-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2, "both logs in the list")
+        sizes = {str(table.get_row_at(row)[2]): str(table.get_row_at(row)[3]) for row in range(2)}
+        assert sizes == {"smollm2": "2", "gemma3-270m, smollm2": "compare · 2 models"}
+        for row, (model, _) in enumerate(sizes.items()):
+            table.focus()
+            table.move_cursor(row=row)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, SessionScreen), "the session viewer")
+            await pilot.pause()
+            assert app.screen.query_one("#session-ttft").display == (model == "smollm2")  # a chat's turns only
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not isinstance(app.screen, SessionScreen), "the viewer to close")
