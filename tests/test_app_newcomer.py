@@ -18,7 +18,9 @@ from taskclock.runtime.tasks import BUILTIN
 from taskclock.tui.panes.batch import EMPTY_CHART, BatchPane
 from taskclock.tui.panes.chat import ChatPane
 from taskclock.tui.panes.pace import PacePane
-from taskclock.tui.panes.sessions import SessionScreen
+from taskclock.tui.panes.sessions import SessionScreen, SessionsPane
+from taskclock.tui.screens.help import HelpScreen
+from taskclock.tui.screens.replay import TurnPicker
 from taskclock.tui.screens.settings import SettingsScreen
 from taskclock.tui.widgets.meter import IDLE, Meter
 
@@ -190,3 +192,17 @@ async def test_a_compare_log_is_listed_as_a_compare_and_opened_without_a_ttft_pe
             assert app.screen.query_one("#session-ttft").display == (model == "smollm2")  # a chat's turns only
             await pilot.press("escape")
             await wait_for(pilot, lambda: not isinstance(app.screen, SessionScreen), "the viewer to close")
+
+
+async def test_help_lists_the_replay_pickers_keys_under_their_own_section(workdir):
+    app = scripted_app()
+    async with app.run_test(size=SIZES["140x40"]) as pilot:
+        await ready(pilot)
+        await pilot.press("f1")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "the help")
+        rows = app.screen.rows
+        sessions = [does for where, _, does in rows if where == SessionsPane.HELP_SECTION]
+        assert "Mark / unmark" not in sessions  # Space and s do nothing on the Sessions table itself
+        picker = {does for where, _, does in rows if where == TurnPicker.HELP_SECTION}
+        assert {"Mark / unmark", "Replay marked side by side"} <= picker
+        assert "Sessions" in TurnPicker.HELP_SECTION  # the section says where the picker is

@@ -42,6 +42,7 @@ def first_line(text: str) -> str:
 
 class SessionsPane(Vertical):
     HELP_SECTION = "Sessions"
+    HELP_OPENS = (TurnPicker,)  # its keys (Space marks, s plays) work in the picker, not on this table
     BINDINGS = [Binding("r", "refresh", "Refresh"), Binding("p", "replay", "Replay a turn")]
 
     def __init__(self, context: AppContext) -> None:
