@@ -124,6 +124,21 @@ class SessionSummary:
     median_task_time_s: float | None
     started: str = ""  # when the session began, "YYYY-MM-DD HH:MM" (from its file name); "" if not named so
     first_prompt: str = ""
+    compares: int = 0  # a Compare tab log: its trials (several models, one prompt each), not turns of a chat
+    model_count: int = 1
+
+    @property
+    def size(self) -> str:
+        """A chat's turn count; a compare log says so and counts its trials and models instead."""
+        if not self.compares:
+            return str(self.turns)
+        trials = "compare" if self.compares == 1 else f"{self.compares} compares"
+        return f"{trials} · {plural(self.model_count, 'model')}"
+
+
+def is_compare(turns: list[dict[str, Any]]) -> bool:
+    """A Compare tab log (runtime/compare.py session_records): models side by side, not a conversation."""
+    return bool(turns) and all(t.get("kind") == "compare" for t in turns)
 
 
 def summarize(path: Path) -> SessionSummary:
@@ -132,6 +147,8 @@ def summarize(path: Path) -> SessionSummary:
     return SessionSummary(
         path=Path(path),
         model=", ".join(models) or "?",
+        model_count=len(models),
+        compares=len({t.get("compare_id") for t in turns}) if is_compare(turns) else 0,
         turns=len(turns),
         median_ttft_s=_median([t["metrics"].get("ttft_s") for t in turns]),
         median_decode_tps=_median([t["metrics"].get("decode_tps") for t in turns]),

@@ -44,6 +44,7 @@ LIVE_COLUMNS = ("model", "task", "state", "progress", *(column.header for column
 NARROW_FIGURES = summary.table_columns("mean_output_words", "mean_decode_tps", "mean_task_time_s", "accuracy")
 NARROW_COLUMNS = ("model", "task", "done", "words", "tok/s", "task s", "acc")
 BAR_WIDTH = 16
+EMPTY_CHART = "charts appear when a run has rows"  # the title of a chart before any run
 # The tab's two modes, named by the kind of run folder each writes (runfolder.folder_kind).
 MODES = (("Task sets", "bench"), ("Context", sweep.KIND))
 
@@ -123,15 +124,16 @@ class BatchPane(LivePane):
         lengths.add_columns(*sweep_table.COLUMNS)
         yield lengths
         yield Static("", id="context-skips", classes=sweep.KIND)
-        with Horizontal(id="batch-bottom"):
-            runs: DataTable = DataTable(id="batch-runs", cursor_type="row")
+        with Vertical(id="batch-bottom"):
+            runs: DataTable = DataTable(id="batch-runs", cursor_type="row")  # its own row: whole names
             runs.add_columns("run", "kind", "models", "tasks / input tokens", "rows")
             yield runs
-            yield PlotextPlot(id="batch-plot", classes="batch-chart bench")
-            yield PlotextPlot(id="batch-words", classes="batch-chart bench")
-            yield PlotextPlot(id="batch-lengths", classes="batch-chart bench")
-            for key, _ in sweep.CHARTS:
-                yield PlotextPlot(id=f"context-{key}", classes=f"batch-chart {sweep.KIND}")
+            with Horizontal(id="batch-charts"):
+                yield PlotextPlot(id="batch-plot", classes="batch-chart bench")
+                yield PlotextPlot(id="batch-words", classes="batch-chart bench")
+                yield PlotextPlot(id="batch-lengths", classes="batch-chart bench")
+                for key, _ in sweep.CHARTS:
+                    yield PlotextPlot(id=f"context-{key}", classes=f"batch-chart {sweep.KIND}")
 
     @staticmethod
     def _field(label: str, field_id: str, value: str, placeholder: str = "", mode: str = "") -> Vertical:
@@ -147,10 +149,16 @@ class BatchPane(LivePane):
         """The mode shows its options, table and charts (the pane's class: batch.tcss hides the other's)."""
         if event.select.id == "batch-mode":
             event.stop()
-            self.set_class(self.mode == sweep.KIND, "-context")
+            context = self.mode == sweep.KIND
+            if context == self.has_class("-context"):  # opening a run switched it (_show_mode): nothing to do
+                return
+            self.set_class(context, "-context")
             self._set_running()
+            self.scroll_home(animate=False)  # a scrolled tab (an opened run) would hide the new mode's options
 
     def on_mount(self) -> None:
+        for chart in self.query(".batch-chart").results(PlotextPlot):
+            chart.plt.title(EMPTY_CHART)
         self.action_refresh_runs()
 
     def on_resize(self) -> None:

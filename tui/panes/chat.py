@@ -130,6 +130,7 @@ class ChatPane(LivePane):
                 self._retired.append(previous)  # still answering: closed once its turn has ended
             else:
                 previous.close()
+                self.query_one(Meter).reset()  # the figures were the old model's (a running turn keeps its own)
             if self.messages:
                 self.query_one(Conversation).add_divider(safe_line(f"now {spec.name} ({spec.backend})"))
             self.notify(f"Switched to {spec.name}; the conversation continues")

@@ -95,10 +95,10 @@ class ComparePane(LivePane):
             yield Switch(value=False, id="compare-concurrent")
             yield Label(CONCURRENT_LABEL, id="compare-concurrent-label")
         yield PromptInput(id="compare-prompt", classes="autofocus")
+        yield Static("", id="compare-verdict", markup=False)  # the point of the tab: in view above the columns
         yield Horizontal(id="compare-columns")
         with VerticalScroll(id="compare-results"):
             yield Static("Pick 2–4 models, type a prompt, Enter runs them one after another.", id="compare-table")
-            yield Static("", id="compare-verdict", markup=False)
 
     def on_unmount(self) -> None:
         if not self.running:  # models still generating are left to the exiting process

@@ -34,7 +34,7 @@ class PacePane(Vertical):
             yield Button("Play", id="pace-play", variant="primary")
         yield Static("Pick a TTFT and a rate, then Enter (or Play) streams canned text at that pace.",
                      id="pace-reading", markup=False)
-        yield PlaybackChat(id="pace-chat")
+        yield PlaybackChat(id="pace-chat", idle="idle: pick a pace, Enter (or Play) streams it")
 
     def on_mount(self) -> None:
         self._ticker = self.set_interval(1 / REPAINT_HZ, self._repaint, pause=True)

@@ -18,6 +18,7 @@ from taskclock.runtime.errors import DataError, TaskclockError
 from taskclock.runtime.sessions import (
     SessionSummary,
     export_all,
+    is_compare,
     list_sessions,
     plot_ttft_per_turn,
     read_session,
@@ -41,6 +42,7 @@ def first_line(text: str) -> str:
 
 class SessionsPane(Vertical):
     HELP_SECTION = "Sessions"
+    HELP_OPENS = (TurnPicker,)  # its keys (Space marks, s plays) work in the picker, not on this table
     BINDINGS = [Binding("r", "refresh", "Refresh"), Binding("p", "replay", "Replay a turn")]
 
     def __init__(self, context: AppContext) -> None:
@@ -83,7 +85,7 @@ class SessionsPane(Vertical):
         table.clear()
         for s in summaries:
             prompt = plain(first_line(s.first_prompt))  # outside text: never read as markup
-            table.add_row(s.started, prompt, plain(s.model), str(s.turns), fmt(s.median_ttft_s, "s", 3),
+            table.add_row(s.started, prompt, plain(s.model), s.size, fmt(s.median_ttft_s, "s", 3),
                           fmt(s.median_decode_tps, "tok/s", 1), fmt(s.median_task_time_s, "s", 2),
                           key=str(s.path))
         self.query_one("#sessions-empty").display = not summaries
@@ -109,7 +111,7 @@ class SessionsPane(Vertical):
 
 
 class SessionScreen(ModalScreen):
-    """One past session, read-only: TTFT per turn (when it has two or more), its summary table, then every
+    """One past session, read-only: TTFT per turn (a chat with two or more), its summary table, then every
     prompt and reply."""
 
     HELP_SECTION = "Session viewer"
@@ -125,7 +127,8 @@ class SessionScreen(ModalScreen):
         with VerticalScroll(id="session-view") as view:
             view.border_title = plain(f"{self.path.name} (read-only) · Ctrl+S exports · Esc closes")
             chart = PlotextPlot(id="session-ttft")
-            chart.display = len(ttft_per_turn(self.turns)) >= 2  # one point is not a trend
+            # one point is not a trend, and a compare's records are different models, not later turns
+            chart.display = not is_compare(self.turns) and len(ttft_per_turn(self.turns)) >= 2
             plot_ttft_per_turn(chart.plt, self.turns)
             yield chart
             yield Markdown(self.markdown)

@@ -12,20 +12,25 @@ FIXED = [("App", "^p", "Command palette: models, themes, settings, commands"), (
 
 
 def binding_rows(app: App) -> list[tuple[str, str, str]]:
-    """(section, keys, what) for the app and every taskclock widget on the current screen."""
+    """(section, keys, what) for the app and every taskclock widget on the current screen, each followed by
+    the screens it opens (its HELP_OPENS), whose keys work only there."""
     rows = list(FIXED)
-    nodes = [app, *app.screen.walk_children(with_self=True)]
     seen: set[type] = set()
-    for node in nodes:
-        cls = type(node)
+
+    def add(cls: type) -> None:
         if cls in seen or not cls.__module__.startswith("taskclock.tui."):
-            continue
+            return
         seen.add(cls)
         section = getattr(cls, "HELP_SECTION", cls.__name__)
         for item in cls.__dict__.get("BINDINGS", []):
             binding = item if isinstance(item, Binding) else Binding(*item)
             keys = ", ".join(app.get_key_display(binding.with_key(key)) for key in binding.key.split(","))
             rows.append((section, keys, binding.description))
+        for opened in getattr(cls, "HELP_OPENS", ()):
+            add(opened)
+
+    for node in [app, *app.screen.walk_children(with_self=True)]:
+        add(type(node))
     return rows
 
 

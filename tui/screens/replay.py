@@ -112,7 +112,8 @@ class TurnPicker(ModalScreen):
     """The turns of one session: Enter replays the highlighted one; Space marks turns (from any session) and
     s replays the marked ones side by side."""
 
-    HELP_SECTION = "Replay picker"
+    HELP_SECTION = "Sessions: p picker"
+    HELP_OPENS = (ReplayScreen,)
     BINDINGS = [
         Binding("escape", "dismiss", "Close"),
         Binding("space", "mark", "Mark / unmark"),

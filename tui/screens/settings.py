@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static, TextArea
 
@@ -46,7 +46,9 @@ class SettingsScreen(ModalScreen[ChatSettings | None]):
     }
     #settings {
         width: 90;
+        max-width: 100%;
         height: auto;
+        max-height: 100%;
         border: round $primary;
         background: $surface;
         padding: 0 1;
@@ -54,11 +56,17 @@ class SettingsScreen(ModalScreen[ChatSettings | None]):
     #settings-system {
         height: 6;
     }
-    #settings-numbers, #settings-buttons {
+    #settings-numbers {
+        layout: grid;
+        grid-size: 2;
+        grid-gutter: 0 2;
+        grid-rows: auto;
+        height: auto;
+    }
+    #settings-buttons {
         height: auto;
     }
     .settings-field {
-        width: 1fr;
         height: auto;
     }
     #settings-error {
@@ -72,11 +80,11 @@ class SettingsScreen(ModalScreen[ChatSettings | None]):
         self.settings = settings
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="settings") as box:
+        with VerticalScroll(id="settings") as box:  # scrolls where the terminal is short
             box.border_title = "Chat settings · Ctrl+S saves · Esc cancels"
             yield Label("system prompt")
             yield TextArea(self.settings.system, id="settings-system", soft_wrap=True)
-            with Horizontal(id="settings-numbers"):
+            with Vertical(id="settings-numbers"):  # two a row: whole labels at 80 columns
                 for field_id, label, attribute, _, _ in FIELDS:
                     value = getattr(self.settings.params, attribute)
                     yield Vertical(Label(label), Input(f"{value:g}" if isinstance(value, float) else str(value),

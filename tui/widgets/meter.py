@@ -174,6 +174,9 @@ class Spark(Widget):
         return Strip([Segment(text, style)]).extend_cell_length(width, style)
 
 
+IDLE = "idle: type a prompt, Enter sends"  # the Chat tab's words; a tab without a prompt box passes its own
+
+
 class Meter(Vertical):
     """``values`` holds the figures shown, label → text (the side panel shows them all, the bar a few of them),
     so tests can read the meter.
@@ -248,8 +251,10 @@ class Meter(Vertical):
     }
     """
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, idle: str = IDLE, **kwargs) -> None:
+        """``idle``: what the meter says before a turn, in the words of the tab it sits in."""
         super().__init__(**kwargs)
+        self.idle = idle
         self.values: dict[str, str] = {}
         self.repaints = 0
         self._state = ""
@@ -280,10 +285,10 @@ class Meter(Vertical):
         self.query_one(Figures).show(values)
         self.query_one(Bar).show(values)
 
-    def reset(self, state: str = "idle: type a prompt, Enter sends") -> None:
+    def reset(self, state: str | None = None) -> None:
         self._history.clear()
         self.query_one(Spark).show([])
-        self._show(state, {})
+        self._show(self.idle if state is None else state, {})
 
     def start(self) -> None:
         self.reset("waiting for the first token")

@@ -15,7 +15,7 @@ from taskclock.runtime.replay import Playback, Recording
 
 from .compare_column import CompareColumn
 from .conversation import Conversation, ReplyTurn
-from .meter import Meter
+from .meter import IDLE, Meter
 
 
 class Replayed:
@@ -51,14 +51,16 @@ class PlaybackChat(Horizontal):
     Screen.-narrow PlaybackChat { layout: vertical; }  /* the meter is a bar under the reply, as in the Chat tab */
     """
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, idle: str = IDLE, **kwargs) -> None:
+        """``idle``: the meter's words before the first playback."""
         super().__init__(**kwargs)
+        self.idle = idle
         self.current: Replayed | None = None
         self._reply: ReplyTurn | None = None
 
     def compose(self) -> ComposeResult:
         yield Conversation()
-        yield Meter()
+        yield Meter(self.idle)
 
     @property
     def meter(self) -> Meter:
