@@ -7,7 +7,7 @@ import json
 import math
 
 import pytest
-from helpers import run_cli
+from helpers import one_error_line, run_cli
 
 from taskclock.runtime import bench, runfolder, storage, summary
 from taskclock.runtime.backend import ModelSpec
@@ -206,6 +206,24 @@ def test_cli_export_regenerates(run_folder):
     result = run_cli("export", str(run_folder))
     assert result.returncode == 0, result.stderr
     assert (run_folder / "summary.md").is_file() and (run_folder / "results.csv").is_file()
+
+
+@pytest.mark.parametrize("options", [["-o", "OUT"], ["--format", "csv"], ["--force"]])
+def test_cli_export_refuses_session_options_for_a_run_folder(run_folder, tmp_path, options):
+    """-o, --format and --force would be ignored for a run folder: refused in one line, nothing written."""
+    out = tmp_path / "out.csv"
+    before = sorted(p.name for p in run_folder.iterdir())
+    result = run_cli("export", str(run_folder), *[str(out) if o == "OUT" else o for o in options])
+    line = one_error_line(result)
+    assert result.returncode == 2 and options[0] in line and "session logs only" in line
+    assert not out.exists() and sorted(p.name for p in run_folder.iterdir()) == before
+    assert result.stdout == ""
+
+
+def test_cli_export_help_names_run_folders():
+    text = " ".join(run_cli("--help").stdout.split())
+    assert "run folder" in text.split(" export ", 1)[1].split(" bench ", 1)[0]
+    assert "run folder" in " ".join(run_cli("export", "--help").stdout.split())
 
 
 def test_cli_export_rejects_plain_folder(tmp_path):
