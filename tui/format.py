@@ -58,9 +58,11 @@ def shown_lines(values: dict[str, Any]):
     return [line for line in METRIC_LINES if not (line[1] in OPTIONAL_KEYS and values.get(line[1]) is None)]
 
 
-def metrics_block(values: dict[str, Any]) -> str:
-    """The block `taskclock run` prints after the reply, like `ollama run --verbose`."""
-    lines = shown_lines(values)
-    width = max(len(label) for label, *_ in lines)
-    return "\n".join(f"{label + ':':<{width + 1}} {fmt(values.get(key), unit, digits)}"
-                     for label, key, unit, digits in lines)
+def metrics_block(values: dict[str, Any], cold: bool = False) -> str:
+    """The block `taskclock run` prints after the reply, like `ollama run --verbose`; a cold turn (the model's
+    first since it loaded, docs/METRICS.md) says so, as the app's reply line does."""
+    lines = [(label, fmt(values.get(key), unit, digits)) for label, key, unit, digits in shown_lines(values)]
+    if cold:
+        lines.append(("turn", "cold (the model's first since it loaded)"))
+    width = max(len(label) for label, _ in lines)
+    return "\n".join(f"{label + ':':<{width + 1}} {text}" for label, text in lines)
