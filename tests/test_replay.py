@@ -6,7 +6,7 @@ import time
 from datetime import datetime
 
 import pytest
-from helpers import run_cli
+from helpers import one_error_line, run_cli
 
 from taskclock.runtime import bench, importers, metrics, replay, runfolder, sessions, storage
 from taskclock.runtime.backend import ModelSpec, SamplingParams
@@ -253,6 +253,20 @@ def test_import_never_replaces_a_file(tmp_path):
         storage.write_atomic(out, "other", replace=False)
     assert out.read_text() == "precious\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.jsonl", "vllm.json"]  # no partial file left
+
+
+def test_import_makes_missing_folders_but_still_never_replaces(tmp_path):
+    source, out = tmp_path / "vllm.json", tmp_path / "imp" / "gpu" / "h100.jsonl"
+    source.write_text(json.dumps(vllm_result()))
+    done = run_cli("import", str(source), "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert sessions.summarize(out).turns == 2
+    again = run_cli("import", str(source), "-o", str(out))
+    assert "already exists" in one_error_line(again) and sessions.summarize(out).turns == 2
+    blocked = tmp_path / "a-file"
+    blocked.write_text("precious\n")
+    assert "a-file" in one_error_line(run_cli("import", str(source), "-o", str(blocked / "x.jsonl")))
+    assert blocked.read_text() == "precious\n"
 
 
 @pytest.mark.parametrize(("content", "message"), [
