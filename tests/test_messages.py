@@ -2,6 +2,7 @@
 right one."""
 from __future__ import annotations
 
+import pytest
 from helpers import one_error_line, run_cli
 
 
@@ -36,3 +37,17 @@ def test_models_lists_a_config_entry_that_shadows_a_builtin_once(tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if "smollm2 (default)" in line]
     assert len(rows) == 1 and "my own smollm2" in rows[0]
+
+
+@pytest.mark.parametrize(("args", "words", "command"), [
+    (["pace", "--ttft", "-1"], "argument --ttft: must be a finite number", "taskclock pace"),
+    (["run", "hi", "--max-tokens", "abc"], "'abc' is not a whole number", "taskclock run"),
+    (["export"], "required: source", "taskclock export"),
+    (["bench", "--tasks", "mc", "--format", "x"], "unrecognized arguments", "taskclock"),
+])
+def test_argparse_errors_are_one_line_like_every_other_error(args, words, command):
+    """No usage block: the same one `taskclock: error:` line and exit 2 as any other bad input, naming --help."""
+    proc = run_cli(*args)
+    line = one_error_line(proc)
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and proc.stdout == ""
+    assert words in line and f"`{command} --help`" in line
