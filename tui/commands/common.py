@@ -57,7 +57,7 @@ def number(text: str) -> float:
 
 
 def positive_int(text: str) -> int:
-    """For options that are not model or sampling settings (replay's --turn, pace's --words)."""
+    """For options that are not model or sampling settings (replay's --turn)."""
     value = whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
@@ -65,7 +65,7 @@ def positive_int(text: str) -> int:
 
 
 def non_negative_float(text: str) -> float:
-    """For options that are not model or sampling settings (pace's --ttft, replay's --speed)."""
+    """For options that are not model or sampling settings (replay's --speed)."""
     value = number(text)
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, not {safe_line(text)}")
