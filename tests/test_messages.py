@@ -39,6 +39,17 @@ def test_models_lists_a_config_entry_that_shadows_a_builtin_once(tmp_path):
     assert len(rows) == 1 and "my own smollm2" in rows[0]
 
 
+def test_models_says_default_once_and_follows_the_config(tmp_path):
+    """The default is marked by the name column alone (it follows defaults.model), never in a description."""
+    proc = run_cli("models", env={"COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("(default)") == 1 and "smollm2 (default)" in proc.stdout
+    config = tmp_path / "config.toml"
+    config.write_text('[defaults]\nmodel = "gemma3-270m"\n')
+    moved = run_cli("models", "--config", str(config), env={"COLUMNS": "200"})
+    assert moved.stdout.count("(default)") == 1 and "gemma3-270m (default)" in moved.stdout
+
+
 @pytest.mark.parametrize(("args", "words", "command"), [
     (["pace", "--ttft", "-1"], "argument --ttft: must be a finite number", "taskclock pace"),
     (["run", "hi", "--max-tokens", "abc"], "'abc' is not a whole number", "taskclock run"),
