@@ -137,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
         outcome, interrupted = common.run_interruptibly(runner.run, cancel)
     result = summary.load_summary(folder)
     summary.export(folder)
-    print_results(Console(), result, plots=not args.no_plots)
+    if result.rows:  # none: the tables would be empty (the failures or the interruption say why below)
+        print_results(Console(), result, plots=not args.no_plots)
     if result.damaged:
         err.print(runfolder.damage_note(result.damaged), markup=False, highlight=False)
     for model, error in result.failures.items():
@@ -148,8 +149,7 @@ def run(args: argparse.Namespace) -> int:
                   f"counted apart from the figures (see the errors column in summary.md)")
     shown = safe_line(folder)
     if interrupted or outcome.interrupted:
-        err.print(f"interrupted: {len(result.rows)} of {plan.total_rows()} rows kept in {shown}\n"
-                  f"resume with: taskclock bench --resume {shown}")
+        err.print(common.interrupted_note("bench", len(result.rows), plan.total_rows(), shown))
         return 130
     err.print(f"results: {shown} (results.jsonl, results.csv, summary.md, summary.json)")
     return 1 if result.failures else 0

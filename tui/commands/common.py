@@ -162,6 +162,14 @@ def refuse_plan_options(args: argparse.Namespace, options: dict[str, str]) -> No
                         "drop those options, or start a new run without --resume")
 
 
+def interrupted_note(command: str, kept: int, total: int, shown: str) -> str:
+    """What an interrupted bench or sweep says (its tables are left out when no row was kept: they would be
+    empty): how many rows it kept and how to go on."""
+    if not kept:
+        return f"interrupted: no rows yet: taskclock {command} --resume {shown} continues"
+    return f"interrupted: {kept} of {total} rows kept in {shown}\nresume with: taskclock {command} --resume {shown}"
+
+
 def status(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 

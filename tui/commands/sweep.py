@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         runner = sweep.SweepRunner(folder, plan, cancel=cancel, on_progress=on_progress)
         outcome, interrupted = common.run_interruptibly(runner.run, cancel)
     result = sweep.export(folder)
-    print_results(Console(), result, plots=not args.no_plots)
+    if result.rows:  # none: the table would be empty (the failures or the interruption say why below)
+        print_results(Console(), result, plots=not args.no_plots)
     if result.damaged:
         err.print(runfolder.damage_note(result.damaged))
     for skip in result.skips:
@@ -96,8 +97,7 @@ def run(args: argparse.Namespace) -> int:
                   f"left out of the medians")
     shown = safe_line(folder)
     if interrupted or outcome.interrupted:
-        err.print(f"interrupted: {len(result.rows)} of {result.expected_rows()} rows kept in {shown}\n"
-                  f"resume with: taskclock sweep --resume {shown}")
+        err.print(common.interrupted_note("sweep", len(result.rows), result.expected_rows(), shown))
         return 130
     err.print(f"results: {shown} (results.jsonl, results.csv, summary.md, summary.json, plots.txt)")
     return 1 if result.failures else 0
