@@ -104,23 +104,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_results(console, result, plots: bool) -> None:
-    from rich import box
-    from rich.table import Table
-
     from taskclock.runtime.sweep import COLUMNS, cell_row, text_plots
 
-    from ..format import plain
+    from ..format import figure_table, plain
 
-    table = Table(title="by input length (medians over repeats; prefill = input tokens / TTFT)",
-                  title_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
     keep = [i for i, column in enumerate(COLUMNS)  # no server reported a prefix cache: no column for it
             if column[2] != "cached_tokens" or any(c.cached_tokens is not None for c in result.cells)]
-    for i in keep:
-        table.add_column(COLUMNS[i][1], justify="left" if i in (0, 2) else "right", no_wrap=i <= 2, overflow="fold")
-    for cell in result.cells:
-        values = cell_row(cell)
-        table.add_row(*(plain(values[i]) for i in keep))  # model names are outside text
-    console.print(table)
+    rows = [[plain(values[i]) for i in keep] for values in map(cell_row, result.cells)]  # names: outside text
+    console.print(figure_table("by input length (medians over repeats; prefill = input tokens / TTFT)",
+                               [COLUMNS[i][1] for i in keep], rows, names={0}, left={keep.index(2)}))
     if plots and result.cells:
         console.print(text_plots(result, width=min(console.width, 100)), markup=False, highlight=False)
     sys.stdout.flush()
