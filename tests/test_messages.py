@@ -51,7 +51,7 @@ def test_models_says_default_once_and_follows_the_config(tmp_path):
 
 
 @pytest.mark.parametrize(("args", "words", "command"), [
-    (["pace", "--ttft", "-1"], "argument --ttft: must be a finite number", "taskclock pace"),
+    (["pace", "--ttft", "soon"], "argument --ttft: 'soon' is not a number", "taskclock pace"),
     (["run", "hi", "--max-tokens", "abc"], "'abc' is not a whole number", "taskclock run"),
     (["export"], "required: source", "taskclock export"),
     (["bench", "--tasks", "mc", "--format", "x"], "unrecognized arguments", "taskclock"),
