@@ -160,7 +160,8 @@ IMPORTERS = {"vllm": vllm_records, "genai-perf": genai_perf_records}
 
 
 def import_file(path: Path, fmt: str, out: Path) -> tuple[int, int, bool]:
-    """Write ``path`` (a ``fmt`` timing file) as the new session log ``out``; never replaces a file.
+    """Write ``path`` (a ``fmt`` timing file) as the new session log ``out`` (its folder made if missing); never
+    replaces a file.
     Returns (turns written, requests skipped, whether any text is placeholder)."""
     if fmt not in FORMATS:
         raise DataError(f"unknown import format {fmt!r}", f"use one of: {', '.join(FORMATS)}")
@@ -178,5 +179,6 @@ def import_file(path: Path, fmt: str, out: Path) -> tuple[int, int, bool]:
     if not records:
         raise DataError(f"{safe_line(path)} has no successful request to import",
                         "pass a result with completed requests")
+    storage.ensure_dir(out.parent)  # missing folders are made, as bench --out and --sessions make theirs
     storage.write_atomic(out, to_jsonl(records), replace=False)
     return len(records), skipped, placeholder

@@ -25,7 +25,7 @@ _GEMMA = f"pkg:{GEMMA_PACKAGE}"
 ALIASES: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("smollm2", "llamacpp", _SMOLLM2, description="SmolLM2-135M-Instruct Q4_1, llama.cpp (default)"),
+        ModelSpec("smollm2", "llamacpp", _SMOLLM2, description="SmolLM2-135M-Instruct Q4_1, llama.cpp"),
         ModelSpec("smollm2-hf", "hf", _SMOLLM2, description="SmolLM2-135M-Instruct, same weights via transformers"),
         ModelSpec("smollm2-hf-8bit", "hf", _SMOLLM2, quantization="8bit", dtype="float16",
                   description="SmolLM2-135M-Instruct, transformers + bitsandbytes 8-bit"),

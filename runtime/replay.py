@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast, get_args
 
+from . import values
 from .errors import DataError
 from .events import Done, DoneExtra, Event, Loaded, Phase, StopReason, Submitted, Token, now_ns
 from .metrics import NS
@@ -228,18 +229,10 @@ def play(schedule: Sequence[Event], speed: float, on_event: Callable[[Event], No
 
 # ---- pace ------------------------------------------------------------------------------------------
 
-MAX_PACE_WORDS = 5000
-
-
 def pace_recording(ttft_s: float, tps: float, words: int) -> Recording:
     """``words`` words of canned text as tokens (WORDS_PER_TOKEN each): the first after ``ttft_s``, then
-    ``tps`` tokens a second."""
-    if not (math.isfinite(ttft_s) and ttft_s >= 0):
-        raise DataError(f"TTFT must be 0 or more seconds, not {ttft_s}", "pass --ttft 1.5")
-    if not (math.isfinite(tps) and tps > 0):
-        raise DataError(f"the rate must be above 0 tokens/s, not {tps}", "pass --tps 12")
-    if not 1 <= words <= MAX_PACE_WORDS:
-        raise DataError(f"--words must be 1 to {MAX_PACE_WORDS}, not {words}", "pass --words 200")
+    ``tps`` tokens a second (ranges: values.check_pace)."""
+    values.check_pace(ttft_s, tps, words)
     tokens = max(1, round(words / WORDS_PER_TOKEN))
     offsets = [round((ttft_s + i / tps) * NS) for i in range(tokens)]
     pieces = split_text(canned_text(words), tokens)

@@ -13,6 +13,10 @@ from .errors import ConfigError
 
 SEED_MAX = 2**32 - 1  # what every backend's RNG accepts (numpy and llama.cpp take 32-bit seeds)
 TEMPERATURE_MAX = 2.0
+# Pace (CLI and tab): far beyond any real server, yet small enough that the figures shown stay meaningful.
+PACE_TPS_MAX = 100_000.0
+PACE_TTFT_MAX_S = 3600.0
+PACE_WORDS_MAX = 5000
 
 
 class InvalidValue(ConfigError):
@@ -72,6 +76,12 @@ def check_spec(spec: Any) -> None:
     if tags and (len(tags) != 2 or not all(tags) or tags[0] == tags[1]):
         raise InvalidValue("think_tags", f"must be two different non-empty strings (opening, closing) or [], "
                                          f"not {list(tags)!r}")
+
+
+def check_pace(ttft: Any, tps: Any, words: Any) -> None:
+    in_range("ttft", ttft, 0, PACE_TTFT_MAX_S)
+    in_range("tps", tps, 0, PACE_TPS_MAX, low_open=True)
+    in_range("words", words, 1, PACE_WORDS_MAX, kind=int)
 
 
 def check_task(task: Any) -> None:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from helpers import (
@@ -19,6 +20,7 @@ from helpers import (
     template_opening,
     wait_for_rows,
 )
+from llama_server import reply_script, running_scripted_server
 
 from taskclock.runtime import bench, mmlu, runfolder, storage, tasks
 from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
@@ -169,6 +171,24 @@ def test_ctrl_c_keeps_rows_and_says_how_to_resume(tmp_path):
     kept = result_keys(folder)
     assert 2 <= len(kept) < 20 and len(kept) == len(set(kept))
     assert (folder / "summary.md").is_file()
+
+
+def test_ctrl_c_before_any_row_says_so_instead_of_empty_tables(tmp_path):
+    """The server holds its first reply, so Ctrl-C lands before any row: no empty tables, one line saying how
+    to go on."""
+    with running_scripted_server([30.0, *reply_script("A")]) as server:
+        proc = start_cli(["bench", "--models", server.url, "--tasks", "mc", "--limit", "2", "--max-tokens", "4",
+                          "--warmup", "0", "--out", str(tmp_path), "--no-plots"])
+        deadline = time.monotonic() + 60
+        while not server.requests and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.requests, "the bench never asked the server"
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    (folder,) = tmp_path.iterdir()
+    assert proc.returncode == 130 and not (folder / bench.RESULTS_FILE).exists()
+    assert stdout.strip() == "", stdout  # no empty speed / verbosity / per-batch tables
+    assert f"interrupted: no rows yet: taskclock bench --resume {folder} continues" in stderr
 
 
 @pytest.mark.parametrize("extra, message", [

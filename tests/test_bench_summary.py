@@ -3,15 +3,20 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
+from collections import Counter
+from types import SimpleNamespace
 
 import pytest
-from helpers import run_cli
+from helpers import one_error_line, run_cli
 
-from taskclock.runtime import bench, runfolder, storage, summary
+from taskclock.runtime import bench, runfolder, storage, summary, sweep
 from taskclock.runtime.backend import ModelSpec
 from taskclock.runtime.tasks import BUILTIN
+from taskclock.tui.commands import bench as bench_command
+from taskclock.tui.commands import sweep as sweep_command
 
 
 def _plan(models=("fast-tokens", "short-replies")) -> bench.RunPlan:
@@ -208,6 +213,24 @@ def test_cli_export_regenerates(run_folder):
     assert (run_folder / "summary.md").is_file() and (run_folder / "results.csv").is_file()
 
 
+@pytest.mark.parametrize("options", [["-o", "OUT"], ["--format", "csv"], ["--force"]])
+def test_cli_export_refuses_session_options_for_a_run_folder(run_folder, tmp_path, options):
+    """-o, --format and --force would be ignored for a run folder: refused in one line, nothing written."""
+    out = tmp_path / "out.csv"
+    before = sorted(p.name for p in run_folder.iterdir())
+    result = run_cli("export", str(run_folder), *[str(out) if o == "OUT" else o for o in options])
+    line = one_error_line(result)
+    assert result.returncode == 2 and options[0] in line and "session logs only" in line
+    assert not out.exists() and sorted(p.name for p in run_folder.iterdir()) == before
+    assert result.stdout == ""
+
+
+def test_cli_export_help_names_run_folders():
+    text = " ".join(run_cli("--help").stdout.split())
+    assert "run folder" in text.split(" export ", 1)[1].split(" bench ", 1)[0]
+    assert "run folder" in " ".join(run_cli("export", "--help").stdout.split())
+
+
 def test_cli_export_rejects_plain_folder(tmp_path):
     result = run_cli("export", str(tmp_path))
     assert result.returncode == 2
@@ -267,6 +290,72 @@ def test_console_prints_the_same_rankings_verdicts_and_charts(run_folder):
         assert any(line.split() == [v for v in summary.ranking_row(rank) if v] for line in
                    (row.replace("│", " ").replace("┃", " ") for row in text.splitlines()))
     assert all(title in text for title in _charts(summary.text_plots(result)))
+
+
+def _tokens(text: str) -> Counter:
+    return Counter(word for line in text.splitlines() for word in line.replace("│", " ").split())
+
+
+def _renders_whole(print_results, result, tables) -> None:
+    """Print ``result`` at 80 columns and check every figure and every header word of ``tables`` (headers,
+    rows, name columns) shows whole: a figure cut over two lines would be missing as a word."""
+    from rich.console import Console
+
+    console = Console(width=80, record=True, file=io.StringIO())
+    print_results(console, result, plots=False)
+    shown = _tokens(console.export_text())
+    wanted: Counter = Counter()
+    for headers, rows, names in tables:
+        for i, header in enumerate(headers):
+            if i not in names:
+                wanted.update(header.split())
+                wanted.update(word for row in rows for word in row[i].split())
+    missing = {word: count for word, count in wanted.items() if shown[word] < count}
+    assert not missing, console.export_text()
+
+
+def test_console_tables_keep_every_figure_whole_at_80_columns(tmp_path):
+    """Long model names, batch sizes and repeats (mean ± CI cells): the name columns give way, figures never."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    models = ("smollm2-hf-8bit", "gemma3-270m")
+    plan = _plan(models=models)
+    plan.models = [ModelSpec(m, "hf", "/nowhere") for m in models]
+    plan.batch_sizes, plan.repeats = [1, 16], 2
+    bench.write_plan(folder, plan)
+    for m, task, repeat, size in itertools.product(models, ("explain", "mc"), (0, 1), (1, 16)):
+        segment = f"{m}-{task}-{repeat}"
+        for n, qid in enumerate(("x/0", "x/1", "x/2")):
+            row = _row(m, task, qid, 212 + n, 150, 1234.56 + n, 12.3456 + n + repeat, ttft=0.123, parsed="A",
+                       answer="A")
+            storage.append(folder / bench.RESULTS_FILE,
+                           {**row, "batch_size": size, "repeat": repeat, **({"segment": segment} if size > 1 else {})})
+        if size > 1:
+            storage.append(folder / bench.RESULTS_FILE, {"kind": "segment", "model": m, "task": task,
+                                                         "batch_size": size, "repeat": repeat, "segment": segment,
+                                                         "rows": 3, "wall_s": 10.5 + 3.3 * repeat})
+    result = summary.load_summary(folder)
+    assert any(" ± " in value for cell in result.cells for value in summary.batch_row(cell))  # repeats: CIs shown
+    tables = []
+    for _, keys in bench_command.CONSOLE_TABLES:
+        columns = summary.shown_columns(result.cells, summary.table_columns(*keys))
+        tables.append(([c.header for c in columns], [summary.cell_row(cell, columns) for cell in result.cells], {0, 1}))
+    batch_rows = [summary.batch_row(cell) for cell in result.cells]
+    cached = summary.BATCH_HEADERS_SHORT.index("cached")  # no cache reported: the console leaves the column out
+    tables.append(([h for i, h in enumerate(summary.BATCH_HEADERS_SHORT) if i != cached],
+                   [[v for i, v in enumerate(row) if i != cached] for row in batch_rows], {0, 1}))
+    tables.append(([*summary.RANKING_HEADERS_SHORT[:-1], "ranks"],
+                   [summary.ranking_row(rank) for rank in result.ranks], {0, 2}))
+    _renders_whole(bench_command.print_results, result, tables)
+
+
+def test_sweep_console_table_keeps_every_figure_whole_at_80_columns():
+    cells = [sweep.SweepCell("smollm2-hf-8bit", n, phase, 3, 0, n * 1.01, None, 0.1234 * n / 256, 123456.7, 1234.5,
+                             12.345) for n in (256, 16384) for phase in sweep.PHASES]
+    result = SimpleNamespace(cells=cells, rows=[])
+    keep = [i for i, column in enumerate(sweep.COLUMNS) if column[2] != "cached_tokens"]
+    rows = [[values[i] for i in keep] for values in map(sweep.cell_row, cells)]
+    _renders_whole(sweep_command.print_results, result, [([sweep.COLUMNS[i][1] for i in keep], rows, {0})])
 
 
 def test_ordinals_and_counts_in_verdicts():

@@ -10,7 +10,7 @@ from helpers import ROOT, one_error_line, run_cli
 
 JSON_KEYS = {"model", "backend", "text", "input_tokens", "output_tokens", "output_words", "output_chars", "load_s",
              "ttft_s", "decode_tps", "e2e_tps", "task_time_s", "itl_p50_ms", "itl_p90_ms", "itl_p99_ms",
-             "chars_per_s", "words_per_s", "stop_reason"}
+             "chars_per_s", "words_per_s", "stop_reason", "cold"}
 
 
 def test_run_json_has_every_documented_key_and_consistent_figures():
@@ -23,6 +23,7 @@ def test_run_json_has_every_documented_key_and_consistent_figures():
     assert out["output_chars"] == len(out["text"])
     assert 0 < out["ttft_s"] <= out["task_time_s"]
     assert out["e2e_tps"] <= out["decode_tps"]
+    assert out["cold"] is True  # `run` loads the model and measures its first turn, as session logs record
 
 
 def test_run_streams_text_then_prints_metrics_block():
@@ -31,6 +32,7 @@ def test_run_streams_text_then_prints_metrics_block():
     assert proc.stdout.strip()
     for label in ("TTFT:", "decode rate:", "e2e rate:", "task time:", "ITL p99:", "words/s:", "chars/s:"):
         assert label in proc.stderr
+    assert "turn: cold" in " ".join(proc.stderr.split())
 
 
 def test_models_lists_aliases_with_presence():

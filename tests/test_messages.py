@@ -2,6 +2,7 @@
 right one."""
 from __future__ import annotations
 
+import pytest
 from helpers import one_error_line, run_cli
 
 
@@ -36,3 +37,28 @@ def test_models_lists_a_config_entry_that_shadows_a_builtin_once(tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if "smollm2 (default)" in line]
     assert len(rows) == 1 and "my own smollm2" in rows[0]
+
+
+def test_models_says_default_once_and_follows_the_config(tmp_path):
+    """The default is marked by the name column alone (it follows defaults.model), never in a description."""
+    proc = run_cli("models", env={"COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("(default)") == 1 and "smollm2 (default)" in proc.stdout
+    config = tmp_path / "config.toml"
+    config.write_text('[defaults]\nmodel = "gemma3-270m"\n')
+    moved = run_cli("models", "--config", str(config), env={"COLUMNS": "200"})
+    assert moved.stdout.count("(default)") == 1 and "gemma3-270m (default)" in moved.stdout
+
+
+@pytest.mark.parametrize(("args", "words", "command"), [
+    (["pace", "--ttft", "soon"], "argument --ttft: 'soon' is not a number", "taskclock pace"),
+    (["run", "hi", "--max-tokens", "abc"], "'abc' is not a whole number", "taskclock run"),
+    (["export"], "required: source", "taskclock export"),
+    (["bench", "--tasks", "mc", "--format", "x"], "unrecognized arguments", "taskclock"),
+])
+def test_argparse_errors_are_one_line_like_every_other_error(args, words, command):
+    """No usage block: the same one `taskclock: error:` line and exit 2 as any other bad input, naming --help."""
+    proc = run_cli(*args)
+    line = one_error_line(proc)
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and proc.stdout == ""
+    assert words in line and f"`{command} --help`" in line

@@ -6,9 +6,9 @@ import time
 from datetime import datetime
 
 import pytest
-from helpers import run_cli
+from helpers import one_error_line, run_cli
 
-from taskclock.runtime import bench, importers, metrics, replay, runfolder, sessions, storage
+from taskclock.runtime import bench, importers, metrics, replay, runfolder, sessions, storage, values
 from taskclock.runtime.backend import ModelSpec, SamplingParams
 from taskclock.runtime.compare import run_compare
 from taskclock.runtime.config import TaskSpec
@@ -187,10 +187,19 @@ def test_pace_streams_to_the_terminal_and_says_when_a_reader_waits():
     assert f"~{replay.READING_WORDS_PER_S:g} words/s" in replay.reading_line(4)
 
 
-@pytest.mark.parametrize("args", [("--tps", "0"), ("--words", "0"), ("--ttft", "-1"), ("--words", "99999")])
+@pytest.mark.parametrize("args", [("--tps", "0"), ("--words", "0"), ("--ttft", "-1"), ("--words", "99999"),
+                                  ("--tps", "1e9"), ("--ttft", "1e6"), ("--tps", "nan")])
 def test_bad_pace_values_are_one_error_line(args):
     done = run_cli("pace", *args)
-    assert done.returncode == 2 and "error" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 2 and args[0] in one_error_line(done) and done.stdout == ""
+
+
+def test_pace_ranges_live_in_values():
+    """The CLI and the Pace tab share one range (runtime/values.py): the bounds themselves are accepted."""
+    recording = replay.pace_recording(values.PACE_TTFT_MAX_S, values.PACE_TPS_MAX, values.PACE_WORDS_MAX)
+    assert recording.recorded["decode_tps"] == values.PACE_TPS_MAX
+    with pytest.raises(values.InvalidValue, match="tps must be more than 0 and at most"):
+        replay.pace_recording(1.0, values.PACE_TPS_MAX * 2, 10)
 
 
 # ---- import ----------------------------------------------------------------------------------------
@@ -253,6 +262,20 @@ def test_import_never_replaces_a_file(tmp_path):
         storage.write_atomic(out, "other", replace=False)
     assert out.read_text() == "precious\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.jsonl", "vllm.json"]  # no partial file left
+
+
+def test_import_makes_missing_folders_but_still_never_replaces(tmp_path):
+    source, out = tmp_path / "vllm.json", tmp_path / "imp" / "gpu" / "h100.jsonl"
+    source.write_text(json.dumps(vllm_result()))
+    done = run_cli("import", str(source), "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert sessions.summarize(out).turns == 2
+    again = run_cli("import", str(source), "-o", str(out))
+    assert "already exists" in one_error_line(again) and sessions.summarize(out).turns == 2
+    blocked = tmp_path / "a-file"
+    blocked.write_text("precious\n")
+    assert "a-file" in one_error_line(run_cli("import", str(source), "-o", str(blocked / "x.jsonl")))
+    assert blocked.read_text() == "precious\n"
 
 
 @pytest.mark.parametrize(("content", "message"), [

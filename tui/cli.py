@@ -10,12 +10,23 @@ import importlib
 import os
 import sys
 import traceback
+from typing import NoReturn
 
 COMMANDS = ("chat", "run", "models", "export", "bench", "sweep", "compare", "doctor", "replay", "pace", "import")
 
 
+class Parser(argparse.ArgumentParser):
+    """Every parser, subcommands included (argparse makes subparsers of the parent's class): a bad option is one
+    `taskclock: error:` line and exit 2 like every other error, not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        from taskclock.runtime.untrusted import error_line
+
+        self.exit(2, f"taskclock: error: {error_line(message)}; see `{error_line(self.prog)} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="taskclock",
         description="Chat with local LLMs and measure what you wait for: TTFT, tokens/s and task time.",
         epilog="With no command, opens the app (same as `taskclock chat`).",

@@ -1,12 +1,18 @@
 """Human formatting of metric values, shared by the CLI and the app."""
 from __future__ import annotations
 
-from typing import Any
+import textwrap
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, Any
 
+from rich.cells import cell_len
 from rich.text import Text
 
 from taskclock.runtime.metrics import figure_formats
 from taskclock.runtime.untrusted import safe_line, safe_text
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def plain(text: object, *, one_line: bool = True, style: str = "") -> Text:
@@ -58,9 +64,34 @@ def shown_lines(values: dict[str, Any]):
     return [line for line in METRIC_LINES if not (line[1] in OPTIONAL_KEYS and values.get(line[1]) is None)]
 
 
-def metrics_block(values: dict[str, Any]) -> str:
-    """The block `taskclock run` prints after the reply, like `ollama run --verbose`."""
-    lines = shown_lines(values)
-    width = max(len(label) for label, *_ in lines)
-    return "\n".join(f"{label + ':':<{width + 1}} {fmt(values.get(key), unit, digits)}"
-                     for label, key, unit, digits in lines)
+def metrics_block(values: dict[str, Any], cold: bool = False) -> str:
+    """The block `taskclock run` prints after the reply, like `ollama run --verbose`; a cold turn (the model's
+    first since it loaded, docs/METRICS.md) says so, as the app's reply line does."""
+    lines = [(label, fmt(values.get(key), unit, digits)) for label, key, unit, digits in shown_lines(values)]
+    if cold:
+        lines.append(("turn", "cold (the model's first since it loaded)"))
+    width = max(len(label) for label, _ in lines)
+    return "\n".join(f"{label + ':':<{width + 1}} {text}" for label, text in lines)
+
+
+def figure_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Text]], *, names: Collection[int],
+                 left: Collection[int] = (), styles: Sequence[str | None] | None = None) -> Table:
+    """A console table whose figures are never split, even at 80 columns: the name columns (``names``: model,
+    task) fold when space runs short; every other column never wraps, and its header is wrapped at spaces to
+    the width of its widest cell (so a long header costs no width). Figures right-aligned, names and ``left``
+    columns left-aligned."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=0)
+    for i, header in enumerate(headers):
+        widest = max((cell_len(line) for row in rows for line in row[i].plain.split("\n")), default=0)
+        if i in names:
+            table.add_column(header, justify="left", overflow="fold")
+        else:
+            words = max((len(word) for word in header.split()), default=0)
+            shown = textwrap.fill(header, max(widest, words), break_long_words=False, break_on_hyphens=False)
+            table.add_column(shown, justify="left" if i in left else "right", no_wrap=True)
+    for n, row in enumerate(rows):
+        table.add_row(*row, style=styles[n] if styles else None)
+    return table

@@ -137,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
         outcome, interrupted = common.run_interruptibly(runner.run, cancel)
     result = summary.load_summary(folder)
     summary.export(folder)
-    print_results(Console(), result, plots=not args.no_plots)
+    if result.rows:  # none: the tables would be empty (the failures or the interruption say why below)
+        print_results(Console(), result, plots=not args.no_plots)
     if result.damaged:
         err.print(runfolder.damage_note(result.damaged), markup=False, highlight=False)
     for model, error in result.failures.items():
@@ -148,8 +149,7 @@ def run(args: argparse.Namespace) -> int:
                   f"counted apart from the figures (see the errors column in summary.md)")
     shown = safe_line(folder)
     if interrupted or outcome.interrupted:
-        err.print(f"interrupted: {len(result.rows)} of {plan.total_rows()} rows kept in {shown}\n"
-                  f"resume with: taskclock bench --resume {shown}")
+        err.print(common.interrupted_note("bench", len(result.rows), plan.total_rows(), shown))
         return 130
     err.print(f"results: {shown} (results.jsonl, results.csv, summary.md, summary.json)")
     return 1 if result.failures else 0
@@ -188,12 +188,11 @@ class ProgressBars:
 
 
 def print_results(console, result, plots: bool) -> None:
-    from rich import box
-    from rich.table import Table
     from rich.text import Text
 
     from taskclock.runtime.summary import (
         BATCH_HEADERS_SHORT,
+        RANKING_HEADERS,
         RANKING_HEADERS_SHORT,
         batch_row,
         cell_row,
@@ -203,34 +202,26 @@ def print_results(console, result, plots: bool) -> None:
         text_plots,
     )
 
-    from ..format import plain
+    from ..format import figure_table, plain
 
     for title, keys in CONSOLE_TABLES:
         columns = shown_columns(result.cells, table_columns(*keys))
-        table = Table(title=title, title_justify="left")
-        for i, column in enumerate(columns):  # model and task first, as names
-            table.add_column(column.header, justify="left" if i < 2 else "right", no_wrap=i < 2)
-        for cell in result.cells:
-            table.add_row(*(plain(value) for value in cell_row(cell, columns)))  # names are outside text
-        console.print(table)
-    per_batch = Table(title="per batch size (set = one pass over the questions; ± = 95% CI over repeats)",
-                      title_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
-    rows = [batch_row(cell) for cell in result.cells]
+        console.print(figure_table(title, [column.header for column in columns],
+                                   [[plain(value) for value in cell_row(cell, columns)] for cell in result.cells],
+                                   names={0, 1}))  # names are outside text
     unused = {BATCH_HEADERS_SHORT.index("cached")} if all(c.cached_tokens is None for c in result.cells) else set()
     keep = [i for i in range(len(BATCH_HEADERS_SHORT)) if i not in unused]
-    for i in keep:
-        per_batch.add_column(BATCH_HEADERS_SHORT[i], justify="left" if i < 2 else "right", no_wrap=i < 2,
-                             overflow="fold")
-    for values in rows:
-        per_batch.add_row(*(Text(values[i]) for i in keep))
-    console.print(per_batch)
+    # a mean ± CI keeps its two figures whole on two lines rather than being cut to fit
+    rows = [[plain(values[i]) if i < 2 else Text(values[i].replace(" ± ", "\n± ")) for i in keep]
+            for values in map(batch_row, result.cells)]
+    console.print(figure_table("per batch size (set = one pass over the questions; ± = 95% CI over repeats)",
+                               [BATCH_HEADERS_SHORT[i] for i in keep], rows, names={0, 1}))
     if result.rankings:
-        ranks = Table(title="rank by decode TPS vs rank by time per task (1 = fastest)", title_justify="left")
-        for i, header in enumerate(RANKING_HEADERS_SHORT):  # the names and the disagree mark left, figures right
-            ranks.add_column(header, justify="left" if i < 3 or not header else "right")
-        for r in result.ranks:
-            ranks.add_row(*(plain(value) for value in ranking_row(r)), style="bold yellow" if r.disagree else None)
-        console.print(ranks)
+        headers = [*RANKING_HEADERS_SHORT[:-1], RANKING_HEADERS[-1]]  # the disagree mark's column named here too
+        console.print(figure_table(
+            "rank by decode TPS vs rank by time per task (1 = fastest)", headers,
+            [[plain(value) for value in ranking_row(r)] for r in result.ranks], names={0, 2}, left={1, 8},
+            styles=["bold yellow" if r.disagree else None for r in result.ranks]))
         for group in result.rankings:
             console.print(plain(f"verdict: {group.verdict}"))
     if plots and result.rows:

@@ -57,7 +57,7 @@ def number(text: str) -> float:
 
 
 def positive_int(text: str) -> int:
-    """For options that are not model or sampling settings (replay's --turn, pace's --words)."""
+    """For options that are not model or sampling settings (replay's --turn)."""
     value = whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
@@ -65,7 +65,7 @@ def positive_int(text: str) -> int:
 
 
 def non_negative_float(text: str) -> float:
-    """For options that are not model or sampling settings (pace's --ttft, replay's --speed)."""
+    """For options that are not model or sampling settings (replay's --speed)."""
     value = number(text)
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, not {safe_line(text)}")
@@ -160,6 +160,14 @@ def refuse_plan_options(args: argparse.Namespace, options: dict[str, str]) -> No
     if given:
         raise DataError(f"--resume continues a run as it was planned, so {', '.join(given)} cannot change it",
                         "drop those options, or start a new run without --resume")
+
+
+def interrupted_note(command: str, kept: int, total: int, shown: str) -> str:
+    """What an interrupted bench or sweep says (its tables are left out when no row was kept: they would be
+    empty): how many rows it kept and how to go on."""
+    if not kept:
+        return f"interrupted: no rows yet: taskclock {command} --resume {shown} continues"
+    return f"interrupted: {kept} of {total} rows kept in {shown}\nresume with: taskclock {command} --resume {shown}"
 
 
 def status(text: str) -> None:

@@ -1,4 +1,5 @@
-"""`taskclock export SOURCE --format csv|md|jsonl [-o OUT]`: a session log as CSV, Markdown or JSONL."""
+"""`taskclock export SOURCE --format csv|md|jsonl [-o OUT]`: a session log as CSV, Markdown or JSONL; or a bench or
+sweep run folder's results.csv, summary.md, summary.json and plots.txt regenerated in place."""
 from __future__ import annotations
 
 import argparse
@@ -9,11 +10,13 @@ FORMATS = ("csv", "md", "jsonl")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("export", help="export a chat session log as CSV, Markdown or JSONL",
-                       description="CSV: one row per turn with metric columns; Markdown: a summary table and "
-                                   "the conversation; JSONL: the records as logged.")
+    p = sub.add_parser("export", help="export a chat session log (CSV, Markdown, JSONL) or a bench/sweep run folder",
+                       description="A session log: CSV, one row per turn with metric columns; Markdown, a summary "
+                                   "table and the conversation; JSONL, the records as logged. A bench or sweep run "
+                                   "folder: its results.csv, summary.md, summary.json and plots.txt are rewritten "
+                                   "in place (--format, -o and --force apply to session logs only).")
     p.add_argument("source", help="a session .jsonl file (see the sessions folder) or a bench or sweep run folder")
-    p.add_argument("--format", "-f", choices=FORMATS, default="csv")
+    p.add_argument("--format", "-f", choices=FORMATS, help="session logs: the output format (default: csv)")
     p.add_argument("-o", "--output", help="output file (default: beside the source, NAME.export.FORMAT)")
     p.add_argument("--force", action="store_true",
                    help="replace the output file if it exists (a regular file only: never a link or a device)")
@@ -22,7 +25,7 @@ def add_parser(sub) -> None:
 def export_file(source: Path, args: argparse.Namespace) -> Path:
     from taskclock.runtime.sessions import export_session
 
-    return export_session(source, args.format, Path(args.output) if args.output else None, replace=args.force)
+    return export_session(source, args.format or "csv", Path(args.output) if args.output else None, replace=args.force)
 
 
 def export_folder(source: Path, args: argparse.Namespace) -> Path:
@@ -35,6 +38,11 @@ def export_folder(source: Path, args: argparse.Namespace) -> Path:
     if not (source / RUN_FILE).is_file():
         raise DataError(f"{source} is a folder but not a bench run (no {RUN_FILE})",
                         "pass a session .jsonl file or a runs/<run-id> folder")
+    given = [option for option, value in (("--format", args.format), ("-o", args.output), ("--force", args.force))
+             if value]
+    if given:  # refused, never silently ignored: the folder's own files are what a run folder exports to
+        raise DataError(f"{', '.join(given)} apply to session logs only: a run folder is exported in place "
+                        "(results.csv, summary.md, summary.json, plots.txt)", "drop those options")
     note = damage_note((sweep.export if folder_kind(source) == sweep.KIND else export)(source).damaged)
     if note:
         print(f"taskclock: warning: {note}", file=sys.stderr)

@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     figures = result.metrics.as_dict()
     done = result.done
     if args.json:
-        out = {"model": spec.name, "backend": spec.backend, "text": result.text, **figures}
+        out = {"model": spec.name, "backend": spec.backend, "text": result.text, **figures,
+               "cold": result.cold}
         if result.thinking:
             out["thinking"] = result.thinking
         if done is not None and done.error:
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         from ..format import metrics_block
 
         print(flush=True)
-        print("\n" + metrics_block(figures), file=sys.stderr)
+        print("\n" + metrics_block(figures, result.cold), file=sys.stderr)
     if interrupted:
         return 130
     if done is not None and done.stop_reason == "error":

@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         runner = sweep.SweepRunner(folder, plan, cancel=cancel, on_progress=on_progress)
         outcome, interrupted = common.run_interruptibly(runner.run, cancel)
     result = sweep.export(folder)
-    print_results(Console(), result, plots=not args.no_plots)
+    if result.rows:  # none: the table would be empty (the failures or the interruption say why below)
+        print_results(Console(), result, plots=not args.no_plots)
     if result.damaged:
         err.print(runfolder.damage_note(result.damaged))
     for skip in result.skips:
@@ -96,32 +97,23 @@ def run(args: argparse.Namespace) -> int:
                   f"left out of the medians")
     shown = safe_line(folder)
     if interrupted or outcome.interrupted:
-        err.print(f"interrupted: {len(result.rows)} of {result.expected_rows()} rows kept in {shown}\n"
-                  f"resume with: taskclock sweep --resume {shown}")
+        err.print(common.interrupted_note("sweep", len(result.rows), result.expected_rows(), shown))
         return 130
     err.print(f"results: {shown} (results.jsonl, results.csv, summary.md, summary.json, plots.txt)")
     return 1 if result.failures else 0
 
 
 def print_results(console, result, plots: bool) -> None:
-    from rich import box
-    from rich.table import Table
-
     from taskclock.runtime.sweep import COLUMNS, cell_row, text_plots
 
-    from ..format import plain
+    from ..format import figure_table, plain
 
-    table = Table(title="by input length (medians over repeats; prefill = input tokens / TTFT, cached rows: "
-                  "uncached tokens only, — where the backend does not report its cache)",
-                  title_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
     keep = [i for i, column in enumerate(COLUMNS)  # no server reported a prefix cache: no column for it
             if column[2] != "cached_tokens" or any(c.cached_tokens is not None for c in result.cells)]
-    for i in keep:
-        table.add_column(COLUMNS[i][1], justify="left" if i in (0, 2) else "right", no_wrap=i <= 2, overflow="fold")
-    for cell in result.cells:
-        values = cell_row(cell)
-        table.add_row(*(plain(values[i]) for i in keep))  # model names are outside text
-    console.print(table)
+    rows = [[plain(values[i]) for i in keep] for values in map(cell_row, result.cells)]  # names: outside text
+    console.print(figure_table("by input length (medians over repeats; prefill = input tokens / TTFT, cached rows: "
+                               "uncached tokens only, — where the backend does not report its cache)",
+                               [COLUMNS[i][1] for i in keep], rows, names={0}, left={keep.index(2)}))
     if plots and result.cells:
         console.print(text_plots(result, width=min(console.width, 100)), markup=False, highlight=False)
     sys.stdout.flush()
