@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Run as a script from the checkout: the imports below need this path first, hence their `noqa: E402`.
 sys.path.insert(0, str(ROOT))
 
 from taskclock.runtime import mmlu  # noqa: E402

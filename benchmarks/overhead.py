@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+# Run as a script from the checkout: the imports below need this path first, hence their `noqa: E402`.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import rounds_parser  # noqa: E402

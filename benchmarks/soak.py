@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+# Run as a script from the checkout: the imports below need this path first, hence their `noqa: E402`.
 sys.path.insert(0, str(ROOT))
 
 from textual.app import App, ComposeResult  # noqa: E402

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Run as a script from the checkout: the imports below need this path first, hence their `noqa: E402`.
 sys.path.insert(0, str(ROOT))
 
 from common import LlamaServer  # noqa: E402

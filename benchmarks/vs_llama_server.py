@@ -14,6 +14,7 @@ import statistics
 import sys
 from pathlib import Path
 
+# Run as a script from the checkout: the imports below need this path first, hence their `noqa: E402`.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import LlamaServer, rounds_parser  # noqa: E402

@@ -165,6 +165,17 @@ def cached_prompt_tokens(done: Any) -> int | None:
     return extra.get("cached_prompt_tokens")
 
 
+def load_for_run(loader: Callable[[ModelSpec], LoadedModel], spec: ModelSpec) -> tuple[LoadedModel | None, str]:
+    """The model, or None and why it failed to load: in a run, a broken model fails its own rows and must not
+    end the other models' runs."""
+    try:
+        return loader(spec), ""
+    except TaskclockError as exc:
+        return None, str(exc)
+    except Exception as exc:  # anything a backend raises: reported as its type and message
+        return None, f"{type(exc).__name__}: {exc}"
+
+
 def turn_row(spec: ModelSpec, events: Sequence[Event]) -> dict[str, Any]:
     """What every run-folder row holds of a turn: the model, its figures, the reply (the answer only: a reasoning
     model's thinking is kept apart and never scored) and the token offsets."""
@@ -284,13 +295,9 @@ class BenchRunner:
     def _run_model(self, spec: ModelSpec, pending: dict[Cell, list], outcome: Outcome) -> None:
         first = next(cell for cell, left in pending.items() if left)
         self._report(spec, first.task, pending, "loading")
-        try:
-            model = self.loader(spec)
-        except TaskclockError as exc:
-            self._fail(spec, pending, str(exc), outcome)
-            return
-        except Exception as exc:  # a broken model must not end the other models' runs
-            self._fail(spec, pending, f"{type(exc).__name__}: {exc}", outcome)
+        model, error = load_for_run(self.loader, spec)
+        if model is None:
+            self._fail(spec, pending, error, outcome)
             return
         try:
             self._warm_up(model, spec, first.task, pending)

@@ -29,6 +29,7 @@ from .backend import LoadedModel, Message, ModelSpec, SamplingParams, first_line
 from .bench import (
     Outcome,
     Progress,
+    load_for_run,
     models_toml,
     new_run_id,
     read_system,
@@ -339,13 +340,9 @@ class SweepRunner:
 
     def _run_model(self, spec: ModelSpec, pending: list[int], outcome: Outcome) -> None:
         self._report(spec, pending[0], "loading")
-        try:
-            model = self.loader(spec)
-        except TaskclockError as exc:
-            self._fail(spec, pending, str(exc), outcome)
-            return
-        except Exception as exc:  # a broken model must not end the other models' runs
-            self._fail(spec, pending, f"{type(exc).__name__}: {exc}", outcome)
+        model, error = load_for_run(self.loader, spec)
+        if model is None:
+            self._fail(spec, pending, error, outcome)
             return
         try:
             count = token_counter(model)

@@ -95,14 +95,17 @@ def test_json_output_stays_strict_json_when_the_server_sends_nan(hostile, tmp_pa
 
 def test_ctrl_c_ends_a_trickling_stream_at_once(hostile, tmp_path):
     """One byte every 0.2 s and never a newline: Ctrl-C must not wait for a line that never comes."""
+    posted, already = hostile.posts("trickle"), hostile.streamed  # the server is shared: count this run's only
     proc = subprocess.Popen([sys.executable, "-m", "taskclock", "run", "hi", "--model", hostile.url("trickle")],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + GUARD_S
-        while hostile.posts("trickle") == 0 and time.monotonic() < deadline:
+        while hostile.posts("trickle") == posted and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert hostile.posts("trickle") >= 1
-        time.sleep(1.0)  # let the first bytes arrive, so the client is blocked inside a line
+        assert hostile.posts("trickle") > posted
+        while hostile.streamed - already < 5 and time.monotonic() < deadline:  # the client is inside a line
+            time.sleep(0.05)
+        assert hostile.streamed - already >= 5
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)  # far under the 60 s idle limit the stream would otherwise hit
     finally:

@@ -9,7 +9,7 @@ import json
 from dataclasses import replace
 
 import pytest
-from app_helpers import make_app, ready, send, wait_for
+from app_helpers import make_app, ready, send, settle, wait_for
 from helpers import run_cli
 from llama_server import content_chunk, reasoning_chunk, running_scripted_server, sse, thinking_script
 from scripted import scripted_loader
@@ -400,7 +400,7 @@ async def test_meter_shows_thinking_then_ttfa_and_the_chat_keeps_the_thinking_co
         await wait_for(pilot, lambda: "thinking…" in meter.values and
                        float(meter.values["thinking…"].removesuffix(" s")) > seconds, "the thinking time to count up")
         await wait_for(pilot, lambda: chat.last_result is not None and not chat.running, "the reply")
-        await pilot.pause(0.1)
+        await settle(pilot)
         result = chat.last_result
         assert result.metrics.thinking_tokens == len(thinking) and result.metrics.answer_tokens == 6
         assert meter.values["TTFA"] == f"{result.metrics.ttfa_s:.3f} s"
@@ -412,7 +412,7 @@ async def test_meter_shows_thinking_then_ttfa_and_the_chat_keeps_the_thinking_co
         assert chat.messages[-1] == {"role": "assistant", "content": result.text}  # thinking is not history
         chat.action_regenerate()  # a retry takes the old reply away, its thinking included
         await wait_for(pilot, lambda: chat.last_result is not result and not chat.running, "the retried reply")
-        await pilot.pause(0.1)
+        await settle(pilot)
         assert len(chat.query(ReplyThinking)) == 1
 
 

@@ -316,7 +316,7 @@ class HFModel:
         config.max_cache_len = self.max_positions
         compile_config = CompileConfig(mode="reduce-overhead" if self.device == "cuda" else "default")
         # transformers compiles on accelerators only unless told (its flag for testing on CPU)
-        compile_config._compile_all_devices = True  # type: ignore[assignment]
+        compile_config._compile_all_devices = True  # type: ignore[assignment]  # a private flag its stubs type as None
         config.compile_config = compile_config
         warm = SamplingParams(max_tokens=16)
         for prompt in WARMUP_PROMPTS:
