@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from scripted import scripted_loader
 from textual.widgets import Select
 
 from taskclock.runtime.backend import SamplingParams
@@ -84,3 +85,9 @@ async def send_compare(pilot, pane: ComparePane, prompt: str) -> None:
     for char in prompt:
         await pilot.press("space" if char == " " else char)
     await pilot.press("enter")
+
+
+def workdir_app(**options) -> TaskclockApp:
+    """The app on the scripted model, its sessions in ./sessions: with the ``workdir`` fixture, every folder it
+    shows reads the same on every machine (for snapshots)."""
+    return make_app(Path("sessions"), loader=scripted_loader(), max_tokens=200, **options)

@@ -129,3 +129,11 @@ def tiny_llama(tiny_llama_dir):
     model = load_model(ModelSpec("tiny", "hf", str(tiny_llama_dir)))
     yield model
     model.close()
+
+
+@pytest.fixture()
+def workdir(tmp_path, monkeypatch) -> Path:
+    """The test's own working folder, so the folders the tabs show read the same on every machine."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TASKCLOCK_MMLU", raising=False)
+    return tmp_path

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from app_helpers import make_app, open_compare, ready, send_compare, turn, wait_for
-from scripted import scripted_loader
+from app_helpers import open_compare, ready, send_compare, turn, wait_for, workdir_app
 from textual.widgets import DataTable, Label, Select, Static
 
 from taskclock.runtime import bench, mmlu
@@ -27,17 +26,6 @@ from taskclock.tui.widgets.meter import IDLE, Meter
 SIZES = {"80x24": (80, 24), "140x40": (140, 40)}
 
 
-@pytest.fixture()
-def workdir(tmp_path, monkeypatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("TASKCLOCK_MMLU", raising=False)
-    return tmp_path
-
-
-def scripted_app(**options):
-    return make_app(Path("sessions"), loader=scripted_loader(), max_tokens=200, **options)
-
-
 def inside(region, outer) -> bool:
     return (region.x >= outer.x and region.y >= outer.y and region.right <= outer.right
             and region.bottom <= outer.bottom)
@@ -45,7 +33,7 @@ def inside(region, outer) -> bool:
 
 @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
 async def test_the_settings_dialog_fits_the_screen_with_whole_labels(workdir, size):
-    app = scripted_app()
+    app = workdir_app()
     async with app.run_test(size=size) as pilot:
         await ready(pilot)
         await pilot.press("ctrl+g")
@@ -75,7 +63,7 @@ def on_screen(widget) -> bool:
 
 @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
 async def test_the_compare_verdict_is_in_view_after_a_run(workdir, size):
-    app = scripted_app()
+    app = workdir_app()
     async with app.run_test(size=size) as pilot:
         await ready(pilot)
         pane = await open_compare(pilot, ["smollm2", "gemma3-270m"])
@@ -101,7 +89,7 @@ def listed_run(runs: Path) -> None:
 @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
 async def test_the_batch_runs_list_shows_whole_columns_and_empty_charts_say_why(workdir, size):
     listed_run(workdir / "runs")
-    app = scripted_app(config=Config(defaults=Defaults(runs_dir="runs")))
+    app = workdir_app(config=Config(defaults=Defaults(runs_dir="runs")))
     async with app.run_test(size=size) as pilot:
         await ready(pilot)
         await pilot.press("f5")
@@ -121,7 +109,7 @@ async def test_the_batch_runs_list_shows_whole_columns_and_empty_charts_say_why(
 
 async def test_switching_the_batch_mode_brings_its_options_back_into_view(workdir):
     listed_run(workdir / "runs")
-    app = scripted_app(config=Config(defaults=Defaults(runs_dir="runs")))
+    app = workdir_app(config=Config(defaults=Defaults(runs_dir="runs")))
     async with app.run_test(size=SIZES["80x24"]) as pilot:
         await ready(pilot)
         await pilot.press("f5")
@@ -143,7 +131,7 @@ async def test_switching_the_batch_mode_brings_its_options_back_into_view(workdi
 
 
 async def test_the_pace_meter_idles_with_the_pace_tabs_own_words(workdir):
-    app = scripted_app()
+    app = workdir_app()
     async with app.run_test(size=SIZES["140x40"]) as pilot:
         await ready(pilot)
         await pilot.press("f6")
@@ -155,7 +143,7 @@ async def test_the_pace_meter_idles_with_the_pace_tabs_own_words(workdir):
 
 
 async def test_the_chat_meter_resets_when_another_model_becomes_current(workdir):
-    app = scripted_app()
+    app = workdir_app()
     async with app.run_test(size=SIZES["140x40"]) as pilot:
         chat = await ready(pilot)
         await turn(pilot, "What is task time?")
@@ -170,7 +158,7 @@ async def test_the_chat_meter_resets_when_another_model_becomes_current(workdir)
 
 
 async def test_a_compare_log_is_listed_as_a_compare_and_opened_without_a_ttft_per_turn_chart(workdir):
-    app = scripted_app()
+    app = workdir_app()
     async with app.run_test(size=SIZES["140x40"]) as pilot:
         await ready(pilot)
         await turn(pilot, "What is task time?")
@@ -195,7 +183,7 @@ async def test_a_compare_log_is_listed_as_a_compare_and_opened_without_a_ttft_pe
 
 
 async def test_help_lists_the_replay_pickers_keys_under_their_own_section(workdir):
-    app = scripted_app()
+    app = workdir_app()
     async with app.run_test(size=SIZES["140x40"]) as pilot:
         await ready(pilot)
         await pilot.press("f1")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from app_helpers import make_app, ready, turn, wait_for
+from app_helpers import make_app, ready, turn, wait_for, workdir_app
 from scripted import scripted_loader
 from textual.widgets import DataTable, Select
 
@@ -60,18 +60,6 @@ def stored_run(runs: Path) -> Path:
     return folder
 
 
-@pytest.fixture()
-def workdir(tmp_path, monkeypatch) -> Path:
-    """The test's own working folder, so the folders the tabs show read the same on every machine."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("TASKCLOCK_MMLU", raising=False)
-    return tmp_path
-
-
-def scripted_app(**options):
-    return make_app(Path("sessions"), loader=scripted_loader(), max_tokens=200, **options)
-
-
 @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
 def test_snapshot_chat_after_a_turn(workdir, size, snap_compare):
     async def chat_turn(pilot):
@@ -85,7 +73,7 @@ def test_snapshot_chat_after_a_turn(workdir, size, snap_compare):
         assert shown == [narrow, not narrow]
         assert (pilot.app.query_one("#conversation").outer_size.width == size[0]) == narrow
 
-    assert snap_compare(scripted_app(), run_before=chat_turn, terminal_size=size)
+    assert snap_compare(workdir_app(), run_before=chat_turn, terminal_size=size)
 
 
 async def test_the_narrow_meter_bar_keeps_a_reasoning_models_thinking_time_and_ttfa(workdir):
@@ -117,11 +105,11 @@ def test_snapshot_compare_after_a_run(workdir, size, snap_compare):
         await pilot.wait_for_animation()  # the replies scroll to their last line
         await pilot.pause()
 
-    assert snap_compare(scripted_app(), run_before=compare_run, terminal_size=size)
+    assert snap_compare(workdir_app(), run_before=compare_run, terminal_size=size)
 
 
-async def _open_stored_run(pilot) -> DataTable:
-    """The Batch tab with the stored run opened from its runs list; returns the run's table."""
+async def _open_the_only_run(pilot) -> BatchPane:
+    """The Batch tab with the one stored run folder opened from its runs list."""
     await ready(pilot)
     await pilot.press("f5")
     pane = pilot.app.query_one(BatchPane)
@@ -130,6 +118,12 @@ async def _open_stored_run(pilot) -> DataTable:
     runs.focus()
     await pilot.wait_for_scheduled_animations()  # on a narrow screen the focus scrolls the tab to the list
     await pilot.press("enter")
+    return pane
+
+
+async def _open_stored_run(pilot) -> DataTable:
+    """The Batch tab with the stored run opened from its runs list; returns the run's table."""
+    pane = await _open_the_only_run(pilot)
     table = pane.query_one("#batch-table", DataTable)
     await wait_for(pilot, lambda: table.row_count == len(FIGURES), "the run's table")
     return table
@@ -141,7 +135,7 @@ def _headers(table: DataTable) -> tuple[str, ...]:
 
 async def test_the_batch_table_takes_the_narrow_columns_when_the_terminal_narrows(workdir):
     stored_run(workdir / "runs")
-    app = scripted_app(config=Config(defaults=Defaults(runs_dir="runs")))
+    app = workdir_app(config=Config(defaults=Defaults(runs_dir="runs")))
     async with app.run_test(size=SIZES["140x40"]) as pilot:
         table = await _open_stored_run(pilot)
         assert _headers(table) == LIVE_COLUMNS
@@ -167,7 +161,7 @@ def test_snapshot_batch_showing_a_finished_run(workdir, size, snap_compare):
         await pilot.pause()
         await pilot.wait_for_scheduled_animations()  # then opening the run scrolls its table into view
 
-    app = scripted_app(config=Config(defaults=Defaults(runs_dir="runs")))
+    app = workdir_app(config=Config(defaults=Defaults(runs_dir="runs")))
     assert snap_compare(app, run_before=open_run, terminal_size=size)
 
 
@@ -204,19 +198,12 @@ def test_snapshot_batch_context_mode_showing_a_finished_sweep(workdir, snap_comp
     stored_sweep(workdir / "runs")
 
     async def open_sweep(pilot):
-        await ready(pilot)
-        await pilot.press("f5")
-        pane = pilot.app.query_one(BatchPane)
-        runs = pane.query_one("#batch-runs", DataTable)
-        await wait_for(pilot, lambda: runs.row_count == 1, "the runs list")
-        runs.focus()
-        await pilot.wait_for_scheduled_animations()
-        await pilot.press("enter")
+        pane = await _open_the_only_run(pilot)
         table = pane.query_one("#context-table", DataTable)
         await wait_for(pilot, lambda: table.row_count == len(MODELS) * len(SWEEP_LENGTHS), "the sweep's table")
         assert pane.has_class("-context") and _headers(table) == sweep_table.NARROW_COLUMNS
         await pilot.pause()
         await pilot.wait_for_scheduled_animations()
 
-    app = scripted_app(config=Config(defaults=Defaults(runs_dir="runs")))
+    app = workdir_app(config=Config(defaults=Defaults(runs_dir="runs")))
     assert snap_compare(app, run_before=open_sweep, terminal_size=SIZES["80x24"])

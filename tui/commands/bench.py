@@ -115,7 +115,6 @@ def prepare_run(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.text import Text
 
     from taskclock.runtime import bench, runfolder, summary
 
@@ -141,18 +140,10 @@ def run(args: argparse.Namespace) -> int:
         print_results(Console(), result, plots=not args.no_plots)
     if result.damaged:
         err.print(runfolder.damage_note(result.damaged), markup=False, highlight=False)
-    for model, error in result.failures.items():
-        err.print(Text.assemble((f"model {safe_line(model)} failed:", "red"), " ", error_line(error)))
-    errored = [row for row in result.rows if row.get("stop_reason") == "error"]
-    if errored:  # the console table leaves the errors column out: say so, or these rows go unnoticed
-        err.print(f"{len(errored)} row(s) ended in an error (first: {error_line(errored[0]['error'])}); they are "
-                  f"counted apart from the figures (see the errors column in summary.md)")
-    shown = safe_line(folder)
-    if interrupted or outcome.interrupted:
-        err.print(common.interrupted_note("bench", len(result.rows), plan.total_rows(), shown))
-        return 130
-    err.print(f"results: {shown} (results.jsonl, results.csv, summary.md, summary.json)")
-    return 1 if result.failures else 0
+    return common.finish_run(err, "bench", safe_line(folder), result.failures, result.rows, plan.total_rows(),
+                             interrupted or outcome.interrupted,
+                             "they are counted apart from the figures (see the errors column in summary.md)",
+                             "results.jsonl, results.csv, summary.md, summary.json")
 
 
 class ProgressBars:

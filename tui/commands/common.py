@@ -170,6 +170,27 @@ def interrupted_note(command: str, kept: int, total: int, shown: str) -> str:
     return f"interrupted: {kept} of {total} rows kept in {shown}\nresume with: taskclock {command} --resume {shown}"
 
 
+def finish_run(err, command: str, shown: str, failures: dict[str, str], rows: list[dict], expected: int,
+               interrupted: bool, errored_note: str, files: str) -> int:
+    """The end of a bench or sweep on the console: failed models, rows that ended in an error, then where the
+    results are or how to go on; returns the exit status (130 interrupted, 1 a model failed, else 0)."""
+    from rich.text import Text
+
+    from taskclock.runtime.untrusted import error_line
+
+    for model, error in failures.items():
+        err.print(Text.assemble((f"model {safe_line(model)} failed:", "red"), " ", error_line(error)))
+    errored = [row for row in rows if row.get("stop_reason") == "error"]
+    if errored:  # the console tables leave errors out: say so, or these rows go unnoticed
+        err.print(f"{len(errored)} row(s) ended in an error (first: {error_line(errored[0]['error'])}); "
+                  f"{errored_note}")
+    if interrupted:
+        err.print(interrupted_note(command, len(rows), expected, shown))
+        return 130
+    err.print(f"results: {shown} ({files})")
+    return 1 if failures else 0
+
+
 def status(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 

@@ -70,7 +70,6 @@ def prepare_run(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.text import Text
 
     from taskclock.runtime import runfolder, sweep
 
@@ -89,18 +88,9 @@ def run(args: argparse.Namespace) -> int:
         err.print(runfolder.damage_note(result.damaged))
     for skip in result.skips:
         err.print(f"skipped {error_line(sweep.skip_line(skip))}")
-    for model, error in result.failures.items():
-        err.print(Text.assemble((f"model {safe_line(model)} failed:", "red"), " ", error_line(error)))
-    errored = [row for row in result.rows if row.get("stop_reason") == "error"]
-    if errored:
-        err.print(f"{len(errored)} row(s) ended in an error (first: {error_line(errored[0]['error'])}); they are "
-                  f"left out of the medians")
-    shown = safe_line(folder)
-    if interrupted or outcome.interrupted:
-        err.print(common.interrupted_note("sweep", len(result.rows), result.expected_rows(), shown))
-        return 130
-    err.print(f"results: {shown} (results.jsonl, results.csv, summary.md, summary.json, plots.txt)")
-    return 1 if result.failures else 0
+    return common.finish_run(err, "sweep", safe_line(folder), result.failures, result.rows, result.expected_rows(),
+                             interrupted or outcome.interrupted, "they are left out of the medians",
+                             "results.jsonl, results.csv, summary.md, summary.json, plots.txt")
 
 
 def print_results(console, result, plots: bool) -> None:
