@@ -6,12 +6,14 @@ import fcntl
 import os
 import pty
 import select
+import signal
 import struct
 import subprocess
 import sys
 import termios
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 from taskclock.runtime import bench, mmlu, storage
@@ -137,3 +139,20 @@ def template_opening(model) -> int:
     prompt that a warm-up turn of its own can leave in llama.cpp's prompt cache."""
     first, second = (model.encode([{"role": "user", "content": text}]) for text in ("Alpha", "Zebra"))
     return next(i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b)
+
+
+def interrupted_before_the_first_row(command: Callable[[str], list[str]],
+                                     out: Path) -> tuple[subprocess.Popen, str, str]:
+    """``command(server_url)`` (a bench or sweep, without warm-up, into ``out``) against a server that holds its
+    first reply, stopped with Ctrl-C once it has asked: the process and its stdout and stderr."""
+    from llama_server import reply_script, running_scripted_server
+
+    with running_scripted_server([30.0, *reply_script("A")]) as server:
+        proc = start_cli([*command(server.url), "--warmup", "0", "--out", str(out), "--no-plots"])
+        deadline = time.monotonic() + 60
+        while not server.requests and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.requests, "the run never asked the server"
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    return proc, stdout, stderr

@@ -7,12 +7,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 from helpers import (
     ROOT,
     bench_args,
+    interrupted_before_the_first_row,
     replies_by_key,
     result_keys,
     run_cli,
@@ -20,7 +20,6 @@ from helpers import (
     template_opening,
     wait_for_rows,
 )
-from llama_server import reply_script, running_scripted_server
 
 from taskclock.runtime import bench, mmlu, runfolder, storage, tasks
 from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
@@ -176,15 +175,8 @@ def test_ctrl_c_keeps_rows_and_says_how_to_resume(tmp_path):
 def test_ctrl_c_before_any_row_says_so_instead_of_empty_tables(tmp_path):
     """The server holds its first reply, so Ctrl-C lands before any row: no empty tables, one line saying how
     to go on."""
-    with running_scripted_server([30.0, *reply_script("A")]) as server:
-        proc = start_cli(["bench", "--models", server.url, "--tasks", "mc", "--limit", "2", "--max-tokens", "4",
-                          "--warmup", "0", "--out", str(tmp_path), "--no-plots"])
-        deadline = time.monotonic() + 60
-        while not server.requests and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert server.requests, "the bench never asked the server"
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
+    proc, stdout, stderr = interrupted_before_the_first_row(
+        lambda url: ["bench", "--models", url, "--tasks", "mc", "--limit", "2", "--max-tokens", "4"], tmp_path)
     (folder,) = tmp_path.iterdir()
     assert proc.returncode == 130 and not (folder / bench.RESULTS_FILE).exists()
     assert stdout.strip() == "", stdout  # no empty speed / verbosity / per-batch tables

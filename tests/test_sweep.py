@@ -6,13 +6,12 @@ import json
 import shutil
 import signal
 import threading
-import time
 from pathlib import Path
 from statistics import median
 
 import pytest
-from helpers import one_error_line, run_cli, start_cli, wait_for_rows
-from llama_server import NativeLlamaServer, llama_server_binary, reply_script, running_scripted_server, smollm2_gguf
+from helpers import interrupted_before_the_first_row, one_error_line, run_cli, start_cli, wait_for_rows
+from llama_server import NativeLlamaServer, llama_server_binary, running_scripted_server, smollm2_gguf
 
 from taskclock.runtime import runfolder, sweep
 from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
@@ -191,15 +190,8 @@ def test_ctrl_c_keeps_rows_and_says_how_to_resume(tmp_path):
 
 def test_ctrl_c_before_any_row_says_so_instead_of_an_empty_table(tmp_path):
     """The server holds its first reply, so Ctrl-C lands before any row: one line saying how to go on."""
-    with running_scripted_server([30.0, *reply_script("A")]) as server:
-        proc = start_cli(["sweep", "--models", server.url, "--input-tokens", "64", "--output-tokens", "2",
-                          "--warmup", "0", "--out", str(tmp_path), "--no-plots"])
-        deadline = time.monotonic() + 60
-        while not server.requests and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert server.requests, "the sweep never asked the server"
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
+    proc, stdout, stderr = interrupted_before_the_first_row(
+        lambda url: ["sweep", "--models", url, "--input-tokens", "64", "--output-tokens", "2"], tmp_path)
     (folder,) = tmp_path.iterdir()
     assert proc.returncode == 130 and not (folder / runfolder.RESULTS_FILE).exists()
     assert stdout.strip() == "", stdout  # no empty table
