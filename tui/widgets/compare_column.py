@@ -5,12 +5,13 @@ from collections.abc import Sequence
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Vertical
 
 from taskclock.runtime import metrics
 from taskclock.runtime.events import Event
 from taskclock.runtime.untrusted import safe_line
 
+from .anchored_scroll import AnchoredScroll
 from .meter import Meter
 from .streaming_text import StreamingText
 
@@ -22,11 +23,8 @@ class CompareColumn(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Meter(classes="-inline")
-        with VerticalScroll(classes="compare-reply-scroll"):
+        with AnchoredScroll(classes="compare-reply-scroll"):  # growing text keeps its newest line in view
             yield StreamingText(classes="compare-reply")
-
-    def on_mount(self) -> None:
-        self.query_one(VerticalScroll).anchor()  # growing text keeps its newest line in view
 
     @property
     def meter(self) -> Meter:

@@ -3,12 +3,12 @@ their own one-line figures under them (and a reasoning model's thinking, collaps
 from __future__ import annotations
 
 from rich.text import Text
-from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Collapsible, Markdown, Static
 
 from taskclock.runtime.untrusted import safe_line, safe_text
 
+from .anchored_scroll import AnchoredScroll
 from .streaming_text import StreamingText
 
 
@@ -52,11 +52,8 @@ class Divider(Static):
 REPLY_PARTS = (ReplyTurn, ReplyMarkdown, ReplyThinking, ReplyFigures)
 
 
-class Conversation(VerticalScroll):
+class Conversation(AnchoredScroll):
     """Anchored to the bottom: growing text keeps the newest line in view without a scroll call per repaint."""
-
-    def on_mount(self) -> None:
-        self.anchor()
 
     def add_prompt(self, text: str) -> None:
         self.mount(UserTurn(safe_text(text), markup=False))
