@@ -10,6 +10,7 @@ from textual.message import Message
 from taskclock.runtime.backend import LoadedModel, ModelSpec
 from taskclock.runtime.bench import Outcome
 from taskclock.runtime.compare import Comparison
+from taskclock.runtime.sessions import SessionSummary
 from taskclock.runtime.turn import TurnResult
 
 if TYPE_CHECKING:
@@ -36,6 +37,18 @@ class Remember(Message):
     """Values for the app to keep for the next launch (fields of runtime.remembered.Remembered)."""
 
     values: dict[str, Any]
+
+
+@dataclass
+class SessionsListed(Message):
+    """The Sessions tab's scan of its folder found these sessions, newest first."""
+
+    summaries: list[SessionSummary]
+
+
+@dataclass
+class SessionsListFailed(Message):
+    error: BaseException
 
 
 @dataclass

@@ -5,13 +5,11 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Markdown, Static
-from textual.worker import Worker, WorkerState
 from textual_plotext import PlotextPlot
 
 from taskclock.runtime.errors import DataError, TaskclockError
@@ -29,6 +27,8 @@ from taskclock.runtime.untrusted import safe_text
 
 from ..context import AppContext
 from ..format import fmt, plain
+from ..live import post_from_thread
+from ..messages import SessionsListed, SessionsListFailed
 from ..screens.replay import Marks, TurnPicker
 
 PROMPT_WIDTH = 40
@@ -64,20 +64,17 @@ class SessionsPane(Vertical):
         self.action_refresh()
 
     def action_refresh(self) -> None:
-        self._scan()
+        folder = self.folder
+        post_from_thread(self, lambda: SessionsListed(list_sessions(folder)), SessionsListFailed,
+                         group="scan-sessions")
 
-    @work(thread=True, exclusive=True, exit_on_error=False, name="scan-sessions")
-    def _scan(self) -> list[SessionSummary]:
-        return list_sessions(self.folder)
+    def on_sessions_listed(self, message: SessionsListed) -> None:
+        message.stop()
+        self._fill(message.summaries)
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.name != "scan-sessions":
-            return
-        event.stop()
-        if event.state == WorkerState.SUCCESS:
-            self._fill(event.worker.result or [])
-        elif event.state == WorkerState.ERROR:
-            self.notify(f"Cannot list sessions in {self.folder}: {event.worker.error}", severity="error")
+    def on_sessions_list_failed(self, message: SessionsListFailed) -> None:
+        message.stop()
+        self.notify(f"Cannot list sessions in {self.folder}: {message.error}", severity="error")
 
     def _fill(self, summaries: list[SessionSummary]) -> None:
         self.summaries = summaries
