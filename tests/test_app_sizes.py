@@ -1,6 +1,7 @@
 """The app at 80×24 (a narrow screen: the meter as a bar, compact fields, the Batch tab's narrow columns) and at
 140×40: layout snapshots of Chat after a turn, Compare after a run and Batch showing a finished run (and, at
-80×24, a finished input-length sweep in its Context mode).
+80×24, a finished input-length sweep in its Context mode), and the tables that must fit 80 columns without
+scrolling sideways (the Batch rankings, the Sessions list).
 
 Deterministic by construction: the scripted event source stamps synthetic times (tests/scripted.py), the
 Batch runs are folders of stored rows, and the paths on screen are relative to a working folder of the test's.
@@ -20,6 +21,7 @@ from taskclock.runtime.models import resolve
 from taskclock.runtime.runfolder import RunPlan
 from taskclock.runtime.tasks import BUILTIN
 from taskclock.tui.app import NARROW_WIDTH
+from taskclock.tui.panes import sessions as sessions_pane
 from taskclock.tui.panes.batch import LIVE_COLUMNS, NARROW_COLUMNS, BatchPane
 from taskclock.tui.panes.compare import ComparePane
 from taskclock.tui.widgets import sweep_table
@@ -149,6 +151,48 @@ async def test_the_batch_table_takes_the_narrow_columns_when_the_terminal_narrow
         await pilot.resize_terminal(*SIZES["80x24"])
         await pilot.press("f5")  # out of sight when the terminal narrowed, the tab catches up when shown
         await wait_for(pilot, lambda: _headers(table) == NARROW_COLUMNS, "the narrow columns after the tab switch")
+
+
+def _fits(table: DataTable) -> bool:
+    """Every column in view: the table has nothing to scroll sideways to."""
+    return table.max_scroll_x == 0 and table.virtual_size.width <= table.scrollable_content_region.width
+
+
+async def test_the_rankings_fit_80_columns_without_the_batch_column_of_a_one_size_run(workdir):
+    stored_run(workdir / "runs")
+    app = workdir_app(config=Config(defaults=Defaults(runs_dir="runs")))
+    async with app.run_test(size=SIZES["140x40"]) as pilot:
+        await _open_stored_run(pilot)
+        ranks = pilot.app.query_one("#batch-ranks", DataTable)
+        await wait_for(pilot, lambda: ranks.row_count == len(FIGURES) + len(MODELS), "the rankings")  # + "all"
+        assert "batch" in _headers(ranks)
+        await pilot.resize_terminal(*SIZES["80x24"])
+        await wait_for(pilot, lambda: "batch" not in _headers(ranks) and ranks.row_count, "the narrow rankings")
+        await pilot.pause()
+        assert _fits(ranks)
+        rows = [[cell.plain for cell in ranks.get_row_at(i)] for i in range(ranks.row_count)]
+        headers = _headers(ranks)
+        gemma_explain = next(dict(zip(headers, row, strict=True)) for row in rows
+                             if row[:2] == ["explain", "gemma3-270m"])
+        assert (gemma_explain["by tok/s"], gemma_explain["by task s"], gemma_explain[""]) == ("1", "2", "disagree")
+
+
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+async def test_the_sessions_list_fits_its_screen_and_keeps_ttft_and_task_time(workdir, size):
+    app = workdir_app()
+    async with app.run_test(size=size) as pilot:
+        await ready(pilot)
+        await turn(pilot, "A first prompt long enough to be cut short on a narrow screen, and then some more")
+        await pilot.press("f3")
+        table = pilot.app.query_one("#sessions-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1, "the sessions list")
+        await pilot.pause()
+        narrow = size[0] < NARROW_WIDTH
+        assert _headers(table) == (sessions_pane.NARROW_COLUMNS if narrow else sessions_pane.COLUMNS)
+        assert _fits(table)
+        row = dict(zip(_headers(table), (str(cell) for cell in table.get_row_at(0)), strict=True))
+        assert row["TTFT" if narrow else "median TTFT"] == "0.150 s"  # the scripted times
+        assert row["first prompt"].endswith("…") and row["task time" if narrow else "median task time"]
 
 
 @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())

@@ -116,9 +116,7 @@ class BatchPane(LivePane):
         sizes.add_columns(*summary.BATCH_HEADERS_SHORT)
         yield sizes
         # shown once two models have rows
-        ranks: DataTable = DataTable(id="batch-ranks", classes="bench batch-thesis")
-        ranks.add_columns(*summary.RANKING_HEADERS_SHORT)
-        yield ranks
+        yield DataTable(id="batch-ranks", classes="bench batch-thesis")  # columns: show_rankings
         yield Static("", id="batch-verdict", classes="bench batch-thesis")
         lengths: DataTable = DataTable(id="context-table", zebra_stripes=True, cursor_type="row", classes=sweep.KIND)
         lengths.add_columns(*sweep_table.COLUMNS)
@@ -418,11 +416,19 @@ class BatchPane(LivePane):
         """Rank by decode tok/s beside rank by task time, per task set, disagreements highlighted, and the
         verdict per task: the same rankings summary.md and the console print (runtime/summary.py)."""
         table = self.query_one("#batch-ranks", DataTable)
+        ranks = [rank for group in rankings for rank in group.ranks]
+        # a narrow screen drops the batch column when every row has the same batch size (the run's info says it)
+        drop_batch = self.narrow and len({rank.batch_size for rank in ranks}) <= 1
+        keep = [i for i, header in enumerate(summary.RANKING_HEADERS_SHORT) if not (drop_batch and header == "batch")]
+        headers = tuple(summary.RANKING_HEADERS_SHORT[i] for i in keep)
+        if headers != tuple(str(column.label) for column in table.columns.values()):
+            table.clear(columns=True)
+            table.add_columns(*headers)
         table.clear()
-        for group in rankings:
-            for rank in group.ranks:
-                style = "bold yellow" if rank.disagree else ""  # as the console prints it
-                table.add_row(*(plain(value, style=style) for value in summary.ranking_row(rank)))
+        for rank in ranks:
+            style = "bold yellow" if rank.disagree else ""  # as the console prints it
+            row = summary.ranking_row(rank)
+            table.add_row(*(plain(row[i], style=style) for i in keep))
         verdicts = self.query_one("#batch-verdict", Static)
         verdicts.update(Text("\n").join(plain(f"verdict: {group.verdict}") for group in rankings))
         for widget in self.query(".batch-thesis"):

@@ -31,13 +31,17 @@ from ..live import post_from_thread
 from ..messages import SessionsListed, SessionsListFailed
 from ..screens.replay import Marks, TurnPicker
 
-PROMPT_WIDTH = 40
+COLUMNS = ("date", "first prompt", "model", "turns", "median TTFT", "median decode", "median task time")
+# A narrow screen (tui/app.py NARROW_WIDTH) keeps what a session felt like: its TTFT and task time, the date
+# without its year, a shorter prompt, and short headers (the decode rate is in the session's own view).
+NARROW_COLUMNS = ("date", "first prompt", "model", "turns", "TTFT", "task time")
+PROMPT_WIDTH = {False: 40, True: 20}  # by narrowness
 
 
-def first_line(text: str) -> str:
+def first_line(text: str, width: int) -> str:
     """A prompt as one short cell: its first line, cut with an ellipsis."""
     line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= PROMPT_WIDTH else line[:PROMPT_WIDTH - 1] + "…"
+    return line if len(line) <= width else line[:width - 1] + "…"
 
 
 class SessionsPane(Vertical):
@@ -50,18 +54,29 @@ class SessionsPane(Vertical):
         self.folder = context.sessions_dir
         self.summaries: list[SessionSummary] = []
         self.replay_marks: Marks = {}  # turns marked for a side-by-side replay, across sessions
+        self.narrow = False  # the table's column set: NARROW_COLUMNS on a narrow screen
 
     def compose(self) -> ComposeResult:
         yield Static(Text.assemble("Sessions in ", plain(self.folder), "  ·  Enter opens one (read-only)"),
                      id="sessions-folder")
         table: DataTable = DataTable(cursor_type="row", zebra_stripes=True, id="sessions-table")
-        table.add_columns("date", "first prompt", "model", "turns", "median TTFT", "median decode",
-                          "median task time")
+        table.add_columns(*COLUMNS)
         yield table
         yield Static("No sessions yet: chat in the Chat tab and each reply is logged here.", id="sessions-empty")
 
     def on_show(self) -> None:
         self.action_refresh()
+
+    def on_resize(self) -> None:
+        """Pick the table's column set for the screen's width (the screen's -narrow class, tui/app.py)."""
+        narrow = self.screen.has_class("-narrow")
+        if narrow == self.narrow:
+            return
+        self.narrow = narrow
+        table = self.query_one(DataTable)
+        table.clear(columns=True)
+        table.add_columns(*(NARROW_COLUMNS if narrow else COLUMNS))
+        self._fill(self.summaries)
 
     def action_refresh(self) -> None:
         folder = self.folder
@@ -81,10 +96,13 @@ class SessionsPane(Vertical):
         table = self.query_one(DataTable)
         table.clear()
         for s in summaries:
-            prompt = plain(first_line(s.first_prompt))  # outside text: never read as markup
-            table.add_row(s.started, prompt, plain(s.model), s.size, fmt(s.median_ttft_s, "s", 3),
-                          fmt(s.median_decode_tps, "tok/s", 1), fmt(s.median_task_time_s, "s", 2),
-                          key=str(s.path))
+            prompt = plain(first_line(s.first_prompt, PROMPT_WIDTH[self.narrow]))  # outside text: never markup
+            ttft, task_time = fmt(s.median_ttft_s, "s", 3), fmt(s.median_task_time_s, "s", 2)
+            if self.narrow:
+                table.add_row(s.started[5:], prompt, plain(s.model), s.size, ttft, task_time, key=str(s.path))
+            else:
+                table.add_row(s.started, prompt, plain(s.model), s.size, ttft,
+                              fmt(s.median_decode_tps, "tok/s", 1), task_time, key=str(s.path))
         self.query_one("#sessions-empty").display = not summaries
 
     def action_replay(self) -> None:
