@@ -260,6 +260,24 @@ def test_the_thinking_switch_reaches_a_transformers_chat_template(tiny_llama_dir
     assert (result.metrics.thinking_tokens is not None) is thinking
 
 
+@pytest.mark.parametrize("thinking", [True, False])
+def test_the_thinking_switch_reaches_llama_cpps_chat_template(thinking):
+    """The same through llama.cpp's Jinja formatter, with SmolLM2's own GGUF template extended the same way."""
+    model = load_model(replace(resolve("smollm2"), thinking=thinking, think_tags=("w7", "w8")))
+    try:
+        gguf = model.formatter
+        model.formatter = type(gguf)(template=gguf.template + "{% if enable_thinking %} w7{% endif %}",
+                                     eos_token=gguf.eos_token, bos_token=gguf.bos_token)
+        prompt = model.llm.detokenize(model.encode(ASK), special=True).decode()
+        assert prompt.endswith("w7") is thinking
+        result = run_turn(model, ASK, SamplingParams(max_tokens=8))
+    finally:
+        model.close()
+    first = next(e for e in result.events if isinstance(e, Token) and e.count)
+    assert (first.phase == "thinking") is thinking
+    assert (result.metrics.thinking_tokens is not None) is thinking
+
+
 def test_options_chat_template_kwargs_merge_over_the_switch(scripted_server):
     model = scripted(scripted_server, thinking=False, options={"chat_template_kwargs": {"custom": 1}})
     run_turn(model, ASK, SamplingParams(max_tokens=4))
