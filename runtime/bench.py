@@ -40,7 +40,7 @@ from .config import TaskSpec
 from .errors import DataError, TaskclockError
 from .events import Event
 from .runfolder import RESULTS_FILE, RUN_FILE, RunPlan, row_key
-from .turn import run_turn, salted, warm_up
+from .turn import run_turn, salted, warm_up, warm_up_prompt
 from .untrusted import redact, redact_url
 
 SYSTEM_FILE = "system.json"
@@ -314,11 +314,21 @@ class BenchRunner:
             model.close()
 
     def _warm_up(self, model: LoadedModel, spec: ModelSpec, task: TaskSpec, pending: dict[Cell, list]) -> None:
-        """Untimed turns (on a prompt of their own) so the first measured row does not pay the one-time costs."""
+        """Untimed turns (on a prompt of their own) so the first measured row does not pay the one-time costs.
+        A model that runs padded batches then runs one untimed batch at each batch size it has rows left in:
+        each new batch shape has set-up costs of its own (larger buffers, kernels chosen for the shape) that
+        would otherwise land in that size's first timed batch."""
         if self.plan.warmup <= 0:
             return
         self._report(spec, task, pending, "warmup")
-        warm_up(model, self.plan.params(task), self.plan.warmup, cancel=self.cancel)
+        params = self.plan.params(task)
+        warm_up(model, params, self.plan.warmup, cancel=self.cancel)
+        if supports_concurrency(spec) or not supports_batching(spec):
+            return
+        for size in sorted({cell.batch_size for cell, left in pending.items() if left and cell.batch_size > 1}):
+            if self.cancel.is_set():
+                return
+            cast(BatchingModel, model).stream_batch([warm_up_prompt() for _ in range(size)], params, self.cancel)
 
     def _prompt(self, spec: ModelSpec, cell: Cell, question: mmlu.Question) -> list[Message]:
         messages = tasks.messages(cell.task, question, spec.chat)

@@ -78,8 +78,12 @@ def warm_up(model: LoadedModel, params: SamplingParams, turns: int = 1, *,
     for _ in range(turns):
         if cancel is not None and cancel.is_set():
             return
-        run_turn(model, salted([{"role": "user", "content": WARM_UP_PROMPT}], secrets.token_hex(6)), params,
-                 cancel=cancel)
+        run_turn(model, warm_up_prompt(), params, cancel=cancel)
+
+
+def warm_up_prompt() -> list[Message]:
+    """``WARM_UP_PROMPT`` under a new salt: never a prompt that will be timed, nor one a cache has seen."""
+    return salted([{"role": "user", "content": WARM_UP_PROMPT}], secrets.token_hex(6))
 
 
 def run_turn(

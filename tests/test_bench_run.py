@@ -24,6 +24,7 @@ from helpers import (
 from taskclock.runtime import bench, mmlu, runfolder, storage, tasks
 from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
 from taskclock.runtime.models import resolve
+from taskclock.runtime.turn import WARM_UP_PROMPT
 
 
 @pytest.fixture(scope="module")
@@ -235,6 +236,34 @@ def test_sweep_with_repeats_resumes_mid_sweep(tmp_path, data, tiny_llama_dir):
     cells = summary.load_summary(folder).cells
     assert [(c.batch_size, c.repeats, c.done) for c in cells] == [(1, 2, 8), (2, 2, 8)]
     assert json.loads((folder / bench.SYSTEM_FILE).read_text())["threads"] == {"tiny": system.physical_cores()}
+
+
+def test_the_warm_up_runs_one_untimed_batch_at_each_batch_size_before_the_timed_ones(tmp_path, data, tiny_llama_dir):
+    """Padded batching on transformers, batch sizes 1, 2 and 3: after the single warm-up turn, one batch of 2
+    and one of 3 warm-up prompts (salted apart), then only the run's own prompts, none of them a warm-up."""
+    spec = ModelSpec("tiny", "hf", str(tiny_llama_dir))
+    folder, plan = bench.prepare(models=[spec], task_list=tasks.resolve(["mc"]), data=data, subjects=None, limit=3,
+                                 seed=0, batch_size=1, warmup=1, max_tokens=4, sampling=SamplingParams(),
+                                 runs_dir=tmp_path, batch_sizes=[1, 2, 3])
+    batches: list[list[str]] = []
+
+    def recording_loader(spec):
+        model = load_model(spec)
+        stream_batch = model.stream_batch
+
+        def recorded(conversations, params, cancel=None):
+            batches.append([conversation[-1]["content"] for conversation in conversations])
+            return stream_batch(conversations, params, cancel)
+
+        model.stream_batch = recorded
+        return model
+
+    outcome = bench.BenchRunner(folder, plan, data.by_id(), loader=recording_loader).run()
+    assert not outcome.interrupted and outcome.rows_written == plan.total_rows() == 9
+    warm = [WARM_UP_PROMPT in prompt for batch in batches for prompt in batch]
+    assert [len(batch) for batch in batches[:2]] == [2, 3] and warm == [True] * 5 + [False] * (len(warm) - 5)
+    assert len(set(batches[0] + batches[1])) == 5  # each warm-up prompt under its own salt
+    assert len(warm) - 5 == 2 * 3  # the timed batches: each of the 3 questions once at size 2, once at size 3
 
 
 def test_bad_batch_sizes_are_one_line(tmp_path):
