@@ -33,6 +33,7 @@ from ..format import plain
 from ..live import LivePane, describe_error
 from ..messages import BenchFinished, BenchStarted, Remember, RunFailed
 from ..widgets import sweep_table
+from ..widgets.columns import set_columns
 from ..widgets.sweep_table import LiveSweep
 
 DEFAULT_LIMIT = 20  # interactive default; the CLI's is the paper's 660
@@ -165,12 +166,9 @@ class BatchPane(LivePane):
         if narrow == self.narrow:
             return
         self.narrow = narrow
-        table = self.query_one("#batch-table", DataTable)
-        table.clear(columns=True)
-        table.add_columns(*(NARROW_COLUMNS if narrow else LIVE_COLUMNS))
-        lengths = self.query_one("#context-table", DataTable)
-        lengths.clear(columns=True)
-        lengths.add_columns(*(sweep_table.NARROW_COLUMNS if narrow else sweep_table.COLUMNS))
+        set_columns(self.query_one("#batch-table", DataTable), NARROW_COLUMNS if narrow else LIVE_COLUMNS)
+        set_columns(self.query_one("#context-table", DataTable),
+                    sweep_table.NARROW_COLUMNS if narrow else sweep_table.COLUMNS)
         if self.live is not None:
             self.live.dirty = True
             self.repaint()
@@ -420,10 +418,7 @@ class BatchPane(LivePane):
         # a narrow screen drops the batch column when every row has the same batch size (the run's info says it)
         drop_batch = self.narrow and len({rank.batch_size for rank in ranks}) <= 1
         keep = [i for i, header in enumerate(summary.RANKING_HEADERS_SHORT) if not (drop_batch and header == "batch")]
-        headers = tuple(summary.RANKING_HEADERS_SHORT[i] for i in keep)
-        if headers != tuple(str(column.label) for column in table.columns.values()):
-            table.clear(columns=True)
-            table.add_columns(*headers)
+        set_columns(table, [summary.RANKING_HEADERS_SHORT[i] for i in keep])
         table.clear()
         for rank in ranks:
             style = "bold yellow" if rank.disagree else ""  # as the console prints it

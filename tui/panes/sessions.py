@@ -30,6 +30,7 @@ from ..format import fmt, plain
 from ..live import post_from_thread
 from ..messages import SessionsListed, SessionsListFailed
 from ..screens.replay import Marks, TurnPicker
+from ..widgets.columns import set_columns
 
 COLUMNS = ("date", "first prompt", "model", "turns", "median TTFT", "median decode", "median task time")
 # A narrow screen (tui/app.py NARROW_WIDTH) keeps what a session felt like: its TTFT and task time, the date
@@ -73,9 +74,7 @@ class SessionsPane(Vertical):
         if narrow == self.narrow:
             return
         self.narrow = narrow
-        table = self.query_one(DataTable)
-        table.clear(columns=True)
-        table.add_columns(*(NARROW_COLUMNS if narrow else COLUMNS))
+        set_columns(self.query_one(DataTable), NARROW_COLUMNS if narrow else COLUMNS)
         self._fill(self.summaries)
 
     def action_refresh(self) -> None:
