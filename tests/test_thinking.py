@@ -192,20 +192,13 @@ def test_reasoning_under_its_newer_name_counts_too(scripted_server):
     assert (result.thinking, result.text, result.metrics.thinking_tokens) == ("hmm", "A", 1)
 
 
-def test_think_tags_in_plain_content_match_the_schedule(scripted_server):
-    thinking = ["<think>", "Let", " me", " see", "</think>"]
+@pytest.mark.parametrize(("thinking", "thinking_tokens"), [(["<think>", "Let", " me", " see", "</think>"], 5),
+                                                           (["<thi", "nk>", "Let", " me", " see</th", "ink>"], 6)],
+                         ids=["whole-tags", "tags-split-across-chunks"])
+def test_think_tags_in_plain_content_match_the_schedule(scripted_server, thinking, thinking_tokens):
     scripted_server.script = thinking_script(thinking, ANSWER, GAP_S, tagged=True)
     result = run_turn(scripted(scripted_server), ASK, SamplingParams(max_tokens=64))
-    assert (result.metrics.thinking_tokens, result.metrics.answer_tokens) == (5, 4)
-    assert result.thinking == "Let me see" and result.text == "".join(ANSWER)
-    check_schedule(scripted_server, result, len(thinking))
-
-
-def test_think_tags_split_across_chunks(scripted_server):
-    thinking = ["<thi", "nk>", "Let", " me", " see</th", "ink>"]
-    scripted_server.script = thinking_script(thinking, ANSWER, GAP_S, tagged=True)
-    result = run_turn(scripted(scripted_server), ASK, SamplingParams(max_tokens=64))
-    assert (result.metrics.thinking_tokens, result.metrics.answer_tokens) == (6, 4)
+    assert (result.metrics.thinking_tokens, result.metrics.answer_tokens) == (thinking_tokens, 4)
     assert result.thinking == "Let me see" and result.text == "".join(ANSWER)
     check_schedule(scripted_server, result, len(thinking))
 
@@ -244,20 +237,28 @@ def test_the_thinking_switch_reaches_the_request_body(scripted_server, thinking,
     assert scripted_server.requests[-1].get("chat_template_kwargs") == sent
 
 
+OPEN_WHEN_ASKED = "{% if enable_thinking %} w7{% endif %}"  # appended to a model's own chat template
+
+
+def check_switched_reply(result, thinking: bool) -> None:
+    """With ``think_tags=("w7", "w8")``: a prompt that ended with the opening tag starts the reply in thinking."""
+    first = next(e for e in result.events if isinstance(e, Token) and e.count)
+    assert (first.phase == "thinking") is thinking
+    assert (result.metrics.thinking_tokens is not None) is thinking
+
+
 @pytest.mark.parametrize("thinking", [True, False])
 def test_the_thinking_switch_reaches_a_transformers_chat_template(tiny_llama_dir, thinking):
     """A template that opens the thinking when asked (as Qwen3's "thinking" variants do): switched on, the prompt
     ends with the opening tag and the reply starts in thinking; switched off, it does not."""
     model = load_model(ModelSpec("tiny", "hf", str(tiny_llama_dir), thinking=thinking, think_tags=("w7", "w8")))
     try:
-        model.tokenizer.chat_template += "{% if enable_thinking %} w7{% endif %}"  # the fixture's, extended
+        model.tokenizer.chat_template += OPEN_WHEN_ASKED  # the fixture's, extended
         assert model.tokenizer.decode(model.encode(ASK)).endswith("w7") is thinking
         result = run_turn(model, ASK, SamplingParams(max_tokens=8))
     finally:
         model.close()
-    first = next(e for e in result.events if isinstance(e, Token) and e.count)
-    assert (first.phase == "thinking") is thinking
-    assert (result.metrics.thinking_tokens is not None) is thinking
+    check_switched_reply(result, thinking)
 
 
 @pytest.mark.parametrize("thinking", [True, False])
@@ -266,16 +267,14 @@ def test_the_thinking_switch_reaches_llama_cpps_chat_template(thinking):
     model = load_model(replace(resolve("smollm2"), thinking=thinking, think_tags=("w7", "w8")))
     try:
         gguf = model.formatter
-        model.formatter = type(gguf)(template=gguf.template + "{% if enable_thinking %} w7{% endif %}",
+        model.formatter = type(gguf)(template=gguf.template + OPEN_WHEN_ASKED,
                                      eos_token=gguf.eos_token, bos_token=gguf.bos_token)
         prompt = model.llm.detokenize(model.encode(ASK), special=True).decode()
         assert prompt.endswith("w7") is thinking
         result = run_turn(model, ASK, SamplingParams(max_tokens=8))
     finally:
         model.close()
-    first = next(e for e in result.events if isinstance(e, Token) and e.count)
-    assert (first.phase == "thinking") is thinking
-    assert (result.metrics.thinking_tokens is not None) is thinking
+    check_switched_reply(result, thinking)
 
 
 def test_options_chat_template_kwargs_merge_over_the_switch(scripted_server):
