@@ -430,6 +430,7 @@ def ranking_row(rank: Ranking) -> list[str]:
 
 def summary_markdown(summary: RunSummary) -> str:
     plan = summary.plan
+    columns = shown_columns(summary.cells)
     parts = [f"# taskclock bench run {plan.run_id}", ""]
     if summary.system:
         parts += ["## System", "", *system.describe(summary.system), ""]
@@ -448,8 +449,7 @@ def summary_markdown(summary: RunSummary) -> str:
         "",
         "## Per model × task",
         "",
-        md_table([c.header for c in shown_columns(summary.cells)],
-                 (cell_row(c, shown_columns(summary.cells)) for c in summary.cells)),
+        md_table([c.header for c in columns], (cell_row(c, columns) for c in summary.cells)),
         "",
         "## Per batch size",
         "",
