@@ -293,11 +293,11 @@ def figure_formats() -> tuple[FigureFormat, ...]:
 def compute(events: Sequence[Event]) -> TurnMetrics:
     gaps = inter_token_ms(events)
     task = task_time_s(events)
-    chars, words = output_chars(events), output_words(events)
+    tokens, chars, words = output_tokens(events), output_chars(events), output_words(events)
     done = _done(events)
     return TurnMetrics(
         input_tokens=input_tokens(events),
-        output_tokens=output_tokens(events),
+        output_tokens=tokens,
         output_chars=chars,
         output_words=words,
         thinking_tokens=thinking_tokens(events),
@@ -316,7 +316,7 @@ def compute(events: Sequence[Event]) -> TurnMetrics:
         itl_p99_ms=percentile(gaps, 99),
         chars_per_s=rate_per_s(chars, task),
         words_per_s=rate_per_s(words, task),
-        tokens_per_word=tokens_per_word(output_tokens(events), words),
+        tokens_per_word=tokens_per_word(tokens, words),
         stop_reason=done.stop_reason if done else None,
         gpu_peak_mem_mb=done.extra.get("gpu_peak_mem_mb") if done else None,
         gpu_process_mem_mb=done.extra.get("gpu_process_mem_mb") if done else None,
