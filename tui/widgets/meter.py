@@ -213,25 +213,9 @@ class Meter(Vertical):
         width: 1fr;
         height: auto;
     }
-    Meter.-inline {
-        width: 1fr;
-        height: auto;
-        max-height: 55%;
-        overflow-y: auto;
-        border-left: none;
-        border-bottom: hkey $primary 30%;
-
-        #meter-state {
-            margin-bottom: 0;
-        }
-        #meter-figures, #meter-spark {
-            display: none;  /* the reply keeps the room; the comparison table under the columns has every figure */
-        }
-        #meter-bar {
-            display: block;
-        }
-    }
-    Screen.-narrow Meter {
+    /* the compact form: above a reply in Compare's columns (-inline), and on a narrow screen; the reply keeps
+       the room (the comparison table under Compare's columns has every figure) */
+    Meter.-inline, Screen.-narrow Meter {
         width: 1fr;
         height: auto;
         border-left: none;
@@ -245,9 +229,14 @@ class Meter(Vertical):
         #meter-bar {
             display: block;
         }
-        #meter-caption {
-            margin-top: 0;
-        }
+    }
+    Meter.-inline {
+        max-height: 55%;
+        overflow-y: auto;
+        border-bottom: hkey $primary 30%;
+    }
+    Screen.-narrow Meter #meter-caption {
+        margin-top: 0;
     }
     """
 
