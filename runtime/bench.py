@@ -192,6 +192,7 @@ def turn_row(spec: ModelSpec, events: Sequence[Event]) -> dict[str, Any]:
         **({"thinking": metrics.thinking_text(events), "thinking_arrivals": metrics.thinking_arrivals(events)}
            if metrics.thought(events) else {}),
         "token_offsets_ms": metrics.token_offsets_ms(events),  # so `taskclock replay` can re-stream the row
+        **metrics.counts_field(events),
     }
 
 

@@ -61,7 +61,10 @@ class DoneExtra(TypedDict, total=False):
     threads: int  # llama.cpp in process: CPU threads it decoded with
     cached_prompt_tokens: int  # HTTP: prompt tokens the server served from its prefix cache
     batch_size: int  # requests in the padded batch this one ran in
-    token_count_source: str  # HTTP: "usage" (the server's count) or "chunks" (one per content chunk)
+    # HTTP: "usage-per-chunk" (the server's running count on every chunk), "usage-spread" (its final count
+    # spread over the chunks), "usage" (its count, below the chunk count) or "chunks" (one per content chunk)
+    token_count_source: str
+    arrival_counts: list[int]  # HTTP: the tokens each timed arrival holds, where the server's counts say (-> metrics)
     thinking_tokens: int  # HTTP: the server's usage.completion_tokens_details.reasoning_tokens (-> TurnMetrics)
     thinking_count_source: str  # HTTP, a turn that thought: "usage" (reasoning_tokens) or "chunks"
     server_timings: dict[str, Any]  # HTTP: the server's own timings (llama.cpp's `timings`)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from .events import Done, Event, Loaded, Submitted, Token
@@ -22,8 +22,28 @@ def _submitted(events: Sequence[Event]) -> Submitted | None:
 
 
 def _tokens(events: Sequence[Event]) -> list[Token]:
-    """Token events that carry tokens; count-0 events only release held-back text and are not timed."""
-    return [e for e in events if isinstance(e, Token) and e.count > 0]
+    """Token events that carry tokens (count-0 events only release held-back text and are not timed), each with
+    the tokens it holds: where a server packed several tokens into a chunk and said so only in its final usage,
+    the backend's attribution of that total to the chunks (``Done.extra["arrival_counts"]``, one count per
+    arrival) replaces the one token each chunk was counted as while it streamed."""
+    toks = [e for e in events if isinstance(e, Token) and e.count > 0]
+    done = _done(events)
+    counts = done.extra.get("arrival_counts") if done is not None else None
+    if counts and len(counts) == len(toks):
+        return [t if t.count == n else replace(t, count=n) for t, n in zip(toks, counts, strict=True)]
+    return toks
+
+
+def token_counts(events: Sequence[Event]) -> list[int]:
+    """The tokens each arrival holds, in order."""
+    return [t.count for t in _tokens(events)]
+
+
+def counts_field(events: Sequence[Event]) -> dict[str, list[int]]:
+    """``{"token_counts": [...]}`` where some arrival held several tokens (a server's chunks), else nothing: what
+    session logs and run rows keep beside the offsets, so a replay and the per-token ITL count them."""
+    counts = token_counts(events)
+    return {"token_counts": counts} if any(c != 1 for c in counts) else {}
 
 
 def _done(events: Sequence[Event]) -> Done | None:
@@ -180,10 +200,45 @@ def thinking_elapsed_s(events: Sequence[Event], now_ns: int) -> float | None:
     return (now_ns - first.t_ns) / NS
 
 
-def inter_token_ms(events: Sequence[Event]) -> list[float]:
-    """Gaps between consecutive token events in ms; the wait for the first token is not a gap."""
+def chunk_gaps_ms(events: Sequence[Event]) -> list[float]:
+    """Gaps between consecutive arrivals in ms (a token, or a server chunk of several); the wait for the first
+    token is not a gap."""
     toks = _tokens(events)
     return [(b.t_ns - a.t_ns) / 1e6 for a, b in zip(toks, toks[1:], strict=False)]
+
+
+def inter_token_ms(events: Sequence[Event]) -> list[float]:
+    """Per-token gaps in ms: an arrival of k tokens after a gap g stands for k tokens g/k apart (what aiperf and
+    guidellm report); with one token per arrival these are the chunk gaps."""
+    toks = _tokens(events)
+    return [gap / b.count for gap, b in zip(chunk_gaps_ms(events), toks[1:], strict=True) for _ in range(b.count)]
+
+
+def packed(events: Sequence[Event]) -> bool:
+    """Whether some arrival held more than one token (a server's chunks): then the chunk gap is a figure apart."""
+    return any(t.count > 1 for t in _tokens(events))
+
+
+def cut(events: Sequence[Event]) -> bool | None:
+    """True for a reply that did not end by itself: cut at the output cap, or a stream that never left thinking
+    (its task time is then a lower bound); None otherwise (shown only where it holds)."""
+    done = _done(events)
+    if done is None or done.stop_reason in ("error", "cancelled"):
+        return None
+    never_answered = thought(events) and _first_answer(events) is None
+    return True if done.stop_reason == "length" or never_answered else None
+
+
+def backend_prefill_s(events: Sequence[Event]) -> float | None:
+    """The prompt-processing time the backend itself reports: llama.cpp's ``prompt_eval_ms`` in process, a
+    server's ``timings.prompt_ms`` (llama.cpp's server) over HTTP; None where it reports none. Prefill of the
+    tokens it did not take from a cache; the rest of TTFT is queueing, templating, network and the first step."""
+    done = _done(events)
+    extra = done.extra if done is not None else {}
+    ms = (extra.get("llama_perf") or {}).get("prompt_eval_ms")
+    if ms is None:
+        ms = (extra.get("server_timings") or {}).get("prompt_ms")
+    return ms / 1000 if isinstance(ms, (int, float)) and not isinstance(ms, bool) and ms >= 0 else None
 
 
 def percentile(values: Sequence[float], p: float) -> float | None:
@@ -261,6 +316,9 @@ class TurnMetrics:
     itl_p50_ms: float | None = shown("ITL p50", "ms", 1)
     itl_p90_ms: float | None = shown("ITL p90", "ms", 1)
     itl_p99_ms: float | None = shown("ITL p99", "ms", 1)
+    # a server that packs several tokens into a chunk: the gap between its chunks (the ITL figures are per token)
+    chunk_gap_p50_ms: float | None = shown("chunk gap p50", "ms", 1, optional=True)
+    backend_prefill_s: float | None = shown("prefill (backend's)", "s", 3, optional=True)
     words_per_s: float | None = shown("words/s", "", 1)
     chars_per_s: float | None = shown("chars/s", "", 1)
     tokens_per_word: float | None = shown("tokens/word", "", 2)
@@ -271,6 +329,7 @@ class TurnMetrics:
     # True: another turn ran on the GPU meanwhile, so the GPU figures are the card's, not this turn's
     gpu_shared: bool | None = shown("GPU shared", optional=True)
     stop_reason: str | None = shown("stop reason")
+    cut: bool | None = shown("cut short", optional=True)  # at the output cap, or never left thinking
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -314,6 +373,9 @@ def compute(events: Sequence[Event]) -> TurnMetrics:
         itl_p50_ms=percentile(gaps, 50),
         itl_p90_ms=percentile(gaps, 90),
         itl_p99_ms=percentile(gaps, 99),
+        chunk_gap_p50_ms=percentile(chunk_gaps_ms(events), 50) if packed(events) else None,
+        backend_prefill_s=backend_prefill_s(events),
+        cut=cut(events),
         chars_per_s=rate_per_s(chars, task),
         words_per_s=rate_per_s(words, task),
         tokens_per_word=tokens_per_word(tokens, words),

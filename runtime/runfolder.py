@@ -228,6 +228,7 @@ OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {
     "cached_tokens": _COUNT, "threads": _COUNT, "gpu_process_mem_mb": _FIGURE,
     "thinking": _TEXT, "thinking_arrivals": _COUNT, "thinking_tokens": _COUNT, "answer_tokens": _COUNT,
     "thinking_words": _COUNT, "thinking_s": _FIGURE, "ttfa_s": _FIGURE,
+    "cut": (bool, type(None)), "chunk_gap_p50_ms": _FIGURE, "backend_prefill_s": _FIGURE,
 }
 # A batched or concurrent stretch's wall time (BenchRunner._segment), for the set's total time.
 SEGMENT_FIELDS: dict[str, tuple[type, ...]] = {"model": _TEXT, "task": _TEXT, "segment": _TEXT, "wall_s": _FIGURE,

@@ -19,7 +19,6 @@ from typing import Any
 
 from . import metrics, storage
 from .errors import DataError
-from .events import Token
 from .runfolder import RESULTS_FILE
 from .turn import TurnResult
 from .untrusted import csv_row, redact, safe_line
@@ -34,7 +33,6 @@ def turn_record(result: TurnResult, kind: str = "chat", **extra: Any) -> dict[st
     """The JSON line for one turn; ``kind`` says which view produced it ("chat", "compare"...)."""
     done = result.done
     prompt = result.messages[-1]["content"] if result.messages else ""
-    counts = [e.count for e in result.events if isinstance(e, Token) and e.count > 0]
     return {
         "kind": kind,
         "time": datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -48,7 +46,7 @@ def turn_record(result: TurnResult, kind: str = "chat", **extra: Any) -> dict[st
         "params": asdict(result.params),
         "metrics": result.metrics.as_dict(),
         "token_offsets_ms": metrics.token_offsets_ms(result.events),
-        **({"token_counts": counts} if any(c != 1 for c in counts) else {}),  # server chunks: replay needs them
+        **metrics.counts_field(result.events),  # server chunks: replay needs them
         "stop_reason": done.stop_reason if done else None,
         "error": redact(done.error) if done and done.error else None,
         "cold": result.cold,

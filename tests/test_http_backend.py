@@ -192,7 +192,9 @@ def test_usage_and_server_timings_are_kept(scripted_server):
     assert result.text == "Red, green and blue."
     assert result.done.stop_reason == "eos"
     assert (result.done.input_tokens, result.done.output_tokens) == (9, 7)
-    assert result.done.extra == {"token_count_source": "usage", "server_timings": timings}
+    # 7 tokens in 3 chunks: 2 each, the one left over to the chunk with the most text
+    assert result.done.extra == {"token_count_source": "usage-spread", "arrival_counts": [2, 2, 3],
+                                 "server_timings": timings}
     assert result.metrics.output_tokens == 7
 
 
@@ -205,7 +207,7 @@ def test_request_carries_sampling_stop_and_api_key(scripted_server, monkeypatch)
     assert result.text == "one, two " and result.done.stop_reason == "stop"
     body = scripted_server.requests[-1]
     assert body["model"] == "scripted" and body["messages"] == ASK and body["stream"] is True
-    assert body["stream_options"] == {"include_usage": True}
+    assert body["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
     assert (body["max_tokens"], body["temperature"], body["seed"], body["stop"]) == (9, 0.0, 7, ["STOP"])
     assert (body["top_k"], body["repeat_penalty"]) == (1, 1.0)
     assert scripted_server.auth == "Bearer sekret"

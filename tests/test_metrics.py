@@ -112,3 +112,40 @@ def test_undefined_figures_are_none_not_zero():
 
 def test_token_offsets_are_ms_after_submit():
     assert metrics.token_offsets_ms(turn([100, 250.5], submit_ms=50)) == [50.0, 200.5]
+
+
+def test_itl_is_per_token_where_an_arrival_holds_several_and_the_chunk_gap_is_apart():
+    # chunks of 1, 3 and 2 tokens at 100, 160 and 200 ms: 60 ms over 3 tokens, 40 ms over 2
+    events = turn([100, 160, 200], counts=[1, 3, 2])
+    assert metrics.inter_token_ms(events) == pytest.approx([20, 20, 20, 20, 20])
+    assert metrics.chunk_gaps_ms(events) == pytest.approx([60, 40])
+    figures = metrics.compute(events)
+    assert (figures.itl_p50_ms, figures.chunk_gap_p50_ms) == pytest.approx((20, 50))
+    assert figures.decode_tps == pytest.approx(5 / 0.1)  # the 5 tokens after the first chunk's one
+    assert metrics.compute(turn([100, 200])).chunk_gap_p50_ms is None  # one token an arrival: ITL says it
+
+
+def test_a_backends_attribution_of_its_count_to_the_arrivals_wins():
+    events = turn([100, 200, 300])
+    events[-1] = Done(300 * MS, "eos", output_tokens=9, extra={"arrival_counts": [3, 3, 3]})
+    assert metrics.token_counts(events) == [3, 3, 3]
+    assert metrics.decode_tps(events) == pytest.approx(6 / 0.2)  # not 8 / 0.2: the first chunk held 3
+    events[-1] = Done(300 * MS, "eos", output_tokens=9, extra={"arrival_counts": [3, 6]})  # does not fit: unused
+    assert metrics.token_counts(events) == [1, 1, 1]
+
+
+def test_a_reply_cut_at_the_cap_or_never_out_of_thinking_is_cut():
+    assert metrics.compute(turn([100, 200], reason="length")).cut is True
+    assert metrics.compute(turn([100, 200])).cut is None
+    assert metrics.compute(turn([100, 200], reason="cancelled")).cut is None  # stopped by the user: not a cap
+    thinking = [Submitted(0), Token(100 * MS, "hm", phase="thinking"), Done(200 * MS, "eos")]
+    assert metrics.compute(thinking).cut is True  # ended without an answer
+
+
+def test_the_backends_own_prefill_time_is_kept():
+    events = turn([100, 200])
+    events[-1] = Done(200 * MS, "eos", extra={"llama_perf": {"prompt_eval_ms": 42.0}})
+    assert metrics.compute(events).backend_prefill_s == pytest.approx(0.042)
+    events[-1] = Done(200 * MS, "eos", extra={"server_timings": {"prompt_ms": 7.5}})
+    assert metrics.compute(events).backend_prefill_s == pytest.approx(0.0075)
+    assert metrics.compute(turn([100])).backend_prefill_s is None

@@ -1,9 +1,12 @@
 """Any OpenAI-compatible server (llama.cpp's server, vLLM, Ollama, TGI) over HTTP, streamed as SSE.
 
 Each server-sent ``data:`` line is parsed as it arrives and timestamped then, so TTFT and TPS include the
-network and the server's queueing, which is what a user of a remote model waits for. Token counts come
-from the server's ``usage`` when it sends one (``stream_options.include_usage``), otherwise every content
-chunk counts as one token, and ``Done.extra["token_count_source"]`` says which. Reasoning the server parses
+network and the server's queueing, which is what a user of a remote model waits for; the turn ends when
+the stream's last line arrives. Token counts come from the server's ``usage`` when it sends one
+(``stream_options.include_usage``), otherwise every content chunk counts as one token. A server that packs
+several tokens into a chunk has them attributed to the chunks: by its running count on every chunk where it
+sends one (vLLM's ``continuous_usage_stats``), else its final count spread evenly over the chunks
+(``Done.extra["arrival_counts"]``; ``token_count_source`` says which). Reasoning the server parses
 out (``reasoning_content`` / ``reasoning`` deltas) is thinking; tags left in the content are split by
 runtime/phases.py; thinking is counted from ``usage.completion_tokens_details.reasoning_tokens`` when sent,
 else by chunk (``Done.extra["thinking_count_source"]``). A server's own timings
@@ -46,7 +49,7 @@ MAX_REPLY_BYTES = 64 << 20  # one streamed reply, after decompression
 MAX_BODY_BYTES = 4 << 20  # a non-streamed answer (/models, /tokenize)
 MAX_ERROR_BYTES = 64 << 10  # an error body: enough for any message, never a whole dump
 MAX_TOKEN_COUNT = 10**9  # a usage count above this is not a count
-GUARD_POLL_S = 0.05  # how often the guard looks at the clocks (cancel is seen at once)
+GUARD_POLL_S = 0.05  # how often the guard looks at the clocks and the cancel flag (the end wakes it at once)
 
 
 def one_line(text: object, limit: int = 200) -> str:
@@ -160,8 +163,10 @@ class _Guard:
         return None
 
     def _run(self) -> None:
-        while not self._ended.is_set():
-            if self.cancel.wait(GUARD_POLL_S):
+        """Wakes when the turn ends (so joining it costs nothing) or every GUARD_POLL_S to look at the cancel flag
+        and the clocks; a reader that is not blocked sees a cancel itself after the next line."""
+        while not self._ended.wait(GUARD_POLL_S):
+            if self.cancel.is_set():
                 self._stop("cancelled")
                 return
             reason = self._overdue()
@@ -224,7 +229,8 @@ class HttpModel:
         body: dict[str, Any] = {
             "model": self.api_model,
             "stream": True,
-            "stream_options": {"include_usage": True},
+            # continuous_usage_stats: vLLM's running count on every chunk, so a chunk's tokens are known as it arrives
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True},
             "max_tokens": params.max_tokens,
             "temperature": params.temperature,
             "top_p": params.top_p if params.temperature > 0 else 1.0,
@@ -256,6 +262,7 @@ class HttpModel:
         reply = Reply(params.stop, phases=PhaseSplitter(self.spec.think_tags))
         state = _StreamState(reply, params.max_tokens)
         guard = _Guard(cancel, self.spec.timeout_s, self.spec.turn_timeout_s)
+        end_ns: int | None = None  # when the stream's last line arrived: the end of the turn
         try:
             with self.client.stream("POST", url, json=self.request_body(messages, params)) as response:
                 if response.status_code >= 400:
@@ -267,8 +274,10 @@ class HttpModel:
                         guard.event_arrived()
                     yield from state.feed(line, self.spec.chat, t)
                     if state.finished or guard.cancel.is_set():
+                        end_ns = t
                         break
                     guard.check()
+                end_ns = end_ns or now_ns()  # the server closed the stream (after its finish, or cut short)
             if not (state.finished or state.finish_seen or guard.reason or guard.cancel.is_set()):
                 raise StreamError(f"{url} ended the stream without finishing the reply")
         except (httpx.HTTPError, OSError) as exc:  # a read the guard cut short ends here too
@@ -284,7 +293,8 @@ class HttpModel:
             state.error = f"{url}: {guard.reason}"
         reason: StopReason = "cancelled" if guard.cancel.is_set() and not state.finished else state.reason
         error = redact(state.error, self.secrets) if state.error else None
-        yield from reply.end(reason, state.input_tokens, state.output_tokens, error=error, extra=state.extra())
+        yield from reply.end(reason, state.input_tokens, state.output_tokens, error=error, extra=state.extra(),
+                             t_ns=end_ns)
 
     def count_tokens(self, text: str) -> int | None:
         """The server's own tokenizer count (llama.cpp / vLLM ``/tokenize``, llama-cpp-python
@@ -366,6 +376,11 @@ class _StreamState:
         self.error: str | None = None
         self.usage: dict[str, int] = {}
         self.timings: dict[str, Any] | None = None
+        # per piece fed to the reply, in order: its text length, whether the server parsed it out as reasoning,
+        # and the server's running completion count on its chunk (None where the chunk carried none)
+        self.piece_chars: list[int] = []
+        self.piece_thinking: list[bool] = []
+        self.piece_running: list[int | None] = []
 
     def feed(self, line: str, chat: bool, t_ns: int) -> list[Token]:
         """The token events one SSE line carries (usually none or one), timed ``t_ns``."""
@@ -385,7 +400,7 @@ class _StreamState:
             error = chunk["error"]
             message = error.get("message", error) if isinstance(error, dict) else error
             raise StreamError(f"the server reported an error mid-reply: {one_line(message)}")
-        self._keep_usage(chunk.get("usage"))
+        running = self._keep_usage(chunk.get("usage"))
         if isinstance(chunk.get("timings"), dict):
             self.timings = {str(k): v for k, v in chunk["timings"].items() if _is_figure(v)}
         choices = chunk.get("choices") or []
@@ -402,6 +417,9 @@ class _StreamState:
                 if self.pieces > self.max_tokens:  # the server ignored max_tokens: end the reply here
                     self.reason, self.finished = "length", True
                     return pieces
+                self.piece_chars.append(len(piece))
+                self.piece_thinking.append(thinking)
+                self.piece_running.append(running)
                 if thinking:  # parsed out by the server: no tags, no stop strings (they apply to the answer)
                     pieces.append(Token(t_ns, piece, phase="thinking"))
                 else:
@@ -435,9 +453,11 @@ class _StreamState:
                 raise StreamError(f"malformed chunk from the server: {key} is not a string ({one_line(data, 80)})")
         return reasoning, text
 
-    def _keep_usage(self, usage: object) -> None:
+    def _keep_usage(self, usage: object) -> int | None:
+        """Keep a chunk's usage; returns its completion count (a running count, on servers that send one per
+        chunk), or None when the chunk carried none."""
         if usage is None:
-            return
+            return None
         if not isinstance(usage, dict):
             raise StreamError(f"malformed usage from the server: a {type(usage).__name__}, not an object")
         for key in ("prompt_tokens", "completion_tokens"):
@@ -453,6 +473,7 @@ class _StreamState:
         details = usage.get("completion_tokens_details")
         if isinstance(details, dict) and _is_count(details.get("reasoning_tokens")):
             self.usage["reasoning_tokens"] = details["reasoning_tokens"]
+        return usage.get("completion_tokens")
 
     @property
     def input_tokens(self) -> int | None:
@@ -471,8 +492,42 @@ class _StreamState:
         cache_n = (self.timings or {}).get("cache_n")
         return cache_n if isinstance(cache_n, int) else None
 
+    def arrival_counts(self) -> tuple[list[int] | None, str]:
+        """The tokens each piece held, and how that is known (``token_count_source``): the server's running count
+        where every piece's chunk carried one ("usage-per-chunk"); else its final count spread evenly over the
+        pieces, the remainder to those with the most text ("usage-spread"; reasoning and answer apart when the
+        server counts its reasoning); else one per piece ("usage" when the server's count is no larger than the
+        pieces, "chunks" when it sent none)."""
+        total = self.output_tokens
+        if total is None:
+            return None, "chunks"
+        running = [r for r in self.piece_running if r is not None]
+        if running and len(running) == len(self.piece_running):
+            counts = [b - a for a, b in zip([0, *running], running, strict=False)]
+            if min(counts) >= 1:
+                return counts, "usage-per-chunk"
+        if total <= len(self.piece_chars):
+            return None, "usage"
+        reasoning = self.usage.get("reasoning_tokens")
+        thinking = [i for i, t in enumerate(self.piece_thinking) if t]
+        answer = [i for i, t in enumerate(self.piece_thinking) if not t]
+        groups = [(list(range(len(self.piece_chars))), total)]
+        if reasoning is not None and thinking and answer and reasoning >= len(thinking) \
+                and total - reasoning >= len(answer):
+            groups = [(thinking, reasoning), (answer, total - reasoning)]
+        counts = [1] * len(self.piece_chars)
+        for pieces, tokens in groups:
+            share, rest = divmod(tokens, len(pieces))
+            most_text = sorted(pieces, key=lambda i: (-self.piece_chars[i], -i))[:rest]
+            for i in pieces:
+                counts[i] = share + (i in most_text)
+        return counts, "usage-spread"
+
     def extra(self) -> DoneExtra:
-        extra = DoneExtra(token_count_source="usage" if self.output_tokens is not None else "chunks")
+        counts, source = self.arrival_counts()
+        extra = DoneExtra(token_count_source=source)
+        if counts is not None:
+            extra["arrival_counts"] = counts
         reasoning = self.usage.get("reasoning_tokens")
         if reasoning is not None and (reasoning or self.thought):  # hidden reasoning counts, streamed or not
             extra["thinking_tokens"] = reasoning
