@@ -40,7 +40,7 @@ from .config import TaskSpec
 from .errors import DataError, TaskclockError
 from .events import Event
 from .runfolder import RESULTS_FILE, RUN_FILE, RunPlan, row_key
-from .turn import run_turn, salted, warm_up, warm_up_prompt
+from .turn import run_turn, salted, warm_up, warm_up_note, warm_up_params, warm_up_prompt, with_system
 from .untrusted import redact, redact_url
 
 SYSTEM_FILE = "system.json"
@@ -150,6 +150,12 @@ class Progress:
     row: dict[str, Any] | None = None
     error: str = ""
     batch_size: int = 0
+    note: str = ""  # what the state means now, for the console and the tab ("warming up (…)")
+
+    @property
+    def shown(self) -> str:
+        """The state as the console and the Batch tab say it."""
+        return self.note or self.state
 
 
 @dataclass
@@ -280,10 +286,10 @@ class BenchRunner:
         return sum(len(left) for cell, left in pending.items() if cell.task.name == task.name)
 
     def _report(self, spec: ModelSpec, task: TaskSpec, pending: dict[Cell, list], state: str,
-                row: dict | None = None, error: str = "", batch_size: int = 0) -> None:
+                row: dict | None = None, error: str = "", batch_size: int = 0, note: str = "") -> None:
         total = sum(len(self.questions) for cell in pending if cell.task.name == task.name)
         self.on_progress(Progress(spec.name, task.name, total - self._left(task, pending), total, state, row, error,
-                                  batch_size))
+                                  batch_size, note))
 
     def _fail(self, spec: ModelSpec, pending: dict[Cell, list], error: str, outcome: Outcome) -> None:
         error = redact(error)
@@ -321,7 +327,7 @@ class BenchRunner:
         would otherwise land in that size's first timed batch."""
         if self.plan.warmup <= 0:
             return
-        self._report(spec, task, pending, "warmup")
+        self._report(spec, task, pending, "warmup", note=f"warming up ({warm_up_note(self.plan.warmup)})")
         params = self.plan.params(task)
         warm_up(model, params, self.plan.warmup, cancel=self.cancel)
         if supports_concurrency(spec) or not supports_batching(spec):
@@ -329,10 +335,11 @@ class BenchRunner:
         for size in sorted({cell.batch_size for cell, left in pending.items() if left and cell.batch_size > 1}):
             if self.cancel.is_set():
                 return
-            cast(BatchingModel, model).stream_batch([warm_up_prompt() for _ in range(size)], params, self.cancel)
+            cast(BatchingModel, model).stream_batch([warm_up_prompt() for _ in range(size)], warm_up_params(params),
+                                                    self.cancel)
 
     def _prompt(self, spec: ModelSpec, cell: Cell, question: mmlu.Question) -> list[Message]:
-        messages = tasks.messages(cell.task, question, spec.chat)
+        messages = with_system(self.plan.system, tasks.messages(cell.task, question, spec.chat))
         if not self.plan.prefix_salt:
             return messages
         return salted(messages, row_salt(self.plan.prefix_salt, spec.name, cell.task.name, question.id,
@@ -417,7 +424,7 @@ class BenchRunner:
 def prepare(*, models: list[ModelSpec], task_list: list[TaskSpec], data: mmlu.MMLUData,
             subjects: list[str] | None, limit: int, seed: int, batch_size: int, warmup: int, max_tokens: int,
             sampling: SamplingParams, runs_dir: Path, batch_sizes: Sequence[int] = (), repeats: int = 1,
-            no_prefix_cache: bool = False) -> tuple[Path, RunPlan]:
+            no_prefix_cache: bool = False, system: str = "") -> tuple[Path, RunPlan]:
     """Pick the questions, create the run folder and write its run.toml and system.json."""
     if not models:
         raise DataError("no models given", "pass --models A,B")
@@ -434,6 +441,7 @@ def prepare(*, models: list[ModelSpec], task_list: list[TaskSpec], data: mmlu.MM
         warmup=warmup, max_tokens=max_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
         skipped_rows=len(data.skipped), models=models, tasks=task_list, question_ids=[q.id for q in selection],
         batch_sizes=sizes, repeats=repeats, prefix_salt=secrets.token_hex(4) if no_prefix_cache else "",
+        system=system.strip(),
     )
     folder = storage.ensure_dir(runs_dir) / plan.run_id
     storage.ensure_dir(folder)

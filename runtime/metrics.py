@@ -318,7 +318,7 @@ class TurnMetrics:
     itl_p99_ms: float | None = shown("ITL p99", "ms", 1)
     # a server that packs several tokens into a chunk: the gap between its chunks (the ITL figures are per token)
     chunk_gap_p50_ms: float | None = shown("chunk gap p50", "ms", 1, optional=True)
-    backend_prefill_s: float | None = shown("prefill (backend's)", "s", 3, optional=True)
+    backend_prefill_s: float | None = shown("prefill time", "s", 3, optional=True)  # as the backend reports it
     words_per_s: float | None = shown("words/s", "", 1)
     chars_per_s: float | None = shown("chars/s", "", 1)
     tokens_per_word: float | None = shown("tokens/word", "", 2)

@@ -53,10 +53,15 @@ class RunPlan:
     batch_sizes: list[int] = field(default_factory=list)  # the sweep; empty in runs before sweeps: [batch_size]
     repeats: int = 1
     prefix_salt: str = ""  # --no-prefix-cache: a per-run salt that makes every prompt's start unique
+    system: str = ""  # the system prompt every request starts with ("" = none)
 
     def params(self, task: TaskSpec) -> SamplingParams:
         budget = min(task.max_tokens, self.max_tokens) if self.max_tokens else task.max_tokens
         return SamplingParams(max_tokens=budget, temperature=self.temperature, top_p=self.top_p, seed=self.seed)
+
+    def caps(self) -> dict[str, int]:
+        """Each task's output cap."""
+        return {task.name: self.params(task).max_tokens for task in self.tasks}
 
     def sizes(self) -> list[int]:
         return list(self.batch_sizes) or [self.batch_size]

@@ -44,3 +44,25 @@ def spread(values: Sequence[float]) -> Spread | None:
         return Spread(1, values[0], None, None)
     sd = stdev(values)
     return Spread(len(values), fmean(values), sd, t_quantile(len(values) - 1) * sd / math.sqrt(len(values)))
+
+
+def excludes_zero(value: Spread | None) -> bool:
+    """Whether a difference's 95% interval leaves 0 out: the one test a ranking, a "fastest" or a
+    disagreement must pass to stand (one value has no interval, so it never does)."""
+    return value is not None and value.ci95 is not None and abs(value.mean) > value.ci95
+
+
+MAX_NEEDED = 100_000  # beyond this many samples, "would tell" is not a useful number
+
+
+def samples_needed(value: Spread | None) -> int | None:
+    """The fewest paired samples whose 95% interval would leave 0 out, were the mean difference and its sd what
+    this run saw; None where there is no spread to go by (one sample, or a zero difference)."""
+    if value is None or value.sd is None or value.mean == 0:
+        return None
+    if value.sd == 0:
+        return 2
+    for n in range(2, MAX_NEEDED):
+        if t_quantile(n - 1) * value.sd / math.sqrt(n) < abs(value.mean):
+            return n
+    return None

@@ -10,7 +10,7 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from statistics import fmean
 from typing import Any
@@ -36,7 +36,7 @@ class CellStats:
     task: str
     done: int
     errors: int
-    truncated: int  # replies cut at the token budget
+    truncated: int  # replies cut short: at the token budget, or never out of thinking (metrics.cut)
     batch_size: int
     mean_input_tokens: float | None
     median_input_tokens: float | None
@@ -68,6 +68,12 @@ class CellStats:
     mean_thinking_words: float | None = None
     mean_answer_words: float | None = None
     mean_ttfa_s: float | None = None
+    cap: int | None = None  # the output cap its replies ran under
+
+    @property
+    def cut_mark(self) -> str:
+        """"8/8": replies cut short of those that finished (docs/METRICS.md, ``cut``)."""
+        return f"{self.truncated}/{self.done - self.errors}"
 
 
 @dataclass(frozen=True)
@@ -82,10 +88,13 @@ class Ranking:
     decode_tps: float | None = None
     task_time_s: float | None = None
     words: float | None = None
+    mark: str = ""  # DISAGREE, a "within noise (…)" where the ranks differ by less than the run can tell, or ""
+    interval: str = ""  # with "within noise": the task-time gap's 95% interval ("±0.21 s")
 
     @property
     def disagree(self) -> bool:
-        return bool(self.tps_rank and self.time_rank) and self.tps_rank != self.time_rank
+        """The two ranks differ, and the run can tell: paired intervals of both differences leave 0 out."""
+        return self.mark == DISAGREE
 
 
 @dataclass(frozen=True)
@@ -157,9 +166,9 @@ def thinking_stats(rows: list[dict]) -> dict[str, float | None]:
 
 
 def cell_stats(model: str, task: str, rows: list[dict], scored: bool,
-               walls: dict[str, float] | None = None) -> CellStats:
+               walls: dict[str, float] | None = None, cap: int | None = None) -> CellStats:
     """Figures over the rows that completed without an error; errors are counted apart. ``total_time_s`` is
-    the wall time of the set (mean over repeats)."""
+    the wall time of the set (mean over repeats); ``cap`` the output cap the rows ran under."""
     ok = [r for r in rows if r.get("stop_reason") != "error"]
     times = _values(ok, "task_time_s")
     set_time, tps_spread, task_time = repeat_figures(rows, walls or {})
@@ -170,7 +179,7 @@ def cell_stats(model: str, task: str, rows: list[dict], scored: bool,
     inputs, outputs, word_counts = (_values(ok, k) for k in ("input_tokens", "output_tokens", "output_words"))
     return CellStats(
         model=model, task=task, done=len(rows), errors=len(rows) - len(ok),
-        truncated=sum(1 for r in ok if r.get("stop_reason") == "length"),
+        truncated=sum(1 for r in ok if (s := verdict.sample(r)) is not None and s.cut), cap=cap,
         batch_size=max((r.get("batch_size") or 1 for r in rows), default=1),
         mean_input_tokens=_mean(inputs), median_input_tokens=percentile(inputs, 50),
         mean_output_tokens=_mean(outputs), median_output_tokens=percentile(outputs, 50),
@@ -189,9 +198,11 @@ def cell_stats(model: str, task: str, rows: list[dict], scored: bool,
 
 
 def summarize(rows: list[dict], models: Sequence[str], task_names: Sequence[str],
-              scored: set[str], walls: dict[str, float] | None = None) -> list[CellStats]:
+              scored: set[str], walls: dict[str, float] | None = None,
+              caps: dict[str, int] | None = None) -> list[CellStats]:
     """One cell per model × batch size × task that has rows, then an "all" cell per model × batch size
-    (scored tasks only count towards accuracy in their own cell). ``walls``: segment wall times by id."""
+    (scored tasks only count towards accuracy in their own cell). ``walls``: segment wall times by id;
+    ``caps``: each task's output cap."""
     cells = []
     for model in models:
         mine = [r for r in rows if r["model"] == model]
@@ -200,7 +211,7 @@ def summarize(rows: list[dict], models: Sequence[str], task_names: Sequence[str]
             for task in task_names:
                 subset = [r for r in sized if r["task"] == task]
                 if subset:
-                    cells.append(cell_stats(model, task, subset, task in scored, walls))
+                    cells.append(cell_stats(model, task, subset, task in scored, walls, (caps or {}).get(task)))
             if sized and len(task_names) > 1:
                 cells.append(cell_stats(model, ALL_TASKS, sized, False, walls))
     return cells
@@ -211,43 +222,108 @@ def _ranks(cells: list[CellStats], key: str, reverse: bool) -> dict[str, int]:
     return {c.model: i for i, c in enumerate(ranked, 1)}
 
 
-def rankings(cells: list[CellStats]) -> list[TaskRanking]:
+def pair_key(row: dict) -> tuple:
+    """What makes two rows answers to the same question: the task (the "all" cell holds several), question and
+    repeat."""
+    return row["task"], row["qid"], row.get("repeat") or 0
+
+
+@dataclass(frozen=True)
+class Versus:
+    """Two models of one task set, ``later`` by mean task time, on the questions both answered."""
+
+    later: str
+    sooner: str
+    paired: list[tuple[verdict.Sample, verdict.Sample]]
+    time: verdict.Difference
+    tps: verdict.Difference
+
+    @property
+    def stands(self) -> bool:
+        """Both the task-time gap and the tok/s difference are more than the run's noise."""
+        return self.time.stands and self.tps.stands
+
+
+def versus(later: str, sooner: str, rows: dict[str, list[dict]]) -> Versus:
+    paired = verdict.pairs(rows.get(later, []), rows.get(sooner, []), pair_key)
+    return Versus(later, sooner, paired, verdict.task_time_difference(paired), verdict.tps_difference(paired))
+
+
+def _marked(rank: Ranking, ranks: list[Ranking], group: dict[str, CellStats], rows: dict[str, list[dict]]
+            ) -> Ranking:
+    """The ranking with its mark: DISAGREE where the model's ranks differ and some model it swaps places with
+    is apart from it by more than the run's noise on both figures; a "within noise (…)" where every swap is
+    within it; else none."""
+    if not (rank.tps_rank and rank.time_rank) or rank.tps_rank == rank.time_rank:
+        return rank
+    swaps = [o for o in ranks if o.tps_rank and o.time_rank and o.model != rank.model
+             and (o.tps_rank < rank.tps_rank) != (o.time_rank < rank.time_rank)]
+    def later_first(other: str) -> tuple[str, str]:
+        return (rank.model, other) if (group[rank.model].mean_task_time_s or 0) >= (group[other].mean_task_time_s
+                                                                                    or 0) else (other, rank.model)
+
+    pairs = [versus(*later_first(o.model), rows) for o in swaps]
+    if any(p.stands for p in pairs):
+        return replace(rank, mark=DISAGREE)
+    widest = max(pairs, key=lambda p: abs(p.time.spread.mean) if p.time.spread else 0.0, default=None)
+    if widest is None:
+        return rank
+    return replace(rank, mark=widest.time.noise(), interval=widest.time.interval())
+
+
+def rankings(cells: list[CellStats], rows: Sequence[dict] = (), what: str = "questions or repeats"
+             ) -> list[TaskRanking]:
     """Per task and batch size with two models or more: rank 1 = highest mean decode TPS, and rank 1 = lowest
-    mean time per task, with the verdict on them. The console, summary.md and the Batch tab render these."""
+    mean time per task, each model's mark (a disagreement stands only beyond the run's noise, paired over the
+    questions in ``rows``), and the verdict on them. The console, summary.md and the Batch tab render these."""
     out: list[TaskRanking] = []
     for task, size in dict.fromkeys((c.task, c.batch_size) for c in cells):
-        group = [c for c in cells if c.task == task and c.batch_size == size]
+        group = {c.model: c for c in cells if c.task == task and c.batch_size == size}
         if len(group) < 2:
             continue
-        by_tps, by_time = _ranks(group, "mean_decode_tps", True), _ranks(group, "mean_task_time_s", False)
+        mine = [r for r in rows if (r.get("batch_size") or 1) == size and (task == ALL_TASKS or r["task"] == task)]
+        by_model = {m: [r for r in mine if r["model"] == m] for m in group}
+        by_tps, by_time = _ranks(list(group.values()), "mean_decode_tps", True), \
+            _ranks(list(group.values()), "mean_task_time_s", False)
         ranks = [Ranking(task, c.model, by_tps.get(c.model, 0), by_time.get(c.model, 0), size, c.mean_decode_tps,
-                         c.mean_task_time_s, c.mean_output_words) for c in group]
-        out.append(TaskRanking(task, size, ranks, _verdict(task, size, ranks, {c.model: c for c in group})))
+                         c.mean_task_time_s, c.mean_output_words) for c in group.values()]
+        ranks = [_marked(r, ranks, group, by_model) for r in ranks]
+        out.append(TaskRanking(task, size, ranks, _verdict(task, size, ranks, group, by_model, what)))
     return out
 
 
-def _verdict(task: str, size: int, ranks: list[Ranking], cells: dict[str, CellStats]) -> str:
-    """One line: the rankings agree, or the model ranked highest by tok/s among those that slip by task time,
-    and why it is beaten by the model that overtakes it (runtime/verdict.py)."""
+def _verdict(task: str, size: int, ranks: list[Ranking], cells: dict[str, CellStats], rows: dict[str, list[dict]],
+             what: str) -> str:
+    """One line: the model ranked highest by tok/s among those that slip by task time and why the model that
+    overtakes it finishes sooner, or where the rankings agree, why the second finishes after the first; each
+    with the run's interval on it, and the replies cut short (runtime/verdict.py)."""
     label = task if size == 1 else f"{task} at batch {size}"
     both = [r for r in ranks if r.tps_rank and r.time_rank]
     if len(both) < 2:
         return f"{label}: too few figures to rank both ways (a one-token reply has no decode tok/s)"
     slipped = sorted((r for r in both if r.tps_rank < r.time_rank), key=lambda r: r.tps_rank)
-    if not slipped:
-        first = min(both, key=lambda r: r.time_rank)
-        return f"{label}: rankings agree on this run ({first.model} is 1st by tok/s and by task time)"
-    fast = slipped[0]
-    overtakers = [r for r in both if r.tps_rank > fast.tps_rank and r.time_rank < fast.time_rank]
-    first = min(overtakers or both, key=lambda r: r.time_rank)
-
-    def figures(model: str) -> verdict.Figures:
+    by_time = sorted(both, key=lambda r: r.time_rank)
+    if slipped:
+        fast = slipped[0]
+        overtakers = [r for r in both if r.tps_rank > fast.tps_rank and r.time_rank < fast.time_rank]
+        first = min(overtakers or both, key=lambda r: r.time_rank)
+        pair = versus(fast.model, first.model, rows)
+        noisy = pair.tps.n and not pair.tps.stands
+        head = (f"{label}: {fast.model} is {verdict.ordinal(fast.tps_rank)} by tok/s"
+                f"{' (' + pair.tps.noise() + ')' if noisy else ''} but {verdict.ordinal(fast.time_rank)} by task time")
+    else:
+        first, second = by_time[0], by_time[1]
+        pair = versus(second.model, first.model, rows)
+        tps = f"; their tok/s differ {pair.tps.noise()}" if pair.tps.n and not pair.tps.stands else ""
+        head = (f"{label}: rankings agree on this run ({first.model} is 1st by tok/s and by task time{tps}); "
+                f"{second.model} finishes later")
+    gap = (cells[pair.later].mean_task_time_s or 0.0) - (cells[pair.sooner].mean_task_time_s or 0.0)
+    line = head + verdict.explained(verdict.attribute(pair.later, pair.sooner, pair.paired, gap), pair.time, what)
+    for model in (r.model for r in ranks):
         cell = cells[model]
-        return verdict.Figures(model, cell.mean_output_words, cell.mean_ttft_s, cell.mean_output_tokens)
-
-    why = verdict.why_slower(figures(fast.model), figures(first.model))
-    return (f"{label}: {fast.model} is {verdict.ordinal(fast.tps_rank)} by tok/s but "
-            f"{verdict.ordinal(fast.time_rank)} by task time: it {why}")
+        if cell.truncated:
+            line += "; " + verdict.Cut(model, cell.truncated, cell.done - cell.errors, cell.cap).phrase()
+    return line
 
 
 @dataclass
@@ -295,8 +371,8 @@ def load_summary(folder: Path) -> RunSummary:
     walls = {s["segment"]: s["wall_s"] for s in results.segments}
     task_names = [t.name for t in plan.tasks]
     cells = summarize(results.rows, [m.name for m in plan.models], task_names,
-                      {t.name for t in plan.tasks if t.scored}, walls)
-    return RunSummary(plan, results.rows, results.failures, cells, rankings(cells), results.damaged,
+                      {t.name for t in plan.tasks if t.scored}, walls, plan.caps())
+    return RunSummary(plan, results.rows, results.failures, cells, rankings(cells, results.rows), results.damaged,
                       read_system(folder))
 
 
@@ -343,7 +419,7 @@ TABLE_COLUMNS = (
     SummaryColumn("p90 task s", "p90_task_time_s", 3), SummaryColumn("total s", "total_time_s", 1),
     SummaryColumn("words/s", "words_per_s", 1), SummaryColumn("accuracy", "accuracy", percent=True),
     SummaryColumn("no letter", "no_letter_rate", percent=True), SummaryColumn("errors", "errors"),
-    SummaryColumn("cut at max", "truncated"),
+    SummaryColumn("cut", "cut_mark"),
     SummaryColumn("think tok (mean)", "mean_thinking_tokens", 1),
     SummaryColumn("answer tok (mean)", "mean_answer_tokens", 1),
     SummaryColumn("think words (mean)", "mean_thinking_words", 1),
@@ -422,10 +498,12 @@ RANKING_HEADERS_SHORT = ("task", "batch", "model", "tok/s", "by tok/s", "task s"
 DISAGREE = "disagree"
 
 
-def ranking_row(rank: Ranking) -> list[str]:
+def ranking_row(rank: Ranking, narrow: bool = False) -> list[str]:
+    """``narrow``: "within noise (n=4, ±0.21 s)" shortened to "noise ±0.21" (seconds, as the task s column), so
+    the table fits 80 columns; the verdict under it says it in full."""
+    mark = f"noise {rank.interval.removesuffix(' s')}" if narrow and rank.interval else rank.mark
     return [rank.task, str(rank.batch_size), rank.model, _cell(rank.decode_tps, 1), str(rank.tps_rank or "—"),
-            _cell(rank.task_time_s, 3), str(rank.time_rank or "—"), _cell(rank.words, 1),
-            DISAGREE if rank.disagree else ""]
+            _cell(rank.task_time_s, 3), str(rank.time_rank or "—"), _cell(rank.words, 1), mark]
 
 
 def summary_markdown(summary: RunSummary) -> str:
@@ -446,6 +524,9 @@ def summary_markdown(summary: RunSummary) -> str:
         f"{plan.repeats} repeat(s) (transformers models run padded batches, HTTP models keep that many requests "
         f"in flight, llama.cpp in-process models run at batch 1 only)",
         f"- {cache}",
+        f"- sampling: temperature {plan.temperature:g}, top-p {plan.top_p:g}, seed {plan.seed}; output caps: "
+        f"{', '.join(f'{task} {cap}' for task, cap in plan.caps().items())}; system prompt: "
+        f"{json.dumps(plan.system, ensure_ascii=False) if plan.system else 'none'}",
         "",
         "## Per model × task",
         "",
@@ -465,8 +546,10 @@ def summary_markdown(summary: RunSummary) -> str:
     if summary.rankings:
         rows = [[f"**{v}**" if v == DISAGREE else v for v in ranking_row(r)] for r in summary.ranks]
         parts += ["", "## Rankings: decode TPS vs time per task",
-                  "", f"Rank 1 = fastest. **{DISAGREE}** marks a model whose two ranks differ: tokens/s is not task "
-                      "speed.", "", md_table(RANKING_HEADERS, rows), "", "### Verdict", ""]
+                  "", f"Rank 1 = fastest. **{DISAGREE}** marks a model whose two ranks differ by more than the "
+                      "run's noise (paired 95% intervals over the same questions leave 0 out): tokens/s is not task "
+                      "speed; *within noise* marks ranks that differ by less than the run can tell.", "",
+                  md_table(RANKING_HEADERS, rows), "", "### Verdict", ""]
         parts += [f"- {group.verdict}" for group in summary.rankings]
     if summary.failures:
         parts += ["", "## Failed models", ""] + [f"- {m}: {e}" for m, e in summary.failures.items()]

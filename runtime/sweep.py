@@ -41,7 +41,7 @@ from .bench import (
 from .errors import BackendError, DataError, TaskclockError
 from .runfolder import RESULTS_FILE, RUN_FILE, sweep_key
 from .summary import md_table, results_csv, text_chart
-from .turn import run_turn, salted, warm_up
+from .turn import run_turn, salted, warm_up, warm_up_note
 from .untrusted import redact, safe_line
 
 KIND = "sweep"
@@ -320,10 +320,11 @@ class SweepRunner:
         return sum(key not in self.done for repeat in range(self.plan.repeats)
                    for key in self._keys(spec, target, repeat).values())
 
-    def _report(self, spec: ModelSpec, target: int, state: str, row: dict | None = None, error: str = "") -> None:
+    def _report(self, spec: ModelSpec, target: int, state: str, row: dict | None = None, error: str = "",
+                note: str = "") -> None:
         total = self.plan.repeats * len(PHASES)
         self.on_progress(Progress(spec.name, length_label(target), total - self._left(spec, target), total, state, row,
-                                  error))
+                                  error, note=note))
 
     def _fail(self, spec: ModelSpec, pending: list[int], error: str, outcome: Outcome) -> None:
         error = redact(error)
@@ -348,7 +349,7 @@ class SweepRunner:
             count = token_counter(model)
             context = model.context_size()
             if self.plan.warmup:
-                self._report(spec, pending[0], "warmup")
+                self._report(spec, pending[0], "warmup", note=f"warming up ({warm_up_note(self.plan.warmup)})")
                 warm_up(model, self.plan.params(), self.plan.warmup, cancel=self.cancel)
             for target in pending:
                 if self.cancel.is_set():

@@ -41,6 +41,12 @@ class TurnResult:
         return metrics.compute(self.events)
 
 
+def with_system(system: str, messages: list[Message]) -> list[Message]:
+    """The conversation after the system prompt, where one is set (blank is none)."""
+    system = system.strip()
+    return ([{"role": "system", "content": system}] if system else []) + list(messages)
+
+
 def check_prompt(messages: list[Message]) -> None:
     if not messages or not messages[-1].get("content", "").strip():
         raise PromptError("the prompt is empty", "type something to send")
@@ -58,6 +64,9 @@ def is_cold(model: LoadedModel) -> bool:
 # What every warm-up turn asks, under a fresh salt (``salted``): a prompt of its own, so no cache holds any of
 # the timed prompt after it beyond the chat template's fixed opening (docs/METRICS.md, "Cold and warm").
 WARM_UP_PROMPT = "Count from one to ten, in words."
+# A warm-up's one-time costs (graph, buffers, first kernels, page faults) are paid by its prefill and its first
+# few decode steps; more tokens would only cost time (a compiled static cache is warmed at load: warmup_s).
+WARM_UP_TOKENS = 8
 
 
 def salted(messages: list[Message], salt: str) -> list[Message]:
@@ -70,15 +79,27 @@ def salted(messages: list[Message], salt: str) -> list[Message]:
 
 
 def warm_up(model: LoadedModel, params: SamplingParams, turns: int = 1, *,
-            cancel: threading.Event | None = None) -> None:
-    """Untimed turns that pay the model's one-time costs, so the next timed turn is warm. Each asks
-    ``WARM_UP_PROMPT`` under a new salt, never the timed prompt: a warm-up on that would leave it in the prompt
-    cache and the timed TTFT would skip its prefill. What bench (--warmup), compare (on unless --no-warmup),
-    the Compare tab and the sweep all call."""
+            cancel: threading.Event | None = None) -> list[TurnResult]:
+    """Untimed turns that pay the model's one-time costs, so the next timed turn is warm; returns them. Each asks
+    ``WARM_UP_PROMPT`` under a new salt for at most WARM_UP_TOKENS tokens, never the timed prompt: a warm-up on
+    that would leave it in the prompt cache and the timed TTFT would skip its prefill. What bench (--warmup),
+    compare (on unless --no-warmup), the Compare tab and the sweep all call."""
+    done: list[TurnResult] = []
     for _ in range(turns):
         if cancel is not None and cancel.is_set():
-            return
-        run_turn(model, warm_up_prompt(), params, cancel=cancel)
+            break
+        done.append(run_turn(model, warm_up_prompt(), warm_up_params(params), cancel=cancel))
+    return done
+
+
+def warm_up_note(turns: int) -> str:
+    """What a warm-up costs, as the console and the tabs say it while it runs."""
+    return f"{turns} untimed turn{'s' if turns != 1 else ''} of at most {WARM_UP_TOKENS} tokens"
+
+
+def warm_up_params(params: SamplingParams) -> SamplingParams:
+    """The timed turns' sampling, at most WARM_UP_TOKENS long."""
+    return params.with_overrides(max_tokens=min(params.max_tokens, WARM_UP_TOKENS))
 
 
 def warm_up_prompt() -> list[Message]:

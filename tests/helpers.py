@@ -10,6 +10,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 import time
 import zipfile
@@ -31,12 +32,23 @@ def mmlu_folder(dest: Path) -> Path:
     return dest
 
 
+def logged_elsewhere(args: list[str] | tuple[str, ...], folder: str) -> list[str]:
+    """`taskclock run` logs its turn, into the checkout's sessions/ when run from it: a test that names no folder
+    (nor --no-log) gets ``folder``, so the checkout stays clean."""
+    if args[:1] == ["run"] or args[:1] == ("run",):
+        if "--sessions" not in args and "--no-log" not in args:
+            return [*args, "--sessions", folder]
+    return list(args)
+
+
 def run_cli(*args: str, input: str | None = None, env: dict | None = None, timeout: float = 300,
             cwd: Path | None = None) -> subprocess.CompletedProcess:
     """The real `taskclock` command in a subprocess, as a user runs it."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "taskclock", *args], capture_output=True, text=True, input=input,
-                          env=full_env, timeout=timeout, cwd=cwd or ROOT)
+    with tempfile.TemporaryDirectory(prefix="taskclock-sessions-") as sessions:
+        return subprocess.run([sys.executable, "-m", "taskclock", *logged_elsewhere(args, sessions)],
+                              capture_output=True, text=True, input=input, env=full_env, timeout=timeout,
+                              cwd=cwd or ROOT)
 
 
 def start_cli(args: list[str]) -> subprocess.Popen:

@@ -6,13 +6,14 @@ import re
 import threading
 from collections.abc import AsyncIterator
 
-from app_helpers import make_app, ready, settle, turn, wait_for
+from app_helpers import make_app, open_compare, ready, send_compare, settle, turn, wait_for
 from helpers import mmlu_folder
 from scripted import ScriptedModel
 from textual.widgets import DataTable, Input, OptionList, Static, TabbedContent, TextArea
 
-from taskclock.runtime import remembered, sessions
+from taskclock.runtime import remembered, runfolder, sessions
 from taskclock.runtime.models import resolve
+from taskclock.runtime.tasks import BUILTIN
 from taskclock.tui.format import READING_WPS
 from taskclock.tui.panes.batch import BUILTIN_MMLU, BatchPane
 from taskclock.tui.panes.sessions import SessionScreen
@@ -163,6 +164,42 @@ async def test_settings_change_the_next_turn_are_shown_logged_and_remembered(tmp
         await wait_for(pilot, lambda: any(o.option_count for o in app.screen.query(OptionList)), "the palette entry")
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen), "settings from the palette")
+
+
+async def test_compare_and_batch_run_with_the_chat_settings_set_by_ctrl_g(tmp_path):
+    """Ctrl+G in Chat sets what Compare runs with (max tokens, system prompt) and both tabs say so before Start;
+    Batch's run folder records the system prompt and sampling."""
+    app = scripted(tmp_path, max_tokens=200)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+g")
+        screen = app.screen
+        screen.query_one("#settings-max-tokens", Input).value = "6"
+        screen.query_one("#settings-system", TextArea).load_text("Be brief.")
+        screen.query_one("#settings-seed", Input).value = "3"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: not isinstance(app.screen, SettingsScreen), "the settings to close")
+        pane = await open_compare(pilot, ["smollm2", "gemma3-270m"])
+        shown = str(pane.query_one("#compare-settings", Static).render())
+        assert "max 6 tok" in shown and "seed 3" in shown and "system prompt set" in shown
+        await send_compare(pilot, pane, "hi")
+        await wait_for(pilot, lambda: pane.last is not None and pane.live is None, "the comparison")
+        for result in pane.last.results:
+            assert result.params.max_tokens == 6 and result.params.seed == 3 and result.metrics.output_tokens == 6
+            assert result.messages[0] == {"role": "system", "content": "Be brief."}
+        await pilot.press("f5")
+        batch = app.query_one(BatchPane)
+        shown = str(batch.query_one("#batch-settings", Static).render())
+        assert "each task its own max tokens" in shown and "seed 3" in shown and "system prompt set" in shown
+        for field_id, value in (("batch-models", "smollm2"), ("batch-tasks", "mc"), ("batch-limit", "1"),
+                                ("batch-runs-dir", str(tmp_path / "runs"))):
+            batch.query_one(f"#{field_id}", Input).value = value
+        batch.query_one("#batch-start").press()
+        await wait_for(pilot, lambda: batch.folder is not None and not batch.running, "the batch run")
+        plan = runfolder.read_plan(batch.folder)
+        assert (plan.system, plan.seed, plan.max_tokens) == ("Be brief.", 3, 0)  # 0: each task its own budget
+        (row,) = runfolder.read_results(batch.folder).rows
+        assert row["output_tokens"] == BUILTIN["mc"].max_tokens  # the scripted model writes to the task's cap
 
 
 async def test_regenerate_edit_and_copy_the_last_exchange(tmp_path):

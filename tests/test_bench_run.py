@@ -269,3 +269,27 @@ def test_the_warm_up_runs_one_untimed_batch_at_each_batch_size_before_the_timed_
 def test_bad_batch_sizes_are_one_line(tmp_path):
     result = run_cli("bench", "--models", "smollm2", "--batch-sizes", "1,0,4", "--out", str(tmp_path))
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--batch-sizes: '0'" in result.stderr
+
+
+def test_a_runs_system_prompt_starts_every_request_and_is_kept_in_run_toml(tmp_path, data, tiny_llama):
+    folder, plan = bench.prepare(models=[tiny_llama.spec], task_list=tasks.resolve(["mc"]), data=data, subjects=None,
+                                 limit=2, seed=0, batch_size=1, warmup=0, max_tokens=4, sampling=SamplingParams(),
+                                 runs_dir=tmp_path, system="Answer with the letter only.")
+    assert runfolder.read_plan(folder).system == "Answer with the letter only."
+    seen: list = []
+
+    class Recording:
+        """The tiny model, keeping each conversation it is asked."""
+
+        def __init__(self, model) -> None:
+            self.model, self.spec = model, model.spec
+
+        def stream(self, messages, params, cancel=None):
+            seen.append(messages)
+            return self.model.stream(messages, params, cancel)
+
+        def close(self) -> None:
+            pass
+
+    bench.BenchRunner(folder, plan, data.by_id(), loader=lambda spec: Recording(tiny_llama)).run()
+    assert len(seen) == 2 and all(m[0] == {"role": "system", "content": "Answer with the letter only."} for m in seen)

@@ -102,16 +102,20 @@ def test_accuracy_no_letter_rate_and_errors(run_folder):
     assert other.mean_task_time_s == pytest.approx(0.5)
 
 
-def test_rankings_disagree_where_tokens_per_second_misleads(run_folder):
+def test_rankings_swap_where_tokens_per_second_misleads_and_three_questions_cannot_tell(run_folder):
     result = summary.load_summary(run_folder)
     explain = {r.model: r for r in result.ranks if r.task == "explain"}
     assert (explain["fast-tokens"].tps_rank, explain["fast-tokens"].time_rank) == (1, 2)
     assert (explain["short-replies"].tps_rank, explain["short-replies"].time_rank) == (2, 1)
-    assert explain["fast-tokens"].disagree and explain["short-replies"].disagree
+    # paired task-time gaps 1, 3, 4 s: mean 2.67, sd 1.53, ± 4.303 × 1.53 / √3 = 3.79 s holds 0
+    assert explain["fast-tokens"].mark == explain["short-replies"].mark == "within noise (n=3, ±3.79 s)"
+    assert not explain["fast-tokens"].disagree
     (verdict,) = [g.verdict for g in result.rankings if g.task == "explain"]
-    # 300 words per reply against 160 / 3 = 53.3: 5.6 times more
-    assert verdict == ("explain: fast-tokens is 1st by tok/s but 2nd by task time: it writes 5.6× more words "
-                       "than short-replies (300 vs 53.3)")
+    # saying more: 350, 350, 500 extra tokens at 10 ms; writing slower: 50, 50, 100 tokens × (10 − 20) ms
+    assert verdict.startswith("explain: fast-tokens is 1st by tok/s but 2nd by task time, within noise (n=3, "
+                              "±3.79 s): this run cannot tell fast-tokens and short-replies apart on task time "
+                              "(about 4 questions or repeats would, at this spread); of the 2.67 s it measured, "
+                              "fast-tokens writes 5.6× more words (300 vs 53.3; 122% of the gap)")
     mc = {r.model: r for r in result.ranks if r.task == "mc"}
     assert mc["short-replies"].tps_rank == 0 and not mc["short-replies"].disagree  # no decode figure: no rank
 
@@ -131,34 +135,12 @@ def _verdict(*cells) -> str:
     return group.verdict
 
 
-def test_verdict_when_the_rankings_agree():
+def test_verdict_when_the_rankings_agree_without_rows_to_pair():
     (group,) = summary.rankings([_stats("slow", 20.0, 3.0), _stats("quick", 60.0, 1.0)])
     assert [(r.model, r.tps_rank, r.time_rank, r.disagree) for r in group.ranks] == [
         ("slow", 2, 2, False), ("quick", 1, 1, False)]
-    assert group.verdict == "explain: rankings agree on this run (quick is 1st by tok/s and by task time)"
-
-
-def test_verdict_names_the_model_that_slips_and_why_it_writes_more():
-    """gemma-like is 2nd by tok/s but 3rd by task time: the 3rd by tok/s overtakes it with fewer words."""
-    verdict = _verdict(_stats("fastest", 100.0, 1.0), _stats("gemma-like", 80.0, 3.0, words=240.0),
-                       _stats("terse", 50.0, 2.0, words=100.0))
-    assert verdict == ("explain: gemma-like is 2nd by tok/s but 3rd by task time: it writes 2.4× more words "
-                       "than terse (240 vs 100)")
-
-
-def test_verdict_blames_a_late_first_token_then_extra_tokens():
-    late = _verdict(_stats("late", 90.0, 2.0, ttft=1.5), _stats("early", 40.0, 1.0, ttft=0.2))
-    assert late == "explain: late is 1st by tok/s but 2nd by task time: it starts later than early (TTFT 1.500 s " \
-                   "vs 0.200 s)"
-    wordy_tokenizer = _verdict(_stats("fine-cut", 90.0, 2.0, tokens=300.0), _stats("coarse", 40.0, 1.0, tokens=120.0))
-    assert wordy_tokenizer.endswith("it spends 2.5× more tokens than coarse (300 vs 120)")
-
-
-def test_verdict_at_a_batch_size_and_without_decode_figures():
-    at_batch = _verdict(_stats("a", 20.0, 3.0, size=4), _stats("b", 60.0, 1.0, size=4))
-    assert at_batch.startswith("explain at batch 4: rankings agree")
-    one_token = _verdict(_stats("a", None, 0.2, task="mc"), _stats("b", None, 0.3, task="mc"))
-    assert one_token == "mc: too few figures to rank both ways (a one-token reply has no decode tok/s)"
+    assert group.verdict == ("explain: rankings agree on this run (quick is 1st by tok/s and by task time); slow "
+                             "finishes later: no question has a finished reply from both")
 
 
 def _charts(text: str) -> dict[str, str]:
@@ -199,9 +181,9 @@ def test_export_files(run_folder):
     data = json.loads((run_folder / "summary.json").read_text())
     assert data["rows"] == 11 and data["expected_rows"] == 12 and data["mmlu_rows_skipped"] == 2
     assert data["failed_models"] == {"gone": "cannot load"}
-    assert any(r["disagree"] for r in data["rankings"])
+    assert {r["mark"] for r in data["rankings"] if r["task"] == "explain"} == {"within noise (n=3, ±3.79 s)"}
     md = (run_folder / "summary.md").read_text()
-    assert "| fast-tokens | explain | 3 |" in md and "**disagree**" in md and "gone: cannot load" in md
+    assert "| fast-tokens | explain | 3 |" in md and "within noise (n=3, ±3.79 s)" in md and "gone: cannot load" in md
     verdicts = {v["task"]: v["verdict"] for v in data["verdicts"]}
     assert f"- {verdicts['explain']}" in md
     assert "decode tok/s vs task time" in (run_folder / "plots.txt").read_text()
@@ -287,7 +269,7 @@ def test_console_prints_the_same_rankings_verdicts_and_charts(run_folder):
     for group in result.rankings:
         assert f"verdict: {group.verdict}" in text
     for rank in result.ranks:
-        assert any(line.split() == [v for v in summary.ranking_row(rank) if v] for line in
+        assert any(line.split() == " ".join(summary.ranking_row(rank)).split() for line in
                    (row.replace("│", " ").replace("┃", " ") for row in text.splitlines()))
     assert all(title in text for title in _charts(summary.text_plots(result)))
 

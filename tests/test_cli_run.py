@@ -8,6 +8,9 @@ import sys
 import pytest
 from helpers import ROOT, one_error_line, run_cli
 
+from taskclock.runtime.remembered import Remembered, default_path, save
+from taskclock.runtime.sessions import read_session
+
 JSON_KEYS = {"model", "backend", "text", "input_tokens", "output_tokens", "output_words", "output_chars", "load_s",
              "ttft_s", "decode_tps", "e2e_tps", "task_time_s", "itl_p50_ms", "itl_p90_ms", "itl_p99_ms",
              "chars_per_s", "words_per_s", "stop_reason", "cold"}
@@ -107,9 +110,9 @@ def test_invalid_utf8_prompt_file(tmp_path):
     assert "UTF-8" in one_error_line(run_cli("run", "--prompt-file", str(bad)))
 
 
-def test_ctrl_c_prints_partial_metrics_and_exits_130():
+def test_ctrl_c_prints_partial_metrics_and_exits_130(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "taskclock", "run", "Count from 1 to 500, one per line.",
-                             "--model", "smollm2", "--max-tokens", "2000"], cwd=ROOT,
+                             "--model", "smollm2", "--max-tokens", "2000", "--sessions", str(tmp_path)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.read(20)  # the reply is streaming (read blocks until 20 characters have arrived)
     proc.send_signal(signal.SIGINT)
@@ -117,3 +120,28 @@ def test_ctrl_c_prints_partial_metrics_and_exits_130():
     assert proc.returncode == 130
     assert "stop reason:   cancelled" in err
     assert "TTFT:" in err and "Traceback" not in err
+    (log,) = tmp_path.glob("*.jsonl")  # the partial turn is logged, as the app logs a stopped one
+    assert [t["stop_reason"] for t in read_session(log)] == ["cancelled"]
+
+
+def test_run_uses_the_remembered_settings_and_logs_a_turn_that_replays(tmp_path, monkeypatch):
+    """What the app remembered (Ctrl+G) is what `run` uses unless a flag says otherwise; its log replays the turn
+    with the same figures."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # this test's own remembered file
+    save(default_path(), Remembered(system="Answer in one word.", max_tokens=5))
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    kept = run_cli("run", "Name a colour.", "--json", "--sessions", str(tmp_path / "kept"), env=env)
+    flagged = run_cli("run", "Name a colour.", "--json", "--max-tokens", "3", "--system", "", "--sessions",
+                      str(tmp_path / "flagged"), env=env)
+    assert kept.returncode == flagged.returncode == 0, kept.stderr + flagged.stderr
+    (record,) = read_session(next((tmp_path / "kept").glob("*.jsonl")))
+    assert record["kind"] == "run" and record["params"]["max_tokens"] == 5
+    assert record["messages"][0] == {"role": "system", "content": "Answer in one word."}
+    assert json.loads(kept.stdout)["output_tokens"] <= 5
+    (other,) = read_session(next((tmp_path / "flagged").glob("*.jsonl")))
+    assert other["params"]["max_tokens"] == 3 and [m["role"] for m in other["messages"]] == ["user"]  # flags win
+    replayed = run_cli("replay", str(next((tmp_path / "kept").glob("*.jsonl"))), "--speed", "50", "--json")
+    assert replayed.returncode == 0, replayed.stderr
+    assert json.loads(replayed.stdout)["output_tokens"] == record["metrics"]["output_tokens"]
+    quiet = run_cli("run", "hi", "--max-tokens", "2", "--no-log", "--sessions", str(tmp_path / "none"), env=env)
+    assert quiet.returncode == 0 and not (tmp_path / "none").exists()

@@ -11,7 +11,7 @@ from taskclock.runtime import sessions
 from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
 from taskclock.runtime.compare import run_compare
 from taskclock.runtime.models import resolve
-from taskclock.runtime.turn import run_turn, warm_up
+from taskclock.runtime.turn import WARM_UP_TOKENS, run_turn, warm_up
 
 ASK = [{"role": "user", "content": "Name three colours."}]
 SKY = [{"role": "user", "content": "Explain in two sentences why the sky is blue and why sunsets look red, for a "
@@ -47,9 +47,10 @@ def test_compare_warms_up_by_default_and_measures_cold_without(fresh_models):
     assert [r.cold for r in warm.results] == [False, False]
 
 
-def test_a_warm_up_turn_makes_the_first_timed_turn_warm(fresh_models):
+def test_a_warm_up_turn_makes_the_first_timed_turn_warm_and_costs_a_few_tokens(fresh_models):
     model = fresh_models[1]
-    warm_up(model, SHORT)
+    (untimed,) = warm_up(model, SamplingParams(max_tokens=256))
+    assert 0 < untimed.metrics.output_tokens <= WARM_UP_TOKENS  # not the timed turns' 256
     assert run_turn(model, ASK, SHORT).cold is False
 
 

@@ -58,22 +58,47 @@ def test_verbose_fast_model_loses_to_concise_slow_one():
     assert winners["decode_tps"] == ["verbose"] and winners["task_time_s"] == ["concise"]
     assert winners["ttft_s"] == ["verbose", "concise"]  # a tie is shared
     assert winners["output_words"] == ["concise"] and winners["output_tokens"] == ["concise"]
+    # 41 / 4 = 10.25 more words, printed to one decimal; saying more: 37 more tokens at verbose's 0.401 s / 41 a
+    # token = 0.36 s; writing slower: concise's 4 tokens × (9.8 − 37.8) ms = −0.11 s; they add up to the gap
     assert comparison.verdict() == (
-        "fastest to finish: concise (0.25 s); highest tok/s: verbose (100.0 tok/s), which writes 10.2× more words "
-        "than concise (41 vs 4)")  # 41 / 4 = 10.25, printed to one decimal
+        "fastest to finish: concise (0.25 s); highest tok/s: verbose (100.0 tok/s), which finishes later: it writes "
+        "10.2× more words (41 vs 4; 145% of the gap); gap 0.25 s = TTFT +0.00 s (0%) + saying more +0.36 s (145%) "
+        "+ writing slower -0.11 s (-45%), residual +0.00 s; one sample (more repeats would give an interval)")
 
 
-def test_verdict_names_one_model_when_it_wins_both():
+def test_verdict_names_one_model_when_it_wins_both_and_why_the_other_is_later():
     comparison = Comparison([shaped("a", [50, 10, 10]), shaped("b", [50, 20, 20])], False, "x")
     assert comparison.winners()["decode_tps"] == comparison.winners()["task_time_s"] == ["a"]
-    assert comparison.verdict() == "fastest to finish: a (0.07 s); highest tok/s: a (100.0 tok/s)"
+    assert comparison.verdict().startswith("fastest to finish: a (0.07 s); highest tok/s: a (100.0 tok/s); b "
+                                           "finishes later: it writes slower (")
 
 
 def test_verdict_says_a_late_start_when_words_are_even():
     late = shaped("late", [400, 10, 10])  # 100 tok/s, but the first token waits 0.4 s
     prompt = shaped("prompt", [50, 40, 40])  # 25 tok/s, done at 0.13 s
-    assert Comparison([late, prompt], False, "x").verdict().endswith(
-        "which starts later than prompt (TTFT 0.400 s vs 0.050 s)")
+    assert ", which finishes later: it starts 0.35 s later (TTFT, 121% of the gap); " in \
+        Comparison([late, prompt], False, "x").verdict()
+
+
+def test_repeats_give_an_interval_that_decides_whether_the_order_stands():
+    steady = [shaped("late", [400 + d, 10, 10]) for d in (0, 5, -5)]
+    prompt = [shaped("prompt", [50, 40, 40]) for _ in range(3)]
+    paired = Comparison([steady[0], prompt[0]], False, "x", [steady, prompt])
+    assert paired.repeats == 3 and paired.rows()[0]["repeats"] == 3
+    assert paired.rows()[0]["ttft_s"] == pytest.approx(0.4)  # the mean over the repeats
+    assert "fastest to finish: prompt (0.13 s, mean of 3)" in paired.verdict()
+    assert "it starts 0.35 s later (TTFT, 121% of the gap); 0.29 s ± 0.01 s (n=3): gap 0.29 s" in paired.verdict()
+    noisy = [shaped("late", [d, 10, 10]) for d in (10, 400, 20)]  # later on one repeat of three
+    verdict = Comparison([noisy[0], prompt[0]], False, "x", [noisy, prompt]).verdict()
+    assert ", within noise (n=3, ±" in verdict and "(about " in verdict and "repeats would, at this spread)" in verdict
+
+
+def test_a_reply_cut_at_the_cap_is_marked():
+    cut = shaped("wordy", [10] * 8, stop="length")
+    short = shaped("short", [10, 10])
+    comparison = Comparison([cut, short], False, "x", cap=8)
+    assert comparison.rows()[0]["cut_replies"] == 1
+    assert comparison.verdict().endswith("; wordy hit the 8-token cap in its reply: its real task time is longer")
 
 
 def test_no_verdict_when_no_reply_finished():
@@ -107,7 +132,7 @@ def test_sequential_run_in_process_and_over_http(smollm2, llama_server):
     served = load_model(resolve(llama_server.url))
     started, seen = [], {0: [], 1: []}
     try:
-        comparison = run_compare([smollm2, served], ASK, SHORT, on_start=started.append,
+        comparison = run_compare([smollm2, served], ASK, SHORT, on_start=lambda i, repeat: started.append(i),
                                  on_event=lambda i, e: seen[i].append(e))
     finally:
         served.close()
@@ -156,7 +181,7 @@ def test_verdict_on_real_streams_over_loopback():
     assert winners["decode_tps"] == ["verbose"] and winners["task_time_s"] == ["concise"]
     assert comparison.verdict().startswith("fastest to finish: concise (")
     assert "highest tok/s: verbose (" in comparison.verdict()
-    assert comparison.verdict().endswith("which writes 10.3× more words than concise (31 vs 3)")
+    assert ", which finishes later: it writes 10.3× more words (31 vs 3; " in comparison.verdict()
 
 
 def test_cancel_leaves_the_rest_unrun(smollm2):
@@ -209,12 +234,13 @@ def test_cli_compare_table(tmp_path):
     assert "sequential: one model at a time" in proc.stdout
     assert "smollm2" in proc.stdout and "gemma3-270m" in proc.stdout
     (verdict,) = [line for line in proc.stdout.splitlines() if line.startswith("verdict: ")]
-    found = re.fullmatch(r"verdict: fastest to finish: (\S+) \([\d.]+ s\); highest tok/s: (\S+) \([\d.]+ tok/s\)"
-                         r"(, which .+ than (\S+) \(.+\))?", verdict)
+    found = re.match(r"verdict: fastest to finish: (\S+) \([\d.]+ s\); highest tok/s: (\S+) \([\d.]+ tok/s\)"
+                     r"(, which finishes later|; (\S+) finishes later): it .+% of the gap\); gap ", verdict)
     assert found, verdict
-    first, fastest, why, beaten_by = found.groups()
+    first, fastest, which, later = found.groups()
     assert {first, fastest} <= {"smollm2", "gemma3-270m"}
-    assert bool(why) == (first != fastest) and beaten_by in (None, first)
+    assert (which == ", which finishes later") == (first != fastest) == (later is None)
+    assert "; one sample (more repeats would give an interval)" in verdict
     assert not list(tmp_path.iterdir())
 
 

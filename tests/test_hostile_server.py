@@ -96,7 +96,8 @@ def test_json_output_stays_strict_json_when_the_server_sends_nan(hostile, tmp_pa
 def test_ctrl_c_ends_a_trickling_stream_at_once(hostile, tmp_path):
     """One byte every 0.2 s and never a newline: Ctrl-C must not wait for a line that never comes."""
     posted, already = hostile.posts("trickle"), hostile.streamed  # the server is shared: count this run's only
-    proc = subprocess.Popen([sys.executable, "-m", "taskclock", "run", "hi", "--model", hostile.url("trickle")],
+    proc = subprocess.Popen([sys.executable, "-m", "taskclock", "run", "hi", "--model", hostile.url("trickle"),
+                             "--no-log"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + GUARD_S

@@ -25,7 +25,7 @@ from taskclock.runtime.errors import StorageError
 from taskclock.runtime.untrusted import safe_line, safe_text
 
 from .context import AppContext
-from .messages import Remember
+from .messages import Remember, SettingsChanged
 from .panes.batch import BatchPane
 from .panes.chat import ChatPane, ModelCommands
 from .panes.compare import ComparePane
@@ -123,6 +123,13 @@ class TaskclockApp(App):
 
     def on_remember(self, message: Remember) -> None:
         self.remember(replace(self.remembered, **message.values))
+
+    def on_settings_changed(self, message: SettingsChanged) -> None:
+        """Ctrl+G changed the chat settings: the tabs that run with them say the new ones before Start."""
+        for pane in self.query(ComparePane):
+            pane.show_settings()
+        for batch in self.query(BatchPane):
+            batch.show_settings()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

@@ -45,6 +45,9 @@ def comparison_table(comparison: Comparison) -> Table:
             else:
                 cells.append(text)
         stop = stop_word(row["stop_reason"]) or "—"
-        cells.append(Text(stop, style="red") if stop == "error" else stop)
+        if row["cut_replies"]:  # its task time is a lower bound: said where the figure is
+            cells.append(Text(f"cut {row['cut_replies']}/{row['repeats']}", style="bold yellow"))
+        else:
+            cells.append(Text(stop, style="red") if stop == "error" else stop)
         table.add_row(*cells)
     return table

@@ -11,6 +11,22 @@ from taskclock.runtime.remembered import Remembered
 
 
 @dataclass(frozen=True)
+class ChatSettings:
+    """The system prompt and the sampling the Chat tab sets (Ctrl+G)."""
+
+    system: str
+    params: SamplingParams
+
+
+@dataclass
+class Settings:
+    """The settings the tabs run with now: Ctrl+G in Chat sets ``chat``, and Compare and Batch read it at Start
+    (and show it before), so every tab measures under what the user set."""
+
+    chat: ChatSettings
+
+
+@dataclass(frozen=True)
 class AppContext:
     config: Config
     model: ModelSpec  # the model loaded at start
@@ -24,6 +40,10 @@ class AppContext:
     remembered: Remembered = field(default_factory=Remembered)
     remembered_path: Path | None = None
     remembered_problem: str | None = None  # the remembered file could not be read: shown once, then ignored
+    settings: Settings = field(init=False)  # starts as the remembered system prompt and ``params``
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "settings", Settings(ChatSettings(self.remembered.system, self.params)))
 
     def wrote(self, path: Path) -> None:
         if path not in self.written:

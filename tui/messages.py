@@ -39,6 +39,10 @@ class Remember(Message):
     values: dict[str, Any]
 
 
+class SettingsChanged(Message):
+    """The chat settings changed (Ctrl+G): the tabs that show the settings they will run with say the new ones."""
+
+
 @dataclass
 class SessionsListed(Message):
     """The Sessions tab's scan of its folder found these sessions, newest first."""

@@ -172,7 +172,7 @@ class ProgressBars:
             if key not in self.bars:
                 self.bars[key] = self.progress.add_task(safe_line(f"{report.model} · {report.task}"),
                                                         total=report.total, completed=report.done, state=report.state)
-        state = f"failed: {error_line(report.error)}" if report.state == "failed" else report.state
+        state = f"failed: {error_line(report.error)}" if report.state == "failed" else report.shown
         if report.state == "running" and report.batch_size:
             state = f"running at batch {report.batch_size}"
         self.progress.update(self.bars[key], completed=report.done, state=state)
@@ -214,7 +214,7 @@ def print_results(console, result, plots: bool) -> None:
             [[plain(value) for value in ranking_row(r)] for r in result.ranks], names={0, 2}, left={1, 8},
             styles=["bold yellow" if r.disagree else None for r in result.ranks]))
         for group in result.rankings:
-            console.print(plain(f"verdict: {group.verdict}"))
+            console.print(plain(f"verdict: {group.verdict}"), soft_wrap=True)  # whole, to be copied
     if plots and result.rows:
         console.print(text_plots(result, width=min(console.width, 100)), markup=False, highlight=False)
     sys.stdout.flush()

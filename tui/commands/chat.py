@@ -5,7 +5,6 @@ import argparse
 import contextlib
 import os
 import sys
-from pathlib import Path
 
 from . import common
 
@@ -25,7 +24,6 @@ def run(args: argparse.Namespace) -> int:
 
     from taskclock.runtime import remembered
     from taskclock.runtime.config import load_config
-    from taskclock.runtime.paths import default_sessions_dir
     from taskclock.runtime.untrusted import safe_line
 
     from ..app import TaskclockApp
@@ -33,14 +31,11 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     spec = common.resolve_specs([args.model or config.defaults.model], args, config)[0]
-    sessions_dir = Path(args.sessions or config.defaults.sessions_dir or default_sessions_dir()).expanduser()
-    path = remembered.default_path()
-    kept, problem = remembered.load(path)
+    params, _, kept, problem = common.remembered_settings(args, config)  # flags win
     if kept.mmlu:
         config = replace(config, defaults=replace(config.defaults, mmlu=kept.mmlu))
-    params = common.sampling(args, replace(config, sampling=kept.sampling(config.sampling)))  # flags win
-    context = AppContext(config=config, model=spec, sessions_dir=sessions_dir, params=params, remembered=kept,
-                         remembered_path=path, remembered_problem=problem)
+    context = AppContext(config=config, model=spec, sessions_dir=common.sessions_dir(args, config), params=params,
+                         remembered=kept, remembered_path=remembered.default_path(), remembered_problem=problem)
     app = TaskclockApp(context, theme=args.theme)
     with own_terminal_stream():
         app.run()

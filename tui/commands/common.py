@@ -100,6 +100,28 @@ def sampling(args: argparse.Namespace, config):
         )
 
 
+def remembered_settings(args: argparse.Namespace, config):
+    """The sampling and system prompt a turn runs with, as the app would: the flags, else what the app remembered
+    (Ctrl+G), else the config; returns (params, system prompt, the remembered values, a problem reading them)."""
+    from dataclasses import replace
+
+    from taskclock.runtime import remembered
+
+    kept, problem = remembered.load(remembered.default_path())
+    params = sampling(args, replace(config, sampling=kept.sampling(config.sampling)))
+    system = args.system if getattr(args, "system", None) is not None else kept.system
+    return params, system, kept, problem
+
+
+def sessions_dir(args: argparse.Namespace, config):
+    """--sessions, else the config's, else the default sessions folder."""
+    from pathlib import Path
+
+    from taskclock.runtime.paths import default_sessions_dir
+
+    return Path(args.sessions or config.defaults.sessions_dir or default_sessions_dir()).expanduser()
+
+
 def resolve_specs(names: list[str], args: argparse.Namespace, config):
     from taskclock.runtime.models import resolve, with_overrides
 

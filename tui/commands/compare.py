@@ -5,7 +5,6 @@ import argparse
 import json
 import sys
 import threading
-from pathlib import Path
 
 from taskclock.runtime.untrusted import safe_line
 
@@ -30,6 +29,9 @@ def add_parser(sub) -> None:
                       help="untimed turns per model before the timed one (default 1), so its figures are warm")
     warm.add_argument("--no-warmup", dest="warmup", action="store_const", const=0,
                       help="measure each model's first turn since its load: cold (docs/METRICS.md)")
+    p.add_argument("--repeats", type=common.positive_int, default=1, metavar="N",
+                   help="run the prompt N times per model (default 1: one sample, no interval); the rows are means "
+                        "and the verdict says whether the gap is more than the repeats' noise")
     p.add_argument("--sessions", metavar="DIR", help="session log folder (default: config, else the default folder)")
     p.add_argument("--no-log", action="store_true", help="do not write the turns to a session log")
     common.add_model_options(p, many=True)
@@ -41,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from taskclock.runtime.compare import check_model_count, run_compare
     from taskclock.runtime.config import load_config
     from taskclock.runtime.errors import PromptError
+    from taskclock.runtime.turn import warm_up_note, with_system
 
     config = load_config(args.config)
     prompt = common.read_prompt(args.prompt, args.prompt_file)
@@ -50,9 +53,7 @@ def run(args: argparse.Namespace) -> int:
     check_model_count(names)
     specs = common.resolve_specs(names, args, config)
     params = common.sampling(args, config)
-    messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
-        {"role": "user", "content": prompt}
-    ]
+    messages = with_system(args.system or "", [{"role": "user", "content": prompt}])
     models = []
     try:
         for spec in specs:
@@ -61,8 +62,13 @@ def run(args: argparse.Namespace) -> int:
         cancel = threading.Event()
         comparison, interrupted = common.run_interruptibly(
             lambda: run_compare(models, messages, params, concurrent=args.concurrent, warmup=args.warmup,
-                                cancel=cancel, include_load=True,
-                                on_start=lambda i: common.status(f"running {safe_line(specs[i].name)}…")),
+                                repeats=args.repeats, cancel=cancel, include_load=True,
+                                on_warmup=lambda i: common.status(f"warming up {safe_line(specs[i].name)} "
+                                                                  f"({warm_up_note(args.warmup)})…"),
+                                on_start=lambda i, repeat: common.status(
+                                    f"running {safe_line(specs[i].name)}"
+                                    + (f" (repeat {repeat + 1} of {args.repeats})" if args.repeats > 1 else "")
+                                    + "…")),
             cancel,
         )
     finally:
@@ -79,11 +85,9 @@ def run(args: argparse.Namespace) -> int:
 def _log(comparison, args: argparse.Namespace, config) -> None:
     """Append one line per model to a session log; a log that cannot be written is a warning, not a failure."""
     from taskclock.runtime.errors import StorageError
-    from taskclock.runtime.paths import default_sessions_dir
     from taskclock.runtime.sessions import SessionLog
 
-    folder = Path(args.sessions or config.defaults.sessions_dir or default_sessions_dir()).expanduser()
-    log = SessionLog(folder, "compare")
+    log = SessionLog(common.sessions_dir(args, config), "compare")
     try:
         for record in comparison.session_records():
             log.append(record)

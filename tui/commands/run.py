@@ -11,11 +11,15 @@ from . import common
 
 def add_parser(sub) -> None:
     p = sub.add_parser("run", help="one prompt, headless: stream the reply, then print its metrics",
-                       description="Stream one reply to stdout, then print TTFT, TPS, task time and more.")
+                       description="Stream one reply to stdout, then print TTFT, TPS, task time and more. Runs with "
+                                   "the settings the app remembers (Ctrl+G: system prompt, sampling) unless flags say "
+                                   "otherwise, and appends the turn to a session log, so it can be replayed.")
     p.add_argument("prompt", nargs="?", help="the prompt (or use --prompt-file)")
     p.add_argument("--prompt-file", help="read the prompt from a UTF-8 file ('-' = stdin)")
-    p.add_argument("--system", help="system message")
+    p.add_argument("--system", help="system message (default: the app's remembered one; '' for none)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text and metrics")
+    p.add_argument("--sessions", metavar="DIR", help="session log folder (default: config, else the default folder)")
+    p.add_argument("--no-log", action="store_true", help="do not append the turn to a session log")
     common.add_model_options(p)
     common.add_sampling_options(p)
 
@@ -24,16 +28,16 @@ def run(args: argparse.Namespace) -> int:
     from taskclock.runtime.backend import load_model
     from taskclock.runtime.config import load_config
     from taskclock.runtime.events import Event, Token
-    from taskclock.runtime.turn import run_turn
+    from taskclock.runtime.turn import run_turn, with_system
     from taskclock.runtime.untrusted import error_line, safe_line, safe_text
 
     config = load_config(args.config)
     prompt = common.read_prompt(args.prompt, args.prompt_file)
     spec = common.resolve_specs([args.model or config.defaults.model], args, config)[0]
-    params = common.sampling(args, config)
-    messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
-        {"role": "user", "content": prompt}
-    ]
+    params, system, _, problem = common.remembered_settings(args, config)
+    if problem:
+        common.status(f"taskclock: warning: {safe_line(problem)}")
+    messages = with_system(system, [{"role": "user", "content": prompt}])
     common.status(f"loading {safe_line(spec.name)} ({spec.backend})…")
     model = load_model(spec)
 
@@ -50,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         )
     finally:
         model.close()
+    if not args.no_log:
+        _log(result, args, config)
     figures = result.metrics.as_dict()
     done = result.done
     if args.json:
@@ -73,3 +79,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"taskclock: error: {error_line(done.error)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _log(result, args: argparse.Namespace, config) -> None:
+    """Append the turn to a new session log, as the Chat tab would; one that cannot be written is a warning."""
+    from taskclock.runtime.errors import StorageError
+    from taskclock.runtime.sessions import SessionLog, turn_record
+    from taskclock.runtime.untrusted import safe_line
+
+    log = SessionLog(common.sessions_dir(args, config), result.model)
+    try:
+        log.append(turn_record(result, kind="run"))
+    except StorageError as exc:
+        common.status(f"taskclock: warning: turn not logged: {safe_line(exc)}")
+        return
+    common.status(f"logged to {safe_line(log.path)}")

@@ -32,6 +32,7 @@ from ..context import AppContext
 from ..format import plain
 from ..live import LivePane, describe_error
 from ..messages import BenchFinished, BenchStarted, Remember, RunFailed
+from ..screens.settings import settings_line
 from ..widgets import sweep_table
 from ..widgets.columns import set_columns
 from ..widgets.sweep_table import LiveSweep
@@ -39,11 +40,12 @@ from ..widgets.sweep_table import LiveSweep
 DEFAULT_LIMIT = 20  # interactive default; the CLI's is the paper's 660
 BUILTIN_MMLU = "built-in"  # the MMLU field's word for the copy inside the package (mmlu.load(None))
 LIVE_FIGURES = summary.table_columns("mean_output_tokens", "mean_output_words", "mean_decode_tps",
-                                     "mean_task_time_s", "accuracy")
+                                     "mean_task_time_s", "accuracy", "cut_mark")
 LIVE_COLUMNS = ("model", "task", "state", "progress", *(column.header for column in LIVE_FIGURES))
 # A narrow screen (tui/app.py NARROW_WIDTH) keeps the figures that make the point, under short headers.
-NARROW_FIGURES = summary.table_columns("mean_output_words", "mean_decode_tps", "mean_task_time_s", "accuracy")
-NARROW_COLUMNS = ("model", "task", "done", "words", "tok/s", "task s", "acc")
+NARROW_FIGURES = summary.table_columns("mean_output_words", "mean_decode_tps", "mean_task_time_s", "accuracy",
+                                       "cut_mark")
+NARROW_COLUMNS = ("model", "task", "done", "words", "tok/s", "task s", "acc", "cut")
 BAR_WIDTH = 16
 EMPTY_CHART = "charts appear when a run has rows"  # the title of a chart before any run
 # The tab's two modes, named by the kind of run folder each writes (runfolder.folder_kind).
@@ -107,6 +109,7 @@ class BatchPane(LivePane):
             yield Button("Stop", id="batch-stop", variant="error", disabled=True)
             yield Button("Resume", id="batch-resume", disabled=True)
             yield ProgressBar(id="batch-progress", show_eta=True)
+        yield Static(self.settings_text(), id="batch-settings", classes="bench", markup=False)  # what Start uses
         yield Static("Pick a mode and its options, then Start. Past runs are listed below: Enter opens one.",
                      id="batch-status")
         table: DataTable = DataTable(id="batch-table", zebra_stripes=True, cursor_type="row", classes="bench")
@@ -133,6 +136,15 @@ class BatchPane(LivePane):
                 yield PlotextPlot(id="batch-lengths", classes="batch-chart bench")
                 for key, _ in sweep.CHARTS:
                     yield PlotextPlot(id=f"context-{key}", classes=f"batch-chart {sweep.KIND}")
+
+    def settings_text(self) -> str:
+        """What a task-set run started now would use: each task's own token budget, and the chat's sampling and
+        system prompt (Ctrl+G in Chat)."""
+        return (f"runs with: {settings_line(self.context.settings.chat, max_tokens='each task its own max tokens')}"
+                " (the chat settings, Ctrl+G in Chat)")
+
+    def show_settings(self) -> None:
+        self.query_one("#batch-settings", Static).update(self.settings_text())
 
     @staticmethod
     def _field(label: str, field_id: str, value: str, placeholder: str = "", mode: str = "") -> Vertical:
@@ -230,12 +242,14 @@ class BatchPane(LivePane):
         sizes = bench.parse_batch_sizes(self._value("batch-size"), "batch sizes")
         typed = self._value("batch-mmlu")
         source = None if typed in ("", BUILTIN_MMLU) else typed
+        chat = self.context.settings.chat  # what the settings line says
 
         def prepare() -> tuple[Path, bench.RunPlan, mmlu.MMLUData]:
             data = mmlu.load(source)
             folder, plan = bench.prepare(models=specs, task_list=task_list, data=data, subjects=None,
-                                         limit=limit, seed=0, batch_size=sizes[0], warmup=1, max_tokens=0,
-                                         sampling=config.sampling, runs_dir=runs_dir, batch_sizes=sizes)
+                                         limit=limit, seed=chat.params.seed, batch_size=sizes[0], warmup=1,
+                                         max_tokens=0, sampling=chat.params, runs_dir=runs_dir, batch_sizes=sizes,
+                                         system=chat.system)
             return folder, plan, data
 
         self._launch_bench(prepare)
@@ -382,11 +396,12 @@ class BatchPane(LivePane):
                 key = (spec.name, task.name)
                 rows = live.rows.get(key, [])
                 report = live.reports.get(key)
-                state = report.state if report else "done" if len(rows) >= total else "waiting" if live.running \
+                state = report.shown if report else "done" if len(rows) >= total else "waiting" if live.running \
                     else "incomplete"
                 if report is not None and report.error:
                     state = f"failed: {report.error}"
-                cell = summary.cell_stats(spec.name, task.name, rows, task.name in scored)
+                cell = summary.cell_stats(spec.name, task.name, rows, task.name in scored,
+                                          cap=live.plan.params(task).max_tokens)
                 if self.narrow:
                     table.add_row(plain(spec.name), plain(task.name), f"{len(rows)}/{total}",
                                   *summary.cell_row(cell, NARROW_FIGURES))
@@ -397,7 +412,8 @@ class BatchPane(LivePane):
         self.query_one("#batch-progress", ProgressBar).update(total=live.plan.total_rows(), progress=done)
         rows = [row for rows in live.rows.values() for row in rows]
         self.show_rankings(summary.rankings(summary.summarize(
-            rows, [m.name for m in live.plan.models], [t.name for t in live.plan.tasks], scored)))
+            rows, [m.name for m in live.plan.models], [t.name for t in live.plan.tasks], scored,
+            caps=live.plan.caps()), rows))
 
     def repaint_sweep(self, live: LiveSweep) -> None:
         """Context mode: the table per model × length, the skipped lengths and both charts, as rows arrive."""
@@ -422,7 +438,7 @@ class BatchPane(LivePane):
         table.clear()
         for rank in ranks:
             style = "bold yellow" if rank.disagree else ""  # as the console prints it
-            row = summary.ranking_row(rank)
+            row = summary.ranking_row(rank, narrow=self.narrow)
             table.add_row(*(plain(row[i], style=style) for i in keep))
         verdicts = self.query_one("#batch-verdict", Static)
         verdicts.update(Text("\n").join(plain(f"verdict: {group.verdict}") for group in rankings))

@@ -25,14 +25,14 @@ from taskclock.runtime.errors import StorageError, TaskclockError
 from taskclock.runtime.events import Event, now_ns
 from taskclock.runtime.models import all_models
 from taskclock.runtime.sessions import SessionLog, export_all, turn_record
-from taskclock.runtime.turn import TurnResult, is_cold, run_turn
+from taskclock.runtime.turn import TurnResult, is_cold, run_turn, with_system
 from taskclock.runtime.untrusted import redact_url, safe_line
 
-from ..context import AppContext
+from ..context import AppContext, ChatSettings
 from ..format import plain, reply_line
 from ..live import LivePane, describe_error, post_from_thread
-from ..messages import ModelLoaded, ModelLoadFailed, Remember, RunFailed, SendPrompt, TurnFinished
-from ..screens.settings import ChatSettings, SettingsScreen, settings_line
+from ..messages import ModelLoaded, ModelLoadFailed, Remember, RunFailed, SendPrompt, SettingsChanged, TurnFinished
+from ..screens.settings import SettingsScreen, settings_line
 from ..widgets.conversation import Conversation, ReplyTurn
 from ..widgets.meter import Meter
 from ..widgets.prompt_input import PromptInput
@@ -73,7 +73,6 @@ class ChatPane(LivePane):
         self.model: LoadedModel | None = None
         # Not ``loading``: that is Textual's Widget.loading, which would cover the whole tab while a model loads.
         self.pending_model: ModelSpec | None = None
-        self.settings = ChatSettings(context.remembered.system, context.params)
         self.messages: list[Message] = []
         self.live: LiveTurn | None = None
         self.reply: ReplyTurn | None = None
@@ -181,13 +180,18 @@ class ChatPane(LivePane):
     def action_settings(self) -> None:
         self.app.push_screen(SettingsScreen(self.settings), self._apply_settings)
 
+    @property
+    def settings(self) -> ChatSettings:
+        return self.context.settings.chat
+
     def _apply_settings(self, settings: ChatSettings | None) -> None:
         self.query_one(PromptInput).focus()
         if settings is None or settings == self.settings:
             return
-        self.settings = settings
+        self.context.settings.chat = settings  # what Compare and Batch run with from now on too
         self.query_one(Meter).caption(settings_line(settings))
         self.post_message(Remember(remembered.chat_values(settings.params, settings.system)))
+        self.post_message(SettingsChanged())
 
     # -- turns -------------------------------------------------------------------------------------
 
@@ -223,8 +227,7 @@ class ChatPane(LivePane):
         self.reply = self.query_one(Conversation).add_reply(model.spec.name)
         self.live = live = LiveTurn(model.spec.name)
         self.query_one(Meter).start()
-        system = self.settings.system.strip()
-        messages = ([{"role": "system", "content": system}] if system else []) + list(self.messages)
+        messages = with_system(self.settings.system, self.messages)
         session, params = self.session, self.settings.params
         include_load = is_cold(model)  # the first turn after a load carries the load time too
 

@@ -1,7 +1,9 @@
 """The Compare tab: 2–4 models answer one prompt, each streaming in its own column under its own live meter.
 
 Models run one after another unless the labelled "concurrent" switch is on (then they share the machine
-and each one's figures include the others' load). Generation runs in a thread worker that only appends
+and each one's figures include the others' load). They run with the chat settings (system prompt, max tokens,
+temperature, top-p, seed: Ctrl+G in Chat), shown above the prompt, and the prompt runs ``repeats`` times per
+model for an interval on the verdict (one run is one sample). Generation runs in a thread worker that only appends
 events to per-column lists; a UI timer repaints the running columns at most REPAINT_HZ times a second.
 When every model is done, a comparison row per model (winner per column) and the verdict appear, and each
 model's turn is appended to the session log as a "compare" record.
@@ -14,27 +16,30 @@ from dataclasses import dataclass, field
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Label, Select, Static, Switch
+from textual.widgets import Input, Label, Select, Static, Switch
 
-from taskclock.runtime.backend import LoadedModel, Message, ModelSpec
+from taskclock.runtime.backend import LoadedModel, Message, ModelSpec, SamplingParams
 from taskclock.runtime.compare import Comparison, check_model_count, mode_name, run_compare
 from taskclock.runtime.errors import StorageError, TaskclockError
 from taskclock.runtime.events import Done, Event, now_ns
 from taskclock.runtime.models import all_models
 from taskclock.runtime.sessions import SessionLog
+from taskclock.runtime.turn import warm_up_note, with_system
 
 from ..comparison import comparison_table
 from ..context import AppContext
 from ..format import plain
 from ..live import LivePane, describe_error
 from ..messages import ColumnState, CompareFinished, RunFailed, SendPrompt
+from ..screens.settings import settings_line
 from ..widgets.compare_column import CompareColumn
 from ..widgets.prompt_input import PromptInput
 from .chat import NOTES
 
 SLOTS = 4
 CONCURRENT_LABEL = "concurrent: run all at once (they share the machine, so figures include contention)"
-WARMUP_LABEL = "warm up: one untimed turn each first (off: measure cold, docs/METRICS.md)"
+WARMUP_LABEL = "warm up: one short untimed turn each first (off: measure cold, docs/METRICS.md)"
+REPEATS_LABEL = "repeats"
 
 
 def note_for(done: Done | None) -> str:
@@ -51,13 +56,15 @@ class LiveCompare:
     specs: list[ModelSpec]
     concurrent: bool
     warmup: int  # untimed turns per model first
-    events: list[list[Event]] = field(default_factory=list)
+    repeats: int = 1
+    events: list[list[Event]] = field(default_factory=list)  # each model's turn now streaming (or its last)
     running: set[int] = field(default_factory=set)  # started and not yet shown as finished
 
     def __post_init__(self) -> None:
         self.events = [[] for _ in self.specs]
 
-    def started(self, index: int) -> None:
+    def started(self, index: int, repeat: int) -> None:
+        self.events[index] = []  # a new repeat: its column shows this turn from its start
         self.running.add(index)
 
     def record(self, index: int, event: Event) -> None:
@@ -94,6 +101,10 @@ class ComparePane(LivePane):
         with Horizontal(classes="compare-options"):
             yield Switch(value=False, id="compare-concurrent")
             yield Label(CONCURRENT_LABEL, id="compare-concurrent-label")
+        with Horizontal(classes="compare-options", id="compare-run-options"):
+            yield Label(REPEATS_LABEL, id="compare-repeats-label")
+            yield Input("1", id="compare-repeats", restrict=r"[0-9]*", max_length=3)
+            yield Static(self.settings_text(), id="compare-settings", markup=False)  # what Start runs with
         yield PromptInput(id="compare-prompt", classes="autofocus")
         yield Static("", id="compare-verdict", markup=False)  # the point of the tab: in view above the columns
         yield Horizontal(id="compare-columns")
@@ -104,6 +115,24 @@ class ComparePane(LivePane):
         if not self.running:  # models still generating are left to the exiting process
             for model in self.loaded.values():
                 model.close()
+
+    @staticmethod
+    def _one_sample(repeats: int) -> str:
+        return "one sample: repeats give the verdict an interval" if repeats == 1 else f"{repeats} samples a model"
+
+    def settings_text(self) -> str:
+        """The settings a run started now would use: the chat's (Ctrl+G in Chat)."""
+        return f"runs with the chat settings (Ctrl+G in Chat): {settings_line(self.context.settings.chat)}"
+
+    def show_settings(self) -> None:
+        self.query_one("#compare-settings", Static).update(self.settings_text())
+
+    def repeats(self) -> int:
+        text = self.query_one("#compare-repeats", Input).value.strip()
+        if not text.isdigit() or int(text) < 1:
+            raise TaskclockError(f"repeats must be a whole number of at least 1, not {text!r}",
+                                 "fix the repeats field")
+        return int(text)
 
     def chosen(self) -> list[ModelSpec]:
         picks = [self.query_one(f"#compare-model-{slot}", Select).value for slot in range(SLOTS)]
@@ -121,21 +150,24 @@ class ComparePane(LivePane):
         specs = self.chosen()
         try:
             check_model_count([s.name for s in specs], maximum=SLOTS)
+            repeats = self.repeats()
         except TaskclockError as exc:
             self.notify(str(exc), title="Compare", severity="warning")
             return
         concurrent = self.query_one("#compare-concurrent", Switch).value
         warmup = 1 if self.query_one("#compare-warmup", Switch).value else 0
-        self.live = live = LiveCompare(specs, concurrent, warmup)
+        self.live = live = LiveCompare(specs, concurrent, warmup, repeats)
         await self._build_columns(specs, concurrent)
-        warm = "after one untimed warm-up turn each" if warmup else "cold: no warm-up"
-        self.query_one("#compare-table", Static).update(f"running ({mode_name(concurrent)}, {warm})…")
+        warm = "after one short untimed warm-up turn each" if warmup else "cold: no warm-up"
+        self.query_one("#compare-table", Static).update(
+            f"running ({mode_name(concurrent)}, {warm}; {self._one_sample(repeats)})…")
         self.query_one("#compare-verdict", Static).update("")
         if self.session is None:
             self.session = SessionLog(self.context.sessions_dir, "compare")
-        session, messages = self.session, [{"role": "user", "content": message.text}]
+        settings = self.context.settings.chat  # what the line above the prompt said
+        session, messages = self.session, with_system(settings.system, [{"role": "user", "content": message.text}])
         kept = dict(self.loaded)
-        self.start_run(lambda cancel: self._compare(live, messages, session, kept, cancel))
+        self.start_run(lambda cancel: self._compare(live, messages, settings.params, session, kept, cancel))
 
     async def _build_columns(self, specs: list[ModelSpec], concurrent: bool) -> None:
         columns = self.query_one("#compare-columns", Horizontal)
@@ -146,16 +178,17 @@ class ComparePane(LivePane):
         for column in new:
             column.waiting(waiting)
 
-    def _compare(self, live: LiveCompare, messages: list[Message], session: SessionLog,
+    def _compare(self, live: LiveCompare, messages: list[Message], params: SamplingParams, session: SessionLog,
                  loaded: dict[int, LoadedModel], cancel: threading.Event) -> CompareFinished:
         """The job (in a thread): load what the columns lack, run the comparison, log it. ``loaded`` is this
         job's own copy of the kept models; it comes back in the message whatever happens."""
         try:
-            fresh = self._load_columns(live.specs, loaded, live.warmup)
+            fresh = self._load_columns(live.specs, loaded)
             models = [loaded[slot] for slot in range(len(live.specs))]
-            comparison = run_compare(models, messages, self.context.params, concurrent=live.concurrent,
-                                     warmup=live.warmup, cancel=cancel, on_start=live.started,
-                                     on_event=live.record, include_load=fresh)
+            comparison = run_compare(
+                models, messages, params, concurrent=live.concurrent, warmup=live.warmup, repeats=live.repeats,
+                cancel=cancel, on_start=live.started, on_event=live.record, include_load=fresh,
+                on_warmup=self._warming_up)
         except Exception as exc:
             return CompareFinished(loaded, exc)
         try:
@@ -165,7 +198,10 @@ class ComparePane(LivePane):
             return CompareFinished(loaded, comparison, log_error=str(exc))
         return CompareFinished(loaded, comparison)
 
-    def _load_columns(self, specs: list[ModelSpec], loaded: dict[int, LoadedModel], warmup: int) -> list[bool]:
+    def _warming_up(self, slot: int) -> None:
+        self.post_message(ColumnState(slot, f"warming up ({warm_up_note(1)})…"))
+
+    def _load_columns(self, specs: list[ModelSpec], loaded: dict[int, LoadedModel]) -> list[bool]:
         """Load each column's model unless the slot already holds it; True where it was loaded now."""
         fresh = []
         for slot, spec in enumerate(specs):
@@ -177,7 +213,7 @@ class ComparePane(LivePane):
                 loaded.pop(slot).close()
             self.post_message(ColumnState(slot, f"loading {spec.name} ({spec.backend})…"))
             loaded[slot] = self.context.loader(spec)
-            self.post_message(ColumnState(slot, "loaded" + (", warming up…" if warmup else "")))
+            self.post_message(ColumnState(slot, "loaded"))
             fresh.append(True)
         for slot in [s for s in loaded if s >= len(specs)]:
             loaded.pop(slot).close()

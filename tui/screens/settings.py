@@ -1,15 +1,13 @@
 """Chat settings: the system prompt and the sampling values for the next turns (Ctrl+G or the command palette)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static, TextArea
 
-from taskclock.runtime.backend import SamplingParams
+from ..context import ChatSettings
 
 # field id, label, SamplingParams attribute, type, the allowed range in words
 FIELDS = (
@@ -20,22 +18,18 @@ FIELDS = (
 )
 
 
-@dataclass(frozen=True)
-class ChatSettings:
-    system: str
-    params: SamplingParams
-
-
 def check(attribute: str, value: float) -> bool:
     return {"max_tokens": value >= 1, "temperature": 0 <= value <= 2, "top_p": 0 < value <= 1,
             "seed": value >= 0}[attribute]
 
 
-def settings_line(settings: ChatSettings) -> str:
-    """The one line shown under the meter."""
+def settings_line(settings: ChatSettings, max_tokens: str = "") -> str:
+    """The one line shown under the meter, and above Compare's and Batch's Start (``max_tokens``: what a tab
+    that sets its own cap says instead of the chat's)."""
     p = settings.params
     system = "system prompt set" if settings.system.strip() else "no system prompt"
-    return f"max {p.max_tokens} tok · temp {p.temperature:g} · top-p {p.top_p:g} · seed {p.seed} · {system}"
+    cap = max_tokens or f"max {p.max_tokens} tok"
+    return f"{cap} · temp {p.temperature:g} · top-p {p.top_p:g} · seed {p.seed} · {system}"
 
 
 class SettingsScreen(ModalScreen[ChatSettings | None]):

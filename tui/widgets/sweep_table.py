@@ -86,7 +86,7 @@ def fill_table(table: DataTable, live: LiveSweep, *, narrow: bool, bar) -> None:
             skipped = (spec.name, target) in live.skips
             done = sum(r["model"] == spec.name and r["requested_tokens"] == target for r in live.rows)
             report = live.reports.get((spec.name, sweep.length_label(target)))
-            state = ("skipped" if skipped else report.state if report else "done" if done >= total
+            state = ("skipped" if skipped else report.shown if report else "done" if done >= total
                      else "waiting" if live.running else "incomplete")
             if not skipped and report is not None and report.state == "failed" and report.error:
                 state = f"failed: {report.error}"
