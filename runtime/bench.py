@@ -14,12 +14,13 @@ is wall time, not a sum of overlapping task times.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -128,6 +129,26 @@ def write_plan(folder: Path, plan: RunPlan) -> None:
 def write_system(folder: Path, models: Sequence[ModelSpec]) -> None:
     """system.json: the machine a run measures, with the threads each in-process model runs on."""
     storage.write_atomic(folder / SYSTEM_FILE, json.dumps(system.system_block(threads_used(models)), indent=2) + "\n")
+
+
+def add_load(folder: Path, load: dict[str, Any]) -> None:
+    """Append one run session's machine load to system.json's ``load`` list (a resumed run adds its own)."""
+    block = read_system(folder) or {}
+    block["load"] = [*(block.get("load") or []), load]
+    storage.write_atomic(folder / SYSTEM_FILE, json.dumps(block, indent=2) + "\n")
+
+
+@contextlib.contextmanager
+def watching_load(folder: Path, models: Sequence[ModelSpec]) -> Iterator[None]:
+    """The machine's other work before and during the block, kept in the folder's system.json; a local server
+    the models are served from is the measurement, not other work."""
+    watch = system.LoadWatch.for_models(models)
+    watch.started()
+    try:
+        yield
+    finally:
+        watch.finished()
+        add_load(folder, watch.record())
 
 
 def new_run_id() -> str:
@@ -260,7 +281,7 @@ class BenchRunner:
 
     def run(self) -> Outcome:
         """Run every pending row, holding the folder's lock (a second runner on it is refused)."""
-        with runfolder.locked(self.folder):
+        with runfolder.locked(self.folder), watching_load(self.folder, self.plan.models):
             return self._run_pending()
 
     def _run_pending(self) -> Outcome:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Any
 
-from . import verdict
+from . import system, verdict
 from .backend import LoadedModel, Message, SamplingParams
 from .errors import ModelLoadError, ModelNotFound
 from .events import Event
@@ -85,6 +85,7 @@ class Comparison:
     compare_id: str
     samples: list[list[TurnResult]] = field(default_factory=list)
     cap: int | None = None  # the output cap the turns ran under
+    load: dict[str, Any] | None = None  # the machine's other work before and during (system.LoadWatch.record)
 
     def __post_init__(self) -> None:
         self.samples = self.samples or [[r] for r in self.results]
@@ -173,16 +174,19 @@ class Comparison:
 
     def as_dict(self) -> dict[str, Any]:
         return {"compare_id": self.compare_id, "mode": mode_name(self.concurrent), "repeats": self.repeats,
-                "models": self.rows(), "winners": self.winners(), "verdict": self.verdict()}
+                "models": self.rows(), "winners": self.winners(), "verdict": self.verdict(), "load": self.load}
 
     def session_records(self) -> list[dict[str, Any]]:
         """One session-log line per model and repeat, like chat turns, tagged so the rows of one trial stay
-        together."""
-        return [turn_record(result, kind="compare", compare_id=self.compare_id, mode=mode_name(self.concurrent),
-                            position=index, **({"repeat": repeat} if len(samples) > 1 else {}))
-                for repeat in range(max((len(s) for s in self.samples), default=0))
-                for index, samples in enumerate(self.samples) if repeat < len(samples)
-                for result in (samples[repeat],)]
+        together; the first carries the machine's load."""
+        records = [turn_record(result, kind="compare", compare_id=self.compare_id, mode=mode_name(self.concurrent),
+                               position=index, **({"repeat": repeat} if len(samples) > 1 else {}))
+                   for repeat in range(max((len(s) for s in self.samples), default=0))
+                   for index, samples in enumerate(self.samples) if repeat < len(samples)
+                   for result in (samples[repeat],)]
+        if records and self.load is not None:
+            records[0]["load"] = self.load
+        return records
 
 
 def run_compare(
@@ -210,6 +214,7 @@ def run_compare(
     in its first row.
     """
     check_prompt(messages)
+    watch = system.LoadWatch.for_models(m.spec for m in models)
     if repeats < 1:
         raise ModelLoadError(f"repeats must be at least 1, not {repeats}", "pass 1 or more")
     if concurrent and len({id(m) for m in models}) < len(models):
@@ -220,6 +225,7 @@ def run_compare(
             on_warmup(index)
         warm_up(model, params, warmup, cancel=cancel)
     samples: list[list[TurnResult]] = [[] for _ in models]
+    watch.started()
 
     def timed(index: int, repeat: int, prompt: list[Message]) -> TurnResult:
         if on_start is not None:
@@ -234,8 +240,9 @@ def run_compare(
         prompt = salted(messages, secrets.token_hex(6)) if repeats > 1 else messages
         for index, result in enumerate(_one_round(timed, len(models), repeat, prompt, concurrent, cancel)):
             samples[index].append(result)
+    watch.finished()
     ran = [s for s in samples if s]
-    return Comparison([s[0] for s in ran], concurrent, uuid.uuid4().hex[:12], ran, params.max_tokens)
+    return Comparison([s[0] for s in ran], concurrent, uuid.uuid4().hex[:12], ran, params.max_tokens, watch.record())
 
 
 def _one_round(timed: Callable[[int, int, list[Message]], TurnResult], count: int, repeat: int,

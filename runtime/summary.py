@@ -510,6 +510,8 @@ def summary_markdown(summary: RunSummary) -> str:
     plan = summary.plan
     columns = shown_columns(summary.cells)
     parts = [f"# taskclock bench run {plan.run_id}", ""]
+    if note := system.run_busy_note(summary.system):
+        parts += [f"**Note: {note}.**", ""]
     if summary.system:
         parts += ["## System", "", *system.describe(summary.system), ""]
     cache = (f"prompts salted per request (`--no-prefix-cache`, salt {plan.prefix_salt})" if plan.prefix_salt

@@ -36,6 +36,7 @@ from .bench import (
     row_salt,
     toml_table,
     turn_row,
+    watching_load,
     write_system,
 )
 from .errors import BackendError, DataError, TaskclockError
@@ -294,7 +295,7 @@ class SweepRunner:
 
     def run(self) -> Outcome:
         """Run every pending row, holding the folder's lock (a second runner on it is refused)."""
-        with runfolder.locked(self.folder, KIND):
+        with runfolder.locked(self.folder, KIND), watching_load(self.folder, self.plan.models):
             results = runfolder.read_results(self.folder, KIND)
             self.done = {sweep_key(r) for r in results.rows}
             self.skipped = {(s["model"], s["requested_tokens"]) for s in results.skips}
@@ -526,6 +527,8 @@ def text_plots(summary: SweepSummary, width: int = 100, height: int = 20) -> str
 def summary_markdown(summary: SweepSummary) -> str:
     plan = summary.plan
     parts = [f"# taskclock sweep run {plan.run_id}", ""]
+    if note := system.run_busy_note(summary.system):
+        parts += [f"**Note: {note}.**", ""]
     if summary.system:
         parts += ["## System", "", *system.describe(summary.system), ""]
     sources = ", ".join(f"{m}: {s}" for m, s in summary.token_sources().items()) or "—"

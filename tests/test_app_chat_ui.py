@@ -156,6 +156,7 @@ async def test_settings_change_the_next_turn_are_shown_logged_and_remembered(tmp
         assert result.metrics.output_tokens == 5 and result.messages[0] == {"role": "system", "content": "Be brief."}
         (record,) = records(tmp_path)
         assert record["params"]["max_tokens"] == 5 and record["params"]["temperature"] == 0.5
+        assert {"before", "during", "busy"} <= record["load"].keys()  # a log's first turn keeps the machine's load
         kept, problem = remembered.load(path)
         assert problem is None and (kept.max_tokens, kept.temperature, kept.system) == (5, 0.5, "Be brief.")
 

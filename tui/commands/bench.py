@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     return common.finish_run(err, "bench", safe_line(folder), result.failures, result.rows, plan.total_rows(),
                              interrupted or outcome.interrupted,
                              "they are counted apart from the figures (see the errors column in summary.md)",
-                             "results.jsonl, results.csv, summary.md, summary.json")
+                             "results.jsonl, results.csv, summary.md, summary.json", result.system)
 
 
 class ProgressBars:

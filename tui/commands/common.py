@@ -193,12 +193,17 @@ def interrupted_note(command: str, kept: int, total: int, shown: str) -> str:
 
 
 def finish_run(err, command: str, shown: str, failures: dict[str, str], rows: list[dict], expected: int,
-               interrupted: bool, errored_note: str, files: str) -> int:
-    """The end of a bench or sweep on the console: failed models, rows that ended in an error, then where the
-    results are or how to go on; returns the exit status (130 interrupted, 1 a model failed, else 0)."""
+               interrupted: bool, errored_note: str, files: str, system_block: dict | None = None) -> int:
+    """The end of a bench or sweep on the console: failed models, rows that ended in an error, whether the machine
+    was busy (``system_block``: the folder's system.json), then where the results are or how to go on; returns
+    the exit status (130 interrupted, 1 a model failed, else 0)."""
     from rich.text import Text
 
+    from taskclock.runtime.system import run_busy_note
     from taskclock.runtime.untrusted import error_line
+
+    if note := run_busy_note(system_block):
+        err.print(Text(f"note: {note}", style="bold yellow"))
 
     for model, error in failures.items():
         err.print(Text.assemble((f"model {safe_line(model)} failed:", "red"), " ", error_line(error)))

@@ -109,6 +109,7 @@ def _print(comparison, as_json: bool) -> None:
     from rich.console import Console
     from rich.text import Text
 
+    from taskclock.runtime.system import busy_note
     from taskclock.runtime.untrusted import error_line, safe_text
 
     from ..comparison import comparison_table
@@ -125,3 +126,5 @@ def _print(comparison, as_json: bool) -> None:
     verdict = comparison.verdict()
     if verdict:
         console.print(f"verdict: {safe_line(verdict)}", markup=False, highlight=False, soft_wrap=True)
+    if note := busy_note(comparison.load):
+        console.print(f"note: {note}", style="bold yellow", markup=False, highlight=False, soft_wrap=True)

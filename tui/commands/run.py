@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from taskclock.runtime.backend import load_model
     from taskclock.runtime.config import load_config
     from taskclock.runtime.events import Event, Token
+    from taskclock.runtime.system import LoadWatch, busy_note
     from taskclock.runtime.turn import run_turn, with_system
     from taskclock.runtime.untrusted import error_line, safe_line, safe_text
 
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         common.status(f"taskclock: warning: {safe_line(problem)}")
     messages = with_system(system, [{"role": "user", "content": prompt}])
+    watch = LoadWatch.for_models([spec])  # the machine's other work while this loads, then during the turn
     common.status(f"loading {safe_line(spec.name)} ({spec.backend})…")
     model = load_model(spec)
 
@@ -49,13 +51,16 @@ def run(args: argparse.Namespace) -> int:
 
     cancel = threading.Event()
     try:
+        watch.started()
         result, interrupted = common.run_interruptibly(
             lambda: run_turn(model, messages, params, cancel=cancel, on_event=echo, include_load=True), cancel
         )
+        watch.finished()
     finally:
         model.close()
+    load = watch.record()
     if not args.no_log:
-        _log(result, args, config)
+        _log(result, args, config, load)
     figures = result.metrics.as_dict()
     done = result.done
     if args.json:
@@ -67,12 +72,15 @@ def run(args: argparse.Namespace) -> int:
             out["error"] = done.error
         if done is not None and done.extra:
             out["backend_figures"] = done.extra
+        out["load"] = load
         print(json.dumps(out, ensure_ascii=False))
     else:
         from ..format import metrics_block
 
         print(flush=True)
         print("\n" + metrics_block(figures, result.cold), file=sys.stderr)
+    if note := busy_note(load):
+        common.status(f"note: {note}")
     if interrupted:
         return 130
     if done is not None and done.stop_reason == "error":
@@ -81,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _log(result, args: argparse.Namespace, config) -> None:
+def _log(result, args: argparse.Namespace, config, load: dict) -> None:
     """Append the turn to a new session log, as the Chat tab would; one that cannot be written is a warning."""
     from taskclock.runtime.errors import StorageError
     from taskclock.runtime.sessions import SessionLog, turn_record
@@ -89,7 +97,7 @@ def _log(result, args: argparse.Namespace, config) -> None:
 
     log = SessionLog(common.sessions_dir(args, config), result.model)
     try:
-        log.append(turn_record(result, kind="run"))
+        log.append(turn_record(result, kind="run", load=load))
     except StorageError as exc:
         common.status(f"taskclock: warning: turn not logged: {safe_line(exc)}")
         return

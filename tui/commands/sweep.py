@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         err.print(f"skipped {error_line(sweep.skip_line(skip))}")
     return common.finish_run(err, "sweep", safe_line(folder), result.failures, result.rows, result.expected_rows(),
                              interrupted or outcome.interrupted, "they are left out of the medians",
-                             "results.jsonl, results.csv, summary.md, summary.json, plots.txt")
+                             "results.jsonl, results.csv, summary.md, summary.json, plots.txt", result.system)
 
 
 def print_results(console, result, plots: bool) -> None:

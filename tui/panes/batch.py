@@ -22,7 +22,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Select, Static
 from textual_plotext import PlotextPlot
 
-from taskclock.runtime import bench, mmlu, runfolder, summary, sweep, tasks
+from taskclock.runtime import bench, mmlu, runfolder, summary, sweep, system, tasks
 from taskclock.runtime.backend import ModelSpec
 from taskclock.runtime.errors import DataError, TaskclockError
 from taskclock.runtime.models import resolve
@@ -356,7 +356,9 @@ class BatchPane(LivePane):
         self.action_refresh_runs()
         failed = "".join(f"; {m} failed: {e}" for m, e in outcome.failures.items())
         word = "stopped (Resume continues)" if outcome.interrupted else "finished"
-        self._status(f"{folder.name} {word}: {outcome.rows_written} new rows{failed}", error=bool(outcome.failures))
+        busy = system.run_busy_note(bench.read_system(folder))
+        self._status(f"{folder.name} {word}: {outcome.rows_written} new rows{failed}" + (f" · {busy}" if busy else ""),
+                     error=bool(outcome.failures))
 
     def on_run_failed(self, message: RunFailed) -> None:
         message.stop()
@@ -498,8 +500,9 @@ class BatchPane(LivePane):
         complete = len(result.rows) >= result.plan.total_rows()
         self.resumable = not complete
         self._set_running()
+        busy = system.run_busy_note(result.system)
         self._status(f"{folder.name}: {len(result.rows)}/{result.plan.total_rows()} rows"
-                     + ("" if complete else " · Resume continues it"))
+                     + ("" if complete else " · Resume continues it") + (f" · {busy}" if busy else ""))
         self.show_sizes(result)
         # a narrow screen scrolls the tab: bring the run's table up once it is laid out (animated, so it takes
         # over from a scroll still running, such as the one that brought the runs list into view)
@@ -523,7 +526,9 @@ class BatchPane(LivePane):
         done, expected = len(self.live.rows), self.live.expected_rows()
         self.resumable = done < expected
         self._set_running()
-        self._status(f"{folder.name}: {done}/{expected} rows" + (" · Resume continues it" if self.resumable else ""))
+        busy = system.run_busy_note(bench.read_system(folder))
+        self._status(f"{folder.name}: {done}/{expected} rows" + (" · Resume continues it" if self.resumable else "")
+                     + (f" · {busy}" if busy else ""))
         self.call_after_refresh(self.query_one("#context-table").scroll_visible, top=True)
 
     def _show_mode(self, mode: str) -> None:

@@ -25,6 +25,7 @@ from taskclock.runtime.errors import StorageError, TaskclockError
 from taskclock.runtime.events import Event, now_ns
 from taskclock.runtime.models import all_models
 from taskclock.runtime.sessions import SessionLog, export_all, turn_record
+from taskclock.runtime.system import LoadWatch
 from taskclock.runtime.turn import TurnResult, is_cold, run_turn, with_system
 from taskclock.runtime.untrusted import redact_url, safe_line
 
@@ -92,6 +93,7 @@ class ChatPane(LivePane):
             yield Meter(id="meter")
 
     def on_mount(self) -> None:
+        self._load_watch = LoadWatch.for_models([self.context.model])  # "before" the first turn starts here
         self._load_clock = self.set_interval(LOAD_CLOCK_S, self._tick_load_clock, pause=True)
         self.query_one(Meter).caption(settings_line(self.settings))
         self.query_one(PromptInput).focus()
@@ -222,8 +224,10 @@ class ChatPane(LivePane):
         """Run a turn on the conversation so far (its last message is the user's)."""
         model = self.model
         assert model is not None  # _cannot_answer checked
-        if self.session is None:
+        watch = None
+        if self.session is None:  # a new log: its first turn keeps the machine's other work before and during it
             self.session = SessionLog(self.context.sessions_dir, model.spec.name)
+            watch = self._load_watch
         self.reply = self.query_one(Conversation).add_reply(model.spec.name)
         self.live = live = LiveTurn(model.spec.name)
         self.query_one(Meter).start()
@@ -232,10 +236,17 @@ class ChatPane(LivePane):
         include_load = is_cold(model)  # the first turn after a load carries the load time too
 
         def job(cancel: threading.Event) -> TurnFinished:
+            if watch is not None:
+                watch.started()
             result = run_turn(model, messages, params, cancel=cancel, on_event=live.events.append,
                               include_load=include_load)
+            if watch is not None:
+                watch.finished()
             try:
-                session.append(turn_record(result))
+                record = turn_record(result)
+                if watch is not None:
+                    record["load"] = watch.record()
+                session.append(record)
             except StorageError as exc:
                 return TurnFinished(result, str(exc))
             return TurnFinished(result)
@@ -344,6 +355,7 @@ class ChatPane(LivePane):
     def new_chat(self) -> None:
         self.messages.clear()
         self.session = None
+        self._load_watch = LoadWatch.for_models([self.model.spec if self.model else self.context.model])
         self.query_one(Conversation).clear()
         self.query_one(Meter).reset()
 

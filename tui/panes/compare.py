@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -24,6 +25,7 @@ from taskclock.runtime.errors import StorageError, TaskclockError
 from taskclock.runtime.events import Done, Event, now_ns
 from taskclock.runtime.models import all_models
 from taskclock.runtime.sessions import SessionLog
+from taskclock.runtime.system import busy_note
 from taskclock.runtime.turn import warm_up_note, with_system
 
 from ..comparison import comparison_table
@@ -252,8 +254,9 @@ class ComparePane(LivePane):
             else:
                 column.waiting("not run (stopped)")
         self.query_one("#compare-table", Static).update(comparison_table(comparison))
-        verdict = comparison.verdict()
-        self.query_one("#compare-verdict", Static).update(plain(f"verdict: {verdict}" if verdict else ""))
+        verdict, busy = comparison.verdict(), busy_note(comparison.load)
+        lines = ([f"verdict: {verdict}"] if verdict else []) + ([f"note: {busy}"] if busy else [])
+        self.query_one("#compare-verdict", Static).update(Text("\n").join(plain(line) for line in lines))
         if message.log_error is None and self.session is not None and self.session.path.is_file():
             self.context.wrote(self.session.path)
         if message.log_error:
