@@ -207,11 +207,17 @@ def chunk_gaps_ms(events: Sequence[Event]) -> list[float]:
     return [(b.t_ns - a.t_ns) / 1e6 for a, b in zip(toks, toks[1:], strict=False)]
 
 
+def per_token_gaps_ms(offsets_ms: Sequence[float], counts: Sequence[int]) -> list[float]:
+    """Per-token gaps in ms from arrival offsets and the tokens each arrival holds: an arrival of k tokens after a
+    gap g stands for k tokens g/k apart (what aiperf and guidellm report); with one token per arrival these are
+    the gaps between arrivals."""
+    return [(b - a) / n for a, b, n in zip(offsets_ms, offsets_ms[1:], counts[1:], strict=False) for _ in range(n)]
+
+
 def inter_token_ms(events: Sequence[Event]) -> list[float]:
-    """Per-token gaps in ms: an arrival of k tokens after a gap g stands for k tokens g/k apart (what aiperf and
-    guidellm report); with one token per arrival these are the chunk gaps."""
+    """Per-token gaps in ms (``per_token_gaps_ms``) of a turn's arrivals."""
     toks = _tokens(events)
-    return [gap / b.count for gap, b in zip(chunk_gaps_ms(events), toks[1:], strict=True) for _ in range(b.count)]
+    return per_token_gaps_ms([t.t_ns / 1e6 for t in toks], [t.count for t in toks])
 
 
 def packed(events: Sequence[Event]) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from . import storage, system, verdict
+from . import metrics, storage, system, verdict
 from .bench import read_system
 from .metrics import TurnMetrics, percentile
 from .runfolder import RunPlan, read_plan, read_results
@@ -26,6 +26,43 @@ ALL_TASKS = "all"
 CSV_COLUMNS = ("model", "backend", "task", "qid", "subject", "batch_size", "repeat",
                *(f.name for f in fields(TurnMetrics)), "cached_tokens", "threads", "error", "parsed", "answer",
                "correct", "reply")
+
+
+@dataclass(frozen=True)
+class Latency:
+    """p50, p90 and p99 of TTFT, per-token ITL (pooled over every token of the rows, from their offsets and
+    counts) and task time over a cell's rows; None where no row has the figure."""
+
+    ttft_p50_s: float | None
+    ttft_p90_s: float | None
+    ttft_p99_s: float | None
+    itl_p50_ms: float | None
+    itl_p90_ms: float | None
+    itl_p99_ms: float | None
+    task_p50_s: float | None
+    task_p90_s: float | None
+    task_p99_s: float | None
+
+
+PERCENTILES = (50, 90, 99)
+
+
+def latency(rows: Iterable[dict]) -> Latency:
+    ok = [r for r in rows if r.get("stop_reason") != "error"]
+    gaps = [gap for r in ok for gap in metrics.per_token_gaps_ms(
+        r.get("token_offsets_ms") or [], r.get("token_counts") or [1] * len(r.get("token_offsets_ms") or []))]
+    figures = [_values(ok, "ttft_s"), gaps, _values(ok, "task_time_s")]
+    return Latency(*(percentile(values, p) for values in figures for p in PERCENTILES))
+
+
+# (header, Latency field, decimals): summary.md, the console and the Batch tab's wide layout show these
+LATENCY_COLUMNS = (("TTFT p50 s", "ttft_p50_s", 3), ("TTFT p90 s", "ttft_p90_s", 3), ("TTFT p99 s", "ttft_p99_s", 3),
+                   ("ITL p50 ms", "itl_p50_ms", 1), ("ITL p90 ms", "itl_p90_ms", 1), ("ITL p99 ms", "itl_p99_ms", 1),
+                   ("task p50 s", "task_p50_s", 3), ("task p90 s", "task_p90_s", 3), ("task p99 s", "task_p99_s", 3))
+
+
+def latency_row(value: Latency) -> list[str]:
+    return [_cell(getattr(value, key), digits) for _, key, digits in LATENCY_COLUMNS]
 
 
 @dataclass(frozen=True)
@@ -69,6 +106,7 @@ class CellStats:
     mean_answer_words: float | None = None
     mean_ttfa_s: float | None = None
     cap: int | None = None  # the output cap its replies ran under
+    latency: Latency | None = None
 
     @property
     def cut_mark(self) -> str:
@@ -193,7 +231,7 @@ def cell_stats(model: str, task: str, rows: list[dict], scored: bool,
         set_output_tokens=sum(outputs) / repeats if outputs else None,
         cached_tokens=_mean(_values(ok, "cached_tokens")), tpot_ms=_mean([1000 / v for v in decode]),
         aggregate_tps=tps_spread.mean if tps_spread else None, set_time=set_time, tps_spread=tps_spread,
-        task_time=task_time, **thinking_stats(ok),
+        task_time=task_time, latency=latency(ok), **thinking_stats(ok),
     )
 
 
@@ -541,6 +579,12 @@ def summary_markdown(summary: RunSummary) -> str:
         "",
         md_table(BATCH_HEADERS, (batch_row(c) for c in summary.cells)),
     ]
+    parts += ["", "## Latency percentiles", "",
+              "Per model × task: TTFT, per-token ITL (every token of the cell's replies; a chunk of k tokens after a "
+              "gap g counts as k gaps of g / k) and task time at p50, p90 and p99.", "",
+              md_table(["model", "task", "batch", *(h for h, _, _ in LATENCY_COLUMNS)],
+                       ([c.model, c.task, str(c.batch_size), *latency_row(c.latency)] for c in summary.cells
+                        if c.latency is not None))]
     repeated = spread_rows(summary.cells)
     if repeated:
         parts += ["", "### Spread over repeats", "",

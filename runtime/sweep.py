@@ -41,7 +41,7 @@ from .bench import (
 )
 from .errors import BackendError, DataError, TaskclockError
 from .runfolder import RESULTS_FILE, RUN_FILE, sweep_key
-from .summary import md_table, results_csv, text_chart
+from .summary import LATENCY_COLUMNS, Latency, latency, latency_row, md_table, results_csv, text_chart
 from .turn import run_turn, salted, warm_up, warm_up_note
 from .untrusted import redact, safe_line
 
@@ -414,6 +414,7 @@ class SweepCell:
     prefill_tps: float | None
     decode_tps: float | None
     task_time_s: float | None
+    latency: Latency | None = None  # p50/p90/p99 over the repeats (ITL over every token)
 
 
 def _median(rows: Sequence[dict], key: str) -> float | None:
@@ -431,9 +432,10 @@ def summarize(rows: Sequence[dict], models: Sequence[str], lengths: Sequence[int
                 if not mine:
                     continue
                 ok = [r for r in mine if r.get("stop_reason") != "error"]
-                cells.append(SweepCell(model, target, phase, len(mine), len(mine) - len(ok),
-                                       *(_median(ok, key) for key in ("input_tokens", "cached_tokens", "ttft_s",
-                                                                      "prefill_tps", "decode_tps", "task_time_s"))))
+                medians = {key: _median(ok, key) for key in ("input_tokens", "cached_tokens", "ttft_s",
+                                                            "prefill_tps", "decode_tps", "task_time_s")}
+                cells.append(SweepCell(model, target, phase, len(mine), len(mine) - len(ok), **medians,
+                                       latency=latency(ok)))
     return cells
 
 
@@ -548,6 +550,10 @@ def summary_markdown(summary: SweepSummary) -> str:
         "",
         md_table([column[0] for column in COLUMNS], (cell_row(c) for c in summary.cells)),
     ]
+    parts += ["", "## Latency percentiles", "", "Over the repeats: TTFT, per-token ITL (every token) and task time.",
+              "", md_table(["model", "input tokens", "prompt", *(h for h, _, _ in LATENCY_COLUMNS)],
+                           ([c.model, str(c.requested_tokens), c.phase, *latency_row(c.latency)]
+                            for c in summary.cells if c.latency is not None))]
     if summary.skips:
         parts += ["", "## Skipped", ""] + [f"- {skip_line(s)}" for s in summary.skips]
     if summary.failures:

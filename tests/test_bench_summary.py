@@ -359,3 +359,17 @@ def test_chart_labels_show_escape_codes_in_names_as_visible_text():
         plot(plotext, cells)
         drawn = plotext.uncolorize(plotext.build())
         assert "␛[31mred · explain" in drawn  # unescaped, uncolorize would have left "red · explain"
+
+
+def test_latency_percentiles_pool_every_token_of_a_cell():
+    """TTFT and task time per reply, ITL per token over all the cell's replies: a 20 ms gap before a 2-token
+    chunk is two 10 ms gaps."""
+    rows = [{**_row("m", "explain", "x/0", 4, 3, 50.0, 1.0, ttft=0.1), "token_offsets_ms": [100, 110, 130],
+             "token_counts": [1, 1, 2]},
+            {**_row("m", "explain", "x/1", 2, 2, 50.0, 2.0, ttft=0.3), "token_offsets_ms": [300, 340]},
+            _row("m", "explain", "x/2", 0, 0, None, 0.5, stop="error")]  # an error is left out
+    value = summary.cell_stats("m", "explain", rows, False).latency
+    assert (value.itl_p50_ms, value.itl_p90_ms, value.itl_p99_ms) == pytest.approx((10, 31, 39.1))  # 10, 10, 10, 40
+    assert (value.ttft_p50_s, value.ttft_p90_s, value.ttft_p99_s) == pytest.approx((0.2, 0.28, 0.298))
+    assert (value.task_p50_s, value.task_p90_s, value.task_p99_s) == pytest.approx((1.5, 1.9, 1.99))
+    assert summary.latency_row(value)[:4] == ["0.200", "0.280", "0.298", "10.0"]

@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_results(console, result, plots: bool) -> None:
+    from taskclock.runtime.summary import LATENCY_COLUMNS, latency_row
     from taskclock.runtime.sweep import COLUMNS, cell_row, text_plots
 
     from ..format import figure_table, plain
@@ -104,6 +105,11 @@ def print_results(console, result, plots: bool) -> None:
     console.print(figure_table("by input length (medians over repeats; prefill = input tokens / TTFT, cached rows: "
                                "uncached tokens only, — where the backend does not report its cache)",
                                [COLUMNS[i][1] for i in keep], rows, names={0}, left={keep.index(2)}))
+    console.print(figure_table("latency percentiles over repeats (ITL per token)",
+                               ["model", "in tok", "prompt", *(header for header, _, _ in LATENCY_COLUMNS)],
+                               [[plain(c.model), plain(c.requested_tokens), plain(c.phase),
+                                 *map(plain, latency_row(c.latency))] for c in result.cells if c.latency is not None],
+                               names={0}, left={2}))
     if plots and result.cells:
         console.print(text_plots(result, width=min(console.width, 100)), markup=False, highlight=False)
     sys.stdout.flush()

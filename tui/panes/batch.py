@@ -115,6 +115,9 @@ class BatchPane(LivePane):
         table: DataTable = DataTable(id="batch-table", zebra_stripes=True, cursor_type="row", classes="bench")
         table.add_columns(*LIVE_COLUMNS)
         yield table
+        latency: DataTable = DataTable(id="batch-latency", zebra_stripes=True, classes="bench")  # wide screens
+        latency.add_columns("model", "task", *(header for header, _, _ in summary.LATENCY_COLUMNS))
+        yield latency
         # shown for a batch-size sweep
         sizes: DataTable = DataTable(id="batch-sizes-table", zebra_stripes=True, classes="bench")
         sizes.add_columns(*summary.BATCH_HEADERS_SHORT)
@@ -391,6 +394,8 @@ class BatchPane(LivePane):
         scored = {t.name for t in live.plan.tasks if t.scored}
         table = self.query_one("#batch-table", DataTable)
         table.clear()
+        latency = self.query_one("#batch-latency", DataTable)
+        latency.clear()
         for spec in live.plan.models:
             # a sweep runs every question once per batch size and repeat
             total = len(live.plan.question_ids) * len(live.plan.sizes_for(spec)) * live.plan.repeats
@@ -410,6 +415,9 @@ class BatchPane(LivePane):
                 else:
                     table.add_row(plain(spec.name), plain(task.name), plain(state), text_bar(len(rows), total),
                                   *summary.cell_row(cell, LIVE_FIGURES))
+                if rows and cell.latency is not None:
+                    latency.add_row(plain(spec.name), plain(task.name), *summary.latency_row(cell.latency))
+        latency.set_class(latency.row_count > 0, "-shown")
         done = sum(len(rows) for rows in live.rows.values())
         self.query_one("#batch-progress", ProgressBar).update(total=live.plan.total_rows(), progress=done)
         rows = [row for rows in live.rows.values() for row in rows]
