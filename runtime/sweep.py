@@ -24,8 +24,8 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from . import mmlu, runfolder, storage, system
-from .backend import LoadedModel, Message, ModelSpec, SamplingParams, first_line, load_model
+from . import runfolder, storage, system
+from .backend import LoadedModel, ModelSpec, SamplingParams, first_line, load_model
 from .bench import (
     Outcome,
     Progress,
@@ -39,10 +39,11 @@ from .bench import (
     watching_load,
     write_system,
 )
-from .errors import BackendError, DataError, TaskclockError
+from .errors import DataError, TaskclockError
+from .fitting import FittedPrompt, TokenCounter, beyond_context, filler_text, fit_text, prompt, token_counter
 from .runfolder import RESULTS_FILE, RUN_FILE, sweep_key
 from .summary import LATENCY_COLUMNS, Latency, latency, latency_row, md_table, results_csv, text_chart
-from .turn import run_turn, salted, warm_up, warm_up_note
+from .turn import run_turn, warm_up, warm_up_note
 from .untrusted import redact, safe_line
 
 KIND = "sweep"
@@ -53,9 +54,6 @@ DEFAULT_OUTPUT_TOKENS = 32
 # the cold turn's, token for token.
 QUESTIONS = {"cold": "Which subject is the first question above about? Answer in one word.",
              "cached": "Which subject is the last question above about? Answer in one word."}
-CHARS_PER_TOKEN = 4  # the estimate where a server offers no tokenizer
-NEAR = 8  # characters either side of the bisection's cut searched for an exact token count
-STARTS = 16  # word boundaries the text may start at when no cut from the first start hits the count exactly
 CSV_COLUMNS = ("model", "backend", "phase", "requested_tokens", "repeat", "prompt_tokens", "token_source",
                "input_tokens", "cached_tokens", "ttft_s", "prefill_tps", "decode_tps", "task_time_s",
                "output_tokens", "stop_reason", "threads", "error", "reply")
@@ -117,113 +115,7 @@ def prepare(*, models: list[ModelSpec], input_tokens: Sequence[int], output_toke
     return folder, plan
 
 
-# ---- prompts of an exact length ------------------------------------------------------------------
-
-def filler_text() -> str:
-    """Every question of the packaged MMLU copy in the copy's order, on one line, ASCII only: a fixed text
-    in which one more character adds at most one token almost everywhere, so a cut can hit a token count."""
-    text = " ".join(" ".join(q.question.split()) for q in mmlu.load_embedded().questions)
-    return text.encode("ascii", "ignore").decode("ascii")
-
-
-@dataclass(frozen=True)
-class TokenCounter:
-    """How a model's prompts are counted, and what the count rests on (stored with every row)."""
-
-    count: Callable[[list[Message]], int | None]
-    source: str  # tokenizer | server-text | estimate (docs/METRICS.md)
-
-    def __call__(self, messages: list[Message]) -> int:
-        n = self.count(messages)
-        if n is None:
-            raise BackendError("the model's tokenizer stopped answering while a prompt was being fitted",
-                               "check the server, then resume the run")
-        return n
-
-
-def token_counter(model: LoadedModel) -> TokenCounter:
-    """The model's own count of the whole prompt where it has one; else a server's count of the text alone
-    (its chat template's tokens not counted); else an estimate of 4 characters a token."""
-    probe: list[Message] = [{"role": "user", "content": "Hello"}]
-    if model.prompt_tokens(probe) is not None:
-        return TokenCounter(model.prompt_tokens, "tokenizer")
-    if model.count_tokens("Hello") is not None:
-        def text_tokens(messages: list[Message]) -> int | None:
-            counts = [model.count_tokens(m["content"]) for m in messages]
-            return None if None in counts else sum(counts)
-        return TokenCounter(text_tokens, "server-text")
-    return TokenCounter(lambda messages: sum(-(-len(m["content"]) // CHARS_PER_TOKEN) for m in messages), "estimate")
-
-
-def fit_length(tokens_at: Callable[[int], int], target: int, limit: int) -> tuple[int, int] | None:
-    """The cut ``c`` (0 ≤ c ≤ limit) at which ``tokens_at(c) == target``, with its count: bisection for the
-    longest cut that does not exceed the target, then the nearest exact hit within NEAR characters. None
-    when even ``c = 0`` is over the target; the longest cut and its smaller count when the text runs out or
-    no cut hits the target exactly (one more character can add two tokens: a space before a digit)."""
-    lo, lo_n = 0, tokens_at(0)
-    if lo_n > target:
-        return None
-    hi = min(limit, max(NEAR, target * CHARS_PER_TOKEN * 2))
-    hi_n = tokens_at(hi)
-    while hi_n <= target and hi < limit:
-        lo, lo_n = hi, hi_n
-        hi = min(limit, hi * 2)
-        hi_n = tokens_at(hi)
-    if hi_n <= target:
-        return hi, hi_n
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        n = tokens_at(mid)
-        if n <= target:
-            lo, lo_n = mid, n
-        else:
-            hi = mid
-    if lo_n == target:
-        return lo, lo_n
-    for step in range(1, NEAR + 1):
-        for cut in (lo - step, lo + step):
-            if 0 <= cut <= limit and tokens_at(cut) == target:
-                return cut, target
-    return lo, lo_n
-
-
-def prompt(filler: str, start: int, cut: int, question: str, salt: str) -> list[Message]:
-    return salted([{"role": "user", "content": f"{filler[start:start + cut]}\n\nQuestion: {question}"}], salt)
-
-
-def word_starts(filler: str) -> list[int]:
-    """Where the text may start: its first STARTS words."""
-    return [0, *(i + 1 for i, ch in enumerate(filler[:STARTS * 40]) if ch == " ")][:STARTS]
-
-
-@dataclass(frozen=True)
-class FittedPrompt:
-    messages: list[Message]
-    tokens: int  # by the counter; the turn's own input_tokens is what the model reports
-
-
-def fit_text(count: TokenCounter, filler: str, target: int, question: str, salt: str) -> tuple[int, int, int] | str:
-    """(start, cut, tokens) of the context that makes the prompt ``target`` tokens, or why none can: the
-    first word start whose bisection hits the count exactly, else the closest count below it."""
-    best: tuple[int, int, int] | None = None
-    for start in word_starts(filler):
-        def tokens_at(cut: int, start: int = start) -> int:
-            return count(prompt(filler, start, cut, question, salt))
-
-        found = fit_length(tokens_at, target, len(filler) - start)
-        if found is None:
-            shortest = count(prompt(filler, 0, 0, question, salt))
-            return f"{target} tokens cannot hold the chat template, salt and question ({shortest} tokens)"
-        cut, tokens = found
-        if tokens < target and start + cut == len(filler):
-            return f"the built-in text runs out at {tokens} tokens"
-        if tokens == target:
-            return start, cut, tokens
-        if best is None or tokens > best[2]:
-            best = start, cut, tokens
-    assert best is not None
-    return best
-
+# ---- the sweep's two prompts ---------------------------------------------------------------------
 
 def fit_prompts(count: TokenCounter, filler: str, target: int, salt: str) -> dict[str, FittedPrompt] | str:
     """The cold and the cached prompt of ``target`` tokens under one salt, or why there are none. The cached
@@ -245,13 +137,6 @@ def fit_prompts(count: TokenCounter, filler: str, target: int, salt: str) -> dic
         start, cut, tokens = fitted
         out[phase] = FittedPrompt(prompt(filler, start, cut, question, salt), tokens)
     return out
-
-
-def beyond_context(target: int, output_tokens: int, context: int | None) -> str:
-    """Why a length cannot run on a model with this context, or "" when it can (or the context is unknown)."""
-    if context is None or target + output_tokens <= context:
-        return ""
-    return f"{target} input + {output_tokens} output tokens exceed the model's context of {context} tokens"
 
 
 def sweep_row(spec: ModelSpec, phase: str, target: int, repeat: int, fitted: FittedPrompt, source: str,

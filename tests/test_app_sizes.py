@@ -15,7 +15,7 @@ from app_helpers import make_app, ready, turn, wait_for, workdir_app
 from scripted import scripted_loader
 from textual.widgets import DataTable, Select
 
-from taskclock.runtime import bench, mmlu, storage, sweep
+from taskclock.runtime import bench, fitting, mmlu, storage, sweep
 from taskclock.runtime.config import Config, Defaults
 from taskclock.runtime.models import resolve
 from taskclock.runtime.runfolder import RunPlan
@@ -226,7 +226,7 @@ def stored_sweep(runs: Path) -> Path:
         for n in SWEEP_LENGTHS:
             if model == "smollm2" and n == 4096:
                 storage.append(folder / bench.RESULTS_FILE, {"kind": "skip", "model": model, "requested_tokens": n,
-                                                             "reason": sweep.beyond_context(n, 32, 4096)})
+                                                             "reason": fitting.beyond_context(n, 32, 4096)})
                 continue
             for phase, ttft in (("cold", ttft_256 * n / 256), ("cached", ttft_256 * n / 2560)):
                 storage.append(folder / bench.RESULTS_FILE, {

@@ -13,7 +13,7 @@ import pytest
 from helpers import interrupted_before_the_first_row, one_error_line, run_cli, start_cli, wait_for_rows
 from llama_server import NativeLlamaServer, llama_server_binary, running_scripted_server, smollm2_gguf
 
-from taskclock.runtime import runfolder, sweep
+from taskclock.runtime import fitting, runfolder, sweep
 from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
 from taskclock.runtime.bench import row_salt
 from taskclock.runtime.models import resolve
@@ -50,7 +50,7 @@ def own_model(request):
 
 def test_prompts_have_exactly_the_requested_tokens_by_the_models_tokenizer(own_model):
     model, fixture = own_model, own_model.spec.name
-    count, filler = sweep.token_counter(model), sweep.filler_text()
+    count, filler = fitting.token_counter(model), fitting.filler_text()
     assert count.source == "tokenizer"
     for target in (333, 100, 1000, 2500):
         for repeat in range(3):
@@ -65,7 +65,7 @@ def test_prompts_have_exactly_the_requested_tokens_by_the_models_tokenizer(own_m
 
 
 def test_a_length_too_short_for_the_question_is_refused_with_the_reason(smollm2):
-    fitted = sweep.fit_prompts(sweep.token_counter(smollm2), sweep.filler_text(), 10, "abc")
+    fitted = sweep.fit_prompts(fitting.token_counter(smollm2), fitting.filler_text(), 10, "abc")
     assert isinstance(fitted, str) and fitted.startswith("10 tokens cannot hold the chat template, salt and question")
 
 
@@ -239,7 +239,7 @@ def test_a_server_without_a_tokenizer_is_swept_on_an_estimate_that_says_so(tmp_p
     rows = sweep_rows(folder)
     assert len(rows) == 2 and {r["token_source"] for r in rows} == {"estimate"}
     prompt = server.requests[-1]["messages"][0]["content"]
-    assert abs(len(prompt) / sweep.CHARS_PER_TOKEN - 64) <= 1  # 4 characters a token, chat template not counted
+    assert abs(len(prompt) / fitting.CHARS_PER_TOKEN - 64) <= 1  # 4 characters a token, chat template not counted
     sweep.export(folder)
     assert f"prompts counted by: {server.url}: estimate" in (folder / "summary.md").read_text()
 
