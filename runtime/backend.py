@@ -34,6 +34,9 @@ class SamplingParams:
     top_p: float = 1.0
     seed: int = 0
     stop: tuple[str, ...] = ()
+    # a fixed output length (bench --output-tokens): the end-of-sequence token is never sampled, so every reply
+    # runs to max_tokens; each backend says how (docs/TASKS.md, "Fixed-length workload")
+    ignore_eos: bool = False
 
     def __post_init__(self) -> None:
         check_sampling(self)

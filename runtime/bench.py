@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, cast
 
-from . import metrics, mmlu, runfolder, storage, system, tasks
+from . import fitting, metrics, mmlu, runfolder, storage, system, tasks
 from .backend import (
     BatchingModel,
     LoadedModel,
@@ -155,6 +155,41 @@ def new_run_id() -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
+# ---- the fixed-length workload -------------------------------------------------------------------
+
+FIXED_TASK = "fixed"
+FIXED_QUESTION = "Write on from where the text above stops."
+
+
+def fixed_task(input_tokens: int, output_tokens: int) -> TaskSpec:
+    return TaskSpec(FIXED_TASK, "{question}", max_tokens=output_tokens,
+                    description=f"{input_tokens} input tokens by each model's own count, {output_tokens} output tokens")
+
+
+class FixedPrompts:
+    """One model's prompts of exactly ``tokens`` input tokens (runtime/fitting.py), each under its own salt so no
+    cache has seen it; the context's cut is kept and only refitted when a salt makes the count differ."""
+
+    def __init__(self, model: LoadedModel, tokens: int) -> None:
+        self.count = fitting.token_counter(model)
+        self.filler = fitting.filler_text()
+        self.tokens = tokens
+        self.cut: tuple[int, int] | None = None
+
+    def prompt(self, salt: str) -> tuple[list[Message], int]:
+        """The prompt and its token count (below ``tokens`` only where no cut hits the count exactly)."""
+        if self.cut is not None:
+            messages = fitting.prompt(self.filler, *self.cut, FIXED_QUESTION, salt)
+            if self.count(messages) == self.tokens:
+                return messages, self.tokens
+        fitted = fitting.fit_text(self.count, self.filler, self.tokens, FIXED_QUESTION, salt)
+        if isinstance(fitted, str):
+            raise DataError(f"no prompt of {self.tokens} tokens: {fitted}", "pass another --input-tokens")
+        start, cut, tokens = fitted
+        self.cut = start, cut
+        return fitting.prompt(self.filler, start, cut, FIXED_QUESTION, salt), tokens
+
+
 # ---- the runner ----------------------------------------------------------------------------------
 
 @dataclass
@@ -273,6 +308,8 @@ class BenchRunner:
         self.loader = loader
         self.results = folder / RESULTS_FILE
         self.lock = threading.Lock()  # concurrent requests append rows from several threads
+        self.fixed: FixedPrompts | None = None  # the model running now's, in a fixed-length run
+        self.fitted: dict[str, dict[str, Any]] = {}  # question id → what its fixed-length prompt held
 
     def cells(self, spec: ModelSpec) -> list[Cell]:
         """Sizes in sweep order, each size's repeats, each repeat's tasks."""
@@ -328,6 +365,12 @@ class BenchRunner:
             self._fail(spec, pending, error, outcome)
             return
         try:
+            if self.plan.input_tokens:
+                reason = fitting.beyond_context(self.plan.input_tokens, self.plan.output_tokens, model.context_size())
+                if reason:
+                    self._fail(spec, pending, reason, outcome)
+                    return
+                self.fixed = FixedPrompts(model, self.plan.input_tokens)
             self._warm_up(model, spec, first.task, pending)
             for cell, left in pending.items():
                 if not left:
@@ -338,7 +381,10 @@ class BenchRunner:
                     return
                 if not self._left(cell.task, pending):
                     self._report(spec, cell.task, pending, "done")
+        except TaskclockError as exc:  # a fixed-length prompt that cannot be fitted, a tokenizer that stopped
+            self._fail(spec, pending, str(exc), outcome)
         finally:
+            self.fixed = None
             model.close()
 
     def _warm_up(self, model: LoadedModel, spec: ModelSpec, task: TaskSpec, pending: dict[Cell, list]) -> None:
@@ -360,15 +406,18 @@ class BenchRunner:
                                                     self.cancel)
 
     def _prompt(self, spec: ModelSpec, cell: Cell, question: mmlu.Question) -> list[Message]:
-        messages = with_system(self.plan.system, tasks.messages(cell.task, question, spec.chat))
-        if not self.plan.prefix_salt:
+        salt = row_salt(self.plan.prefix_salt, spec.name, cell.task.name, question.id, cell.batch_size, cell.repeat)
+        if self.fixed is not None:
+            messages, tokens = self.fixed.prompt(salt)
+            self.fitted[question.id] = {"prompt_tokens": tokens, "token_source": self.fixed.count.source}
             return messages
-        return salted(messages, row_salt(self.plan.prefix_salt, spec.name, cell.task.name, question.id,
-                                         cell.batch_size, cell.repeat))
+        messages = with_system(self.plan.system, tasks.messages(cell.task, question, spec.chat))
+        return salted(messages, salt) if self.plan.prefix_salt else messages
 
     def _keep(self, spec: ModelSpec, cell: Cell, pending: dict[Cell, list], question: mmlu.Question,
               events: Sequence[Event], outcome: Outcome, timing: dict[str, Any] | None = None) -> None:
-        row = {**make_row(spec, cell.task, question, events, cell.batch_size, cell.repeat), **(timing or {})}
+        row = {**make_row(spec, cell.task, question, events, cell.batch_size, cell.repeat), **(timing or {}),
+               **self.fitted.get(question.id, {})}
         with self.lock:
             storage.append(self.results, row)
             outcome.rows_written += 1
@@ -445,10 +494,21 @@ class BenchRunner:
 def prepare(*, models: list[ModelSpec], task_list: list[TaskSpec], data: mmlu.MMLUData,
             subjects: list[str] | None, limit: int, seed: int, batch_size: int, warmup: int, max_tokens: int,
             sampling: SamplingParams, runs_dir: Path, batch_sizes: Sequence[int] = (), repeats: int = 1,
-            no_prefix_cache: bool = False, system: str = "") -> tuple[Path, RunPlan]:
-    """Pick the questions, create the run folder and write its run.toml and system.json."""
+            no_prefix_cache: bool = False, system: str = "", input_tokens: int = 0,
+            output_tokens: int = 0) -> tuple[Path, RunPlan]:
+    """Pick the questions, create the run folder and write its run.toml and system.json. ``input_tokens`` and
+    ``output_tokens``: the fixed-length workload in place of ``task_list`` (one request per question picked)."""
     if not models:
         raise DataError("no models given", "pass --models A,B")
+    if bool(input_tokens) != bool(output_tokens) or min(input_tokens, output_tokens) < 0:
+        raise DataError("a fixed-length workload needs both --input-tokens and --output-tokens, each at least 1",
+                        "pass both, e.g. --input-tokens 512 --output-tokens 128")
+    if input_tokens:
+        if system.strip():
+            raise DataError("a fixed-length workload's prompts are fitted whole: it takes no system prompt",
+                            "drop the system prompt")
+        task_list = [fixed_task(input_tokens, output_tokens)]
+        no_prefix_cache = True  # each request's salt makes it new to every cache
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise DataError("a model is named twice in --models", "name each model once")
@@ -462,7 +522,7 @@ def prepare(*, models: list[ModelSpec], task_list: list[TaskSpec], data: mmlu.MM
         warmup=warmup, max_tokens=max_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
         skipped_rows=len(data.skipped), models=models, tasks=task_list, question_ids=[q.id for q in selection],
         batch_sizes=sizes, repeats=repeats, prefix_salt=secrets.token_hex(4) if no_prefix_cache else "",
-        system=system.strip(),
+        system=system.strip(), input_tokens=input_tokens, output_tokens=output_tokens,
     )
     folder = storage.ensure_dir(runs_dir) / plan.run_id
     storage.ensure_dir(folder)

@@ -54,10 +54,15 @@ class RunPlan:
     repeats: int = 1
     prefix_salt: str = ""  # --no-prefix-cache: a per-run salt that makes every prompt's start unique
     system: str = ""  # the system prompt every request starts with ("" = none)
+    # the fixed-length workload (bench --input-tokens N --output-tokens M): prompts of exactly N tokens by each
+    # model's own count, replies of M tokens (ignore_eos); 0: the task sets
+    input_tokens: int = 0
+    output_tokens: int = 0
 
     def params(self, task: TaskSpec) -> SamplingParams:
         budget = min(task.max_tokens, self.max_tokens) if self.max_tokens else task.max_tokens
-        return SamplingParams(max_tokens=budget, temperature=self.temperature, top_p=self.top_p, seed=self.seed)
+        return SamplingParams(max_tokens=budget, temperature=self.temperature, top_p=self.top_p, seed=self.seed,
+                              ignore_eos=self.output_tokens > 0)
 
     def caps(self) -> dict[str, int]:
         """Each task's output cap."""
@@ -234,6 +239,7 @@ OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {
     "thinking": _TEXT, "thinking_arrivals": _COUNT, "thinking_tokens": _COUNT, "answer_tokens": _COUNT,
     "thinking_words": _COUNT, "thinking_s": _FIGURE, "ttfa_s": _FIGURE,
     "cut": (bool, type(None)), "chunk_gap_p50_ms": _FIGURE, "backend_prefill_s": _FIGURE,
+    "prompt_tokens": _COUNT, "token_source": _TEXT,
 }
 # A batched or concurrent stretch's wall time (BenchRunner._segment), for the set's total time.
 SEGMENT_FIELDS: dict[str, tuple[type, ...]] = {"model": _TEXT, "task": _TEXT, "segment": _TEXT, "wall_s": _FIGURE,

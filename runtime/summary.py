@@ -544,6 +544,28 @@ def ranking_row(rank: Ranking, narrow: bool = False) -> list[str]:
             _cell(rank.task_time_s, 3), str(rank.time_rank or "—"), _cell(rank.words, 1), mark]
 
 
+def fixed_notes(summary: RunSummary) -> list[str]:
+    """What a fixed-length run (``--input-tokens``) asked and where an engine did not do it, one line each."""
+    plan = summary.plan
+    if not plan.input_tokens:
+        return []
+    sources = ", ".join(sorted({f"{r['model']}: {r['token_source']}" for r in summary.rows if r.get("token_source")}))
+    notes = [f"fixed-length workload: {plan.input_tokens} input tokens by each model's own count ({sources or '—'}), "
+             f"{plan.output_tokens} output tokens with ignore_eos (and min_tokens over HTTP)"]
+    for model in (m.name for m in plan.models):
+        mine = [r for r in summary.rows if r["model"] == model and r.get("stop_reason") != "error"]
+        short = [r for r in mine if r.get("stop_reason") in ("eos", "stop") and (r.get("output_tokens") or 0)
+                 < plan.output_tokens]
+        if short:
+            notes.append(f"{model}: {len(short)} of {len(mine)} replies ended before {plan.output_tokens} tokens: its "
+                         "engine does not honour ignore_eos, so they are shorter than asked")
+        under = [r for r in mine if (r.get("prompt_tokens") or plan.input_tokens) < plan.input_tokens]
+        if under:
+            notes.append(f"{model}: {len(under)} prompt(s) hold fewer than {plan.input_tokens} tokens (no cut of the "
+                         "text hits the count exactly)")
+    return notes
+
+
 def summary_markdown(summary: RunSummary) -> str:
     plan = summary.plan
     columns = shown_columns(summary.cells)
@@ -567,6 +589,7 @@ def summary_markdown(summary: RunSummary) -> str:
         f"- sampling: temperature {plan.temperature:g}, top-p {plan.top_p:g}, seed {plan.seed}; output caps: "
         f"{', '.join(f'{task} {cap}' for task, cap in plan.caps().items())}; system prompt: "
         f"{json.dumps(plan.system, ensure_ascii=False) if plan.system else 'none'}",
+        *(f"- {note}" for note in fixed_notes(summary)),
         "",
         "## Per model × task",
         "",

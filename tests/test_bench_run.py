@@ -293,3 +293,61 @@ def test_a_runs_system_prompt_starts_every_request_and_is_kept_in_run_toml(tmp_p
 
     bench.BenchRunner(folder, plan, data.by_id(), loader=lambda spec: Recording(tiny_llama)).run()
     assert len(seen) == 2 and all(m[0] == {"role": "system", "content": "Answer with the letter only."} for m in seen)
+
+
+def test_a_fixed_length_workload_runs_exact_inputs_to_exact_outputs(tmp_path, data, tiny_llama_dir):
+    """--input-tokens 64 --output-tokens 12: every prompt 64 tokens by the model's own count (chat template
+    included), every reply 12 tokens, the end-of-sequence token never sampled (llama.cpp and transformers)."""
+    result = run_cli("bench", "--models", f"smollm2,{tiny_llama_dir}", "--input-tokens", "64", "--output-tokens",
+                     "12", "--limit", "2", "--warmup", "0", "--out", str(tmp_path), "--no-plots")
+    assert result.returncode == 0, result.stderr
+    (folder,) = tmp_path.iterdir()
+    plan = runfolder.read_plan(folder)
+    assert (plan.input_tokens, plan.output_tokens, [t.name for t in plan.tasks]) == (64, 12, [bench.FIXED_TASK])
+    rows = runfolder.read_results(folder).rows
+    assert len(rows) == 4
+    for row in rows:
+        assert row["prompt_tokens"] == row["input_tokens"] == 64 and row["token_source"] == "tokenizer"
+        assert (row["output_tokens"], row["stop_reason"]) == (12, "length")
+    assert len({row["reply"] for row in rows if row["model"] == "smollm2"}) == 2  # each prompt its own salt
+    assert "fixed-length workload: 64 input tokens by each model's own count" in result.stderr
+    assert "ended before 12 tokens" not in (folder / "summary.md").read_text()
+
+
+def test_a_fixed_length_request_asks_a_server_to_ignore_eos(scripted_server):
+    from llama_server import reply_script
+
+    scripted_server.script = reply_script("a", " b")
+    model = load_model(ModelSpec("scripted", "http", scripted_server.url))
+    try:
+        from taskclock.runtime.turn import run_turn
+
+        run_turn(model, [{"role": "user", "content": "x"}], SamplingParams(max_tokens=9, ignore_eos=True))
+    finally:
+        model.close()
+    body = scripted_server.requests[-1]
+    assert (body["ignore_eos"], body["min_tokens"]) == (True, 9)
+
+
+@pytest.mark.parametrize("options, words", [
+    (["--input-tokens", "64"], "--input-tokens and --output-tokens go together"),
+    (["--input-tokens", "64", "--output-tokens", "8", "--tasks", "mc"], "replaces the task sets"),
+    (["--input-tokens", "0", "--output-tokens", "8"], "--input-tokens must be at least 1"),
+])
+def test_fixed_length_options_are_checked(tmp_path, options, words):
+    from helpers import one_error_line
+
+    assert words in one_error_line(run_cli("bench", "--models", "smollm2", *options, "--out", str(tmp_path)))
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("fixture", ["smollm2", "smollm2_hf"])
+def test_ignore_eos_writes_on_past_where_the_model_would_stop(request, fixture):
+    from taskclock.runtime.turn import run_turn
+
+    model = request.getfixturevalue(fixture)
+    ask = [{"role": "user", "content": "Say hi."}]
+    free = run_turn(model, ask, SamplingParams(max_tokens=60))
+    assert free.done.stop_reason == "eos" and free.metrics.output_tokens < 60  # the model stops by itself here
+    held = run_turn(model, ask, SamplingParams(max_tokens=60, ignore_eos=True))
+    assert (held.done.stop_reason, held.metrics.output_tokens) == ("length", 60)

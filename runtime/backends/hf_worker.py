@@ -85,6 +85,8 @@ def start_generation(worker: GenerationWorker, model, params: SamplingParams, st
         torch.manual_seed(params.seed)
     else:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    if params.ignore_eos:  # transformers masks the end-of-sequence tokens until this many new tokens
+        kwargs["min_new_tokens"] = kwargs["max_new_tokens"]
     failure: list[BaseException] = []
 
     def work() -> None:

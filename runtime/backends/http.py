@@ -242,6 +242,8 @@ class HttpModel:
             body["top_k"] = 1
         if params.stop:
             body["stop"] = list(params.stop)
+        if params.ignore_eos:  # llama.cpp's server and vLLM; vLLM also takes min_tokens; others ignore both
+            body.update(ignore_eos=True, min_tokens=params.max_tokens)
         if self.spec.chat:
             body["messages"] = messages
             if self.spec.thinking is not None:  # Qwen3-style templates on vLLM, SGLang and llama.cpp's server

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import threading
 import time
@@ -128,6 +129,22 @@ class LlamaCppModel:
     def context_size(self) -> int:
         return self.llm.n_ctx()
 
+    @functools.cached_property
+    def end_tokens(self) -> list[int]:
+        """The vocabulary's end-of-generation tokens (EOS, end of turn…), which ``ignore_eos`` never samples."""
+        vocab = self.llm._model.vocab
+        return [t for t in range(self.llm.n_vocab()) if self._lib.llama_vocab_is_eog(vocab, t)]
+
+    def _never_end(self):
+        """A logits processor that takes the end tokens out of sampling (llama.cpp's own ``ignore_eos``)."""
+        ends = self.end_tokens
+
+        def mask(input_ids, logits):
+            logits[ends] = -float("inf")
+            return logits
+
+        return self._lib.LogitsProcessorList([mask])
+
     def encode(self, messages: list[Message]) -> list[int]:
         if self.formatter is not None:
             switch = {} if self.spec.thinking is None else {"enable_thinking": self.spec.thinking}
@@ -179,6 +196,7 @@ class LlamaCppModel:
             min_p=0.0,
             repeat_penalty=1.0,
             reset=True,
+            logits_processor=self._never_end() if params.ignore_eos else None,
         )
         try:
             for tok in tokens:

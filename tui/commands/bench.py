@@ -47,6 +47,12 @@ def add_parser(sub) -> None:
                    help="run every model × task × batch size N times; report mean, sd and 95%% CI (default 1)")
     p.add_argument("--no-prefix-cache", action="store_true", default=None,
                    help="salt every prompt so a server's prefix cache cannot serve replayed prompts")
+    p.add_argument("--input-tokens", type=int, metavar="N",
+                   help="a fixed-length workload in place of the task sets, for like-for-like runs with other tools: "
+                        "prompts of exactly N tokens by each model's own tokenizer (needs --output-tokens)")
+    p.add_argument("--output-tokens", type=int, metavar="M",
+                   help="with --input-tokens: replies of M tokens (ignore_eos where the engine supports it: "
+                        "llama.cpp, transformers, llama.cpp's server, vLLM)")
     p.add_argument("--warmup", type=int, help="untimed turns per model before measuring (default 1)")
     p.add_argument("--out", help="folder for run folders (default: runs/ in a checkout, else the user data dir)")
     p.add_argument("--resume", metavar="RUN_DIR",
@@ -65,9 +71,15 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
     for option, value, least in (("--limit", args.limit, 1), ("--max-tokens", args.max_tokens, 1),
                                  ("--batch-size", args.batch_size, 1), ("--warmup", args.warmup, 0),
-                                 ("--repeats", args.repeats, 1)):
+                                 ("--repeats", args.repeats, 1), ("--input-tokens", args.input_tokens, 1),
+                                 ("--output-tokens", args.output_tokens, 1)):
         if value is not None and value < least:
             raise DataError(f"{option} must be at least {least}, not {value}", f"pass a valid {option}")
+    if (args.input_tokens is None) != (args.output_tokens is None):
+        raise DataError("--input-tokens and --output-tokens go together", "pass both, or neither")
+    if args.input_tokens is not None and (args.tasks or args.max_tokens):
+        raise DataError("a fixed-length workload replaces the task sets and their budgets",
+                        "drop --tasks and --max-tokens, or --input-tokens and --output-tokens")
 
 
 # Options fixed in run.toml when a run starts: --resume refuses them rather than silently ignoring them.
@@ -76,7 +88,7 @@ PLAN_OPTIONS = {"models": "--models", "tasks": "--tasks", "limit": "--limit", "s
                 "batch_sizes": "--batch-sizes", "repeats": "--repeats", "no_prefix_cache": "--no-prefix-cache",
                 "out": "--out", "dtype": "--dtype", "device": "--device", "quantization": "--quant",
                 "n_ctx": "--ctx", "n_gpu_layers": "--gpu-layers", "compile": "--compile",
-                "flash_attn": "--no-flash-attn"}
+                "flash_attn": "--no-flash-attn", "input_tokens": "--input-tokens", "output_tokens": "--output-tokens"}
 
 
 def _split(text: str) -> list[str]:
@@ -109,7 +121,8 @@ def prepare_run(args: argparse.Namespace):
         warmup=1 if args.warmup is None else args.warmup,
         max_tokens=args.max_tokens or 0, sampling=config.sampling, runs_dir=runs_dir,
         batch_sizes=bench.parse_batch_sizes(args.batch_sizes, "--batch-sizes") if args.batch_sizes else [],
-        repeats=args.repeats or 1, no_prefix_cache=bool(args.no_prefix_cache))
+        repeats=args.repeats or 1, no_prefix_cache=bool(args.no_prefix_cache), input_tokens=args.input_tokens or 0,
+        output_tokens=args.output_tokens or 0)
     return folder, plan, data
 
 
@@ -138,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
     summary.export(folder)
     if result.rows:  # none: the tables would be empty (the failures or the interruption say why below)
         print_results(Console(), result, plots=not args.no_plots)
+    for note in summary.fixed_notes(result):
+        err.print(note, markup=False, highlight=False)
     if result.damaged:
         err.print(runfolder.damage_note(result.damaged), markup=False, highlight=False)
     return common.finish_run(err, "bench", safe_line(folder), result.failures, result.rows, plan.total_rows(),
