@@ -9,7 +9,7 @@ import pytest
 from app_helpers import open_compare, ready, send_compare, turn, wait_for, workdir_app
 from textual.widgets import DataTable, Label, Select, Static
 
-from taskclock.runtime import bench, mmlu
+from taskclock.runtime import bench, mmlu, storage
 from taskclock.runtime.config import Config, Defaults
 from taskclock.runtime.models import resolve
 from taskclock.runtime.runfolder import RunPlan
@@ -194,3 +194,65 @@ async def test_help_lists_the_replay_pickers_keys_under_their_own_section(workdi
         picker = {does for where, _, does in rows if where == TurnPicker.HELP_SECTION}
         assert {"Mark / unmark", "Replay marked side by side"} <= picker
         assert "Sessions" in TurnPicker.HELP_SECTION  # the section says where the picker is
+
+
+ACCEPTANCE_QIDS = ("anatomy/0", "anatomy/1", "anatomy/2", "anatomy/3")
+
+
+def acceptance_run(runs: Path) -> Path:
+    """The issue's two findings as stored rows, four questions: on mc both models write the 16-token cap and
+    smollm2, faster per token, waits 0.30 s longer for its first token; on paraphrase gemma3-270m writes five
+    times the words and hits its 256-token cap every time."""
+    folder = runs / "acceptance"
+    folder.mkdir(parents=True)
+    plan = RunPlan(run_id=folder.name, created="2026-12-07T09:00:00", mmlu=mmlu.EMBEDDED, subjects=["anatomy"],
+                   limit=4, seed=0, batch_size=1, warmup=0, max_tokens=0, temperature=0.0, top_p=1.0, skipped_rows=0,
+                   models=[resolve(n) for n in ("smollm2", "gemma3-270m")],
+                   tasks=[BUILTIN["mc"], BUILTIN["paraphrase"]], question_ids=list(ACCEPTANCE_QIDS))
+    bench.write_plan(folder, plan)
+    shapes = {  # (model, task) → (TTFT s, answer tokens, words, ms a token)
+        ("smollm2", "mc"): (0.90, 16, 12, 20.0), ("gemma3-270m", "mc"): (0.60, 16, 10, 24.0),
+        ("smollm2", "paraphrase"): (0.20, 42, 33, 20.0), ("gemma3-270m", "paraphrase"): (0.20, 256, 160, 24.0)}
+    for (model, task), (ttft, tokens, words, pace_ms) in shapes.items():
+        for n, qid in enumerate(ACCEPTANCE_QIDS):
+            first = ttft + 0.01 * n
+            storage.append(folder / bench.RESULTS_FILE, {
+                "kind": "result", "model": model, "backend": "llamacpp", "task": task, "qid": qid, "subject": "anatomy",
+                "batch_size": 1, "repeat": 0, "input_tokens": 60, "output_tokens": tokens, "output_words": words,
+                "output_chars": words * 5, "ttft_s": first, "decode_tps": 1000 / pace_ms,
+                "task_time_s": first + tokens * pace_ms / 1000, "stop_reason": "length" if tokens >= 16 and
+                (task == "mc" or tokens == 256) else "eos", "error": None, "reply": "B", "parsed": None, "answer": None,
+                "correct": None, "token_offsets_ms": [first * 1000 + i * pace_ms for i in range(tokens)]})
+    return folder
+
+
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+async def test_the_batch_verdict_names_each_cause_with_its_share_noise_and_cuts_in_view(workdir, size):
+    acceptance_run(workdir / "runs")
+    app = workdir_app(config=Config(defaults=Defaults(runs_dir="runs")))
+    async with app.run_test(size=size) as pilot:
+        await ready(pilot)
+        await pilot.press("f5")
+        pane = app.query_one(BatchPane)
+        runs = pane.query_one("#batch-runs", DataTable)
+        await wait_for(pilot, lambda: runs.row_count == 1, "the runs list")
+        runs.focus()
+        await pilot.wait_for_scheduled_animations()
+        await pilot.press("enter")
+        verdict = pane.query_one("#batch-verdict", Static)
+        await wait_for(pilot, lambda: "paraphrase:" in str(verdict.render()), "the verdict")
+        text = " ".join(str(verdict.render()).split())
+        assert "verdict: mc: smollm2 is 1st by tok/s but 2nd by task time: it starts 0.30 s later (TTFT, " in text
+        assert "verdict: paraphrase: rankings agree on this run (smollm2 is 1st by tok/s and by task time); " \
+               "gemma3-270m finishes later: it writes 4.8× more words (160 vs 33; " in text
+        assert "gemma3-270m hit the 256-token cap in 4 of 4 replies: its real task time is longer" in text
+        assert "smollm2 hit the 16-token cap in 4 of 4 replies" in text
+        ranks = pane.query_one("#batch-ranks", DataTable)
+        marks = {(ranks.get_row_at(i)[0].plain, ranks.get_row_at(i)[2 if size[0] >= 110 else 1].plain):
+                 ranks.get_row_at(i)[-1].plain for i in range(ranks.row_count)}
+        assert marks[("mc", "smollm2")] == "disagree"  # 4 questions, all the same way: beyond the noise
+        pane.query_one("#batch-ranks").scroll_visible(top=True, animate=False)
+        await pilot.pause()
+        verdict.scroll_visible(animate=False)
+        await pilot.pause()
+        assert on_screen(verdict)
