@@ -10,6 +10,7 @@ from textual.widgets import Select, Static, Switch
 from taskclock.runtime import sessions
 from taskclock.runtime.compare import COLUMNS
 from taskclock.runtime.events import Submitted
+from taskclock.runtime.system import busy_note
 from taskclock.tui.comparison import WINNER
 from taskclock.tui.panes.compare import CONCURRENT_LABEL
 from taskclock.tui.widgets.compare_column import CompareColumn
@@ -54,9 +55,11 @@ async def test_two_models_stream_in_columns_then_compare(tmp_path):
             won = sum(label in winners[c.key] for c in COLUMNS)
             assert row.count(WINNER) == won
         assert any(winners[c.key] for c in COLUMNS)
-        verdict = str(pane.query_one("#compare-verdict", Static).content)
+        verdict, *note = str(pane.query_one("#compare-verdict", Static).content).split("\n")
         first, fastest = winners["task_time_s"], winners["decode_tps"]
         assert verdict == f"verdict: {comparison.verdict()}"
+        busy = busy_note(comparison.load)  # a shared machine may be busy: then the tab says so under the verdict
+        assert note == ([f"note: {busy}"] if busy else [])
         assert verdict.startswith(f"verdict: fastest to finish: {' and '.join(first)} (")
         assert f"; highest tok/s: {' and '.join(fastest)} (" in verdict
         assert (", which " in verdict) == (not set(first) & set(fastest))  # why, when they differ
