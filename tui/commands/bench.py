@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from rich.progress import TaskID
 
 DEFAULT_TASKS = "mc,paraphrase,explain"
+WIDE_CONSOLE = 100  # narrower: the rankings say "noise ±0.21" for "within noise (n=4, ±0.21 s)" (the verdict in full)
 # Two narrow tables rather than one too wide for a terminal (CellStats keys); summary.md has every column in one.
 CONSOLE_TABLES = (
     ("speed", ("model", "task", "done", "batch_size", "mean_ttft_s", "mean_ttfa_s", "mean_decode_tps",
@@ -232,7 +233,8 @@ def print_results(console, result, plots: bool) -> None:
         headers = [*RANKING_HEADERS_SHORT[:-1], RANKING_HEADERS[-1]]  # the disagree mark's column named here too
         console.print(figure_table(
             "rank by decode TPS vs rank by time per task (1 = fastest)", headers,
-            [[plain(value) for value in ranking_row(r)] for r in result.ranks], names={0, 2}, left={1, 8},
+            [[plain(value) for value in ranking_row(r, narrow=console.width < WIDE_CONSOLE)] for r in result.ranks],
+            names={0, 2}, left={1, 8},
             styles=["bold yellow" if r.disagree else None for r in result.ranks]))
         for group in result.rankings:
             console.print(plain(f"verdict: {group.verdict}"), soft_wrap=True)  # whole, to be copied
