@@ -165,6 +165,8 @@ class Comparison:
                                       verdict.task_time_difference(paired), "repeats")
             if tps.n > 1 and not tps.stands:
                 line += f"; their tok/s differ {tps.noise()}"
+        elif self.repeats == 1:  # a tie: still one sample
+            line += "; one sample (more repeats would give an interval)"
         for label in self.labels():
             cut = verdict.cuts(label, [r.metrics.as_dict() for r in self.samples[self.labels().index(label)]],
                                self.cap)

@@ -188,6 +188,13 @@ async def test_compare_and_batch_run_with_the_chat_settings_set_by_ctrl_g(tmp_pa
         for result in pane.last.results:
             assert result.params.max_tokens == 6 and result.params.seed == 3 and result.metrics.output_tokens == 6
             assert result.messages[0] == {"role": "system", "content": "Be brief."}
+        assert "one sample" in str(pane.query_one("#compare-verdict", Static).render())
+        before = pane.last
+        pane.query_one("#compare-repeats", Input).value = "3"  # the tab's own field: three samples a model
+        await send_compare(pilot, pane, "hi")
+        await wait_for(pilot, lambda: pane.last is not before and pane.live is None, "the repeated comparison")
+        assert pane.last.repeats == 3 and [len(s) for s in pane.last.samples] == [3, 3]
+        assert "mean of 3" in str(pane.query_one("#compare-verdict", Static).render())
         await pilot.press("f5")
         batch = app.query_one(BatchPane)
         shown = str(batch.query_one("#batch-settings", Static).render())
