@@ -85,8 +85,10 @@ def test_a_bench_run_records_its_load_and_says_when_the_machine_was_busy(tmp_pat
     bench.add_load(folder, {"cores": 2, "before": {"others_cores": 1.7, "load_avg_1m": 3.9, "window_s": 0.3},
                             "during": {"others_cores": 1.2, "load_avg_1m": 3.5, "window_s": 2.0}, "busy": True})
     exported = summary.export(folder)
+    note = system.run_busy_note(bench.read_system(folder))  # the run's own session, if it was busy; else this one
+    assert note.startswith("busy machine: other processes took")
     assert (folder / "summary.md").read_text().startswith(f"# taskclock bench run {exported.plan.run_id}\n\n"
-                                                          "**Note: busy machine: other processes took 1.7 cores")
+                                                          f"**Note: {note}.**")
 
 
 def test_compare_and_run_keep_the_load_with_their_turns(tmp_path):
