@@ -86,16 +86,22 @@ def listed_run(runs: Path) -> None:
         question_ids=["anatomy/0", "anatomy/1"]))
 
 
+async def batch_runs(pilot) -> tuple[BatchPane, DataTable]:
+    """The Batch tab with its one listed run in the runs list."""
+    await ready(pilot)
+    await pilot.press("f5")
+    pane = pilot.app.query_one(BatchPane)
+    runs = pane.query_one("#batch-runs", DataTable)
+    await wait_for(pilot, lambda: runs.row_count == 1, "the runs list")
+    return pane, runs
+
+
 @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
 async def test_the_batch_runs_list_shows_whole_columns_and_empty_charts_say_why(workdir, size):
     listed_run(workdir / "runs")
     app = workdir_app(config=Config(defaults=Defaults(runs_dir="runs")))
     async with app.run_test(size=size) as pilot:
-        await ready(pilot)
-        await pilot.press("f5")
-        pane = app.query_one(BatchPane)
-        runs = pane.query_one("#batch-runs", DataTable)
-        await wait_for(pilot, lambda: runs.row_count == 1, "the runs list")
+        pane, runs = await batch_runs(pilot)
         await pilot.pause()
         assert runs.virtual_size.width <= runs.scrollable_content_region.width  # every column whole
         for mode in ("bench", "sweep"):
@@ -111,11 +117,7 @@ async def test_switching_the_batch_mode_brings_its_options_back_into_view(workdi
     listed_run(workdir / "runs")
     app = workdir_app(config=Config(defaults=Defaults(runs_dir="runs")))
     async with app.run_test(size=SIZES["80x24"]) as pilot:
-        await ready(pilot)
-        await pilot.press("f5")
-        pane = app.query_one(BatchPane)
-        runs = pane.query_one("#batch-runs", DataTable)
-        await wait_for(pilot, lambda: runs.row_count == 1, "the runs list")
+        pane, runs = await batch_runs(pilot)
         runs.focus()
         await pilot.wait_for_scheduled_animations()
         await pilot.press("enter")  # opening the run scrolls the tab down to its table
@@ -231,11 +233,7 @@ async def test_the_batch_verdict_names_each_cause_with_its_share_noise_and_cuts_
     acceptance_run(workdir / "runs")
     app = workdir_app(config=Config(defaults=Defaults(runs_dir="runs")))
     async with app.run_test(size=size) as pilot:
-        await ready(pilot)
-        await pilot.press("f5")
-        pane = app.query_one(BatchPane)
-        runs = pane.query_one("#batch-runs", DataTable)
-        await wait_for(pilot, lambda: runs.row_count == 1, "the runs list")
+        pane, runs = await batch_runs(pilot)
         runs.focus()
         await pilot.wait_for_scheduled_animations()
         await pilot.press("enter")
