@@ -309,7 +309,6 @@ def test_a_fixed_length_workload_runs_exact_inputs_to_exact_outputs(tmp_path, da
     for row in rows:
         assert row["prompt_tokens"] == row["input_tokens"] == 64 and row["token_source"] == "tokenizer"
         assert (row["output_tokens"], row["stop_reason"]) == (12, "length")
-    assert len({row["reply"] for row in rows if row["model"] == "smollm2"}) == 2  # each prompt its own salt
     assert "fixed-length workload: 64 input tokens by each model's own count" in result.stderr
     assert "ended before 12 tokens" not in (folder / "summary.md").read_text()
 
