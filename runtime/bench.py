@@ -1,8 +1,9 @@
 """The bench runner: replay task sets over an MMLU selection for several models, one row per answer.
 
-A run lives in ``runs/<run-id>/``: ``run.toml`` (everything needed to repeat or resume it, including the
-question ids and the task templates) and ``results.jsonl`` (one record per completed row, appended and
-fsynced as it completes) and ``system.json`` (the machine). A run may sweep several batch sizes and repeat
+A run lives in ``runs/<run-id>/``, a run folder of the run kit (runtime/runfolder.py, runtime/runner.py):
+``run.toml`` (everything needed to repeat or resume it, including the question ids and the task templates),
+``results.jsonl`` (one row per answer, in the one turn record's layout with its task and question beside it,
+appended and fsynced as it completes) and ``system.json`` (the machine). A run may sweep several batch sizes and repeat
 each cell: a row's key is (model, task, question id, batch size, repeat). A killed run loses only the rows
 in flight; resuming reads the done keys and runs exactly the rest.
 
@@ -14,19 +15,17 @@ is wall time, not a sum of overlapping task times.
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, cast
 
-from . import fitting, metrics, mmlu, runfolder, storage, system, tasks
+from . import fitting, mmlu, storage, tasks
 from .backend import (
     BatchingModel,
     LoadedModel,
@@ -38,13 +37,23 @@ from .backend import (
     supports_concurrency,
 )
 from .config import TaskSpec
-from .errors import DataError, TaskclockError
+from .errors import DataError
 from .events import Event
-from .runfolder import RESULTS_FILE, RUN_FILE, RunPlan, row_key
+from .record import turn_fields
+from .runfolder import (
+    RUN_FILE,
+    RunPlan,
+    RunResults,
+    check_models,
+    create,
+    models_toml,
+    new_run_id,
+    row_key,
+    row_salt,
+    toml_table,
+)
+from .runner import Progress, Runner
 from .turn import run_turn, salted, warm_up, warm_up_note, warm_up_params, warm_up_prompt, with_system
-from .untrusted import redact, redact_url
-
-SYSTEM_FILE = "system.json"
 
 
 def parse_batch_sizes(text: str, option: str, example: str = "1,2,4,8") -> list[int]:
@@ -61,43 +70,6 @@ def parse_batch_sizes(text: str, option: str, example: str = "1,2,4,8") -> list[
     return list(dict.fromkeys(sizes))
 
 
-def row_salt(run_salt: str, *parts: object) -> str:
-    """A request's salt: unique per run and row, and the same again when the run is resumed."""
-    return hashlib.sha256(":".join(map(str, (run_salt, *parts))).encode()).hexdigest()[:12]
-
-
-# ---- run.toml: a small writer for the flat values a plan holds (tomllib only reads) ----------------
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # JSON string escapes are valid TOML basic strings
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
-def toml_table(header: str, values: dict[str, Any]) -> str:
-    """TOML has no null: a None (a setting left to be worked out at load, like n_gpu_layers) is left out and
-    reads back as its default."""
-    lines = [f"[{header}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()
-                               if v is not None and not isinstance(v, dict)]
-    return "\n".join(lines) + "\n"
-
-
-def models_toml(models: Sequence[ModelSpec]) -> list[str]:
-    """One [models.NAME] table per model, with every option (runtime/runfolder.read_models reads them)."""
-    parts = []
-    for spec in models:
-        values = {k: v for k, v in asdict(spec).items() if k not in ("name", "options")}
-        values["source"] = redact_url(spec.source)  # a URL's password is never stored (docs/RELIABILITY.md)
-        parts.append(toml_table(f"models.{json.dumps(spec.name)}", values))
-    return parts
-
-
 def plan_to_toml(plan: RunPlan) -> str:
     head = {f.name: getattr(plan, f.name) for f in fields(plan) if f.name not in ("models", "tasks", "question_ids")}
     parts = ["# taskclock bench run: `taskclock bench --resume <this folder>` continues it\n", toml_table("run", head),
@@ -109,50 +81,8 @@ def plan_to_toml(plan: RunPlan) -> str:
     return "\n".join(parts)
 
 
-def read_system(folder: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((folder / SYSTEM_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def threads_used(models: Sequence[ModelSpec]) -> dict[str, int]:
-    """CPU threads per in-process model (HTTP models run on their server's threads)."""
-    return {m.name: m.threads if m.threads > 0 else system.physical_cores()
-            for m in models if m.backend != "http"}
-
-
 def write_plan(folder: Path, plan: RunPlan) -> None:
     storage.write_atomic(folder / RUN_FILE, plan_to_toml(plan))
-
-
-def write_system(folder: Path, models: Sequence[ModelSpec]) -> None:
-    """system.json: the machine a run measures, with the threads each in-process model runs on."""
-    storage.write_atomic(folder / SYSTEM_FILE, json.dumps(system.system_block(threads_used(models)), indent=2) + "\n")
-
-
-def add_load(folder: Path, load: dict[str, Any]) -> None:
-    """Append one run session's machine load to system.json's ``load`` list (a resumed run adds its own)."""
-    block = read_system(folder) or {}
-    block["load"] = [*(block.get("load") or []), load]
-    storage.write_atomic(folder / SYSTEM_FILE, json.dumps(block, indent=2) + "\n")
-
-
-@contextlib.contextmanager
-def watching_load(folder: Path, models: Sequence[ModelSpec]) -> Iterator[None]:
-    """The machine's other work before and during the block, kept in the folder's system.json; a local server
-    the models are served from is the measurement, not other work."""
-    watch = system.LoadWatch.for_models(models)
-    watch.started()
-    try:
-        yield
-    finally:
-        watch.finished()
-        add_load(folder, watch.record())
-
-
-def new_run_id() -> str:
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
 # ---- the fixed-length workload -------------------------------------------------------------------
@@ -192,75 +122,9 @@ class FixedPrompts:
 
 # ---- the runner ----------------------------------------------------------------------------------
 
-@dataclass
-class Progress:
-    """What the runner reports after every row and state change (CLI bars, Batch tab table). ``done`` and
-    ``total`` count the model × task's rows over every batch size and repeat; ``batch_size`` is the size
-    running now (0 before any runs)."""
-
-    model: str
-    task: str
-    done: int
-    total: int
-    state: str  # loading | warmup | running | done | failed | stopped
-    row: dict[str, Any] | None = None
-    error: str = ""
-    batch_size: int = 0
-    note: str = ""  # what the state means now, for the console and the tab ("warming up (…)")
-
-    @property
-    def shown(self) -> str:
-        """The state as the console and the Batch tab say it."""
-        return self.note or self.state
-
-
-@dataclass
-class Outcome:
-    rows_written: int = 0
-    interrupted: bool = False
-    failures: dict[str, str] = field(default_factory=dict)
-
-
-def cached_prompt_tokens(done: Any) -> int | None:
-    """Prompt tokens a server served from its prefix cache, where it reports them."""
-    extra = getattr(done, "extra", None) or {}
-    return extra.get("cached_prompt_tokens")
-
-
-def load_for_run(loader: Callable[[ModelSpec], LoadedModel], spec: ModelSpec) -> tuple[LoadedModel | None, str]:
-    """The model, or None and why it failed to load: in a run, a broken model fails its own rows and must not
-    end the other models' runs."""
-    try:
-        return loader(spec), ""
-    except TaskclockError as exc:
-        return None, str(exc)
-    except Exception as exc:  # anything a backend raises: reported as its type and message
-        return None, f"{type(exc).__name__}: {exc}"
-
-
-def turn_row(spec: ModelSpec, events: Sequence[Event]) -> dict[str, Any]:
-    """What every run-folder row holds of a turn: the model, its figures, the reply (the answer only: a reasoning
-    model's thinking is kept apart and never scored) and the token offsets."""
-    done = events[-1] if events else None
-    extra = getattr(done, "extra", None) or {}
-    return {
-        "model": spec.name,
-        "backend": spec.backend,
-        **metrics.compute(events).as_dict(),
-        "cached_tokens": cached_prompt_tokens(done),
-        "threads": extra.get("threads"),
-        "error": getattr(done, "error", None),
-        "reply": metrics.answer_text(events),
-        **({"thinking": metrics.thinking_text(events), "thinking_arrivals": metrics.thinking_arrivals(events)}
-           if metrics.thought(events) else {}),
-        "token_offsets_ms": metrics.token_offsets_ms(events),  # so `taskclock replay` can re-stream the row
-        **metrics.counts_field(events),
-    }
-
-
 def make_row(spec: ModelSpec, task: TaskSpec, question: mmlu.Question, events: Sequence[Event],
              batch_size: int, repeat: int = 0) -> dict[str, Any]:
-    row = turn_row(spec, events)
+    row = turn_fields(spec.name, spec.backend, events)
     parsed = tasks.extract_letter(row["reply"], question.choices) if task.scored else None
     return {
         "kind": "result",
@@ -290,8 +154,12 @@ class Cell:
     repeat: int
 
 
-class BenchRunner:
-    """Runs a plan into a folder; safe to call again on the same folder (it resumes)."""
+class BenchRunner(Runner[TaskSpec]):
+    """Runs a plan into a folder; safe to call again on the same folder (it resumes). Its progress lines are the
+    task sets; the rows left per cell are ``pending`` (the model running now)."""
+
+    kind = "bench"
+    row_kind = "result"
 
     def __init__(self, folder: Path, plan: RunPlan, questions: dict[str, mmlu.Question], *,
                  cancel: threading.Event | None = None, on_progress: Callable[[Progress], None] | None = None,
@@ -300,14 +168,11 @@ class BenchRunner:
         if missing:
             raise DataError(f"{len(missing)} question(s) of this run are not in the MMLU data (e.g. {missing[0]})",
                             "resume with the same MMLU data (--mmlu)")
-        self.folder = folder
+        super().__init__(folder, plan.models, cancel=cancel, on_progress=on_progress, loader=loader)
         self.plan = plan
         self.questions = [questions[qid] for qid in plan.question_ids]
-        self.cancel = cancel or threading.Event()
-        self.on_progress = on_progress or (lambda progress: None)
-        self.loader = loader
-        self.results = folder / RESULTS_FILE
-        self.lock = threading.Lock()  # concurrent requests append rows from several threads
+        self.done: set[tuple] = set()
+        self.pending: dict[Cell, list[mmlu.Question]] = {}
         self.fixed: FixedPrompts | None = None  # the model running now's, in a fixed-length run
         self.fitted: dict[str, dict[str, Any]] = {}  # question id → what its fixed-length prompt held
 
@@ -316,90 +181,63 @@ class BenchRunner:
         return [Cell(task, size, repeat) for size in self.plan.sizes_for(spec)
                 for repeat in range(self.plan.repeats) for task in self.plan.tasks]
 
-    def run(self) -> Outcome:
-        """Run every pending row, holding the folder's lock (a second runner on it is refused)."""
-        with runfolder.locked(self.folder), watching_load(self.folder, self.plan.models):
-            return self._run_pending()
+    def resume(self, results: RunResults) -> None:
+        self.done = {row_key(r) for r in results.rows}
 
-    def _run_pending(self) -> Outcome:
-        done = {row_key(r) for r in runfolder.read_results(self.folder).rows}
-        outcome = Outcome()
-        for spec in self.plan.models:
-            if self.cancel.is_set():
-                outcome.interrupted = True
-                break
-            pending = {cell: [q for q in self.questions
-                              if (spec.name, cell.task.name, q.id, cell.batch_size, cell.repeat) not in done]
-                       for cell in self.cells(spec)}
-            for task in self.plan.tasks:
-                self._report(spec, task, pending, "done" if not self._left(task, pending) else "waiting")
-            if not any(pending.values()):
-                continue
-            self._run_model(spec, pending, outcome)
-        outcome.interrupted = outcome.interrupted or self.cancel.is_set()
-        return outcome
-
-    @staticmethod
-    def _left(task: TaskSpec, pending: dict[Cell, list]) -> int:
-        return sum(len(left) for cell, left in pending.items() if cell.task.name == task.name)
-
-    def _report(self, spec: ModelSpec, task: TaskSpec, pending: dict[Cell, list], state: str,
-                row: dict | None = None, error: str = "", batch_size: int = 0, note: str = "") -> None:
-        total = sum(len(self.questions) for cell in pending if cell.task.name == task.name)
-        self.on_progress(Progress(spec.name, task.name, total - self._left(task, pending), total, state, row, error,
-                                  batch_size, note))
-
-    def _fail(self, spec: ModelSpec, pending: dict[Cell, list], error: str, outcome: Outcome) -> None:
-        error = redact(error)
-        storage.append(self.results, {"kind": "failure", "model": spec.name, "error": error})
-        outcome.failures[spec.name] = error
+    def plan_model(self, spec: ModelSpec) -> list[TaskSpec]:
+        self.pending = {cell: [q for q in self.questions
+                               if (spec.name, cell.task.name, q.id, cell.batch_size, cell.repeat) not in self.done]
+                        for cell in self.cells(spec)}
         for task in self.plan.tasks:
-            if self._left(task, pending):
-                self._report(spec, task, pending, "failed", error=error)
+            self.report(spec, task, "done" if not self._left(task) else "waiting")
+        return list(dict.fromkeys(cell.task for cell, left in self.pending.items() if left))
 
-    def _run_model(self, spec: ModelSpec, pending: dict[Cell, list], outcome: Outcome) -> None:
-        first = next(cell for cell, left in pending.items() if left)
-        self._report(spec, first.task, pending, "loading")
-        model, error = load_for_run(self.loader, spec)
-        if model is None:
-            self._fail(spec, pending, error, outcome)
-            return
+    def label(self, line: TaskSpec) -> str:
+        return line.name
+
+    def progress(self, spec: ModelSpec, line: TaskSpec) -> tuple[int, int]:
+        total = sum(len(self.questions) for cell in self.pending if cell.task.name == line.name)
+        return total - self._left(line), total
+
+    def _left(self, task: TaskSpec) -> int:
+        return sum(len(left) for cell, left in self.pending.items() if cell.task.name == task.name)
+
+    def run_loaded(self, model: LoadedModel, spec: ModelSpec, lines: list[TaskSpec]) -> bool:
+        """The model's pending cells; in a fixed-length run a prompt that cannot be fitted, or a tokenizer that
+        stopped, raises and the failure policy records it (runtime/runner.py)."""
         try:
             if self.plan.input_tokens:
                 reason = fitting.beyond_context(self.plan.input_tokens, self.plan.output_tokens, model.context_size())
                 if reason:
-                    self._fail(spec, pending, reason, outcome)
-                    return
+                    self.fail(spec, lines, reason)
+                    return True
                 self.fixed = FixedPrompts(model, self.plan.input_tokens)
-            self._warm_up(model, spec, first.task, pending)
-            for cell, left in pending.items():
+            self._warm_up(model, spec, lines[0])
+            for cell, left in self.pending.items():
                 if not left:
                     continue
-                if not self._run_cell(model, spec, cell, pending, outcome):
-                    outcome.interrupted = True
-                    self._report(spec, cell.task, pending, "stopped")
-                    return
-                if not self._left(cell.task, pending):
-                    self._report(spec, cell.task, pending, "done")
-        except TaskclockError as exc:  # a fixed-length prompt that cannot be fitted, a tokenizer that stopped
-            self._fail(spec, pending, str(exc), outcome)
+                if not self._run_cell(model, spec, cell):
+                    self.report(spec, cell.task, "stopped")
+                    return False
+                if not self._left(cell.task):
+                    self.report(spec, cell.task, "done")
+            return True
         finally:
             self.fixed = None
-            model.close()
 
-    def _warm_up(self, model: LoadedModel, spec: ModelSpec, task: TaskSpec, pending: dict[Cell, list]) -> None:
+    def _warm_up(self, model: LoadedModel, spec: ModelSpec, task: TaskSpec) -> None:
         """Untimed turns (on a prompt of their own) so the first measured row does not pay the one-time costs.
         A model that runs padded batches then runs one untimed batch at each batch size it has rows left in:
         each new batch shape has set-up costs of its own (larger buffers, kernels chosen for the shape) that
         would otherwise land in that size's first timed batch."""
         if self.plan.warmup <= 0:
             return
-        self._report(spec, task, pending, "warmup", note=f"warming up ({warm_up_note(self.plan.warmup)})")
+        self.report(spec, task, "warmup", note=f"warming up ({warm_up_note(self.plan.warmup)})")
         params = self.plan.params(task)
         warm_up(model, params, self.plan.warmup, cancel=self.cancel)
         if supports_concurrency(spec) or not supports_batching(spec):
             return
-        for size in sorted({cell.batch_size for cell, left in pending.items() if left and cell.batch_size > 1}):
+        for size in sorted({cell.batch_size for cell, left in self.pending.items() if left and cell.batch_size > 1}):
             if self.cancel.is_set():
                 return
             cast(BatchingModel, model).stream_batch([warm_up_prompt() for _ in range(size)], warm_up_params(params),
@@ -414,33 +252,28 @@ class BenchRunner:
         messages = with_system(self.plan.system, tasks.messages(cell.task, question, spec.chat))
         return salted(messages, salt) if self.plan.prefix_salt else messages
 
-    def _keep(self, spec: ModelSpec, cell: Cell, pending: dict[Cell, list], question: mmlu.Question,
-              events: Sequence[Event], outcome: Outcome, timing: dict[str, Any] | None = None) -> None:
+    def _keep(self, spec: ModelSpec, cell: Cell, question: mmlu.Question, events: Sequence[Event],
+              timing: dict[str, Any] | None = None) -> None:
         row = {**make_row(spec, cell.task, question, events, cell.batch_size, cell.repeat), **(timing or {}),
                **self.fitted.get(question.id, {})}
-        with self.lock:
-            storage.append(self.results, row)
-            outcome.rows_written += 1
-            pending[cell].remove(question)
-            self._report(spec, cell.task, pending, "running", row, batch_size=cell.batch_size)
+        self.pending[cell].remove(question)
+        self.keep(spec, cell.task, row, batch_size=cell.batch_size)
 
     def _segment(self, spec: ModelSpec, cell: Cell, segment: str, rows: int, wall_ns: int) -> None:
         if rows:
-            storage.append(self.results, {"kind": "segment", "model": spec.name, "task": cell.task.name,
-                                          "batch_size": cell.batch_size, "repeat": cell.repeat, "segment": segment,
-                                          "rows": rows, "wall_s": wall_ns / 1e9})
+            self.append({"kind": "segment", "model": spec.name, "task": cell.task.name, "batch_size": cell.batch_size,
+                         "repeat": cell.repeat, "segment": segment, "rows": rows, "wall_s": wall_ns / 1e9})
 
-    def _run_cell(self, model: LoadedModel, spec: ModelSpec, cell: Cell, pending: dict[Cell, list],
-                  outcome: Outcome) -> bool:
+    def _run_cell(self, model: LoadedModel, spec: ModelSpec, cell: Cell) -> bool:
         """Run the cell's pending questions; False when cancelled (rows in flight are dropped)."""
-        self._report(spec, cell.task, pending, "running", batch_size=cell.batch_size)
+        self.report(spec, cell.task, "running", batch_size=cell.batch_size)
         if cell.batch_size > 1 and supports_concurrency(spec):
-            return self._run_concurrent(model, spec, cell, pending, outcome)
+            return self._run_concurrent(model, spec, cell)
         padded = cell.batch_size > 1 and supports_batching(spec)
         stream_batch = cast(BatchingModel, model).stream_batch if padded else None
         batched = stream_batch is not None
         params = self.plan.params(cell.task)
-        for chunk in batches(list(pending[cell]), cell.batch_size if batched else 1):
+        for chunk in batches(list(self.pending[cell]), cell.batch_size if batched else 1):
             if self.cancel.is_set():
                 return False
             prompts = [self._prompt(spec, cell, q) for q in chunk]
@@ -453,19 +286,18 @@ class BenchRunner:
             if self.cancel.is_set():
                 return False
             for question, events in zip(chunk, streams, strict=True):
-                self._keep(spec, cell, pending, question, events, outcome, {"segment": segment} if batched else None)
+                self._keep(spec, cell, question, events, {"segment": segment} if batched else None)
             if batched:
                 self._segment(spec, cell, segment, len(chunk), wall)
         return True
 
-    def _run_concurrent(self, model: LoadedModel, spec: ModelSpec, cell: Cell, pending: dict[Cell, list],
-                        outcome: Outcome) -> bool:
+    def _run_concurrent(self, model: LoadedModel, spec: ModelSpec, cell: Cell) -> bool:
         """Keep ``batch_size`` requests in flight until the cell's questions are done; each row carries its
         start and end within the segment, and the segment's wall time is appended at the end (also when
         cancelled, covering the rows kept)."""
         params = self.plan.params(cell.task)
         segment, start = secrets.token_hex(4), time.perf_counter_ns()
-        queue, kept, last_end = list(pending[cell]), 0, start
+        queue, kept, last_end = list(self.pending[cell]), 0, start
 
         def one(question: mmlu.Question) -> tuple[mmlu.Question, list[Event], int, int]:
             began = time.perf_counter_ns()
@@ -485,7 +317,7 @@ class BenchRunner:
                     if self.cancel.is_set():
                         continue  # a request cut short by the stop is not a measurement
                     timing = {"segment": segment, "start_s": (began - start) / 1e9, "end_s": (ended - start) / 1e9}
-                    self._keep(spec, cell, pending, question, events, outcome, timing)
+                    self._keep(spec, cell, question, events, timing)
                     kept, last_end = kept + 1, max(last_end, ended)
         self._segment(spec, cell, segment, kept, last_end - start)
         return not self.cancel.is_set()
@@ -498,8 +330,7 @@ def prepare(*, models: list[ModelSpec], task_list: list[TaskSpec], data: mmlu.MM
             output_tokens: int = 0) -> tuple[Path, RunPlan]:
     """Pick the questions, create the run folder and write its run.toml and system.json. ``input_tokens`` and
     ``output_tokens``: the fixed-length workload in place of ``task_list`` (one request per question picked)."""
-    if not models:
-        raise DataError("no models given", "pass --models A,B")
+    check_models(models)
     if bool(input_tokens) != bool(output_tokens) or min(input_tokens, output_tokens) < 0:
         raise DataError("a fixed-length workload needs both --input-tokens and --output-tokens, each at least 1",
                         "pass both, e.g. --input-tokens 512 --output-tokens 128")
@@ -509,9 +340,6 @@ def prepare(*, models: list[ModelSpec], task_list: list[TaskSpec], data: mmlu.MM
                             "drop the system prompt")
         task_list = [fixed_task(input_tokens, output_tokens)]
         no_prefix_cache = True  # each request's salt makes it new to every cache
-    names = [m.name for m in models]
-    if len(set(names)) != len(names):
-        raise DataError("a model is named twice in --models", "name each model once")
     sizes = list(dict.fromkeys(batch_sizes or [batch_size]))
     if min(sizes) < 1 or repeats < 1:
         raise DataError("batch sizes and --repeats must be at least 1", "pass positive whole numbers")
@@ -524,8 +352,4 @@ def prepare(*, models: list[ModelSpec], task_list: list[TaskSpec], data: mmlu.MM
         batch_sizes=sizes, repeats=repeats, prefix_salt=secrets.token_hex(4) if no_prefix_cache else "",
         system=system.strip(), input_tokens=input_tokens, output_tokens=output_tokens,
     )
-    folder = storage.ensure_dir(runs_dir) / plan.run_id
-    storage.ensure_dir(folder)
-    write_plan(folder, plan)
-    write_system(folder, models)
-    return folder, plan
+    return create(runs_dir, plan.run_id, plan_to_toml(plan), models), plan

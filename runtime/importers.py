@@ -17,6 +17,7 @@ from typing import Any
 from . import metrics, storage
 from .errors import DataError
 from .events import Done, Event, Submitted, Token
+from .record import turn_fields
 from .replay import finite_number, placeholder_for, split_text, whole_count
 from .sessions import to_jsonl
 from .untrusted import safe_line
@@ -90,13 +91,11 @@ def vllm_records(data: Any, source: str) -> tuple[list[dict[str, Any]], int, boo
 
 def _record(events: list[Event], model: str, backend: str, prompt: str, source: str, index: int,
             placeholder: bool, when: str | None = None) -> dict[str, Any]:
-    """An imported request as a session record: the keys of runtime.sessions.turn_record, plus where it came
-    from and whether its text is placeholder."""
+    """An imported request as a session record: the one turn record with a session's context (as
+    runtime.sessions.turn_record writes it), plus where it came from and whether its text is placeholder."""
     return {
         "kind": "import", "time": when or datetime.now().astimezone().isoformat(timespec="seconds"),
-        "model": model, "backend": backend, "prompt": prompt, "messages": [],
-        "reply": metrics.output_text(events), "params": {}, "metrics": metrics.compute(events).as_dict(),
-        "token_offsets_ms": metrics.token_offsets_ms(events), "stop_reason": "eos", "error": None,
+        **turn_fields(model, backend, events), "prompt": prompt, "messages": [], "params": {},
         "cold": None,  # the tool that measured it did not say
         "source": safe_line(Path(source).name), "request": index, "placeholder_text": placeholder,
     }

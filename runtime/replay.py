@@ -104,7 +104,7 @@ def placeholder_for(tokens: int) -> str:
     return canned_text(max(1, round(tokens * WORDS_PER_TOKEN))) if tokens > 0 else ""
 
 
-def _offsets(record: dict[str, Any], figures: dict[str, Any]) -> tuple[list[float], bool]:
+def _offsets(record: dict[str, Any]) -> tuple[list[float], bool]:
     """Token offsets in ms from submission, and whether they had to be synthesized from summary figures."""
     stored = record.get("token_offsets_ms")
     if isinstance(stored, list):
@@ -112,8 +112,8 @@ def _offsets(record: dict[str, Any], figures: dict[str, Any]) -> tuple[list[floa
         if len(offsets) != len(stored) or offsets != sorted(offsets):
             raise DataError("the turn's token_offsets_ms are not rising non-negative numbers", "the log is damaged")
         return offsets, False
-    tokens, ttft = whole_count(figures.get("output_tokens")), finite_number(figures.get("ttft_s"))
-    rate = finite_number(figures.get("decode_tps"))
+    tokens, ttft = whole_count(record.get("output_tokens")), finite_number(record.get("ttft_s"))
+    rate = finite_number(record.get("decode_tps"))
     if not tokens or ttft is None or ttft < 0:
         return [], True
     gap_ms = 1000 / rate if rate and rate > 0 else 0.0
@@ -129,28 +129,22 @@ def _phases(record: dict[str, Any], answer: str, arrivals: int) -> list[tuple[Ph
     return [("thinking", thinking, 0, split_at), ("answer", answer, split_at, arrivals)]
 
 
-def recorded_figures(record: dict[str, Any]) -> dict[str, Any]:
-    """A session record keeps its figures under "metrics"; a bench row holds them itself."""
-    figures = record.get("metrics")
-    return figures if isinstance(figures, dict) else record
-
-
 def recording_from_record(record: dict[str, Any], label: str) -> Recording:
-    """A session record (per-token offsets) or a bench row (offsets if stored, else even gaps) as a Recording.
+    """A stored turn in the current layout (runtime/record.py; ``read_turns`` gives them so) as a Recording: its
+    arrivals at their offsets with their counts; a run row of the days before offsets were kept at even gaps.
 
     Every string is treated as hostile: the text that is replayed has passed through safe_text."""
-    figures = recorded_figures(record)
-    offsets, synthesized = _offsets(record, figures)
+    offsets, synthesized = _offsets(record)
     counts = record.get("token_counts")
     if not (isinstance(counts, list) and len(counts) == len(offsets) and all(whole_count(c) for c in counts)):
         counts = [1] * len(offsets)
-    output_tokens = whole_count(figures.get("output_tokens"))
+    output_tokens = whole_count(record.get("output_tokens"))
     reply = record.get("reply")
     placeholder = bool(record.get("placeholder_text")) or not isinstance(reply, str)
     text = reply if isinstance(reply, str) else placeholder_for(output_tokens or len(offsets))
     model = safe_line(record.get("model", "?"))
     events: list[Event] = []
-    load = finite_number(figures.get("load_s"))
+    load = finite_number(record.get("load_s"))
     if load is not None:
         events.append(Loaded(0, load, model))
     events.append(Submitted(0))
@@ -161,19 +155,19 @@ def recording_from_record(record: dict[str, Any], label: str) -> Recording:
                    for t, piece, c in zip(token_ns[lo:hi], pieces, counts[lo:hi], strict=True)]
         if lo == hi and words:  # text but no arrivals of its own: shown, never timed
             events.append(Token(token_ns[hi - 1] if hi else 0, safe_text(words), count=0, phase=phase))
-    task = finite_number(figures.get("task_time_s"))
+    task = finite_number(record.get("task_time_s"))
     done_ns = max(round(task * NS) if task is not None else 0, token_ns[-1] if token_ns else 0)
-    recorded_stop = record.get("stop_reason", figures.get("stop_reason"))
+    recorded_stop = record.get("stop_reason")
     stop: StopReason = next((s for s in get_args(StopReason) if s == recorded_stop), "eos")
     error = record.get("error")
-    extra = cast(DoneExtra, {key: figures[key] for key in ("gpu_peak_mem_mb", "energy_j")
-                             if finite_number(figures.get(key)) is not None})
-    if whole_count(figures.get("thinking_tokens")):  # the recorded count (a server's may not be the chunks')
-        extra["thinking_tokens"] = figures["thinking_tokens"]
-    events.append(Done(done_ns, stop, whole_count(figures.get("input_tokens")),
+    extra = cast(DoneExtra, {key: record[key] for key in ("gpu_peak_mem_mb", "energy_j")
+                             if finite_number(record.get(key)) is not None})
+    if whole_count(record.get("thinking_tokens")):  # the recorded count (a server's may not be the chunks')
+        extra["thinking_tokens"] = record["thinking_tokens"]
+    events.append(Done(done_ns, stop, whole_count(record.get("input_tokens")),
                        output_tokens, safe_line(error) if error else None, extra))
     prompt = record.get("prompt")
-    return Recording(label, model, safe_text(prompt) if isinstance(prompt, str) else "", events, figures,
+    return Recording(label, model, safe_text(prompt) if isinstance(prompt, str) else "", events, record,
                      placeholder_text=placeholder, synthesized=synthesized)
 
 

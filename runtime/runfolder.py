@@ -1,6 +1,10 @@
-"""Reading a bench run folder: the one validating reader of ``run.toml`` and ``results.jsonl``, and its lock.
+"""The folder half of the run kit (runtime/runner.py is the runner half): creating a run folder, its writers, the
+one validating reader of ``run.toml`` and ``results.jsonl``, and its lock; for bench and sweep runs alike.
 
-A run folder is outside data by the time it is read: a crash, an editor or a copy can damage it. So
+A run folder holds ``run.toml`` (the plan: everything needed to repeat or resume it, written once), ``results.jsonl``
+(one record per finished row, appended and fsynced as it finishes, rows in the one turn record's layout:
+runtime/record.py) and ``system.json`` (the machine it measures). A run folder is outside data by the time it is
+read: a crash, an editor or a copy can damage it. So
 ``read_plan`` checks every key of ``run.toml`` and rejects a bad one with one line naming it, and
 ``read_results`` checks every line of ``results.jsonl``, skipping and counting the damaged ones (they are
 reported, never fatal), so that ``--resume``, ``export`` and the Batch tab see only well-formed rows.
@@ -11,21 +15,27 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import math
 import os
-from collections.abc import Iterator
-from dataclasses import MISSING, dataclass, field, fields
+import secrets
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from . import tasks
+from . import storage, system, tasks
 from .backend import ModelSpec, SamplingParams, supports_batching, supports_concurrency
 from .config import TaskSpec, build, read_toml
 from .errors import DataError, TaskclockError
+from .record import COUNT, FIELD_TYPES, FIGURE, TEXT, TEXT_OR_NONE, read_turn
+from .untrusted import redact_url
 
 RUN_FILE = "run.toml"
 RESULTS_FILE = "results.jsonl"
+SYSTEM_FILE = "system.json"
 LOCK_FILE = ".taskclock.lock"
 MAX_LINE_BYTES = 16 << 20  # a results line beyond this is damage, not a row
 STOP_REASONS = {"eos", "length", "stop", "cancelled", "error"}
@@ -108,6 +118,103 @@ def row_key(row: dict[str, Any]) -> tuple[str, str, str, int, int]:
 def sweep_key(row: dict[str, Any]) -> tuple[str, str, int, int]:
     """An input-length sweep's row (runtime/sweep.py): model, phase (cold | cached), requested length, repeat."""
     return row["model"], row["phase"], row["requested_tokens"], row.get("repeat") or 0
+
+
+# ---- creating a run folder and its writers -------------------------------------------------------
+
+def new_run_id() -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def row_salt(run_salt: str, *parts: object) -> str:
+    """A request's salt: unique per run and row, and the same again when the run is resumed."""
+    return hashlib.sha256(":".join(map(str, (run_salt, *parts))).encode()).hexdigest()[:12]
+
+
+def check_models(models: Sequence[ModelSpec]) -> None:
+    """A run needs models, each named once (a row's key starts with the model's name)."""
+    if not models:
+        raise DataError("no models given", "pass --models A,B")
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise DataError("a model is named twice in --models", "name each model once")
+
+
+def create(runs_dir: Path, run_id: str, plan_toml: str, models: Sequence[ModelSpec]) -> Path:
+    """A new run folder under ``runs_dir`` with its run.toml and system.json."""
+    folder = storage.ensure_dir(runs_dir) / run_id
+    storage.ensure_dir(folder)
+    storage.write_atomic(folder / RUN_FILE, plan_toml)
+    write_system(folder, models)
+    return folder
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # JSON string escapes are valid TOML basic strings
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def toml_table(header: str, values: dict[str, Any]) -> str:
+    """A run.toml table of the flat values a plan holds (tomllib only reads). TOML has no null: a None (a setting
+    left to be worked out at load, like n_gpu_layers) is left out and reads back as its default."""
+    lines = [f"[{header}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()
+                               if v is not None and not isinstance(v, dict)]
+    return "\n".join(lines) + "\n"
+
+
+def models_toml(models: Sequence[ModelSpec]) -> list[str]:
+    """One [models.NAME] table per model, with every option (read_models reads them)."""
+    parts = []
+    for spec in models:
+        values = {k: v for k, v in asdict(spec).items() if k not in ("name", "options")}
+        values["source"] = redact_url(spec.source)  # a URL's password is never stored (docs/RELIABILITY.md)
+        parts.append(toml_table(f"models.{json.dumps(spec.name)}", values))
+    return parts
+
+
+def threads_used(models: Sequence[ModelSpec]) -> dict[str, int]:
+    """CPU threads per in-process model (HTTP models run on their server's threads)."""
+    return {m.name: m.threads if m.threads > 0 else system.physical_cores()
+            for m in models if m.backend != "http"}
+
+
+def write_system(folder: Path, models: Sequence[ModelSpec]) -> None:
+    """system.json: the machine a run measures, with the threads each in-process model runs on."""
+    storage.write_atomic(folder / SYSTEM_FILE, json.dumps(system.system_block(threads_used(models)), indent=2) + "\n")
+
+
+def read_system(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / SYSTEM_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def add_load(folder: Path, load: dict[str, Any]) -> None:
+    """Append one run session's machine load to system.json's ``load`` list (a resumed run adds its own)."""
+    block = read_system(folder) or {}
+    block["load"] = [*(block.get("load") or []), load]
+    storage.write_atomic(folder / SYSTEM_FILE, json.dumps(block, indent=2) + "\n")
+
+
+@contextlib.contextmanager
+def watching_load(folder: Path, models: Sequence[ModelSpec]) -> Iterator[None]:
+    """The machine's other work before and during the block, kept in the folder's system.json; a local server
+    the models are served from is the measurement, not other work."""
+    watch = system.LoadWatch.for_models(models)
+    watch.started()
+    try:
+        yield
+    finally:
+        watch.finished()
+        add_load(folder, watch.record())
 
 
 # ---- run.toml ------------------------------------------------------------------------------------
@@ -221,36 +328,30 @@ def read_plan(folder: Path) -> RunPlan:
 
 # ---- results.jsonl -------------------------------------------------------------------------------
 
-_TEXT: tuple[type, ...] = (str,)
-_TEXT_OR_NONE: tuple[type, ...] = (str, type(None))
-_COUNT: tuple[type, ...] = (int, type(None))
-_FIGURE: tuple[type, ...] = (int, float, type(None))
-# Every field a result row must have, with the types it may hold (make_row in runtime/bench.py writes them).
-RESULT_FIELDS: dict[str, tuple[type, ...]] = {
-    "model": _TEXT, "task": _TEXT, "qid": _TEXT, "stop_reason": _TEXT, "error": _TEXT_OR_NONE, "reply": _TEXT,
-    "input_tokens": _COUNT, "output_tokens": _COUNT, "output_words": _COUNT, "output_chars": _COUNT,
-    "ttft_s": _FIGURE, "decode_tps": _FIGURE, "task_time_s": _FIGURE,
+# The turn's fields every row must have (rows of every version hold them), with the types they may hold: the
+# turn record declares them (runtime/record.py); a row always has its stop reason.
+TURN_FIELDS: dict[str, tuple[type, ...]] = {
+    **{key: FIELD_TYPES[key] for key in ("model", "error", "reply", "input_tokens", "output_tokens", "output_words",
+                                         "output_chars", "ttft_s", "decode_tps", "task_time_s")},
+    "stop_reason": TEXT,
 }
-# Fields a row may lack (older runs), checked only when present.
+# A bench row: the turn's fields and its task set's and question's (BenchRunner writes them).
+RESULT_FIELDS: dict[str, tuple[type, ...]] = {**TURN_FIELDS, "task": TEXT, "qid": TEXT}
+# Fields a row may lack (older runs), checked only when present: the rest of the turn's, and a bench row's.
 OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {
-    "backend": _TEXT, "subject": _TEXT, "batch_size": _COUNT, "gpu_peak_mem_mb": _FIGURE, "energy_j": _FIGURE,
-    "parsed": _TEXT_OR_NONE, "answer": _TEXT_OR_NONE, "correct": (bool, type(None)), "repeat": _COUNT,
-    "cached_tokens": _COUNT, "threads": _COUNT, "gpu_process_mem_mb": _FIGURE,
-    "thinking": _TEXT, "thinking_arrivals": _COUNT, "thinking_tokens": _COUNT, "answer_tokens": _COUNT,
-    "thinking_words": _COUNT, "thinking_s": _FIGURE, "ttfa_s": _FIGURE,
-    "cut": (bool, type(None)), "chunk_gap_p50_ms": _FIGURE, "backend_prefill_s": _FIGURE,
-    "prompt_tokens": _COUNT, "token_source": _TEXT,
+    **{key: types for key, types in FIELD_TYPES.items() if key not in TURN_FIELDS},
+    "subject": TEXT, "batch_size": COUNT, "parsed": TEXT_OR_NONE, "answer": TEXT_OR_NONE,
+    "correct": (bool, type(None)), "repeat": COUNT, "prompt_tokens": COUNT, "token_source": TEXT,
 }
 # A batched or concurrent stretch's wall time (BenchRunner._segment), for the set's total time.
-SEGMENT_FIELDS: dict[str, tuple[type, ...]] = {"model": _TEXT, "task": _TEXT, "segment": _TEXT, "wall_s": _FIGURE,
-                                               "batch_size": _COUNT}
+SEGMENT_FIELDS: dict[str, tuple[type, ...]] = {"model": TEXT, "task": TEXT, "segment": TEXT, "wall_s": FIGURE,
+                                               "batch_size": COUNT}
 # An input-length sweep's row (runtime/sweep.py): a turn's figures keyed by phase and requested length.
 SWEEP_FIELDS: dict[str, tuple[type, ...]] = {
-    **{k: v for k, v in RESULT_FIELDS.items() if k not in ("task", "qid")},
-    "phase": _TEXT, "requested_tokens": (int,), "prompt_tokens": (int,), "token_source": _TEXT,
+    **TURN_FIELDS, "phase": TEXT, "requested_tokens": (int,), "prompt_tokens": (int,), "token_source": TEXT,
 }
 # A sweep length a model cannot run (beyond its context), recorded once with the reason.
-SKIP_FIELDS: dict[str, tuple[type, ...]] = {"model": _TEXT, "requested_tokens": (int,), "reason": _TEXT}
+SKIP_FIELDS: dict[str, tuple[type, ...]] = {"model": TEXT, "requested_tokens": (int,), "reason": TEXT}
 # The kinds of record that are rows, with their fields and key.
 ROW_KINDS = {"result": (RESULT_FIELDS, OPTIONAL_FIELDS, row_key), "sweep": (SWEEP_FIELDS, OPTIONAL_FIELDS, sweep_key)}
 
@@ -262,7 +363,7 @@ def _bad_field(record: dict[str, Any], key: str, allowed: tuple[type, ...]) -> s
         return f"{key} is {_short(value)}"
     if not isinstance(value, allowed):
         return f"{key} is {_short(value)}"
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and allowed in (_COUNT, _FIGURE):
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and allowed in (COUNT, FIGURE):
         if not math.isfinite(value) or value < 0 or value > 1e15:
             return f"{key} is {_short(value)}"
     return ""
@@ -274,7 +375,7 @@ def check_record(record: object) -> str:
         return f"a JSON {type(record).__name__}, not an object"
     kind = record.get("kind")
     if kind == "failure":
-        required: dict[str, tuple[type, ...]] = {"model": _TEXT, "error": _TEXT}
+        required: dict[str, tuple[type, ...]] = {"model": TEXT, "error": TEXT}
         optional: dict[str, tuple[type, ...]] = {}
     elif kind in ROW_KINDS:
         required, optional, _ = ROW_KINDS[kind]
@@ -348,7 +449,7 @@ def read_results(folder: Path, row_kind: str = "result") -> RunResults:
             elif record["kind"] == "skip":
                 results.skips.append(record)
             else:
-                rows.setdefault(ROW_KINDS[row_kind][2](record), record)
+                rows.setdefault(ROW_KINDS[row_kind][2](record), read_turn(record))
                 results.failures.pop(record["model"], None)
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}", "check the run folder") from None

@@ -1,8 +1,9 @@
 """Session logs: one JSONL file per chat session, one record per completed turn, and their exports.
 
-A record keeps the per-token arrival offsets, so every metric can be recomputed later from the log alone.
-Records are appended with runtime.storage (a crash loses at most the turn in progress); exports are
-written whole with write_atomic.
+A record is the one turn record (runtime/record.py: the figures, and the per-token arrival offsets and counts,
+so every metric can be recomputed later from the log alone) with the session's context beside it. Records are
+appended with runtime.storage (a crash loses at most the turn in progress); exports are written whole with
+write_atomic.
 """
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import metrics, storage
+from . import storage, tables
 from .errors import DataError
-from .runfolder import RESULTS_FILE
+from .record import METRIC_KEYS, is_turn, read_turn, turn_fields
+from .runfolder import RESULTS_FILE, ROW_KINDS
 from .turn import TurnResult
 from .untrusted import csv_row, redact, safe_line
 
@@ -31,24 +33,13 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 def turn_record(result: TurnResult, kind: str = "chat", **extra: Any) -> dict[str, Any]:
     """The JSON line for one turn; ``kind`` says which view produced it ("chat", "compare"...)."""
-    done = result.done
-    prompt = result.messages[-1]["content"] if result.messages else ""
     return {
         "kind": kind,
         "time": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "model": redact(result.model),
-        "backend": result.backend,
-        "prompt": prompt,
+        **turn_fields(redact(result.model), result.backend, result.events),
+        "prompt": result.messages[-1]["content"] if result.messages else "",
         "messages": result.messages,
-        "reply": result.text,
-        **({"thinking": result.thinking, "thinking_arrivals": metrics.thinking_arrivals(result.events)}
-           if metrics.thought(result.events) else {}),  # so a replay can tell thinking from answer
         "params": asdict(result.params),
-        "metrics": result.metrics.as_dict(),
-        "token_offsets_ms": metrics.token_offsets_ms(result.events),
-        **metrics.counts_field(result.events),  # server chunks: replay needs them
-        "stop_reason": done.stop_reason if done else None,
-        "error": redact(done.error) if done and done.error else None,
         "cold": result.cold,
         **extra,
     }
@@ -88,8 +79,9 @@ class SessionLog:
 
 
 def read_session(path: Path, *, bench_rows: bool = False) -> list[dict[str, Any]]:
-    """The turn records of a session log (chat, compare, import), in order: the one reader behind the Sessions
-    view, exports and replay. ``bench_rows`` also takes a bench run's rows (a results file or its folder)."""
+    """The turn records of a session log (chat, compare, import), in order and in the current layout
+    (read_turn): the one reader behind the Sessions view, exports and replay. ``bench_rows`` also takes a
+    bench or sweep run's rows (a results file or its folder)."""
     path = Path(path)
     if bench_rows and path.is_dir():
         path = path / RESULTS_FILE
@@ -100,8 +92,8 @@ def read_session(path: Path, *, bench_rows: bool = False) -> list[dict[str, Any]
         records = list(storage.read(path))
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read {safe_line(path)}: {safe_line(exc)}", "check the file") from None
-    turns = [r for r in records if isinstance(r, dict)
-             and (isinstance(r.get("metrics"), dict) or (bench_rows and r.get("kind") == "result"))]
+    turns = [read_turn(r) for r in records if isinstance(r, dict) and (
+        (bench_rows and r.get("kind") in ROW_KINDS) or (r.get("kind") not in ROW_KINDS and is_turn(r)))]
     if not turns:
         raise DataError(f"{safe_line(path)} is not a taskclock session log: it holds no recorded turns", f"pass {what}")
     return turns
@@ -148,9 +140,9 @@ def summarize(path: Path) -> SessionSummary:
         model_count=len(models),
         compares=len({t.get("compare_id") for t in turns}) if is_compare(turns) else 0,
         turns=len(turns),
-        median_ttft_s=_median([t["metrics"].get("ttft_s") for t in turns]),
-        median_decode_tps=_median([t["metrics"].get("decode_tps") for t in turns]),
-        median_task_time_s=_median([t["metrics"].get("task_time_s") for t in turns]),
+        median_ttft_s=_median([t.get("ttft_s") for t in turns]),
+        median_decode_tps=_median([t.get("decode_tps") for t in turns]),
+        median_task_time_s=_median([t.get("task_time_s") for t in turns]),
         started=session_start(Path(path)),
         first_prompt=str(turns[0].get("prompt", "")) if turns else "",
     )
@@ -183,14 +175,14 @@ def list_sessions(folder: Path) -> list[SessionSummary]:
     return summaries
 
 
-METRIC_COLUMNS = tuple(f.name for f in metrics.TurnMetrics.__dataclass_fields__.values())
+METRIC_COLUMNS = METRIC_KEYS
 TURN_COLUMNS = ("turn", "time", "kind", "model", "backend", "prompt", "reply", "error")
 
 
-def _row(number: int, record: dict[str, Any]) -> dict[str, Any]:
-    row = {key: record.get(key) for key in TURN_COLUMNS}
+def _row(number: int, turn: dict[str, Any]) -> dict[str, Any]:
+    row = {key: turn.get(key) for key in TURN_COLUMNS}
     row["turn"] = number
-    row.update({key: record["metrics"].get(key) for key in METRIC_COLUMNS})
+    row.update({key: turn.get(key) for key in METRIC_COLUMNS})
     return row
 
 
@@ -211,14 +203,6 @@ def to_csv(turns: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def _cell(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
 MARKDOWN_COLUMNS = (("turn", "turn"), ("model", "model"), ("TTFT s", "ttft_s"), ("decode tok/s", "decode_tps"),
                     ("e2e tok/s", "e2e_tps"), ("task s", "task_time_s"), ("out tokens", "output_tokens"),
                     ("words", "output_words"), ("ITL p50 ms", "itl_p50_ms"), ("ITL p99 ms", "itl_p99_ms"),
@@ -227,25 +211,24 @@ MARKDOWN_COLUMNS = (("turn", "turn"), ("model", "model"), ("TTFT s", "ttft_s"), 
 
 def to_markdown(turns: list[dict[str, Any]], title: str = "taskclock session") -> str:
     """A summary table of every turn, then each prompt and reply."""
-    lines = [f"# {title}", "", f"{plural(len(turns), 'turn')}.", ""]
-    lines.append("| " + " | ".join(label for label, _ in MARKDOWN_COLUMNS) + " |")
-    lines.append("|" + "---|" * len(MARKDOWN_COLUMNS))
-    for number, record in enumerate(turns, 1):
-        row = _row(number, record)
+    rows = []
+    for number, turn in enumerate(turns, 1):
+        row = _row(number, turn)
         row["stop_reason"] = stop_word(row["stop_reason"])
-        lines.append("| " + " | ".join(_cell(row[key]) for _, key in MARKDOWN_COLUMNS) + " |")
-    for number, record in enumerate(turns, 1):
-        lines += ["", f"## Turn {number} ({record.get('model', '?')})", "", "**Prompt**", "",
-                  str(record.get("prompt", "")), "", "**Reply**", "", str(record.get("reply", ""))]
-        if record.get("error"):
-            lines += ["", f"**Error:** {record['error']}"]
+        rows.append([tables.figure(row[key], 3).replace("\n", " ") for _, key in MARKDOWN_COLUMNS])
+    lines = [f"# {title}", "", f"{plural(len(turns), 'turn')}.", "",
+             tables.md_table([label for label, _ in MARKDOWN_COLUMNS], rows)]
+    for number, turn in enumerate(turns, 1):
+        lines += ["", f"## Turn {number} ({turn.get('model', '?')})", "", "**Prompt**", "",
+                  str(turn.get("prompt", "")), "", "**Reply**", "", str(turn.get("reply", ""))]
+        if turn.get("error"):
+            lines += ["", f"**Error:** {turn['error']}"]
     return "\n".join(lines) + "\n"
 
 
 def ttft_per_turn(turns: list[dict[str, Any]]) -> list[tuple[int, float]]:
     """(turn number, TTFT s) for the turns that have a first token."""
-    return [(number, t["metrics"]["ttft_s"]) for number, t in enumerate(turns, 1)
-            if (t.get("metrics") or {}).get("ttft_s") is not None]
+    return [(number, t["ttft_s"]) for number, t in enumerate(turns, 1) if t.get("ttft_s") is not None]
 
 
 def plot_ttft_per_turn(plt, turns: list[dict[str, Any]]) -> None:

@@ -6,8 +6,6 @@ time per task side by side, and flag where the two disagree (Conde et al., arXiv
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -15,54 +13,27 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from . import metrics, storage, system, verdict
-from .bench import read_system
+from . import tables, verdict
 from .metrics import TurnMetrics, percentile
-from .runfolder import RunPlan, read_plan, read_results
+from .runfolder import RunPlan, read_plan, read_results, read_system
 from .stats import Spread, spread
-from .untrusted import csv_row, redact, safe_line
+from .tables import (
+    LATENCY_COLUMNS,
+    Latency,
+    SummaryColumn,
+    figure,
+    latency,
+    latency_row,
+    md_table,
+    series_color,
+    text_chart,
+)
+from .untrusted import safe_line
 
 ALL_TASKS = "all"
 CSV_COLUMNS = ("model", "backend", "task", "qid", "subject", "batch_size", "repeat",
                *(f.name for f in fields(TurnMetrics)), "cached_tokens", "threads", "error", "parsed", "answer",
                "correct", "reply")
-
-
-@dataclass(frozen=True)
-class Latency:
-    """p50, p90 and p99 of TTFT, per-token ITL (pooled over every token of the rows, from their offsets and
-    counts) and task time over a cell's rows; None where no row has the figure."""
-
-    ttft_p50_s: float | None
-    ttft_p90_s: float | None
-    ttft_p99_s: float | None
-    itl_p50_ms: float | None
-    itl_p90_ms: float | None
-    itl_p99_ms: float | None
-    task_p50_s: float | None
-    task_p90_s: float | None
-    task_p99_s: float | None
-
-
-PERCENTILES = (50, 90, 99)
-
-
-def latency(rows: Iterable[dict]) -> Latency:
-    ok = [r for r in rows if r.get("stop_reason") != "error"]
-    gaps = [gap for r in ok for gap in metrics.per_token_gaps_ms(
-        r.get("token_offsets_ms") or [], r.get("token_counts") or [1] * len(r.get("token_offsets_ms") or []))]
-    figures = [_values(ok, "ttft_s"), gaps, _values(ok, "task_time_s")]
-    return Latency(*(percentile(values, p) for values in figures for p in PERCENTILES))
-
-
-# (header, Latency field, decimals): summary.md, the console and the Batch tab's wide layout show these
-LATENCY_COLUMNS = (("TTFT p50 s", "ttft_p50_s", 3), ("TTFT p90 s", "ttft_p90_s", 3), ("TTFT p99 s", "ttft_p99_s", 3),
-                   ("ITL p50 ms", "itl_p50_ms", 1), ("ITL p90 ms", "itl_p90_ms", 1), ("ITL p99 ms", "itl_p99_ms", 1),
-                   ("task p50 s", "task_p50_s", 3), ("task p90 s", "task_p90_s", 3), ("task p99 s", "task_p99_s", 3))
-
-
-def latency_row(value: Latency) -> list[str]:
-    return [_cell(getattr(value, key), digits) for _, key, digits in LATENCY_COLUMNS]
 
 
 @dataclass(frozen=True)
@@ -416,35 +387,8 @@ def load_summary(folder: Path) -> RunSummary:
 
 # ---- exports -------------------------------------------------------------------------------------
 
-def results_csv(rows: list[dict], columns: Sequence[str] = CSV_COLUMNS) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore",
-                            lineterminator="\r\n")  # RFC 4180: a cell holding a CR is then quoted too
-    writer.writeheader()
-    writer.writerows(csv_row(row) for row in rows)
-    return out.getvalue()
-
-
-def _cell(value: Any, digits: int = 2, percent: bool = False) -> str:
-    if value is None:
-        return "—"
-    if percent:
-        return f"{value * 100:.1f}%"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
-@dataclass(frozen=True)
-class SummaryColumn:
-    """One column of the per model × task table; the console and the app's Batch tab pick theirs from
-    TABLE_COLUMNS by key, so a column is declared once."""
-
-    header: str
-    key: str  # a CellStats field
-    digits: int = 0
-    percent: bool = False
-
-    def show(self, cell: CellStats) -> str:
-        return _cell(getattr(cell, self.key), self.digits, self.percent)
+def results_csv(rows: list[dict]) -> str:
+    return tables.results_csv(rows, CSV_COLUMNS)
 
 
 TABLE_COLUMNS = (
@@ -483,7 +427,7 @@ def table_columns(*keys: str) -> tuple[SummaryColumn, ...]:
 
 
 def cell_row(cell: CellStats, columns: Sequence[SummaryColumn] = TABLE_COLUMNS) -> list[str]:
-    return [column.show(cell) for column in columns]
+    return tables.cell_row(cell, columns)
 
 
 def _spread(value: Spread | None, digits: int) -> str:
@@ -503,10 +447,10 @@ BATCH_HEADERS_SHORT = ("model", "task", "batch", "reps", "in tok", "out tok", "c
 
 
 def batch_row(cell: CellStats) -> list[str]:
-    return [cell.model, cell.task, str(cell.batch_size), str(cell.repeats), _cell(cell.set_input_tokens, 0),
-            _cell(cell.set_output_tokens, 0), _cell(cell.cached_tokens, 1), _cell(cell.tpot_ms, 1),
+    return [cell.model, cell.task, str(cell.batch_size), str(cell.repeats), figure(cell.set_input_tokens, 0),
+            figure(cell.set_output_tokens, 0), figure(cell.cached_tokens, 1), figure(cell.tpot_ms, 1),
             _spread(cell.set_time, 2), _spread(cell.tps_spread, 1), _spread(cell.task_time, 3),
-            _cell(cell.p90_task_time_s, 3)]
+            figure(cell.p90_task_time_s, 3)]
 
 
 def spread_rows(cells: Iterable[CellStats]) -> list[list[str]]:
@@ -522,12 +466,6 @@ def spread_rows(cells: Iterable[CellStats]) -> list[list[str]]:
     return out
 
 
-def md_table(header: Sequence[str], body: Iterable[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in body]
-    return "\n".join(lines)
-
-
 # The rankings table, one row per model in a task set: each rank beside the figure it ranks.
 RANKING_HEADERS = ("task", "batch", "model", "decode tok/s", "rank by tok/s", "task time s (mean)",
                    "rank by task time", "words (mean)", "ranks")
@@ -540,8 +478,8 @@ def ranking_row(rank: Ranking, narrow: bool = False) -> list[str]:
     """``narrow``: "within noise (n=4, ±0.21 s)" shortened to "noise ±0.21" (seconds, as the task s column), so
     the table fits 80 columns; the verdict under it says it in full."""
     mark = f"noise {rank.interval.removesuffix(' s')}" if narrow and rank.interval else rank.mark
-    return [rank.task, str(rank.batch_size), rank.model, _cell(rank.decode_tps, 1), str(rank.tps_rank or "—"),
-            _cell(rank.task_time_s, 3), str(rank.time_rank or "—"), _cell(rank.words, 1), mark]
+    return [rank.task, str(rank.batch_size), rank.model, figure(rank.decode_tps, 1), str(rank.tps_rank or "—"),
+            figure(rank.task_time_s, 3), str(rank.time_rank or "—"), figure(rank.words, 1), mark]
 
 
 def fixed_notes(summary: RunSummary) -> list[str]:
@@ -569,11 +507,7 @@ def fixed_notes(summary: RunSummary) -> list[str]:
 def summary_markdown(summary: RunSummary) -> str:
     plan = summary.plan
     columns = shown_columns(summary.cells)
-    parts = [f"# taskclock bench run {plan.run_id}", ""]
-    if note := system.run_busy_note(summary.system):
-        parts += [f"**Note: {note}.**", ""]
-    if summary.system:
-        parts += ["## System", "", *system.describe(summary.system), ""]
+    parts = tables.markdown_head(f"taskclock bench run {plan.run_id}", summary.system)
     cache = (f"prompts salted per request (`--no-prefix-cache`, salt {plan.prefix_salt})" if plan.prefix_salt
              else "prompts replayed as they are (a server's prefix cache may serve them)")
     parts += [
@@ -605,7 +539,7 @@ def summary_markdown(summary: RunSummary) -> str:
     parts += ["", "## Latency percentiles", "",
               "Per model × task: TTFT, per-token ITL (every token of the cell's replies; a chunk of k tokens after a "
               "gap g counts as k gaps of g / k) and task time at p50, p90 and p99.", "",
-              md_table(["model", "task", "batch", *(h for h, _, _ in LATENCY_COLUMNS)],
+              md_table(["model", "task", "batch", *(column.header for column in LATENCY_COLUMNS)],
                        ([c.model, c.task, str(c.batch_size), *latency_row(c.latency)] for c in summary.cells
                         if c.latency is not None))]
     repeated = spread_rows(summary.cells)
@@ -620,11 +554,7 @@ def summary_markdown(summary: RunSummary) -> str:
                       "speed; *within noise* marks ranks that differ by less than the run can tell.", "",
                   md_table(RANKING_HEADERS, rows), "", "### Verdict", ""]
         parts += [f"- {group.verdict}" for group in summary.rankings]
-    if summary.failures:
-        parts += ["", "## Failed models", ""] + [f"- {m}: {e}" for m, e in summary.failures.items()]
-    if summary.damaged:
-        parts += ["", f"## Damaged lines in results.jsonl (skipped: {len(summary.damaged)})", ""]
-        parts += [f"- {line}" for line in summary.damaged[:20]]
+    parts += tables.markdown_problems(summary.failures, summary.damaged)
     return "\n".join(parts) + "\n"
 
 
@@ -632,27 +562,18 @@ def export(folder: Path) -> RunSummary:
     """Write results.csv, summary.md, summary.json and plots.txt into the run folder (atomically); returns the
     summary they were made from."""
     summary = load_summary(folder)
-    outputs = {
+    tables.write_exports(folder, {
         "results.csv": results_csv(summary.rows),
         "summary.md": summary_markdown(summary),
         "summary.json": json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) + "\n",
         "plots.txt": text_plots(summary) if summary.rows else "",
-    }
-    for name, text in outputs.items():
-        storage.write_atomic(folder / name, redact(text))  # rows of older runs may hold a URL's password
+    })
     return summary
 
 
 # ---- plots (plotext API: the plotext module for text, or a textual-plotext widget's .plt) ----------
 # Every chart has axis titles, and every point or bar is named (model · task) where it is drawn, so no
 # legend is needed and none covers the data.
-
-SERIES_COLORS = ("blue+", "red+", "green+", "magenta+", "cyan+", "orange+")
-
-
-def _color(index: int) -> str:
-    return SERIES_COLORS[index % len(SERIES_COLORS)]
-
 
 def _name(model: str, task: str, size: int | None = None) -> str:
     """A point's or bar's label; names are outside text, so their control codes are made visible."""
@@ -677,7 +598,7 @@ def plot_speed_vs_time(plt, cells: list[CellStats]) -> None:
     xs = [tps for _, tps, _ in points]
     middle = (min(xs) + max(xs)) / 2 if xs else 0.0
     for index, model in enumerate(dict.fromkeys(c.model for c, _, _ in points)):
-        mine, color = [p for p in points if p[0].model == model], _color(index)
+        mine, color = [p for p in points if p[0].model == model], series_color(index)
         plt.scatter([tps for _, tps, _ in mine], [time_s for _, _, time_s in mine], marker="dot", color=color)
         for c, tps, time_s in mine:
             _label_point(plt, tps, time_s, _name(c.model, c.task, c.batch_size if len(sizes) > 1 else None), color,
@@ -709,7 +630,7 @@ def plot_time_vs_batch(plt, cells: list[CellStats]) -> None:
     series = list(dict.fromkeys((c.model, c.task) for c in cells if c.task != ALL_TASKS))
     for index, (model, task) in enumerate(series):
         points = sorted((c.batch_size, c.total_time_s) for c in cells if c.model == model and c.task == task)
-        color = _color(index)
+        color = series_color(index)
         plt.plot([size for size, _ in points], [total for _, total in points], marker="dot", color=color)
         _label_point(plt, *points[-1], _name(model, task), color, rightward=False)
     plt.title("set time vs batch size")
@@ -731,17 +652,6 @@ def plot_output_lengths(plt, rows: list[dict], task: str) -> None:
     plt.title(safe_line(f"{task}: output tokens per reply"))
     plt.xlabel("model")
     plt.ylabel("output tokens")
-
-
-def text_chart(plot, *args, width: int = 100, height: int = 20) -> str:
-    """One of the plot functions drawn as plain text (plotext without colour), for the terminal and files."""
-    import plotext
-
-    plotext.clear_figure()
-    plotext.plotsize(width, height)
-    plotext.theme("clear")
-    plot(plotext, *args)
-    return plotext.uncolorize(plotext.build())
 
 
 def text_plots(summary: RunSummary, width: int = 100, height: int = 20) -> str:

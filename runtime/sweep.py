@@ -24,27 +24,37 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from . import runfolder, storage, system
-from .backend import LoadedModel, ModelSpec, SamplingParams, first_line, load_model
-from .bench import (
-    Outcome,
-    Progress,
-    load_for_run,
+from . import runfolder, tables
+from .backend import LoadedModel, ModelSpec, SamplingParams, load_model
+from .errors import DataError
+from .fitting import FittedPrompt, TokenCounter, beyond_context, filler_text, fit_text, prompt, token_counter
+from .record import turn_fields
+from .runfolder import (
+    RunResults,
+    check_models,
+    create,
     models_toml,
     new_run_id,
     read_system,
     row_salt,
+    sweep_key,
     toml_table,
-    turn_row,
-    watching_load,
-    write_system,
 )
-from .errors import DataError, TaskclockError
-from .fitting import FittedPrompt, TokenCounter, beyond_context, filler_text, fit_text, prompt, token_counter
-from .runfolder import RESULTS_FILE, RUN_FILE, sweep_key
-from .summary import LATENCY_COLUMNS, Latency, latency, latency_row, md_table, results_csv, text_chart
+from .runner import Progress, Runner
+from .tables import (
+    LATENCY_COLUMNS,
+    Latency,
+    SummaryColumn,
+    cell_row,
+    latency,
+    latency_row,
+    md_table,
+    results_csv,
+    series_marker,
+    text_chart,
+)
 from .turn import run_turn, warm_up, warm_up_note
-from .untrusted import redact, safe_line
+from .untrusted import safe_line
 
 KIND = "sweep"
 PHASES = ("cold", "cached")
@@ -97,22 +107,14 @@ def read_plan(folder: Path) -> SweepPlan:
 def prepare(*, models: list[ModelSpec], input_tokens: Sequence[int], output_tokens: int, repeats: int,
             warmup: int, runs_dir: Path) -> tuple[Path, SweepPlan]:
     """Check the plan, create the run folder and write its run.toml and system.json."""
-    if not models:
-        raise DataError("no models given", "pass --models A,B")
-    names = [m.name for m in models]
-    if len(set(names)) != len(names):
-        raise DataError("a model is named twice in --models", "name each model once")
+    check_models(models)
     if not input_tokens or min(input_tokens) < 1 or output_tokens < 1 or repeats < 1 or warmup < 0:
         raise DataError("input lengths, --output-tokens and --repeats must be at least 1, --warmup at least 0",
                         "pass positive whole numbers")
     plan = SweepPlan(run_id=new_run_id(), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), kind=KIND,
                      input_tokens=sorted(set(input_tokens)), output_tokens=output_tokens, repeats=repeats,
                      warmup=warmup, salt=secrets.token_hex(4), models=models)
-    folder = storage.ensure_dir(runs_dir) / plan.run_id
-    storage.ensure_dir(folder)
-    storage.write_atomic(folder / RUN_FILE, plan_to_toml(plan))
-    write_system(folder, models)
-    return folder, plan
+    return create(runs_dir, plan.run_id, plan_to_toml(plan), models), plan
 
 
 # ---- the sweep's two prompts ---------------------------------------------------------------------
@@ -141,7 +143,7 @@ def fit_prompts(count: TokenCounter, filler: str, target: int, salt: str) -> dic
 
 def sweep_row(spec: ModelSpec, phase: str, target: int, repeat: int, fitted: FittedPrompt, source: str,
               events: Sequence[Any]) -> dict[str, Any]:
-    row = turn_row(spec, events)
+    row = turn_fields(spec.name, spec.backend, events)
     if phase == "cached":
         row["prefill_tps"] = uncached_prefill_tps(row)
     return {"kind": KIND, **row, "phase": phase, "requested_tokens": target, "repeat": repeat,
@@ -162,40 +164,39 @@ def length_label(target: int) -> str:
 
 # ---- the runner ----------------------------------------------------------------------------------
 
-class SweepRunner:
-    """Runs a sweep plan into its folder; safe to call again on the same folder (it resumes)."""
+class SweepRunner(Runner[int]):
+    """Runs a sweep plan into its folder; safe to call again on the same folder (it resumes). Its progress lines
+    are the input lengths."""
+
+    kind = KIND
+    row_kind = KIND
 
     def __init__(self, folder: Path, plan: SweepPlan, *, cancel: threading.Event | None = None,
                  on_progress: Callable[[Progress], None] | None = None,
                  loader: Callable[[ModelSpec], LoadedModel] = load_model) -> None:
-        self.folder = folder
+        super().__init__(folder, plan.models, cancel=cancel, on_progress=on_progress, loader=loader)
         self.plan = plan
-        self.cancel = cancel or threading.Event()
-        self.on_progress = on_progress or (lambda progress: None)
-        self.loader = loader
-        self.results = folder / RESULTS_FILE
         self.filler = filler_text()
         self.done: set[tuple] = set()
         self.skipped: set[tuple[str, int]] = set()
 
-    def run(self) -> Outcome:
-        """Run every pending row, holding the folder's lock (a second runner on it is refused)."""
-        with runfolder.locked(self.folder, KIND), watching_load(self.folder, self.plan.models):
-            results = runfolder.read_results(self.folder, KIND)
-            self.done = {sweep_key(r) for r in results.rows}
-            self.skipped = {(s["model"], s["requested_tokens"]) for s in results.skips}
-            outcome = Outcome()
-            for spec in self.plan.models:
-                if self.cancel.is_set():
-                    break
-                pending = [n for n in self.plan.input_tokens if self._left(spec, n)]
-                for n in self.plan.input_tokens:
-                    skipped = (spec.name, n) in self.skipped
-                    self._report(spec, n, "skipped" if skipped else "waiting" if n in pending else "done")
-                if pending:
-                    self._run_model(spec, pending, outcome)
-            outcome.interrupted = outcome.interrupted or self.cancel.is_set()
-            return outcome
+    def resume(self, results: RunResults) -> None:
+        self.done = {sweep_key(r) for r in results.rows}
+        self.skipped = {(s["model"], s["requested_tokens"]) for s in results.skips}
+
+    def plan_model(self, spec: ModelSpec) -> list[int]:
+        pending = [n for n in self.plan.input_tokens if self._left(spec, n)]
+        for n in self.plan.input_tokens:
+            skipped = (spec.name, n) in self.skipped
+            self.report(spec, n, "skipped" if skipped else "waiting" if n in pending else "done")
+        return pending
+
+    def label(self, line: int) -> str:
+        return length_label(line)
+
+    def progress(self, spec: ModelSpec, line: int) -> tuple[int, int]:
+        total = self.plan.repeats * len(PHASES)
+        return total - self._left(spec, line), total
 
     def _keys(self, spec: ModelSpec, target: int, repeat: int) -> dict[str, tuple]:
         return {phase: (spec.name, phase, target, repeat) for phase in PHASES}
@@ -206,57 +207,33 @@ class SweepRunner:
         return sum(key not in self.done for repeat in range(self.plan.repeats)
                    for key in self._keys(spec, target, repeat).values())
 
-    def _report(self, spec: ModelSpec, target: int, state: str, row: dict | None = None, error: str = "",
-                note: str = "") -> None:
-        total = self.plan.repeats * len(PHASES)
-        self.on_progress(Progress(spec.name, length_label(target), total - self._left(spec, target), total, state, row,
-                                  error, note=note))
-
-    def _fail(self, spec: ModelSpec, pending: list[int], error: str, outcome: Outcome) -> None:
-        error = redact(error)
-        storage.append(self.results, {"kind": "failure", "model": spec.name, "error": error})
-        outcome.failures[spec.name] = error
-        for target in pending:
-            self._report(spec, target, "failed", error=error)
-
     def _skip(self, spec: ModelSpec, target: int, reason: str) -> None:
-        storage.append(self.results, {"kind": "skip", "model": spec.name, "requested_tokens": target,
-                                      "reason": reason})
+        self.append({"kind": "skip", "model": spec.name, "requested_tokens": target, "reason": reason})
         self.skipped.add((spec.name, target))
-        self._report(spec, target, "skipped", error=reason)
+        self.report(spec, target, "skipped", error=reason)
 
-    def _run_model(self, spec: ModelSpec, pending: list[int], outcome: Outcome) -> None:
-        self._report(spec, pending[0], "loading")
-        model, error = load_for_run(self.loader, spec)
-        if model is None:
-            self._fail(spec, pending, error, outcome)
-            return
-        try:
-            count = token_counter(model)
-            context = model.context_size()
-            if self.plan.warmup:
-                self._report(spec, pending[0], "warmup", note=f"warming up ({warm_up_note(self.plan.warmup)})")
-                warm_up(model, self.plan.params(), self.plan.warmup, cancel=self.cancel)
-            for target in pending:
-                if self.cancel.is_set():
-                    return
-                reason = beyond_context(target, self.plan.output_tokens, context)
-                if reason:
-                    self._skip(spec, target, reason)
-                elif not self._run_length(model, spec, count, target, outcome):
-                    self._report(spec, target, "stopped")
-                    return
-        except TaskclockError as exc:  # the tokenizer or the server failed while a prompt was fitted
-            self._fail(spec, pending, str(exc), outcome)
-        except Exception as exc:  # a chat template or tokenizer that raises: this model fails, the rest run
-            self._fail(spec, pending, f"{type(exc).__name__}: {first_line(exc)}", outcome)
-        finally:
-            model.close()
+    def run_loaded(self, model: LoadedModel, spec: ModelSpec, lines: list[int]) -> bool:
+        """Every pending length; a tokenizer or chat template that fails while a prompt is fitted raises, and the
+        failure policy records it (runtime/runner.py)."""
+        count = token_counter(model)
+        context = model.context_size()
+        if self.plan.warmup:
+            self.report(spec, lines[0], "warmup", note=f"warming up ({warm_up_note(self.plan.warmup)})")
+            warm_up(model, self.plan.params(), self.plan.warmup, cancel=self.cancel)
+        for target in lines:
+            if self.cancel.is_set():
+                return False
+            reason = beyond_context(target, self.plan.output_tokens, context)
+            if reason:
+                self._skip(spec, target, reason)
+            elif not self._run_length(model, spec, count, target):
+                self.report(spec, target, "stopped")
+                return False
+        return True
 
-    def _run_length(self, model: LoadedModel, spec: ModelSpec, count: TokenCounter, target: int,
-                    outcome: Outcome) -> bool:
+    def _run_length(self, model: LoadedModel, spec: ModelSpec, count: TokenCounter, target: int) -> bool:
         """Every pending repeat at one length; False when cancelled (the turn in flight is dropped)."""
-        self._report(spec, target, "running")
+        self.report(spec, target, "running")
         params = self.plan.params()
         for repeat in range(self.plan.repeats):
             keys = self._keys(spec, target, repeat)
@@ -273,12 +250,9 @@ class SweepRunner:
                 if self.cancel.is_set():
                     return False
                 if keys[phase] not in self.done:
-                    row = sweep_row(spec, phase, target, repeat, fitted[phase], count.source, events)
-                    storage.append(self.results, row)
                     self.done.add(keys[phase])
-                    outcome.rows_written += 1
-                    self._report(spec, target, "running", row)
-        self._report(spec, target, "done")
+                    self.keep(spec, target, sweep_row(spec, phase, target, repeat, fitted[phase], count.source, events))
+        self.report(spec, target, "done")
         return True
 
 
@@ -361,32 +335,19 @@ def load_summary(folder: Path) -> SweepSummary:
     return SweepSummary(plan, results.rows, cells, skips, results.failures, results.damaged, read_system(folder))
 
 
-def figure(value: float | None, digits: int) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
-
-
-# (header in summary.md, header on the console, SweepCell field, decimals)
-COLUMNS = (("model", "model", "model", 0), ("input tokens", "in tok", "requested_tokens", 0),
-           ("prompt", "prompt", "phase", 0), ("runs", "runs", "done", 0),
-           ("in tok (measured)", "measured", "input_tokens", 0), ("cached tok", "cached", "cached_tokens", 0),
-           ("TTFT s", "TTFT s", "ttft_s", 3), ("prefill tok/s", "prefill/s", "prefill_tps", 0),
-           ("decode tok/s", "decode/s", "decode_tps", 1), ("task time s", "task s", "task_time_s", 3),
-           ("errors", "err", "errors", 0))
-
-
-def cell_row(cell: SweepCell) -> list[str]:
-    out = []
-    for _, _, key, digits in COLUMNS:
-        value = getattr(cell, key)
-        out.append(figure(value, digits) if isinstance(value, float) or value is None else str(value))
-    return out
+# The table's columns (SweepCell fields): summary.md's headers, the console's short ones.
+COLUMNS = (SummaryColumn("model", "model"), SummaryColumn("input tokens", "requested_tokens", short="in tok"),
+           SummaryColumn("prompt", "phase"), SummaryColumn("runs", "done"),
+           SummaryColumn("in tok (measured)", "input_tokens", short="measured"),
+           SummaryColumn("cached tok", "cached_tokens", short="cached"), SummaryColumn("TTFT s", "ttft_s", 3),
+           SummaryColumn("prefill tok/s", "prefill_tps", short="prefill/s"),
+           SummaryColumn("decode tok/s", "decode_tps", 1, short="decode/s"),
+           SummaryColumn("task time s", "task_time_s", 3, short="task s"),
+           SummaryColumn("errors", "errors", short="err"))
 
 
 def skip_line(skip: dict[str, Any]) -> str:
     return f"{skip['model']} at {skip['requested_tokens']} tokens: {skip['reason']}"
-
-
-MARKERS = "ox+*#@%&"  # one per line, so the lines stay apart in plain text, where colour is gone
 
 
 def plot_vs_input(plt, cells: Sequence[SweepCell], key: str, label: str) -> None:
@@ -397,7 +358,7 @@ def plot_vs_input(plt, cells: Sequence[SweepCell], key: str, label: str) -> None
                   if c.model == model and c.phase == phase and getattr(c, key) is not None]
         if points:
             plt.plot([x for x, _ in points], [y for _, y in points], label=safe_line(f"{model} · {phase}"),
-                     marker=MARKERS[i % len(MARKERS)])  # names are outside text: control codes made visible
+                     marker=series_marker(i))  # names are outside text: control codes made visible
     plt.title(f"{label} vs input tokens (median of repeats)")
     plt.xlabel("input tokens")
     plt.ylabel(label)
@@ -413,11 +374,7 @@ def text_plots(summary: SweepSummary, width: int = 100, height: int = 20) -> str
 
 def summary_markdown(summary: SweepSummary) -> str:
     plan = summary.plan
-    parts = [f"# taskclock sweep run {plan.run_id}", ""]
-    if note := system.run_busy_note(summary.system):
-        parts += [f"**Note: {note}.**", ""]
-    if summary.system:
-        parts += ["## System", "", *system.describe(summary.system), ""]
+    parts = tables.markdown_head(f"taskclock sweep run {plan.run_id}", summary.system)
     sources = ", ".join(f"{m}: {s}" for m, s in summary.token_sources().items()) or "—"
     parts += [
         f"- models: {', '.join(m.name + ' (' + m.backend + ')' for m in plan.models)}",
@@ -433,19 +390,15 @@ def summary_markdown(summary: SweepSummary) -> str:
         "Medians over the repeats; prefill tok/s = input tokens / TTFT, on cached rows the tokens the cache did not "
         "serve / TTFT where the backend reports its cache, else —.",
         "",
-        md_table([column[0] for column in COLUMNS], (cell_row(c) for c in summary.cells)),
+        md_table([column.header for column in COLUMNS], (cell_row(c, COLUMNS) for c in summary.cells)),
     ]
     parts += ["", "## Latency percentiles", "", "Over the repeats: TTFT, per-token ITL (every token) and task time.",
-              "", md_table(["model", "input tokens", "prompt", *(h for h, _, _ in LATENCY_COLUMNS)],
+              "", md_table(["model", "input tokens", "prompt", *(column.header for column in LATENCY_COLUMNS)],
                            ([c.model, str(c.requested_tokens), c.phase, *latency_row(c.latency)]
                             for c in summary.cells if c.latency is not None))]
     if summary.skips:
         parts += ["", "## Skipped", ""] + [f"- {skip_line(s)}" for s in summary.skips]
-    if summary.failures:
-        parts += ["", "## Failed models", ""] + [f"- {m}: {e}" for m, e in summary.failures.items()]
-    if summary.damaged:
-        parts += ["", f"## Damaged lines in results.jsonl (skipped: {len(summary.damaged)})", ""]
-        parts += [f"- {line}" for line in summary.damaged[:20]]
+    parts += tables.markdown_problems(summary.failures, summary.damaged)
     if summary.cells:
         parts += ["", "## Plots", "", "```text", text_plots(summary), "```"]
     return "\n".join(parts) + "\n"
@@ -454,13 +407,11 @@ def summary_markdown(summary: SweepSummary) -> str:
 def export(folder: Path) -> SweepSummary:
     """Write results.csv, summary.md, summary.json and plots.txt into the run folder (atomically)."""
     summary = load_summary(folder)
-    outputs = {
+    tables.write_exports(folder, {
         "results.csv": results_csv(summary.rows, CSV_COLUMNS),
         "summary.md": summary_markdown(summary),
         "summary.json": json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) + "\n",
         "plots.txt": text_plots(summary) if summary.cells else "",
-    }
-    for name, text in outputs.items():
-        storage.write_atomic(folder / name, redact(text))
+    })
     return summary
 

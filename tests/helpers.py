@@ -17,7 +17,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from taskclock.runtime import bench, mmlu, storage
+from taskclock.runtime import bench, mmlu, runfolder, storage
 
 ROOT = Path(__file__).resolve().parent.parent
 # The CSV release the package data was built from: only the test that proves the two equal reads it; every
@@ -74,21 +74,21 @@ def bench_args(out: Path, limit: int = 6) -> list[str]:
 
 def result_keys(folder: Path) -> list[tuple]:
     """The (model, task, qid) of every result row in a run folder, in file order."""
-    return [bench.row_key(r) for r in storage.read(folder / bench.RESULTS_FILE) if r["kind"] == "result"]
+    return [bench.row_key(r) for r in storage.read(folder / runfolder.RESULTS_FILE) if r["kind"] == "result"]
 
 
 def replies_by_key(folder: Path) -> dict[tuple, str]:
     """Each row's reply by key; fails on a duplicate row."""
     keys = result_keys(folder)
     assert len(keys) == len(set(keys)), "duplicate rows"
-    return {bench.row_key(r): r["reply"] for r in storage.read(folder / bench.RESULTS_FILE)}
+    return {bench.row_key(r): r["reply"] for r in storage.read(folder / runfolder.RESULTS_FILE)}
 
 
 def wait_for_rows(out: Path, proc: subprocess.Popen, rows: int, timeout_s: float = 120) -> Path:
     """The run folder under ``out`` once its results file holds ``rows`` lines (polled, with a deadline)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and proc.poll() is None:
-        for results in out.glob(f"*/{bench.RESULTS_FILE}"):
+        for results in out.glob(f"*/{runfolder.RESULTS_FILE}"):
             if len(results.read_bytes().splitlines()) >= rows:
                 return results.parent
         time.sleep(0.02)

@@ -9,7 +9,7 @@ import pytest
 from app_helpers import open_compare, ready, send_compare, turn, wait_for, workdir_app
 from textual.widgets import DataTable, Label, Select, Static
 
-from taskclock.runtime import bench, mmlu, storage
+from taskclock.runtime import bench, mmlu, runfolder, storage
 from taskclock.runtime.config import Config, Defaults
 from taskclock.runtime.models import resolve
 from taskclock.runtime.runfolder import RunPlan
@@ -218,7 +218,7 @@ def acceptance_run(runs: Path) -> Path:
     for (model, task), (ttft, tokens, words, pace_ms) in shapes.items():
         for n, qid in enumerate(ACCEPTANCE_QIDS):
             first = ttft + 0.01 * n
-            storage.append(folder / bench.RESULTS_FILE, {
+            storage.append(folder / runfolder.RESULTS_FILE, {
                 "kind": "result", "model": model, "backend": "llamacpp", "task": task, "qid": qid, "subject": "anatomy",
                 "batch_size": 1, "repeat": 0, "input_tokens": 60, "output_tokens": tokens, "output_words": words,
                 "output_chars": words * 5, "ttft_s": first, "decode_tps": 1000 / pace_ms,

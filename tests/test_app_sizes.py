@@ -15,7 +15,7 @@ from app_helpers import make_app, ready, turn, wait_for, workdir_app
 from scripted import scripted_loader
 from textual.widgets import DataTable, Select
 
-from taskclock.runtime import bench, fitting, mmlu, storage, sweep, system
+from taskclock.runtime import bench, fitting, mmlu, runfolder, storage, sweep, system
 from taskclock.runtime.config import Config, Defaults
 from taskclock.runtime.models import resolve
 from taskclock.runtime.runfolder import RunPlan
@@ -52,7 +52,7 @@ def stored_run(runs: Path) -> Path:
     for (model, task), figures in FIGURES.items():
         for qid, (tokens, words, tps, seconds, correct) in zip(QUESTIONS, figures, strict=True):
             scored = correct is not None  # mc: the reply's letter B against the key
-            storage.append(folder / bench.RESULTS_FILE, {
+            storage.append(folder / runfolder.RESULTS_FILE, {
                 "kind": "result", "model": model, "backend": "llamacpp", "task": task, "qid": qid,
                 "subject": "anatomy", "batch_size": 1, "input_tokens": 60, "output_tokens": tokens,
                 "output_words": words, "output_chars": words * 5, "ttft_s": 0.05, "decode_tps": tps,
@@ -227,11 +227,11 @@ def stored_sweep(runs: Path) -> Path:
     for model, (ttft_256, tps) in SWEEP_FIGURES.items():
         for n in SWEEP_LENGTHS:
             if model == "smollm2" and n == 4096:
-                storage.append(folder / bench.RESULTS_FILE, {"kind": "skip", "model": model, "requested_tokens": n,
-                                                             "reason": fitting.beyond_context(n, 32, 4096)})
+                storage.append(folder / runfolder.RESULTS_FILE, {"kind": "skip", "model": model, "requested_tokens": n,
+                                                                 "reason": fitting.beyond_context(n, 32, 4096)})
                 continue
             for phase, ttft in (("cold", ttft_256 * n / 256), ("cached", ttft_256 * n / 2560)):
-                storage.append(folder / bench.RESULTS_FILE, {
+                storage.append(folder / runfolder.RESULTS_FILE, {
                     "kind": sweep.KIND, "model": model, "backend": "llamacpp", "phase": phase,
                     "requested_tokens": n, "repeat": 0, "prompt_tokens": n, "token_source": "tokenizer",
                     "input_tokens": n, "output_tokens": 32, "output_words": 24, "output_chars": 120, "ttft_s": ttft,

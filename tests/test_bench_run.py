@@ -46,7 +46,7 @@ def test_rows_then_resume_adds_nothing(tmp_path, data, tiny_llama_dir):
     assert outcome.rows_written == 6 and not outcome.interrupted
     keys = result_keys(folder)
     assert sorted(keys) == sorted(("tiny", t, q, 1, 0) for t in ("mc", "paraphrase") for q in plan.question_ids)
-    row = next(storage.read(folder / bench.RESULTS_FILE))
+    row = next(storage.read(folder / runfolder.RESULTS_FILE))
     assert row["input_tokens"] > 0 and row["task_time_s"] > 0 and row["output_tokens"] <= 6
     assert row["answer"] in mmlu.LETTERS and row["correct"] == (row["parsed"] == row["answer"])
     assert reports[-1].state == "done" and reports[-1].done == reports[-1].total == 3
@@ -109,7 +109,7 @@ def test_batched_rows_share_the_batch_clock(tmp_path, data, tiny_llama_dir):
     spec = ModelSpec("tiny", "hf", str(tiny_llama_dir))
     folder, plan = _prepare(tmp_path, data, [spec], task_names=("paraphrase",), limit=4, batch_size=2)
     bench.BenchRunner(folder, plan, data.by_id()).run()
-    rows = [r for r in storage.read(folder / bench.RESULTS_FILE) if r["kind"] == "result"]
+    rows = [r for r in storage.read(folder / runfolder.RESULTS_FILE) if r["kind"] == "result"]
     assert [r["batch_size"] for r in rows] == [2, 2, 2, 2]
     assert rows[0]["ttft_s"] == rows[1]["ttft_s"]  # both requests got their first token in the same step
     segments = runfolder.read_results(folder).segments
@@ -139,7 +139,7 @@ def test_disk_full_stops_cleanly_and_keeps_written_rows(tmp_path, data):
                           preexec_fn=_fill_disk_at(1200))
     assert full.returncode == 2
     assert full.stderr.strip().splitlines()[-1].startswith("taskclock: error: the disk is full")
-    raw = (folder / bench.RESULTS_FILE).read_bytes()
+    raw = (folder / runfolder.RESULTS_FILE).read_bytes()
     assert raw.endswith(b"\n") and 1 <= len(result_keys(folder)) < 4  # whole rows only, none half-written
     assert run_cli("bench", "--resume", str(folder), "--no-plots").returncode == 0
     keys = result_keys(folder)
@@ -179,7 +179,7 @@ def test_ctrl_c_before_any_row_says_so_instead_of_empty_tables(tmp_path):
     proc, stdout, stderr = interrupted_before_the_first_row(
         lambda url: ["bench", "--models", url, "--tasks", "mc", "--limit", "2", "--max-tokens", "4"], tmp_path)
     (folder,) = tmp_path.iterdir()
-    assert proc.returncode == 130 and not (folder / bench.RESULTS_FILE).exists()
+    assert proc.returncode == 130 and not (folder / runfolder.RESULTS_FILE).exists()
     assert stdout.strip() == "", stdout  # no empty speed / verbosity / per-batch tables
     assert f"interrupted: no rows yet: taskclock bench --resume {folder} continues" in stderr
 
@@ -235,7 +235,7 @@ def test_sweep_with_repeats_resumes_mid_sweep(tmp_path, data, tiny_llama_dir):
     assert {(k[3], k[4]) for k in keys} == {(1, 0), (1, 1), (2, 0), (2, 1)}
     cells = summary.load_summary(folder).cells
     assert [(c.batch_size, c.repeats, c.done) for c in cells] == [(1, 2, 8), (2, 2, 8)]
-    assert json.loads((folder / bench.SYSTEM_FILE).read_text())["threads"] == {"tiny": system.physical_cores()}
+    assert json.loads((folder / runfolder.SYSTEM_FILE).read_text())["threads"] == {"tiny": system.physical_cores()}
 
 
 def test_the_warm_up_runs_one_untimed_batch_at_each_batch_size_before_the_timed_ones(tmp_path, data, tiny_llama_dir):

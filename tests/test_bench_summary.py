@@ -12,15 +12,15 @@ from types import SimpleNamespace
 import pytest
 from helpers import one_error_line, run_cli
 
-from taskclock.runtime import bench, runfolder, storage, summary, sweep
+from taskclock.runtime import bench, runfolder, storage, summary, sweep, tables
 from taskclock.runtime.backend import ModelSpec
 from taskclock.runtime.tasks import BUILTIN
 from taskclock.tui.commands import bench as bench_command
 from taskclock.tui.commands import sweep as sweep_command
 
 
-def _plan(models=("fast-tokens", "short-replies")) -> bench.RunPlan:
-    return bench.RunPlan(
+def _plan(models=("fast-tokens", "short-replies")) -> runfolder.RunPlan:
+    return runfolder.RunPlan(
         run_id="hand-made", created="2026-11-22T00:00:00", mmlu="/nowhere", subjects=["x"], limit=3, seed=0,
         batch_size=1, warmup=0, max_tokens=0, temperature=0.0, top_p=1.0, skipped_rows=2,
         models=[ModelSpec(m, "llamacpp", "/nowhere.gguf") for m in models],
@@ -60,9 +60,9 @@ def run_folder(tmp_path):
     ]
     rows.insert(3, dict(rows[1]))  # a duplicate key (e.g. from a crash between write and bookkeeping)
     for row in rows:
-        storage.append(folder / bench.RESULTS_FILE, row)
-    storage.append(folder / bench.RESULTS_FILE, {"kind": "failure", "model": "gone", "error": "cannot load"})
-    with open(folder / bench.RESULTS_FILE, "a") as handle:
+        storage.append(folder / runfolder.RESULTS_FILE, row)
+    storage.append(folder / runfolder.RESULTS_FILE, {"kind": "failure", "model": "gone", "error": "cannot load"})
+    with open(folder / runfolder.RESULTS_FILE, "a") as handle:
         handle.write('{"kind": "result", "model": "torn')  # a row cut by kill -9
     return folder
 
@@ -235,11 +235,11 @@ def test_sweep_cells_use_segment_wall_time_and_spread_over_repeats(tmp_path):
     bench.write_plan(folder, plan)
     for repeat, (t0, t1, wall) in enumerate(((2.0, 4.0, 3.0), (3.0, 5.0, 5.0))):
         for qid, t in (("x/0", t0), ("x/1", t1)):
-            storage.append(folder / bench.RESULTS_FILE, {**_row("m", "explain", qid, 100, 80, 50.0, t),
+            storage.append(folder / runfolder.RESULTS_FILE, {**_row("m", "explain", qid, 100, 80, 50.0, t),
                                                          "repeat": repeat})
-            storage.append(folder / bench.RESULTS_FILE, {**_row("m", "explain", qid, 100, 80, 50.0, t),
+            storage.append(folder / runfolder.RESULTS_FILE, {**_row("m", "explain", qid, 100, 80, 50.0, t),
                                                          "batch_size": 2, "repeat": repeat, "segment": f"s{repeat}"})
-        storage.append(folder / bench.RESULTS_FILE, {"kind": "segment", "model": "m", "task": "explain",
+        storage.append(folder / runfolder.RESULTS_FILE, {"kind": "segment", "model": "m", "task": "explain",
                                                      "batch_size": 2, "repeat": repeat, "segment": f"s{repeat}",
                                                      "rows": 2, "wall_s": wall})
     result = summary.load_summary(folder)
@@ -250,7 +250,7 @@ def test_sweep_cells_use_segment_wall_time_and_spread_over_repeats(tmp_path):
     assert two.set_time.ci95 == pytest.approx(12.706)  # t(0.975, 1 dof) * sd / sqrt(2), sd = sqrt(2)
     assert two.aggregate_tps == pytest.approx((200 / 3 + 200 / 5) / 2)
     assert two.set_output_tokens == 200 and two.tpot_ms == pytest.approx(20.0)
-    assert bench.RunPlan.total_rows(plan) == 2 * 2 * 1  # llama.cpp models run at batch 1 only: 1 size
+    assert runfolder.RunPlan.total_rows(plan) == 2 * 2 * 1  # llama.cpp models run at batch 1 only: 1 size
     markdown = summary.summary_markdown(result)
     assert "## Per batch size" in markdown and "4.00 ± 12.71" in markdown
     assert "set time vs batch size" in summary.text_plots(result)
@@ -310,34 +310,34 @@ def test_console_tables_keep_every_figure_whole_at_80_columns(tmp_path):
         for n, qid in enumerate(("x/0", "x/1", "x/2")):
             row = _row(m, task, qid, 212 + n, 150, 1234.56 + n, 12.3456 + n + repeat, ttft=0.123, parsed="A",
                        answer="A")
-            storage.append(folder / bench.RESULTS_FILE,
+            storage.append(folder / runfolder.RESULTS_FILE,
                            {**row, "batch_size": size, "repeat": repeat, **({"segment": segment} if size > 1 else {})})
         if size > 1:
-            storage.append(folder / bench.RESULTS_FILE, {"kind": "segment", "model": m, "task": task,
+            storage.append(folder / runfolder.RESULTS_FILE, {"kind": "segment", "model": m, "task": task,
                                                          "batch_size": size, "repeat": repeat, "segment": segment,
                                                          "rows": 3, "wall_s": 10.5 + 3.3 * repeat})
     result = summary.load_summary(folder)
     assert any(" ± " in value for cell in result.cells for value in summary.batch_row(cell))  # repeats: CIs shown
-    tables = []
+    shown = []
     for _, keys in bench_command.CONSOLE_TABLES:
         columns = summary.shown_columns(result.cells, summary.table_columns(*keys))
-        tables.append(([c.header for c in columns], [summary.cell_row(cell, columns) for cell in result.cells], {0, 1}))
+        shown.append(([c.header for c in columns], [summary.cell_row(cell, columns) for cell in result.cells], {0, 1}))
     batch_rows = [summary.batch_row(cell) for cell in result.cells]
     cached = summary.BATCH_HEADERS_SHORT.index("cached")  # no cache reported: the console leaves the column out
-    tables.append(([h for i, h in enumerate(summary.BATCH_HEADERS_SHORT) if i != cached],
+    shown.append(([h for i, h in enumerate(summary.BATCH_HEADERS_SHORT) if i != cached],
                    [[v for i, v in enumerate(row) if i != cached] for row in batch_rows], {0, 1}))
-    tables.append(([*summary.RANKING_HEADERS_SHORT[:-1], "ranks"],
+    shown.append(([*summary.RANKING_HEADERS_SHORT[:-1], "ranks"],
                    [summary.ranking_row(rank) for rank in result.ranks], {0, 2}))
-    _renders_whole(bench_command.print_results, result, tables)
+    _renders_whole(bench_command.print_results, result, shown)
 
 
 def test_sweep_console_table_keeps_every_figure_whole_at_80_columns():
     cells = [sweep.SweepCell("smollm2-hf-8bit", n, phase, 3, 0, n * 1.01, None, 0.1234 * n / 256, 123456.7, 1234.5,
                              12.345) for n in (256, 16384) for phase in sweep.PHASES]
     result = SimpleNamespace(cells=cells, rows=[])
-    keep = [i for i, column in enumerate(sweep.COLUMNS) if column[2] != "cached_tokens"]
-    rows = [[values[i] for i in keep] for values in map(sweep.cell_row, cells)]
-    _renders_whole(sweep_command.print_results, result, [([sweep.COLUMNS[i][1] for i in keep], rows, {0})])
+    columns = [column for column in sweep.COLUMNS if column.key != "cached_tokens"]
+    rows = [tables.cell_row(cell, columns) for cell in cells]
+    _renders_whole(sweep_command.print_results, result, [([c.short_header for c in columns], rows, {0})])
 
 
 def test_ordinals_and_counts_in_verdicts():

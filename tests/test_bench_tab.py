@@ -33,7 +33,7 @@ def _status(pane) -> str:
 
 
 def _keys(pane) -> list[tuple]:
-    return [bench.row_key(r) for r in storage.read(pane.folder / bench.RESULTS_FILE) if r["kind"] == "result"]
+    return [bench.row_key(r) for r in storage.read(pane.folder / runfolder.RESULTS_FILE) if r["kind"] == "result"]
 
 
 async def _finish(pilot, pane, button: str) -> None:
@@ -157,7 +157,7 @@ async def test_two_models_get_rankings_a_verdict_and_labelled_charts(tmp_path):
         pane = await _open(pilot, models="smollm2,gemma3-270m", task_names="brief", limit="2")
         await _finish(pilot, pane, "batch-start")
         assert "finished: 4 new rows" in _status(pane)
-        rows = [r for r in storage.read(pane.folder / bench.RESULTS_FILE) if r["kind"] == "result"]
+        rows = [r for r in storage.read(pane.folder / runfolder.RESULTS_FILE) if r["kind"] == "result"]
         by_tps = _expected_ranks(rows, "decode_tps", best_high=True)
         by_time = _expected_ranks(rows, "task_time_s", best_high=False)
         assert set(by_tps) == set(by_time) == {"smollm2", "gemma3-270m"}

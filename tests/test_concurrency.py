@@ -47,7 +47,7 @@ def sweep(folder_root, data, spec: ModelSpec, sizes: list[int], limit: int, **ru
 
 
 def result_rows(folder) -> list[dict]:
-    return [r for r in storage.read(folder / bench.RESULTS_FILE) if r["kind"] == "result"]
+    return [r for r in storage.read(folder / runfolder.RESULTS_FILE) if r["kind"] == "result"]
 
 
 def most_in_flight(rows: list[dict]) -> int:

@@ -11,7 +11,7 @@ import pytest
 from helpers import run_cli
 from llama_server import HOST, free_port
 
-from taskclock.runtime import bench, summary, system
+from taskclock.runtime import runfolder, summary, system
 
 SPIN = [sys.executable, "-c", "while True: pass"]
 
@@ -76,16 +76,16 @@ def test_a_bench_run_records_its_load_and_says_when_the_machine_was_busy(tmp_pat
                      "--warmup", "0", "--out", str(tmp_path), "--no-plots")
     assert result.returncode == 0, result.stderr
     (folder,) = tmp_path.iterdir()
-    (load,) = json.loads((folder / bench.SYSTEM_FILE).read_text())["load"]
+    (load,) = json.loads((folder / runfolder.SYSTEM_FILE).read_text())["load"]
     assert load["before"]["window_s"] >= system.MIN_BEFORE_S and load["during"]["others_cores"] is not None
     assert ("busy machine" in result.stderr) == load["busy"]
     markdown = (folder / "summary.md").read_text()
     assert "- machine load: before: load average" in markdown
     # the same run on a busy machine: said at the top of summary.md and on the console's end
-    bench.add_load(folder, {"cores": 2, "before": {"others_cores": 1.7, "load_avg_1m": 3.9, "window_s": 0.3},
+    runfolder.add_load(folder, {"cores": 2, "before": {"others_cores": 1.7, "load_avg_1m": 3.9, "window_s": 0.3},
                             "during": {"others_cores": 1.2, "load_avg_1m": 3.5, "window_s": 2.0}, "busy": True})
     exported = summary.export(folder)
-    note = system.run_busy_note(bench.read_system(folder))  # the run's own session, if it was busy; else this one
+    note = system.run_busy_note(runfolder.read_system(folder))  # the run's own session, if it was busy; else this one
     assert note.startswith("busy machine: other processes took")
     assert (folder / "summary.md").read_text().startswith(f"# taskclock bench run {exported.plan.run_id}\n\n"
                                                           f"**Note: {note}.**")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, bench_args, mmlu_folder, one_error_line, replies_by_key, result_keys, run_cli, start_cli
 
-from taskclock.runtime import bench, mmlu, storage, tasks
+from taskclock.runtime import bench, mmlu, runfolder, storage, tasks
 from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
 
 GUARD_S = 180  # against hangs, not a speed check
@@ -147,7 +147,7 @@ class StartedRun:
         return Path(next(line for line in self.lines if line.startswith("run folder:")).split()[2])
 
     def row_count(self) -> int:
-        results = self.folder() / bench.RESULTS_FILE
+        results = self.folder() / runfolder.RESULTS_FILE
         return len(results.read_bytes().splitlines()) if results.exists() else 0
 
     def interrupt(self, sig: int, new_rows: int, delay_s: float) -> int:
@@ -170,7 +170,7 @@ def test_sigint_and_sigkill_at_random_points_then_resume_equals_an_uninterrupted
     whole = run_cli(*bench_args(tmp_path / "whole", limit), timeout=GUARD_S)
     assert whole.returncode == 0, whole.stderr
     (whole_folder,) = (tmp_path / "whole").iterdir()
-    row_s = statistics.median(r["task_time_s"] for r in storage.read(whole_folder / bench.RESULTS_FILE))
+    row_s = statistics.median(r["task_time_s"] for r in storage.read(whole_folder / runfolder.RESULTS_FILE))
 
     run = StartedRun(bench_args(tmp_path / "cut", limit))
     for attempt in range(4):  # while loading, mid-row, just after a row was appended...
@@ -180,12 +180,12 @@ def test_sigint_and_sigkill_at_random_points_then_resume_equals_an_uninterrupted
         assert "Traceback" not in output
         assert code in ((0, 130) if sig == signal.SIGINT else (0, -signal.SIGKILL)), output
         folder = run.folder()
-        kept = replies_by_key(folder) if (folder / bench.RESULTS_FILE).exists() else {}  # none before a first row
+        kept = replies_by_key(folder) if (folder / runfolder.RESULTS_FILE).exists() else {}  # none before a first row
         assert set(kept) <= set(replies_by_key(whole_folder))  # replies_by_key fails on a duplicate
         run = StartedRun(["bench", "--resume", str(folder), "--no-plots"])
     assert run.proc.wait(GUARD_S) == 0, "".join(run.lines)
     assert replies_by_key(folder) == replies_by_key(whole_folder)  # same keys, none twice; greedy: same replies
-    assert all(line.endswith("\n") for line in (folder / bench.RESULTS_FILE).read_text().splitlines(True))
+    assert all(line.endswith("\n") for line in (folder / runfolder.RESULTS_FILE).read_text().splitlines(True))
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +222,7 @@ def test_a_model_that_raises_mid_row_marks_that_row_and_the_run_goes_on(tmp_path
                                  runs_dir=tmp_path)
     outcome = bench.BenchRunner(folder, plan, data.by_id(), loader=flaky_loader).run()
     assert outcome.rows_written == 4 and not outcome.failures and not outcome.interrupted
-    rows = list(storage.read(folder / bench.RESULTS_FILE))
+    rows = list(storage.read(folder / runfolder.RESULTS_FILE))
     assert [r["stop_reason"] == "error" for r in rows] == [False, True, False, False]
     assert "simulated device fault" in rows[1]["error"] and rows[1]["output_tokens"] >= 1
     from taskclock.runtime.summary import load_summary
@@ -256,7 +256,7 @@ def test_bench_cli_row_whose_decode_fails_is_reported_and_the_rest_run(tmp_path)
     proc = run_cli(*bench_args(tmp_path / "runs", limit=3), env=env, timeout=GUARD_S)
     assert "Traceback" not in proc.stderr
     (folder,) = (tmp_path / "runs").iterdir()
-    rows = list(storage.read(folder / bench.RESULTS_FILE))
+    rows = list(storage.read(folder / runfolder.RESULTS_FILE))
     assert len(rows) == 3 and [r["stop_reason"] == "error" for r in rows] == [False, True, False]
     assert "simulated decode fault" in rows[1]["error"]
     assert "1 row(s) ended in an error" in proc.stderr

@@ -8,13 +8,14 @@ from datetime import datetime
 import pytest
 from helpers import one_error_line, run_cli
 
-from taskclock.runtime import bench, importers, metrics, replay, runfolder, sessions, storage, values
-from taskclock.runtime.backend import ModelSpec, SamplingParams
+from taskclock.runtime import bench, importers, metrics, mmlu, replay, runfolder, sessions, storage, tasks, values
+from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
 from taskclock.runtime.compare import run_compare
 from taskclock.runtime.config import TaskSpec
 from taskclock.runtime.errors import DataError, StorageError
 from taskclock.runtime.events import Done, Submitted, Token
 from taskclock.runtime.mmlu import Question
+from taskclock.runtime.models import resolve
 from taskclock.runtime.turn import TurnResult, run_turn
 
 PARAMS = SamplingParams(max_tokens=16)
@@ -122,6 +123,56 @@ def test_multi_token_chunks_keep_their_counts_through_the_log(tmp_path):
     assert record["token_counts"] == [3, 2, 4]
     again = metrics.compute(replay.recording_from_record(record, "r").schedule)
     assert again.decode_tps == pytest.approx(result.metrics.decode_tps) and again.output_tokens == 9
+
+
+def arrival_counts(schedule) -> list[int]:
+    return [e.count for e in schedule if isinstance(e, Token) and e.count > 0]
+
+
+def test_a_bench_row_and_a_session_turn_keep_the_same_chunk_counts():
+    """Arrivals of 3 tokens each: the one turn record keeps each arrival's count in a bench row as in a session turn
+    (bench rows used to drop them and replay 1 token per arrival), so both replay the turn's decode rate."""
+    events = [Submitted(0), Token(200 * MS, "One two three", count=3), Token(260 * MS, " four five six", count=3),
+              Token(300 * MS, " seven eight nine.", count=3), Done(310 * MS, "eos", input_tokens=5, output_tokens=9)]
+    result = TurnResult("remote", "http", [{"role": "user", "content": "Count."}], SamplingParams(), events)
+    question = Question("astronomy", 0, "Count.", ("a", "b", "c", "d"), "A")
+    row = bench.make_row(ModelSpec("remote", "http", "x"), TaskSpec("explain", "{question}", 16), question, events, 1)
+    turn = sessions.turn_record(result)
+    for stored in (row, turn):
+        again = replay.recording_from_record(json.loads(json.dumps(stored)), "r").schedule
+        assert arrival_counts(again) == [3, 3, 3]
+        assert metrics.compute(again).decode_tps == pytest.approx(result.metrics.decode_tps)
+        assert metrics.compute(again).itl_p50_ms == pytest.approx(result.metrics.itl_p50_ms)
+
+
+def test_a_bench_row_and_a_session_turn_from_a_server_of_3_tokens_a_chunk_replay_alike(tmp_path):
+    """A real server on loopback that sends 3 tokens a chunk (and says so in its usage): a bench row and a session
+    turn of the same reply replay with the same per-arrival counts, token count and figures as the live turn."""
+    from llama_server import content_chunk, running_scripted_server, sse
+
+    chunks = ["One two three", " four five six", " seven eight nine."]
+    script = [sse(content_chunk(chunks[0]))]
+    for chunk in chunks[1:]:
+        script += [0.02, sse(content_chunk(chunk))]
+    usage = {"prompt_tokens": 5, "completion_tokens": 3 * len(chunks), "total_tokens": 5 + 3 * len(chunks)}
+    script += [sse(content_chunk("", "stop")), sse({"choices": [], "usage": usage}), sse("[DONE]")]
+    with running_scripted_server(script) as server:
+        spec = resolve(f"{server.url}#scripted")
+        data = mmlu.load_embedded()
+        folder, plan = bench.prepare(models=[spec], task_list=tasks.resolve(["explain"]), data=data, subjects=None,
+                                     limit=1, seed=0, batch_size=1, warmup=0, max_tokens=16,
+                                     sampling=SamplingParams(), runs_dir=tmp_path / "runs")
+        assert bench.BenchRunner(folder, plan, data.by_id()).run().rows_written == 1
+        model = load_model(spec)
+        live = run_turn(model, [{"role": "user", "content": "Count."}], SamplingParams(max_tokens=16))
+        model.close()
+    log = sessions.SessionLog(tmp_path / "sessions", spec.name)
+    log.append(sessions.turn_record(live))
+    replayed = [replay.load_recording(source, 1)[2].schedule for source in (folder, log.path)]
+    assert arrival_counts(replayed[0]) == arrival_counts(replayed[1]) == arrival_counts(live.events)
+    for again in map(metrics.compute, replayed):
+        assert again.output_tokens == live.metrics.output_tokens == 3 * len(chunks)
+        assert metrics.output_text(replayed[0]) == metrics.output_text(replayed[1]) == "".join(chunks)
 
 
 def test_hostile_log_text_is_shown_inert(tmp_path):

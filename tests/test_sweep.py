@@ -15,8 +15,8 @@ from llama_server import NativeLlamaServer, llama_server_binary, running_scripte
 
 from taskclock.runtime import fitting, runfolder, sweep
 from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
-from taskclock.runtime.bench import row_salt
 from taskclock.runtime.models import resolve
+from taskclock.runtime.runfolder import row_salt
 from taskclock.runtime.turn import run_turn
 
 SHORT, LONG = 128, 1024  # 8× the tokens: the cold TTFT must at least double, however loaded the machine

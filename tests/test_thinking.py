@@ -446,7 +446,7 @@ def test_thinking_figures_reach_logs_exports_rows_and_replays(scripted_server, t
     log.append(sessions.turn_record(result))
     (record,) = sessions.read_session(log.path)
     assert record["reply"] == "".join(ANSWER) and record["thinking"] == "".join(THINKING)
-    assert record["metrics"]["ttfa_s"] == result.metrics.ttfa_s and record["metrics"]["thinking_tokens"] == 6
+    assert record["ttfa_s"] == result.metrics.ttfa_s and record["thinking_tokens"] == 6
     (columns,) = csv.DictReader(io.StringIO(sessions.to_csv([record])))
     assert (columns["thinking_tokens"], columns["answer_tokens"]) == ("6", "4") and columns["ttfa_s"]
 
@@ -457,7 +457,6 @@ def test_thinking_figures_reach_logs_exports_rows_and_replays(scripted_server, t
 
     for recorded in (record, row):  # the replay tells thinking from answer again, figures as recorded
         replayed = metrics.compute(recording_from_record(recorded, "again").schedule)
-        figures = recorded.get("metrics", recorded)
         assert (replayed.thinking_tokens, replayed.answer_tokens) == (6, 4)
-        assert replayed.ttfa_s == pytest.approx(figures["ttfa_s"], abs=2e-6)
-        assert replayed.thinking_s == pytest.approx(figures["thinking_s"], abs=2e-6)
+        assert replayed.ttfa_s == pytest.approx(recorded["ttfa_s"], abs=2e-6)
+        assert replayed.thinking_s == pytest.approx(recorded["thinking_s"], abs=2e-6)

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 from textual.message import Message
 
 from taskclock.runtime.backend import LoadedModel, ModelSpec
-from taskclock.runtime.bench import Outcome
 from taskclock.runtime.compare import Comparison
+from taskclock.runtime.runner import Outcome
 from taskclock.runtime.sessions import SessionSummary
 from taskclock.runtime.turn import TurnResult
 

@@ -199,17 +199,16 @@ def print_results(console, result, plots: bool) -> None:
 
     from taskclock.runtime.summary import (
         BATCH_HEADERS_SHORT,
-        LATENCY_COLUMNS,
         RANKING_HEADERS,
         RANKING_HEADERS_SHORT,
         batch_row,
         cell_row,
-        latency_row,
         ranking_row,
         shown_columns,
         table_columns,
         text_plots,
     )
+    from taskclock.runtime.tables import LATENCY_COLUMNS, latency_row
 
     from ..format import figure_table, plain
 
@@ -219,7 +218,7 @@ def print_results(console, result, plots: bool) -> None:
                                    [[plain(value) for value in cell_row(cell, columns)] for cell in result.cells],
                                    names={0, 1}))  # names are outside text
     console.print(figure_table("latency percentiles (ITL per token)",
-                               ["model", "task", *(header for header, _, _ in LATENCY_COLUMNS)],
+                               ["model", "task", *(column.header for column in LATENCY_COLUMNS)],
                                [[plain(cell.model), plain(cell.task), *map(plain, latency_row(cell.latency))]
                                 for cell in result.cells if cell.latency is not None], names={0, 1}))
     unused = {BATCH_HEADERS_SHORT.index("cached")} if all(c.cached_tokens is None for c in result.cells) else set()

@@ -94,19 +94,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_results(console, result, plots: bool) -> None:
-    from taskclock.runtime.summary import LATENCY_COLUMNS, latency_row
-    from taskclock.runtime.sweep import COLUMNS, cell_row, text_plots
+    from taskclock.runtime.sweep import COLUMNS, text_plots
+    from taskclock.runtime.tables import LATENCY_COLUMNS, cell_row, latency_row
 
     from ..format import figure_table, plain
 
-    keep = [i for i, column in enumerate(COLUMNS)  # no server reported a prefix cache: no column for it
-            if column[2] != "cached_tokens" or any(c.cached_tokens is not None for c in result.cells)]
-    rows = [[plain(values[i]) for i in keep] for values in map(cell_row, result.cells)]  # names: outside text
+    columns = [column for column in COLUMNS  # no server reported a prefix cache: no column for it
+               if column.key != "cached_tokens" or any(c.cached_tokens is not None for c in result.cells)]
+    rows = [[plain(value) for value in cell_row(cell, columns)] for cell in result.cells]  # names: outside text
     console.print(figure_table("by input length (medians over repeats; prefill = input tokens / TTFT, cached rows: "
                                "uncached tokens only, — where the backend does not report its cache)",
-                               [COLUMNS[i][1] for i in keep], rows, names={0}, left={keep.index(2)}))
+                               [column.short_header for column in columns], rows, names={0},
+                               left={[column.key for column in columns].index("phase")}))
     console.print(figure_table("latency percentiles over repeats (ITL per token)",
-                               ["model", "in tok", "prompt", *(header for header, _, _ in LATENCY_COLUMNS)],
+                               ["model", "in tok", "prompt", *(column.header for column in LATENCY_COLUMNS)],
                                [[plain(c.model), plain(c.requested_tokens), plain(c.phase),
                                  *map(plain, latency_row(c.latency))] for c in result.cells if c.latency is not None],
                                names={0}, left={2}))

@@ -22,11 +22,12 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Select, Static
 from textual_plotext import PlotextPlot
 
-from taskclock.runtime import bench, mmlu, runfolder, summary, sweep, system, tasks
+from taskclock.runtime import bench, mmlu, runfolder, summary, sweep, system, tables, tasks
 from taskclock.runtime.backend import ModelSpec
 from taskclock.runtime.errors import DataError, TaskclockError
 from taskclock.runtime.models import resolve
 from taskclock.runtime.paths import default_runs_dir
+from taskclock.runtime.runner import Outcome, Progress
 
 from ..context import AppContext
 from ..format import plain
@@ -62,13 +63,13 @@ class LiveBench:
     """Written by the runner's thread, read by the UI timer: the latest report and rows per model × task."""
 
     folder: Path
-    plan: bench.RunPlan
-    reports: dict[tuple[str, str], bench.Progress] = field(default_factory=dict)
+    plan: runfolder.RunPlan
+    reports: dict[tuple[str, str], Progress] = field(default_factory=dict)
     rows: dict[tuple[str, str], list[dict]] = field(default_factory=dict)
     dirty: bool = True
     running: bool = False  # a runner reports into it: a cell with no report yet is waiting, not incomplete
 
-    def record(self, report: bench.Progress) -> None:
+    def record(self, report: Progress) -> None:
         key = (report.model, report.task)
         self.reports[key] = report
         if report.row is not None:
@@ -116,7 +117,7 @@ class BatchPane(LivePane):
         table.add_columns(*LIVE_COLUMNS)
         yield table
         latency: DataTable = DataTable(id="batch-latency", zebra_stripes=True, classes="bench")  # wide screens
-        latency.add_columns("model", "task", *(header for header, _, _ in summary.LATENCY_COLUMNS))
+        latency.add_columns("model", "task", *(column.header for column in tables.LATENCY_COLUMNS))
         yield latency
         # shown for a batch-size sweep
         sizes: DataTable = DataTable(id="batch-sizes-table", zebra_stripes=True, classes="bench")
@@ -247,7 +248,7 @@ class BatchPane(LivePane):
         source = None if typed in ("", BUILTIN_MMLU) else typed
         chat = self.context.settings.chat  # what the settings line says
 
-        def prepare() -> tuple[Path, bench.RunPlan, mmlu.MMLUData]:
+        def prepare() -> tuple[Path, runfolder.RunPlan, mmlu.MMLUData]:
             data = mmlu.load(source)
             folder, plan = bench.prepare(models=specs, task_list=task_list, data=data, subjects=None,
                                          limit=limit, seed=chat.params.seed, batch_size=sizes[0], warmup=1,
@@ -275,7 +276,7 @@ class BatchPane(LivePane):
             self._launch_sweep(lambda: (folder, sweep.read_plan(folder)))
             return
 
-        def prepare() -> tuple[Path, bench.RunPlan, mmlu.MMLUData]:
+        def prepare() -> tuple[Path, runfolder.RunPlan, mmlu.MMLUData]:
             plan = runfolder.read_plan(folder)
             return folder, plan, mmlu.load(plan.mmlu)
 
@@ -286,10 +287,10 @@ class BatchPane(LivePane):
             self.action_stop()
             self._status("stopping after the row in flight…")
 
-    def _launch_bench(self, prepare: Callable[[], tuple[Path, bench.RunPlan, mmlu.MMLUData]]) -> None:
+    def _launch_bench(self, prepare: Callable[[], tuple[Path, runfolder.RunPlan, mmlu.MMLUData]]) -> None:
         loader = self.context.loader
 
-        def start(cancel: threading.Event) -> tuple[LiveBench, Callable[[], bench.Outcome]]:
+        def start(cancel: threading.Event) -> tuple[LiveBench, Callable[[], Outcome]]:
             folder, plan, data = prepare()
             live = LiveBench(folder, plan, running=True)
             for row in runfolder.read_results(folder).rows:
@@ -303,7 +304,7 @@ class BatchPane(LivePane):
     def _launch_sweep(self, prepare: Callable[[], tuple[Path, sweep.SweepPlan]]) -> None:
         loader = self.context.loader
 
-        def start(cancel: threading.Event) -> tuple[LiveSweep, Callable[[], bench.Outcome]]:
+        def start(cancel: threading.Event) -> tuple[LiveSweep, Callable[[], Outcome]]:
             folder, plan = prepare()
             live = LiveSweep.of_folder(folder, plan)
             live.running = True
@@ -312,7 +313,7 @@ class BatchPane(LivePane):
 
         self._launch(start, sweep.export)
 
-    def _launch(self, start: Callable[[threading.Event], tuple[LiveBench | LiveSweep, Callable[[], bench.Outcome]]],
+    def _launch(self, start: Callable[[threading.Event], tuple[LiveBench | LiveSweep, Callable[[], Outcome]]],
                 export: Callable[[Path], object]) -> None:
         """Either mode's run as one live job: prepare its folder and runner, run, write the summary."""
         self._status("preparing the run…")
@@ -359,7 +360,7 @@ class BatchPane(LivePane):
         self.action_refresh_runs()
         failed = "".join(f"; {m} failed: {e}" for m, e in outcome.failures.items())
         word = "stopped (Resume continues)" if outcome.interrupted else "finished"
-        busy = system.run_busy_note(bench.read_system(folder))
+        busy = system.run_busy_note(runfolder.read_system(folder))
         self._status(f"{folder.name} {word}: {outcome.rows_written} new rows{failed}" + (f" · {busy}" if busy else ""),
                      error=bool(outcome.failures))
 
@@ -416,7 +417,7 @@ class BatchPane(LivePane):
                     table.add_row(plain(spec.name), plain(task.name), plain(state), text_bar(len(rows), total),
                                   *summary.cell_row(cell, LIVE_FIGURES))
                 if rows and cell.latency is not None:
-                    latency.add_row(plain(spec.name), plain(task.name), *summary.latency_row(cell.latency))
+                    latency.add_row(plain(spec.name), plain(task.name), *tables.latency_row(cell.latency))
         latency.set_class(latency.row_count > 0, "-shown")
         done = sum(len(rows) for rows in live.rows.values())
         self.query_one("#batch-progress", ProgressBar).update(total=live.plan.total_rows(), progress=done)
@@ -503,7 +504,7 @@ class BatchPane(LivePane):
             self.live.rows.setdefault((row["model"], row["task"]), []).append(row)
         for model, error in result.failures.items():
             for task in result.plan.tasks:
-                self.live.reports[(model, task.name)] = bench.Progress(model, task.name, 0, 0, "failed", error=error)
+                self.live.reports[(model, task.name)] = Progress(model, task.name, 0, 0, "failed", error=error)
         self.repaint()
         complete = len(result.rows) >= result.plan.total_rows()
         self.resumable = not complete
@@ -534,7 +535,7 @@ class BatchPane(LivePane):
         done, expected = len(self.live.rows), self.live.expected_rows()
         self.resumable = done < expected
         self._set_running()
-        busy = system.run_busy_note(bench.read_system(folder))
+        busy = system.run_busy_note(runfolder.read_system(folder))
         self._status(f"{folder.name}: {done}/{expected} rows" + (" · Resume continues it" if self.resumable else "")
                      + (f" · {busy}" if busy else ""))
         self.call_after_refresh(self.query_one("#context-table").scroll_visible, top=True)

@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from taskclock.runtime.errors import DataError
 from taskclock.runtime.events import now_ns
-from taskclock.runtime.replay import Recording, read_turns, recorded_figures, recording_from_record, turn_label
+from taskclock.runtime.replay import Recording, read_turns, recording_from_record, turn_label
 from taskclock.runtime.untrusted import safe_line
 
 from ..format import fmt
@@ -150,11 +150,10 @@ class TurnPicker(ModalScreen):
             return
         table = self.query_one(DataTable)
         for number, record in enumerate(self.turns, 1):
-            figures = recorded_figures(record)
             cells = [MARK if self._key(number) in self.marks else "", str(number), safe_line(record.get("kind", "?")),
                      safe_line(record.get("model", "?")), safe_line(record.get("prompt", ""))[:60],
-                     fmt(figures.get("ttft_s"), "s", 3), fmt(figures.get("decode_tps"), "tok/s", 1),
-                     fmt(figures.get("output_tokens"))]
+                     fmt(record.get("ttft_s"), "s", 3), fmt(record.get("decode_tps"), "tok/s", 1),
+                     fmt(record.get("output_tokens"))]
             table.add_row(*(Text(cell) for cell in cells), key=str(number))  # Text: never parsed as markup
         self._show_marks()
         table.focus()

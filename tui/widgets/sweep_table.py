@@ -13,7 +13,8 @@ from rich.text import Text
 from textual.widgets import DataTable, Static
 
 from taskclock.runtime import runfolder, sweep
-from taskclock.runtime.bench import Progress
+from taskclock.runtime.runner import Progress
+from taskclock.runtime.tables import figure as shown
 
 from ..format import plain
 
@@ -24,7 +25,7 @@ COLUMNS = ("model", "in tok", "state", "progress", *(header for header, _, _ in 
 # A narrow screen keeps the two TTFTs and the task time: the figures that grow with the input.
 NARROW_FIGURES = (("cold s", "cold", "ttft_s"), ("cached s", "cached", "ttft_s"), ("task s", "cold", "task_time_s"))
 NARROW_COLUMNS = ("model", "in tok", "done", *(header for header, _, _ in NARROW_FIGURES))
-DIGITS = {key: digits for _, _, key, digits in sweep.COLUMNS}  # as the console and summary.md show them
+DIGITS = {column.key: column.digits for column in sweep.COLUMNS}  # as the console and summary.md show them
 
 
 @dataclass
@@ -73,7 +74,7 @@ class LiveSweep:
 
 def figure(cells: dict[tuple, sweep.SweepCell], model: str, target: int, phase: str, key: str) -> str:
     cell = cells.get((model, target, phase))
-    return sweep.figure(None if cell is None else getattr(cell, key), DIGITS[key])
+    return shown(None if cell is None else getattr(cell, key), DIGITS[key])
 
 
 def fill_table(table: DataTable, live: LiveSweep, *, narrow: bool, bar) -> None:

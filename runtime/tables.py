@@ -1,0 +1,160 @@
+"""The tables and plots every run summary is built from (bench: runtime/summary.py, sweep: runtime/sweep.py).
+
+One column type for the figures of a summary cell and one way to write a figure (``—`` where it is undefined),
+shared by the console tables, summary.md and the Batch tab; the latency percentiles every summary gives per cell;
+Markdown tables, results.csv, the sections every summary.md has (the machine and how busy it was, failed models,
+damaged lines), text plots (plotext) with their series markers and colours, and the exports written into the run
+folder.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import metrics, storage, system
+from .untrusted import csv_row, redact
+
+
+def figure(value: Any, digits: int = 2, percent: bool = False) -> str:
+    """A figure as every summary table writes it: ``—`` where it is undefined."""
+    if value is None:
+        return "—"
+    if percent:
+        return f"{value * 100:.1f}%"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+@dataclass(frozen=True)
+class SummaryColumn:
+    """One column of a summary table: the cell field it shows and how. The console and the app's Batch tab pick
+    theirs by key, so a column is declared once; ``short`` is its header where width is short (the console)."""
+
+    header: str
+    key: str  # a field of the summary's cell (summary.CellStats, sweep.SweepCell)
+    digits: int = 0
+    percent: bool = False
+    short: str = ""
+
+    @property
+    def short_header(self) -> str:
+        return self.short or self.header
+
+    def show(self, cell: object) -> str:
+        return figure(getattr(cell, self.key), self.digits, self.percent)
+
+
+def cell_row(cell: object, columns: Sequence[SummaryColumn]) -> list[str]:
+    return [column.show(cell) for column in columns]
+
+
+@dataclass(frozen=True)
+class Latency:
+    """p50, p90 and p99 of TTFT, per-token ITL (pooled over every token of the rows, from their offsets and
+    counts) and task time over a cell's rows; None where no row has the figure."""
+
+    ttft_p50_s: float | None
+    ttft_p90_s: float | None
+    ttft_p99_s: float | None
+    itl_p50_ms: float | None
+    itl_p90_ms: float | None
+    itl_p99_ms: float | None
+    task_p50_s: float | None
+    task_p90_s: float | None
+    task_p99_s: float | None
+
+
+PERCENTILES = (50, 90, 99)
+
+
+def latency(rows: Iterable[dict]) -> Latency:
+    ok = [r for r in rows if r.get("stop_reason") != "error"]
+    gaps = [gap for r in ok for gap in metrics.per_token_gaps_ms(
+        r.get("token_offsets_ms") or [], r.get("token_counts") or [1] * len(r.get("token_offsets_ms") or []))]
+    ttft, task = ([r[key] for r in ok if r.get(key) is not None] for key in ("ttft_s", "task_time_s"))
+    figures = [ttft, gaps, task]
+    return Latency(*(metrics.percentile(values, p) for values in figures for p in PERCENTILES))
+
+
+# The Latency columns summary.md, the console and the Batch tab's wide layout show.
+LATENCY_COLUMNS = (SummaryColumn("TTFT p50 s", "ttft_p50_s", 3), SummaryColumn("TTFT p90 s", "ttft_p90_s", 3),
+                   SummaryColumn("TTFT p99 s", "ttft_p99_s", 3), SummaryColumn("ITL p50 ms", "itl_p50_ms", 1),
+                   SummaryColumn("ITL p90 ms", "itl_p90_ms", 1), SummaryColumn("ITL p99 ms", "itl_p99_ms", 1),
+                   SummaryColumn("task p50 s", "task_p50_s", 3), SummaryColumn("task p90 s", "task_p90_s", 3),
+                   SummaryColumn("task p99 s", "task_p99_s", 3))
+
+
+def latency_row(value: Latency) -> list[str]:
+    return cell_row(value, LATENCY_COLUMNS)
+
+
+def md_table(header: Sequence[str], body: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def results_csv(rows: list[dict], columns: Sequence[str]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore",
+                            lineterminator="\r\n")  # RFC 4180: a cell holding a CR is then quoted too
+    writer.writeheader()
+    writer.writerows(csv_row(row) for row in rows)
+    return out.getvalue()
+
+
+def markdown_head(title: str, machine: dict[str, Any] | None) -> list[str]:
+    """A summary.md's title, a note where other work kept the machine busy, and the machine the run measured
+    (system.json)."""
+    parts = [f"# {title}", ""]
+    if note := system.run_busy_note(machine):
+        parts += [f"**Note: {note}.**", ""]
+    if machine:
+        parts += ["## System", "", *system.describe(machine), ""]
+    return parts
+
+
+def markdown_problems(failures: dict[str, str], damaged: list[str]) -> list[str]:
+    """The models that failed (the run's failure records) and the results.jsonl lines skipped as damaged."""
+    parts: list[str] = []
+    if failures:
+        parts += ["", "## Failed models", ""] + [f"- {m}: {e}" for m, e in failures.items()]
+    if damaged:
+        parts += ["", f"## Damaged lines in results.jsonl (skipped: {len(damaged)})", ""]
+        parts += [f"- {line}" for line in damaged[:20]]
+    return parts
+
+
+def write_exports(folder: Path, outputs: dict[str, str]) -> None:
+    """A summary's files written into its run folder, each atomically; rows of older runs may hold a URL's
+    password, so every file is redacted."""
+    for name, text in outputs.items():
+        storage.write_atomic(folder / name, redact(text))
+
+
+# ---- plots (plotext API: the plotext module for text, or a textual-plotext widget's .plt) ----------
+
+SERIES_COLORS = ("blue+", "red+", "green+", "magenta+", "cyan+", "orange+")
+MARKERS = "ox+*#@%&"  # one per line, so the lines stay apart in plain text, where colour is gone
+
+
+def series_color(index: int) -> str:
+    return SERIES_COLORS[index % len(SERIES_COLORS)]
+
+
+def series_marker(index: int) -> str:
+    return MARKERS[index % len(MARKERS)]
+
+
+def text_chart(plot, *args, width: int = 100, height: int = 20) -> str:
+    """One of the plot functions drawn as plain text (plotext without colour), for the terminal and files."""
+    import plotext
+
+    plotext.clear_figure()
+    plotext.plotsize(width, height)
+    plotext.theme("clear")
+    plot(plotext, *args)
+    return plotext.uncolorize(plotext.build())

@@ -1,0 +1,101 @@
+"""The run kit's one failure policy (runtime/runner.py), the same in every runner: a model that fails to load, or
+raises while it runs, gets one ``failure`` record, the rows it finished stay, the next model runs, and the
+console exits 1. Each runner is driven against a real scripted server on loopback (two names for one server, so
+the model after the broken one has something to answer it)."""
+from __future__ import annotations
+
+import io
+import itertools
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from helpers import run_cli
+from llama_server import reply_script, running_scripted_server
+from rich.console import Console
+
+from taskclock.runtime import bench, mmlu, runfolder, sweep, tasks
+from taskclock.runtime.backend import LoadedModel, ModelSpec, SamplingParams, load_model
+from taskclock.runtime.models import resolve
+from taskclock.tui.commands.common import finish_run
+
+CRASH = "engine died: an illegal memory access was encountered"
+
+
+def records(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / runfolder.RESULTS_FILE).read_text().splitlines()]
+
+
+def crashing_on_second_turn(spec: ModelSpec) -> LoadedModel:
+    """The real model, except that "crashes" raises out of its second turn as an engine that dies mid-run would
+    (every backend's own failures end a turn as an error row; this is what gets past them)."""
+    model = load_model(spec)
+    if spec.name == "crashes":
+        stream, turns = model.stream, itertools.count(1)
+
+        def dies_on_the_second(messages, params, cancel=None):
+            if next(turns) == 2:
+                raise RuntimeError(CRASH)
+            return stream(messages, params, cancel)
+
+        model.stream = dies_on_the_second  # type: ignore[method-assign]
+    return model
+
+
+def prepare_bench(models: list[ModelSpec], runs: Path):
+    data = mmlu.load_embedded()
+    folder, plan = bench.prepare(models=models, task_list=tasks.resolve(["mc"]), data=data, subjects=None, limit=3,
+                                 seed=0, batch_size=1, warmup=0, max_tokens=4, sampling=SamplingParams(),
+                                 runs_dir=runs)
+    return lambda **options: bench.BenchRunner(folder, plan, data.by_id(), **options), folder, plan.total_rows()
+
+
+def prepare_sweep(models: list[ModelSpec], runs: Path):
+    folder, plan = sweep.prepare(models=models, input_tokens=[48, 64], output_tokens=2, repeats=1, warmup=0,
+                                 runs_dir=runs)
+    return lambda **options: sweep.SweepRunner(folder, plan, **options), folder, plan.total_rows()
+
+
+RUNNERS = {"bench": prepare_bench, "sweep": prepare_sweep}
+
+
+def exit_status(command: str, folder: Path, failures: dict[str, str], expected: int) -> int:
+    """What the console ends a run with (the bench and sweep commands both end with finish_run)."""
+    rows = [r for r in records(folder) if r["kind"] in runfolder.ROW_KINDS]
+    return finish_run(Console(file=io.StringIO()), command, str(folder), failures, rows, expected, False, "", "")
+
+
+@pytest.mark.parametrize("command", RUNNERS)
+def test_a_model_that_crashes_mid_run_is_recorded_the_same_by_every_runner(tmp_path, command):
+    with running_scripted_server(reply_script("A")) as server:
+        served = resolve(f"{server.url}#scripted")
+        models = [replace(served, name="crashes"), replace(served, name="steady")]
+        runner, folder, expected = RUNNERS[command](models, tmp_path)
+        outcome = runner(loader=crashing_on_second_turn).run()
+    written = records(folder)
+    failures = [r for r in written if r["kind"] == "failure"]
+    assert failures == [{"kind": "failure", "model": "crashes", "error": f"RuntimeError: {CRASH}"}]
+    assert outcome.failures == {"crashes": f"RuntimeError: {CRASH}"} and not outcome.interrupted
+    by_model = {name: [r for r in written if r["kind"] in runfolder.ROW_KINDS and r["model"] == name]
+                for name in ("crashes", "steady")}
+    assert len(by_model["crashes"]) == 1  # the turn before the crash is kept
+    assert len(by_model["steady"]) == expected // 2  # the next model ran all its rows
+    assert exit_status(command, folder, outcome.failures, expected) == 1
+
+
+@pytest.mark.parametrize("command", RUNNERS)
+def test_a_model_that_cannot_load_is_recorded_the_same_by_every_command(tmp_path, command):
+    args = {"bench": ["--tasks", "mc", "--limit", "2", "--max-tokens", "4"],
+            "sweep": ["--input-tokens", "48", "--output-tokens", "2"]}[command]
+    with running_scripted_server(reply_script("A")) as server:
+        done = run_cli(command, "--models", f"http://127.0.0.1:9/v1#down,{server.url}#scripted", *args,
+                       "--warmup", "0", "--out", str(tmp_path), "--no-plots")
+    assert done.returncode == 1, done.stderr
+    (folder,) = tmp_path.iterdir()
+    written = records(folder)
+    (failure,) = [r for r in written if r["kind"] == "failure"]
+    assert failure["model"] == "http://127.0.0.1:9/v1#down" and failure["error"].startswith(
+        "cannot reach http://127.0.0.1:9/v1")
+    assert any(r["kind"] in runfolder.ROW_KINDS and r["model"].endswith("#scripted") for r in written)
+    assert f"model http://127.0.0.1:9/v1#down failed: {failure['error']}" in " ".join(done.stderr.split())
