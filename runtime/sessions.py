@@ -85,7 +85,7 @@ def read_session(path: Path, *, bench_rows: bool = False) -> list[dict[str, Any]
     path = Path(path)
     if bench_rows and path.is_dir():
         path = path / RESULTS_FILE
-    what = "a session .jsonl file" + (" or a bench run folder" if bench_rows else " from the sessions folder")
+    what = "a session .jsonl file" + (" or a bench or sweep run folder" if bench_rows else " from the sessions folder")
     if not path.is_file():
         raise DataError(f"{safe_line(path)} does not exist", f"pass {what}")
     try:

@@ -136,5 +136,8 @@ def test_v1_sweep_run_reads_summarizes_and_resumes(copy_of):
     for cell in found.cells:
         (row,) = [r for r in stored if r["kind"] == "sweep" and r["phase"] == cell.phase]
         assert cell.ttft_s == pytest.approx(row["ttft_s"])
+    for number, row in enumerate((r for r in stored if r["kind"] == "sweep"), 1):  # sweep rows replay too
+        again = metrics.compute(replay.load_recording(folder, number)[2].schedule)
+        assert again.ttft_s == pytest.approx(row["ttft_s"], abs=1e-6) and again.output_tokens == row["output_tokens"]
     outcome = sweep.SweepRunner(folder, sweep.read_plan(folder)).run()
     assert outcome.rows_written == 0 and set(outcome.failures) == set(found.failures)

@@ -10,10 +10,10 @@ from . import common
 
 def add_parser(sub) -> None:
     p = sub.add_parser("replay", help="re-stream a recorded turn at its recorded pace, then its metrics",
-                       description="Re-stream one turn of a session log (chat, compare or import) or a bench run "
-                                   "(its folder or results.jsonl) with its recorded TTFT and token gaps, divided "
-                                   "by --speed, then print the same figures block as `run`.")
-    p.add_argument("source", help="a session .jsonl file, a bench results.jsonl, or a bench run folder")
+                       description="Re-stream one turn of a session log (chat, compare or import) or a bench or "
+                                   "sweep run (its folder or results.jsonl) with its recorded TTFT and token gaps, "
+                                   "divided by --speed, then print the same figures block as `run`.")
+    p.add_argument("source", help="a session .jsonl file, a run's results.jsonl, or a bench or sweep run folder")
     p.add_argument("--turn", type=common.positive_int, metavar="N", help="which turn, from 1 (default: the last)")
     p.add_argument("--speed", type=positive_float, default=1.0, metavar="X",
                    help="play X times faster (0.5 = half speed; default 1, the recorded pace)")
