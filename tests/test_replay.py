@@ -146,8 +146,9 @@ def test_a_bench_row_and_a_session_turn_keep_the_same_chunk_counts():
 
 
 def test_a_bench_row_and_a_session_turn_from_a_server_of_3_tokens_a_chunk_replay_alike(tmp_path):
-    """A real server on loopback that sends 3 tokens a chunk (and says so in its usage): a bench row and a session
-    turn of the same reply replay with the same per-arrival counts, token count and figures as the live turn."""
+    """A real server on loopback that sends 3 tokens a chunk (and says so only in its final usage, which the HTTP
+    backend spreads over the chunks): a bench row and a session turn of the same reply replay with the same
+    per-arrival counts, token count and per-token figures as the live turn."""
     from llama_server import content_chunk, running_scripted_server, sse
 
     chunks = ["One two three", " four five six", " seven eight nine."]
@@ -156,7 +157,7 @@ def test_a_bench_row_and_a_session_turn_from_a_server_of_3_tokens_a_chunk_replay
         script += [0.02, sse(content_chunk(chunk))]
     usage = {"prompt_tokens": 5, "completion_tokens": 3 * len(chunks), "total_tokens": 5 + 3 * len(chunks)}
     script += [sse(content_chunk("", "stop")), sse({"choices": [], "usage": usage}), sse("[DONE]")]
-    with running_scripted_server(script) as server:
+    with running_scripted_server(script, prompt=True) as server:
         spec = resolve(f"{server.url}#scripted")
         data = mmlu.load_embedded()
         folder, plan = bench.prepare(models=[spec], task_list=tasks.resolve(["explain"]), data=data, subjects=None,
@@ -169,10 +170,14 @@ def test_a_bench_row_and_a_session_turn_from_a_server_of_3_tokens_a_chunk_replay
     log = sessions.SessionLog(tmp_path / "sessions", spec.name)
     log.append(sessions.turn_record(live))
     replayed = [replay.load_recording(source, 1)[2].schedule for source in (folder, log.path)]
-    assert arrival_counts(replayed[0]) == arrival_counts(replayed[1]) == arrival_counts(live.events)
-    for again in map(metrics.compute, replayed):
-        assert again.output_tokens == live.metrics.output_tokens == 3 * len(chunks)
-        assert metrics.output_text(replayed[0]) == metrics.output_text(replayed[1]) == "".join(chunks)
+    assert arrival_counts(replayed[0]) == arrival_counts(replayed[1]) == metrics.token_counts(live.events) == [3] * 3
+    stored = [runfolder.read_results(folder).rows[0], sessions.read_session(log.path)[0]]
+    for record, schedule in zip(stored, replayed, strict=True):  # each replays the figures its own turn recorded
+        again = metrics.compute(schedule)
+        assert again.output_tokens == record["output_tokens"] == 3 * len(chunks)
+        assert again.decode_tps == pytest.approx(record["decode_tps"], rel=1e-3)
+        assert again.itl_p50_ms == pytest.approx(record["itl_p50_ms"], rel=1e-3)
+    assert metrics.output_text(replayed[0]) == metrics.output_text(replayed[1]) == "".join(chunks)
 
 
 def test_hostile_log_text_is_shown_inert(tmp_path):
