@@ -142,6 +142,6 @@ def test_run_uses_the_remembered_settings_and_logs_a_turn_that_replays(tmp_path,
     assert other["params"]["max_tokens"] == 3 and [m["role"] for m in other["messages"]] == ["user"]  # flags win
     replayed = run_cli("replay", str(next((tmp_path / "kept").glob("*.jsonl"))), "--speed", "50", "--json")
     assert replayed.returncode == 0, replayed.stderr
-    assert json.loads(replayed.stdout)["output_tokens"] == record["metrics"]["output_tokens"]
+    assert json.loads(replayed.stdout)["output_tokens"] == record["output_tokens"]
     quiet = run_cli("run", "hi", "--max-tokens", "2", "--no-log", "--sessions", str(tmp_path / "none"), env=env)
     assert quiet.returncode == 0 and not (tmp_path / "none").exists()
