@@ -41,6 +41,7 @@ from .config import TaskSpec
 from .errors import DataError, TaskclockError
 from .events import Event
 from .runfolder import RESULTS_FILE, RUN_FILE, RunPlan, row_key
+from .threads import ThreadChoice
 from .turn import run_turn, salted, warm_up, warm_up_note, warm_up_params, warm_up_prompt, with_system
 from .untrusted import redact, redact_url
 
@@ -116,19 +117,21 @@ def read_system(folder: Path) -> dict[str, Any] | None:
         return None
 
 
-def threads_used(models: Sequence[ModelSpec]) -> dict[str, int]:
-    """CPU threads per in-process model (HTTP models run on their server's threads)."""
-    return {m.name: m.threads if m.threads > 0 else system.physical_cores()
-            for m in models if m.backend != "http"}
-
-
 def write_plan(folder: Path, plan: RunPlan) -> None:
     storage.write_atomic(folder / RUN_FILE, plan_to_toml(plan))
 
 
-def write_system(folder: Path, models: Sequence[ModelSpec]) -> None:
-    """system.json: the machine a run measures, with the threads each in-process model runs on."""
-    storage.write_atomic(folder / SYSTEM_FILE, json.dumps(system.system_block(threads_used(models)), indent=2) + "\n")
+def write_system(folder: Path) -> None:
+    """system.json: the machine a run measures; each in-process model adds its threads when it loads."""
+    storage.write_atomic(folder / SYSTEM_FILE, json.dumps(system.system_block(), indent=2) + "\n")
+
+
+def record_threads(folder: Path, model: str, choice: ThreadChoice) -> None:
+    """Add the threads a model loaded with (and why) to system.json: they are known only once it has loaded,
+    since the decode count may be measured then (runtime/threads.py)."""
+    block = read_system(folder) or system.system_block()
+    block["threads"] = {**(block.get("threads") or {}), model: choice.record()}
+    storage.write_atomic(folder / SYSTEM_FILE, json.dumps(block, indent=2) + "\n")
 
 
 def add_load(folder: Path, load: dict[str, Any]) -> None:
@@ -227,11 +230,15 @@ def cached_prompt_tokens(done: Any) -> int | None:
     return extra.get("cached_prompt_tokens")
 
 
-def load_for_run(loader: Callable[[ModelSpec], LoadedModel], spec: ModelSpec) -> tuple[LoadedModel | None, str]:
-    """The model, or None and why it failed to load: in a run, a broken model fails its own rows and must not
-    end the other models' runs."""
+def load_for_run(loader: Callable[[ModelSpec], LoadedModel], spec: ModelSpec,
+                 folder: Path) -> tuple[LoadedModel | None, str]:
+    """The model (its threads recorded in the run's system.json), or None and why it failed to load: in a run, a
+    broken model fails its own rows and must not end the other models' runs."""
     try:
-        return loader(spec), ""
+        model = loader(spec)
+        if model.threads is not None:
+            record_threads(folder, spec.name, model.threads)
+        return model, ""
     except TaskclockError as exc:
         return None, str(exc)
     except Exception as exc:  # anything a backend raises: reported as its type and message
@@ -242,13 +249,11 @@ def turn_row(spec: ModelSpec, events: Sequence[Event]) -> dict[str, Any]:
     """What every run-folder row holds of a turn: the model, its figures, the reply (the answer only: a reasoning
     model's thinking is kept apart and never scored) and the token offsets."""
     done = events[-1] if events else None
-    extra = getattr(done, "extra", None) or {}
     return {
         "model": spec.name,
         "backend": spec.backend,
         **metrics.compute(events).as_dict(),
         "cached_tokens": cached_prompt_tokens(done),
-        "threads": extra.get("threads"),
         "error": getattr(done, "error", None),
         "reply": metrics.answer_text(events),
         **({"thinking": metrics.thinking_text(events), "thinking_arrivals": metrics.thinking_arrivals(events)}
@@ -360,7 +365,7 @@ class BenchRunner:
     def _run_model(self, spec: ModelSpec, pending: dict[Cell, list], outcome: Outcome) -> None:
         first = next(cell for cell, left in pending.items() if left)
         self._report(spec, first.task, pending, "loading")
-        model, error = load_for_run(self.loader, spec)
+        model, error = load_for_run(self.loader, spec, self.folder)
         if model is None:
             self._fail(spec, pending, error, outcome)
             return
@@ -527,5 +532,5 @@ def prepare(*, models: list[ModelSpec], task_list: list[TaskSpec], data: mmlu.MM
     folder = storage.ensure_dir(runs_dir) / plan.run_id
     storage.ensure_dir(folder)
     write_plan(folder, plan)
-    write_system(folder, models)
+    write_system(folder)
     return folder, plan

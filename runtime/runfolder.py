@@ -235,7 +235,8 @@ RESULT_FIELDS: dict[str, tuple[type, ...]] = {
 OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {
     "backend": _TEXT, "subject": _TEXT, "batch_size": _COUNT, "gpu_peak_mem_mb": _FIGURE, "energy_j": _FIGURE,
     "parsed": _TEXT_OR_NONE, "answer": _TEXT_OR_NONE, "correct": (bool, type(None)), "repeat": _COUNT,
-    "cached_tokens": _COUNT, "threads": _COUNT, "gpu_process_mem_mb": _FIGURE,
+    "cached_tokens": _COUNT, "threads": _COUNT, "decode_threads": _COUNT, "prompt_threads": _COUNT,
+    "gpu_process_mem_mb": _FIGURE,
     "thinking": _TEXT, "thinking_arrivals": _COUNT, "thinking_tokens": _COUNT, "answer_tokens": _COUNT,
     "thinking_words": _COUNT, "thinking_s": _FIGURE, "ttfa_s": _FIGURE,
     "cut": (bool, type(None)), "chunk_gap_p50_ms": _FIGURE, "backend_prefill_s": _FIGURE,

@@ -56,7 +56,7 @@ QUESTIONS = {"cold": "Which subject is the first question above about? Answer in
              "cached": "Which subject is the last question above about? Answer in one word."}
 CSV_COLUMNS = ("model", "backend", "phase", "requested_tokens", "repeat", "prompt_tokens", "token_source",
                "input_tokens", "cached_tokens", "ttft_s", "prefill_tps", "decode_tps", "task_time_s",
-               "output_tokens", "stop_reason", "threads", "error", "reply")
+               "output_tokens", "stop_reason", "decode_threads", "prompt_threads", "error", "reply")
 
 
 @dataclass
@@ -111,7 +111,7 @@ def prepare(*, models: list[ModelSpec], input_tokens: Sequence[int], output_toke
     folder = storage.ensure_dir(runs_dir) / plan.run_id
     storage.ensure_dir(folder)
     storage.write_atomic(folder / RUN_FILE, plan_to_toml(plan))
-    write_system(folder, models)
+    write_system(folder)
     return folder, plan
 
 
@@ -227,7 +227,7 @@ class SweepRunner:
 
     def _run_model(self, spec: ModelSpec, pending: list[int], outcome: Outcome) -> None:
         self._report(spec, pending[0], "loading")
-        model, error = load_for_run(self.loader, spec)
+        model, error = load_for_run(self.loader, spec, self.folder)
         if model is None:
             self._fail(spec, pending, error, outcome)
             return
