@@ -231,10 +231,6 @@ def build_id(llama_cpp) -> str:
     return f"{version('llama-cpp-python')}:{llama_cpp.llama_print_system_info().decode('utf-8', 'replace')}"
 
 
-def probe_label(path: Path) -> str:
-    return f"llama.cpp {path.name}"
-
-
 def model_key(path: Path, llama_cpp) -> str:
     """The thread cache's key for this GGUF (its path, size and modification time) on this llama.cpp build."""
     stat = path.stat()
@@ -281,7 +277,7 @@ def thread_choice(spec: ModelSpec, path: Path, layers: int, llm, lib) -> ThreadC
     if layers != 0:
         return unprobed(physical_cores(), usable_cpus(), "layers on the GPU: llama.cpp's own decode count (one "
                                                          "per physical core), not probed")
-    return measured_threads(llm, lib, model_key(path, lib), probe_label(path))
+    return measured_threads(llm, lib, model_key(path, lib), f"llama.cpp {path.name}")
 
 
 def apply_threads(llm, lib, choice: ThreadChoice) -> None:
@@ -295,8 +291,8 @@ def server_threads(choice: ThreadChoice) -> list[str]:
 
 
 def advised_threads(path: Path) -> ThreadChoice:
-    """The threads taskclock would choose for this GGUF on the CPU, for a llama-server started beside it (tests,
-    benchmarks, `doctor`): the cached choice, else a short load to probe it."""
+    """The threads taskclock chooses for this GGUF on the CPU, for a llama-server started beside it (the tests' and
+    the benchmarks'): the cached choice, read through a short load, or measured by it."""
     model = BACKEND.load(ModelSpec("probe", "llamacpp", str(path), n_ctx=512, n_gpu_layers=0))
     model.close()
     return model.threads
