@@ -126,19 +126,22 @@ def write_system(folder: Path) -> None:
     storage.write_atomic(folder / SYSTEM_FILE, json.dumps(system.system_block(), indent=2) + "\n")
 
 
+def _update_system(folder: Path, key: str, change: Callable[[Any], Any]) -> None:
+    """Rewrite system.json's ``key`` as ``change`` of its present value (None where it has none)."""
+    block = read_system(folder) or {}
+    block[key] = change(block.get(key))
+    storage.write_atomic(folder / SYSTEM_FILE, json.dumps(block, indent=2) + "\n")
+
+
 def record_threads(folder: Path, model: str, choice: ThreadChoice) -> None:
     """Add the threads a model loaded with (and why) to system.json: they are known only once it has loaded,
     since the decode count may be measured then (runtime/threads.py)."""
-    block = read_system(folder) or system.system_block()
-    block["threads"] = {**(block.get("threads") or {}), model: choice.record()}
-    storage.write_atomic(folder / SYSTEM_FILE, json.dumps(block, indent=2) + "\n")
+    _update_system(folder, "threads", lambda threads: {**(threads or {}), model: choice.record()})
 
 
 def add_load(folder: Path, load: dict[str, Any]) -> None:
     """Append one run session's machine load to system.json's ``load`` list (a resumed run adds its own)."""
-    block = read_system(folder) or {}
-    block["load"] = [*(block.get("load") or []), load]
-    storage.write_atomic(folder / SYSTEM_FILE, json.dumps(block, indent=2) + "\n")
+    _update_system(folder, "load", lambda loads: [*(loads or []), load])
 
 
 @contextlib.contextmanager
