@@ -12,7 +12,7 @@ LLAMA_SERVER_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_SERV
 LLAMA_SERVER_SRC := $(VENV)/llama-server-src
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: install llama-server run test test-fast lint bench clean
+.PHONY: install llama-server run test test-fast lint bench gpu-prepare gpu-check clean
 
 install: $(STAMP)
 
@@ -26,7 +26,8 @@ $(STAMP): pyproject.toml Makefile
 	$(MAKE) llama-server || echo "warning: llama-server did not build; the tests that drive it will skip and say so"
 	touch $(STAMP)
 
-# About 7 minutes on 2 cores. Uses the system cmake, else pip's.
+# About 7 minutes on 2 cores. Uses the system cmake, else pip's. llama-bench too: llama.cpp's own figure at each
+# thread count (benchmarks/threads.py).
 llama-server:
 	rm -rf $(LLAMA_SERVER_SRC) && mkdir -p $(LLAMA_SERVER_SRC)
 	$(BIN)/pip download -q --no-deps --no-binary :all: -d $(LLAMA_SERVER_SRC) llama-cpp-python==0.3.36
@@ -34,8 +35,8 @@ llama-server:
 	command -v cmake >/dev/null || $(BIN)/pip install -q cmake
 	PATH="$$PATH:$(abspath $(BIN))" cmake -S $(LLAMA_SERVER_SRC)/llama_cpp_python-0.3.36/vendor/llama.cpp \
 		-B $(LLAMA_SERVER_SRC)/build $(LLAMA_SERVER_CMAKE_ARGS)
-	PATH="$$PATH:$(abspath $(BIN))" cmake --build $(LLAMA_SERVER_SRC)/build --target llama-server -j$(JOBS)
-	cp $(LLAMA_SERVER_SRC)/build/bin/llama-server $(BIN)/llama-server
+	PATH="$$PATH:$(abspath $(BIN))" cmake --build $(LLAMA_SERVER_SRC)/build --target llama-server llama-bench -j$(JOBS)
+	cp $(LLAMA_SERVER_SRC)/build/bin/llama-server $(LLAMA_SERVER_SRC)/build/bin/llama-bench $(BIN)/
 	rm -rf $(LLAMA_SERVER_SRC)
 
 run: install
@@ -55,6 +56,15 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py
+
+# The GPU check (docs/PERFORMANCE.md). Here: the wheels and llama.cpp source it carries (.whl/, .gpu-src/).
+gpu-prepare: install
+	$(BIN)/python benchmarks/gpu_wheels.py download
+	$(BIN)/python benchmarks/gpu_wheels.py llamacpp-source
+
+# There, in one device call carrying .whl: make gpu-check OUT=$$OUT (under 8 minutes on an H100).
+gpu-check:
+	bash benchmarks/gpu_check.sh $(or $(OUT),gpu-check)
 
 clean:
 	rm -rf $(VENV)

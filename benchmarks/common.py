@@ -13,27 +13,29 @@ def rounds_parser(doc: str) -> argparse.ArgumentParser:
     return parser
 
 
-def llama_server_binary():
-    """$TASKCLOCK_LLAMA_SERVER, else the llama-server `make install` puts beside this Python, else PATH."""
+def engine_binary(name: str, variable: str):
+    """One of llama.cpp's own programs: ``$variable``, else the one `make install` puts beside this Python, else
+    PATH; None when there is none."""
     import os
     import shutil
     import sys
     from pathlib import Path
 
-    named = os.environ.get("TASKCLOCK_LLAMA_SERVER")
+    named = os.environ.get(variable)
     if named:
         return Path(named)
-    beside = Path(sys.executable).parent / "llama-server"
+    beside = Path(sys.executable).parent / name
     if beside.is_file():
         return beside
-    found = shutil.which("llama-server")
+    found = shutil.which(name)
     return Path(found) if found else None
 
 
 class LlamaServer:
     """llama.cpp's llama-server on loopback for a benchmark: ``with LlamaServer(gguf, slots=4) as url:``."""
 
-    def __init__(self, gguf, slots: int = 1, threads: int = 0, n_ctx: int = 4096) -> None:
+    def __init__(self, gguf, slots: int = 1, threads: list[str] | None = None, n_ctx: int = 4096) -> None:
+        """``threads``: llama-server's thread options; default, what taskclock runs the GGUF with in process."""
         self.gguf, self.slots, self.threads, self.n_ctx = gguf, slots, threads, n_ctx
 
     def __enter__(self) -> str:
@@ -45,13 +47,15 @@ class LlamaServer:
 
         import httpx
 
-        binary = llama_server_binary()
+        from taskclock.runtime.backends.llamacpp import advised_threads, server_threads
+
+        binary = engine_binary("llama-server", "TASKCLOCK_LLAMA_SERVER")
         if binary is None or not binary.is_file():
             raise SystemExit("no llama-server binary: run `make install` or set TASKCLOCK_LLAMA_SERVER")
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        threads = ["-t", str(self.threads)] if self.threads else []
+        threads = self.threads if self.threads is not None else server_threads(advised_threads(self.gguf))
         self.log = tempfile.TemporaryFile("w+")
         self.proc = subprocess.Popen([str(binary), "-m", str(self.gguf), "--host", "127.0.0.1", "--port", str(port),
                                       "-np", str(self.slots), "-c", str(self.n_ctx), *threads],

@@ -27,8 +27,11 @@ SHAPES = {
                       num_key_value_heads=8),
     "smollm2": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
                     num_key_value_heads=3),
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2),  # benchmarks/gpu_check.py's CPU rehearsal
 }
 VOCAB = 49152  # SmolLM2's vocabulary size for both shapes, so one word-level tokenizer serves
+PROMPT = " ".join(f"w{i}" for i in range(10, 42))
 
 
 def build(shape: str, device: str, dtype):
@@ -70,19 +73,22 @@ def raw_decode_tps(model, prompt_ids, tokens: int) -> float:
     return (len(new) - 1) * 1e9 / (new[-1] - new[0])
 
 
-def measure(shape: str, device: str, tokens: int, rounds: int) -> list[tuple[str, float, float, float]]:
+def measure(shape: str, device: str, tokens: int, rounds: int, dtype=None,
+            modes: tuple[bool, ...] = (False, True)) -> tuple[list[tuple[str, float, float, str]], int]:
+    """(mode, plain tok/s, taskclock tok/s, peak GPU memory) for eager (False) and compiled (True) ``modes``, and
+    the weights' bytes; ``dtype``: FP16 on CUDA, FP32 on the CPU by default."""
     import torch
 
     from taskclock.runtime.backend import ModelSpec, SamplingParams
     from taskclock.runtime.backends.hf import HFModel
     from taskclock.runtime.turn import run_turn
 
-    dtype = torch.float16 if device == "cuda" else torch.float32
+    dtype = dtype or (torch.float16 if device == "cuda" else torch.float32)
     model, tokenizer = build(shape, device, dtype)
-    messages = [{"role": "user", "content": " ".join(f"w{i}" for i in range(10, 42))}]
+    messages = [{"role": "user", "content": PROMPT}]
     prompt_ids = torch.tensor([tokenizer.encode(messages[0]["content"])], device=device)
     rows = []
-    for compiled in (False, True):
+    for compiled in modes:
         spec = ModelSpec(shape, "hf", "(in memory)", chat=False, device=device, compile=compiled)
         loaded = HFModel(spec, model, tokenizer, device, 0.0, time.perf_counter_ns())
         try:

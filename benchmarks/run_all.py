@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("startup", "mmlu_load", "overhead", "vs_llama_server", "ui_overhead", "batch_scaling", "gpu_decode",
-              "soak", "sweep")
+BENCHMARKS = ("startup", "mmlu_load", "overhead", "vs_llama_server", "threads", "ui_overhead", "batch_scaling",
+              "gpu_decode", "soak", "sweep")
 GPU_OPTION = ("batch_scaling",)  # benchmarks that take --gpu for their GPU sizes
 
 

@@ -3,8 +3,8 @@
 Alternates the two paths round by round (the order flips every round), on a cold prompt (a new first line
 each round, so nothing is reused) and on a cached prompt (the same prompt again, so both reuse its KV
 prefix), and prints median decode tok/s and TTFT for both. Targets: in-process decode >= 0.95x the
-server's, and TTFT within 10 ms of the server's on a cached prompt. Both use the same thread count
-(`--threads`, default: physical cores, as llama.cpp chooses).
+server's, and TTFT within 10 ms of the server's on a cached prompt. Both use the same threads (`--threads`
+for decode and prefill; default: taskclock's measured choice, runtime/threads.py, as `-t`/`-tb`).
 
     .venv/bin/python benchmarks/vs_llama_server.py [--model smollm2] [--tokens 128] [--rounds 5] [--threads T]
 """
@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import LlamaServer, rounds_parser  # noqa: E402
 
 from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model  # noqa: E402
-from taskclock.runtime.backends.llamacpp import decode_threads  # noqa: E402
+from taskclock.runtime.backends.llamacpp import server_threads  # noqa: E402
 from taskclock.runtime.models import local_file, resolve, with_overrides  # noqa: E402
 from taskclock.runtime.turn import run_turn  # noqa: E402
 
@@ -37,14 +37,18 @@ def prompt(kind: str, round_no: int) -> list[dict[str, str]]:
 def main() -> None:
     parser = rounds_parser(__doc__)
     parser.set_defaults(tokens=128)
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads for both (default: physical cores)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads for both (default: taskclock's measured choice)")
     args = parser.parse_args()
     spec = with_overrides(resolve(args.model), threads=args.threads or None)
-    threads = decode_threads(spec)
     params = SamplingParams(max_tokens=args.tokens)
     figures: dict[tuple[str, str], list[tuple[float, float]]] = {(p, k): [] for p in PATHS for k in PROMPTS}
-    with LlamaServer(local_file(spec), slots=1, threads=threads) as url:
-        models = {"in-process": load_model(spec), "llama-server": load_model(ModelSpec("server", "http", url))}
+    in_process = load_model(spec)
+    assert in_process.threads is not None
+    chosen = in_process.threads
+    threads = f"decode {chosen.decode}, prompt {chosen.prompt}"
+    with LlamaServer(local_file(spec), slots=1, threads=server_threads(chosen)) as url:
+        models = {"in-process": in_process, "llama-server": load_model(ModelSpec("server", "http", url))}
         for model in models.values():  # untimed: warm caches, and put the cached prompt in place
             run_turn(model, prompt("cached", 0), params)
         for round_no in range(1, args.rounds + 1):
@@ -63,8 +67,8 @@ def main() -> None:
     ttft_gap_ms = (medians[("in-process", "cached")][1] - medians[("llama-server", "cached")][1]) * 1000
     if args.markdown:
         print("## In-process llama.cpp vs llama-server — `benchmarks/vs_llama_server.py`\n")
-        print(f"{args.model}, greedy, {args.tokens} tokens, {args.rounds} alternating rounds, {threads} threads for "
-              "both (llama-server `-np 1 -t N`, over HTTP on loopback). Medians:\n")
+        print(f"{args.model}, greedy, {args.tokens} tokens, {args.rounds} alternating rounds, threads {threads} for "
+              "both (llama-server `-np 1 -t D -tb P`, over HTTP on loopback). Medians:\n")
         print("| path | prompt | decode tok/s | TTFT |")
         print("|---|---|---|---|")
         for (path, kind), (decode, ttft) in medians.items():

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from .errors import ModelLoadError
 from .events import Done, Event, now_ns
+from .threads import ThreadChoice
 from .values import check_sampling, check_spec
 
 DEFAULT_CTX = 4096
@@ -60,7 +61,7 @@ class ModelSpec:
     n_ctx: int = DEFAULT_CTX
     n_gpu_layers: int | None = None  # llamacpp: None = all where llama.cpp has GPU offload, else 0; -1 = all
     flash_attn: bool = True  # llamacpp
-    threads: int = 0  # llamacpp: CPU threads for decode and prefill; 0 = as llama.cpp chooses (physical cores)
+    threads: int = 0  # llamacpp, hf on CPU: threads for decode and prefill; 0 = measured (runtime/threads.py)
     api_model: str = ""  # http: the server's model name
     api_key_env: str = ""  # http: environment variable holding the API key
     timeout_s: float = 60.0  # http: give up on a server that sends no data for this long (pings do not count)
@@ -104,6 +105,7 @@ class LoadedModel(Protocol):
     spec: ModelSpec
     load_s: float
     loaded_ns: int  # perf_counter_ns when loading finished
+    threads: ThreadChoice | None  # the CPU threads it runs with and why; None where a server runs it
 
     def stream(
         self, messages: list[Message], params: SamplingParams, cancel: threading.Event | None = None

@@ -352,4 +352,4 @@ def prepare(*, models: list[ModelSpec], task_list: list[TaskSpec], data: mmlu.MM
         batch_sizes=sizes, repeats=repeats, prefix_salt=secrets.token_hex(4) if no_prefix_cache else "",
         system=system.strip(), input_tokens=input_tokens, output_tokens=output_tokens,
     )
-    return create(runs_dir, plan.run_id, plan_to_toml(plan), models), plan
+    return create(runs_dir, plan.run_id, plan_to_toml(plan)), plan

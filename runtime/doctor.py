@@ -1,4 +1,5 @@
-"""What this machine's GPU stack can do, checked part by part, for `taskclock doctor`.
+"""What this machine's GPU stack can do, checked part by part, and the CPU threads a model runs with, for
+`taskclock doctor`.
 
 Each check says OK or why not, so a GPU machine that would silently run on the CPU (a CPU torch wheel, a
 llama.cpp built without CUDA) is caught before the first measured turn. "absent" is normal on a CPU machine;
@@ -12,7 +13,11 @@ import importlib.util
 import io
 from dataclasses import dataclass
 
+from .backend import ModelSpec, load_model
+from .errors import TaskclockError
 from .gpu import GPU_ERRORS_HELP, check_torch_sees_gpus, nvml_gpu_count
+from .models import local_file
+from .untrusted import safe_line
 
 
 @dataclass(frozen=True)
@@ -89,3 +94,25 @@ def check_bitsandbytes() -> Check:
 
 def checks() -> list[Check]:
     return [check() for check in (check_torch, check_nvml, check_llamacpp, check_bitsandbytes)]
+
+
+def check_threads(spec: ModelSpec) -> list[Check]:
+    """The threads ``spec``'s model runs with and why (loading it measures them if nothing is cached), and for a
+    GGUF the llama-server command line that runs it with the same threads."""
+    if spec.backend == "http":
+        return [Check("threads", "absent", f"{spec.name} runs on its server's own threads")]
+    try:
+        model = load_model(spec)
+    except TaskclockError as exc:
+        return [Check("threads", "absent", f"cannot load {spec.name} to choose its threads: {exc}")]
+    model.close()
+    choice = model.threads
+    if choice is None:
+        return [Check("threads", "absent", f"{spec.name} does not say which threads it runs with")]
+    found = [Check("threads", "ok", f"{spec.name}: decode {choice.decode}, prompt {choice.prompt}: {choice.why}")]
+    if spec.backend == "llamacpp":
+        from .backends.llamacpp import server_threads
+
+        line = " ".join(["llama-server", "-m", safe_line(local_file(spec)), *server_threads(choice)])
+        found.append(Check("llama-server", "ok", f"{line} (the same threads)"))
+    return found

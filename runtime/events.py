@@ -58,7 +58,8 @@ class DoneExtra(TypedDict, total=False):
     gpu_shared: bool  # another turn used the GPU meanwhile: the GPU figures are the card's (-> TurnMetrics)
     model_mem_mb: float  # transformers on CUDA: memory the loaded model holds
     llama_perf: dict[str, float]  # llama.cpp's own counters for the turn
-    threads: int  # llama.cpp in process: CPU threads it decoded with
+    decode_threads: int  # in process on the CPU: threads for one token at a time (-> TurnMetrics)
+    prompt_threads: int  # in process on the CPU: threads for the prompt and batches (-> TurnMetrics)
     cached_prompt_tokens: int  # HTTP: prompt tokens the server served from its prefix cache
     batch_size: int  # requests in the padded batch this one ran in
     # HTTP: "usage-per-chunk" (the server's running count on every chunk), "usage-spread" (its final count

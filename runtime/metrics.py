@@ -334,6 +334,9 @@ class TurnMetrics:
     energy_j: float | None = shown("energy", "J", 1, optional=True)
     # True: another turn ran on the GPU meanwhile, so the GPU figures are the card's, not this turn's
     gpu_shared: bool | None = shown("GPU shared", optional=True)
+    # in-process models: the CPU threads it ran with (runtime/threads.py); None for a server's turn
+    decode_threads: int | None = shown("decode threads", optional=True)
+    prompt_threads: int | None = shown("prompt threads", optional=True)
     stop_reason: str | None = shown("stop reason")
     cut: bool | None = shown("cut short", optional=True)  # at the output cap, or never left thinking
 
@@ -390,6 +393,8 @@ def compute(events: Sequence[Event]) -> TurnMetrics:
         gpu_process_mem_mb=done.extra.get("gpu_process_mem_mb") if done else None,
         energy_j=done.extra.get("energy_j") if done else None,
         gpu_shared=done.extra.get("gpu_shared") if done else None,
+        decode_threads=done.extra.get("decode_threads") if done else None,
+        prompt_threads=done.extra.get("prompt_threads") if done else None,
     )
 
 

@@ -1,13 +1,13 @@
 """The one turn record: how every stored turn is laid out (session logs, bench rows, sweep rows), with one
 builder and one reader.
 
-A record holds the turn's figures flat (every ``TurnMetrics`` field, docs/METRICS.md) and what rebuilds its
-events for a replay: the answer (``reply``), a thinking turn's ``thinking`` text and ``thinking_arrivals`` (how
-many of the first arrivals were thinking), each arrival's offset (``token_offsets_ms``) and, where an arrival held
-several tokens (a server's chunks), each arrival's count (``token_counts``; absent: 1 each). Then the backend's
-own figures a run summarizes (``cached_tokens``, ``threads``), the stop reason and the error. Each writer adds
-its context beside these: a session turn its time, prompt, messages, parameters and whether it was cold; a bench
-row its task and question; a sweep row its phase and length. Docs: docs/REPLAY.md.
+A record holds the turn's figures flat (every ``TurnMetrics`` field, docs/METRICS.md) and what rebuilds its events
+for a replay: the answer (``reply``), a thinking turn's ``thinking`` text and ``thinking_arrivals`` (how many of
+the first arrivals were thinking), each arrival's offset (``token_offsets_ms``) and, where an arrival held several
+tokens (a server's chunks), each arrival's count (``token_counts``; absent: 1 each). Then the backend's own figures
+a run summarizes (``cached_tokens``; rows before the thread probe also hold ``threads``), the stop reason and the
+error. Each writer adds its context beside these: a session turn its time, prompt, messages, parameters and whether
+it was cold; a bench row its task and question; a sweep row its phase and length. Docs: docs/REPLAY.md.
 
 Session logs written before this layout nested the figures under ``"metrics"``: ``read_turn`` lifts them, so
 every reader sees one layout, whichever version wrote the file.
@@ -33,7 +33,7 @@ METRIC_KEYS = tuple(f.name for f in fields(metrics.TurnMetrics))
 # figure's from its TurnMetrics declaration, so a new metric needs no entry here.
 FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "model": TEXT, "backend": TEXT, "reply": TEXT, "error": TEXT_OR_NONE, "thinking": TEXT, "thinking_arrivals": COUNT,
-    "cached_tokens": COUNT, "threads": COUNT,
+    "cached_tokens": COUNT, "threads": COUNT,  # threads: rows written before decode_threads/prompt_threads
     **{f.name: _BY_ANNOTATION[str(f.type)] for f in fields(metrics.TurnMetrics)},
 }
 
@@ -48,7 +48,6 @@ def turn_fields(model: str, backend: str, events: Sequence[Event]) -> dict[str, 
         "backend": backend,
         **metrics.compute(events).as_dict(),
         "cached_tokens": extra.get("cached_prompt_tokens"),  # prompt tokens a server served from its prefix cache
-        "threads": extra.get("threads"),
         "error": redact(done.error) if done is not None and done.error else None,
         "reply": metrics.answer_text(events),
         **({"thinking": metrics.thinking_text(events), "thinking_arrivals": metrics.thinking_arrivals(events)}

@@ -21,7 +21,7 @@ import math
 import os
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from .backend import ModelSpec, SamplingParams, supports_batching, supports_conc
 from .config import TaskSpec, build, read_toml
 from .errors import DataError, TaskclockError
 from .record import COUNT, FIELD_TYPES, FIGURE, TEXT, TEXT_OR_NONE, read_turn
+from .threads import ThreadChoice
 from .untrusted import redact_url
 
 RUN_FILE = "run.toml"
@@ -140,12 +141,12 @@ def check_models(models: Sequence[ModelSpec]) -> None:
         raise DataError("a model is named twice in --models", "name each model once")
 
 
-def create(runs_dir: Path, run_id: str, plan_toml: str, models: Sequence[ModelSpec]) -> Path:
+def create(runs_dir: Path, run_id: str, plan_toml: str) -> Path:
     """A new run folder under ``runs_dir`` with its run.toml and system.json."""
     folder = storage.ensure_dir(runs_dir) / run_id
     storage.ensure_dir(folder)
     storage.write_atomic(folder / RUN_FILE, plan_toml)
-    write_system(folder, models)
+    write_system(folder)
     return folder
 
 
@@ -179,15 +180,9 @@ def models_toml(models: Sequence[ModelSpec]) -> list[str]:
     return parts
 
 
-def threads_used(models: Sequence[ModelSpec]) -> dict[str, int]:
-    """CPU threads per in-process model (HTTP models run on their server's threads)."""
-    return {m.name: m.threads if m.threads > 0 else system.physical_cores()
-            for m in models if m.backend != "http"}
-
-
-def write_system(folder: Path, models: Sequence[ModelSpec]) -> None:
-    """system.json: the machine a run measures, with the threads each in-process model runs on."""
-    storage.write_atomic(folder / SYSTEM_FILE, json.dumps(system.system_block(threads_used(models)), indent=2) + "\n")
+def write_system(folder: Path) -> None:
+    """system.json: the machine a run measures; each in-process model adds its threads when it loads."""
+    storage.write_atomic(folder / SYSTEM_FILE, json.dumps(system.system_block(), indent=2) + "\n")
 
 
 def read_system(folder: Path) -> dict[str, Any] | None:
@@ -197,11 +192,22 @@ def read_system(folder: Path) -> dict[str, Any] | None:
         return None
 
 
+def _update_system(folder: Path, key: str, change: Callable[[Any], Any]) -> None:
+    """Rewrite system.json's ``key`` as ``change`` of its present value (None where it has none)."""
+    block = read_system(folder) or {}
+    block[key] = change(block.get(key))
+    storage.write_atomic(folder / SYSTEM_FILE, json.dumps(block, indent=2) + "\n")
+
+
+def record_threads(folder: Path, model: str, choice: ThreadChoice) -> None:
+    """Add the threads a model loaded with (and why) to system.json: they are known only once it has loaded,
+    since the decode count may be measured then (runtime/threads.py)."""
+    _update_system(folder, "threads", lambda threads: {**(threads or {}), model: choice.record()})
+
+
 def add_load(folder: Path, load: dict[str, Any]) -> None:
     """Append one run session's machine load to system.json's ``load`` list (a resumed run adds its own)."""
-    block = read_system(folder) or {}
-    block["load"] = [*(block.get("load") or []), load]
-    storage.write_atomic(folder / SYSTEM_FILE, json.dumps(block, indent=2) + "\n")
+    _update_system(folder, "load", lambda loads: [*(loads or []), load])
 
 
 @contextlib.contextmanager

@@ -65,11 +65,16 @@ def failure_reason(exc: Exception) -> str:
     return str(exc) if isinstance(exc, TaskclockError) else f"{type(exc).__name__}: {first_line(exc)}"
 
 
-def load_for_run(loader: Callable[[ModelSpec], LoadedModel], spec: ModelSpec) -> tuple[LoadedModel | None, str]:
-    """The model, or None and why it failed to load: in a run, a broken model fails its own rows and must not
-    end the other models' runs."""
+def load_for_run(loader: Callable[[ModelSpec], LoadedModel], spec: ModelSpec,
+                 folder: Path) -> tuple[LoadedModel | None, str]:
+    """The model (its threads recorded in the run's system.json), or None and why it failed to load: in a run, a
+    broken model fails its own rows and must not end the other models' runs."""
     try:
-        return loader(spec), ""
+        model = loader(spec)
+        threads = getattr(model, "threads", None)  # a loader's own wrapper (tests) may not say
+        if threads is not None:
+            runfolder.record_threads(folder, spec.name, threads)
+        return model, ""
     except Exception as exc:  # anything a backend raises
         return None, failure_reason(exc)
 
@@ -134,7 +139,7 @@ class Runner(abc.ABC, Generic[Line]):
     def _run_model(self, spec: ModelSpec, lines: list[Line]) -> None:
         """Load, run and close one model under the failure policy (above)."""
         self.report(spec, lines[0], "loading")
-        model, error = load_for_run(self.loader, spec)
+        model, error = load_for_run(self.loader, spec, self.folder)
         if model is None:
             self.fail(spec, lines, error)
             return

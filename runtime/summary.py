@@ -32,7 +32,7 @@ from .untrusted import safe_line
 
 ALL_TASKS = "all"
 CSV_COLUMNS = ("model", "backend", "task", "qid", "subject", "batch_size", "repeat",
-               *(f.name for f in fields(TurnMetrics)), "cached_tokens", "threads", "error", "parsed", "answer",
+               *(f.name for f in fields(TurnMetrics)), "cached_tokens", "error", "parsed", "answer",
                "correct", "reply")
 
 

@@ -66,7 +66,7 @@ QUESTIONS = {"cold": "Which subject is the first question above about? Answer in
              "cached": "Which subject is the last question above about? Answer in one word."}
 CSV_COLUMNS = ("model", "backend", "phase", "requested_tokens", "repeat", "prompt_tokens", "token_source",
                "input_tokens", "cached_tokens", "ttft_s", "prefill_tps", "decode_tps", "task_time_s",
-               "output_tokens", "stop_reason", "threads", "error", "reply")
+               "output_tokens", "stop_reason", "decode_threads", "prompt_threads", "error", "reply")
 
 
 @dataclass
@@ -114,7 +114,7 @@ def prepare(*, models: list[ModelSpec], input_tokens: Sequence[int], output_toke
     plan = SweepPlan(run_id=new_run_id(), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), kind=KIND,
                      input_tokens=sorted(set(input_tokens)), output_tokens=output_tokens, repeats=repeats,
                      warmup=warmup, salt=secrets.token_hex(4), models=models)
-    return create(runs_dir, plan.run_id, plan_to_toml(plan), models), plan
+    return create(runs_dir, plan.run_id, plan_to_toml(plan)), plan
 
 
 # ---- the sweep's two prompts ---------------------------------------------------------------------

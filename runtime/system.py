@@ -97,15 +97,16 @@ def version(package: str) -> str | None:
         return None
 
 
-def system_block(threads: dict[str, int] | None = None) -> dict[str, Any]:
-    """What ``system.json`` holds; ``threads`` maps each model to the CPU threads it runs with."""
+def system_block() -> dict[str, Any]:
+    """What ``system.json`` holds; ``threads`` maps each in-process model to the CPU threads it loaded with
+    (filled in as the models load: runtime/runfolder.py's ``record_threads``)."""
     import psutil
 
     return {
         "cpu": cpu_model(),
         "physical_cores": physical_cores(),
         "logical_cpus": os.cpu_count(),
-        "threads": threads or {},
+        "threads": {},
         "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "gpu": gpu(),
         "os": platform.platform(),
@@ -115,10 +116,17 @@ def system_block(threads: dict[str, int] | None = None) -> dict[str, Any]:
     }
 
 
+def _threads_text(entry: Any) -> str:
+    """One model's threads: decode and prompt counts and why (older runs kept one count)."""
+    if not isinstance(entry, dict):
+        return str(entry)
+    return f"decode {entry.get('decode')}, prompt {entry.get('prompt')} ({entry.get('why')})"
+
+
 def describe(block: dict[str, Any]) -> list[str]:
     """The block as Markdown list items, for summary.md."""
     gpu_text = f"{block['gpu']['name']} (driver {block['gpu']['driver']})" if block.get("gpu") else "none"
-    threads = ", ".join(f"{m}: {n}" for m, n in (block.get("threads") or {}).items()) or "—"
+    threads = "; ".join(f"{m}: {_threads_text(n)}" for m, n in (block.get("threads") or {}).items()) or "—"
     versions = ", ".join(f"{name} {block.get(name) or '—'}" for name in LIBRARIES)
     lines = [
         f"- CPU: {block.get('cpu')}, {block.get('physical_cores')} physical cores, {block.get('logical_cpus')} "

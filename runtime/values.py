@@ -66,7 +66,7 @@ def check_spec(spec: Any) -> None:
     in_range("timeout_s", spec.timeout_s, 0, low_open=True)
     in_range("turn_timeout_s", spec.turn_timeout_s, 0, low_open=True)
     in_range("n_ctx", spec.n_ctx, 1, kind=int)
-    in_range("threads", spec.threads, 0, kind=int)  # 0: physical cores, as llama.cpp chooses
+    in_range("threads", spec.threads, 0, kind=int)  # 0: measured (runtime/threads.py)
     if spec.n_gpu_layers is not None:  # None: decided at load (all layers where llama.cpp can offload)
         in_range("n_gpu_layers", spec.n_gpu_layers, -1, kind=int)
     for key, allowed in CHOICES.items():

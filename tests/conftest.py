@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, random_llama
 
 # The loopback servers (a real llama_cpp.server and a scripted SSE one) are fixtures every test can use.
 pytest_plugins = ["llama_server"]
@@ -31,21 +31,26 @@ def pytest_collection_modifyitems(config, items):
     cuda_items = [item for item in items if "cuda" in item.keywords]
     if not cuda_items:
         return
-    import llama_cpp
+    import importlib.util
+
     import torch
 
+    offload = importlib.util.find_spec("llama_cpp") is not None and __import__("llama_cpp").llama_supports_gpu_offload()
     for item in cuda_items:
         if "gpu_offload" in item.keywords:
-            if not llama_cpp.llama_supports_gpu_offload():
-                item.add_marker(pytest.mark.skip(reason="llama-cpp-python was built without GPU offload"))
+            if not offload:  # a bare GPU machine has none until `benchmarks/gpu_check.sh llamacpp` builds it
+                item.add_marker(pytest.mark.skip(reason="llama-cpp-python is missing or was built without GPU "
+                                                        "offload"))
         elif not torch.cuda.is_available():
             item.add_marker(pytest.mark.skip(reason="needs an NVIDIA GPU with CUDA"))
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_user_dirs(tmp_path_factory):
-    """Keep tests away from the real user config; share one model cache across the session."""
+    """Keep tests away from the real user folders, the cache included: a test run neither reads a thread choice
+    probed earlier on this machine nor leaves its own behind; the session shares one cache (models converted once)."""
     home = tmp_path_factory.mktemp("xdg")
+    os.environ["TASKCLOCK_CACHE"] = str(home / "cache")
     os.environ["XDG_CONFIG_HOME"] = str(home / "config")
     os.environ["XDG_DATA_HOME"] = str(home / "data")
     os.environ["XDG_STATE_HOME"] = str(home / "state")
@@ -90,36 +95,10 @@ def smollm2_hf():
     model.close()
 
 
-TINY_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
-
-
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory) -> Path:
     """A 2-layer random-weight llama with a word-level in-memory tokenizer and a chat template."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    words = ["<unk>", "<s>", "</s>", "<pad>"] + [f"w{i}" for i in range(250)] + list("abcdefghijklmnopqrstuvwxyz?.,!")
-    vocab = {w: i for i, w in enumerate(words)}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
-                                        unk_token="<unk>", pad_token="<pad>")
-    tokenizer.chat_template = TINY_TEMPLATE
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(words), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         bos_token_id=1, eos_token_id=2, pad_token_id=3)
-    model = LlamaForCausalLM(config)
-    model.generation_config.eos_token_id = 2
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return random_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(scope="session")

@@ -168,3 +168,35 @@ def interrupted_before_the_first_row(command: Callable[[str], list[str]],
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=60)
     return proc, stdout, stderr
+
+
+TINY_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def random_llama(folder: Path, **shape) -> Path:
+    """A random-weight llama saved in ``folder`` with a word-level in-memory tokenizer and a chat template;
+    ``shape``: LlamaConfig sizes (default: 2 layers, hidden 64)."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    words = ["<unk>", "<s>", "</s>", "<pad>"] + [f"w{i}" for i in range(250)] + list("abcdefghijklmnopqrstuvwxyz?.,!")
+    vocab = {w: i for i, w in enumerate(words)}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
+                                        unk_token="<unk>", pad_token="<pad>")
+    tokenizer.chat_template = TINY_TEMPLATE
+    torch.manual_seed(0)
+    sizes = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+             "num_key_value_heads": 2, **shape}
+    config = LlamaConfig(vocab_size=len(words), max_position_embeddings=512, bos_token_id=1, eos_token_id=2,
+                         pad_token_id=3, **sizes)
+    model = LlamaForCausalLM(config)
+    model.generation_config.eos_token_id = 2
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

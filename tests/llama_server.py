@@ -24,6 +24,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from taskclock.runtime.backends.llamacpp import advised_threads, server_threads
+
 HOST = "127.0.0.1"
 
 
@@ -51,8 +53,10 @@ class LlamaServer:
             raise
 
     def command(self, gguf, n_ctx: int) -> list[str]:
+        threads = advised_threads(gguf)  # what taskclock runs the same GGUF with in process
         return [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", HOST,
-                "--port", str(self.port), "--n_ctx", str(n_ctx), "--flash_attn", "true"]
+                "--port", str(self.port), "--n_ctx", str(n_ctx), "--flash_attn", "true",
+                "--n_threads", str(threads.decode), "--n_threads_batch", str(threads.prompt)]
 
     def _wait_ready(self, limit_s: float = 120) -> None:
         deadline = time.monotonic() + limit_s
@@ -98,16 +102,15 @@ class NativeLlamaServer(LlamaServer):
 
     name = "llama-server"
 
-    def __init__(self, gguf, slots: int = 4, n_ctx: int = 4096, threads: int = 0) -> None:
-        self.slots, self.threads = slots, threads
+    def __init__(self, gguf, slots: int = 4, n_ctx: int = 4096) -> None:
+        self.slots = slots
         super().__init__(gguf, n_ctx)
 
     def command(self, gguf, n_ctx: int) -> list[str]:
         binary = llama_server_binary()
         assert binary is not None, "no llama-server binary"
-        threads = ["-t", str(self.threads)] if self.threads else []
         return [str(binary), "-m", str(gguf), "--host", HOST, "--port", str(self.port), "-np", str(self.slots),
-                "-c", str(n_ctx), *threads]
+                "-c", str(n_ctx), *server_threads(advised_threads(gguf))]
 
     def slots_busy(self) -> int:
         """How many slots are generating now (llama-server's /slots monitoring endpoint)."""

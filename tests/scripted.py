@@ -25,6 +25,7 @@ class ScriptedModel:
         self.spec = spec
         self.load_s = 0.5
         self.loaded_ns = now_ns()
+        self.threads = None
         self.words = words or REPLY
         self.ttft_ms, self.gap_ms, self.pace_tps = ttft_ms, gap_ms, pace_tps
         self.tokens = tokens or len(self.words)

@@ -37,6 +37,9 @@ async def test_reply_meter_and_session_log_match_the_recorded_events(tmp_path):
         assert meter.values["task time"] == fmt(figures.task_time_s, "s", 3)
         assert meter.values["ITL p99"] == fmt(figures.itl_p99_ms, "ms", 1)
         assert meter.values["load time"] == fmt(chat.model.load_s, "s", 2)  # first turn after a load
+        threads = chat.model.threads  # the final figures say which CPU threads produced them
+        assert (meter.values["decode threads"], meter.values["prompt threads"]) == (str(threads.decode),
+                                                                                    str(threads.prompt))
         assert app.query_one(ReplyMarkdown).border_title == "smollm2"
 
         path, (record,) = session_records(tmp_path)

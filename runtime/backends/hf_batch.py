@@ -64,7 +64,8 @@ def generate_batch(model: HFModel, conversations: list[list[Message]], params: S
     max_new = min(params.max_tokens, model.max_positions - width)
     pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else next(iter(model.eos_ids), 0)
     sequences = [_Sequence(streams[i], len(p), model.reply(params, p),
-                           extra=DoneExtra(batch_size=len(prompts))) for i, p in zip(slots, prompts, strict=True)]
+                           extra=DoneExtra(batch_size=len(prompts), **model.thread_figures(batched=True)))
+                 for i, p in zip(slots, prompts, strict=True)]
     device = model.model.device
 
     class Finished(StoppingCriteria):
@@ -77,7 +78,7 @@ def generate_batch(model: HFModel, conversations: list[list[Message]], params: S
     streamer = TimestampStreamer()
     model.probe.start()
     generated, failure = start_generation(  # a failure is reported in every unfinished request's Done
-        model.worker, model.model, params, streamer,
+        model.worker, model.model, params, streamer, model.torch_threads(batched=True),
         input_ids=torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device),
         attention_mask=torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device),
         max_new_tokens=max_new, pad_token_id=pad,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from ..backend import SamplingParams
@@ -45,6 +46,23 @@ class GenerationWorker:
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the worker's thread and return what it returns (or raise what it raised) here: for work
+        that must see the thread's own torch state (the thread probe)."""
+        outcome: list[tuple[bool, Any]] = []
+
+        def job() -> None:
+            try:
+                outcome.append((True, fn()))
+            except BaseException as exc:  # handed back to the caller, never lost in the thread
+                outcome.append((False, exc))
+
+        self.submit(job).wait()
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
+
     def submit(self, job) -> threading.Event:
         """Queue ``job``; the returned event is set when it has run (or failed)."""
         if self._thread is None:
@@ -73,10 +91,12 @@ class GenerationWorker:
 
 
 def start_generation(worker: GenerationWorker, model, params: SamplingParams, streamer: TimestampStreamer,
+                     threads: tuple[int, int] | None = None,
                      **kwargs: Any) -> tuple[threading.Event, list[BaseException]]:
     """Run ``model.generate(**kwargs)`` on the model's generation thread with the shared sampling settings.
 
-    A failure is collected in the returned list and ends the streamer, so the consumer never waits forever.
+    ``threads`` (prompt, decode): torch's CPU threads for the prefill, and from the first new token on. A failure
+    is collected in the returned list and ends the streamer, so the consumer never waits forever.
     """
     import torch
 
@@ -89,8 +109,13 @@ def start_generation(worker: GenerationWorker, model, params: SamplingParams, st
         kwargs["min_new_tokens"] = kwargs["max_new_tokens"]
     failure: list[BaseException] = []
 
+    if threads is not None and threads[1] != threads[0]:
+        kwargs["logits_processor"] = decode_threads_switch(threads[1])
+
     def work() -> None:
         try:
+            if threads is not None:
+                torch.set_num_threads(threads[0])
             with torch.inference_mode():
                 model.generate(streamer=streamer, **kwargs)
         except BaseException as exc:  # reported through the stream, never lost in the thread
@@ -98,3 +123,21 @@ def start_generation(worker: GenerationWorker, model, params: SamplingParams, st
             streamer.end()
 
     return worker.submit(work), failure
+
+
+def decode_threads_switch(decode: int):
+    """A logits processor that sets torch's threads to ``decode`` once, at the first new token: generate() calls
+    it right after the prefill's forward pass, on the generation thread."""
+    import torch
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    class DecodeThreads(LogitsProcessor):
+        switched = False
+
+        def __call__(self, input_ids, scores):
+            if not self.switched:
+                torch.set_num_threads(decode)
+                self.switched = True
+            return scores
+
+    return LogitsProcessorList([DecodeThreads()])

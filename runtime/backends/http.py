@@ -34,6 +34,7 @@ from ..errors import BackendError, ModelNotFound, TaskclockError
 from ..events import DoneExtra, Event, StopReason, Submitted, Token, now_ns
 from ..phases import PhaseSplitter
 from ..reply import Reply
+from ..threads import ThreadChoice
 from ..untrusted import redact, safe_line
 
 FINISH_REASONS: dict[str, StopReason] = {"stop": "eos", "length": "length"}
@@ -210,6 +211,8 @@ def sse_lines(response: httpx.Response) -> Iterator[str]:
 
 
 class HttpModel:
+    threads: ThreadChoice | None = None  # the server runs it on threads of its own
+
     def __init__(self, spec: ModelSpec, client: httpx.Client, url: str, api_model: str,
                  load_s: float, loaded_ns: int, secrets: tuple[str, ...] = ()) -> None:
         self.spec = spec

@@ -23,12 +23,15 @@ from ..gpu import GPU_ERRORS_HELP, TurnProbe
 from ..models import local_file
 from ..phases import PhaseSplitter, prompt_opens_thinking
 from ..reply import Reply
-from ..system import passive_openmp, physical_cores
+from ..system import passive_openmp, physical_cores, version
 from ..textstream import ByteDetokenizer
+from ..threads import ThreadChoice, choose, probe_key, unprobed, usable_cpus, user_choice
 from ..untrusted import safe_line
 
 GGUF_MAGIC = b"GGUF"
 GGML_LOG_LEVEL_ERROR = 4  # ggml.h today (llama_cpp/_logger.py's comment still has the older numbering)
+PROBE_TEXT = b"The lighthouse keeper climbed the stairs as the storm came in from the sea."
+PROBE_STEPS = 6  # decode steps timed per thread count and round
 
 
 @contextlib.contextmanager
@@ -99,12 +102,13 @@ def check_gguf(path) -> None:
 
 
 class LlamaCppModel:
-    def __init__(self, spec: ModelSpec, llm, load_s: float, loaded_ns: int) -> None:
+    def __init__(self, spec: ModelSpec, llm, load_s: float, loaded_ns: int, threads: ThreadChoice) -> None:
         import llama_cpp
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self.spec = spec
         self.llm = llm
+        self.threads = threads
         self.load_s = load_s
         self.loaded_ns = loaded_ns
         self._lib = llama_cpp
@@ -214,18 +218,84 @@ class LlamaCppModel:
             error = f"generation failed: {exc}"
         finally:
             tokens.close()
-        extra = DoneExtra(llama_perf=self.perf(), threads=self.llm.n_threads, **self.probe.finish())
+        extra = DoneExtra(llama_perf=self.perf(), decode_threads=self.threads.decode,
+                          prompt_threads=self.threads.prompt, **self.probe.finish())
         yield from reply.end(reason, len(prompt), error=error, extra=extra)
 
     def close(self) -> None:
         self.llm.close()
 
 
-def decode_threads(spec: ModelSpec) -> int:
-    """``spec.threads``, else what llama.cpp's own tools choose: one thread per physical core for decode and
-    the same for prefill (``common_cpu_get_num_math``; llama-cpp-python's default is half the CPUs, which
-    leaves a 2-vCPU machine decoding on one thread at two thirds of llama-server's speed)."""
-    return spec.threads if spec.threads > 0 else physical_cores()
+def build_id(llama_cpp) -> str:
+    """llama-cpp-python's version and llama.cpp's CPU features: a rebuild with other kernels may want other threads."""
+    return f"{version('llama-cpp-python')}:{llama_cpp.llama_print_system_info().decode('utf-8', 'replace')}"
+
+
+def model_key(path: Path, llama_cpp) -> str:
+    """The thread cache's key for this GGUF (its path, size and modification time) on this llama.cpp build."""
+    stat = path.stat()
+    return probe_key("llamacpp", path.resolve(), stat.st_size, stat.st_mtime_ns, build_id(llama_cpp))
+
+
+def decode_rate(llm, lib, threads: int, prompt_threads: int, prompt: list[int]) -> float:
+    """Decode tok/s at ``threads``: ``PROBE_STEPS`` single-token steps after ``prompt`` (already evaluated),
+    always from the same position, so every count does the same work."""
+    lib.llama_set_n_threads(llm.ctx, threads, prompt_threads)
+    token = prompt[-1]
+    llm.n_tokens = len(prompt)  # the next eval drops the KV cells past the prompt
+    llm.eval([token])  # untimed: the first step at a new count wakes its threads
+    llm.n_tokens = len(prompt)
+    start = now_ns()
+    for _ in range(PROBE_STEPS):
+        llm.eval([token])
+    lib.llama_synchronize(llm.ctx)  # the steps are done (and counted in llama.cpp's perf figures, not the next turn's)
+    return PROBE_STEPS * 1e9 / (now_ns() - start)
+
+
+def measured_threads(llm, lib, key: str, label: str) -> ThreadChoice:
+    """The cached choice for ``key``, else a probe on the loaded model; its KV cache is left empty."""
+    prompt = llm.tokenize(PROBE_TEXT, add_bos=True, special=False)
+    prompt_threads = llm.n_threads_batch
+
+    def measure(threads: int) -> float:
+        if llm.n_tokens < len(prompt):  # the first measurement evaluates the prompt once
+            llm.eval(prompt)
+        return decode_rate(llm, lib, threads, prompt_threads, prompt)
+
+    llm.reset()
+    try:
+        return choose(key, label, measure)
+    finally:
+        llm.reset()
+
+
+def thread_choice(spec: ModelSpec, path: Path, layers: int, llm, lib) -> ThreadChoice:
+    """``spec.threads`` for both where the user set it; the engine's own count where the layers run on the GPU;
+    else the measured decode count (cached per machine, model and build) and all usable CPUs for prefill."""
+    if spec.threads > 0:
+        return user_choice(spec.threads)
+    if layers != 0:
+        return unprobed(physical_cores(), usable_cpus(), "layers on the GPU: llama.cpp's own decode count (one "
+                                                         "per physical core), not probed")
+    return measured_threads(llm, lib, model_key(path, lib), f"llama.cpp {path.name}")
+
+
+def apply_threads(llm, lib, choice: ThreadChoice) -> None:
+    lib.llama_set_n_threads(llm.ctx, choice.decode, choice.prompt)
+    llm.n_threads, llm.n_threads_batch = choice.decode, choice.prompt
+
+
+def server_threads(choice: ThreadChoice) -> list[str]:
+    """The same threads as llama-server options: decode (-t) and prompt and batch (-tb)."""
+    return ["-t", str(choice.decode), "-tb", str(choice.prompt)]
+
+
+def advised_threads(path: Path) -> ThreadChoice:
+    """The threads taskclock chooses for this GGUF on the CPU, for a llama-server started beside it (the tests' and
+    the benchmarks'): the cached choice, read through a short load, or measured by it."""
+    model = BACKEND.load(ModelSpec("probe", "llamacpp", str(path), n_ctx=512, n_gpu_layers=0))
+    model.close()
+    return model.threads
 
 
 class LlamaCppBackend:
@@ -245,7 +315,7 @@ class LlamaCppBackend:
         except ImportError:
             raise ModelLoadError("llama-cpp-python is not installed", "run `make install`") from None
         layers = gpu_layers(spec.n_gpu_layers, llama_cpp.llama_supports_gpu_offload())
-        threads = decode_threads(spec)
+        prompt_threads = spec.threads or usable_cpus()
         try:
             with _quiet_stderr(), _llama_log(llama_cpp) as log:
                 llm = llama_cpp.Llama(
@@ -253,8 +323,8 @@ class LlamaCppBackend:
                     n_ctx=spec.n_ctx,
                     n_gpu_layers=layers,
                     flash_attn=spec.flash_attn,
-                    n_threads=threads,
-                    n_threads_batch=threads,
+                    n_threads=spec.threads or physical_cores(),
+                    n_threads_batch=prompt_threads,
                     verbose=False,
                 )
         except (ValueError, RuntimeError, OSError) as exc:
@@ -262,7 +332,9 @@ class LlamaCppBackend:
                 raise ModelLoadError(f"llama.cpp cannot load {path} with a context of {spec.n_ctx} tokens: {exc}",
                                      f"use a smaller --ctx (default {DEFAULT_CTX})") from None
             raise load_failure(path, exc, layers, log) from None
-        return LlamaCppModel(spec, llm, time.perf_counter() - start, now_ns())
+        choice = thread_choice(spec, path, layers, llm, llama_cpp)
+        apply_threads(llm, llama_cpp, choice)
+        return LlamaCppModel(spec, llm, time.perf_counter() - start, now_ns(), choice)
 
 
 BACKEND = LlamaCppBackend()

@@ -27,7 +27,8 @@ def add_model_options(parser: argparse.ArgumentParser, *, many: bool = False) ->
     group.add_argument("--compile", action="store_const", const=True, default=None,
                        help="transformers: static cache + torch.compile (warm-up reported apart)")
     group.add_argument("--threads", type=int,
-                       help="llama.cpp: CPU threads (default: physical cores, as llama.cpp chooses)")
+                       help="CPU threads for decode and prefill (default: decode measured per machine and model, "
+                            "prefill on every CPU; `taskclock doctor` shows the choice)")
     group.add_argument("--no-flash-attn", dest="flash_attn", action="store_const", const=False, default=None,
                        help="llama.cpp: turn flash attention off")
 
