@@ -19,7 +19,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from . import tasks
+from . import storage, tasks
 from .backend import ModelSpec, SamplingParams, supports_batching, supports_concurrency
 from .config import TaskSpec, build, read_toml
 from .errors import DataError, TaskclockError
@@ -360,13 +360,12 @@ def read_results(folder: Path, row_kind: str = "result") -> RunResults:
 
 @contextlib.contextmanager
 def locked(folder: Path, what: str = "bench") -> Iterator[None]:
-    """Hold the folder's lock while a run appends to it; a second runner gets one line naming the holder."""
-    path = folder / LOCK_FILE
+    """Hold the folder's lock while a run appends to it; a second runner gets one line naming the holder. The
+    lock and results.jsonl are opened as the folder's own files (storage.own_file), so a shared folder whose
+    lock or results file is a link is refused, naming the file, before any model loads."""
+    fd = storage.own_file(folder / LOCK_FILE, os.O_RDWR)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise DataError(f"cannot lock {folder}: {exc.strerror or exc}", "check the run folder") from None
-    try:
+        os.close(storage.own_file(folder / RESULTS_FILE))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -3,6 +3,10 @@
 Each record is serialised first and written with a single ``write()`` on a file opened with O_APPEND,
 under an exclusive ``flock``, then fsynced: a crash loses at most the record being written, and two
 processes appending to one file never interleave. Readers skip a torn last line instead of failing.
+
+Run folders and session logs are shared, so a write never goes through a link: appends and locks open
+their file with ``own_file`` (O_NOFOLLOW, a regular file with no other name), whole files are renamed
+into place and never replace a link, a device or a folder.
 """
 from __future__ import annotations
 
@@ -54,12 +58,49 @@ def create_new(path: Path) -> Path:
             raise _storage_error(candidate, exc) from None
 
 
-def append(path: Path, record: dict[str, Any]) -> None:
-    line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+def _not_regular(path: Path, mode: int) -> str:
+    kind = "a symbolic link" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+    return f"{path} is {kind}; taskclock only writes regular files"
+
+
+def own_file(path: Path, flags: int = os.O_RDWR | os.O_APPEND) -> int:
+    """An fd on the regular file at ``path`` itself (created if missing), for an append or a lock.
+
+    A write never reaches another file through this name: a symbolic link is refused (O_NOFOLLOW: a shared run
+    folder's ``results.jsonl -> /etc/passwd`` would otherwise take the rows, as root any file on the machine), so
+    is a device or FIFO (looked at before opening, which has side effects on some devices) and a file with other
+    names (a hard link carries the write to a file elsewhere). Raises StorageError naming the file."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = stat.S_IFREG
     except OSError as exc:
         raise _storage_error(path, exc) from None
+    if not stat.S_ISREG(mode):
+        raise StorageError(_not_regular(path, mode), "remove it, or choose another folder")
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a link put there after the look
+            raise StorageError(_not_regular(path, stat.S_IFLNK), "remove it, or choose another folder") from None
+        raise _storage_error(path, exc) from None
+    info = os.fstat(fd)
+    problem = "" if stat.S_ISREG(info.st_mode) else _not_regular(path, info.st_mode)
+    if not problem and info.st_nlink > 1:
+        problem = f"{path} is a hard link ({info.st_nlink} names); taskclock only writes a file that has one name"
+    if problem:
+        os.close(fd)
+        raise StorageError(problem, "remove it, or choose another folder")
+    return fd
+
+
+def append(path: Path, record: dict[str, Any]) -> None:
+    append_bytes(path, (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8"))
+
+
+def append_bytes(path: Path, line: bytes) -> None:
+    """One ``line`` (ending in a newline) appended whole under the file's lock, or not at all."""
+    fd = own_file(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         start = os.lseek(fd, 0, os.SEEK_END)
@@ -104,8 +145,7 @@ def _refuse_special(path: Path) -> None:
     except OSError as exc:
         raise _storage_error(path, exc) from None
     if not stat.S_ISREG(mode):
-        kind = "a symbolic link" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode) else "not a regular file"
-        raise StorageError(f"{path} is {kind}; taskclock only writes regular files", "choose another file name")
+        raise StorageError(_not_regular(path, mode), "choose another file name")
 
 
 def write_atomic(path: Path, text: str, *, replace: bool = True) -> None:

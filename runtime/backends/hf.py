@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -151,9 +152,11 @@ def folder_from_gguf(gguf: Path) -> Path:
     model.hf_quantizer = None  # type: ignore[assignment]  # stubs say Module; transformers checks for None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    partial = target.with_name(f"{target.name}.partial{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
+    partial: Path | None = None
     try:
+        # a fresh name of its own (mkdtemp), never a guessable one a link could be waiting at
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
         model.save_pretrained(partial)
         tokenizer.save_pretrained(partial)
         shutil.rmtree(target, ignore_errors=True)
@@ -163,7 +166,8 @@ def folder_from_gguf(gguf: Path) -> Path:
         raise ModelLoadError(f"cannot write the converted model to {target.parent}: {reason}",
                              "free some disk space (or set TASKCLOCK_CACHE) and try again") from None
     finally:
-        shutil.rmtree(partial, ignore_errors=True)
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)
     return target
 
 
