@@ -20,13 +20,14 @@ import json
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, cast
 
-from . import fitting, metrics, mmlu, runfolder, storage, system, tasks
+from . import fitting, metrics, mmlu, runfolder, storage, system, tasks, values
 from .backend import (
     BatchingModel,
     LoadedModel,
@@ -38,27 +39,13 @@ from .backend import (
     supports_concurrency,
 )
 from .config import TaskSpec
-from .errors import DataError, TaskclockError
+from .errors import Cancelled, DataError, TaskclockError
 from .events import Event
 from .runfolder import RESULTS_FILE, RUN_FILE, RunPlan, row_key
 from .turn import run_turn, salted, warm_up, warm_up_note, warm_up_params, warm_up_prompt, with_system
 from .untrusted import redact, redact_url
 
 SYSTEM_FILE = "system.json"
-
-
-def parse_batch_sizes(text: str, option: str, example: str = "1,2,4,8") -> list[int]:
-    """"1,2,4,8" as a list, in the order given, repeats dropped; a bad entry is a one-line DataError."""
-    sizes = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        if not part.isdigit() or int(part) < 1:
-            raise DataError(f"{option}: {part!r} is not a whole number of at least 1", f"pass e.g. {example}")
-        sizes.append(int(part))
-    if not sizes:
-        raise DataError(f"{option} is empty", f"pass e.g. {example}")
-    return list(dict.fromkeys(sizes))
 
 
 def row_salt(run_salt: str, *parts: object) -> str:
@@ -111,9 +98,10 @@ def plan_to_toml(plan: RunPlan) -> str:
 
 def read_system(folder: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((folder / SYSTEM_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        system_block = storage.read_json(folder / SYSTEM_FILE, "system file")
+    except DataError:
         return None
+    return system_block if isinstance(system_block, dict) else None
 
 
 def threads_used(models: Sequence[ModelSpec]) -> dict[str, int]:
@@ -170,8 +158,8 @@ class FixedPrompts:
     """One model's prompts of exactly ``tokens`` input tokens (runtime/fitting.py), each under its own salt so no
     cache has seen it; the context's cut is kept and only refitted when a salt makes the count differ."""
 
-    def __init__(self, model: LoadedModel, tokens: int) -> None:
-        self.count = fitting.token_counter(model)
+    def __init__(self, model: LoadedModel, tokens: int, cancel: threading.Event) -> None:
+        self.count = fitting.token_counter(model, cancel)
         self.filler = fitting.filler_text()
         self.tokens = tokens
         self.cut: tuple[int, int] | None = None
@@ -290,6 +278,26 @@ class Cell:
     repeat: int
 
 
+class Pending(dict[Cell, list]):
+    """A model's questions still to run, per cell, with the rows planned and left per task counted as they change:
+    a progress report after each row then costs nothing, where rescanning a plan of PLAN_ROWS_MAX rows for every
+    row would take hours."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total: Counter[str] = Counter()
+        self.left: Counter[str] = Counter()
+
+    def add(self, cell: Cell, planned: int, left: list) -> None:
+        self[cell] = left
+        self.total[cell.task.name] += planned
+        self.left[cell.task.name] += len(left)
+
+    def finish(self, cell: Cell, question: mmlu.Question) -> None:
+        self[cell].remove(question)
+        self.left[cell.task.name] -= 1
+
+
 class BenchRunner:
     """Runs a plan into a folder; safe to call again on the same folder (it resumes)."""
 
@@ -311,10 +319,22 @@ class BenchRunner:
         self.fixed: FixedPrompts | None = None  # the model running now's, in a fixed-length run
         self.fitted: dict[str, dict[str, Any]] = {}  # question id → what its fixed-length prompt held
 
-    def cells(self, spec: ModelSpec) -> list[Cell]:
+    def cells(self, spec: ModelSpec) -> Iterator[Cell]:
         """Sizes in sweep order, each size's repeats, each repeat's tasks."""
-        return [Cell(task, size, repeat) for size in self.plan.sizes_for(spec)
-                for repeat in range(self.plan.repeats) for task in self.plan.tasks]
+        return (Cell(task, size, repeat) for size in self.plan.sizes_for(spec)
+                for repeat in range(self.plan.repeats) for task in self.plan.tasks)
+
+    def pending(self, spec: ModelSpec, done: set[tuple]) -> Pending | None:
+        """The model's rows still to run, planned when the model's turn comes, a cell at a time; None when the
+        cancel flag is set meanwhile (Ctrl-C stops a large plan at once, not after it is built)."""
+        pending = Pending()
+        for cell in self.cells(spec):
+            if self.cancel.is_set():
+                return None
+            key = (spec.name, cell.task.name)
+            pending.add(cell, len(self.questions),
+                        [q for q in self.questions if (*key, q.id, cell.batch_size, cell.repeat) not in done])
+        return pending
 
     def run(self) -> Outcome:
         """Run every pending row, holding the folder's lock (a second runner on it is refused)."""
@@ -328,28 +348,28 @@ class BenchRunner:
             if self.cancel.is_set():
                 outcome.interrupted = True
                 break
-            pending = {cell: [q for q in self.questions
-                              if (spec.name, cell.task.name, q.id, cell.batch_size, cell.repeat) not in done]
-                       for cell in self.cells(spec)}
+            pending = self.pending(spec, done)
+            if pending is None:
+                break
             for task in self.plan.tasks:
                 self._report(spec, task, pending, "done" if not self._left(task, pending) else "waiting")
-            if not any(pending.values()):
+            if not any(pending.left.values()):
                 continue
             self._run_model(spec, pending, outcome)
         outcome.interrupted = outcome.interrupted or self.cancel.is_set()
         return outcome
 
     @staticmethod
-    def _left(task: TaskSpec, pending: dict[Cell, list]) -> int:
-        return sum(len(left) for cell, left in pending.items() if cell.task.name == task.name)
+    def _left(task: TaskSpec, pending: Pending) -> int:
+        return pending.left[task.name]
 
-    def _report(self, spec: ModelSpec, task: TaskSpec, pending: dict[Cell, list], state: str,
+    def _report(self, spec: ModelSpec, task: TaskSpec, pending: Pending, state: str,
                 row: dict | None = None, error: str = "", batch_size: int = 0, note: str = "") -> None:
-        total = sum(len(self.questions) for cell in pending if cell.task.name == task.name)
+        total = pending.total[task.name]
         self.on_progress(Progress(spec.name, task.name, total - self._left(task, pending), total, state, row, error,
                                   batch_size, note))
 
-    def _fail(self, spec: ModelSpec, pending: dict[Cell, list], error: str, outcome: Outcome) -> None:
+    def _fail(self, spec: ModelSpec, pending: Pending, error: str, outcome: Outcome) -> None:
         error = redact(error)
         storage.append(self.results, {"kind": "failure", "model": spec.name, "error": error})
         outcome.failures[spec.name] = error
@@ -357,7 +377,7 @@ class BenchRunner:
             if self._left(task, pending):
                 self._report(spec, task, pending, "failed", error=error)
 
-    def _run_model(self, spec: ModelSpec, pending: dict[Cell, list], outcome: Outcome) -> None:
+    def _run_model(self, spec: ModelSpec, pending: Pending, outcome: Outcome) -> None:
         first = next(cell for cell, left in pending.items() if left)
         self._report(spec, first.task, pending, "loading")
         model, error = load_for_run(self.loader, spec)
@@ -366,11 +386,12 @@ class BenchRunner:
             return
         try:
             if self.plan.input_tokens:
-                reason = fitting.beyond_context(self.plan.input_tokens, self.plan.output_tokens, model.context_size())
+                reason = fitting.beyond_context(self.plan.input_tokens, self.plan.output_tokens,
+                                                model.context_size(self.cancel))
                 if reason:
                     self._fail(spec, pending, reason, outcome)
                     return
-                self.fixed = FixedPrompts(model, self.plan.input_tokens)
+                self.fixed = FixedPrompts(model, self.plan.input_tokens, self.cancel)
             self._warm_up(model, spec, first.task, pending)
             for cell, left in pending.items():
                 if not left:
@@ -381,13 +402,16 @@ class BenchRunner:
                     return
                 if not self._left(cell.task, pending):
                     self._report(spec, cell.task, pending, "done")
+        except Cancelled:  # Ctrl-C while a fixed-length prompt was being fitted: nothing to record
+            outcome.interrupted = True
+            self._report(spec, first.task, pending, "stopped")
         except TaskclockError as exc:  # a fixed-length prompt that cannot be fitted, a tokenizer that stopped
             self._fail(spec, pending, str(exc), outcome)
         finally:
             self.fixed = None
             model.close()
 
-    def _warm_up(self, model: LoadedModel, spec: ModelSpec, task: TaskSpec, pending: dict[Cell, list]) -> None:
+    def _warm_up(self, model: LoadedModel, spec: ModelSpec, task: TaskSpec, pending: Pending) -> None:
         """Untimed turns (on a prompt of their own) so the first measured row does not pay the one-time costs.
         A model that runs padded batches then runs one untimed batch at each batch size it has rows left in:
         each new batch shape has set-up costs of its own (larger buffers, kernels chosen for the shape) that
@@ -414,14 +438,14 @@ class BenchRunner:
         messages = with_system(self.plan.system, tasks.messages(cell.task, question, spec.chat))
         return salted(messages, salt) if self.plan.prefix_salt else messages
 
-    def _keep(self, spec: ModelSpec, cell: Cell, pending: dict[Cell, list], question: mmlu.Question,
+    def _keep(self, spec: ModelSpec, cell: Cell, pending: Pending, question: mmlu.Question,
               events: Sequence[Event], outcome: Outcome, timing: dict[str, Any] | None = None) -> None:
         row = {**make_row(spec, cell.task, question, events, cell.batch_size, cell.repeat), **(timing or {}),
                **self.fitted.get(question.id, {})}
         with self.lock:
             storage.append(self.results, row)
             outcome.rows_written += 1
-            pending[cell].remove(question)
+            pending.finish(cell, question)
             self._report(spec, cell.task, pending, "running", row, batch_size=cell.batch_size)
 
     def _segment(self, spec: ModelSpec, cell: Cell, segment: str, rows: int, wall_ns: int) -> None:
@@ -430,7 +454,7 @@ class BenchRunner:
                                           "batch_size": cell.batch_size, "repeat": cell.repeat, "segment": segment,
                                           "rows": rows, "wall_s": wall_ns / 1e9})
 
-    def _run_cell(self, model: LoadedModel, spec: ModelSpec, cell: Cell, pending: dict[Cell, list],
+    def _run_cell(self, model: LoadedModel, spec: ModelSpec, cell: Cell, pending: Pending,
                   outcome: Outcome) -> bool:
         """Run the cell's pending questions; False when cancelled (rows in flight are dropped)."""
         self._report(spec, cell.task, pending, "running", batch_size=cell.batch_size)
@@ -458,7 +482,7 @@ class BenchRunner:
                 self._segment(spec, cell, segment, len(chunk), wall)
         return True
 
-    def _run_concurrent(self, model: LoadedModel, spec: ModelSpec, cell: Cell, pending: dict[Cell, list],
+    def _run_concurrent(self, model: LoadedModel, spec: ModelSpec, cell: Cell, pending: Pending,
                         outcome: Outcome) -> bool:
         """Keep ``batch_size`` requests in flight until the cell's questions are done; each row carries its
         start and end within the segment, and the segment's wall time is appended at the end (also when
@@ -513,8 +537,8 @@ def prepare(*, models: list[ModelSpec], task_list: list[TaskSpec], data: mmlu.MM
     if len(set(names)) != len(names):
         raise DataError("a model is named twice in --models", "name each model once")
     sizes = list(dict.fromkeys(batch_sizes or [batch_size]))
-    if min(sizes) < 1 or repeats < 1:
-        raise DataError("batch sizes and --repeats must be at least 1", "pass positive whole numbers")
+    values.check_plan(limit=limit, batch_sizes=sizes, repeats=repeats, warmup=warmup, max_tokens=max_tokens or None,
+                      input_tokens=input_tokens or None, output_tokens=output_tokens or None)
     selection = mmlu.select(data, subjects, limit, seed)
     plan = RunPlan(
         run_id=new_run_id(), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), mmlu=data.source,
@@ -524,6 +548,7 @@ def prepare(*, models: list[ModelSpec], task_list: list[TaskSpec], data: mmlu.MM
         batch_sizes=sizes, repeats=repeats, prefix_salt=secrets.token_hex(4) if no_prefix_cache else "",
         system=system.strip(), input_tokens=input_tokens, output_tokens=output_tokens,
     )
+    values.check_rows(plan.total_rows())
     folder = storage.ensure_dir(runs_dir) / plan.run_id
     storage.ensure_dir(folder)
     write_plan(folder, plan)

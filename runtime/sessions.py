@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import metrics, storage
-from .errors import DataError
+from .errors import DataError, TaskclockError
 from .runfolder import RESULTS_FILE
 from .turn import TurnResult
 from .untrusted import csv_row, redact, safe_line
@@ -94,12 +94,7 @@ def read_session(path: Path, *, bench_rows: bool = False) -> list[dict[str, Any]
     if bench_rows and path.is_dir():
         path = path / RESULTS_FILE
     what = "a session .jsonl file" + (" or a bench run folder" if bench_rows else " from the sessions folder")
-    if not path.is_file():
-        raise DataError(f"{safe_line(path)} does not exist", f"pass {what}")
-    try:
-        records = list(storage.read(path))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read {safe_line(path)}: {safe_line(exc)}", "check the file") from None
+    records = list(storage.read(path, "session log"))  # damaged lines are skipped, as a torn last one is
     turns = [r for r in records if isinstance(r, dict)
              and (isinstance(r.get("metrics"), dict) or (bench_rows and r.get("kind") == "result"))]
     if not turns:
@@ -178,7 +173,7 @@ def list_sessions(folder: Path) -> list[SessionSummary]:
             continue
         try:
             summaries.append(summarize(path))
-        except DataError:
+        except TaskclockError:  # one unreadable log never hides the others
             continue
     return summaries
 
@@ -225,20 +220,30 @@ MARKDOWN_COLUMNS = (("turn", "turn"), ("model", "model"), ("TTFT s", "ttft_s"), 
                     ("stop", "stop_reason"))
 
 
-def to_markdown(turns: list[dict[str, Any]], title: str = "taskclock session") -> str:
-    """A summary table of every turn, then each prompt and reply."""
+def _shown(text: object, limit: int | None) -> str:
+    text = str(text)
+    if limit is None or len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n\n*… {len(text) - limit:,} more characters (the export holds them all)*"
+
+
+def to_markdown(turns: list[dict[str, Any]], title: str = "taskclock session", *, first: int = 1,
+                text_limit: int | None = None) -> str:
+    """A summary table of every turn, then each prompt and reply. The app's viewer shows a page at a time:
+    ``first`` numbers the page's first turn and each text is cut at ``text_limit`` characters (the export: whole)."""
     lines = [f"# {title}", "", f"{plural(len(turns), 'turn')}.", ""]
     lines.append("| " + " | ".join(label for label, _ in MARKDOWN_COLUMNS) + " |")
     lines.append("|" + "---|" * len(MARKDOWN_COLUMNS))
-    for number, record in enumerate(turns, 1):
+    for number, record in enumerate(turns, first):
         row = _row(number, record)
         row["stop_reason"] = stop_word(row["stop_reason"])
         lines.append("| " + " | ".join(_cell(row[key]) for _, key in MARKDOWN_COLUMNS) + " |")
-    for number, record in enumerate(turns, 1):
+    for number, record in enumerate(turns, first):
         lines += ["", f"## Turn {number} ({record.get('model', '?')})", "", "**Prompt**", "",
-                  str(record.get("prompt", "")), "", "**Reply**", "", str(record.get("reply", ""))]
+                  _shown(record.get("prompt", ""), text_limit), "", "**Reply**", "",
+                  _shown(record.get("reply", ""), text_limit)]
         if record.get("error"):
-            lines += ["", f"**Error:** {record['error']}"]
+            lines += ["", f"**Error:** {_shown(record['error'], text_limit)}"]
     return "\n".join(lines) + "\n"
 
 

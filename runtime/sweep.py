@@ -18,13 +18,14 @@ import json
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from statistics import median
 from typing import Any
 
-from . import runfolder, storage, system
+from . import runfolder, storage, system, values
 from .backend import LoadedModel, ModelSpec, SamplingParams, first_line, load_model
 from .bench import (
     Outcome,
@@ -39,7 +40,7 @@ from .bench import (
     watching_load,
     write_system,
 )
-from .errors import DataError, TaskclockError
+from .errors import Cancelled, DataError, TaskclockError
 from .fitting import FittedPrompt, TokenCounter, beyond_context, filler_text, fit_text, prompt, token_counter
 from .runfolder import RESULTS_FILE, RUN_FILE, sweep_key
 from .summary import LATENCY_COLUMNS, Latency, latency, latency_row, md_table, results_csv, text_chart
@@ -91,7 +92,10 @@ def read_plan(folder: Path) -> SweepPlan:
     """The sweep's plan; a damaged run.toml, or a bench run's, is one DataError."""
     path, data = runfolder.read_run_toml(folder, KIND)
     head = runfolder.check_head(path, data.get("run"), SweepPlan, ("models",))
-    return SweepPlan(**head, models=runfolder.read_models(path, data))
+    plan = SweepPlan(**head, models=runfolder.read_models(path, data))
+    runfolder.check_plan_values(path, plan.total_rows(), input_tokens=plan.input_tokens,
+                                output_tokens=plan.output_tokens, repeats=plan.repeats, warmup=plan.warmup)
+    return plan
 
 
 def prepare(*, models: list[ModelSpec], input_tokens: Sequence[int], output_tokens: int, repeats: int,
@@ -102,12 +106,13 @@ def prepare(*, models: list[ModelSpec], input_tokens: Sequence[int], output_toke
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise DataError("a model is named twice in --models", "name each model once")
-    if not input_tokens or min(input_tokens) < 1 or output_tokens < 1 or repeats < 1 or warmup < 0:
-        raise DataError("input lengths, --output-tokens and --repeats must be at least 1, --warmup at least 0",
-                        "pass positive whole numbers")
+    if not input_tokens:
+        raise DataError("no input lengths given", f"pass e.g. --input-tokens {DEFAULT_LENGTHS}")
+    values.check_plan(input_tokens=list(input_tokens), output_tokens=output_tokens, repeats=repeats, warmup=warmup)
     plan = SweepPlan(run_id=new_run_id(), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), kind=KIND,
                      input_tokens=sorted(set(input_tokens)), output_tokens=output_tokens, repeats=repeats,
                      warmup=warmup, salt=secrets.token_hex(4), models=models)
+    values.check_rows(plan.total_rows())
     folder = storage.ensure_dir(runs_dir) / plan.run_id
     storage.ensure_dir(folder)
     storage.write_atomic(folder / RUN_FILE, plan_to_toml(plan))
@@ -177,6 +182,7 @@ class SweepRunner:
         self.filler = filler_text()
         self.done: set[tuple] = set()
         self.skipped: set[tuple[str, int]] = set()
+        self.left: Counter[tuple[str, int]] = Counter()  # rows left per model × length: reports never rescan
 
     def run(self) -> Outcome:
         """Run every pending row, holding the folder's lock (a second runner on it is refused)."""
@@ -186,6 +192,10 @@ class SweepRunner:
             self.skipped = {(s["model"], s["requested_tokens"]) for s in results.skips}
             outcome = Outcome()
             for spec in self.plan.models:
+                for n in self.plan.input_tokens:  # planned when the model's turn comes; Ctrl-C stops it at once
+                    if self.cancel.is_set():
+                        break
+                    self.left[spec.name, n] = self._count_left(spec, n)
                 if self.cancel.is_set():
                     break
                 pending = [n for n in self.plan.input_tokens if self._left(spec, n)]
@@ -200,11 +210,14 @@ class SweepRunner:
     def _keys(self, spec: ModelSpec, target: int, repeat: int) -> dict[str, tuple]:
         return {phase: (spec.name, phase, target, repeat) for phase in PHASES}
 
-    def _left(self, spec: ModelSpec, target: int) -> int:
+    def _count_left(self, spec: ModelSpec, target: int) -> int:
         if (spec.name, target) in self.skipped:
             return 0
         return sum(key not in self.done for repeat in range(self.plan.repeats)
                    for key in self._keys(spec, target, repeat).values())
+
+    def _left(self, spec: ModelSpec, target: int) -> int:
+        return self.left[spec.name, target]
 
     def _report(self, spec: ModelSpec, target: int, state: str, row: dict | None = None, error: str = "",
                 note: str = "") -> None:
@@ -223,6 +236,7 @@ class SweepRunner:
         storage.append(self.results, {"kind": "skip", "model": spec.name, "requested_tokens": target,
                                       "reason": reason})
         self.skipped.add((spec.name, target))
+        self.left[spec.name, target] = 0
         self._report(spec, target, "skipped", error=reason)
 
     def _run_model(self, spec: ModelSpec, pending: list[int], outcome: Outcome) -> None:
@@ -232,8 +246,8 @@ class SweepRunner:
             self._fail(spec, pending, error, outcome)
             return
         try:
-            count = token_counter(model)
-            context = model.context_size()
+            count = token_counter(model, self.cancel)
+            context = model.context_size(self.cancel)
             if self.plan.warmup:
                 self._report(spec, pending[0], "warmup", note=f"warming up ({warm_up_note(self.plan.warmup)})")
                 warm_up(model, self.plan.params(), self.plan.warmup, cancel=self.cancel)
@@ -246,6 +260,8 @@ class SweepRunner:
                 elif not self._run_length(model, spec, count, target, outcome):
                     self._report(spec, target, "stopped")
                     return
+        except Cancelled:  # Ctrl-C while the model was asked for a count: nothing to record
+            self._report(spec, pending[0], "stopped")
         except TaskclockError as exc:  # the tokenizer or the server failed while a prompt was fitted
             self._fail(spec, pending, str(exc), outcome)
         except Exception as exc:  # a chat template or tokenizer that raises: this model fails, the rest run
@@ -262,7 +278,10 @@ class SweepRunner:
             keys = self._keys(spec, target, repeat)
             if all(key in self.done for key in keys.values()):
                 continue
-            fitted = fit_prompts(count, self.filler, target, row_salt(self.plan.salt, spec.name, target, repeat))
+            try:
+                fitted = fit_prompts(count, self.filler, target, row_salt(self.plan.salt, spec.name, target, repeat))
+            except Cancelled:
+                return False
             if isinstance(fitted, str):
                 self._skip(spec, target, fitted)
                 return True
@@ -276,6 +295,7 @@ class SweepRunner:
                     row = sweep_row(spec, phase, target, repeat, fitted[phase], count.source, events)
                     storage.append(self.results, row)
                     self.done.add(keys[phase])
+                    self.left[spec.name, target] -= 1
                     outcome.rows_written += 1
                     self._report(spec, target, "running", row)
         self._report(spec, target, "done")

@@ -204,13 +204,13 @@ class HFModel:
         self.probe = TurnProbe(device == "cuda", device == "cuda")
         self.worker = GenerationWorker(f"taskclock-hf-{spec.name}")
 
-    def count_tokens(self, text: str) -> int:
+    def count_tokens(self, text: str, cancel: threading.Event | None = None) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
-    def prompt_tokens(self, messages: list[Message]) -> int:
+    def prompt_tokens(self, messages: list[Message], cancel: threading.Event | None = None) -> int:
         return len(self.encode(messages))
 
-    def context_size(self) -> int:
+    def context_size(self, cancel: threading.Event | None = None) -> int:
         return self.max_positions
 
     def encode(self, messages: list[Message]) -> list[int]:
