@@ -5,6 +5,7 @@ so a typo never silently falls back to a default.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -15,6 +16,7 @@ from typing import Any
 from .backend import ModelSpec, SamplingParams
 from .errors import ConfigError
 from .paths import config_dir
+from .storage import read_text
 from .values import InvalidValue, check_task
 
 if sys.version_info >= (3, 11):
@@ -56,13 +58,9 @@ class Config:
 
 
 def read_toml(path: Path, what: str = "config") -> dict[str, Any]:
-    """Parse a TOML file; every failure is a ConfigError naming the file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{what} file {path} does not exist", "check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {what} file {path}: {exc}", "check the file") from None
+    """Parse a TOML file, read through the outside-file gate (storage.read_text); every failure is a ConfigError
+    naming the file."""
+    text = read_text(path, f"{what} file", error=ConfigError)
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -70,12 +68,10 @@ def read_toml(path: Path, what: str = "config") -> dict[str, Any]:
 
 
 def _line_of(path: Path, key: str) -> str:
-    try:
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    with contextlib.suppress(ConfigError):  # it was read a moment ago; if it cannot be now, no line is named
+        for number, line in enumerate(read_text(path, "config file", error=ConfigError).splitlines(), 1):
             if re.match(rf"\s*\"?{re.escape(key)}\"?\s*=", line):
                 return f" (line {number})"
-    except OSError:
-        pass
     return ""
 
 

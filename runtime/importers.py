@@ -9,18 +9,17 @@ matching ``response_outputs``. Field mapping: docs/REPLAY.md.
 """
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import metrics, storage
+from . import metrics, storage, values
 from .errors import DataError
 from .events import Done, Event, Submitted, Token
 from .record import turn_fields
-from .replay import finite_number, placeholder_for, split_text, whole_count
+from .replay import finite_number, placeholder_for, replayable, split_text, whole_count
 from .sessions import to_jsonl
-from .untrusted import safe_line
+from .untrusted import parse_json, safe_line
 
 FORMATS = ("vllm", "genai-perf")
 REQUIRED = ("ttfts", "itls", "output_lens")
@@ -73,16 +72,18 @@ def vllm_records(data: Any, source: str) -> tuple[list[dict[str, Any]], int, boo
     records, skipped, placeholder_any = [], 0, False
     for index, (ttft, gaps, output_len) in enumerate(zip(lists["ttfts"], lists["itls"], lists["output_lens"],
                                                          strict=True)):
-        ttft, output_len = finite_number(ttft), whole_count(output_len)
-        gap_values = [finite_number(g) for g in gaps] if isinstance(gaps, list) else [None]
+        output_len = whole_count(output_len)
+        e2el = finite_number(e2els[index]) if e2els else None  # not a number: left out, as vLLM's older files
         failed = bool(errors[index]) if errors else False
-        if failed or ttft is None or ttft < 0 or not output_len or any(g is None or g < 0 for g in gap_values):
+        # seconds a recorded turn may take (values.RECORDED_MAX_S): 1e300 would overflow the clock in ns
+        times_ok = values.recorded(ttft) and isinstance(gaps, list) and all(map(values.recorded, gaps)) and \
+            (e2el is None or values.recorded(e2el))
+        if failed or not times_ok or not output_len or output_len > values.TOKENS_MAX:
             skipped += 1
             continue
         text = texts[index] if texts and isinstance(texts[index], str) else None
         placeholder_any |= text is None
-        e2el = finite_number(e2els[index]) if e2els else None
-        events = _request_events(ttft, [g for g in gap_values if g is not None], output_len,
+        events = _request_events(ttft, gaps, output_len,
                                  whole_count(inputs[index]) if inputs else None,
                                  text if text is not None else placeholder_for(output_len), e2el)
         records.append(_record(events, model, "vllm-bench", "", source, index, text is None, when))
@@ -112,7 +113,7 @@ def _chunk_text(output: Any) -> str | None:
     if not isinstance(line, str) or not line.strip().startswith("data:"):
         return None
     try:
-        choice = json.loads(line.strip()[len("data:"):])["choices"][0]
+        choice = parse_json(line.strip()[len("data:"):])["choices"][0]
     except (ValueError, KeyError, IndexError, TypeError):
         return None
     text = (choice.get("delta") or {}).get("content") if isinstance(choice, dict) else None
@@ -167,14 +168,10 @@ def import_file(path: Path, fmt: str, out: Path) -> tuple[int, int, bool]:
     path, out = Path(path), Path(out)
     if out.exists():
         raise DataError(f"{safe_line(out)} already exists", "name a new file with -o; nothing was replaced")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{safe_line(path)} does not exist", "pass a vLLM benchmark result file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read {safe_line(path)} as JSON: {safe_line(exc)}", "pass the saved result file") \
-            from None
-    records, skipped, placeholder = IMPORTERS[fmt](data, str(path))
+    data = storage.read_json(path, "timing file", storage.JSON_MAX_BYTES)
+    found, skipped, placeholder = IMPORTERS[fmt](data, str(path))
+    records = [record for record in found if replayable(record)]  # what replay would refuse is not written
+    skipped += len(found) - len(records)
     if not records:
         raise DataError(f"{safe_line(path)} has no successful request to import",
                         "pass a result with completed requests")

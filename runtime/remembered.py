@@ -8,13 +8,16 @@ that cannot be read is reported and ignored, never fatal: it only holds preferen
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from .backend import SamplingParams
+from .errors import TaskclockError
 from .paths import config_dir
-from .storage import ensure_dir, write_atomic
+from .storage import ensure_dir, read_json, write_atomic
+from .values import InvalidValue
 
 FILE_NAME = "remembered.json"
 _TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float)}
@@ -51,13 +54,15 @@ def default_path() -> Path:
 
 
 def load(path: Path) -> tuple[Remembered, str | None]:
-    """The remembered values, and a problem to report (then the defaults are used) or None."""
-    if not path.is_file():
+    """The remembered values, and a problem to report once (then every value is the default) or None. The file
+    is read through the outside-file gate and every value is checked as a flag or a config value is: a file
+    this version did not write (damaged, edited, another version's) must never stop the app from opening."""
+    if not os.path.lexists(path):
         return Remembered(), None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return Remembered(), f"cannot read {path}: {exc}; using defaults"
+        data = read_json(path, "remembered settings file")
+    except TaskclockError as exc:
+        return Remembered(), f"{exc.problem}; using defaults"
     if not isinstance(data, dict):
         return Remembered(), f"{path} is not a JSON object; using defaults"
     values: dict[str, Any] = {}
@@ -66,7 +71,14 @@ def load(path: Path) -> tuple[Remembered, str | None]:
         kinds = _TYPES[str(f.type)]
         if value is not None and isinstance(value, kinds) and not isinstance(value, bool):
             values[f.name] = value
-    return Remembered(**values), None
+    kept = Remembered(**values)
+    try:
+        kept.sampling(SamplingParams())
+    except InvalidValue as exc:
+        return Remembered(), f"{path}: {exc.problem}; using defaults"
+    if any("\0" in getattr(kept, key) for key in ("mmlu", "runs_dir")):
+        return Remembered(), f"{path}: a folder name holds a NUL character; using defaults"
+    return kept, None
 
 
 def save(path: Path, remembered: Remembered) -> None:

@@ -26,19 +26,19 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from . import storage, system, tasks
+from . import storage, system, tasks, values
 from .backend import ModelSpec, SamplingParams, supports_batching, supports_concurrency
 from .config import TaskSpec, build, read_toml
 from .errors import DataError, TaskclockError
 from .record import COUNT, FIELD_TYPES, FIGURE, TEXT, TEXT_OR_NONE, read_turn
 from .threads import ThreadChoice
 from .untrusted import redact_url
+from .values import InvalidValue
 
 RUN_FILE = "run.toml"
 RESULTS_FILE = "results.jsonl"
 SYSTEM_FILE = "system.json"
 LOCK_FILE = ".taskclock.lock"
-MAX_LINE_BYTES = 16 << 20  # a results line beyond this is damage, not a row
 STOP_REASONS = {"eos", "length", "stop", "cancelled", "error"}
 
 
@@ -187,9 +187,10 @@ def write_system(folder: Path) -> None:
 
 def read_system(folder: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((folder / SYSTEM_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        system_block = storage.read_json(folder / SYSTEM_FILE, "system file")
+    except DataError:
         return None
+    return system_block if isinstance(system_block, dict) else None
 
 
 def _update_system(folder: Path, key: str, change: Callable[[Any], Any]) -> None:
@@ -255,7 +256,7 @@ def check_head(path: Path, head: object, plan_type: type = RunPlan,
         if kind == "list[int]":
             ok = ok and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
         if kind == "float" and ok:
-            ok = math.isfinite(value)
+            ok = abs(value) < 1e300 if isinstance(value, int) else math.isfinite(value)  # a huge int fits no float
         if not ok:
             raise DataError(f"{path}: [run] {key} must be {_TYPE_NAMES[kind]}, not {_short(value)}",
                             "start a new run")
@@ -289,7 +290,7 @@ def folder_kind(folder: Path) -> object:
 def read_run_toml(folder: Path, kind: str) -> tuple[Path, dict[str, Any]]:
     """run.toml's path and tables; a folder whose run.toml says it holds another kind of run is refused."""
     path = folder / RUN_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):  # anything else at the name is named by the reader (storage.open_outside)
         raise DataError(f"{folder} is not a {kind} run folder (no {RUN_FILE})", "pass a folder under runs/")
     data = read_toml(path, "run")
     found = _kind(data)
@@ -329,7 +330,25 @@ def read_plan(folder: Path) -> RunPlan:
     ids = selection.get("ids") if isinstance(selection, dict) else None
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise DataError(f"{path}: [selection] ids must be a list of question ids", "start a new run")
-    return RunPlan(**head, models=models, tasks=task_list, question_ids=ids)
+    plan = RunPlan(**head, models=models, tasks=task_list, question_ids=ids)
+    check_plan_values(path, plan.total_rows(), limit=plan.limit, batch_sizes=plan.sizes(), repeats=plan.repeats,
+                      warmup=plan.warmup, max_tokens=plan.max_tokens or None, input_tokens=plan.input_tokens or None,
+                      output_tokens=plan.output_tokens or None)
+    try:
+        SamplingParams(temperature=plan.temperature, top_p=plan.top_p, seed=plan.seed)
+    except InvalidValue as exc:
+        raise DataError(f"{path}: [run] {exc.problem}", "start a new run") from None
+    return plan
+
+
+def check_plan_values(path: Path, rows: int, **plan: Any) -> None:
+    """run.toml's plan held to the ranges a new run's is (values.check_plan): an edited or damaged value is one
+    line naming the file and key on resume, not a run that blames the model or counts -2/-2 rows."""
+    try:
+        values.check_plan(**plan)
+        values.check_rows(rows)
+    except TaskclockError as exc:
+        raise DataError(f"{path}: [run] {exc.problem}", "start a new run") from None
 
 
 # ---- results.jsonl -------------------------------------------------------------------------------
@@ -404,61 +423,31 @@ def check_record(record: object) -> str:
     return ""
 
 
-def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """Numbered complete lines; a torn last line (a writer killed mid-line) is left out."""
-    with open(path, "rb") as handle:
-        for number, line in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 1), b""), 1):
-            if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
-                yield number, b""  # over-long: reported below as damaged
-                while line and not line.endswith(b"\n"):
-                    line = handle.readline(MAX_LINE_BYTES + 1)
-                continue
-            if line.endswith(b"\n"):
-                yield number, line
-
-
-def _parse(line: bytes) -> tuple[object, str]:
-    if not line:
-        return None, f"longer than {MAX_LINE_BYTES >> 20} MiB"
-    try:
-        return json.loads(line.decode("utf-8")), ""
-    except UnicodeDecodeError:
-        return None, "not UTF-8"
-    except (ValueError, RecursionError):
-        return None, "not JSON"
-
-
 def read_results(folder: Path, row_kind: str = "result") -> RunResults:
     """Every usable record of results.jsonl; damaged lines are skipped and listed in ``damaged``, and so are
     rows of another kind of run (``row_kind``: "result" in a bench run, "sweep" in a sweep)."""
     path = folder / RESULTS_FILE
     results = RunResults()
-    if not path.is_file():
+    if not os.path.lexists(path):
         return results
     rows: dict[tuple, dict[str, Any]] = {}
-    try:
-        for number, line in _lines(path):
-            if not line.strip():
-                continue
-            record, reason = _parse(line)
-            reason = reason or check_record(record)
-            if not reason and isinstance(record, dict) and record["kind"] in ROW_KINDS and record["kind"] != row_kind:
-                reason = f"a {record['kind']} row, not a {row_kind} row"
-            if reason:
-                results.damaged.append(f"line {number}: {reason}")
-                continue
-            assert isinstance(record, dict)
-            if record["kind"] == "failure":
-                results.failures[record["model"]] = record["error"]
-            elif record["kind"] == "segment":
-                results.segments.append(record)
-            elif record["kind"] == "skip":
-                results.skips.append(record)
-            else:
-                rows.setdefault(ROW_KINDS[row_kind][2](record), read_turn(record))
-                results.failures.pop(record["model"], None)
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}", "check the run folder") from None
+    for number, record, reason in storage.read_lines(path, "results file"):
+        reason = reason or check_record(record)
+        if not reason and isinstance(record, dict) and record["kind"] in ROW_KINDS and record["kind"] != row_kind:
+            reason = f"a {record['kind']} row, not a {row_kind} row"
+        if reason:
+            results.damaged.append(f"line {number}: {reason}")
+            continue
+        assert isinstance(record, dict)
+        if record["kind"] == "failure":
+            results.failures[record["model"]] = record["error"]
+        elif record["kind"] == "segment":
+            results.segments.append(record)
+        elif record["kind"] == "skip":
+            results.skips.append(record)
+        else:
+            rows.setdefault(ROW_KINDS[row_kind][2](record), read_turn(record))
+            results.failures.pop(record["model"], None)
     results.rows = list(rows.values())
     return results
 
@@ -467,13 +456,13 @@ def read_results(folder: Path, row_kind: str = "result") -> RunResults:
 
 @contextlib.contextmanager
 def locked(folder: Path, what: str = "bench") -> Iterator[None]:
-    """Hold the folder's lock while a run appends to it; a second runner gets one line naming the holder."""
-    path = folder / LOCK_FILE
+    """Hold the folder's lock while a run appends to it; a second runner gets one line naming the holder. The
+    lock and results.jsonl are opened as the folder's own files (storage.own_file), so a shared folder whose
+    lock or results file is a link is refused, naming the file, before any model loads."""
+    fd = storage.own_file(folder / LOCK_FILE, os.O_RDWR)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise DataError(f"cannot lock {folder}: {exc.strerror or exc}", "check the run folder") from None
-    try:
+        if os.path.lexists(folder / RESULTS_FILE):  # else the first append creates it, as its own file
+            os.close(storage.own_file(folder / RESULTS_FILE))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

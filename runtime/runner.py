@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from . import runfolder, storage
 from .backend import LoadedModel, ModelSpec, first_line, load_model
-from .errors import StorageError, TaskclockError
+from .errors import Cancelled, StorageError, TaskclockError
 from .runfolder import RESULTS_FILE, RunResults
 from .untrusted import redact
 
@@ -146,6 +146,9 @@ class Runner(abc.ABC, Generic[Line]):
         try:
             if not self.run_loaded(model, spec, lines):
                 self.outcome.interrupted = True
+        except Cancelled:  # Ctrl-C while the model was asked for a count or its context: nothing to record
+            self.report(spec, lines[0], "stopped")
+            self.outcome.interrupted = True
         except StorageError:
             raise
         except Exception as exc:  # a model that crashes mid-run: recorded, and the next model runs

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import storage, tables
-from .errors import DataError
+from .errors import DataError, TaskclockError
 from .record import METRIC_KEYS, is_turn, read_turn, turn_fields
 from .runfolder import RESULTS_FILE, ROW_KINDS
 from .turn import TurnResult
@@ -86,12 +86,7 @@ def read_session(path: Path, *, bench_rows: bool = False) -> list[dict[str, Any]
     if bench_rows and path.is_dir():
         path = path / RESULTS_FILE
     what = "a session .jsonl file" + (" or a bench or sweep run folder" if bench_rows else " from the sessions folder")
-    if not path.is_file():
-        raise DataError(f"{safe_line(path)} does not exist", f"pass {what}")
-    try:
-        records = list(storage.read(path))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read {safe_line(path)}: {safe_line(exc)}", "check the file") from None
+    records = list(storage.read(path, "session log"))  # damaged lines are skipped, as a torn last one is
     turns = [read_turn(r) for r in records if isinstance(r, dict) and (
         (bench_rows and r.get("kind") in ROW_KINDS) or (r.get("kind") not in ROW_KINDS and is_turn(r)))]
     if not turns:
@@ -170,7 +165,7 @@ def list_sessions(folder: Path) -> list[SessionSummary]:
             continue
         try:
             summaries.append(summarize(path))
-        except DataError:
+        except TaskclockError:  # one unreadable log never hides the others
             continue
     return summaries
 
@@ -209,20 +204,30 @@ MARKDOWN_COLUMNS = (("turn", "turn"), ("model", "model"), ("TTFT s", "ttft_s"), 
                     ("stop", "stop_reason"))
 
 
-def to_markdown(turns: list[dict[str, Any]], title: str = "taskclock session") -> str:
-    """A summary table of every turn, then each prompt and reply."""
+def _shown(text: object, limit: int | None) -> str:
+    text = str(text)
+    if limit is None or len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n\n*… {len(text) - limit:,} more characters (the export holds them all)*"
+
+
+def to_markdown(turns: list[dict[str, Any]], title: str = "taskclock session", *, first: int = 1,
+                text_limit: int | None = None) -> str:
+    """A summary table of every turn, then each prompt and reply. The app's viewer shows a page at a time:
+    ``first`` numbers the page's first turn and each text is cut at ``text_limit`` characters (the export: whole)."""
     rows = []
-    for number, turn in enumerate(turns, 1):
+    for number, turn in enumerate(turns, first):
         row = _row(number, turn)
         row["stop_reason"] = stop_word(row["stop_reason"])
         rows.append([tables.figure(row[key], 3).replace("\n", " ") for _, key in MARKDOWN_COLUMNS])
     lines = [f"# {title}", "", f"{plural(len(turns), 'turn')}.", "",
              tables.md_table([label for label, _ in MARKDOWN_COLUMNS], rows)]
-    for number, turn in enumerate(turns, 1):
+    for number, turn in enumerate(turns, first):
         lines += ["", f"## Turn {number} ({turn.get('model', '?')})", "", "**Prompt**", "",
-                  str(turn.get("prompt", "")), "", "**Reply**", "", str(turn.get("reply", ""))]
+                  _shown(turn.get("prompt", ""), text_limit), "", "**Reply**", "",
+                  _shown(turn.get("reply", ""), text_limit)]
         if turn.get("error"):
-            lines += ["", f"**Error:** {turn['error']}"]
+            lines += ["", f"**Error:** {_shown(turn['error'], text_limit)}"]
     return "\n".join(lines) + "\n"
 
 

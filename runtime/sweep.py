@@ -18,15 +18,16 @@ import json
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from statistics import median
 from typing import Any
 
-from . import runfolder, tables
+from . import runfolder, tables, values
 from .backend import LoadedModel, ModelSpec, SamplingParams, load_model
-from .errors import DataError
+from .errors import Cancelled, DataError
 from .fitting import FittedPrompt, TokenCounter, beyond_context, filler_text, fit_text, prompt, token_counter
 from .record import turn_fields
 from .runfolder import (
@@ -101,19 +102,23 @@ def read_plan(folder: Path) -> SweepPlan:
     """The sweep's plan; a damaged run.toml, or a bench run's, is one DataError."""
     path, data = runfolder.read_run_toml(folder, KIND)
     head = runfolder.check_head(path, data.get("run"), SweepPlan, ("models",))
-    return SweepPlan(**head, models=runfolder.read_models(path, data))
+    plan = SweepPlan(**head, models=runfolder.read_models(path, data))
+    runfolder.check_plan_values(path, plan.total_rows(), input_tokens=plan.input_tokens,
+                                output_tokens=plan.output_tokens, repeats=plan.repeats, warmup=plan.warmup)
+    return plan
 
 
 def prepare(*, models: list[ModelSpec], input_tokens: Sequence[int], output_tokens: int, repeats: int,
             warmup: int, runs_dir: Path) -> tuple[Path, SweepPlan]:
     """Check the plan, create the run folder and write its run.toml and system.json."""
     check_models(models)
-    if not input_tokens or min(input_tokens) < 1 or output_tokens < 1 or repeats < 1 or warmup < 0:
-        raise DataError("input lengths, --output-tokens and --repeats must be at least 1, --warmup at least 0",
-                        "pass positive whole numbers")
+    if not input_tokens:
+        raise DataError("no input lengths given", f"pass e.g. --input-tokens {DEFAULT_LENGTHS}")
+    values.check_plan(input_tokens=list(input_tokens), output_tokens=output_tokens, repeats=repeats, warmup=warmup)
     plan = SweepPlan(run_id=new_run_id(), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), kind=KIND,
                      input_tokens=sorted(set(input_tokens)), output_tokens=output_tokens, repeats=repeats,
                      warmup=warmup, salt=secrets.token_hex(4), models=models)
+    values.check_rows(plan.total_rows())
     return create(runs_dir, plan.run_id, plan_to_toml(plan)), plan
 
 
@@ -179,12 +184,17 @@ class SweepRunner(Runner[int]):
         self.filler = filler_text()
         self.done: set[tuple] = set()
         self.skipped: set[tuple[str, int]] = set()
+        self.left: Counter[tuple[str, int]] = Counter()  # rows left per model × length: reports never rescan
 
     def resume(self, results: RunResults) -> None:
         self.done = {sweep_key(r) for r in results.rows}
         self.skipped = {(s["model"], s["requested_tokens"]) for s in results.skips}
 
     def plan_model(self, spec: ModelSpec) -> list[int]:
+        for n in self.plan.input_tokens:  # planned when the model's turn comes; Ctrl-C stops it at once
+            if self.cancel.is_set():
+                return []
+            self.left[spec.name, n] = self._count_left(spec, n)
         pending = [n for n in self.plan.input_tokens if self._left(spec, n)]
         for n in self.plan.input_tokens:
             skipped = (spec.name, n) in self.skipped
@@ -201,22 +211,26 @@ class SweepRunner(Runner[int]):
     def _keys(self, spec: ModelSpec, target: int, repeat: int) -> dict[str, tuple]:
         return {phase: (spec.name, phase, target, repeat) for phase in PHASES}
 
-    def _left(self, spec: ModelSpec, target: int) -> int:
+    def _count_left(self, spec: ModelSpec, target: int) -> int:
         if (spec.name, target) in self.skipped:
             return 0
         return sum(key not in self.done for repeat in range(self.plan.repeats)
                    for key in self._keys(spec, target, repeat).values())
 
+    def _left(self, spec: ModelSpec, target: int) -> int:
+        return self.left[spec.name, target]
+
     def _skip(self, spec: ModelSpec, target: int, reason: str) -> None:
         self.append({"kind": "skip", "model": spec.name, "requested_tokens": target, "reason": reason})
         self.skipped.add((spec.name, target))
+        self.left[spec.name, target] = 0
         self.report(spec, target, "skipped", error=reason)
 
     def run_loaded(self, model: LoadedModel, spec: ModelSpec, lines: list[int]) -> bool:
         """Every pending length; a tokenizer or chat template that fails while a prompt is fitted raises, and the
         failure policy records it (runtime/runner.py)."""
-        count = token_counter(model)
-        context = model.context_size()
+        count = token_counter(model, self.cancel)
+        context = model.context_size(self.cancel)
         if self.plan.warmup:
             self.report(spec, lines[0], "warmup", note=f"warming up ({warm_up_note(self.plan.warmup)})")
             warm_up(model, self.plan.params(), self.plan.warmup, cancel=self.cancel)
@@ -239,7 +253,10 @@ class SweepRunner(Runner[int]):
             keys = self._keys(spec, target, repeat)
             if all(key in self.done for key in keys.values()):
                 continue
-            fitted = fit_prompts(count, self.filler, target, row_salt(self.plan.salt, spec.name, target, repeat))
+            try:
+                fitted = fit_prompts(count, self.filler, target, row_salt(self.plan.salt, spec.name, target, repeat))
+            except Cancelled:
+                return False
             if isinstance(fitted, str):
                 self._skip(spec, target, fitted)
                 return True
@@ -251,6 +268,7 @@ class SweepRunner(Runner[int]):
                     return False
                 if keys[phase] not in self.done:
                     self.done.add(keys[phase])
+                    self.left[spec.name, target] -= 1
                     self.keep(spec, target, sweep_row(spec, phase, target, repeat, fitted[phase], count.source, events))
         self.report(spec, target, "done")
         return True

@@ -144,7 +144,7 @@ async def test_export_key_and_sessions_view(tmp_path):
         row = [str(cell) for cell in table.get_row_at(0)[:4]]
         assert started and row == [started, "Name a planet.", "smollm2", "1"]
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, SessionScreen), "the session viewer")
+        await wait_for(pilot, lambda: isinstance(app.screen, SessionScreen) and app.screen.turns, "the session viewer")
         assert "Name a planet." in app.screen.markdown
         assert not app.screen.query_one("#session-ttft", PlotextPlot).display  # one turn is not a trend
         await pilot.press("escape")
@@ -161,7 +161,7 @@ async def test_session_view_charts_ttft_per_turn(tmp_path):
         await wait_for(pilot, lambda: table.row_count == 1, "the session list")
         table.focus()
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, SessionScreen), "the session viewer")
+        await wait_for(pilot, lambda: isinstance(app.screen, SessionScreen) and app.screen.turns, "the session viewer")
         chart = app.screen.query_one("#session-ttft", PlotextPlot)
         assert chart.display and chart.region.height > 0
         points = sessions.ttft_per_turn(app.screen.turns)

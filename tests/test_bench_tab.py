@@ -107,7 +107,7 @@ async def test_bad_options_are_shown_not_raised(tmp_path):
         pane = await _open(pilot, limit="0")
         await pilot.click("#batch-start")
         await pilot.pause()
-        assert "limit must be a whole number of at least 1" in _status(pane)
+        assert "limit must be at least 1 and at most 100000, not 0" in _status(pane)
         pane.query_one("#batch-limit", Input).value = "2"
         pane.query_one("#batch-tasks", Input).value = "mc,translate"
         pane.query_one("#batch-start", Button).press()  # a second click on the same spot would be a double click

@@ -204,9 +204,9 @@ def test_ctrl_c_before_any_row_says_so_instead_of_an_empty_table(tmp_path):
     (["--input-tokens", "0"], "--input-tokens: '0' is not a whole number of at least 1"),
     (["--input-tokens", "1k"], "--input-tokens: '1k' is not a whole number of at least 1"),
     (["--input-tokens", ","], "--input-tokens is empty"),
-    (["--output-tokens", "0"], "--output-tokens must be at least 1, not 0"),
-    (["--repeats", "0"], "--repeats must be at least 1, not 0"),
-    (["--warmup", "-1"], "--warmup must be at least 0, not -1"),
+    (["--output-tokens", "0"], "--output-tokens must be at least 1 and at most 16777216, not 0"),
+    (["--repeats", "0"], "--repeats must be at least 1 and at most 10000, not 0"),
+    (["--warmup", "-1"], "--warmup must be at least 0 and at most 1000, not -1"),
     (["--models", "no-such-model"], "unknown model 'no-such-model'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, extra, message):

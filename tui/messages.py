@@ -56,6 +56,18 @@ class SessionsListFailed(Message):
 
 
 @dataclass
+class SessionRead(Message):
+    """A session log read in a worker (the session viewer, the turn picker): its turn records."""
+
+    turns: list[dict[str, Any]]
+
+
+@dataclass
+class SessionReadFailed(Message):
+    error: BaseException
+
+
+@dataclass
 class ModelLoaded(Message):
     model: LoadedModel
 

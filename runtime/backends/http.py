@@ -17,7 +17,6 @@ turn on cancel, on its deadline or when the server goes idle, from the cancellin
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import socket
@@ -30,12 +29,12 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..backend import Message, ModelSpec, SamplingParams
-from ..errors import BackendError, ModelNotFound, TaskclockError
+from ..errors import BackendError, Cancelled, ModelNotFound, TaskclockError
 from ..events import DoneExtra, Event, StopReason, Submitted, Token, now_ns
 from ..phases import PhaseSplitter
 from ..reply import Reply
 from ..threads import ThreadChoice
-from ..untrusted import redact, safe_line
+from ..untrusted import parse_json, redact, safe_line
 
 FINISH_REASONS: dict[str, StopReason] = {"stop": "eos", "length": "length"}
 # POST bodies of the tokenizer endpoints servers offer, tried in order (llama.cpp and vLLM, llama-cpp-python).
@@ -74,14 +73,6 @@ def read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
         if len(body) > limit:
             return bytes(body[:limit]), True
     return bytes(body), False
-
-
-def parse_json(data: bytes | str) -> Any:
-    """JSON, or ValueError for anything that is not (RecursionError on very deep nesting included)."""
-    try:
-        return json.loads(data)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
 
 
 def server_message(response: httpx.Response) -> str:
@@ -150,12 +141,12 @@ class _Guard:
 
     def check(self) -> None:
         """Raise StreamError when the turn is over its deadline or idle limit (the reader calls this too)."""
-        reason = self._overdue()
+        reason = self.overdue()
         if reason:
             self.reason = reason
             raise StreamError(reason)
 
-    def _overdue(self) -> str | None:
+    def overdue(self) -> str | None:
         now = time.monotonic()
         if now - self.started > self.turn_s:
             return f"the turn took longer than turn_timeout_s ({self.turn_s:g} s)"
@@ -170,7 +161,7 @@ class _Guard:
             if self.cancel.is_set():
                 self._stop("cancelled")
                 return
-            reason = self._overdue()
+            reason = self.overdue()
             if reason:
                 self._stop(reason)
                 return
@@ -301,7 +292,12 @@ class HttpModel:
         yield from reply.end(reason, state.input_tokens, state.output_tokens, error=error, extra=state.extra(),
                              t_ns=end_ns)
 
-    def count_tokens(self, text: str) -> int | None:
+    def _json(self, method: str, url: str, cancel: threading.Event | None, **kwargs: Any) -> Any:
+        """A non-streamed JSON answer asked outside a turn, held to a turn's limits (guarded_json)."""
+        return guarded_json(self.client, method, url, _Guard(cancel, self.spec.timeout_s, self.spec.turn_timeout_s),
+                            **kwargs)
+
+    def count_tokens(self, text: str, cancel: threading.Event | None = None) -> int | None:
         """The server's own tokenizer count (llama.cpp / vLLM ``/tokenize``, llama-cpp-python
         ``/extras/tokenize``), or None when the server offers no tokenizer endpoint: a guess from words
         would be wrong by a factor that differs per tokenizer."""
@@ -309,35 +305,35 @@ class HttpModel:
         for path in [self._tokenize_path] if self._tokenize_path else TOKENIZE_ENDPOINTS:
             make_body = TOKENIZE_ENDPOINTS[path]
             try:
-                tokens = self._tokenize(root + path, make_body, text)
+                tokens = self._tokenize(root + path, make_body, text, cancel)
                 if self._tokenize_path is None:  # BOS and the like, added to every request
-                    self._tokenize_overhead = len(self._tokenize(root + path, make_body, ""))
+                    self._tokenize_overhead = len(self._tokenize(root + path, make_body, "", cancel))
                     self._tokenize_path = path
             except (httpx.HTTPError, ValueError, KeyError, TypeError):  # no such endpoint, or a malformed answer
                 continue
             return max(len(tokens) - self._tokenize_overhead, 0)
         return None
 
-    def prompt_tokens(self, messages: list[Message]) -> int | None:
+    def prompt_tokens(self, messages: list[Message], cancel: threading.Event | None = None) -> int | None:
         """The prompt's tokens as llama.cpp's server will read them: its own chat template (``/apply-template``)
         and tokenizer with BOS (``/tokenize``); None from servers without these endpoints."""
         root = self.url.removesuffix("/v1")
         try:
             if self.spec.chat:
-                prompt = get_json(self.client, "POST", f"{root}/apply-template", json={"messages": messages})["prompt"]
+                prompt = self._json("POST", f"{root}/apply-template", cancel, json={"messages": messages})["prompt"]
             else:
                 prompt = "\n\n".join(m["content"] for m in messages)
-            tokens = get_json(self.client, "POST", f"{root}/tokenize",
-                              json={"content": prompt, "add_special": True, "parse_special": True})["tokens"]
+            tokens = self._json("POST", f"{root}/tokenize", cancel,
+                                json={"content": prompt, "add_special": True, "parse_special": True})["tokens"]
         except (httpx.HTTPError, ValueError, KeyError, TypeError):  # no such endpoint, or a malformed answer
             return None
         return len(tokens) if isinstance(prompt, str) and isinstance(tokens, list) else None
 
-    def context_size(self) -> int | None:
+    def context_size(self, cancel: threading.Event | None = None) -> int | None:
         """The context the server gives one request, from its model list: llama.cpp's ``meta.n_ctx`` (per
         slot) or vLLM's ``max_model_len``; None where the server does not say."""
         try:
-            entries = get_json(self.client, "GET", f"{self.url}/models")["data"]
+            entries = self._json("GET", f"{self.url}/models", cancel)["data"]
             entry = next(e for e in entries if isinstance(e, dict) and e.get("id") == self.api_model)
         except (httpx.HTTPError, ValueError, KeyError, TypeError, StopIteration):
             return None
@@ -345,8 +341,8 @@ class HttpModel:
         size = meta.get("n_ctx") if isinstance(meta, dict) else entry.get("max_model_len")
         return size if isinstance(size, int) and _is_count(size) and size > 0 else None
 
-    def _tokenize(self, url: str, make_body, text: str) -> list:
-        data = get_json(self.client, "POST", url, json=make_body(text, self.api_model))
+    def _tokenize(self, url: str, make_body, text: str, cancel: threading.Event | None) -> list:
+        data = self._json("POST", url, cancel, json=make_body(text, self.api_model))
         tokens = data["tokens"]
         if not isinstance(tokens, list):
             raise TypeError("tokens is not a list")
@@ -546,15 +542,49 @@ class _StreamState:
         return extra
 
 
-def get_json(client: httpx.Client, method: str, url: str, **kwargs: Any) -> Any:
-    """A non-streamed JSON answer, read up to MAX_BODY_BYTES; raises httpx.HTTPStatusError for an error status
-    and ValueError for a body that is too large or not JSON."""
-    with client.stream(method, url, **kwargs) as response:
-        response.raise_for_status()
-        body, cut = read_capped(response, MAX_BODY_BYTES)
+def get_json(client: httpx.Client, method: str, url: str, guard: _Guard, **kwargs: Any) -> Any:
+    """A non-streamed JSON answer, read up to MAX_BODY_BYTES under ``guard`` (which cuts the read on cancel, past
+    the deadline or when idle); raises httpx.HTTPStatusError for an error status and ValueError for a body that
+    is too large or not JSON."""
+    try:
+        with client.stream(method, url, **kwargs) as response:
+            guard.watch(response)
+            response.raise_for_status()
+            body, cut = read_capped(response, MAX_BODY_BYTES)
+    finally:
+        guard.end()
     if cut:
         raise ValueError(f"the answer is larger than {MAX_BODY_BYTES >> 20} MiB")
     return parse_json(body)
+
+
+def guarded_json(client: httpx.Client, method: str, url: str, guard: _Guard, **kwargs: Any) -> Any:
+    """get_json held to a turn's limits, for the calls made outside a turn (``/tokenize``, ``/models``): it raises
+    Cancelled as soon as the guard's cancel is set and ValueError naming the limit past turn_timeout_s or
+    timeout_s, even while the server holds back its headers (when nothing can be cut yet): the request runs on
+    a thread of its own, which the guard (once the answer has begun) or httpx's read timeout then ends."""
+    outcome: dict[str, Any] = {}
+    finished = threading.Event()
+
+    def request() -> None:
+        try:
+            outcome["value"] = get_json(client, method, url, guard, **kwargs)
+        except BaseException as exc:  # handed to the caller below
+            outcome["error"] = exc
+        finally:
+            finished.set()
+
+    threading.Thread(target=request, name="taskclock-http-call", daemon=True).start()
+    while not finished.wait(GUARD_POLL_S) and not guard.cancel.is_set() and not guard.overdue():
+        pass
+    if guard.cancel.is_set():
+        raise Cancelled(f"{url}: cancelled")
+    reason = guard.reason if guard.reason else guard.overdue() if not finished.is_set() else None
+    if reason:
+        raise ValueError(f"{url}: {reason}")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 def api_key(spec: ModelSpec) -> str:
     """The key from ``spec.api_key_env`` ("" when none is configured). A key an HTTP header cannot carry is
     rejected here, without echoing it: httpx would otherwise put it in an error line."""
@@ -599,8 +629,10 @@ class HttpBackend:
 
     @staticmethod
     def _check_models(client: httpx.Client, url: str, spec: ModelSpec) -> str:
+        guard = _Guard(None, spec.timeout_s, spec.turn_timeout_s)  # a model list that trickles in ends, too
         try:
             with client.stream("GET", f"{url}/models") as response:
+                guard.watch(response)
                 if response.status_code in (401, 403):
                     fix = f"check ${spec.api_key_env}" if spec.api_key_env else \
                         "set api_key_env for this model in the config"
@@ -610,7 +642,10 @@ class HttpBackend:
                                        "check the URL (it usually ends in /v1)")
                 body, cut = read_capped(response, MAX_BODY_BYTES)
         except httpx.HTTPError as exc:
-            raise BackendError(transport_error(url, exc, spec.timeout_s), "start the server or check the URL") from None
+            problem = f"{url}/models: {guard.reason}" if guard.reason else transport_error(url, exc, spec.timeout_s)
+            raise BackendError(problem, "start the server or check the URL") from None
+        finally:
+            guard.end()
         try:
             if cut:
                 raise ValueError("too large")

@@ -3,6 +3,7 @@ sweep run folder's results.csv, summary.md, summary.json and plots.txt regenerat
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def export_folder(source: Path, args: argparse.Namespace) -> Path:
     from taskclock.runtime.runfolder import RUN_FILE, damage_note, folder_kind
     from taskclock.runtime.summary import export
 
-    if not (source / RUN_FILE).is_file():
+    if not os.path.lexists(source / RUN_FILE):  # a FIFO or a link there is named by the reader
         raise DataError(f"{source} is a folder but not a bench run (no {RUN_FILE})",
                         "pass a session .jsonl file or a runs/<run-id> folder")
     given = [option for option, value in (("--format", args.format), ("-o", args.output), ("--force", args.force))

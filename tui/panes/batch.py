@@ -30,6 +30,7 @@ from taskclock.runtime.paths import default_runs_dir
 from taskclock.runtime.runner import Outcome, Progress
 
 from ..context import AppContext
+from ..fields import plan_counts, plan_number
 from ..format import plain
 from ..live import LivePane, describe_error
 from ..messages import BenchFinished, BenchStarted, Remember, RunFailed
@@ -219,12 +220,6 @@ class BatchPane(LivePane):
     def _value(self, field_id: str) -> str:
         return self.query_one(f"#{field_id}", Input).value.strip()
 
-    def _number(self, field_id: str, name: str) -> int:
-        text = self._value(field_id)
-        if not text.isdigit() or int(text) < 1:
-            raise DataError(f"{name} must be a whole number of at least 1, not {text!r}", f"fix the {name} field")
-        return int(text)
-
     def _models(self) -> list[ModelSpec]:
         names = [n.strip() for n in self._value("batch-models").split(",") if n.strip()]
         if not names:
@@ -241,9 +236,9 @@ class BatchPane(LivePane):
         specs = self._models()
         task_list = tasks.resolve([t.strip() for t in self._value("batch-tasks").split(",") if t.strip()],
                                   config.tasks)
-        limit = self._number("batch-limit", "limit")
+        limit = plan_number(self._value("batch-limit"), "limit")
         runs_dir = self.runs_dir
-        sizes = bench.parse_batch_sizes(self._value("batch-size"), "batch sizes")
+        sizes = plan_counts(self._value("batch-size"), "batch_sizes", "1,2,4,8")
         typed = self._value("batch-mmlu")
         source = None if typed in ("", BUILTIN_MMLU) else typed
         chat = self.context.settings.chat  # what the settings line says
@@ -261,9 +256,9 @@ class BatchPane(LivePane):
     def start_sweep(self) -> None:
         """Context mode: the input-length sweep, its options checked here as `taskclock sweep` checks them."""
         specs = self._models()
-        lengths = bench.parse_batch_sizes(self._value("context-input"), "input tokens", sweep.DEFAULT_LENGTHS)
-        output_tokens = self._number("context-output", "output tokens")
-        repeats = self._number("context-repeats", "repeats")
+        lengths = plan_counts(self._value("context-input"), "input_tokens", sweep.DEFAULT_LENGTHS)
+        output_tokens = plan_number(self._value("context-output"), "output_tokens")
+        repeats = plan_number(self._value("context-repeats"), "repeats")
         runs_dir = self.runs_dir
         self._launch_sweep(lambda: sweep.prepare(models=specs, input_tokens=lengths, output_tokens=output_tokens,
                                                  repeats=repeats, warmup=1, runs_dir=runs_dir))

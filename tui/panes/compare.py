@@ -30,6 +30,7 @@ from taskclock.runtime.turn import warm_up_note, with_system
 
 from ..comparison import comparison_table
 from ..context import AppContext
+from ..fields import plan_number
 from ..format import plain
 from ..live import LivePane, describe_error
 from ..messages import ColumnState, CompareFinished, RunFailed, SendPrompt
@@ -130,11 +131,7 @@ class ComparePane(LivePane):
         self.query_one("#compare-settings", Static).update(self.settings_text())
 
     def repeats(self) -> int:
-        text = self.query_one("#compare-repeats", Input).value.strip()
-        if not text.isdigit() or int(text) < 1:
-            raise TaskclockError(f"repeats must be a whole number of at least 1, not {text!r}",
-                                 "fix the repeats field")
-        return int(text)
+        return plan_number(self.query_one("#compare-repeats", Input).value.strip(), "repeats")
 
     def chosen(self) -> list[ModelSpec]:
         picks = [self.query_one(f"#compare-model-{slot}", Select).value for slot in range(SLOTS)]

@@ -12,7 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Markdown, Static
 from textual_plotext import PlotextPlot
 
-from taskclock.runtime.errors import DataError, TaskclockError
+from taskclock.runtime.errors import TaskclockError
 from taskclock.runtime.sessions import (
     SessionSummary,
     export_all,
@@ -23,12 +23,12 @@ from taskclock.runtime.sessions import (
     to_markdown,
     ttft_per_turn,
 )
-from taskclock.runtime.untrusted import safe_text
+from taskclock.runtime.untrusted import safe_line, safe_text
 
 from ..context import AppContext
 from ..format import fmt, plain
-from ..live import post_from_thread
-from ..messages import SessionsListed, SessionsListFailed
+from ..live import describe_error, post_from_thread, read_in_worker
+from ..messages import SessionRead, SessionReadFailed, SessionsListed, SessionsListFailed
 from ..screens.replay import Marks, TurnPicker
 from ..widgets.columns import set_columns
 
@@ -37,6 +37,10 @@ COLUMNS = ("date", "first prompt", "model", "turns", "median TTFT", "median deco
 # without its year, a shorter prompt, and short headers (the decode rate is in the session's own view).
 NARROW_COLUMNS = ("date", "first prompt", "model", "turns", "TTFT", "task time")
 PROMPT_WIDTH = {False: 40, True: 20}  # by narrowness
+# The session viewer reads a log whole but draws a page at a time: Textual's Markdown takes ~0.3 s for a page of
+# 10 turns on this 2-core machine, and 30-45 s for a 54 MB log drawn whole.
+PAGE_TURNS = 10
+TEXT_SHOWN_MAX = 4000  # characters of one prompt or reply drawn (a long reply, ~1000 tokens); the export has all
 
 
 def first_line(text: str, width: int) -> str:
@@ -115,37 +119,68 @@ class SessionsPane(Vertical):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        path = Path(str(event.row_key.value))
-        try:
-            turns = read_session(path)
-        except DataError as exc:
-            self.notify(str(exc), severity="error")
-            return
-        self.app.push_screen(SessionScreen(path, turns))
+        self.app.push_screen(SessionScreen(Path(str(event.row_key.value))))
 
 
 class SessionScreen(ModalScreen):
-    """One past session, read-only: TTFT per turn (a chat with two or more), its summary table, then every
-    prompt and reply."""
+    """One past session, read-only: TTFT per turn (a chat with two or more), then a page of PAGE_TURNS turns at
+    a time: their summary table and every prompt and reply, each cut at TEXT_SHOWN_MAX characters. The log is
+    read in a worker (read_in_worker), so however large it is the screen answers at once."""
 
     HELP_SECTION = "Session viewer"
-    BINDINGS = [Binding("escape,q", "dismiss", "Close"), Binding("ctrl+s", "export", "Export")]
+    BINDINGS = [Binding("escape,q", "dismiss", "Close"), Binding("ctrl+s", "export", "Export"),
+                Binding("n", "page(1)", "Next turns"), Binding("p", "page(-1)", "Earlier turns")]
 
-    def __init__(self, path: Path, turns: list[dict[str, Any]]) -> None:
+    def __init__(self, path: Path) -> None:
         super().__init__()
         self.path = path
-        self.turns = turns
-        self.markdown = safe_text(to_markdown(turns, title=path.name))  # outside text: prompts, replies, file name
+        self.turns: list[dict[str, Any]] | None = None  # None until the worker has read the log
+        self.page = 0
+        self.markdown = ""  # what the page shows (outside text made safe): prompts, replies, file name
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="session-view") as view:
             view.border_title = plain(f"{self.path.name} (read-only) · Ctrl+S exports · Esc closes")
+            yield Static(f"reading {safe_line(self.path.name)}…", id="session-status", markup=False)
             chart = PlotextPlot(id="session-ttft")
-            # one point is not a trend, and a compare's records are different models, not later turns
-            chart.display = not is_compare(self.turns) and len(ttft_per_turn(self.turns)) >= 2
-            plot_ttft_per_turn(chart.plt, self.turns)
+            chart.display = False
             yield chart
-            yield Markdown(self.markdown)
+            yield Markdown(id="session-markdown")
+
+    def on_mount(self) -> None:
+        path = self.path
+        read_in_worker(self, lambda: read_session(path))
+
+    def on_session_read(self, message: SessionRead) -> None:
+        message.stop()
+        self.turns = turns = message.turns
+        chart = self.query_one("#session-ttft", PlotextPlot)
+        # one point is not a trend, and a compare's records are different models, not later turns
+        chart.display = not is_compare(turns) and len(ttft_per_turn(turns)) >= 2
+        plot_ttft_per_turn(chart.plt, turns)
+        self.show_page(0)
+
+    def on_session_read_failed(self, message: SessionReadFailed) -> None:
+        message.stop()
+        self.notify(describe_error(message.error), severity="error")
+        self.dismiss()
+
+    def show_page(self, page: int) -> None:
+        turns = self.turns or []
+        pages = max(1, -(-len(turns) // PAGE_TURNS))
+        self.page = page = min(max(page, 0), pages - 1)
+        first = page * PAGE_TURNS
+        shown = turns[first:first + PAGE_TURNS]
+        title = self.path.name if pages == 1 else f"{self.path.name} · turns {first + 1}–{first + len(shown)}"
+        self.markdown = safe_text(to_markdown(shown, title=title, first=first + 1, text_limit=TEXT_SHOWN_MAX))
+        self.query_one(Markdown).update(self.markdown)
+        status = self.query_one("#session-status", Static)
+        status.display = pages > 1
+        status.update(f"page {page + 1} of {pages} ({len(turns)} turns) · n: next turns · p: earlier turns")
+
+    def action_page(self, step: int) -> None:
+        if self.turns is not None:
+            self.show_page(self.page + step)
 
     def action_export(self) -> None:
         try:

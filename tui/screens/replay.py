@@ -5,6 +5,7 @@ recorded on a GPU box, one on this laptop) can be marked one session at a time a
 """
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,15 @@ from taskclock.runtime.replay import Recording, read_turns, recording_from_recor
 from taskclock.runtime.untrusted import safe_line
 
 from ..format import fmt
-from ..live import REPAINT_HZ
+from ..live import REPAINT_HZ, describe_error, read_in_worker
+from ..messages import SessionRead, SessionReadFailed
 from ..panes.compare import SLOTS
 from ..widgets.playback import PlaybackChat, PlaybackColumn
 
 Marks = dict[tuple[str, int], Recording]  # (session path, turn number) → the marked turn
 MARK = "●"
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+ROWS_AT_ONCE = 200  # the turn picker's rows added between two looks at the keys
 
 
 class ReplayScreen(Screen):
@@ -142,12 +145,19 @@ class TurnPicker(ModalScreen):
             yield Static(id="picker-marks", markup=False)
 
     def on_mount(self) -> None:
-        try:
-            self.turns = read_turns(self.path)
-        except DataError as exc:
-            self.notify(str(exc), title="Replay", severity="error")
-            self.dismiss()
-            return
+        path = self.path
+        read_in_worker(self, lambda: read_turns(path))  # a large log must not freeze the app while it is read
+
+    def on_session_read_failed(self, message: SessionReadFailed) -> None:
+        message.stop()
+        self.notify(describe_error(message.error), title="Replay", severity="error")
+        self.dismiss()
+
+    async def on_session_read(self, message: SessionRead) -> None:
+        """Fill the table ROWS_AT_ONCE rows at a time, letting keys through in between: 10,000 turns take over a
+        second to add, and Esc must close the picker meanwhile."""
+        message.stop()
+        self.turns = message.turns
         table = self.query_one(DataTable)
         for number, record in enumerate(self.turns, 1):
             cells = [MARK if self._key(number) in self.marks else "", str(number), safe_line(record.get("kind", "?")),
@@ -155,6 +165,10 @@ class TurnPicker(ModalScreen):
                      fmt(record.get("ttft_s"), "s", 3), fmt(record.get("decode_tps"), "tok/s", 1),
                      fmt(record.get("output_tokens"))]
             table.add_row(*(Text(cell) for cell in cells), key=str(number))  # Text: never parsed as markup
+            if number % ROWS_AT_ONCE == 0:
+                await asyncio.sleep(0)
+                if not self.is_attached:  # closed meanwhile
+                    return
         self._show_marks()
         table.focus()
 
