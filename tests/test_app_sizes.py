@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from app_helpers import make_app, ready, turn, wait_for, workdir_app
 from scripted import scripted_loader
-from textual.widgets import DataTable, Select
+from textual.widgets import DataTable, Input, Tabs
 
 from taskclock.runtime import bench, fitting, mmlu, runfolder, storage, sweep, system
 from taskclock.runtime.config import Config, Defaults
@@ -99,7 +99,7 @@ def test_snapshot_compare_after_a_run(workdir, size, snap_compare, monkeypatch):
         await ready(pilot)
         await pilot.press("f4")
         pane = pilot.app.query_one(ComparePane)
-        pane.query_one("#compare-model-1", Select).value = MODELS[1]
+        pane.query_one("#compare-models", Input).value = ", ".join(MODELS)
         prompt = pane.query_one("#compare-prompt")
         prompt.cursor_blink = False
         prompt.load_text("What is task time?")
@@ -253,3 +253,33 @@ def test_snapshot_batch_context_mode_showing_a_finished_sweep(workdir, snap_comp
 
     app = workdir_app(config=Config(defaults=Defaults(runs_dir="runs")))
     assert snap_compare(app, run_before=open_sweep, terminal_size=SIZES["80x24"])
+
+
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+@pytest.mark.parametrize("tab", ["f4", "f5"], ids=["compare", "batch"])
+async def test_tab_moves_among_the_fields_of_compare_and_batch_never_onto_the_tab_bar(workdir, size, tab):
+    app = workdir_app()
+    async with app.run_test(size=size) as pilot:
+        await ready(pilot)
+        await pilot.press(tab)
+        pane = app.query_one(ComparePane if tab == "f4" else BatchPane)
+        stops = []
+        for _ in range(12):
+            await pilot.press("tab")
+            stops.append((app.focused, app.focused is not None and pane in app.focused.ancestors))
+    assert not any(isinstance(widget, Tabs) for widget, _ in stops)
+    assert all(inside for _, inside in stops)  # focus stays in the tab shown
+
+
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+@pytest.mark.parametrize("tab", ["compare", "batch"])
+async def test_the_models_field_of_compare_and_batch_shows_long_names_whole(workdir, size, tab):
+    names = "smollm2, http://127.0.0.1:18950/v1#qwen2.5-0.5b"
+    app = workdir_app()
+    async with app.run_test(size=size) as pilot:
+        await ready(pilot)
+        await pilot.press("f4" if tab == "compare" else "f5")
+        box = app.query_one(f"#{tab}-models", Input)
+        box.value = names
+        await pilot.pause()
+        assert box.content_region.width > len(names)  # every character in sight, none scrolled away

@@ -44,6 +44,13 @@ class SettingsChanged(Message):
 
 
 @dataclass
+class ModelsUsed(Message):
+    """Models a tab loaded or started a run with: the model picker lists them first from now on."""
+
+    names: list[str]
+
+
+@dataclass
 class SessionsListed(Message):
     """The Sessions tab's scan of its folder found these sessions, newest first."""
 

@@ -25,7 +25,7 @@ from textual_plotext import PlotextPlot
 from taskclock.runtime import bench, mmlu, runfolder, summary, sweep, system, tables, tasks
 from taskclock.runtime.backend import ModelSpec
 from taskclock.runtime.errors import DataError, TaskclockError
-from taskclock.runtime.models import resolve
+from taskclock.runtime.models import reach_name, resolve
 from taskclock.runtime.paths import default_runs_dir
 from taskclock.runtime.runner import Outcome, Progress
 
@@ -33,10 +33,11 @@ from ..context import AppContext
 from ..fields import plan_counts, plan_number
 from ..format import plain
 from ..live import LivePane, describe_error
-from ..messages import BenchFinished, BenchStarted, Remember, RunFailed
+from ..messages import BenchFinished, BenchStarted, ModelsUsed, Remember, RunFailed
 from ..screens.settings import settings_line
 from ..widgets import sweep_table
 from ..widgets.columns import set_columns
+from ..widgets.models_field import ModelsField
 from ..widgets.sweep_table import LiveSweep
 
 DEFAULT_LIMIT = 20  # interactive default; the CLI's is the paper's 660
@@ -80,7 +81,7 @@ class LiveBench:
 
 class BatchPane(LivePane):
     HELP_SECTION = "Batch"
-    BINDINGS = [Binding("ctrl+r", "refresh_runs", "Runs")]
+    BINDINGS = [Binding("ctrl+r", "refresh_runs", "Runs"), Binding("ctrl+o", "pick_models", "Models")]
 
     def __init__(self, context: AppContext) -> None:
         super().__init__(id="batch-pane")
@@ -91,10 +92,11 @@ class BatchPane(LivePane):
         self.resumable = False  # the run shown is incomplete
 
     def compose(self) -> ComposeResult:
+        yield ModelsField(self.context, [reach_name(self.context.model, self.context.config.models)],
+                          input_id="batch-models")
         with Horizontal(id="batch-options"):
             yield Vertical(Label("mode"), Select(MODES, value="bench", allow_blank=False, id="batch-mode"),
                            classes="batch-field")
-            yield self._field("models", "batch-models", self.context.model.name)
             yield self._field("tasks", "batch-tasks", ",".join(tasks.BUILTIN), mode="bench")
             yield self._field("limit", "batch-limit", str(DEFAULT_LIMIT), mode="bench")
             yield self._field("batch size", "batch-size", "1", mode="bench")  # or a sweep: 1,2,4,8
@@ -221,10 +223,15 @@ class BatchPane(LivePane):
         return self.query_one(f"#{field_id}", Input).value.strip()
 
     def _models(self) -> list[ModelSpec]:
-        names = [n.strip() for n in self._value("batch-models").split(",") if n.strip()]
+        names = self.query_one(ModelsField).typed()
         if not names:
-            raise DataError("no models given", "type model names, comma-separated")
-        return [resolve(name, self.context.config.models) for name in names]
+            raise DataError("no models given", "type model names, comma-separated, or pick them (Ctrl+O)")
+        specs = [resolve(name, self.context.config.models) for name in names]
+        self.post_message(ModelsUsed([reach_name(spec, self.context.config.models) for spec in specs]))
+        return specs
+
+    def action_pick_models(self) -> None:
+        self.query_one(ModelsField).pick()
 
     def start(self) -> None:
         """Check the options here; read MMLU and create the run folder (which picks the questions) in the

@@ -23,7 +23,7 @@ from taskclock.runtime import metrics, remembered
 from taskclock.runtime.backend import LoadedModel, Message, ModelSpec
 from taskclock.runtime.errors import StorageError, TaskclockError
 from taskclock.runtime.events import Event, now_ns
-from taskclock.runtime.models import all_models
+from taskclock.runtime.models import all_models, reach_name
 from taskclock.runtime.sessions import SessionLog, export_all, turn_record
 from taskclock.runtime.system import LoadWatch
 from taskclock.runtime.turn import TurnResult, is_cold, run_turn, with_system
@@ -32,7 +32,17 @@ from taskclock.runtime.untrusted import redact_url, safe_line
 from ..context import AppContext, ChatSettings
 from ..format import plain, reply_line
 from ..live import LivePane, describe_error, post_from_thread
-from ..messages import ModelLoaded, ModelLoadFailed, Remember, RunFailed, SendPrompt, SettingsChanged, TurnFinished
+from ..messages import (
+    ModelLoaded,
+    ModelLoadFailed,
+    ModelsUsed,
+    Remember,
+    RunFailed,
+    SendPrompt,
+    SettingsChanged,
+    TurnFinished,
+)
+from ..screens.model_picker import open_picker
 from ..screens.settings import SettingsScreen, settings_line
 from ..widgets.conversation import Conversation, ReplyTurn
 from ..widgets.meter import Meter
@@ -136,6 +146,7 @@ class ChatPane(LivePane):
                 self.query_one(Conversation).add_divider(safe_line(f"now {spec.name} ({spec.backend})"))
             self.notify(f"Switched to {spec.name}; the conversation continues")
         self._show_status()
+        self.post_message(ModelsUsed([reach_name(spec, self.context.config.models)]))
         focused = self.screen.focused
         if focused is None or self in focused.ancestors:  # never pull focus (and the tab) from another tab
             self.query_one(PromptInput).focus()
@@ -175,7 +186,8 @@ class ChatPane(LivePane):
                 for spec in all_models(self.context.config.models)]
 
     def action_pick_model(self) -> None:
-        self.app.search_commands(self.model_commands(), placeholder="Switch model…")
+        """Any model: a name, a path, a hub id or a server's (screens/model_picker.py); the chat goes on."""
+        open_picker(self, self.context, lambda specs: self.load(specs[0]))
 
     # -- settings ----------------------------------------------------------------------------------
 
