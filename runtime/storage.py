@@ -267,6 +267,26 @@ def write_atomic(path: Path, text: str, *, replace: bool = True, mode: int = 0o6
         partial.unlink(missing_ok=True)
 
 
+def move_new(source: Path, target: Path) -> Path:
+    """Move the file ``source`` to ``target``, or to ``stem-2``, ``stem-3``… if that name is taken (as create_new
+    names files): a move never replaces a file. Returns where it went. Raises StorageError."""
+    candidate, number = Path(target), 1
+    while True:
+        try:
+            _link_new(Path(source), candidate)
+            break
+        except FileExistsError:
+            number += 1
+            candidate = Path(target).with_name(f"{Path(target).stem}-{number}{Path(target).suffix}")
+        except OSError as exc:
+            raise _storage_error(candidate, exc) from None
+    try:
+        Path(source).unlink(missing_ok=True)  # linked: the old name goes; renamed (no hard links): already gone
+    except OSError as exc:
+        raise _storage_error(Path(source), exc) from None
+    return candidate
+
+
 def _link_new(source: Path, target: Path) -> None:
     """Give ``source`` the new name ``target``, failing if ``target`` exists (a hard link never replaces)."""
     try:

@@ -25,7 +25,7 @@ from taskclock.runtime.errors import StorageError
 from taskclock.runtime.untrusted import safe_line, safe_text
 
 from .context import AppContext
-from .messages import ModelsUsed, Remember, SettingsChanged
+from .messages import BranchChat, ModelsUsed, Remember, SettingsChanged
 from .panes.batch import BatchPane
 from .panes.chat import ChatPane, ModelCommands
 from .panes.compare import ComparePane
@@ -122,6 +122,11 @@ class TaskclockApp(App):
             remembered.save(path, values)
         except StorageError as exc:
             self.notify(f"Settings not remembered: {exc}", title="Remembered settings", severity="warning")
+
+    def on_branch_chat(self, message: BranchChat) -> None:
+        """A turn picked in the Sessions tab goes on in the Chat tab, as a new session."""
+        self.action_show_tab("chat")
+        self.query_one(ChatPane).branch(message.history, message.prompt, message.origin)
 
     def on_remember(self, message: Remember) -> None:
         self.remember(replace(self.remembered, **message.values))

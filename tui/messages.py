@@ -131,3 +131,20 @@ class BenchFinished(Message):
 
     folder: Path
     outcome: Outcome
+
+
+@dataclass
+class TrashEmptied(Message):
+    """A launch emptied the sessions trash of these logs (deleted over a week ago)."""
+
+    names: list[str]
+
+
+@dataclass
+class BranchChat(Message):
+    """Continue a recorded conversation in the Chat tab as a new session: ``history`` before the turn branched
+    from, whose ``prompt`` goes back in the box; ``origin`` names that turn ({"session", "turn"})."""
+
+    history: list[dict[str, str]]
+    prompt: str
+    origin: dict[str, Any]

@@ -36,6 +36,7 @@ from ..live import LivePane, describe_error
 from ..messages import BenchFinished, BenchStarted, ModelsUsed, Remember, RunFailed
 from ..screens.settings import settings_line
 from ..widgets import sweep_table
+from ..widgets.chart import SizedPlot
 from ..widgets.columns import set_columns
 from ..widgets.models_field import ModelsField
 from ..widgets.sweep_table import LiveSweep
@@ -81,7 +82,11 @@ class LiveBench:
 
 class BatchPane(LivePane):
     HELP_SECTION = "Batch"
-    BINDINGS = [Binding("ctrl+r", "refresh_runs", "Runs"), Binding("ctrl+o", "pick_models", "Models")]
+    BINDINGS = [Binding("ctrl+r", "refresh_runs", "Runs"),
+                # priority: a focused table would take them for its own rows, and the tab's charts lie below
+                Binding("pageup", "page(-1)", "Scroll the tab up", show=False, priority=True),
+                Binding("pagedown", "page(1)", "Scroll the tab down (to the charts)", show=False, priority=True),
+                Binding("ctrl+o", "pick_models", "Models")]
 
     def __init__(self, context: AppContext) -> None:
         super().__init__(id="batch-pane")
@@ -142,7 +147,7 @@ class BatchPane(LivePane):
                 yield PlotextPlot(id="batch-words", classes="batch-chart bench")
                 yield PlotextPlot(id="batch-lengths", classes="batch-chart bench")
                 for key, _ in sweep.CHARTS:
-                    yield PlotextPlot(id=f"context-{key}", classes=f"batch-chart {sweep.KIND}")
+                    yield SizedPlot(id=f"context-{key}", classes=f"batch-chart {sweep.KIND}")
 
     def settings_text(self) -> str:
         """What a task-set run started now would use: each task's own token budget, and the chat's sampling and
@@ -191,6 +196,9 @@ class BatchPane(LivePane):
         if self.live is not None:
             self.live.dirty = True
             self.repaint()
+
+    def action_page(self, direction: int) -> None:
+        (self.scroll_page_down if direction > 0 else self.scroll_page_up)(animate=False)
 
     def _configured_runs_dir(self) -> str:
         return self.context.config.defaults.runs_dir or str(default_runs_dir())
@@ -435,9 +443,7 @@ class BatchPane(LivePane):
         self.query_one("#batch-progress", ProgressBar).update(total=live.expected_rows(), progress=len(live.rows))
         cells = live.cells()
         for key, label in sweep.CHARTS:
-            plot = self.query_one(f"#context-{key}", PlotextPlot)
-            sweep.plot_vs_input(plot.plt, cells, key, label)
-            plot.refresh()
+            self.query_one(f"#context-{key}", SizedPlot).draw(sweep.plot_vs_input, cells, key, label)
 
     def show_rankings(self, rankings: list[summary.TaskRanking]) -> None:
         """Rank by decode tok/s beside rank by task time, per task set, disagreements highlighted, and the
