@@ -10,7 +10,6 @@ from helpers import bench_args, one_error_line, run_cli
 
 from taskclock.runtime import importers, sessions
 from taskclock.runtime.backend import SamplingParams
-from taskclock.runtime.replay import recorded_figures
 from taskclock.runtime.turn import run_turn
 
 EXACT = ("output_tokens", "input_tokens")
@@ -36,7 +35,7 @@ def session(smollm2, tmp_path_factory):
 def same_figures(original: list[dict], imported: list[dict], itl: bool) -> None:
     assert len(imported) == len(original)
     for before, after in zip(original, imported, strict=True):
-        old, new = recorded_figures(before), after["metrics"]
+        old, new = before, after
         for key in EXACT:
             assert new[key] == old[key], key
         for key in TIMES:
@@ -73,8 +72,8 @@ def test_the_vllm_form_has_vllms_names_units_and_summary(session, tmp_path):
     data = json.loads(target.read_text())
     turns = sessions.read_session(session)
     assert data["completed"] == data["num_prompts"] == 3 and data["errors"] == ["", "", ""]
-    assert data["ttfts"] == pytest.approx([t["metrics"]["ttft_s"] for t in turns], abs=2e-6)  # seconds
-    assert data["output_lens"] == [t["metrics"]["output_tokens"] for t in turns]
+    assert data["ttfts"] == pytest.approx([t["ttft_s"] for t in turns], abs=2e-6)  # seconds
+    assert data["output_lens"] == [t["output_tokens"] for t in turns]
     assert [len(gaps) for gaps in data["itls"]] == [len(t["token_offsets_ms"]) - 1 for t in turns]
     assert data["median_ttft_ms"] == pytest.approx(sorted(data["ttfts"])[1] * 1000)
     assert data["total_output_tokens"] == sum(data["output_lens"])
@@ -86,7 +85,7 @@ def test_the_llama_form_is_llama_servers_timings(session):
     lines = [json.loads(line) for line in target.read_text().splitlines()]
     turns = sessions.read_session(session)
     for line, turn in zip(lines, turns, strict=True):
-        timings, figures = line["timings"], turn["metrics"]
+        timings, figures = line["timings"], turn
         assert timings["prompt_n"] == figures["input_tokens"] == line["tokens_evaluated"]
         assert timings["prompt_ms"] == pytest.approx(figures["ttft_s"] * 1000, abs=2e-3)
         assert timings["predicted_n"] == figures["output_tokens"] - 1 == line["tokens_predicted"] - 1

@@ -12,7 +12,7 @@ from test_app_sizes import SWEEP_FIGURES, SWEEP_LENGTHS, _open_stored_run, _open
 from test_sessions_manage import open_sessions, write_session
 from textual.widgets import DataTable
 
-from taskclock.runtime import sweep
+from taskclock.runtime import sweep, tables
 from taskclock.runtime.config import Config, Defaults
 from taskclock.runtime.summary import text_chart
 from taskclock.tui.panes.batch import BatchPane
@@ -76,9 +76,9 @@ def check_sweep_chart(rows: list[str], chart: str) -> None:
     assert len(legend) == len(series), chart
     for row in legend:
         name = next(name for name in series if name in row)
-        assert set(row.replace(name, "").strip()) <= set(sweep.MARKERS[:len(series)]) | {" "}, chart
+        assert set(row.replace(name, "").strip()) <= set(tables.MARKERS[:len(series)]) | {" "}, chart
     data = [row for row in rows if row not in legend]
-    for marker in sweep.MARKERS[:len(series)]:
+    for marker in tables.MARKERS[:len(series)]:
         assert any(marker in row for row in data), f"the {marker!r} line is hidden\n{chart}"
 
 
@@ -106,8 +106,9 @@ async def test_the_batch_tab_has_no_blank_rows_and_page_down_reaches_its_charts(
         pane = app.query_one(BatchPane)
         # its header and rows (or its least height, for an empty table): no blank rows piled under them
         assert table.outer_size.height == max(table.row_count + 1, int(table.styles.min_height.value))
-        ranks = pane.query_one("#batch-ranks")
-        assert ranks.region.y - (table.region.y + table.outer_size.height) <= 1
+        shown = [w for w in pane.children if w.display and w.region.height]
+        for above, below in zip(shown, shown[1:], strict=False):  # the tables, rankings and verdicts stack closely
+            assert below.region.y - above.region.bottom <= 1, f"blank rows between {above.id} and {below.id}"
         assert isinstance(app.focused, DataTable)  # the runs list, as opening a run leaves it
         charts = list(pane.query(".batch-chart.bench"))
         unseen = {chart.id: chart.outer_size.height for chart in charts}  # rows of each not yet in view
