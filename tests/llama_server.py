@@ -131,6 +131,17 @@ def llama_server():
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def one_slot_llama_server():
+    """llama.cpp's own llama-server on SmolLM2: one slot, a 2048-token context."""
+    if llama_server_binary() is None:
+        pytest.skip("no llama-server binary: `make install` builds it into .venv/bin "
+                    "(or set TASKCLOCK_LLAMA_SERVER to one)")
+    server = NativeLlamaServer(smollm2_gguf(), slots=1, n_ctx=2048)
+    yield server
+    server.stop()
+
+
 def sse(chunk: dict | str) -> bytes:
     data = chunk if isinstance(chunk, str) else json.dumps(chunk)
     return f"data: {data}\n\n".encode()

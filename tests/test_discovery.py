@@ -12,7 +12,7 @@ import time
 import pytest
 from helpers import one_error_line, run_cli
 from hostile_server import ESCAPES, MARKUP
-from llama_server import HOST, NativeLlamaServer, llama_server_binary, running_scripted_server, serving, smollm2_gguf
+from llama_server import HOST, running_scripted_server, serving
 
 from taskclock.runtime import config as config_module
 from taskclock.runtime.backend import ModelSpec
@@ -60,18 +60,8 @@ def test_llama_server_props_give_the_context_of_a_slot():
     assert listing.server == "llama-server" and listing.models[0].context == 8192
 
 
-@pytest.fixture(scope="module")
-def native_server():
-    if llama_server_binary() is None:
-        pytest.skip("no llama-server binary: `make install` builds it into .venv/bin "
-                    "(or set TASKCLOCK_LLAMA_SERVER to one)")
-    server = NativeLlamaServer(smollm2_gguf(), slots=1, n_ctx=2048)
-    yield server
-    server.stop()
-
-
-def test_the_real_llama_server_is_recognised_with_its_context_and_quantization(native_server):
-    listing = list_served(native_server.url)
+def test_the_real_llama_server_is_recognised_with_its_context_and_quantization(one_slot_llama_server):
+    listing = list_served(one_slot_llama_server.url)
     (model,) = listing.models
     assert listing.server == "llama-server" and model.context == 2048 and model.detail.startswith("Q4_1")
     assert resolve(listing.name(model)).api_model == model.id

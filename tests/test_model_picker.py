@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from app_helpers import make_app, ready, send_compare, settle, turn, wait_for
+import pytest
+from app_helpers import make_app, ready, send_compare, settle, turn, wait_for, workdir_app
 from llama_server import reply_script, running_scripted_server, smollm2_gguf
 from scripted import scripted_loader
 from textual.widgets import Input, OptionList
@@ -183,3 +184,53 @@ async def test_recent_models_are_remembered_for_the_next_launch(tmp_path):
         # smollm2 again first: the relaunch loaded it; gemma3-270m is kept from the launch before
         assert [line.split("  ")[0:2] for line in listed(picker)[:2]] == [["smollm2", "recent"],
                                                                          ["gemma3-270m", "recent"]]
+
+
+async def test_a_transformers_folder_loads_and_a_hub_id_is_taken_as_typed(tmp_path, tiny_llama_dir):
+    app = make_app(tmp_path / "sessions")  # the real backends: the folder loads through transformers
+    async with app.run_test(size=SIZE) as pilot:
+        chat = await ready(pilot)
+        picker = await open_picker(pilot)
+        await type_into(pilot, picker, f"{tiny_llama_dir}/")
+        await type_into(pilot, picker, str(tiny_llama_dir).rstrip("/"))  # the folder itself, as Tab leaves it
+        await type_into(pilot, picker, f"{tiny_llama_dir.parent}/{tiny_llama_dir.name[:4]}")
+        assert any(line.startswith(f"{tiny_llama_dir}  model folder") for line in listed(picker))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: chat.model.spec.backend == "hf" and chat.pending_model is None
+                       and chat.model.spec.source == str(tiny_llama_dir.resolve()), "the folder to load")
+
+        picked: list = []  # what the picker returns, short of the download the Chat tab would start
+        picker = ModelPicker({}, (), tmp_path / "config.toml")
+        app.push_screen(picker, picked.append)
+        await pilot.pause()
+        await type_into(pilot, picker, "HuggingFaceTB/SmolLM2-135M-Instruct")
+        assert listed(picker)[0].startswith("HuggingFaceTB/SmolLM2-135M-Instruct  hub")
+        await pilot.press("enter")
+    assert [(s.backend, s.source) for s in picked[0]] == [("hf", "HuggingFaceTB/SmolLM2-135M-Instruct")]
+
+
+async def test_the_batch_models_field_takes_several_models_from_the_picker(tmp_path):
+    app = make_app(tmp_path / "sessions", loader=scripted_loader())
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("f5")
+        picker = await open_picker(pilot)
+        assert listed(picker)[0] == "✔ Done: 1. smollm2"  # what the field named, already picked
+        await type_into(pilot, picker, "gemma")
+        await pilot.press("enter")
+        await type_into(pilot, picker, "smollm2-hf")
+        await pilot.press("enter", "enter")  # add it, then Done
+        await wait_for(pilot, lambda: not isinstance(app.screen, ModelPicker), "the picker to close")
+        assert app.query_one("#batch-models", Input).value == "smollm2, gemma3-270m, smollm2-hf"
+
+
+@pytest.mark.parametrize("size", [(80, 24), (140, 40)], ids=["80x24", "140x40"])
+def test_snapshot_the_model_picker(workdir, size, snap_compare):
+    async def open_it(pilot):
+        await ready(pilot)
+        picker = await open_picker(pilot)
+        await type_into(pilot, picker, "smo")
+        picker.query_one("#picker-input", Input).cursor_blink = False
+        await pilot.pause()
+
+    assert snap_compare(workdir_app(), run_before=open_it, terminal_size=size)
