@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BackendError, TaskclockError
-from .untrusted import redact, safe_line
+from .untrusted import parse_json, redact, safe_line
 
 DEADLINE_S = 5.0  # the whole listing: OpenAI list, Ollama list, llama-server props
 MAX_LIST_BYTES = 1 << 20
@@ -90,7 +90,7 @@ class _Fetch:
 
     def json(self, url: str) -> Any:
         """The JSON body at ``url``; BackendError (one line) for any failure, Cancelled when cancelled."""
-        from .backends.http import http_error, parse_json, read_capped, transport_error
+        from .backends.http import http_error, read_capped, transport_error
 
         timeout = self.httpx.Timeout(self.remaining())
         try:

@@ -6,6 +6,7 @@ went, so nothing is ever lost silently. Each trashed file's name starts with whe
 """
 from __future__ import annotations
 
+import glob
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,8 +31,18 @@ class Trashed:
 
 
 def exports_of(log: Path) -> list[Path]:
-    """The export files written beside a session log (NAME.export.FORMAT)."""
-    return sorted(log.parent.glob(f"{log.stem}{EXPORT_TAG}.*"))
+    """The export files written beside a session log (NAME.export.FORMAT); a name holding ``[`` or ``*`` (an
+    imported log's) matches only itself."""
+    return sorted(log.parent.glob(f"{glob.escape(log.stem)}{EXPORT_TAG}.*"))
+
+
+def _trash_folder(sessions_dir: Path) -> Path | None:
+    """The trash folder if it is one (None when there is none yet). A link there is refused: moving sessions
+    into it, or emptying it, would reach a folder the user never named."""
+    folder = Path(sessions_dir) / FOLDER
+    if folder.is_symlink():
+        raise StorageError(f"{folder} is a link, not the sessions folder's own trash", "remove the link")
+    return folder if folder.is_dir() else None
 
 
 def trash_session(log: Path, now: datetime | None = None) -> Trashed:
@@ -40,7 +51,7 @@ def trash_session(log: Path, now: datetime | None = None) -> Trashed:
     if not log.is_file():
         raise StorageError(f"{log} does not exist", "refresh the list (r)")
     stamp = (now or datetime.now()).strftime(_STAMP)
-    folder = storage.ensure_dir(log.parent / FOLDER)
+    folder = _trash_folder(log.parent) or storage.ensure_dir(log.parent / FOLDER)
     moved = storage.move_new(log, folder / f"{stamp}{_SEP}{log.name}")
     for export in exports_of(log):
         storage.move_new(export, folder / f"{stamp}{_SEP}{export.name}")
@@ -57,8 +68,8 @@ def _parse(path: Path) -> Trashed | None:
 
 def list_trash(sessions_dir: Path) -> list[Trashed]:
     """The session logs in the trash, the most recently deleted first (their exports are not listed)."""
-    folder = Path(sessions_dir) / FOLDER
-    found = [_parse(p) for p in folder.glob(f"*{SUFFIX}")] if folder.is_dir() else []
+    folder = _trash_folder(sessions_dir)
+    found = [_parse(p) for p in folder.glob(f"*{SUFFIX}")] if folder else []
     logs = [t for t in found if t is not None and not is_export(Path(t.name))]
     return sorted(logs, key=lambda t: (t.deleted, t.name), reverse=True)
 
@@ -70,7 +81,7 @@ def restore(trashed: Trashed) -> Path:
     prefix = trashed.path.name[: -len(trashed.name)]  # the deletion stamp: its exports share it
     back = storage.move_new(trashed.path, sessions_dir / trashed.name)
     stem = Path(trashed.name).stem
-    for export in sorted(trashed.path.parent.glob(f"{prefix}{stem}{EXPORT_TAG}.*")):
+    for export in sorted(trashed.path.parent.glob(f"{glob.escape(prefix + stem)}{EXPORT_TAG}.*")):
         storage.move_new(export, back.with_name(f"{back.stem}{export.name[len(prefix) + len(stem):]}"))
     return back
 
@@ -78,8 +89,8 @@ def restore(trashed: Trashed) -> Path:
 def empty_trash(sessions_dir: Path, now: datetime | None = None, keep_days: int = KEEP_DAYS) -> list[str]:
     """Remove what was deleted more than ``keep_days`` ago; returns the names of the session logs removed (for the
     app to say). Files the trash did not name are never touched."""
-    folder = Path(sessions_dir) / FOLDER
-    if not folder.is_dir():
+    folder = _trash_folder(sessions_dir)
+    if folder is None:
         return []
     cutoff = (now or datetime.now()) - timedelta(days=keep_days)
     removed = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socketserver
 import threading
 import time
@@ -218,6 +219,10 @@ def test_save_as_never_writes_through_a_link_and_makes_a_missing_config(tmp_path
     with pytest.raises(Exception, match="symbolic link"):
         save_model(link, "m", ModelSpec("m", "llamacpp", "/x.gguf"))
     assert target.read_text() == ""
+    fifo = tmp_path / "fifo.toml"  # read through the outside-file gate: a FIFO would block the read for ever
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        save_model(fifo, "m", ModelSpec("m", "llamacpp", "/x.gguf"))
     fresh = tmp_path / "new" / "config.toml"
     save_model(fresh, "m", ModelSpec("m", "llamacpp", "/x.gguf"))
     assert load_config(fresh).models["m"].source == "/x.gguf"

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Input, Select
 
 from taskclock.runtime import sessions, storage, trash
 from taskclock.runtime.backend import SamplingParams
+from taskclock.runtime.errors import StorageError
 from taskclock.runtime.models import resolve
 from taskclock.runtime.turn import run_turn
 from taskclock.tui.format import code_blocks
@@ -112,7 +113,7 @@ async def test_rename_delete_restore_search_and_filter_keep_every_file(tmp_path,
 
         await pilot.press("t")
         await wait_for(pilot, lambda: isinstance(app.screen, TrashScreen), "the trash")
-        assert app.screen.query_one(DataTable).row_count == 1
+        await wait_for(pilot, lambda: app.screen.query_one(DataTable).row_count == 1, "the trash read")
         await pilot.press("enter")
         await wait_for(pilot, lambda: table.row_count == 2, "the restored session listed")
     restored = {path: path.read_bytes() for path in folder.iterdir() if path.is_file()}
@@ -147,6 +148,33 @@ def test_the_trash_is_emptied_a_week_after_a_delete_and_never_of_files_it_did_no
     assert sorted(p.name for p in (folder / trash.FOLDER).iterdir()) == sorted([kept.path.name, stranger.name])
     back = trash.restore(kept)
     assert back == new and sessions.read_session(new)[0]["prompt"] == "new"
+
+
+def test_a_trash_folder_that_is_a_link_is_never_moved_into_nor_emptied(tmp_path):
+    folder, elsewhere = tmp_path / "sessions", tmp_path / "elsewhere"
+    path = write_session(folder, "smollm2", ["kept"], 1)
+    elsewhere.mkdir()
+    theirs = elsewhere / "20200101-000000--notes.jsonl"  # named as the trash names files, deleted years ago
+    theirs.write_text("theirs\n")
+    (folder / trash.FOLDER).symlink_to(elsewhere)
+    for attempt in (lambda: trash.trash_session(path), lambda: trash.empty_trash(folder),
+                    lambda: trash.list_trash(folder)):
+        with pytest.raises(StorageError, match="is a link"):
+            attempt()
+    assert path.exists() and theirs.read_text() == "theirs\n" and [p.name for p in elsewhere.iterdir()] == [theirs.name]
+
+
+def test_a_name_with_glob_characters_takes_only_its_own_exports(tmp_path):
+    folder = tmp_path / "sessions"
+    plain = write_session(folder, "smollm2", ["plain"], 1)
+    odd = plain.with_name("[a-z]*.jsonl")  # an imported log may be named anything
+    storage.move_new(write_session(folder, "smollm2", ["odd"], 2), odd)
+    plain_export = sessions.export_session(plain, "csv")
+    odd_export = sessions.export_session(odd, "csv")
+    assert trash.exports_of(odd) == [odd_export] and trash.exports_of(plain) == [plain_export]
+    trashed = trash.trash_session(odd)
+    assert plain_export.exists() and not odd_export.exists()
+    assert trash.restore(trashed) == odd and odd_export.exists() and plain_export.exists()
 
 
 def test_restore_never_replaces_a_session_that_took_the_name(tmp_path):

@@ -11,6 +11,7 @@ from taskclock.runtime.backend import LoadedModel, ModelSpec
 from taskclock.runtime.compare import Comparison
 from taskclock.runtime.runner import Outcome
 from taskclock.runtime.sessions import SessionSummary
+from taskclock.runtime.trash import Trashed
 from taskclock.runtime.turn import TurnResult
 
 if TYPE_CHECKING:
@@ -131,6 +132,14 @@ class BenchFinished(Message):
 
     folder: Path
     outcome: Outcome
+
+
+@dataclass
+class TrashListed(Message):
+    """The trash screen's look at the trash, read in a worker: each deleted log with its summary (None when it
+    cannot be read as a session, though it can still be restored)."""
+
+    items: list[tuple[Trashed, SessionSummary | None]]
 
 
 @dataclass
