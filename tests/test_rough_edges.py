@@ -19,6 +19,9 @@ from taskclock.tui.panes.batch import BatchPane
 from taskclock.tui.screens.replay import MARK, TurnPicker
 
 SIZES = {"80x24": (80, 24), "140x40": (140, 40)}
+# The Batch tab's models row leaves no spare rows at 140x40 for a 1fr table to fill with blanks; a taller terminal
+# does (as 140x40 did before that row), so the no-blank-rows test also runs there.
+BATCH_SIZES = {**SIZES, "140x50": (140, 50)}
 
 
 def runs_app():
@@ -96,7 +99,7 @@ async def test_the_context_modes_charts_keep_every_line_in_sight(workdir, size):
             check_sweep_chart(canvas("\n".join(lines)), "\n".join(lines))
 
 
-@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+@pytest.mark.parametrize("size", BATCH_SIZES.values(), ids=BATCH_SIZES.keys())
 async def test_the_batch_tab_has_no_blank_rows_and_page_down_reaches_its_charts(workdir, size):
     stored_run(workdir / "runs")
     async with runs_app().run_test(size=size) as pilot:
