@@ -1,5 +1,5 @@
-"""What the app remembers between launches: the theme, the Batch tab's MMLU and runs folders and the chat
-settings (system prompt, sampling).
+"""What the app remembers between launches: the theme, the Batch tab's MMLU and runs folders, the chat
+settings (system prompt, sampling) and the models used last (the model picker lists them first).
 
 Kept in remembered.json beside config.toml and written whole (write_atomic) by the app only, so config.toml
 stays the user's own file. Remembered values win over config.toml; command-line flags win over both. A file
@@ -17,10 +17,13 @@ from .backend import SamplingParams
 from .errors import TaskclockError
 from .paths import config_dir
 from .storage import ensure_dir, read_json, write_atomic
+from .untrusted import redact_url
 from .values import InvalidValue
 
 FILE_NAME = "remembered.json"
-_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float)}
+RECENT_MODELS = 12
+_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float),
+                                       "tuple[str, ...]": (list,)}
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class Remembered:
     temperature: float = -1.0
     top_p: float = -1.0
     seed: int = -1
+    models: tuple[str, ...] = ()  # model names as typed in the picker, the most recent first
 
     def sampling(self, base: SamplingParams) -> SamplingParams:
         """``base`` with the remembered values that are set."""
@@ -41,6 +45,10 @@ class Remembered:
                                    top_p=None if self.top_p < 0 else self.top_p,
                                    seed=None if self.seed < 0 else self.seed)
 
+    def used(self, names: list[str]) -> tuple[str, ...]:
+        """The recent models with ``names`` first; a URL holding credentials is never kept (nor written)."""
+        fresh = [name for name in names if redact_url(name) == name]
+        return tuple(dict.fromkeys([*fresh, *self.models]))[:RECENT_MODELS]
 
 
 def chat_values(params: SamplingParams, system: str) -> dict[str, Any]:
@@ -71,6 +79,9 @@ def load(path: Path) -> tuple[Remembered, str | None]:
         kinds = _TYPES[str(f.type)]
         if value is not None and isinstance(value, kinds) and not isinstance(value, bool):
             values[f.name] = value
+    models = values.get("models", [])
+    values["models"] = tuple(name for name in models if isinstance(name, str) and name and "\0" not in name)[
+        :RECENT_MODELS]
     kept = Remembered(**values)
     try:
         kept.sampling(SamplingParams())

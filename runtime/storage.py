@@ -230,12 +230,13 @@ def _refuse_special(path: Path) -> None:
         raise StorageError(_not_regular(path, mode), "choose another file name")
 
 
-def write_atomic(path: Path, text: str, *, replace: bool = True) -> None:
+def write_atomic(path: Path, text: str, *, replace: bool = True, mode: int = 0o644) -> None:
     """Write a whole file at once (exports, summaries, run configs): readers see old or new, never half.
 
     The text goes to a temporary file beside ``path``, then is renamed onto it. Only a regular file is ever
     replaced; with ``replace=False`` an existing ``path`` is an error (the rename cannot clobber a file that
-    appears meanwhile: it is a hard link, which fails when the name exists).
+    appears meanwhile: it is a hard link, which fails when the name exists). ``mode``: the new file's permissions
+    (a rewritten file keeps its own).
     """
     path = Path(path)
     _refuse_special(path)
@@ -248,7 +249,7 @@ def write_atomic(path: Path, text: str, *, replace: bool = True) -> None:
         raise _storage_error(path, exc) from None
     partial = Path(name)
     try:
-        os.fchmod(fd, 0o644)
+        os.fchmod(fd, mode)
         with open(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -264,6 +265,26 @@ def write_atomic(path: Path, text: str, *, replace: bool = True) -> None:
         raise _storage_error(path, exc) from None
     finally:
         partial.unlink(missing_ok=True)
+
+
+def move_new(source: Path, target: Path) -> Path:
+    """Move the file ``source`` to ``target``, or to ``stem-2``, ``stem-3``… if that name is taken (as create_new
+    names files): a move never replaces a file. Returns where it went. Raises StorageError."""
+    candidate, number = Path(target), 1
+    while True:
+        try:
+            _link_new(Path(source), candidate)
+            break
+        except FileExistsError:
+            number += 1
+            candidate = Path(target).with_name(f"{Path(target).stem}-{number}{Path(target).suffix}")
+        except OSError as exc:
+            raise _storage_error(candidate, exc) from None
+    try:
+        Path(source).unlink(missing_ok=True)  # linked: the old name goes; renamed (no hard links): already gone
+    except OSError as exc:
+        raise _storage_error(Path(source), exc) from None
+    return candidate
 
 
 def _link_new(source: Path, target: Path) -> None:

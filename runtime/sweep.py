@@ -15,6 +15,7 @@ resuming runs exactly the missing rows (a missing cached row first re-primes the
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import threading
 import time
@@ -51,6 +52,7 @@ from .tables import (
     latency_row,
     md_table,
     results_csv,
+    series_color,
     series_marker,
     text_chart,
 )
@@ -368,18 +370,50 @@ def skip_line(skip: dict[str, Any]) -> str:
     return f"{skip['model']} at {skip['requested_tokens']} tokens: {skip['reason']}"
 
 
+CHART_FRAME_ROWS = 5  # a plotext chart's rows that are not plot area: title, frame, x ticks and x label
+AXIS_COLUMNS = 8  # a plotext chart's columns left of the plot area (y ticks) and the frame's
+
+
 def plot_vs_input(plt, cells: Sequence[SweepCell], key: str, label: str) -> None:
-    """One figure against the requested input tokens, one line per model × prompt (cold, cached)."""
+    """One figure against the requested input tokens, one line per model × prompt (cold, cached), drawn for the
+    chart's size (``plt.plotsize()``, which the caller sets first).
+
+    The lengths sit on a log2 axis (usually powers of two, so evenly apart); each line's points carry its marker,
+    drawn over every line and set a little apart at one length, so no line hides another; and the top of the
+    y axis leaves the legend's rows free, so the legend covers no point."""
     plt.clear_data()
-    for i, (model, phase) in enumerate(dict.fromkeys((c.model, c.phase) for c in cells)):
-        points = [(c.requested_tokens, getattr(c, key)) for c in cells
-                  if c.model == model and c.phase == phase and getattr(c, key) is not None]
-        if points:
-            plt.plot([x for x, _ in points], [y for _, y in points], label=safe_line(f"{model} · {phase}"),
-                     marker=series_marker(i))  # names are outside text: control codes made visible
+    series = [(safe_line(f"{model} · {phase}"), points) for model, phase in dict.fromkeys((c.model, c.phase)
+                                                                                             for c in cells)
+              if (points := [(c.requested_tokens, getattr(c, key)) for c in cells
+                             if c.model == model and c.phase == phase and getattr(c, key) is not None])]
     plt.title(f"{label} vs input tokens (median of repeats)")
     plt.xlabel("input tokens")
     plt.ylabel(label)
+    if not series:
+        return
+    width, height = plt.plotsize()
+    lengths = sorted({x for _, points in series for x, _ in points})
+    span = max(math.log2(lengths[-1] / lengths[0]), 1.0)
+    columns = max(width - AXIS_COLUMNS - 2 * len(series), 10)
+    dodge = 1.5 * span / columns  # a character and a half between neighbouring lines' points at one length
+    middle = (len(series) - 1) / 2
+
+    def at(x: int, index: int) -> float:
+        return math.log2(x) + (index - middle) * dodge
+
+    for index, (_, points) in enumerate(series):
+        plt.plot([at(x, index) for x, _ in points], [y for _, y in points], marker="braille",
+                 color=series_color(index))
+    for index, (name, points) in enumerate(series):  # names are outside text: control codes made visible
+        plt.scatter([at(x, index) for x, _ in points], [y for _, y in points], marker=series_marker(index),
+                    color=series_color(index), label=name)
+    plt.xticks([math.log2(n) for n in lengths], [str(n) for n in lengths])
+    plt.xlim(at(lengths[0], 0) - dodge, at(lengths[-1], len(series) - 1) + dodge)
+    top = max(y for _, points in series for _, y in points)
+    rows = height - CHART_FRAME_ROWS
+    legend = len(series) + 1  # its rows and one row of air
+    if top > 0 and rows > legend + 1:
+        plt.ylim(0, top * (rows - 1) / (rows - 1 - legend))
 
 
 CHARTS = (("ttft_s", "TTFT s"), ("task_time_s", "task time s"))  # (SweepCell field, label): console, files, app

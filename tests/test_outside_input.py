@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import one_error_line, run_cli
 
-from taskclock.runtime import bench, mmlu, remembered, runfolder, sessions, storage, sweep, tasks
+from taskclock.runtime import bench, mmlu, remembered, runfolder, sessions, storage, sweep, tasks, values
 from taskclock.runtime.backend import SamplingParams
 from taskclock.runtime.models import resolve
 
@@ -61,6 +61,7 @@ def edit_run_toml(folder: Path, **head) -> Path:
 @pytest.mark.parametrize("command", [
     ["import", "{path}", "-o", "{out}"],
     ["import", "{path}", "--format", "genai-perf", "-o", "{out}"],
+    ["import", "{path}", "--format", "llama", "-o", "{out}"],
     ["replay", "{path}"],
     ["export", "{path}", "-o", "{out}"],
     ["run", "hi", "--config", "{path}"],
@@ -212,6 +213,27 @@ def test_an_imported_ttft_or_gap_that_would_overflow_is_skipped(tmp_path):
     assert "has no successful request to import" in line
 
 
+def llama_line(prompt_ms: float, predicted_n: int, predicted_ms: float = 100.0) -> str:
+    return json.dumps({"content": "Blue sky.", "tokens_predicted": predicted_n + 1, "e2e_ms": prompt_ms + predicted_ms,
+                       "timings": {"prompt_n": 5, "prompt_ms": prompt_ms, "predicted_n": predicted_n,
+                                   "predicted_ms": predicted_ms}})
+
+
+def test_imported_llama_timings_out_of_range_are_skipped_and_a_few_bytes_never_stand_for_millions(tmp_path):
+    source, out = tmp_path / "timings.jsonl", tmp_path / "out.jsonl"
+    source.write_text("\n".join([llama_line(50.0, 4), llama_line(1e300, 4), llama_line(50.0, values.TOKENS_MAX),
+                                 llama_line(50.0, 4, 1e300), "{not json"]) + "\n")
+    done = run_cli("import", str(source), "--format", "llama", "-o", str(out), timeout=GUARD_S)
+    assert done.returncode == 0, done.stderr
+    assert "imported 1 request(s), skipped 4" in done.stderr
+    assert run_cli("replay", str(out), "--speed", "100", timeout=GUARD_S).returncode == 0
+    greedy = tmp_path / "greedy.jsonl"  # each line in range, together 48 million made-up arrivals
+    greedy.write_text("\n".join([llama_line(50.0, values.TOKENS_MAX - 1)] * 3) + "\n")
+    line = one_error_line(run_cli("import", str(greedy), "--format", "llama", "-o", str(tmp_path / "no.jsonl"),
+                                  timeout=GUARD_S))
+    assert f"claims more than {values.TOKENS_MAX:,} tokens in all" in line and not (tmp_path / "no.jsonl").exists()
+
+
 def test_import_refuses_what_replay_would_refuse(tmp_path):
     """Out-of-order response timestamps: import used to write them, and replay then refused the log as damaged;
     now import skips that request by replay's own rules, and what it writes replays."""
@@ -320,3 +342,11 @@ def test_a_damaged_remembered_file_warns_naming_it_and_gives_the_defaults(tmp_pa
     kept, problem = remembered.load(path)
     assert kept == remembered.Remembered()
     assert problem is not None and str(path) in problem and words in problem and problem.endswith("using defaults")
+
+
+def test_remembered_models_are_strings_without_nul_and_at_most_the_recent_count(tmp_path):
+    path = tmp_path / remembered.FILE_NAME
+    names = [f"model-{n}" for n in range(remembered.RECENT_MODELS + 5)]
+    path.write_text(json.dumps({"models": ["a\u0000b", 7, None, "", *names]}))
+    kept, problem = remembered.load(path)
+    assert problem is None and kept.models == tuple(names[:remembered.RECENT_MODELS])

@@ -201,7 +201,7 @@ def test_hostile_log_text_is_shown_inert(tmp_path):
     (("missing.jsonl",), "does not exist"),
     (("{log}", "--turn", "9"), "there is no turn 9"),
     (("{damaged}",), "not rising non-negative numbers"),
-    (("{empty}",), "holds no recorded turns"),
+    (("{empty}",), "none of its 1 record is a recorded turn (kinds: config)"),
 ])
 def test_bad_replay_input_is_one_error_line(tmp_path, args, message):
     log, damaged, empty = tmp_path / "log.jsonl", tmp_path / "damaged.jsonl", tmp_path / "empty.jsonl"

@@ -11,7 +11,7 @@ from statistics import median
 
 import pytest
 from helpers import interrupted_before_the_first_row, one_error_line, run_cli, start_cli, wait_for_rows
-from llama_server import NativeLlamaServer, llama_server_binary, running_scripted_server, smollm2_gguf
+from llama_server import running_scripted_server
 
 from taskclock.runtime import fitting, runfolder, sweep
 from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
@@ -244,18 +244,9 @@ def test_a_server_without_a_tokenizer_is_swept_on_an_estimate_that_says_so(tmp_p
     assert f"prompts counted by: {server.url}: estimate" in (folder / "summary.md").read_text()
 
 
-@pytest.fixture(scope="module")
-def native_server():
-    if llama_server_binary() is None:
-        pytest.skip("no llama-server binary: `make install` builds it into .venv/bin "
-                    "(or set TASKCLOCK_LLAMA_SERVER to one)")
-    server = NativeLlamaServer(smollm2_gguf(), slots=1, n_ctx=2048)
-    yield server
-    server.stop()
-
-
-def test_llama_server_prompts_are_exact_its_cache_is_used_and_its_context_is_respected(tmp_path, native_server):
-    spec = ModelSpec("smollm2-server", "http", native_server.url)
+def test_llama_server_prompts_are_exact_its_cache_is_used_and_its_context_is_respected(tmp_path,
+                                                                                       one_slot_llama_server):
+    spec = ModelSpec("smollm2-server", "http", one_slot_llama_server.url)
     folder, _, outcome = run_sweep(tmp_path, [spec], [SHORT, LONG, 4096], repeats=1)
     assert not outcome.failures
     rows = sweep_rows(folder)

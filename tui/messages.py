@@ -11,6 +11,7 @@ from taskclock.runtime.backend import LoadedModel, ModelSpec
 from taskclock.runtime.compare import Comparison
 from taskclock.runtime.runner import Outcome
 from taskclock.runtime.sessions import SessionSummary
+from taskclock.runtime.trash import Trashed
 from taskclock.runtime.turn import TurnResult
 
 if TYPE_CHECKING:
@@ -41,6 +42,13 @@ class Remember(Message):
 
 class SettingsChanged(Message):
     """The chat settings changed (Ctrl+G): the tabs that show the settings they will run with say the new ones."""
+
+
+@dataclass
+class ModelsUsed(Message):
+    """Models a tab loaded or started a run with: the model picker lists them first from now on."""
+
+    names: list[str]
 
 
 @dataclass
@@ -124,3 +132,28 @@ class BenchFinished(Message):
 
     folder: Path
     outcome: Outcome
+
+
+@dataclass
+class TrashListed(Message):
+    """The trash screen's look at the trash, read in a worker: each deleted log with its summary (None when it
+    cannot be read as a session, though it can still be restored)."""
+
+    items: list[tuple[Trashed, SessionSummary | None]]
+
+
+@dataclass
+class TrashEmptied(Message):
+    """A launch emptied the sessions trash of these logs (deleted over a week ago)."""
+
+    names: list[str]
+
+
+@dataclass
+class BranchChat(Message):
+    """Continue a recorded conversation in the Chat tab as a new session: ``history`` before the turn branched
+    from, whose ``prompt`` goes back in the box; ``origin`` names that turn ({"session", "turn"})."""
+
+    history: list[dict[str, str]]
+    prompt: str
+    origin: dict[str, Any]

@@ -1,5 +1,6 @@
-"""`taskclock export SOURCE --format csv|md|jsonl [-o OUT]`: a session log as CSV, Markdown or JSONL; or a bench or
-sweep run folder's results.csv, summary.md, summary.json and plots.txt regenerated in place."""
+"""`taskclock export SOURCE --format csv|md|jsonl|vllm|llama [-o OUT]`: a session log as CSV, Markdown or JSONL, or
+a session or run in vLLM's bench result or llama.cpp's timings form; or a bench or sweep run folder's
+results.csv, summary.md, summary.json and plots.txt regenerated in place."""
 from __future__ import annotations
 
 import argparse
@@ -8,16 +9,20 @@ import sys
 from pathlib import Path
 
 FORMATS = ("csv", "md", "jsonl")
+TOOL_FORMATS = ("vllm", "llama")  # runtime/importers.py EXPORTERS: what `import` reads back
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("export", help="export a chat session log (CSV, Markdown, JSONL) or a bench/sweep run folder",
                        description="A session log: CSV, one row per turn with metric columns; Markdown, a summary "
-                                   "table and the conversation; JSONL, the records as logged. A bench or sweep run "
-                                   "folder: its results.csv, summary.md, summary.json and plots.txt are rewritten "
-                                   "in place (--format, -o and --force apply to session logs only).")
+                                   "table and the conversation; JSONL, the records as logged. A session log or a "
+                                   "bench or sweep run folder: vllm, a `vllm bench serve --save-detailed` result; "
+                                   "llama, one llama.cpp server completion with its timings per line (both read "
+                                   "back by `taskclock import`, docs/REPLAY.md). A run folder with no --format: its "
+                                   "results.csv, summary.md, summary.json and plots.txt are rewritten in place.")
     p.add_argument("source", help="a session .jsonl file (see the sessions folder) or a bench or sweep run folder")
-    p.add_argument("--format", "-f", choices=FORMATS, help="session logs: the output format (default: csv)")
+    p.add_argument("--format", "-f", choices=FORMATS + TOOL_FORMATS,
+                   help="the output format (default: csv; a run folder takes vllm or llama)")
     p.add_argument("-o", "--output", help="output file (default: beside the source, NAME.export.FORMAT)")
     p.add_argument("--force", action="store_true",
                    help="replace the output file if it exists (a regular file only: never a link or a device)")
@@ -42,8 +47,9 @@ def export_folder(source: Path, args: argparse.Namespace) -> Path:
     given = [option for option, value in (("--format", args.format), ("-o", args.output), ("--force", args.force))
              if value]
     if given:  # refused, never silently ignored: the folder's own files are what a run folder exports to
-        raise DataError(f"{', '.join(given)} apply to session logs only: a run folder is exported in place "
-                        "(results.csv, summary.md, summary.json, plots.txt)", "drop those options")
+        raise DataError(f"{', '.join(given)} apply to session logs (and --format {'/'.join(TOOL_FORMATS)} to run "
+                        "folders): a run folder is otherwise exported in place (results.csv, summary.md, "
+                        "summary.json, plots.txt)", "drop those options")
     note = damage_note((sweep.export if folder_kind(source) == sweep.KIND else export)(source).damaged)
     if note:
         print(f"taskclock: warning: {note}", file=sys.stderr)
@@ -54,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     source = Path(args.source)
     from taskclock.runtime.untrusted import safe_line
 
-    target = (export_folder if source.is_dir() else export_file)(source, args)
+    in_place = source.is_dir() and args.format not in TOOL_FORMATS
+    target = (export_folder if in_place else export_file)(source, args)
     print(safe_line(target))
     return 0

@@ -25,7 +25,7 @@ from textual_plotext import PlotextPlot
 from taskclock.runtime import bench, mmlu, runfolder, summary, sweep, system, tables, tasks
 from taskclock.runtime.backend import ModelSpec
 from taskclock.runtime.errors import DataError, TaskclockError
-from taskclock.runtime.models import resolve
+from taskclock.runtime.models import reach_name, resolve
 from taskclock.runtime.paths import default_runs_dir
 from taskclock.runtime.runner import Outcome, Progress
 
@@ -33,10 +33,12 @@ from ..context import AppContext
 from ..fields import plan_counts, plan_number
 from ..format import plain
 from ..live import LivePane, describe_error
-from ..messages import BenchFinished, BenchStarted, Remember, RunFailed
+from ..messages import BenchFinished, BenchStarted, ModelsUsed, Remember, RunFailed
 from ..screens.settings import settings_line
 from ..widgets import sweep_table
+from ..widgets.chart import SizedPlot
 from ..widgets.columns import set_columns
+from ..widgets.models_field import ModelsField
 from ..widgets.sweep_table import LiveSweep
 
 DEFAULT_LIMIT = 20  # interactive default; the CLI's is the paper's 660
@@ -80,7 +82,11 @@ class LiveBench:
 
 class BatchPane(LivePane):
     HELP_SECTION = "Batch"
-    BINDINGS = [Binding("ctrl+r", "refresh_runs", "Runs")]
+    BINDINGS = [Binding("ctrl+r", "refresh_runs", "Runs"),
+                # priority: a focused table would take them for its own rows, and the tab's charts lie below
+                Binding("pageup", "page(-1)", "Scroll the tab up", show=False, priority=True),
+                Binding("pagedown", "page(1)", "Scroll the tab down (to the charts)", show=False, priority=True),
+                Binding("ctrl+o", "pick_models", "Models")]
 
     def __init__(self, context: AppContext) -> None:
         super().__init__(id="batch-pane")
@@ -91,10 +97,11 @@ class BatchPane(LivePane):
         self.resumable = False  # the run shown is incomplete
 
     def compose(self) -> ComposeResult:
+        yield ModelsField(self.context, [reach_name(self.context.model, self.context.config.models)],
+                          input_id="batch-models")
         with Horizontal(id="batch-options"):
             yield Vertical(Label("mode"), Select(MODES, value="bench", allow_blank=False, id="batch-mode"),
                            classes="batch-field")
-            yield self._field("models", "batch-models", self.context.model.name)
             yield self._field("tasks", "batch-tasks", ",".join(tasks.BUILTIN), mode="bench")
             yield self._field("limit", "batch-limit", str(DEFAULT_LIMIT), mode="bench")
             yield self._field("batch size", "batch-size", "1", mode="bench")  # or a sweep: 1,2,4,8
@@ -140,7 +147,7 @@ class BatchPane(LivePane):
                 yield PlotextPlot(id="batch-words", classes="batch-chart bench")
                 yield PlotextPlot(id="batch-lengths", classes="batch-chart bench")
                 for key, _ in sweep.CHARTS:
-                    yield PlotextPlot(id=f"context-{key}", classes=f"batch-chart {sweep.KIND}")
+                    yield SizedPlot(id=f"context-{key}", classes=f"batch-chart {sweep.KIND}")
 
     def settings_text(self) -> str:
         """What a task-set run started now would use: each task's own token budget, and the chat's sampling and
@@ -190,6 +197,9 @@ class BatchPane(LivePane):
             self.live.dirty = True
             self.repaint()
 
+    def action_page(self, direction: int) -> None:
+        (self.scroll_page_down if direction > 0 else self.scroll_page_up)(animate=False)
+
     def _configured_runs_dir(self) -> str:
         return self.context.config.defaults.runs_dir or str(default_runs_dir())
 
@@ -221,10 +231,15 @@ class BatchPane(LivePane):
         return self.query_one(f"#{field_id}", Input).value.strip()
 
     def _models(self) -> list[ModelSpec]:
-        names = [n.strip() for n in self._value("batch-models").split(",") if n.strip()]
+        names = self.query_one(ModelsField).typed()
         if not names:
-            raise DataError("no models given", "type model names, comma-separated")
-        return [resolve(name, self.context.config.models) for name in names]
+            raise DataError("no models given", "type model names, comma-separated, or pick them (Ctrl+O)")
+        specs = [resolve(name, self.context.config.models) for name in names]
+        self.post_message(ModelsUsed([reach_name(spec, self.context.config.models) for spec in specs]))
+        return specs
+
+    def action_pick_models(self) -> None:
+        self.query_one(ModelsField).pick()
 
     def start(self) -> None:
         """Check the options here; read MMLU and create the run folder (which picks the questions) in the
@@ -428,9 +443,7 @@ class BatchPane(LivePane):
         self.query_one("#batch-progress", ProgressBar).update(total=live.expected_rows(), progress=len(live.rows))
         cells = live.cells()
         for key, label in sweep.CHARTS:
-            plot = self.query_one(f"#context-{key}", PlotextPlot)
-            sweep.plot_vs_input(plot.plt, cells, key, label)
-            plot.refresh()
+            self.query_one(f"#context-{key}", SizedPlot).draw(sweep.plot_vs_input, cells, key, label)
 
     def show_rankings(self, rankings: list[summary.TaskRanking]) -> None:
         """Rank by decode tok/s beside rank by task time, per task set, disagreements highlighted, and the

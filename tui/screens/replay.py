@@ -1,4 +1,5 @@
-"""Replay in the app: pick recorded turns of a session, replay one like a chat reply or several side by side.
+"""Replay in the app: pick recorded turns of a session, replay one like a chat reply or several side by side, or
+branch the chat from one (its conversation so far goes to the Chat tab as a new session).
 
 Marks for a side-by-side replay live in a dict the Sessions tab keeps, so turns from several sessions (one
 recorded on a GPU box, one on this laptop) can be marked one session at a time and replayed together.
@@ -23,7 +24,7 @@ from taskclock.runtime.untrusted import safe_line
 
 from ..format import fmt
 from ..live import REPAINT_HZ, describe_error, read_in_worker
-from ..messages import SessionRead, SessionReadFailed
+from ..messages import BranchChat, SessionRead, SessionReadFailed
 from ..panes.compare import SLOTS
 from ..widgets.playback import PlaybackChat, PlaybackColumn
 
@@ -113,7 +114,7 @@ class ReplayScreen(Screen):
 
 class TurnPicker(ModalScreen):
     """The turns of one session: Enter replays the highlighted one; Space marks turns (from any session) and
-    s replays the marked ones side by side."""
+    s replays the marked ones side by side; b branches the chat from the highlighted turn."""
 
     HELP_SECTION = "Sessions: p picker"
     HELP_OPENS = (ReplayScreen,)
@@ -121,6 +122,7 @@ class TurnPicker(ModalScreen):
         Binding("escape", "dismiss", "Close"),
         Binding("space", "mark", "Mark / unmark"),
         Binding("s", "side_by_side", "Replay marked side by side"),
+        Binding("b", "branch", "Branch the chat from here"),
     ]
     DEFAULT_CSS = """
     TurnPicker { align: center middle; }
@@ -138,9 +140,11 @@ class TurnPicker(ModalScreen):
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
-            box.border_title = f"Replay: {safe_line(self.path.name)} · Enter replays · Space marks · s side by side"
+            box.border_title = (f"Replay: {safe_line(self.path.name)} · Enter replays · Space marks · s side by side"
+                                " · b branches")
             table: DataTable = DataTable(cursor_type="row", zebra_stripes=True, id="picker-table")
-            table.add_columns("", "turn", "kind", "model", "prompt", "TTFT", "decode", "tokens")
+            table.add_column("", width=len(MARK))  # as wide as a mark from the start: one drawn at once
+            table.add_columns("turn", "kind", "model", "prompt", "TTFT", "decode", "tokens")
             yield table
             yield Static(id="picker-marks", markup=False)
 
@@ -212,6 +216,24 @@ class TurnPicker(ModalScreen):
         table = self.query_one(DataTable)
         table.update_cell(str(number), table.ordered_columns[0].key, Text(MARK if key in self.marks else ""))
         self._show_marks()
+
+    def action_branch(self) -> None:
+        """The conversation before the highlighted turn goes to the Chat tab as a new session, with the turn's
+        prompt back in the box to edit and send; this session's log is left as it is."""
+        number = self._highlighted()
+        if number is None:
+            return
+        record = self.turns[number - 1]
+        messages = record.get("messages")
+        if record.get("kind") != "chat" or not isinstance(messages, list) or not messages:
+            self.notify("Only a chat turn can be branched from: this one is not part of a conversation",
+                        title="Branch", severity="warning")
+            return
+        history = [{"role": str(m.get("role")), "content": str(m.get("content", ""))} for m in messages[:-1]
+                   if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
+        self.app.post_message(BranchChat(history, str(record.get("prompt", "")),
+                                         {"session": self.path.name, "turn": number}))
+        self.dismiss()
 
     def action_side_by_side(self) -> None:
         if not 2 <= len(self.marks) <= SLOTS:
