@@ -88,13 +88,24 @@ def check_rate(rate: float, option: str = "--rates") -> float:
     return rate
 
 
-AUTO = "auto"
+@dataclass(frozen=True)
+class AutoSearch:
+    """``--rates auto`` (or ``auto:R``): search for the highest rate that meets the SLO, starting at ``start``."""
+
+    start: float = 1.0
 
 
-def parse_rates(text: str) -> list[float] | str:
-    """``--rates 0.5,1,2,4`` as rates in the order given (repeats dropped), or ``AUTO`` for ``--rates auto``."""
-    if text.strip().lower() == AUTO:
-        return AUTO
+def parse_rates(text: str) -> list[float] | AutoSearch:
+    """``--rates 0.5,1,2,4`` as rates in the order given (repeats dropped), or an AutoSearch for ``auto[:R]``."""
+    name, colon, start = text.strip().lower().partition(":")
+    if name == "auto":
+        if not colon:
+            return AutoSearch()
+        try:
+            return AutoSearch(check_rate(float(start)))
+        except ValueError:
+            raise DataError(f"--rates: auto:{safe_line(start)!r} does not start at a number",
+                            "pass auto, or auto:R with R the first rate, e.g. auto:5") from None
     rates: list[float] = []
     for part in (p.strip() for p in text.split(",")):
         if not part:

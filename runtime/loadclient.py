@@ -58,6 +58,7 @@ class LoopOutcome:
     finished: list[Sent] = field(default_factory=list)
     dropped: list[Sent] = field(default_factory=list)
     unsent: int = 0
+    most_in_flight: int = 0
     wall_s: float = 0.0
     cpu_s: float = 0.0
     stopped: str = ""
@@ -74,10 +75,11 @@ def _cpu_s() -> float:
 
 async def open_loop(offsets: Sequence[float], send: Callable[[int], Awaitable[Answer]], *,
                     max_in_flight: int = 0, cancel: threading.Event | None = None,
-                    on_finished: Callable[[Sent], bool] | None = None) -> LoopOutcome:
+                    on_finished: Callable[[Sent, int], bool] | None = None) -> LoopOutcome:
     """Send request ``i`` (``send(i)``) at ``offsets[i]`` seconds after the start, at most ``max_in_flight`` at
-    once (0: no cap). ``on_finished`` sees each request as it ends and returns False to stop the loop (a rate
-    that saturated): the requests in flight are then dropped and the rest never sent; so are they on ``cancel``."""
+    once (0: no cap). ``on_finished`` sees each request as it ends (and how many are still in flight) and returns
+    False to stop the loop (a rate that saturated): the requests in flight are then dropped and the rest never
+    sent; so are they on ``cancel``."""
     cancel = cancel or threading.Event()
     slots = asyncio.Semaphore(max_in_flight) if max_in_flight > 0 else None
     outcome = LoopOutcome(start_ns=now_ns() + LEAD_NS)
@@ -98,7 +100,7 @@ async def open_loop(offsets: Sequence[float], send: Callable[[int], Awaitable[An
             if slots is not None:
                 slots.release()
         outcome.finished.append(request)
-        if on_finished is not None and not on_finished(request) and not outcome.stopped:
+        if on_finished is not None and not on_finished(request, len(running) - 1) and not outcome.stopped:
             outcome.stopped = "saturated"
             stop.set()
 
@@ -125,6 +127,7 @@ async def open_loop(offsets: Sequence[float], send: Callable[[int], Awaitable[An
             request = Sent(index, due, max(due, now_ns()))
             task = asyncio.create_task(one(request))
             running[task] = request
+            outcome.most_in_flight = max(outcome.most_in_flight, len(running))
             task.add_done_callback(running.pop)
 
     watcher = asyncio.create_task(watch_cancel())

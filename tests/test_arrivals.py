@@ -66,7 +66,11 @@ def test_rates_a_client_cannot_send_are_one_line(text, shown):
 
 def test_rates_parse_in_order_without_repeats_and_auto():
     assert parse_rates("0.5, 1,2,1,4") == [0.5, 1.0, 2.0, 4.0]
-    assert parse_rates(" AUTO ") == arrivals.AUTO
+    assert parse_rates(" AUTO ") == arrivals.AutoSearch(1.0)
+    assert parse_rates("auto:5") == arrivals.AutoSearch(5.0)
+    for bad in ("auto:x", "auto:0", "auto:1e9"):
+        with pytest.raises(DataError):
+            parse_rates(bad)
 
 
 @pytest.mark.parametrize("text", ["poison", "gamma", "gamma:", "gamma:x", "gamma:0", "gamma:-1", "gamma:nan",

@@ -164,7 +164,7 @@ def test_an_open_loop_sends_on_schedule_and_its_cap_holds_the_rest_back():
 def test_a_loop_stops_when_told_to_and_drops_what_is_in_flight(parallel):
     seen = []
 
-    def on_finished(request):
+    def on_finished(request, in_flight):
         seen.append(request.index)
         return len(seen) < 3
 

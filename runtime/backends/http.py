@@ -309,6 +309,13 @@ class HttpModel:
             state.error = f"{url}: {guard.reason}"
         yield from self.end(state, end_ns, cancelled=guard.cancel.is_set())
 
+    async def stream_async(self, connections: Any, messages: list[Message], params: SamplingParams) -> Any:
+        """The same turn on the running asyncio loop, for many in flight at once (taskclock load):
+        runtime/backends/http_async.py's ``stream_turn`` over ``connections``, giving its ``Answer``."""
+        from .http_async import stream_turn
+
+        return await stream_turn(self, connections, messages, params)
+
     def endpoint(self) -> str:
         return f"{self.url}/chat/completions" if self.spec.chat else f"{self.url}/completions"
 
