@@ -86,10 +86,11 @@ async def open_loop(offsets: Sequence[float], send: Callable[[int], Awaitable[An
     running: dict[asyncio.Task, Sent] = {}
     stop = asyncio.Event()
     failures: list[BaseException] = []  # a send that raised: a bug or a broken model, for the runner's failure policy
-    created = 0
+    created = in_flight = 0
     cpu_before, wall_before = _cpu_s(), time.perf_counter()
 
     async def one(request: Sent) -> None:
+        nonlocal in_flight
         try:
             request.answer = await send(request.index)
         except Exception as exc:
@@ -97,10 +98,11 @@ async def open_loop(offsets: Sequence[float], send: Callable[[int], Awaitable[An
             stop.set()
             return
         finally:
+            in_flight -= 1
             if slots is not None:
                 slots.release()
         outcome.finished.append(request)
-        if on_finished is not None and not on_finished(request, len(running) - 1) and not outcome.stopped:
+        if on_finished is not None and not on_finished(request, in_flight) and not outcome.stopped:
             outcome.stopped = "saturated"
             stop.set()
 
@@ -113,7 +115,7 @@ async def open_loop(offsets: Sequence[float], send: Callable[[int], Awaitable[An
             await asyncio.sleep(CANCEL_POLL_S)
 
     async def schedule() -> None:
-        nonlocal created
+        nonlocal created, in_flight
         for index, offset in enumerate(offsets):
             due = outcome.start_ns + round(offset * 1e9)
             delay = (due - now_ns()) / 1e9
@@ -124,10 +126,11 @@ async def open_loop(offsets: Sequence[float], send: Callable[[int], Awaitable[An
             if stop.is_set():
                 return
             created += 1
+            in_flight += 1
+            outcome.most_in_flight = max(outcome.most_in_flight, in_flight)
             request = Sent(index, due, max(due, now_ns()))
             task = asyncio.create_task(one(request))
             running[task] = request
-            outcome.most_in_flight = max(outcome.most_in_flight, len(running))
             task.add_done_callback(running.pop)
 
     watcher = asyncio.create_task(watch_cancel())

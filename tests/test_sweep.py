@@ -11,7 +11,7 @@ from statistics import median
 
 import pytest
 from helpers import interrupted_before_the_first_row, one_error_line, run_cli, start_cli, wait_for_rows
-from llama_server import NativeLlamaServer, llama_server_binary, running_scripted_server, smollm2_gguf
+from llama_server import native_server_or_skip, running_scripted_server, smollm2_gguf
 
 from taskclock.runtime import fitting, runfolder, sweep
 from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
@@ -246,10 +246,7 @@ def test_a_server_without_a_tokenizer_is_swept_on_an_estimate_that_says_so(tmp_p
 
 @pytest.fixture(scope="module")
 def native_server():
-    if llama_server_binary() is None:
-        pytest.skip("no llama-server binary: `make install` builds it into .venv/bin "
-                    "(or set TASKCLOCK_LLAMA_SERVER to one)")
-    server = NativeLlamaServer(smollm2_gguf(), slots=1, n_ctx=2048)
+    server = native_server_or_skip(smollm2_gguf(), slots=1, n_ctx=2048)
     yield server
     server.stop()
 
