@@ -38,7 +38,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from . import arrivals, bench, mmlu, runfolder, storage, tasks
+from . import arrivals, bench, mmlu, runfolder, storage, tasks, values
 from .backend import LoadedModel, Message, ModelSpec, SamplingParams, load_model
 from .backends.http_async import Connections
 from .config import TaskSpec
@@ -139,8 +139,18 @@ def read_plan(folder: Path) -> LoadPlan:
         raise DataError(f"{path}: {exc.problem}", "start a new run") from None
     if head["workload"] not in WORKLOADS:
         raise DataError(f"{path}: [run] workload must be one of {', '.join(WORKLOADS)}", "start a new run")
-    return LoadPlan(**head, models=runfolder.read_models(path, data), tasks=runfolder.read_tasks(path, data),
+    plan = LoadPlan(**head, models=runfolder.read_models(path, data), tasks=runfolder.read_tasks(path, data),
                     question_ids=runfolder.read_selection(path, data))
+    runfolder.check_plan_values(path, planned_rows(plan), warmup=plan.warmup, max_tokens=plan.max_tokens or None,
+                                input_tokens=plan.input_tokens or None, output_tokens=plan.output_tokens or None,
+                                limit=plan.limit or None)
+    runfolder.check_sampling(path, plan)
+    return plan
+
+
+def planned_rows(plan: LoadPlan) -> int:
+    """The rows the plan's fixed rates may write, where a count bounds them (a duration or a search: unknown)."""
+    return len(plan.models) * len(plan.tasks) * len(plan.rates) * plan.requests
 
 
 def check_http(models: Sequence[ModelSpec]) -> None:
@@ -203,6 +213,9 @@ def prepare(*, models: list[ModelSpec], rates: list[float], arrival: arrivals.Ar
         limit=limit if workload == "tasks" else 0, input_tokens=input_tokens, output_tokens=output_tokens,
         trace_source=trace_source, prefix_salt=secrets.token_hex(4) if no_prefix_cache else "", models=models,
         tasks=list(task_list), question_ids=ids)
+    values.check_plan(warmup=warmup, max_tokens=max_tokens or None, input_tokens=input_tokens or None,
+                      output_tokens=output_tokens or None, limit=plan.limit or None)
+    values.check_rows(planned_rows(plan))
     folder = create(runs_dir, plan.run_id, plan_to_toml(plan))
     if trace is not None:
         storage.write_atomic(folder / TRACE_FILE, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in trace))
@@ -503,7 +516,7 @@ class LoadRunner(Runner[RateLine]):
         fitted: dict[int, bench.FixedPrompts] = {}
 
         def fixed(tokens: int, i: int, sampling: SamplingParams) -> Request:
-            prompts = fitted.setdefault(tokens, bench.FixedPrompts(model, tokens))
+            prompts = fitted.setdefault(tokens, bench.FixedPrompts(model, tokens, self.cancel))
             messages, got = prompts.prompt(row_salt(plan.prefix_salt or plan.run_id, spec.name, task.name, rate, i))
             return Request(messages, sampling, fields={"prompt_tokens": got, "token_source": prompts.count.source})
 

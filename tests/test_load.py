@@ -181,6 +181,17 @@ def test_a_trace_is_replayed_at_its_arrival_times_scaled_by_speed(tmp_path, serv
     assert all(r["queue_delay_s"] < 0.05 for r in rows)
 
 
+def test_the_fixed_length_workload_sends_prompts_of_the_length_and_asks_for_replies_of_the_length(tmp_path, server):
+    done = run_cli("load", "--models", f"{server.url}#parallel", "--input-tokens", "64", "--output-tokens", "6",
+                   "--rates", "10", "--requests", "5", "--warmup", "0", "--out", str(tmp_path), "--no-plots")
+    assert done.returncode == 0, done.stderr
+    (folder,) = tmp_path.iterdir()
+    rows = records_of(folder, "load")
+    assert len(rows) == 5 and {r["task"] for r in rows} == {"fixed"}
+    assert {(r["prompt_tokens"], r["token_source"], r["output_tokens"]) for r in rows} == {(64, "estimate", 6)}
+    assert len({r["reply"] for r in rows}) == 1  # the server's script, cut at the 6 tokens asked for
+
+
 def test_a_trace_whose_times_go_back_is_one_line(tmp_path, server):
     log = tmp_path / "trace.jsonl"
     log.write_text("".join(json.dumps({"kind": "import", "arrival_s": t, "prompt": "q", "messages": [],
@@ -199,6 +210,7 @@ def test_a_trace_whose_times_go_back_is_one_line(tmp_path, server):
     (["--arrival", "bursty"], "unknown arrival process"), (["--requests", "0"], "at least 1"),
     (["--attainment", "1.5"], "at most 1"), (["--duration", "inf"], "above 0"),
     (["--speed", "2"], "--speed scales a trace"), (["--input-tokens", "64"], "both --input-tokens"),
+    (["--requests", "100000000"], "more than the 1,000,000"), (["--warmup", "5000"], "warmup"),
 ])
 def test_bad_input_is_one_line(tmp_path, server, option, shown):
     line = one_error_line(run_cli("load", "--models", f"{server.url}#parallel", *option, "--out", str(tmp_path)))
@@ -209,3 +221,21 @@ def test_bad_input_is_one_line(tmp_path, server, option, shown):
 def test_a_model_in_this_process_is_refused_with_one_line(tmp_path):
     line = one_error_line(run_cli("load", "--models", "smollm2", "--out", str(tmp_path)))
     assert "drives a serving engine over HTTP" in line and "llama-server" in line
+
+
+@pytest.mark.parametrize("edit, shown", [('rates = [0.0]', "rates must be a list of numbers above 0"),
+                                         ('slo = "tft=1"', "unknown objective"),
+                                         ('arrival = "bursty"', "unknown arrival process"),
+                                         ('warmup = -3', "warmup")])
+def test_a_hand_broken_run_toml_is_one_line_on_resume(tmp_path, server, edit, shown):
+    data = mmlu.load_embedded()
+    folder, _ = load.prepare(models=[spec(server)], rates=[5.0], arrival=arrivals.Arrival("poisson"), seed=0,
+                             requests=2, duration_s=0.0, warmup=1, max_in_flight=0, slo=parse_slo("task=1"),
+                             attainment=0.9, sampling=SamplingParams(), max_tokens=0, runs_dir=tmp_path,
+                             task_list=tasks.resolve(["mc"]), data=data, limit=2)
+    toml = folder / runfolder.RUN_FILE
+    key = edit.split(" = ")[0]
+    toml.write_text("\n".join(edit if line.startswith(f"{key} = ") else line
+                              for line in toml.read_text().splitlines()) + "\n")
+    line = one_error_line(run_cli("load", "--resume", str(folder)))
+    assert shown in line and str(toml) in line
