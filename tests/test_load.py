@@ -163,6 +163,10 @@ def test_ctrl_c_keeps_the_finished_rates_and_resume_runs_only_the_rest(tmp_path,
     assert [c["rate"] for c in summary["cells"]] == [15.0, 10.0, 20.0] or \
         sorted(c["rate"] for c in summary["cells"]) == [10.0, 15.0, 20.0]
     assert "waits by rate" in done.stdout and "goodput" in done.stdout
+    (folder / "summary.md").unlink()
+    exported = run_cli("export", str(folder))  # a load folder's summaries rewritten in place, as bench's
+    assert exported.returncode == 0, exported.stderr
+    assert "## By rate" in (folder / "summary.md").read_text()
 
 
 def test_a_trace_is_replayed_at_its_arrival_times_scaled_by_speed(tmp_path, server):

@@ -1,5 +1,5 @@
-"""`taskclock export SOURCE --format csv|md|jsonl [-o OUT]`: a session log as CSV, Markdown or JSONL; or a bench or
-sweep run folder's results.csv, summary.md, summary.json and plots.txt regenerated in place."""
+"""`taskclock export SOURCE --format csv|md|jsonl [-o OUT]`: a session log as CSV, Markdown or JSONL; or a bench,
+sweep or load run folder's results.csv, summary.md, summary.json and plots.txt regenerated in place."""
 from __future__ import annotations
 
 import argparse
@@ -11,12 +11,13 @@ FORMATS = ("csv", "md", "jsonl")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("export", help="export a chat session log (CSV, Markdown, JSONL) or a bench/sweep run folder",
+    p = sub.add_parser("export", help="export a chat session log (CSV, Markdown, JSONL) or a run folder",
                        description="A session log: CSV, one row per turn with metric columns; Markdown, a summary "
-                                   "table and the conversation; JSONL, the records as logged. A bench or sweep run "
-                                   "folder: its results.csv, summary.md, summary.json and plots.txt are rewritten "
-                                   "in place (--format, -o and --force apply to session logs only).")
-    p.add_argument("source", help="a session .jsonl file (see the sessions folder) or a bench or sweep run folder")
+                                   "table and the conversation; JSONL, the records as logged. A bench, sweep or load "
+                                   "run folder: its results.csv, summary.md, summary.json and plots.txt are "
+                                   "rewritten in place (--format, -o and --force apply to session logs only).")
+    p.add_argument("source",
+                   help="a session .jsonl file (see the sessions folder) or a bench, sweep or load run folder")
     p.add_argument("--format", "-f", choices=FORMATS, help="session logs: the output format (default: csv)")
     p.add_argument("-o", "--output", help="output file (default: beside the source, NAME.export.FORMAT)")
     p.add_argument("--force", action="store_true",
@@ -30,8 +31,8 @@ def export_file(source: Path, args: argparse.Namespace) -> Path:
 
 
 def export_folder(source: Path, args: argparse.Namespace) -> Path:
-    """A bench or sweep run folder: regenerate its results.csv, summary.md, summary.json and plots.txt."""
-    from taskclock.runtime import sweep
+    """A bench, sweep or load run folder: regenerate its results.csv, summary.md, summary.json and plots.txt."""
+    from taskclock.runtime import load, load_summary, sweep
     from taskclock.runtime.errors import DataError
     from taskclock.runtime.runfolder import RUN_FILE, damage_note, folder_kind
     from taskclock.runtime.summary import export
@@ -44,7 +45,8 @@ def export_folder(source: Path, args: argparse.Namespace) -> Path:
     if given:  # refused, never silently ignored: the folder's own files are what a run folder exports to
         raise DataError(f"{', '.join(given)} apply to session logs only: a run folder is exported in place "
                         "(results.csv, summary.md, summary.json, plots.txt)", "drop those options")
-    note = damage_note((sweep.export if folder_kind(source) == sweep.KIND else export)(source).damaged)
+    exporter = {sweep.KIND: sweep.export, load.KIND: load_summary.export}.get(str(folder_kind(source)), export)
+    note = damage_note(exporter(source).damaged)
     if note:
         print(f"taskclock: warning: {note}", file=sys.stderr)
     return source
