@@ -243,3 +243,26 @@ def test_a_hand_broken_run_toml_is_one_line_on_resume(tmp_path, server, edit, sh
                               for line in toml.read_text().splitlines()) + "\n")
     line = one_error_line(run_cli("load", "--resume", str(folder)))
     assert shown in line and str(toml) in line
+
+
+def test_an_imported_vllm_result_is_replayed_at_its_send_times_with_its_lengths(tmp_path, server):
+    from test_replay import genai_perf_export, vllm_result
+
+    result = {**vllm_result(), "start_times": [500.0, 500.5, 501.25], "input_lens": [40, 17, 48]}
+    source, trace = tmp_path / "vllm.json", tmp_path / "trace.jsonl"
+    source.write_text(json.dumps(result))
+    assert run_cli("import", str(source), "--format", "vllm", "-o", str(trace)).returncode == 0
+    imported = list(storage.read(trace))
+    assert [r["arrival_s"] for r in imported] == [0.0, 1.25]  # the failed second request is not replayed
+    done = run_cli("load", "--models", f"{server.url}#parallel", "--trace", str(trace), "--warmup", "0",
+                   "--out", str(tmp_path / "runs"), "--no-plots")
+    assert done.returncode == 0, done.stderr
+    (folder,) = (tmp_path / "runs").iterdir()
+    rows = sorted(records_of(folder, "load"), key=lambda r: r["request"])
+    assert [r["scheduled_s"] for r in rows] == [0.0, 1.25]
+    # vLLM keeps lengths, not prompts: a prompt of each recorded input length, a reply of its output length
+    assert [(r["prompt_tokens"], r["output_tokens"]) for r in rows] == [(40, 5), (48, 4)]
+    profile, log = tmp_path / "profile_export.json", tmp_path / "genai.jsonl"
+    profile.write_text(json.dumps(genai_perf_export()))
+    assert run_cli("import", str(profile), "--format", "genai-perf", "-o", str(log)).returncode == 0
+    assert [r["arrival_s"] for r in storage.read(log)] == [0.0, 1.0, 2.0]
