@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 FORMATS = ("csv", "md", "jsonl")
 
@@ -45,7 +47,8 @@ def export_folder(source: Path, args: argparse.Namespace) -> Path:
     if given:  # refused, never silently ignored: the folder's own files are what a run folder exports to
         raise DataError(f"{', '.join(given)} apply to session logs only: a run folder is exported in place "
                         "(results.csv, summary.md, summary.json, plots.txt)", "drop those options")
-    exporter = {sweep.KIND: sweep.export, load.KIND: load_summary.export}.get(str(folder_kind(source)), export)
+    exporters: dict[str, Callable[[Path], Any]] = {sweep.KIND: sweep.export, load.KIND: load_summary.export}
+    exporter = exporters.get(str(folder_kind(source)), export)
     note = damage_note(exporter(source).damaged)
     if note:
         print(f"taskclock: warning: {note}", file=sys.stderr)
