@@ -43,6 +43,7 @@ from .backend import LoadedModel, Message, ModelSpec, SamplingParams, load_model
 from .backends.http_async import Connections
 from .config import TaskSpec
 from .errors import DataError
+from .events import Done
 from .loadclient import LoopOutcome, Sent, open_loop
 from .metrics import percentile
 from .record import read_turn, turn_fields
@@ -597,7 +598,10 @@ class LoadRunner(Runner[RateLine]):
             row = {"kind": KIND, **turn_fields(spec.name, spec.backend, events), "task": task.name,
                    "qid": str(sent.index - warmup)}
         first_byte = sent.answer.first_byte_ns
-        return {**row, **request.fields, "rate": rate, "segment": segment, "request": sent.index - warmup,
+        done = events[-1]
+        timings = done.extra.get("server_timings") if isinstance(done, Done) else None
+        return {**row, **request.fields, **({"server_timings": timings} if timings else {}),
+                "rate": rate, "segment": segment, "request": sent.index - warmup,
                 "scheduled_s": round(scheduled_s, 6), "queue_delay_s": sent.queue_delay_s,
                 "schedule_error_ms": sent.schedule_error_ms,
                 **({"first_byte_s": (first_byte - events[0].t_ns) / 1e9} if first_byte is not None else {})}

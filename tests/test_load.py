@@ -196,6 +196,18 @@ def test_the_fixed_length_workload_sends_prompts_of_the_length_and_asks_for_repl
     assert len({r["reply"] for r in rows}) == 1  # the server's script, cut at the 6 tokens asked for
 
 
+def test_a_chat_session_log_is_a_trace_at_its_logged_times(tmp_path):
+    log = tmp_path / "chat.jsonl"
+    log.write_text("".join(json.dumps({"kind": "chat", "time": f"2026-12-07T10:00:{s:02d}+00:00", "model": "m",
+                                       "prompt": f"q{s}", "messages": [{"role": "user", "content": f"q{s}"}],
+                                       "reply": "a", "token_offsets_ms": [1.0], "output_tokens": 3}) + "\n"
+                           for s in (5, 9, 20)))
+    trace = load.read_trace(log)
+    assert [e["arrival_s"] for e in trace] == [0.0, 4.0, 15.0]
+    assert trace[1]["messages"] == [{"role": "user", "content": "q9"}]
+    assert load.trace_rate(trace) == pytest.approx(2 / 15)
+
+
 def test_a_trace_whose_times_go_back_is_one_line(tmp_path, server):
     log = tmp_path / "trace.jsonl"
     log.write_text("".join(json.dumps({"kind": "import", "arrival_s": t, "prompt": "q", "messages": [],

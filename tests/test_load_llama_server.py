@@ -69,3 +69,4 @@ def test_two_models_at_three_rates_resume_after_ctrl_c_and_the_verdict(tmp_path,
     # llama-server's own timings are kept beside the client's: its prefill on every row
     rows = [r for r in storage.read(folder / runfolder.RESULTS_FILE) if r["kind"] == "load"]
     assert len(rows) == 60 and all(r["backend_prefill_s"] is not None for r in rows)
+    assert all(r["server_timings"]["predicted_n"] >= 1 for r in rows)  # the server's own count, beside ours
