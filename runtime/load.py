@@ -544,13 +544,14 @@ class LoadRunner(Runner[RateLine]):
         requests = self.requests(model, spec, task, line.rate, len(offsets))
         saturation = Saturation(max(live.planned // 25, 8))
         segment_id = secrets.token_hex(4)
+        rows: dict[int, dict[str, Any]] = {}  # each counted request's row, built as it ends
 
         def finished(sent: Sent, in_flight: int) -> bool:
             live.in_flight = in_flight
             if sent.index < warmup or sent.answer is None:
                 return True
-            row = self._row(spec, task, live.rate, segment_id, sent, requests[sent.index], warmup,
-                            offsets[sent.index] - offsets[warmup])
+            row = rows[sent.index] = self._row(spec, task, live.rate, segment_id, sent, requests[sent.index],
+                                               warmup, offsets[sent.index] - offsets[warmup])
             wait = (row["queue_delay_s"] or 0) + (row["task_time_s"] or 0)
             live.add(wait, row)
             self.live[(spec.name, line)] = len(live.waits)
@@ -576,13 +577,12 @@ class LoadRunner(Runner[RateLine]):
             self.report(spec, line, "stopped")
             return False
         counted = [s for s in outcome.finished if s.index >= warmup and s.answer is not None]
-        rows = [self._row(spec, task, live.rate, segment_id, s, requests[s.index], warmup,
-                          offsets[s.index] - offsets[warmup]) for s in sorted(counted, key=lambda s: s.index)]
+        kept = [rows[s.index] for s in sorted(counted, key=lambda s: s.index)]
         record = rate_record(spec, task.name, live.rate, segment_id, self.plan, outcome, counted, warmup,
                              len(offsets) - warmup, offsets)
-        self.keep_all(spec, line, rows, record)
+        self.keep_all(spec, line, kept, record)
         self.closed[(spec.name, task.name, live.rate)] = record
-        self.rows += rows
+        self.rows += kept
         self.live.pop((spec.name, line), None)
         return True
 
