@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ("startup", "mmlu_load", "overhead", "vs_llama_server", "threads", "ui_overhead", "batch_scaling",
-              "gpu_decode", "soak", "sweep")
+              "gpu_decode", "soak", "sweep", "load_client")
 GPU_OPTION = ("batch_scaling",)  # benchmarks that take --gpu for their GPU sizes
 
 

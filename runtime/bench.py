@@ -15,14 +15,13 @@ is wall time, not a sum of overlapping task times.
 """
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -47,25 +46,17 @@ from .runfolder import (
     RunResults,
     check_models,
     create,
-    models_toml,
     new_run_id,
     row_key,
     row_salt,
-    toml_table,
+    task_plan_toml,
 )
 from .runner import Progress, Runner
 from .turn import run_turn, salted, warm_up, warm_up_note, warm_up_params, warm_up_prompt, with_system
 
 
 def plan_to_toml(plan: RunPlan) -> str:
-    head = {f.name: getattr(plan, f.name) for f in fields(plan) if f.name not in ("models", "tasks", "question_ids")}
-    parts = ["# taskclock bench run: `taskclock bench --resume <this folder>` continues it\n", toml_table("run", head),
-             *models_toml(plan.models)]
-    for task in plan.tasks:
-        parts.append(toml_table(f"tasks.{json.dumps(task.name)}",
-                                {k: v for k, v in asdict(task).items() if k != "name"}))
-    parts.append(toml_table("selection", {"ids": plan.question_ids}))
-    return "\n".join(parts)
+    return task_plan_toml("taskclock bench run: `taskclock bench --resume <this folder>` continues it", plan)
 
 
 def write_plan(folder: Path, plan: RunPlan) -> None:

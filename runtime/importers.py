@@ -7,9 +7,10 @@ writes one JSON object whose per-request lists line up by index: ``ttfts`` (s), 
 in s per request, one per chunk after the first), ``output_lens``, ``input_lens``, ``generated_texts``,
 ``errors`` and, in newer versions, ``e2els``. GenAI-Perf's ``profile_export.json`` (perf_analyzer's format)
 holds ``experiments[].requests[]``, each with a ``timestamp`` and ``response_timestamps`` in ns and the
-matching ``response_outputs``. llama.cpp's server puts a ``timings`` object (prompt_n, prompt_ms, predicted_n,
-predicted_ms, ...) in each completion; the ``llama`` form is one such completion per line. Field mapping:
-docs/REPLAY.md.
+matching ``response_outputs``. Each request's send time (vLLM's ``start_times``, GenAI-Perf's ``timestamp``) is
+kept as ``arrival_s``, so `taskclock load --trace` can replay the schedule. llama.cpp's server puts a ``timings``
+object (prompt_n, prompt_ms, predicted_n, predicted_ms, ...) in each completion; the ``llama`` form is one such
+completion per line. Field mapping: docs/REPLAY.md.
 """
 from __future__ import annotations
 
@@ -76,6 +77,7 @@ def vllm_records(data: Any, source: str) -> tuple[list[dict[str, Any]], int, boo
     texts, errors, inputs, e2els = (lists.get(k, []) for k in ("generated_texts", "errors", "input_lens", "e2els"))
     model = safe_line(data.get("model_id") or "vllm")
     when = _vllm_date(data.get("date"))
+    arrivals = _offsets([finite_number(t) for t in lists.get("start_times", [])])
     records, skipped, placeholder_any = [], 0, False
     for index, (ttft, gaps, output_len) in enumerate(zip(lists["ttfts"], lists["itls"], lists["output_lens"],
                                                          strict=True)):
@@ -93,19 +95,32 @@ def vllm_records(data: Any, source: str) -> tuple[list[dict[str, Any]], int, boo
         events = _request_events(ttft, gaps, output_len,
                                  whole_count(inputs[index]) if inputs else None,
                                  text if text is not None else placeholder_for(output_len), e2el)
-        records.append(_record(events, model, "vllm-bench", "", source, index, text is None, when))
+        records.append(_record(events, model, "vllm-bench", "", source, index, text is None, when,
+                               arrivals[index] if arrivals else None))
     return records, skipped, placeholder_any
 
 
+def _offsets(times: list[float | None]) -> list[float | None]:
+    """Each request's arrival in seconds after the first one's (None where its time is not a number), or [] where
+    the file holds no times: what `taskclock load --trace` replays."""
+    known = [t for t in times if t is not None]
+    if not known:
+        return []
+    first = min(known)
+    return [None if t is None else t - first for t in times]
+
+
 def _record(events: list[Event], model: str, backend: str, prompt: str, source: str, index: int,
-            placeholder: bool, when: str | None = None) -> dict[str, Any]:
+            placeholder: bool, when: str | None = None, arrival_s: float | None = None) -> dict[str, Any]:
     """An imported request as a session record: the one turn record with a session's context (as
-    runtime.sessions.turn_record writes it), plus where it came from and whether its text is placeholder."""
+    runtime.sessions.turn_record writes it), plus where it came from, whether its text is placeholder and, where
+    the tool recorded it, when the request was sent (``arrival_s``, after the run's first)."""
     return {
         "kind": "import", "time": when or datetime.now().astimezone().isoformat(timespec="seconds"),
         **turn_fields(model, backend, events), "prompt": prompt, "messages": [], "params": {},
         "cold": None,  # the tool that measured it did not say
         "source": safe_line(Path(source).name), "request": index, "placeholder_text": placeholder,
+        **({"arrival_s": round(arrival_s, 6)} if arrival_s is not None else {}),
     }
 
 
@@ -138,6 +153,8 @@ def genai_perf_records(data: Any, source: str) -> tuple[list[dict[str, Any]], in
     requests = [r for e in experiments if isinstance(e, dict) and isinstance(e.get("requests"), list)
                 for r in e["requests"]]
     records, skipped, placeholder_any = [], 0, False
+    arrivals = _offsets([(stamp / 1e9 if (stamp := whole_count(r.get("timestamp"))) is not None else None)
+                         if isinstance(r, dict) else None for r in requests])
     for index, request in enumerate(requests):
         start = whole_count(request.get("timestamp")) if isinstance(request, dict) else None
         stamps = request.get("response_timestamps") if isinstance(request, dict) else None
@@ -159,7 +176,7 @@ def genai_perf_records(data: Any, source: str) -> tuple[list[dict[str, Any]], in
         inputs = request.get("request_inputs")
         prompt = inputs.get("text_input") if isinstance(inputs, dict) else None
         records.append(_record(events, "genai-perf", "genai-perf", prompt if isinstance(prompt, str) else "",
-                               source, index, placeholder))
+                               source, index, placeholder, arrival_s=arrivals[index]))
     return records, skipped, placeholder_any
 
 

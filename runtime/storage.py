@@ -17,7 +17,7 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -96,7 +96,13 @@ def own_file(path: Path, flags: int = os.O_RDWR | os.O_APPEND) -> int:
 
 
 def append(path: Path, record: dict[str, Any]) -> None:
-    append_bytes(path, (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8"))
+    append_all(path, [record])
+
+
+def append_all(path: Path, records: Sequence[dict[str, Any]]) -> None:
+    """Records appended as one write and one fsync (a load rate's rows and its closing record together)."""
+    append_bytes(path, b"".join((json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+                                for record in records))
 
 
 def append_bytes(path: Path, line: bytes) -> None:

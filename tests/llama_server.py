@@ -118,6 +118,14 @@ class NativeLlamaServer(LlamaServer):
         return sum(1 for slot in slots if slot.get("is_processing"))
 
 
+def native_server_or_skip(gguf, **options) -> NativeLlamaServer:
+    """llama-server on ``gguf``, or the test skipped where no binary was built."""
+    if llama_server_binary() is None:
+        pytest.skip("no llama-server binary: `make install` builds it into .venv/bin "
+                    "(or set TASKCLOCK_LLAMA_SERVER to one)")
+    return NativeLlamaServer(gguf, **options)
+
+
 def smollm2_gguf():
     from taskclock.runtime.models import local_file, resolve
 
@@ -134,10 +142,7 @@ def llama_server():
 @pytest.fixture(scope="module")
 def one_slot_llama_server():
     """llama.cpp's own llama-server on SmolLM2: one slot, a 2048-token context."""
-    if llama_server_binary() is None:
-        pytest.skip("no llama-server binary: `make install` builds it into .venv/bin "
-                    "(or set TASKCLOCK_LLAMA_SERVER to one)")
-    server = NativeLlamaServer(smollm2_gguf(), slots=1, n_ctx=2048)
+    server = native_server_or_skip(smollm2_gguf(), slots=1, n_ctx=2048)
     yield server
     server.stop()
 

@@ -12,7 +12,8 @@ import sys
 import traceback
 from typing import NoReturn
 
-COMMANDS = ("chat", "run", "models", "export", "bench", "sweep", "compare", "doctor", "replay", "pace", "import")
+COMMANDS = ("chat", "run", "models", "export", "bench", "sweep", "load", "compare", "doctor", "replay", "pace",
+            "import")
 
 
 class Parser(argparse.ArgumentParser):

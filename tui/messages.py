@@ -16,6 +16,7 @@ from taskclock.runtime.turn import TurnResult
 
 if TYPE_CHECKING:
     from .panes.batch import LiveBench
+    from .widgets.load_table import LiveLoad
     from .widgets.sweep_table import LiveSweep
 
 
@@ -120,10 +121,10 @@ class CompareFinished(Message):
 
 @dataclass
 class BenchStarted(Message):
-    """The Batch tab's run (a bench, or a sweep in Context mode) has its folder; ``live`` is what the runner
-    reports into."""
+    """The Batch tab's run (a bench, a sweep in Context mode, a load run in Load mode) has its folder; ``live`` is
+    what the runner reports into."""
 
-    live: LiveBench | LiveSweep
+    live: LiveBench | LiveSweep | LiveLoad
 
 
 @dataclass

@@ -76,14 +76,19 @@ def read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
 
 
 def server_message(response: httpx.Response) -> str:
-    """The error text a server put in its reply body ({"error": {"message"}}, {"error": "..."}, {"detail"}),
-    read up to MAX_ERROR_BYTES and shown as one safe line."""
+    """The error text a server put in its reply body, read up to MAX_ERROR_BYTES (``error_text``)."""
     body, _ = read_capped(response, MAX_ERROR_BYTES)
+    return error_text(body, response.reason_phrase)
+
+
+def error_text(body: bytes, reason: str) -> str:
+    """The error text of an error reply's body ({"error": {"message"}}, {"error": "..."}, {"detail"}) as one safe
+    line; ``reason`` (the status's phrase) where the body says nothing."""
     text = body.decode("utf-8", errors="replace")
     try:
         data = parse_json(text)
     except ValueError:
-        return one_line(text) or response.reason_phrase
+        return one_line(text) or reason
     if isinstance(data, dict):
         error = data.get("error", data.get("detail", data.get("message")))
         if isinstance(error, dict):
@@ -94,7 +99,11 @@ def server_message(response: httpx.Response) -> str:
 
 
 def http_error(url: str, response: httpx.Response) -> str:
-    return f"{url} answered HTTP {response.status_code}: {server_message(response)}"
+    return status_error(url, response.status_code, server_message(response))
+
+
+def status_error(url: str, status: int, message: str) -> str:
+    return f"{url} answered HTTP {status}: {message}"
 
 
 def transport_error(url: str, exc: httpx.HTTPError, timeout_s: float) -> str:
@@ -180,25 +189,37 @@ class _Guard:
             self._thread.join()
 
 
-def sse_lines(response: httpx.Response) -> Iterator[str]:
-    """The response's complete lines, each at most MAX_LINE_BYTES and all together at most MAX_REPLY_BYTES
-    after decompression; CRLF and LF both end a line."""
-    buffer = bytearray()
-    total = 0
-    for chunk in response.iter_bytes():
-        total += len(chunk)
-        if total > MAX_REPLY_BYTES:
+class LineSplitter:
+    """A reply's bytes as its complete lines, each at most MAX_LINE_BYTES and all together at most MAX_REPLY_BYTES
+    after decompression; CRLF and LF both end a line. A line the stream ends inside is never returned, as the SSE
+    spec says: it is an event that never completed."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.total = 0
+
+    def feed(self, chunk: bytes) -> list[str]:
+        self.total += len(chunk)
+        if self.total > MAX_REPLY_BYTES:
             raise StreamError(f"the reply exceeded {MAX_REPLY_BYTES >> 20} MiB (a decompression bomb or an "
                               "endless stream); stopped reading")
+        buffer = self.buffer
         buffer += chunk
-        start = 0
+        lines, start = [], 0
         while (end := buffer.find(b"\n", start)) >= 0:
-            yield buffer[start:end].rstrip(b"\r").decode("utf-8", errors="replace")
+            lines.append(buffer[start:end].rstrip(b"\r").decode("utf-8", errors="replace"))
             start = end + 1
         del buffer[:start]
         if len(buffer) > MAX_LINE_BYTES:
             raise StreamError(f"the server sent a line longer than {MAX_LINE_BYTES >> 20} MiB; stopped reading")
-    # A line the stream ended inside is dropped, as the SSE spec says: it is an event that never completed.
+        return lines
+
+
+def sse_lines(response: httpx.Response) -> Iterator[str]:
+    """The response's complete lines (LineSplitter)."""
+    splitter = LineSplitter()
+    for chunk in response.iter_bytes():
+        yield from splitter.feed(chunk)
 
 
 class HttpModel:
@@ -254,9 +275,8 @@ class HttpModel:
         self, messages: list[Message], params: SamplingParams, cancel: threading.Event | None = None
     ) -> Iterator[Event]:
         yield Submitted(now_ns())
-        url = f"{self.url}/chat/completions" if self.spec.chat else f"{self.url}/completions"
-        reply = Reply(params.stop, phases=PhaseSplitter(self.spec.think_tags))
-        state = _StreamState(reply, params.max_tokens)
+        url = self.endpoint()
+        state = self.stream_state(params)
         guard = _Guard(cancel, self.spec.timeout_s, self.spec.turn_timeout_s)
         end_ns: int | None = None  # when the stream's last line arrived: the end of the turn
         try:
@@ -274,8 +294,8 @@ class HttpModel:
                         break
                     guard.check()
                 end_ns = end_ns or now_ns()  # the server closed the stream (after its finish, or cut short)
-            if not (state.finished or state.finish_seen or guard.reason or guard.cancel.is_set()):
-                raise StreamError(f"{url} ended the stream without finishing the reply")
+            if not (guard.reason or guard.cancel.is_set()):
+                state.check_finished(url)
         except (httpx.HTTPError, OSError) as exc:  # a read the guard cut short ends here too
             if not (guard.reason or guard.cancel.is_set()):
                 state.error = transport_error(url, exc, self.spec.timeout_s) if isinstance(exc, httpx.HTTPError) \
@@ -287,10 +307,29 @@ class HttpModel:
             guard.end()
         if guard.reason and guard.reason != "cancelled" and not state.error:
             state.error = f"{url}: {guard.reason}"
-        reason: StopReason = "cancelled" if guard.cancel.is_set() and not state.finished else state.reason
+        yield from self.end(state, end_ns, cancelled=guard.cancel.is_set())
+
+    async def stream_async(self, connections: Any, messages: list[Message], params: SamplingParams) -> Any:
+        """The same turn on the running asyncio loop, for many in flight at once (taskclock load):
+        runtime/backends/http_async.py's ``stream_turn`` over ``connections``, giving its ``Answer``."""
+        from .http_async import stream_turn
+
+        return await stream_turn(self, connections, messages, params)
+
+    def endpoint(self) -> str:
+        return f"{self.url}/chat/completions" if self.spec.chat else f"{self.url}/completions"
+
+    def stream_state(self, params: SamplingParams) -> _StreamState:
+        """A turn's parser, its reply holding the stop strings and the thinking split."""
+        return _StreamState(Reply(params.stop, phases=PhaseSplitter(self.spec.think_tags)), params.max_tokens)
+
+    def end(self, state: _StreamState, end_ns: int | None, cancelled: bool) -> Iterator[Event]:
+        """The turn's last events, whichever transport read it (this model's thread, or taskclock load's asyncio
+        client: runtime/backends/http_async.py); ``end_ns`` is when its last line arrived."""
+        reason: StopReason = "cancelled" if cancelled and not state.finished else state.reason
         error = redact(state.error, self.secrets) if state.error else None
-        yield from reply.end(reason, state.input_tokens, state.output_tokens, error=error, extra=state.extra(),
-                             t_ns=end_ns)
+        yield from state.reply.end(reason, state.input_tokens, state.output_tokens, error=error, extra=state.extra(),
+                                   t_ns=end_ns)
 
     def _json(self, method: str, url: str, cancel: threading.Event | None, **kwargs: Any) -> Any:
         """A non-streamed JSON answer asked outside a turn, held to a turn's limits (guarded_json)."""
@@ -475,6 +514,11 @@ class _StreamState:
         if isinstance(details, dict) and _is_count(details.get("reasoning_tokens")):
             self.usage["reasoning_tokens"] = details["reasoning_tokens"]
         return usage.get("completion_tokens")
+
+    def check_finished(self, url: str) -> None:
+        """A stream that closed before its finish (no [DONE], no finish reason) was cut short."""
+        if not (self.finished or self.finish_seen):
+            raise StreamError(f"{url} ended the stream without finishing the reply")
 
     @property
     def input_tokens(self) -> int | None:

@@ -1,12 +1,13 @@
 """The Batch tab: `taskclock bench` interactively. Pick models, tasks and a limit, start, watch a table fill
 in per model × task with the two rankings (decode tok/s, time per task) and a verdict per task under it, stop
 and resume, and open past runs with their charts. Its Context mode does the same for `taskclock sweep`
-(TTFT and task time against input length, cold and cached; tui/widgets/sweep_table.py).
+(TTFT and task time against input length, cold and cached; tui/widgets/sweep_table.py), its Load mode for
+`taskclock load` (request rates against SLOs, with the running rate's figures live; tui/widgets/load_table.py).
 
 The runner is a live run (tui/live.py) that only records its progress reports in a LiveBench (a LiveSweep in
-Context mode); the table is redrawn from it at most REPAINT_HZ times a second, so however fast rows complete
-the UI does a bounded amount of work and never slows the models. Every row is on disk (results.jsonl) before
-it is shown.
+Context mode, a LiveLoad in Load mode); the table is redrawn from it at most REPAINT_HZ times a second, so
+however fast rows complete the UI does a bounded amount of work and never slows the models. Every row is on
+disk (results.jsonl) before it is shown; a running load rate shows the figures its reports carry.
 """
 from __future__ import annotations
 
@@ -22,7 +23,19 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Select, Static
 from textual_plotext import PlotextPlot
 
-from taskclock.runtime import bench, mmlu, runfolder, summary, sweep, system, tables, tasks
+from taskclock.runtime import (
+    arrivals,
+    bench,
+    load,
+    load_summary,
+    mmlu,
+    runfolder,
+    summary,
+    sweep,
+    system,
+    tables,
+    tasks,
+)
 from taskclock.runtime.backend import ModelSpec
 from taskclock.runtime.errors import DataError, TaskclockError
 from taskclock.runtime.models import reach_name, resolve
@@ -35,9 +48,10 @@ from ..format import plain
 from ..live import LivePane, describe_error
 from ..messages import BenchFinished, BenchStarted, ModelsUsed, Remember, RunFailed
 from ..screens.settings import settings_line
-from ..widgets import sweep_table
+from ..widgets import load_table, sweep_table
 from ..widgets.chart import SizedPlot
 from ..widgets.columns import set_columns
+from ..widgets.load_table import LiveLoad
 from ..widgets.models_field import ModelsField
 from ..widgets.sweep_table import LiveSweep
 
@@ -52,8 +66,12 @@ NARROW_FIGURES = summary.table_columns("mean_output_words", "mean_decode_tps", "
 NARROW_COLUMNS = ("model", "task", "done", "words", "tok/s", "task s", "acc", "cut")
 BAR_WIDTH = 16
 EMPTY_CHART = "charts appear when a run has rows"  # the title of a chart before any run
-# The tab's two modes, named by the kind of run folder each writes (runfolder.folder_kind).
-MODES = (("Task sets", "bench"), ("Context", sweep.KIND))
+# The tab's modes, named by the kind of run folder each writes (runfolder.folder_kind), and the pane's class for
+# each (batch.tcss shows a mode's widgets, of the class named as the mode, under it).
+MODES = (("Task sets", "bench"), ("Context", sweep.KIND), ("Load", load.KIND))
+MODE_CLASSES = {"bench": "", sweep.KIND: "-context", load.KIND: "-load"}
+LOAD_DEFAULTS = {"load-tasks": "mc", "load-rates": "1,2,4", "load-requests": "20", "load-slo": "task=10",
+                 "load-arrival": "poisson"}
 
 
 def text_bar(done: int, total: int) -> str:
@@ -92,7 +110,7 @@ class BatchPane(LivePane):
         super().__init__(id="batch-pane")
         self.context = context
         self.narrow = False  # the table's column set: NARROW_COLUMNS on a narrow screen
-        self.live: LiveBench | LiveSweep | None = None
+        self.live: LiveBench | LiveSweep | LiveLoad | None = None
         self.folder: Path | None = None  # the run shown
         self.resumable = False  # the run shown is incomplete
 
@@ -111,6 +129,10 @@ class BatchPane(LivePane):
             yield self._field("input tokens", "context-input", sweep.DEFAULT_LENGTHS, mode=sweep.KIND)
             yield self._field("output tokens", "context-output", str(sweep.DEFAULT_OUTPUT_TOKENS), mode=sweep.KIND)
             yield self._field("repeats", "context-repeats", "1", mode=sweep.KIND)
+            for label, field_id in (("tasks", "load-tasks"), ("rates (req/s, or auto)", "load-rates"),
+                                    ("requests a rate", "load-requests"), ("SLO", "load-slo"),
+                                    ("arrivals", "load-arrival")):
+                yield self._field(label, field_id, LOAD_DEFAULTS[field_id], mode=load.KIND)
             yield self._field("runs folder", "batch-runs-dir",
                               kept.runs_dir or self._configured_runs_dir())
         with Horizontal(id="batch-buttons"):
@@ -138,6 +160,13 @@ class BatchPane(LivePane):
         lengths.add_columns(*sweep_table.COLUMNS)
         yield lengths
         yield Static("", id="context-skips", classes=sweep.KIND)
+        rates: DataTable = DataTable(id="load-table", zebra_stripes=True, cursor_type="row", classes=load.KIND)
+        rates.add_columns(*load_table.COLUMNS)
+        yield rates
+        ranks: DataTable = DataTable(id="load-ranks", zebra_stripes=True, classes=f"{load.KIND} load-thesis")
+        ranks.add_columns(*load_table.RANK_COLUMNS)
+        yield ranks
+        yield Static("", id="load-verdict", classes=f"{load.KIND} load-thesis")
         with Vertical(id="batch-bottom"):
             runs: DataTable = DataTable(id="batch-runs", cursor_type="row")  # its own row: whole names
             runs.add_columns("run", "kind", "models", "tasks / input tokens", "rows")
@@ -148,6 +177,8 @@ class BatchPane(LivePane):
                 yield PlotextPlot(id="batch-lengths", classes="batch-chart bench")
                 for key, _ in sweep.CHARTS:
                     yield SizedPlot(id=f"context-{key}", classes=f"batch-chart {sweep.KIND}")
+                for chart in ("load-wait", "load-goodput"):
+                    yield SizedPlot(id=chart, classes=f"batch-chart {load.KIND}")
 
     def settings_text(self) -> str:
         """What a task-set run started now would use: each task's own token budget, and the chat's sampling and
@@ -169,15 +200,22 @@ class BatchPane(LivePane):
         return str(self.query_one("#batch-mode", Select).value)
 
     def on_select_changed(self, event: Select.Changed) -> None:
-        """The mode shows its options, table and charts (the pane's class: batch.tcss hides the other's)."""
+        """The mode shows its options, table and charts (the pane's class: batch.tcss hides the others')."""
         if event.select.id == "batch-mode":
             event.stop()
-            context = self.mode == sweep.KIND
-            if context == self.has_class("-context"):  # opening a run switched it (_show_mode): nothing to do
+            if self._mode_class_is(self.mode):  # opening a run switched it (_show_mode): nothing to do
                 return
-            self.set_class(context, "-context")
+            self._set_mode_class(self.mode)
             self._set_running()
             self.scroll_home(animate=False)  # a scrolled tab (an opened run) would hide the new mode's options
+
+    def _mode_class_is(self, mode: str) -> bool:
+        return all(self.has_class(name) == (name == MODE_CLASSES[mode]) for name in MODE_CLASSES.values() if name)
+
+    def _set_mode_class(self, mode: str) -> None:
+        for name in MODE_CLASSES.values():
+            if name:
+                self.set_class(name == MODE_CLASSES[mode], name)
 
     def on_mount(self) -> None:
         for chart in self.query(".batch-chart").results(PlotextPlot):
@@ -193,6 +231,8 @@ class BatchPane(LivePane):
         set_columns(self.query_one("#batch-table", DataTable), NARROW_COLUMNS if narrow else LIVE_COLUMNS)
         set_columns(self.query_one("#context-table", DataTable),
                     sweep_table.NARROW_COLUMNS if narrow else sweep_table.COLUMNS)
+        set_columns(self.query_one("#load-table", DataTable),
+                    load_table.NARROW_COLUMNS if narrow else load_table.COLUMNS)
         if self.live is not None:
             self.live.dirty = True
             self.repaint()
@@ -247,6 +287,9 @@ class BatchPane(LivePane):
         if self.mode == sweep.KIND:
             self.start_sweep()
             return
+        if self.mode == load.KIND:
+            self.start_load()
+            return
         config = self.context.config
         specs = self._models()
         task_list = tasks.resolve([t.strip() for t in self._value("batch-tasks").split(",") if t.strip()],
@@ -278,12 +321,46 @@ class BatchPane(LivePane):
         self._launch_sweep(lambda: sweep.prepare(models=specs, input_tokens=lengths, output_tokens=output_tokens,
                                                  repeats=repeats, warmup=1, runs_dir=runs_dir))
 
+    def start_load(self) -> None:
+        """Load mode: open-loop rates on HTTP models, its options checked here as `taskclock load` checks them."""
+        from taskclock.runtime.slo import Slo, parse_slo
+
+        specs = self._models()
+        load.check_http(specs)
+        task_list = tasks.resolve([t.strip() for t in self._value("load-tasks").split(",") if t.strip()],
+                                  self.context.config.tasks)
+        rates = arrivals.parse_rates(self._value("load-rates"))
+        requests = plan_number(self._value("load-requests"), "limit")
+        slo = parse_slo(self._value("load-slo")) if self._value("load-slo") else Slo()
+        arrival = arrivals.parse_arrival(self._value("load-arrival") or "poisson")
+        runs_dir, params = self.runs_dir, self.context.settings.chat.params
+        auto = rates.start if isinstance(rates, arrivals.AutoSearch) else 0.0
+        rate_list = [] if isinstance(rates, arrivals.AutoSearch) else rates
+
+        def prepare() -> tuple[Path, load.LoadPlan, dict[str, mmlu.Question]]:
+            data = mmlu.load(None)
+            folder, plan = load.prepare(
+                models=specs, rates=rate_list, auto_start=auto, arrival=arrival,
+                seed=params.seed, requests=requests, duration_s=0.0, warmup=load.DEFAULT_WARMUP, max_in_flight=0,
+                slo=slo, attainment=load.DEFAULT_ATTAINMENT, sampling=params, max_tokens=0, runs_dir=runs_dir,
+                task_list=task_list, data=data, limit=DEFAULT_LIMIT)
+            return folder, plan, data.by_id()
+
+        self._launch_load(prepare)
+
     def resume(self) -> None:
         folder = self.folder
         if folder is None:
             return
         if isinstance(self.live, LiveSweep):
             self._launch_sweep(lambda: (folder, sweep.read_plan(folder)))
+            return
+        if isinstance(self.live, LiveLoad):
+            def prepare_load() -> tuple[Path, load.LoadPlan, dict[str, mmlu.Question]]:
+                plan = load.read_plan(folder)
+                return folder, plan, mmlu.load(plan.mmlu or None).by_id() if plan.workload == "tasks" else {}
+
+            self._launch_load(prepare_load)
             return
 
         def prepare() -> tuple[Path, runfolder.RunPlan, mmlu.MMLUData]:
@@ -323,7 +400,20 @@ class BatchPane(LivePane):
 
         self._launch(start, sweep.export)
 
-    def _launch(self, start: Callable[[threading.Event], tuple[LiveBench | LiveSweep, Callable[[], Outcome]]],
+    def _launch_load(self, prepare: Callable[[], tuple[Path, load.LoadPlan, dict[str, mmlu.Question]]]) -> None:
+        loader = self.context.loader
+
+        def start(cancel: threading.Event) -> tuple[LiveLoad, Callable[[], Outcome]]:
+            folder, plan, questions = prepare()
+            live = LiveLoad.of_folder(folder, plan)
+            live.running = True
+            runner = load.LoadRunner(folder, plan, questions, cancel=cancel, on_progress=live.record, loader=loader)
+            return live, runner.run
+
+        self._launch(start, load_summary.export)
+
+    def _launch(self, start: Callable[[threading.Event], tuple[LiveBench | LiveSweep | LiveLoad,
+                                                               Callable[[], Outcome]]],
                 export: Callable[[Path], object]) -> None:
         """Either mode's run as one live job: prepare its folder and runner, run, write the summary."""
         self._status("preparing the run…")
@@ -349,6 +439,13 @@ class BatchPane(LivePane):
             self.post_message(Remember({"runs_dir": self._value("batch-runs-dir")}))
             self._status(f"running {live.folder.name}: input tokens {', '.join(map(str, live.plan.input_tokens))} "
                          f"× {live.plan.repeats} repeat(s) × {len(live.plan.models)} model(s), cold and cached")
+            return
+        if isinstance(live, LiveLoad):
+            self.post_message(Remember({"runs_dir": self._value("batch-runs-dir")}))
+            rates = f"auto from {live.plan.auto_start:g}" if live.plan.auto else ", ".join(f"{r:g}" for r in
+                                                                                          live.plan.rates)
+            self._status(f"running {live.folder.name}: rates {rates} req/s × {', '.join(live.plan.task_names())} × "
+                         f"{len(live.plan.models)} model(s); SLO {live.plan.slo or 'none'}")
             return
         # it loaded and the folder holds the run: the next launch starts with both
         self.post_message(Remember({"mmlu": self._value("batch-mmlu"), "runs_dir": self._value("batch-runs-dir")}))
@@ -381,7 +478,8 @@ class BatchPane(LivePane):
 
     def _set_running(self) -> None:
         """The buttons for the run on or shown; Resume only in the mode of the run shown."""
-        shown = sweep.KIND if isinstance(self.live, LiveSweep) else "bench"
+        shown = sweep.KIND if isinstance(self.live, LiveSweep) else load.KIND if isinstance(self.live, LiveLoad) \
+            else "bench"
         self.query_one("#batch-start", Button).disabled = self.running
         self.query_one("#batch-stop", Button).disabled = not self.running
         self.query_one("#batch-resume", Button).disabled = self.running or not self.resumable or shown != self.mode
@@ -401,6 +499,9 @@ class BatchPane(LivePane):
         live.dirty = False
         if isinstance(live, LiveSweep):
             self.repaint_sweep(live)
+            return
+        if isinstance(live, LiveLoad):
+            self.repaint_load(live)
             return
         scored = {t.name for t in live.plan.tasks if t.scored}
         table = self.query_one("#batch-table", DataTable)
@@ -445,6 +546,22 @@ class BatchPane(LivePane):
         for key, label in sweep.CHARTS:
             self.query_one(f"#context-{key}", SizedPlot).draw(sweep.plot_vs_input, cells, key, label)
 
+    def repaint_load(self, live: LiveLoad) -> None:
+        """Load mode: the table per model × task × rate (a running rate's figures so far), the rankings by goodput
+        and tok/s with the verdict, and both charts against the rate."""
+        load_table.fill_table(self.query_one("#load-table", DataTable), live, narrow=self.narrow)
+        result = live.current()
+        shown = load_table.show_rankings(self.query_one("#load-ranks", DataTable),
+                                         self.query_one("#load-verdict", Static), result)
+        for widget in self.query(".load-thesis"):
+            widget.set_class(shown, "-shown")
+        done, total = live.progress()
+        self.query_one("#batch-progress", ProgressBar).update(total=max(total, 1), progress=done)
+        for chart_id, (series, title, ylabel) in zip(("load-wait", "load-goodput"), load_summary.charts(result),
+                                                     strict=True):
+            self.query_one(f"#{chart_id}", SizedPlot).draw(load_summary.plot_vs_rate, result.cells, series, title,
+                                                             ylabel)
+
     def show_rankings(self, rankings: list[summary.TaskRanking]) -> None:
         """Rank by decode tok/s beside rank by task time, per task set, disagreements highlighted, and the
         verdict per task: the same rankings summary.md and the console print (runtime/summary.py)."""
@@ -473,7 +590,16 @@ class BatchPane(LivePane):
         folders = sorted(self.runs_dir.glob(f"*/{runfolder.RUN_FILE}"), reverse=True) if self.runs_dir.is_dir() else []
         for path in folders:
             try:
-                if runfolder.folder_kind(path.parent) == sweep.KIND:
+                kind_of = runfolder.folder_kind(path.parent)
+                if kind_of == load.KIND:
+                    result_load = load_summary.load_summary(path.parent)
+                    plan_load = result_load.plan
+                    models = plan_load.models
+                    what = ",".join(plan_load.task_names()) + " @ " + (
+                        f"auto from {plan_load.auto_start:g}" if plan_load.auto else
+                        ",".join(f"{r:g}" for r in plan_load.rates))
+                    kind, rows, total = "load", len(result_load.rows), result_load.expected_rows()
+                elif kind_of == sweep.KIND:
                     result = sweep.load_summary(path.parent)
                     models, what = result.plan.models, ",".join(map(str, result.plan.input_tokens))
                     kind, rows, total = "sweep", len(result.rows), result.expected_rows()
@@ -501,8 +627,12 @@ class BatchPane(LivePane):
     def open_run(self, folder: Path) -> None:
         """Show a past (or just finished) run in its mode: its table, its plot; Resume continues it if
         incomplete."""
-        if runfolder.folder_kind(folder) == sweep.KIND:
+        kind = runfolder.folder_kind(folder)
+        if kind == sweep.KIND:
             self.open_sweep(folder)
+            return
+        if kind == load.KIND:
+            self.open_load(folder)
             return
         self._show_mode("bench")
         result = summary.load_summary(folder)
@@ -548,10 +678,31 @@ class BatchPane(LivePane):
                      + (f" · {busy}" if busy else ""))
         self.call_after_refresh(self.query_one("#context-table").scroll_visible, top=True)
 
+    def open_load(self, folder: Path) -> None:
+        self._show_mode(load.KIND)
+        plan = load.read_plan(folder)
+        live = LiveLoad.of_folder(folder, plan)
+        self.folder, self.live = folder, live
+        self.repaint()
+        result = live.current()
+        # a fixed-rate plan is complete when every model × task × rate has closed; a search when it has ended
+        closed = {(c.model, c.task) for c in result.cells}
+        if plan.auto:
+            self.resumable = any(load.next_probe(plan.auto_start, {c.rate: bool(c.meets) for c in result.cells
+                                                                  if (c.model, c.task) == key})[0] is not None
+                                 for key in ((m.name, t) for m in plan.models for t in plan.task_names()))
+        else:
+            self.resumable = len(result.cells) < len(plan.models) * len(plan.tasks) * len(plan.rates)
+        self._set_running()
+        busy = system.run_busy_note(result.system)
+        self._status(f"{folder.name}: {len(result.cells)} rate(s) done over {len(closed)} model × task"
+                     + (" · Resume continues it" if self.resumable else "") + (f" · {busy}" if busy else ""))
+        self.call_after_refresh(self.query_one("#load-table").scroll_visible, top=True)
+
     def _show_mode(self, mode: str) -> None:
         """Switch to the mode of the run being opened (at once: the Select's own message comes later)."""
         self.query_one("#batch-mode", Select).value = mode
-        self.set_class(mode == sweep.KIND, "-context")
+        self._set_mode_class(mode)
 
     def show_sizes(self, result: summary.RunSummary) -> None:
         """The per-batch-size table (set time, aggregate tok/s, …) under the live one, for a sweep only."""
