@@ -30,7 +30,7 @@ from common import LlamaServer  # noqa: E402
 from taskclock.runtime import bench, metrics, mmlu, summary, tasks  # noqa: E402
 from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model  # noqa: E402
 from taskclock.runtime.bench import batches  # noqa: E402
-from taskclock.runtime.models import local_file, resolve, with_overrides  # noqa: E402
+from taskclock.runtime.models import local_file, resolve  # noqa: E402
 
 CPU_SIZES = "1,2,4,8"
 GPU_SIZES = "1,2,4,8,16,32,64,128"
@@ -87,7 +87,7 @@ def main() -> None:
         return
     questions = mmlu.select(mmlu.load(args.mmlu), None, requests, seed=0)
     spec = resolve(args.model)
-    model = load_model(with_overrides(spec, device="cuda" if args.gpu else None))
+    model = load_model(spec.with_overrides(device="cuda" if args.gpu else None))
     task = tasks.BUILTIN["paraphrase"]
     conversations = [tasks.messages(task, q, spec.chat) for q in questions]
     params = SamplingParams(max_tokens=args.tokens)

@@ -172,12 +172,13 @@ def saved_shape(shape: str, folder: Path) -> Path:
 
 def quantized(shape: str, device: str, tokens: int, folder: Path, kinds: tuple[str, ...] = ("8bit", "4bit")):
     from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
+    from taskclock.runtime.options import HFOptions
     from taskclock.runtime.turn import run_turn
 
     rows = []
     for kind in kinds:
-        spec = ModelSpec(f"{shape}-{kind}", "hf", str(folder), chat=False, device=device, quantization=kind,
-                         dtype="float16" if kind == "8bit" else "auto")
+        spec = ModelSpec(f"{shape}-{kind}", "hf", str(folder), chat=False, backend_options=HFOptions(
+            device=device, quantization=kind, dtype="float16" if kind == "8bit" else "auto"))
         model = load_model(spec)
         try:
             layers = sorted({type(m).__name__ for m in model.model.modules() if "bit" in type(m).__name__})
@@ -199,12 +200,13 @@ def batch(shapes: list[str], dtype: str, device: str, tokens: int) -> dict[str, 
     from taskclock.runtime import metrics
     from taskclock.runtime.backend import ModelSpec, SamplingParams
     from taskclock.runtime.backends.hf import HFModel
+    from taskclock.runtime.options import HFOptions
 
     rows = []
     for shape in shapes:
         model, tokenizer = gpu_decode.build(shape, device, getattr(torch, dtype))
-        loaded = HFModel(ModelSpec(shape, "hf", "(in memory)", chat=False, device=device), model, tokenizer, device,
-                         0.0, time.perf_counter_ns())
+        spec = ModelSpec(shape, "hf", "(in memory)", chat=False, backend_options=HFOptions(device=device))
+        loaded = HFModel(spec, model, tokenizer, device, 0.0, time.perf_counter_ns())
         try:
             ask = [{"role": "user", "content": gpu_decode.PROMPT}]
             loaded.stream_batch([ask], SamplingParams(max_tokens=4))  # untimed warm-up

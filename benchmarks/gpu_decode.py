@@ -81,6 +81,7 @@ def measure(shape: str, device: str, tokens: int, rounds: int, dtype=None,
 
     from taskclock.runtime.backend import ModelSpec, SamplingParams
     from taskclock.runtime.backends.hf import HFModel
+    from taskclock.runtime.options import HFOptions
     from taskclock.runtime.turn import run_turn
 
     dtype = dtype or (torch.float16 if device == "cuda" else torch.float32)
@@ -89,7 +90,8 @@ def measure(shape: str, device: str, tokens: int, rounds: int, dtype=None,
     prompt_ids = torch.tensor([tokenizer.encode(messages[0]["content"])], device=device)
     rows = []
     for compiled in modes:
-        spec = ModelSpec(shape, "hf", "(in memory)", chat=False, device=device, compile=compiled)
+        spec = ModelSpec(shape, "hf", "(in memory)", chat=False,
+                         backend_options=HFOptions(device=device, compile=compiled))
         loaded = HFModel(spec, model, tokenizer, device, 0.0, time.perf_counter_ns())
         try:
             if compiled:

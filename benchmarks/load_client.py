@@ -33,6 +33,7 @@ from taskclock.runtime.backends.http import HttpModel  # noqa: E402
 from taskclock.runtime.backends.http_async import Answer, Connections, stream_turn  # noqa: E402
 from taskclock.runtime.events import Submitted, now_ns  # noqa: E402
 from taskclock.runtime.loadclient import open_loop  # noqa: E402
+from taskclock.runtime.options import HTTPOptions  # noqa: E402
 
 SCRIPT = Script(slots=4096, ttft_ms=20, gap_ms=5, tokens=64)
 MESSAGES = [{"role": "user", "content": "Count."}]
@@ -109,7 +110,8 @@ def main() -> None:
     assert isinstance(rates, list), "--rates takes numbers here"
     results = []
     with ParallelServer(SCRIPT) as server:
-        model = load_model(ModelSpec("parallel", "http", server.url, timeout_s=60, turn_timeout_s=120))
+        model = load_model(ModelSpec("parallel", "http", server.url,
+                                     backend_options=HTTPOptions(timeout_s=60, turn_timeout_s=120)))
         assert isinstance(model, HttpModel)
         for rate in rates:
             figures = asyncio.run(one_rate(model, rate, args.seconds, args.httpx, server.proc.pid))

@@ -32,7 +32,7 @@ from common import LlamaServer, engine_binary  # noqa: E402
 from taskclock.runtime import system  # noqa: E402
 from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model  # noqa: E402
 from taskclock.runtime.backends.llamacpp import server_threads  # noqa: E402
-from taskclock.runtime.models import local_file, resolve, with_overrides  # noqa: E402
+from taskclock.runtime.models import local_file, resolve  # noqa: E402
 from taskclock.runtime.sweep import filler_text  # noqa: E402
 from taskclock.runtime.threads import candidate_counts, usable_cpus  # noqa: E402
 from taskclock.runtime.turn import run_turn  # noqa: E402
@@ -85,8 +85,8 @@ def gguf_rows(name: str, args) -> tuple[list[tuple], str]:
     rows = [(name, "llama-bench", f"{n} / {n}", p, d)
             for n, (p, d) in sorted(llama_bench(gguf, counts, args.prompt_tokens, args.tokens).items())]
     bench = {r[2]: r for r in rows}
-    configs = {str(n): with_overrides(spec, threads=n, n_ctx=2048) for n in counts}
-    configs[DEFAULT] = with_overrides(spec, n_ctx=2048)
+    configs = {str(n): spec.with_overrides(threads=n, n_ctx=2048) for n in counts}
+    configs[DEFAULT] = spec.with_overrides(n_ctx=2048)
     models = {key: load_model(config) for key, config in configs.items()}
     chosen = models[DEFAULT].threads
     label = {key: f"{key} / {key}" for key in configs} | {DEFAULT: f"{chosen.decode} / {chosen.prompt} (default)"}
@@ -134,9 +134,9 @@ def hf_child(args) -> None:
 def hf_rows(name: str, args) -> list[tuple]:
     spec = resolve(name)
     counts = candidate_counts(system.physical_cores(), usable_cpus())
-    configs = {str(n): with_overrides(spec, threads=n) for n in counts}
+    configs = {str(n): spec.with_overrides(threads=n) for n in counts}
     configs[DEFAULT] = spec
-    configs["bf16"] = with_overrides(spec, dtype="bfloat16")
+    configs["bf16"] = spec.with_overrides(dtype="bfloat16")
     models = {key: load_model(config) for key, config in configs.items()}
     chosen = models[DEFAULT].threads
     try:

@@ -21,7 +21,7 @@ from common import LlamaServer, rounds_parser  # noqa: E402
 
 from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model  # noqa: E402
 from taskclock.runtime.backends.llamacpp import server_threads  # noqa: E402
-from taskclock.runtime.models import local_file, resolve, with_overrides  # noqa: E402
+from taskclock.runtime.models import local_file, resolve  # noqa: E402
 from taskclock.runtime.turn import run_turn  # noqa: E402
 
 STORY = "Write a long story about a lighthouse keeper and a storm."
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads for both (default: taskclock's measured choice)")
     args = parser.parse_args()
-    spec = with_overrides(resolve(args.model), threads=args.threads or None)
+    spec = resolve(args.model).with_overrides(threads=args.threads or None)
     params = SamplingParams(max_tokens=args.tokens)
     figures: dict[tuple[str, str], list[tuple[float, float]]] = {(p, k): [] for p in PATHS for k in PROMPTS}
     in_process = load_model(spec)

@@ -8,11 +8,12 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Protocol
 
 from .errors import ModelLoadError
 from .events import Done, Event, now_ns
+from .options import NO_OPTIONS, BackendOptions, block_type, declared
 from .threads import ThreadChoice
 from .values import check_sampling, check_spec
 
@@ -48,36 +49,51 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Everything needed to load one model; aliases and config entries both resolve to this."""
+    """Everything needed to load one model; aliases and config entries both resolve to this. The fields every
+    backend reads, plus ``backend_options``: the block of options the backend declares (runtime/options.py),
+    its defaults unless given."""
 
     name: str
     backend: str
     source: str
     chat: bool = True  # False: plain completion (base models without a chat template)
-    dtype: str = "auto"  # hf: auto|float16|bfloat16|float32
-    device: str = "auto"  # hf: auto|cuda|cpu
-    quantization: str = "none"  # hf: none|8bit|4bit
-    compile: bool = False  # hf: static cache + torch.compile
     n_ctx: int = DEFAULT_CTX
-    n_gpu_layers: int | None = None  # llamacpp: None = all where llama.cpp has GPU offload, else 0; -1 = all
-    flash_attn: bool = True  # llamacpp
-    threads: int = 0  # llamacpp, hf on CPU: threads for decode and prefill; 0 = measured (runtime/threads.py)
-    api_model: str = ""  # http: the server's model name
-    api_key_env: str = ""  # http: environment variable holding the API key
-    timeout_s: float = 60.0  # http: give up on a server that sends no data for this long (pings do not count)
-    turn_timeout_s: float = 900.0  # http: give up on a turn that takes longer than this overall
     description: str = ""
     # reasoning models: True/False sends the engine's thinking switch (docs/CONFIG.md); None sends nothing
     thinking: bool | None = None
     think_tags: tuple[str, ...] = ("<think>", "</think>")  # opening and closing tag in the text; () = none
-    options: dict[str, Any] = field(default_factory=dict, compare=False)
+    backend_options: BackendOptions = NO_OPTIONS  # left out: the backend's defaults
 
     def __post_init__(self) -> None:
         check_spec(self)
+        if self.backend_options is NO_OPTIONS:
+            object.__setattr__(self, "backend_options", block_type(self.backend)())
+        elif not isinstance(self.backend_options, block_type(self.backend)):
+            raise TypeError(f"{type(self.backend_options).__name__} is not the {self.backend} backend's options")
 
     @classmethod
-    def field_names(cls) -> set[str]:
-        return {f.name for f in fields(cls)}
+    def shared_fields(cls) -> set[str]:
+        """What every backend reads: the keys of ``[models.NAME]`` besides the backend's options."""
+        return {f.name for f in fields(cls)} - {"name", "backend_options"}
+
+    def values(self) -> dict[str, Any]:
+        """The shared fields and the backend's options as one flat table, as config.toml and run.toml keep them."""
+        shared = {key: getattr(self, key) for key in sorted(self.shared_fields(), key=_FIELD_ORDER.index)}
+        return {**shared, **self.backend_options.values()}
+
+    def with_overrides(self, **values: Any) -> ModelSpec:
+        """This spec with some shared fields or backend options replaced; None leaves a value as it is, and an
+        option the backend does not declare is not its concern (the CLI names flags no model takes)."""
+        given = {k: v for k, v in values.items() if v is not None}
+        block = self.backend_options
+        own = {k: v for k, v in given.items() if k in {o.name for o in declared(self.backend)}}
+        if own:
+            block = replace(block, **own)
+        return replace(self, backend_options=block,
+                       **{k: v for k, v in given.items() if k in self.shared_fields()})
+
+
+_FIELD_ORDER = [f.name for f in fields(ModelSpec)]
 
 
 def first_line(exc: BaseException) -> str:

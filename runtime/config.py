@@ -15,6 +15,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from . import options
 from .backend import ModelSpec, SamplingParams
 from .errors import ConfigError
 from .paths import config_dir
@@ -135,6 +136,36 @@ def build(cls: type, data: dict[str, Any], path: Path, where: str, **fixed: Any)
         raise ConfigError(f"{path}: [{where}] is incomplete: {exc}", "see docs/CONFIG.md") from None
 
 
+def build_spec(data: Any, path: Path, where: str, name: str) -> ModelSpec:
+    """A ``[models.NAME]`` table (of config.toml or run.toml) as a ModelSpec: the shared keys, and the options its
+    backend declares (runtime/options.py) under their names or the names they had before. Files written before
+    the options were declared per backend hold every backend's keys: another backend's key is accepted at its
+    default and refused otherwise, naming the backend it belongs to."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: [{where}] must be a table", "see docs/CONFIG.md")
+    backend = _check_type(path, where, "backend", data.get("backend", ""), str)
+    block = options.block_type(backend)
+    own = {old: o.name for o in options.declarations(block) for old in (o.name, *o.old_names)}
+    shared = ModelSpec.shared_fields()
+    table: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in shared or key in own:
+            table[key] = value
+        elif options.backends_of(key) and value == options.default_of(key):
+            continue  # another backend's option at its default, as files of older versions wrote every option
+        elif options.backends_of(key):
+            raise ConfigError(f"{path}{_line_of(path, key)}: [{where}] {key} is an option of the "
+                              f"{' and '.join(options.backends_of(key))} backend, not of {backend!r}",
+                              f"drop it, or set backend = {options.backends_of(key)[0]!r}")
+        else:
+            valid = sorted({*shared, *(o.name for o in options.declared(backend))})
+            raise ConfigError(f"{path}{_line_of(path, key)}: unknown key {key!r} in [{where}]",
+                              f"valid keys: {', '.join(valid)}")
+    declared = build(block, {own[k]: v for k, v in table.items() if k in own}, path, where)
+    return build(ModelSpec, {k: v for k, v in table.items() if k in shared}, path, where, name=name,
+                 backend_options=declared)
+
+
 def _tables(data: dict[str, Any], section: str, path: Path) -> dict[str, Any]:
     """``[models.NAME]`` / ``[tasks.NAME]``: the section must be a table of tables."""
     tables = data.get(section, {})
@@ -167,7 +198,7 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
                 f"valid sections: {', '.join(sorted(known))}",
             )
     models = {
-        name: build(ModelSpec, table, path, f"models.{name}", name=name)
+        name: build_spec(table, path, f"models.{name}", name)
         for name, table in _tables(data, "models", path).items()
     }
     tasks = {
@@ -206,11 +237,11 @@ def _toml_value(value: Any) -> str:
 def model_table(name: str, spec: ModelSpec) -> str:
     """The ``[models.NAME]`` table for ``spec``: its backend and source, and the keys that differ from the
     defaults."""
-    default = ModelSpec(name, spec.backend, spec.source)
+    values, default = spec.values(), ModelSpec(name, spec.backend, spec.source).values()
     lines = [f"[models.{name}]"]
     for key in SAVED_KEYS:
-        value = getattr(spec, key)
-        if key in ("backend", "source") or value != getattr(default, key):
+        value = values.get(key)
+        if key in ("backend", "source") or (key in values and value != default[key]):
             lines.append(f"{key} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
 
@@ -241,7 +272,7 @@ def save_model(path: Path, name: str, spec: ModelSpec, builtin: set[str] | froze
     except (tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
         raise ConfigError(f"cannot add [models.{name}] to {path}: {safe_line(exc)}", "edit the file by hand") \
             from None
-    saved = build(ModelSpec, table, path, f"models.{name}", name=name)
+    saved = build_spec(table, path, f"models.{name}", name)
     ensure_dir(path.parent)
     mode = stat.S_IMODE(path.stat().st_mode) if existing else 0o644
     write_atomic(path, new, replace=existing, mode=mode)

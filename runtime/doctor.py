@@ -96,6 +96,12 @@ def checks() -> list[Check]:
     return [check() for check in (check_torch, check_nvml, check_llamacpp, check_bitsandbytes)]
 
 
+def check_options(spec: ModelSpec) -> Check:
+    """The options ``spec``'s backend declares (runtime/options.py), each with the value it runs with."""
+    settings = spec.backend_options.settings()
+    return Check("options", "ok", f"{spec.name} ({spec.backend}): {', '.join(settings) or 'none declared'}")
+
+
 def check_threads(spec: ModelSpec) -> list[Check]:
     """The threads ``spec``'s model runs with and why (loading it measures them if nothing is cached), and for a
     GGUF the llama-server command line that runs it with the same threads."""

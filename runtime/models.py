@@ -10,11 +10,11 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable
-from dataclasses import replace
 from pathlib import Path
 
 from .backend import ModelSpec
 from .errors import ModelLoadError, ModelNotFound
+from .options import HFOptions, HTTPOptions
 from .paths import cache_dir
 from .untrusted import redact_url
 
@@ -30,9 +30,9 @@ ALIASES: dict[str, ModelSpec] = {
     for spec in (
         ModelSpec("smollm2", "llamacpp", _SMOLLM2, description="SmolLM2-135M-Instruct Q4_1, llama.cpp"),
         ModelSpec("smollm2-hf", "hf", _SMOLLM2, description="SmolLM2-135M-Instruct, same weights via transformers"),
-        ModelSpec("smollm2-hf-8bit", "hf", _SMOLLM2, quantization="8bit", dtype="float16",
+        ModelSpec("smollm2-hf-8bit", "hf", _SMOLLM2, backend_options=HFOptions(quantization="8bit", dtype="float16"),
                   description="SmolLM2-135M-Instruct, transformers + bitsandbytes 8-bit"),
-        ModelSpec("smollm2-hf-4bit", "hf", _SMOLLM2, quantization="4bit",
+        ModelSpec("smollm2-hf-4bit", "hf", _SMOLLM2, backend_options=HFOptions(quantization="4bit"),
                   description="SmolLM2-135M-Instruct, transformers + bitsandbytes 4-bit NF4"),
         ModelSpec("gemma3-270m", "llamacpp", _GEMMA, chat=False,
                   description="Gemma 3 270M base Q4_K_M, llama.cpp, plain completion"),
@@ -55,7 +55,7 @@ def resolve(name: str, configured: dict[str, ModelSpec] | None = None) -> ModelS
         return ALIASES[name]
     if name.startswith(("http://", "https://")):
         url, _, api_model = name.partition("#")
-        return ModelSpec(redact_url(name), "http", url.rstrip("/"), api_model=api_model)
+        return ModelSpec(redact_url(name), "http", url.rstrip("/"), backend_options=HTTPOptions(api_model=api_model))
     path = Path(name).expanduser()
     if name.endswith(".gguf"):
         if path.is_dir():
@@ -178,6 +178,3 @@ def is_present(spec: ModelSpec) -> str:
         return "yes"
     return "hub (needs network)" if is_hub_id(spec.source) else "no"
 
-
-def with_overrides(spec: ModelSpec, **values) -> ModelSpec:
-    return replace(spec, **{k: v for k, v in values.items() if v is not None})

@@ -28,7 +28,7 @@ from typing import Any
 
 from . import storage, system, tasks, values
 from .backend import ModelSpec, SamplingParams, supports_batching, supports_concurrency
-from .config import TaskSpec, build, read_toml
+from .config import TaskSpec, build, build_spec, read_toml
 from .errors import DataError, TaskclockError
 from .record import COUNT, FIELD_TYPES, FIGURE, TEXT, TEXT_OR_NONE, read_turn
 from .threads import ThreadChoice
@@ -180,7 +180,7 @@ def models_toml(models: Sequence[ModelSpec]) -> list[str]:
     """One [models.NAME] table per model, with every option (read_models reads them)."""
     parts = []
     for spec in models:
-        values = {k: v for k, v in asdict(spec).items() if k not in ("name", "options")}
+        values = spec.values()
         values["source"] = redact_url(spec.source)  # a URL's password is never stored (docs/RELIABILITY.md)
         parts.append(toml_table(f"models.{json.dumps(spec.name)}", values))
     return parts
@@ -313,7 +313,7 @@ def read_run_toml(folder: Path, kind: str) -> tuple[Path, dict[str, Any]]:
 def read_models(path: Path, data: dict[str, Any]) -> list[ModelSpec]:
     """run.toml's [models.NAME] tables, each checked as a config entry is."""
     try:
-        return [build(ModelSpec, table, path, f"models.{name}", name=name)
+        return [build_spec(table, path, f"models.{name}", name)
                 for name, table in _tables(path, data, "models").items()]
     except TaskclockError as exc:
         raise _plan_error(path, exc) from None

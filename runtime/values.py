@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError, DataError
@@ -46,6 +47,36 @@ PLAN_RANGES: dict[str, tuple[int, int]] = {
 PLAN_ROWS_MAX = 1_000_000  # rows in one run, over every model, task or length, batch size and repeat
 CHOICES = {"dtype": ("auto", "float16", "bfloat16", "float32"), "device": ("auto", "cuda", "cpu"),
            "quantization": ("none", "8bit", "4bit")}
+
+
+@dataclass(frozen=True)
+class Range:
+    """An allowed range, kept as data so a declaration (runtime/options.py), its check, the CLI's help and the
+    docs all say the same: ``low <= value <= high`` (``low < value`` with ``low_open``)."""
+
+    low: float
+    high: float
+    kind: type = float
+    low_open: bool = False
+
+    def check(self, key: str, value: Any) -> None:
+        in_range(key, value, self.low, self.high, kind=self.kind, low_open=self.low_open)
+
+    def text(self) -> str:
+        """"0 … 4096" / "more than 0, at most 86400": for help lines and error fixes."""
+        if self.low_open:
+            return f"more than {_shown(self.low)}, at most {_shown(self.high)}"
+        return f"{_shown(self.low)} … {_shown(self.high)}"
+
+
+# The ranges of a model's numbers (ModelSpec's and the backends' declared options), by key.
+RANGES = {
+    "n_ctx": Range(1, TOKENS_MAX, int),
+    "threads": Range(0, THREADS_MAX, int),  # 0: measured (runtime/threads.py)
+    "n_gpu_layers": Range(-1, GPU_LAYERS_MAX, int),  # -1: all
+    "timeout_s": Range(0, RECORDED_MAX_S, low_open=True),
+    "turn_timeout_s": Range(0, RECORDED_MAX_S, low_open=True),
+}
 
 
 class InvalidValue(ConfigError):
@@ -93,16 +124,14 @@ def check_sampling(params: Any) -> None:
     in_range("seed", params.seed, 0, SEED_MAX, kind=int)
 
 
+def check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise InvalidValue(key, f"must be one of {', '.join(allowed)}, not {shown_value(value)}")
+
+
 def check_spec(spec: Any) -> None:
-    in_range("timeout_s", spec.timeout_s, 0, RECORDED_MAX_S, low_open=True)
-    in_range("turn_timeout_s", spec.turn_timeout_s, 0, RECORDED_MAX_S, low_open=True)
-    in_range("n_ctx", spec.n_ctx, 1, TOKENS_MAX, kind=int)
-    in_range("threads", spec.threads, 0, THREADS_MAX, kind=int)  # 0: measured (runtime/threads.py)
-    if spec.n_gpu_layers is not None:  # None: decided at load (all layers where llama.cpp can offload)
-        in_range("n_gpu_layers", spec.n_gpu_layers, -1, GPU_LAYERS_MAX, kind=int)
-    for key, allowed in CHOICES.items():
-        if getattr(spec, key) not in allowed:
-            raise InvalidValue(key, f"must be one of {', '.join(allowed)}, not {getattr(spec, key)!r}")
+    """The shared fields of a ModelSpec; its backend's options check themselves (runtime/options.py)."""
+    RANGES["n_ctx"].check("n_ctx", spec.n_ctx)
     tags = spec.think_tags
     if tags and (len(tags) != 2 or not all(tags) or tags[0] == tags[1]):
         raise InvalidValue("think_tags", f"must be two different non-empty strings (opening, closing) or [], "

@@ -5,6 +5,7 @@ from helpers import run_cli
 from taskclock.runtime.config import load_config
 from taskclock.runtime.errors import ConfigError
 from taskclock.runtime.models import resolve
+from taskclock.runtime.options import HFOptions, LlamaCppOptions
 
 
 def write(tmp_path, text):
@@ -35,7 +36,8 @@ n_ctx = 1024
     assert config.sampling.max_tokens == 64 and config.sampling.stop == ("###",)
     assert config.sampling.temperature == 0.0
     spec = resolve("tiny", config.models)
-    assert (spec.backend, spec.dtype, spec.quantization, spec.n_ctx) == ("hf", "bfloat16", "4bit", 1024)
+    options = HFOptions.of(spec)
+    assert (spec.backend, options.dtype, options.quantization, spec.n_ctx) == ("hf", "bfloat16", "4bit", 1024)
 
 
 def test_unknown_key_names_file_key_and_line(tmp_path):
@@ -56,7 +58,7 @@ def test_gpu_layers_is_an_optional_integer(tmp_path):
     path = write(tmp_path, '[models.a]\nbackend = "llamacpp"\nsource = "a.gguf"\n\n'
                            '[models.b]\nbackend = "llamacpp"\nsource = "b.gguf"\nn_gpu_layers = 0\n')
     models = load_config(path).models
-    assert (models["a"].n_gpu_layers, models["b"].n_gpu_layers) == (None, 0)
+    assert (LlamaCppOptions.of(models["a"]).n_gpu_layers, LlamaCppOptions.of(models["b"]).n_gpu_layers) == (None, 0)
     with pytest.raises(ConfigError, match=r"n_gpu_layers must be an integer"):
         load_config(write(tmp_path, '[models.x]\nbackend = "llamacpp"\nsource = "y"\nn_gpu_layers = "all"\n'))
 

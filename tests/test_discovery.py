@@ -28,6 +28,7 @@ from taskclock.runtime.discovery import (
 )
 from taskclock.runtime.errors import BackendError, ConfigError, ModelNotFound
 from taskclock.runtime.models import ALIASES, did_you_mean, resolve
+from taskclock.runtime.options import HTTPOptions
 
 OLLAMA_TAGS = {"models": [{"name": "llama3.2:1b", "model": "llama3.2:1b", "size": 1_321_098_329,
                            "details": {"parameter_size": "1.2B", "quantization_level": "Q8_0"}},
@@ -41,7 +42,7 @@ def test_an_openai_server_lists_its_models_with_the_names_that_reach_them():
         assert listing.server == "openai" and [m.id for m in listing.models] == ["alpha", "beta"]
         assert listing.name(listing.models[1]) == f"{server.url}#beta"
         spec = resolve(listing.name(listing.models[1]))
-        assert (spec.backend, spec.source, spec.api_model) == ("http", server.url, "beta")
+        assert (spec.backend, spec.source, HTTPOptions.of(spec).api_model) == ("http", server.url, "beta")
 
 
 def test_an_ollama_server_lists_its_own_models_with_size_and_quantization():
@@ -65,7 +66,7 @@ def test_the_real_llama_server_is_recognised_with_its_context_and_quantization(o
     listing = list_served(one_slot_llama_server.url)
     (model,) = listing.models
     assert listing.server == "llama-server" and model.context == 2048 and model.detail.startswith("Q4_1")
-    assert resolve(listing.name(model)).api_model == model.id
+    assert HTTPOptions.of(resolve(listing.name(model))).api_model == model.id
 
 
 def test_the_same_list_prints_headless_with_taskclock_models_url():
@@ -201,7 +202,8 @@ def test_save_as_adds_a_models_entry_the_config_then_reads(tmp_path):
     assert path.read_text().startswith('[defaults]\nmodel = "smollm2"  # mine\n')  # the user's text kept
     assert (path.stat().st_mode & 0o777) == 0o600
     loaded = load_config(path).models["qwen-server"]
-    assert loaded == saved and (loaded.source, loaded.api_model) == ("http://127.0.0.1:8080/v1", "qwen\x7f\"x")
+    assert loaded == saved
+    assert (loaded.source, HTTPOptions.of(loaded).api_model) == ("http://127.0.0.1:8080/v1", "qwen\x7f\"x")
     before = path.read_text()
     for name, problem in (("qwen-server", "already has"), ("smollm2", "built-in"), ("a b", "cannot name")):
         with pytest.raises(ConfigError, match=problem):

@@ -14,7 +14,8 @@ from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
 from taskclock.runtime.backends import hf, llamacpp
 from taskclock.runtime.compare import run_compare
 from taskclock.runtime.errors import ModelLoadError, ModelNotFound, UnsupportedHardware
-from taskclock.runtime.models import local_file, resolve, with_overrides
+from taskclock.runtime.models import local_file, resolve
+from taskclock.runtime.options import HFOptions, LlamaCppOptions
 from taskclock.runtime.turn import run_turn
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -194,7 +195,7 @@ def test_llamacpp_offloads_every_layer_by_default_where_it_can():
 
 
 def test_llamacpp_default_runs_here_on_the_cpu(smollm2):
-    assert resolve("smollm2").n_gpu_layers is None
+    assert LlamaCppOptions.of(resolve("smollm2")).n_gpu_layers is None
     assert smollm2.llm.model_params.n_gpu_layers == 0 and smollm2.probe.nvml is None
 
 
@@ -263,7 +264,8 @@ def test_compile_warms_up_apart_and_never_compiles_in_a_measured_turn(tiny_llama
     from torch._dynamo.utils import counters
 
     plain = run_turn(tiny_llama, LONGER, SamplingParams(max_tokens=12))
-    compiled = load_model(ModelSpec("tiny-compiled", "hf", str(tiny_llama_dir), compile=True))
+    compiled = load_model(ModelSpec("tiny-compiled", "hf", str(tiny_llama_dir),
+                                    backend_options=HFOptions(compile=True)))
     graphs = counters["stats"]["unique_graphs"]
     try:
         assert compiled.warmup_s is not None and compiled.warmup_s > 0 and graphs > 0
@@ -294,7 +296,7 @@ def cuda_spec(tmp_path_factory) -> ModelSpec:
 
 
 def _on_cuda(spec: ModelSpec, **overrides):
-    return load_model(with_overrides(spec, device="cuda", **overrides))
+    return load_model(spec.with_overrides(device="cuda", **overrides))
 
 
 @pytest.mark.cuda
@@ -438,4 +440,4 @@ def test_hf_turns_carry_the_gpu_probe_figures(tiny_llama, monkeypatch):
 @pytest.mark.gpu_offload
 def test_llamacpp_gpu_out_of_memory_says_what_to_lower():
     with pytest.raises(ModelLoadError, match="lower --gpu-layers or --ctx"):
-        load_model(with_overrides(_smollm2_or_skip(), n_ctx=4_000_000))
+        load_model(_smollm2_or_skip().with_overrides(n_ctx=4_000_000))

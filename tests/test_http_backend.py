@@ -18,6 +18,7 @@ from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
 from taskclock.runtime.errors import BackendError, ModelNotFound
 from taskclock.runtime.events import Token
 from taskclock.runtime.models import resolve
+from taskclock.runtime.options import HTTPOptions
 from taskclock.runtime.turn import run_turn
 
 GREEDY = SamplingParams(max_tokens=32)
@@ -31,8 +32,8 @@ def served(llama_server):
     model.close()
 
 
-def scripted_model(server, **fields) -> object:
-    return load_model(ModelSpec("scripted", "http", server.url, **fields))
+def scripted_model(server, **options) -> object:
+    return load_model(ModelSpec("scripted", "http", server.url, backend_options=HTTPOptions(**options)))
 
 
 def assert_one_line(text: str | None) -> None:
@@ -223,7 +224,7 @@ def test_missing_api_key_variable_is_one_line(scripted_server, monkeypatch):
 
 def test_configured_http_model_resolves(scripted_server):
     spec = replace(resolve(f"{scripted_server.url}#scripted"), name="remote")
-    assert (spec.backend, spec.source, spec.api_model) == ("http", scripted_server.url, "scripted")
+    assert (spec.backend, spec.source, HTTPOptions.of(spec).api_model) == ("http", scripted_server.url, "scripted")
     model = load_model(spec)
     assert model.api_model == "scripted" and model.count_tokens("x") is None
 

@@ -15,6 +15,7 @@ from parallel_server import ParallelServer, Script
 
 from taskclock.runtime import arrivals, load, load_summary, mmlu, runfolder, storage, tasks
 from taskclock.runtime.backend import ModelSpec, SamplingParams
+from taskclock.runtime.options import HTTPOptions
 from taskclock.runtime.slo import parse_slo
 
 SCRIPT = Script(slots=4, ttft_ms=30, gap_ms=10, tokens=8)  # S = 0.1 s: capacity 40 req/s
@@ -27,7 +28,7 @@ def server():
 
 
 def spec(server, name="parallel") -> ModelSpec:
-    return ModelSpec(name, "http", server.url, api_model="parallel")
+    return ModelSpec(name, "http", server.url, backend_options=HTTPOptions(api_model="parallel"))
 
 
 def run_load(tmp_path: Path, models, **options):

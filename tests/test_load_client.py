@@ -16,6 +16,7 @@ from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
 from taskclock.runtime.backends.http_async import Connections, stream_turn
 from taskclock.runtime.events import Done
 from taskclock.runtime.loadclient import open_loop
+from taskclock.runtime.options import HTTPOptions
 
 HI = [{"role": "user", "content": "hi"}]
 # This client inflates a gzip body 64 KiB at a time, so it reads the line-break bomb's first line (an empty data
@@ -44,7 +45,8 @@ def hostile():
 @pytest.mark.parametrize("mode", sorted(m for m in MODES if EXPECT[m] != LOAD_ERROR))
 def test_every_hostile_mode_ends_as_the_thread_path_ends_it(hostile, mode):
     source, _, name = hostile.url(mode).partition("#")
-    model = load_model(ModelSpec("hostile", "http", source, api_model=name, timeout_s=1.5, turn_timeout_s=3.0))
+    model = load_model(ModelSpec("hostile", "http", source,
+                                 backend_options=HTTPOptions(api_model=name, timeout_s=1.5, turn_timeout_s=3.0)))
     params = SamplingParams(max_tokens=1000 if mode == "slow_endless" else 16)
     try:
         threaded = list(model.stream(HI, params))

@@ -18,6 +18,7 @@ from textual_plotext import PlotextPlot
 
 from taskclock.runtime import load, load_summary, runfolder, storage
 from taskclock.runtime.config import Config, Defaults
+from taskclock.runtime.options import HTTPOptions
 from taskclock.tui.panes.batch import BatchPane
 
 SIZE = (180, 60)
@@ -56,8 +57,8 @@ def _names(fast: ParallelServer, slow: ParallelServer, tmp_path: Path) -> Config
     """The two servers under the names the verdict uses (configured HTTP models, as a user names them)."""
     from taskclock.runtime.backend import ModelSpec
 
-    models = {"verbose": ModelSpec("verbose", "http", fast.url, api_model="parallel"),
-              "terse": ModelSpec("terse", "http", slow.url, api_model="parallel")}
+    models = {"verbose": ModelSpec("verbose", "http", fast.url, backend_options=HTTPOptions(api_model="parallel")),
+              "terse": ModelSpec("terse", "http", slow.url, backend_options=HTTPOptions(api_model="parallel"))}
     return Config(defaults=Defaults(runs_dir=str(tmp_path / "runs")), models=models)
 
 

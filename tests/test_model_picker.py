@@ -14,6 +14,7 @@ from textual.widgets import Input, OptionList
 
 from taskclock.runtime import remembered as remembered_module
 from taskclock.runtime.config import Config, load_config
+from taskclock.runtime.options import HTTPOptions
 from taskclock.tui.panes.compare import ComparePane
 from taskclock.tui.screens.model_picker import ModelPicker, SaveAsScreen
 from taskclock.tui.widgets.compare_column import CompareColumn
@@ -58,7 +59,8 @@ async def test_ctrl_o_with_a_loopback_server_url_lists_its_models_and_a_pick_cha
                                                                    f"{server.url}#beta"]
             assert "openai at" in str(picker.query_one("#picker-status").render())
             await pilot.press("down", "enter")
-            await wait_for(pilot, lambda: chat.model.spec.api_model == "beta" and chat.pending_model is None, "beta")
+            await wait_for(pilot, lambda: HTTPOptions.of(chat.model.spec).api_model == "beta"
+                           and chat.pending_model is None, "beta")
             result = await turn(pilot, "Hi")
     assert result.text == "Hello from beta" and result.backend == "http"
     assert server.requests[-1]["model"] == "beta"
@@ -163,7 +165,7 @@ async def test_save_as_writes_a_models_entry_the_picker_then_lists(tmp_path):
             assert listed(picker)[0].startswith("qwen2-5-0-5b")
     saved = load_config(config_path)
     assert saved.defaults.theme == "taskclock-dark"
-    assert (saved.models["qwen2-5-0-5b"].source, saved.models["qwen2-5-0-5b"].api_model) == (server.url,
+    assert (saved.models["qwen2-5-0-5b"].source, HTTPOptions.of(saved.models["qwen2-5-0-5b"]).api_model) == (server.url,
                                                                                             "qwen2.5-0.5b")
 
 

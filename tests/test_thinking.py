@@ -21,6 +21,7 @@ from taskclock.runtime.errors import ConfigError
 from taskclock.runtime.events import Done, Submitted, Token
 from taskclock.runtime.mmlu import Question
 from taskclock.runtime.models import resolve
+from taskclock.runtime.options import HTTPOptions
 from taskclock.runtime.phases import PhaseSplitter
 from taskclock.runtime.reply import Reply
 from taskclock.runtime.tasks import BUILTIN
@@ -147,7 +148,9 @@ def scripted_server():
 
 
 def scripted(server, **fields):
-    return load_model(ModelSpec("scripted", "http", server.url, **fields))
+    """An HTTP model of the scripted server; ``extra_body`` goes to its backend options, the rest to the spec."""
+    options = HTTPOptions(extra_body=fields.pop("extra_body", {}))
+    return load_model(ModelSpec("scripted", "http", server.url, backend_options=options, **fields))
 
 
 GAP_S = 0.05
@@ -278,7 +281,7 @@ def test_the_thinking_switch_reaches_llama_cpps_chat_template(thinking):
 
 
 def test_options_chat_template_kwargs_merge_over_the_switch(scripted_server):
-    model = scripted(scripted_server, thinking=False, options={"chat_template_kwargs": {"custom": 1}})
+    model = scripted(scripted_server, thinking=False, extra_body={"chat_template_kwargs": {"custom": 1}})
     run_turn(model, ASK, SamplingParams(max_tokens=4))
     assert scripted_server.requests[-1]["chat_template_kwargs"] == {"enable_thinking": False, "custom": 1}
 

@@ -11,7 +11,8 @@ from helpers import run_cli
 from taskclock.runtime import system, threads
 from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
 from taskclock.runtime.backends import llamacpp
-from taskclock.runtime.models import local_file, resolve, with_overrides
+from taskclock.runtime.models import local_file, resolve
+from taskclock.runtime.options import HFOptions
 from taskclock.runtime.turn import run_turn
 
 ASK = [{"role": "user", "content": "Hi"}]
@@ -151,7 +152,7 @@ def test_threads_the_user_sets_skip_the_probe(cache, monkeypatch):
         raise AssertionError("probed although the user set the threads")
 
     monkeypatch.setattr(threads, "probe", no_probe)
-    model = load_model(with_overrides(resolve("smollm2"), threads=1))
+    model = load_model(resolve("smollm2").with_overrides(threads=1))
     try:
         done = run_turn(model, ASK, SamplingParams(max_tokens=4)).done
     finally:
@@ -205,7 +206,7 @@ def test_transformers_on_the_cpu_measures_its_threads_and_takes_the_users(tiny_l
     measured.close()
     assert measured.threads.rates and measured.threads.decode == threads.best_count(measured.threads.rates)
     assert measured.threads.prompt == threads.usable_cpus()
-    chosen = load_model(ModelSpec("tiny", "hf", str(tiny_llama_dir), threads=1))
+    chosen = load_model(ModelSpec("tiny", "hf", str(tiny_llama_dir), backend_options=HFOptions(threads=1)))
     try:
         run_turn(chosen, ASK, SamplingParams(max_tokens=2))
         assert chosen.worker.call(torch.get_num_threads) == 1 and "set by the user" in chosen.threads.why

@@ -8,6 +8,7 @@ from helpers import one_error_line, run_cli
 from llama_server import reply_script, running_scripted_server
 
 HTTP_MODEL = '[models.m]\nbackend = "http"\nsource = "http://127.0.0.1:9/v1"\n'
+HF_MODEL = '[models.m]\nbackend = "hf"\nsource = "/no/such/folder"\n'
 
 
 @pytest.mark.parametrize("body, words", [
@@ -16,7 +17,8 @@ HTTP_MODEL = '[models.m]\nbackend = "http"\nsource = "http://127.0.0.1:9/v1"\n'
     (HTTP_MODEL + "timeout_s = -1\n", "(line 4): [models.m] timeout_s must be more than 0 and at most 86400, not -1.0"),
     (HTTP_MODEL + "timeout_s = nan\n", "(line 4): [models.m] timeout_s must be a finite number, not nan"),
     (HTTP_MODEL + "n_ctx = 0\n", "(line 4): [models.m] n_ctx must be at least 1 and at most 16777216, not 0"),
-    (HTTP_MODEL + 'dtype = "float8"\n', "(line 4): [models.m] dtype must be one of auto, float16"),
+    (HF_MODEL + 'dtype = "float8"\n', "(line 4): [models.m] dtype must be one of auto, float16"),
+    (HTTP_MODEL + 'dtype = "float16"\n', "(line 4): [models.m] dtype is an option of the hf backend, not of 'http'"),
     ("[sampling]\ntemperature = nan\n", "(line 2): [sampling] temperature must be a finite number, not nan"),
     ("[sampling]\ntemperature = inf\n", "(line 2): [sampling] temperature must be a finite number, not inf"),
     ("[sampling]\ntemperature = 2.5\n", "(line 2): [sampling] temperature must be at least 0 and at most 2"),

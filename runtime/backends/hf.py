@@ -23,6 +23,7 @@ from ..errors import ModelLoadError, ModelNotFound, UnsupportedHardware
 from ..events import Done, DoneExtra, Event, StopReason, Submitted, now_ns
 from ..gpu import TurnProbe, allocated_mb, free_memory_mb, load_delta_mb, out_of_memory_message
 from ..models import local_file
+from ..options import HFOptions
 from ..paths import cache_dir
 from ..phases import PhaseSplitter, prompt_opens_thinking
 from ..reply import Reply
@@ -40,16 +41,14 @@ def cuda_available() -> bool:
 
 
 def pick_device(spec: ModelSpec) -> str:
-    if spec.device == "cuda" and not cuda_available():
+    device = HFOptions.of(spec).device  # one of values.CHOICES["device"], checked when the spec was made
+    if device == "cuda" and not cuda_available():
         raise UnsupportedHardware("CUDA was requested but no CUDA GPU is available", "use --device cpu")
-    if spec.device not in ("auto", "cuda", "cpu"):
-        raise ModelLoadError(f"unknown device {spec.device!r}", "use auto, cuda or cpu")
-    if spec.device == "auto":
+    if device == "auto":
         return "cuda" if cuda_available() else "cpu"
-    return spec.device
+    return device
 
 
-HALF_DTYPES = ("float16", "bfloat16")
 WARMUP_PROMPTS = ("Warm up.", "Warm up the compiled decode step with a longer prompt than the first one.")
 
 
@@ -73,26 +72,24 @@ def pick_dtype(spec: ModelSpec, device: str, config=None):
     """The torch dtype to load in; ``config`` (the model's transformers config) is read for "auto" on CUDA."""
     import torch
 
-    name = spec.dtype
+    name = HFOptions.of(spec).dtype
     if name == "auto":
         name = auto_dtype(device, trained_dtype(config), device == "cuda" and torch.cuda.is_bf16_supported())
     return getattr(torch, name)
 
 
 def check_options(spec: ModelSpec) -> None:
-    """Bad option values, and options that cannot go together, fail before anything is read from disk."""
-    if spec.dtype not in ("auto", "float32", *HALF_DTYPES):
-        raise ModelLoadError(f"unknown dtype {spec.dtype!r}", "use auto, float16, bfloat16 or float32")
-    if spec.quantization == "none":
+    """Options that cannot go together, or need a library that is missing, fail before anything is read from disk
+    (each value is in its range already: HFOptions checks it)."""
+    options = HFOptions.of(spec)
+    if options.quantization == "none":
         return
-    if spec.quantization not in ("8bit", "4bit"):
-        raise ModelLoadError(f"unknown quantization {spec.quantization!r}", "use none, 8bit or 4bit")
     if importlib.util.find_spec("bitsandbytes") is None:
         raise UnsupportedHardware(
-            f"{spec.quantization} quantization needs bitsandbytes, which is not installed",
+            f"{options.quantization} quantization needs bitsandbytes, which is not installed",
             "pip install 'taskclock[quant]' or use --quant none",
         )
-    if spec.compile:
+    if options.compile:
         raise ModelLoadError("transformers cannot torch.compile a bitsandbytes model",
                              "drop --compile or use --quant none")
 
@@ -113,20 +110,22 @@ def offloaded_parts(placement: dict[str, Any] | None) -> list[str]:
 def out_of_memory_fix(spec: ModelSpec) -> str:
     """What to lower when the model does not fit: only the options that apply to this spec."""
     fixes = ["close other models (the chat keeps the current model until the new one has loaded)"]
-    if spec.compile:
+    options = HFOptions.of(spec)
+    if options.compile:
         fixes.append("lower --ctx (the static cache holds the whole context)")
-    elif spec.quantization != "4bit":
+    elif options.quantization != "4bit":
         fixes.append("use --quant 4bit")
     return ", ".join(fixes) + ", or use --device cpu"
 
 
 def quantization_config(spec: ModelSpec, dtype):
     """bitsandbytes settings (checked by ``check_options``); 4-bit computes in the dtype the model loads in."""
-    if spec.quantization == "none":
+    quantization = HFOptions.of(spec).quantization
+    if quantization == "none":
         return None
     from transformers import BitsAndBytesConfig
 
-    if spec.quantization == "8bit":
+    if quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
 
@@ -397,7 +396,7 @@ class HFBackend:
         loaded = HFModel(spec, model, tokenizer, device, time.perf_counter() - start, now_ns())
         loaded.model_mem_mb = load_delta_mb(held_mb, allocated_mb(cuda))
         loaded.threads = thread_choice(loaded, source)
-        if spec.compile:
+        if HFOptions.of(spec).compile:
             loaded.compile()
         return loaded
 
@@ -438,18 +437,18 @@ def model_key(loaded: HFModel, source: str) -> str:
     and the torch and transformers builds."""
     config = Path(source) / "config.json"
     stamp = (config.stat().st_size, config.stat().st_mtime_ns) if config.is_file() else ()
-    spec = loaded.spec
-    return probe_key("hf", source, *stamp, loaded.model.dtype, spec.quantization, version("torch"),
+    return probe_key("hf", source, *stamp, loaded.model.dtype, HFOptions.of(loaded.spec).quantization, version("torch"),
                      version("transformers"))
 
 
 def thread_choice(loaded: HFModel, source: str) -> ThreadChoice:
-    """``spec.threads`` where the user set it; on the GPU torch's own CPU count, not probed; else the measured
-    decode count (cached per machine, model and build) and all usable CPUs for the prefill."""
+    """The ``threads`` option where the user set it; on the GPU torch's own CPU count, not probed; else the
+    measured decode count (cached per machine, model and build) and all usable CPUs for the prefill."""
     import torch
 
-    if loaded.spec.threads > 0:
-        return user_choice(loaded.spec.threads)
+    threads = HFOptions.of(loaded.spec).threads
+    if threads > 0:
+        return user_choice(threads)
     if loaded.device == "cuda":
         count = torch.get_num_threads()
         return unprobed(count, count, "on the GPU: torch's own CPU threads, not probed")

@@ -31,6 +31,7 @@ import httpx
 from ..backend import Message, ModelSpec, SamplingParams
 from ..errors import BackendError, Cancelled, ModelNotFound, TaskclockError
 from ..events import DoneExtra, Event, StopReason, Submitted, Token, now_ns
+from ..options import HTTPOptions
 from ..phases import PhaseSplitter
 from ..reply import Reply
 from ..threads import ThreadChoice
@@ -228,6 +229,7 @@ class HttpModel:
     def __init__(self, spec: ModelSpec, client: httpx.Client, url: str, api_model: str,
                  load_s: float, loaded_ns: int, secrets: tuple[str, ...] = ()) -> None:
         self.spec = spec
+        self.options = HTTPOptions.of(spec)
         self.secrets = secrets  # the API key: kept out of every error line
         self.client = client
         self.url = url
@@ -240,7 +242,7 @@ class HttpModel:
     def request_body(self, messages: list[Message], params: SamplingParams) -> dict[str, Any]:
         """OpenAI fields plus neutral llama.cpp-style extras, so a greedy request samples the way taskclock's
         in-process backends do (llama-cpp-python's server defaults to repeat_penalty 1.1 and min_p 0.05);
-        ``spec.options`` are merged last for server-specific fields."""
+        the ``extra_body`` option is merged last for server-specific fields."""
         body: dict[str, Any] = {
             "model": self.api_model,
             "stream": True,
@@ -265,10 +267,10 @@ class HttpModel:
                 body["chat_template_kwargs"] = {"enable_thinking": self.spec.thinking}
         else:
             body["prompt"] = "\n\n".join(m["content"] for m in messages)
-        options = dict(self.spec.options)
-        if isinstance(options.get("chat_template_kwargs"), dict) and "chat_template_kwargs" in body:
-            options["chat_template_kwargs"] = {**body["chat_template_kwargs"], **options["chat_template_kwargs"]}
-        body.update(options)
+        extra = dict(self.options.extra_body)
+        if isinstance(extra.get("chat_template_kwargs"), dict) and "chat_template_kwargs" in body:
+            extra["chat_template_kwargs"] = {**body["chat_template_kwargs"], **extra["chat_template_kwargs"]}
+        body.update(extra)
         return body
 
     def stream(
@@ -277,7 +279,7 @@ class HttpModel:
         yield Submitted(now_ns())
         url = self.endpoint()
         state = self.stream_state(params)
-        guard = _Guard(cancel, self.spec.timeout_s, self.spec.turn_timeout_s)
+        guard = _Guard(cancel, self.options.timeout_s, self.options.turn_timeout_s)
         end_ns: int | None = None  # when the stream's last line arrived: the end of the turn
         try:
             with self.client.stream("POST", url, json=self.request_body(messages, params)) as response:
@@ -298,7 +300,7 @@ class HttpModel:
                 state.check_finished(url)
         except (httpx.HTTPError, OSError) as exc:  # a read the guard cut short ends here too
             if not (guard.reason or guard.cancel.is_set()):
-                state.error = transport_error(url, exc, self.spec.timeout_s) if isinstance(exc, httpx.HTTPError) \
+                state.error = transport_error(url, exc, self.options.timeout_s) if isinstance(exc, httpx.HTTPError) \
                     else f"{url}: {one_line(exc)}"
         except StreamError as exc:
             if not guard.reason:  # a line cut short by the guard is the guard's doing, not a malformed line
@@ -333,8 +335,8 @@ class HttpModel:
 
     def _json(self, method: str, url: str, cancel: threading.Event | None, **kwargs: Any) -> Any:
         """A non-streamed JSON answer asked outside a turn, held to a turn's limits (guarded_json)."""
-        return guarded_json(self.client, method, url, _Guard(cancel, self.spec.timeout_s, self.spec.turn_timeout_s),
-                            **kwargs)
+        guard = _Guard(cancel, self.options.timeout_s, self.options.turn_timeout_s)
+        return guarded_json(self.client, method, url, guard, **kwargs)
 
     def count_tokens(self, text: str, cancel: threading.Event | None = None) -> int | None:
         """The server's own tokenizer count (llama.cpp / vLLM ``/tokenize``, llama-cpp-python
@@ -630,18 +632,19 @@ def guarded_json(client: httpx.Client, method: str, url: str, guard: _Guard, **k
         raise outcome["error"]
     return outcome["value"]
 def api_key(spec: ModelSpec) -> str:
-    """The key from ``spec.api_key_env`` ("" when none is configured). A key an HTTP header cannot carry is
+    """The key from the ``api_key_env`` option ("" when none is configured). A key an HTTP header cannot carry is
     rejected here, without echoing it: httpx would otherwise put it in an error line."""
-    if not spec.api_key_env:
+    variable = HTTPOptions.of(spec).api_key_env
+    if not variable:
         return ""
-    key = os.environ.get(spec.api_key_env)
+    key = os.environ.get(variable)
     if not key:
-        raise BackendError(f"the environment variable {spec.api_key_env} (API key for {spec.name}) is not set",
-                           f"export {spec.api_key_env}=...")
+        raise BackendError(f"the environment variable {variable} (API key for {spec.name}) is not set",
+                           f"export {variable}=...")
     if not (key.isascii() and key.isprintable()) or any(char.isspace() for char in key):
-        raise BackendError(f"the API key in {spec.api_key_env} holds characters an HTTP header cannot carry "
+        raise BackendError(f"the API key in {variable} holds characters an HTTP header cannot carry "
                            "(non-ASCII, spaces, line breaks or control codes)",
-                           f"check the value of {spec.api_key_env}")
+                           f"check the value of {variable}")
     return key
 
 
@@ -659,7 +662,8 @@ class HttpBackend:
         if key:
             headers["Authorization"] = f"Bearer {key}"
         secrets = (key,) if key else ()
-        timeout = httpx.Timeout(spec.timeout_s, connect=min(spec.timeout_s, 10.0))
+        timeout_s = HTTPOptions.of(spec).timeout_s
+        timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
         client = httpx.Client(headers=headers, timeout=timeout)
         try:
             api_model = self._check_models(client, url, spec)
@@ -673,12 +677,13 @@ class HttpBackend:
 
     @staticmethod
     def _check_models(client: httpx.Client, url: str, spec: ModelSpec) -> str:
-        guard = _Guard(None, spec.timeout_s, spec.turn_timeout_s)  # a model list that trickles in ends, too
+        options = HTTPOptions.of(spec)
+        guard = _Guard(None, options.timeout_s, options.turn_timeout_s)  # a model list that trickles in ends, too
         try:
             with client.stream("GET", f"{url}/models") as response:
                 guard.watch(response)
                 if response.status_code in (401, 403):
-                    fix = f"check ${spec.api_key_env}" if spec.api_key_env else \
+                    fix = f"check ${options.api_key_env}" if options.api_key_env else \
                         "set api_key_env for this model in the config"
                     raise BackendError(http_error(f"{url}/models", response), fix)
                 if response.status_code >= 400:
@@ -686,7 +691,7 @@ class HttpBackend:
                                        "check the URL (it usually ends in /v1)")
                 body, cut = read_capped(response, MAX_BODY_BYTES)
         except httpx.HTTPError as exc:
-            problem = f"{url}/models: {guard.reason}" if guard.reason else transport_error(url, exc, spec.timeout_s)
+            problem = f"{url}/models: {guard.reason}" if guard.reason else transport_error(url, exc, options.timeout_s)
             raise BackendError(problem, "start the server or check the URL") from None
         finally:
             guard.end()
@@ -699,11 +704,11 @@ class HttpBackend:
         except (ValueError, KeyError, TypeError):
             raise BackendError(f"{url}/models did not return an OpenAI model list",
                                "point the URL at an OpenAI-compatible API (usually ending in /v1)") from None
-        if spec.api_model:
-            if ids and spec.api_model not in ids:
-                raise ModelNotFound(f"{url} does not serve {spec.api_model!r}",
+        if options.api_model:
+            if ids and options.api_model not in ids:
+                raise ModelNotFound(f"{url} does not serve {options.api_model!r}",
                                     f"it serves: {one_line(', '.join(ids[:20]))}")
-            return spec.api_model
+            return options.api_model
         if not ids:
             raise ModelNotFound(f"{url} serves no models", "load a model into the server")
         return ids[0]

@@ -239,7 +239,7 @@ async def stream_turn(model: HttpModel, connections: Connections, messages: list
     state = model.stream_state(params)
     events: list[Event] = [Submitted(sent)]
     request = connections.request(urlsplit(url).path, json.dumps(model.request_body(messages, params)).encode())
-    watch = _Watch(model.spec.timeout_s, model.spec.turn_timeout_s)
+    watch = _Watch(model.options.timeout_s, model.options.turn_timeout_s)
     end_ns: int | None = None
     first_byte: int | None = None
     try:

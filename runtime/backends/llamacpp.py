@@ -21,6 +21,7 @@ from ..errors import ModelLoadError, UnsupportedHardware
 from ..events import Done, DoneExtra, Event, StopReason, Submitted, now_ns
 from ..gpu import GPU_ERRORS_HELP, TurnProbe
 from ..models import local_file
+from ..options import LlamaCppOptions
 from ..phases import PhaseSplitter, prompt_opens_thinking
 from ..reply import Reply
 from ..system import passive_openmp, physical_cores, version
@@ -270,10 +271,11 @@ def measured_threads(llm, lib, key: str, label: str) -> ThreadChoice:
 
 
 def thread_choice(spec: ModelSpec, path: Path, layers: int, llm, lib) -> ThreadChoice:
-    """``spec.threads`` for both where the user set it; the engine's own count where the layers run on the GPU;
-    else the measured decode count (cached per machine, model and build) and all usable CPUs for prefill."""
-    if spec.threads > 0:
-        return user_choice(spec.threads)
+    """The ``threads`` option for both where the user set it; the engine's own count where the layers run on the
+    GPU; else the measured decode count (cached per machine, model and build) and all usable CPUs for prefill."""
+    threads = LlamaCppOptions.of(spec).threads
+    if threads > 0:
+        return user_choice(threads)
     if layers != 0:
         return unprobed(physical_cores(), usable_cpus(), "layers on the GPU: llama.cpp's own decode count (one "
                                                          "per physical core), not probed")
@@ -293,7 +295,8 @@ def server_threads(choice: ThreadChoice) -> list[str]:
 def advised_threads(path: Path) -> ThreadChoice:
     """The threads taskclock chooses for this GGUF on the CPU, for a llama-server started beside it (the tests' and
     the benchmarks'): the cached choice, read through a short load, or measured by it."""
-    model = BACKEND.load(ModelSpec("probe", "llamacpp", str(path), n_ctx=512, n_gpu_layers=0))
+    model = BACKEND.load(ModelSpec("probe", "llamacpp", str(path), n_ctx=512,
+                                     backend_options=LlamaCppOptions(n_gpu_layers=0)))
     model.close()
     return model.threads
 
@@ -314,16 +317,17 @@ class LlamaCppBackend:
             import llama_cpp
         except ImportError:
             raise ModelLoadError("llama-cpp-python is not installed", "run `make install`") from None
-        layers = gpu_layers(spec.n_gpu_layers, llama_cpp.llama_supports_gpu_offload())
-        prompt_threads = spec.threads or usable_cpus()
+        options = LlamaCppOptions.of(spec)
+        layers = gpu_layers(options.n_gpu_layers, llama_cpp.llama_supports_gpu_offload())
+        prompt_threads = options.threads or usable_cpus()
         try:
             with _quiet_stderr(), _llama_log(llama_cpp) as log:
                 llm = llama_cpp.Llama(
                     model_path=str(path),
                     n_ctx=spec.n_ctx,
                     n_gpu_layers=layers,
-                    flash_attn=spec.flash_attn,
-                    n_threads=spec.threads or physical_cores(),
+                    flash_attn=options.flash_attn,
+                    n_threads=options.threads or physical_cores(),
                     n_threads_batch=prompt_threads,
                     verbose=False,
                 )

@@ -83,13 +83,12 @@ def _check_numbers(args: argparse.Namespace) -> None:
                         "drop --tasks and --max-tokens, or --input-tokens and --output-tokens")
 
 
-# Options fixed in run.toml when a run starts: --resume refuses them rather than silently ignoring them.
+# Options fixed in run.toml when a run starts (with the model and backend options, common.model_flags): --resume
+# refuses them rather than silently ignoring them.
 PLAN_OPTIONS = {"models": "--models", "tasks": "--tasks", "limit": "--limit", "subjects": "--subjects",
                 "seed": "--seed", "max_tokens": "--max-tokens", "batch_size": "--batch-size", "warmup": "--warmup",
                 "batch_sizes": "--batch-sizes", "repeats": "--repeats", "no_prefix_cache": "--no-prefix-cache",
-                "out": "--out", "dtype": "--dtype", "device": "--device", "quantization": "--quant",
-                "n_ctx": "--ctx", "n_gpu_layers": "--gpu-layers", "compile": "--compile",
-                "flash_attn": "--no-flash-attn", "input_tokens": "--input-tokens", "output_tokens": "--output-tokens"}
+                "out": "--out", "input_tokens": "--input-tokens", "output_tokens": "--output-tokens"}
 
 
 def _split(text: str) -> list[str]:
@@ -106,7 +105,7 @@ def prepare_run(args: argparse.Namespace):
     _check_numbers(args)
     config = load_config(args.config)
     if args.resume:
-        common.refuse_plan_options(args, PLAN_OPTIONS)
+        common.refuse_plan_options(args, {**PLAN_OPTIONS, **common.model_flags()})
         folder = Path(args.resume)
         plan = runfolder.read_plan(folder)
         return folder, plan, mmlu.load(args.mmlu or plan.mmlu)

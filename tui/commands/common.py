@@ -18,19 +18,25 @@ def add_model_options(parser: argparse.ArgumentParser, *, many: bool = False) ->
         parser.add_argument("--model", "-m", help="alias, configured name, .gguf path, HF folder or repo id, or http://HOST:PORT/v1#MODEL")
     parser.add_argument("--config", help="config TOML (default: $TASKCLOCK_CONFIG or the user config dir)")
     group = parser.add_argument_group("model options (override the model's config)")
-    group.add_argument("--dtype", choices=values.CHOICES["dtype"])
-    group.add_argument("--device", choices=values.CHOICES["device"])
-    group.add_argument("--quant", dest="quantization", choices=values.CHOICES["quantization"])
-    group.add_argument("--ctx", dest="n_ctx", type=whole_number, help="context size in tokens")
-    group.add_argument("--gpu-layers", dest="n_gpu_layers", type=whole_number,
-                       help="llama.cpp layers on the GPU (-1 = all)")
-    group.add_argument("--compile", action="store_const", const=True, default=None,
-                       help="transformers: static cache + torch.compile (warm-up reported apart)")
-    group.add_argument("--threads", type=whole_number,
-                       help="CPU threads for decode and prefill (default: decode measured per machine and model, "
-                            "prefill on every CPU; `taskclock doctor` shows the choice)")
-    group.add_argument("--no-flash-attn", dest="flash_attn", action="store_const", const=False, default=None,
-                       help="llama.cpp: turn flash attention off")
+    group.add_argument("--ctx", dest="n_ctx", type=whole_number,
+                       help=f"context size in tokens ({values.RANGES['n_ctx'].text()})")
+    add_backend_options(parser)
+
+
+def add_backend_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per option the backends declare (runtime/options.py), with its type, choices and range."""
+    from taskclock.runtime import options
+
+    group = parser.add_argument_group("backend options (override the model's config; each for the backends named)")
+    for flag, declared in options.flags().items():
+        names = ", ".join(options.backends_of(declared.name))
+        if declared.kind is bool:
+            group.add_argument(flag, dest=declared.name, action="store_const", const=declared.flag_value,
+                               default=None, help=f"{names}: {declared.help}")
+            continue
+        kind = {int: whole_number, float: number}.get(declared.kind, str)
+        group.add_argument(flag, dest=declared.name, type=kind, choices=declared.choices or None,
+                           help=f"{names}: {declared.help}" + ("" if declared.choices else f" ({declared.allowed()})"))
 
 
 def add_sampling_options(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +72,19 @@ def positive_int(text: str) -> int:
     return value
 
 
-OPTIONS = {"n_ctx": "--ctx", "n_gpu_layers": "--gpu-layers", "max_tokens": "--max-tokens", "top_p": "--top-p"}
+SAMPLING_FLAGS = {"max_tokens": "--max-tokens", "top_p": "--top-p"}
+
+
+def model_flags() -> dict[str, str]:
+    """The model's options by name → their flags: --ctx, and every backend's declared ones (runtime/options.py)."""
+    from taskclock.runtime import options
+
+    return {"n_ctx": "--ctx", **{o.name: flag for flag, o in options.flags().items()}}
+
+
+def flag_of(key: str) -> str:
+    """The command-line option that sets ``key``."""
+    return {**SAMPLING_FLAGS, **model_flags()}.get(key) or "--" + key.replace("_", "-")
 
 
 @contextlib.contextmanager
@@ -77,13 +95,12 @@ def options_named():
     try:
         yield
     except InvalidValue as exc:
-        option = OPTIONS.get(exc.key, "--" + exc.key.replace("_", "-"))
-        raise InvalidValue(option, exc.problem.removeprefix(exc.key).strip(), exc.fix) from None
+        raise InvalidValue(flag_of(exc.key), exc.problem.removeprefix(exc.key).strip(), exc.fix) from None
 
 
 def model_overrides(args: argparse.Namespace) -> dict:
-    keys = ("dtype", "device", "quantization", "n_ctx", "n_gpu_layers", "compile", "flash_attn", "threads")
-    return {k: getattr(args, k, None) for k in keys}
+    """The model and backend options given on the command line, by name (None: not given)."""
+    return {k: getattr(args, k, None) for k in model_flags()}
 
 
 def sampling(args: argparse.Namespace, config):
@@ -117,11 +134,21 @@ def sessions_dir(args: argparse.Namespace, config):
 
 
 def resolve_specs(names: list[str], args: argparse.Namespace, config):
-    from taskclock.runtime.models import resolve, with_overrides
+    """The specs the names reach, with the options given on the command line; a backend option that none of
+    them declares is refused (--dtype on a llama.cpp model would otherwise change nothing, silently)."""
+    from taskclock.runtime import options
+    from taskclock.runtime.errors import ConfigError
+    from taskclock.runtime.models import resolve
 
     specs = [resolve(name, config.models) for name in names]
+    given = {k: v for k, v in model_overrides(args).items() if v is not None}
+    for key in given.keys() - {"n_ctx"}:
+        if not any(key in {o.name for o in options.declared(spec.backend)} for spec in specs):
+            owners = " and ".join(options.backends_of(key))
+            raise ConfigError(f"{flag_of(key)} is an option of the {owners} backend, and no model given runs on it",
+                              f"drop {flag_of(key)}, or pick a model of the {owners} backend")
     with options_named():
-        return [with_overrides(spec, **model_overrides(args)) for spec in specs]
+        return [spec.with_overrides(**given) for spec in specs]
 
 
 def split_models(text: str) -> list[str]:

@@ -1,5 +1,5 @@
 """`taskclock doctor`: torch and its CUDA, NVML, llama.cpp GPU offload and bitsandbytes, each OK or why not; then
-the CPU threads a model runs with, why, and the llama-server command line for the same."""
+a model's backend options, the CPU threads it runs with, why, and the llama-server command line for the same."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +17,7 @@ def add_parser(sub) -> None:
                                    "threads it runs with, why, and the llama-server command line for the same.")
     p.add_argument("--model", "-m", help="the model whose threads to show (default: the config's default model)")
     p.add_argument("--config", help="config TOML (default: $TASKCLOCK_CONFIG or the user config dir)")
+    common.add_backend_options(p)
     p.add_argument("--reprobe", action="store_true",
                    help="forget every cached thread choice and measure again (after other work kept the CPU busy)")
 
@@ -35,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if args.reprobe:
         importlib.import_module("taskclock.runtime.threads").forget_all()
     found = doctor.checks()
+    found.append(doctor.check_options(spec))
     common.status(f"loading {safe_line(spec.name)} ({spec.backend}) for its threads…")
     found += doctor.check_threads(spec)
     width = max(len(check.name) for check in found)

@@ -1,5 +1,6 @@
-"""`taskclock models`: the aliases and configured models, and whether their weights are here; `taskclock models
-URL`: the models a server serves (the model picker's list for that URL), each with the name that reaches it."""
+"""`taskclock models`: the aliases and configured models, the backend options each sets (those not at their
+declared default), and whether their weights are here; `taskclock models URL`: the models a server serves (the
+model picker's list for that URL), each with the name that reaches it."""
 from __future__ import annotations
 
 import argparse
@@ -31,11 +32,10 @@ def run(args: argparse.Namespace) -> int:
     for column in ("name", "backend", "options", "present", "source / description"):
         table.add_column(column)
     for spec in all_models(config.models):
-        options = [spec.quantization] if spec.quantization != "none" else []
-        options += [] if spec.chat else ["completion"]
+        options = spec.backend_options.settings(changed_only=True) + ([] if spec.chat else ["completion"])
         name = f"{spec.name} (default)" if spec.name == (config.defaults.model or DEFAULT_MODEL) else spec.name
         # names, sources and descriptions come from the config: plain text, never markup or escape codes
-        table.add_row(plain(name), plain(spec.backend), ", ".join(options), is_present(spec),
+        table.add_row(plain(name), plain(spec.backend), plain(", ".join(options)), is_present(spec),
                       plain(spec.description or redact_url(spec.source)))
     Console().print(table)
     return 0

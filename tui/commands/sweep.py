@@ -11,11 +11,10 @@ from taskclock.runtime.untrusted import error_line, safe_line
 from . import common
 from .bench import ProgressBars
 
-# Options fixed in run.toml when a sweep starts: --resume refuses them rather than silently ignoring them.
+# Options fixed in run.toml when a sweep starts (with the model and backend options, common.model_flags): --resume
+# refuses them rather than silently ignoring them.
 PLAN_OPTIONS = {"models": "--models", "input_tokens": "--input-tokens", "output_tokens": "--output-tokens",
-                "repeats": "--repeats", "warmup": "--warmup", "out": "--out", "dtype": "--dtype",
-                "device": "--device", "quantization": "--quant", "n_ctx": "--ctx", "n_gpu_layers": "--gpu-layers",
-                "compile": "--compile", "threads": "--threads", "flash_attn": "--no-flash-attn"}
+                "repeats": "--repeats", "warmup": "--warmup", "out": "--out"}
 
 
 def add_parser(sub) -> None:
@@ -53,7 +52,7 @@ def prepare_run(args: argparse.Namespace):
         values.check_plan(output_tokens=args.output_tokens, repeats=args.repeats, warmup=args.warmup)
     config = load_config(args.config)
     if args.resume:
-        common.refuse_plan_options(args, PLAN_OPTIONS)
+        common.refuse_plan_options(args, {**PLAN_OPTIONS, **common.model_flags()})
         folder = Path(args.resume)
         return folder, sweep.read_plan(folder)
     if not args.models:

@@ -342,7 +342,7 @@ def _suggested_name(spec: ModelSpec) -> str:
     """A config name for "save as": the server's model id or the file's stem, in the characters a name takes."""
     import re
 
-    base = spec.api_model.rsplit("/", 1)[-1] or Path(spec.source.rstrip("/")).stem or spec.name
+    base = str(spec.values().get("api_model", "")).rsplit("/", 1)[-1] or Path(spec.source.rstrip("/")).stem or spec.name
     return re.sub(r"[^A-Za-z0-9_-]+", "-", safe_line(base)).strip("-")[:64]
 
 
