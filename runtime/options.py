@@ -9,6 +9,7 @@ clients; each backend module reads its block back with ``NAME_OPTIONS.of(spec)``
 """
 from __future__ import annotations
 
+import json
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, TypeVar
 
@@ -46,10 +47,10 @@ class Option:
     def allowed(self) -> str:
         """What the option takes, for help lines and docs/CONFIG.md."""
         if self.choices:
-            return " | ".join(self.choices)
+            return ", ".join(self.choices)
         if self.range is not None:
             return ("whole number " if self.range.kind is int else "") + self.range.text()
-        return {bool: "true | false", str: "a string", dict: "a table"}.get(self.kind, self.kind.__name__)
+        return {bool: "true or false", str: "a string", dict: "a table"}.get(self.kind, self.kind.__name__)
 
 
 def option(default: Any, help: str, *, kind: type | None = None, flag: str = "", flag_value: Any = None,
@@ -98,7 +99,7 @@ def _written(value: Any) -> str:
         return "unset"
     if isinstance(value, bool):
         return str(value).lower()
-    return repr(value) if isinstance(value, (str, dict)) else str(value)
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, (str, dict)) else str(value)
 
 
 def declarations(block: type[BackendOptions]) -> tuple[Option, ...]:

@@ -165,6 +165,9 @@ def _toml_value(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)  # JSON string escapes are valid TOML basic strings
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table (a model's extra_body)
+        return "{" + ", ".join(f"{json.dumps(str(k), ensure_ascii=False)} = {_toml_value(v)}"
+                               for k, v in value.items()) + "}"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 
@@ -177,12 +180,14 @@ def toml_table(header: str, values: dict[str, Any]) -> str:
 
 
 def models_toml(models: Sequence[ModelSpec]) -> list[str]:
-    """One [models.NAME] table per model, with every option (read_models reads them)."""
+    """One [models.NAME] table per model, with every shared field and backend option (read_models reads them);
+    an option that is a table (extra_body) is written inline, where it is not empty."""
     parts = []
     for spec in models:
         values = spec.values()
         values["source"] = redact_url(spec.source)  # a URL's password is never stored (docs/RELIABILITY.md)
-        parts.append(toml_table(f"models.{json.dumps(spec.name)}", values))
+        inline = "".join(f"{k} = {_toml_value(v)}\n" for k, v in values.items() if isinstance(v, dict) and v)
+        parts.append(toml_table(f"models.{json.dumps(spec.name)}", values) + inline)
     return parts
 
 
