@@ -139,8 +139,9 @@ def build(cls: type, data: dict[str, Any], path: Path, where: str, **fixed: Any)
 def build_spec(data: Any, path: Path, where: str, name: str) -> ModelSpec:
     """A ``[models.NAME]`` table (of config.toml or run.toml) as a ModelSpec: the shared keys, and the options its
     backend declares (runtime/options.py) under their names or the names they had before. Files written before
-    the options were declared per backend hold every backend's keys: another backend's key is accepted at its
-    default and refused otherwise, naming the backend it belongs to."""
+    the options were declared per backend may hold every backend's keys (run.toml wrote them all, and the
+    documented example had them on one model): another backend's option is checked as that backend checks it,
+    and has no effect, as it never had."""
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: [{where}] must be a table", "see docs/CONFIG.md")
     backend = _check_type(path, where, "backend", data.get("backend", ""), str)
@@ -151,12 +152,8 @@ def build_spec(data: Any, path: Path, where: str, name: str) -> ModelSpec:
     for key, value in data.items():
         if key in shared or key in own:
             table[key] = value
-        elif options.backends_of(key) and value == options.default_of(key):
-            continue  # another backend's option at its default, as files of older versions wrote every option
-        elif options.backends_of(key):
-            raise ConfigError(f"{path}{_line_of(path, key)}: [{where}] {key} is an option of the "
-                              f"{' and '.join(options.backends_of(key))} backend, not of {backend!r}",
-                              f"drop it, or set backend = {options.backends_of(key)[0]!r}")
+        elif found := options.owner(key):  # another backend's: in its range, and without effect here
+            build(found[0], {found[1]: value}, path, where)
         else:
             valid = sorted({*shared, *(o.name for o in options.declared(backend))})
             raise ConfigError(f"{path}{_line_of(path, key)}: unknown key {key!r} in [{where}]",

@@ -10,7 +10,7 @@ clients; each backend module reads its block back with ``NAME_OPTIONS.of(spec)``
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 from . import values
@@ -169,7 +169,10 @@ def backends_of(name: str) -> list[str]:
     return [b for b, block in BACKEND_OPTIONS.items() if any(o.name == name for o in declarations(block))]
 
 
-def default_of(name: str) -> Any:
-    """The default of option ``name`` where a backend declares it (MISSING where none does)."""
-    found = [o.default for block in BACKEND_OPTIONS.values() for o in declarations(block) if o.name == name]
-    return found[0] if found else MISSING
+def owner(key: str) -> tuple[type[BackendOptions], str] | None:
+    """The first backend's block that declares ``key`` (under its name or an old one), and the name it has now."""
+    for block in BACKEND_OPTIONS.values():
+        for o in declarations(block):
+            if key in (o.name, *o.old_names):
+                return block, o.name
+    return None

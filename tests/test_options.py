@@ -17,7 +17,7 @@ HTTP = '[models.m]\nbackend = "http"\nsource = "http://127.0.0.1:9/v1"\n'
     (LLAMACPP + "threads = 5000\n", "(line 4): [models.m] threads must be at least 0 and at most 4096, not 5000"),
     (LLAMACPP + "n_gpu_layers = -2\n", "(line 4): [models.m] n_gpu_layers must be at least -1 and at most 10000"),
     (HTTP + "turn_timeout_s = 0\n", "(line 4): [models.m] turn_timeout_s must be more than 0 and at most 86400"),
-    (LLAMACPP + 'dtype = "float16"\n', "(line 4): [models.m] dtype is an option of the hf backend, not of 'llamacpp'"),
+    (LLAMACPP + 'dtype = "float8"\n', "(line 4): [models.m] dtype must be one of auto, float16, bfloat16, float32"),
     (LLAMACPP + "flash_attn = 1\n", "(line 4): [models.m] flash_attn must be a boolean, not 1"),
 ])
 def test_a_bad_option_in_the_config_is_one_line_naming_it_and_its_range(tmp_path, body, words):
@@ -69,6 +69,15 @@ def test_a_spec_round_trips_through_run_toml(tmp_path):
     read = runfolder.read_models(path, tomllib.loads(path.read_text()))
     assert read == SPECS
     assert [spec.values() for spec in read] == [spec.values() for spec in SPECS]  # extra_body is not compared
+
+
+def test_another_backends_option_in_an_old_config_is_read_and_changes_nothing(tmp_path):
+    """The documented example of before set n_gpu_layers and flash_attn on a transformers model: such a config
+    still loads (they never had an effect there)."""
+    config = tmp_path / "config.toml"
+    config.write_text('[models.m]\nbackend = "hf"\nsource = "/f"\nn_gpu_layers = 0\nflash_attn = true\n'
+                      'api_model = "x"\n')
+    assert load_config(config).models["m"].backend_options == HFOptions()
 
 
 def test_an_option_is_still_read_under_its_old_name(tmp_path):

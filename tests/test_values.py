@@ -18,7 +18,7 @@ HF_MODEL = '[models.m]\nbackend = "hf"\nsource = "/no/such/folder"\n'
     (HTTP_MODEL + "timeout_s = nan\n", "(line 4): [models.m] timeout_s must be a finite number, not nan"),
     (HTTP_MODEL + "n_ctx = 0\n", "(line 4): [models.m] n_ctx must be at least 1 and at most 16777216, not 0"),
     (HF_MODEL + 'dtype = "float8"\n', "(line 4): [models.m] dtype must be one of auto, float16"),
-    (HTTP_MODEL + 'dtype = "float16"\n', "(line 4): [models.m] dtype is an option of the hf backend, not of 'http'"),
+    (HTTP_MODEL + "threads = -1\n", "(line 4): [models.m] threads must be at least 0 and at most 4096, not -1"),
     ("[sampling]\ntemperature = nan\n", "(line 2): [sampling] temperature must be a finite number, not nan"),
     ("[sampling]\ntemperature = inf\n", "(line 2): [sampling] temperature must be a finite number, not inf"),
     ("[sampling]\ntemperature = 2.5\n", "(line 2): [sampling] temperature must be at least 0 and at most 2"),
