@@ -22,9 +22,10 @@ from taskclock.runtime.runfolder import RunPlan
 from taskclock.runtime.tasks import BUILTIN
 from taskclock.tui.app import NARROW_WIDTH
 from taskclock.tui.panes import sessions as sessions_pane
-from taskclock.tui.panes.batch import LIVE_COLUMNS, NARROW_COLUMNS, BatchPane
+from taskclock.tui.panes.batch import BatchPane
+from taskclock.tui.panes.batch_views import context as context_view
+from taskclock.tui.panes.batch_views.tasks import LIVE_COLUMNS, NARROW_COLUMNS
 from taskclock.tui.panes.compare import ComparePane
-from taskclock.tui.widgets import sweep_table
 from taskclock.tui.widgets.meter import Bar, Meter
 
 SIZES = {"80x24": (80, 24), "140x40": (140, 40)}
@@ -247,7 +248,7 @@ def test_snapshot_batch_context_mode_showing_a_finished_sweep(workdir, snap_comp
         pane = await _open_the_only_run(pilot)
         table = pane.query_one("#context-table", DataTable)
         await wait_for(pilot, lambda: table.row_count == len(MODELS) * len(SWEEP_LENGTHS), "the sweep's table")
-        assert pane.has_class("-context") and _headers(table) == sweep_table.NARROW_COLUMNS
+        assert pane.view.KIND == sweep.KIND and _headers(table) == context_view.NARROW_COLUMNS
         await pilot.pause()
         await pilot.wait_for_scheduled_animations()
 

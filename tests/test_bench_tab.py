@@ -8,7 +8,8 @@ from textual_plotext import PlotextPlot
 
 from taskclock.runtime import bench, mmlu, runfolder, storage, summary
 from taskclock.runtime.config import Config, Defaults, TaskSpec
-from taskclock.tui.panes.batch import BatchPane, LiveBench
+from taskclock.tui.live import LiveBench
+from taskclock.tui.panes.batch import BatchPane
 
 SIZE = (160, 50)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from textual.message import Message
 
@@ -13,9 +13,7 @@ from taskclock.runtime.runner import Outcome
 from taskclock.runtime.sessions import SessionSummary
 from taskclock.runtime.turn import TurnResult
 
-if TYPE_CHECKING:
-    from .panes.batch import LiveBench
-    from .widgets.sweep_table import LiveSweep
+from .live import LiveRun
 
 
 @dataclass
@@ -99,16 +97,16 @@ class CompareFinished(Message):
 
 
 @dataclass
-class BenchStarted(Message):
-    """The Batch tab's run (a bench, or a sweep in Context mode) has its folder; ``live`` is what the runner
-    reports into."""
+class RunStarted(Message):
+    """A run-folder run (the Batch tab's, in any mode) has its folder; ``live`` is what the runner reports
+    into."""
 
-    live: LiveBench | LiveSweep
+    live: LiveRun
 
 
 @dataclass
-class BenchFinished(Message):
-    """The Batch tab's run ended (finished or stopped); its summary is written."""
+class RunFinished(Message):
+    """A run-folder run ended (finished or stopped); its summary is written."""
 
     folder: Path
     outcome: Outcome

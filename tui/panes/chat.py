@@ -1,6 +1,6 @@
 """The Chat tab: a conversation with one model under a live meter, each turn appended to a session log.
 
-Generation runs as a live run (tui/live.py): a thread that only appends events to a list, repainted from a
+Generation runs as a live run (tui/livepane.py): a thread that only appends events to a list, repainted from a
 copy of that list at most REPAINT_HZ times a second. The producer never waits for the UI.
 """
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from functools import partial
 
 from rich.text import Text
@@ -22,7 +21,7 @@ from textual.widgets import Static
 from taskclock.runtime import metrics, remembered
 from taskclock.runtime.backend import LoadedModel, Message, ModelSpec
 from taskclock.runtime.errors import StorageError, TaskclockError
-from taskclock.runtime.events import Event, now_ns
+from taskclock.runtime.events import now_ns
 from taskclock.runtime.models import all_models
 from taskclock.runtime.sessions import SessionLog, export_all, turn_record
 from taskclock.runtime.system import LoadWatch
@@ -31,7 +30,8 @@ from taskclock.runtime.untrusted import redact_url, safe_line
 
 from ..context import AppContext, ChatSettings
 from ..format import plain, reply_line
-from ..live import LivePane, describe_error, post_from_thread
+from ..live import LiveTurn
+from ..livepane import LivePane, describe_error, post_from_thread
 from ..messages import ModelLoaded, ModelLoadFailed, Remember, RunFailed, SendPrompt, SettingsChanged, TurnFinished
 from ..screens.settings import SettingsScreen, settings_line
 from ..widgets.conversation import Conversation, ReplyTurn
@@ -40,14 +40,6 @@ from ..widgets.prompt_input import PromptInput
 
 NOTES = {"cancelled": "stopped", "length": "max tokens reached", "error": "error"}
 LOAD_CLOCK_S = 0.2  # how often "loading NAME… 3.2 s" counts up (only while a model loads)
-
-
-@dataclass
-class LiveTurn:
-    """Shared by the generation thread (appends events) and the UI timer (reads a copy)."""
-
-    model: str
-    events: list[Event] = field(default_factory=list)
 
 
 class ChatPane(LivePane):

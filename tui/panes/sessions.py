@@ -27,7 +27,7 @@ from taskclock.runtime.untrusted import safe_text
 
 from ..context import AppContext
 from ..format import fmt, plain
-from ..live import post_from_thread
+from ..livepane import post_from_thread
 from ..messages import SessionsListed, SessionsListFailed
 from ..screens.replay import Marks, TurnPicker
 from ..widgets.columns import set_columns

@@ -21,7 +21,7 @@ from taskclock.runtime.replay import Recording, read_turns, recording_from_recor
 from taskclock.runtime.untrusted import safe_line
 
 from ..format import fmt
-from ..live import REPAINT_HZ
+from ..livepane import REPAINT_HZ
 from ..panes.compare import SLOTS
 from ..widgets.playback import PlaybackChat, PlaybackColumn
 
