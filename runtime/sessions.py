@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import storage, tables
+from . import metrics, storage, tables
 from .errors import DataError
 from .record import METRIC_KEYS, is_turn, read_turn, turn_fields
 from .runfolder import RESULTS_FILE, ROW_KINDS
@@ -203,10 +203,9 @@ def to_csv(turns: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-MARKDOWN_COLUMNS = (("turn", "turn"), ("model", "model"), ("TTFT s", "ttft_s"), ("decode tok/s", "decode_tps"),
-                    ("e2e tok/s", "e2e_tps"), ("task s", "task_time_s"), ("out tokens", "output_tokens"),
-                    ("words", "output_words"), ("ITL p50 ms", "itl_p50_ms"), ("ITL p99 ms", "itl_p99_ms"),
-                    ("stop", "stop_reason"))
+# The markdown table's figures, as the figure registry heads and writes them.
+MARKDOWN_FIGURES = tuple(metrics.figure_format(key) for key in (
+    "ttft_s", "decode_tps", "e2e_tps", "task_time_s", "output_tokens", "output_words", "itl_p50_ms", "itl_p99_ms"))
 
 
 def to_markdown(turns: list[dict[str, Any]], title: str = "taskclock session") -> str:
@@ -215,9 +214,11 @@ def to_markdown(turns: list[dict[str, Any]], title: str = "taskclock session") -
     for number, turn in enumerate(turns, 1):
         row = _row(number, turn)
         row["stop_reason"] = stop_word(row["stop_reason"])
-        rows.append([tables.figure(row[key], 3).replace("\n", " ") for _, key in MARKDOWN_COLUMNS])
+        cells = [metrics.figure(row["model"]), *(shown.text(row[shown.key]) for shown in MARKDOWN_FIGURES),
+                 metrics.figure(row["stop_reason"])]
+        rows.append([str(number), *(cell.replace("\n", " ") for cell in cells)])
     lines = [f"# {title}", "", f"{plural(len(turns), 'turn')}.", "",
-             tables.md_table([label for label, _ in MARKDOWN_COLUMNS], rows)]
+             tables.md_table(["turn", "model", *(shown.header for shown in MARKDOWN_FIGURES), "stop"], rows)]
     for number, turn in enumerate(turns, 1):
         lines += ["", f"## Turn {number} ({turn.get('model', '?')})", "", "**Prompt**", "",
                   str(turn.get("prompt", "")), "", "**Reply**", "", str(turn.get("reply", ""))]

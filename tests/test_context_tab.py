@@ -74,7 +74,7 @@ def _expected_table(folder: Path) -> list[list[str]]:
             state = "skipped" if (spec.name, target) in skipped else "done" if len(rows) == total else "incomplete"
             expected.append([spec.name, str(target), state, f"{len(rows)}/{total}",
                              _figure(rows, "cold", "ttft_s", 3), _figure(rows, "cached", "ttft_s", 3),
-                             _figure(rows, "cold", "prefill_tps", 0), _figure(rows, "cold", "decode_tps", 1),
+                             _figure(rows, "cold", "prefill_tps", 1), _figure(rows, "cold", "decode_tps", 1),
                              _figure(rows, "cold", "task_time_s", 3)])
     return expected
 

@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Markdown, Static
 from textual_plotext import PlotextPlot
 
+from taskclock.runtime import metrics
 from taskclock.runtime.errors import DataError, TaskclockError
 from taskclock.runtime.sessions import (
     SessionSummary,
@@ -26,16 +27,19 @@ from taskclock.runtime.sessions import (
 from taskclock.runtime.untrusted import safe_text
 
 from ..context import AppContext
-from ..format import fmt, plain
+from ..format import plain
 from ..livepane import post_from_thread
 from ..messages import SessionsListed, SessionsListFailed
 from ..screens.replay import Marks, TurnPicker
 from ..widgets.columns import set_columns
 
-COLUMNS = ("date", "first prompt", "model", "turns", "median TTFT", "median decode", "median task time")
+# Each session's medians (SessionSummary.median_<key>) of these figures, as the figure registry shows them.
+MEDIANS = tuple(metrics.figure_format(key) for key in ("ttft_s", "decode_tps", "task_time_s"))
+COLUMNS = ("date", "first prompt", "model", "turns", *(f"median {shown.label}" for shown in MEDIANS))
 # A narrow screen (tui/app.py NARROW_WIDTH) keeps what a session felt like: its TTFT and task time, the date
 # without its year, a shorter prompt, and short headers (the decode rate is in the session's own view).
-NARROW_COLUMNS = ("date", "first prompt", "model", "turns", "TTFT", "task time")
+NARROW_MEDIANS = tuple(shown for shown in MEDIANS if shown.key != "decode_tps")
+NARROW_COLUMNS = ("date", "first prompt", "model", "turns", *(shown.label for shown in NARROW_MEDIANS))
 PROMPT_WIDTH = {False: 40, True: 20}  # by narrowness
 
 
@@ -96,12 +100,10 @@ class SessionsPane(Vertical):
         table.clear()
         for s in summaries:
             prompt = plain(first_line(s.first_prompt, PROMPT_WIDTH[self.narrow]))  # outside text: never markup
-            ttft, task_time = fmt(s.median_ttft_s, "s", 3), fmt(s.median_task_time_s, "s", 2)
-            if self.narrow:
-                table.add_row(s.started[5:], prompt, plain(s.model), s.size, ttft, task_time, key=str(s.path))
-            else:
-                table.add_row(s.started, prompt, plain(s.model), s.size, ttft,
-                              fmt(s.median_decode_tps, "tok/s", 1), task_time, key=str(s.path))
+            medians = [shown.text(getattr(s, f"median_{shown.key}"), unit=True)
+                       for shown in (NARROW_MEDIANS if self.narrow else MEDIANS)]
+            table.add_row(s.started[5:] if self.narrow else s.started, prompt, plain(s.model), s.size, *medians,
+                          key=str(s.path))
         self.query_one("#sessions-empty").display = not summaries
 
     def action_replay(self) -> None:

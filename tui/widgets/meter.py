@@ -22,8 +22,9 @@ from textual.widgets import Static
 
 from taskclock.runtime import metrics
 from taskclock.runtime.events import Event, Token
+from taskclock.runtime.metrics import figure
 
-from ..format import fmt, plain, shown_lines, with_reading
+from ..format import plain, shown_lines, with_reading
 
 SPARK_POINTS = 60
 BOLD = Style(bold=True)
@@ -53,8 +54,8 @@ def _thinking_rows(thinking_s: float | None, ttfa_s: float | None, still: bool) 
     if thinking_s is None:
         return {}
     if still:
-        return {"thinking…": fmt(thinking_s, "s", 1), "TTFA": "…"}
-    return {"thinking": fmt(thinking_s, "s", 1), "TTFA": fmt(ttfa_s, "s", 3)}
+        return {"thinking…": figure(thinking_s, 1, "s"), "TTFA": "…"}
+    return {"thinking": figure(thinking_s, 1, "s"), "TTFA": figure(ttfa_s, 3, "s")}
 
 
 class Figures(Widget):
@@ -294,12 +295,13 @@ class Meter(Vertical):
         self._show(
             "waiting for the first token" if waiting else "thinking" if still_thinking else "streaming",
             {
-                "TTFT": fmt(metrics.elapsed_s(events, now_ns) if waiting else ttft, "s", 3) + (" …" if waiting else ""),
+                "TTFT": figure(metrics.elapsed_s(events, now_ns) if waiting else ttft, 3, "s")
+                + (" …" if waiting else ""),
                 **_thinking_rows(thinking, answer, still_thinking),
-                "TPS now": fmt(rate, "tok/s", 1),
-                "task time": fmt(metrics.elapsed_s(events, now_ns), "s", 1),
-                "output tokens": fmt(metrics.output_tokens(events)),
-                "output words": fmt(metrics.output_words(events)),
+                "TPS now": figure(rate, 1, "tok/s"),
+                "task time": figure(metrics.elapsed_s(events, now_ns), 1, "s"),
+                "output tokens": figure(metrics.output_tokens(events)),
+                "output words": figure(metrics.output_words(events)),
                 "words/s": with_reading(metrics.rate_per_s(metrics.output_words(events),
                                                            metrics.elapsed_s(events, now_ns))),
             },
@@ -310,9 +312,9 @@ class Meter(Vertical):
         """The finished turn's figures; ``cold``: the model's first turn since its load (docs/METRICS.md)."""
         figures = metrics.compute(events).as_dict()
         values = {
-            label: with_reading(figures[key]) if key == "words_per_s" else fmt(figures[key], unit, digits)
-            for label, key, unit, digits in shown_lines(figures)
-            if key != "stop_reason"
+            shown.label: with_reading(figures[shown.key]) if shown.key == "words_per_s"
+            else shown.text(figures[shown.key], unit=True)
+            for shown in shown_lines(figures) if shown.key != "stop_reason"
         }
         self.query_one(Spark).show(_tps_curve(events))
         state = STATES.get(figures["stop_reason"], "done")

@@ -12,29 +12,36 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
-from taskclock.runtime import bench, sweep
+from taskclock.runtime import bench, metrics, sweep
 from taskclock.runtime.backend import ModelSpec
 from taskclock.runtime.runner import Outcome
-from taskclock.runtime.tables import figure as shown
 
 from ...format import plain
 from ...live import LiveSweep
 from ...widgets.columns import set_columns
 from . import BatchView, Listing, StartRun, text_bar, whole_number
 
-# (header, phase, SweepCell field): cold is the real prefill, cached the same context served from the cache
-FIGURES = (("TTFT cold", "cold", "ttft_s"), ("TTFT cached", "cached", "ttft_s"), ("prefill/s", "cold", "prefill_tps"),
-           ("decode/s", "cold", "decode_tps"), ("task s", "cold", "task_time_s"))
-COLUMNS = ("model", "in tok", "state", "progress", *(header for header, _, _ in FIGURES))
+SWEEP_COLUMNS = {column.key: column for column in sweep.COLUMNS}  # as the console and summary.md show them
+# (phase, SweepCell field): cold is the real prefill, cached the same context served from the cache; a figure
+# of both phases names its phase
+FIGURES = (("cold", "ttft_s"), ("cached", "ttft_s"), ("cold", "prefill_tps"), ("cold", "decode_tps"),
+           ("cold", "task_time_s"))
 # A narrow screen keeps the two TTFTs and the task time: the figures that grow with the input.
-NARROW_FIGURES = (("cold s", "cold", "ttft_s"), ("cached s", "cached", "ttft_s"), ("task s", "cold", "task_time_s"))
-NARROW_COLUMNS = ("model", "in tok", "done", *(header for header, _, _ in NARROW_FIGURES))
-DIGITS = {column.key: column.digits for column in sweep.COLUMNS}  # as the console and summary.md show them
+NARROW_FIGURES = (("cold", "ttft_s"), ("cached", "ttft_s"), ("cold", "task_time_s"))
+
+
+def header(phase: str, key: str) -> str:
+    short = SWEEP_COLUMNS[key].short_header
+    return f"{short} {phase}" if sum(k == key for _, k in FIGURES) > 1 else short
+
+
+COLUMNS = ("model", "in tok", "state", "progress", *(header(*figure) for figure in FIGURES))
+NARROW_COLUMNS = ("model", "in tok", "done", *(header(*figure) for figure in NARROW_FIGURES))
 
 
 def figure(cells: dict[tuple, sweep.SweepCell], model: str, target: int, phase: str, key: str) -> str:
     cell = cells.get((model, target, phase))
-    return shown(None if cell is None else getattr(cell, key), DIGITS[key])
+    return metrics.figure(None) if cell is None else SWEEP_COLUMNS[key].show(cell)
 
 
 class ContextView(BatchView[LiveSweep]):
@@ -131,10 +138,10 @@ class ContextView(BatchView[LiveSweep]):
                     state = f"failed: {report.error}"
                 if self.narrow:
                     self.table.add_row(plain(spec.name), str(target), "skip" if skipped else f"{done}/{total}",
-                                       *(figure(cells, spec.name, target, phase, k) for _, phase, k in NARROW_FIGURES))
+                                       *(figure(cells, spec.name, target, phase, k) for phase, k in NARROW_FIGURES))
                 else:
                     self.table.add_row(plain(spec.name), str(target), plain(state), text_bar(done, total),
-                                       *(figure(cells, spec.name, target, phase, k) for _, phase, k in FIGURES))
+                                       *(figure(cells, spec.name, target, phase, k) for phase, k in FIGURES))
 
     def show_skips(self, live: LiveSweep) -> None:
         """Every skipped length with its one-line reason (sweep.skip_line, as the console prints it)."""

@@ -12,7 +12,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
-from taskclock.runtime import bench, mmlu, runfolder, summary, tables, tasks
+from taskclock.runtime import bench, metrics, mmlu, runfolder, summary, tables, tasks
 from taskclock.runtime.backend import ModelSpec
 from taskclock.runtime.runner import Outcome
 
@@ -24,13 +24,14 @@ from . import BatchView, Listing, StartRun, text_bar, whole_number
 
 DEFAULT_LIMIT = 20  # interactive default; the CLI's is the paper's 660
 BUILTIN_MMLU = "built-in"  # the MMLU field's word for the copy inside the package (mmlu.load(None))
-LIVE_FIGURES = summary.table_columns("mean_output_tokens", "mean_output_words", "mean_decode_tps",
-                                     "mean_task_time_s", "accuracy", "cut_mark")
-LIVE_COLUMNS = ("model", "task", "state", "progress", *(column.header for column in LIVE_FIGURES))
-# A narrow screen keeps the figures that make the point, under short headers.
+# The mean of every LIVE figure (the figure registry, runtime/metrics.py), then the cell's accuracy and cuts.
+LIVE_FIGURES = summary.table_columns(*(f"mean_{shown.key}" for shown in metrics.figures_in(metrics.LIVE)),
+                                     "accuracy", "cut_mark")
+LIVE_COLUMNS = ("model", "task", "state", "progress", *(column.short_header for column in LIVE_FIGURES))
+# A narrow screen keeps the figures that make the point.
 NARROW_FIGURES = summary.table_columns("mean_output_words", "mean_decode_tps", "mean_task_time_s", "accuracy",
                                        "cut_mark")
-NARROW_COLUMNS = ("model", "task", "done", "words", "tok/s", "task s", "acc", "cut")
+NARROW_COLUMNS = ("model", "task", "done", *(column.short_header for column in NARROW_FIGURES))
 
 Prepared = tuple[Path, runfolder.RunPlan, mmlu.MMLUData]
 
@@ -61,7 +62,7 @@ class TaskSetsView(BatchView[LiveBench]):
         self.latency.add_columns("model", "task", *(column.header for column in tables.LATENCY_COLUMNS))
         yield self.latency
         self.sizes: DataTable = DataTable(id="batch-sizes-table", zebra_stripes=True)  # a batch-size sweep's
-        self.sizes.add_columns(*summary.BATCH_HEADERS_SHORT)
+        self.sizes.add_columns(*(column.short_header for column in summary.BATCH_COLUMNS))
         yield self.sizes
         # shown once two models have rows
         self.ranks: DataTable = DataTable(id="batch-ranks", classes="batch-thesis")  # columns: show_rankings
@@ -185,8 +186,9 @@ class TaskSetsView(BatchView[LiveBench]):
         ranks = [rank for group in rankings for rank in group.ranks]
         # a narrow screen drops the batch column when every row has the same batch size (the run's info says it)
         drop_batch = self.narrow and len({rank.batch_size for rank in ranks}) <= 1
-        keep = [i for i, header in enumerate(summary.RANKING_HEADERS_SHORT) if not (drop_batch and header == "batch")]
-        set_columns(self.ranks, [summary.RANKING_HEADERS_SHORT[i] for i in keep])
+        headers = [column.short_header for column in summary.RANKING_COLUMNS]
+        keep = [i for i, header in enumerate(headers) if not (drop_batch and header == "batch")]
+        set_columns(self.ranks, [headers[i] for i in keep])
         self.ranks.clear()
         for rank in ranks:
             style = "bold yellow" if rank.disagree else ""  # as the console prints it
@@ -219,7 +221,7 @@ class TaskSetsView(BatchView[LiveBench]):
         self.sizes.set_class(several, "-shown")
         if several:
             for cell in result.cells:
-                self.sizes.add_row(*(Text(value) for value in summary.batch_row(cell)))
+                self.sizes.add_row(*(Text(value) for value in summary.cell_row(cell, summary.BATCH_COLUMNS)))
 
     def follow_row(self, table: DataTable, row: int, live: LiveBench) -> bool:
         """The output-length chart follows the task of the highlighted row."""
