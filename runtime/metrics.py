@@ -288,6 +288,12 @@ def tokens_per_word(tokens: int, words: int) -> float | None:
     return tokens / words if words else None
 
 
+def ms_per_word(task_s: float | None, words: int) -> float | None:
+    """What the user waits for each word of the reply, its first included: task time over output words. Unlike
+    tok/s it neither depends on the tokenizer nor forgives a wordy reply."""
+    return task_s * 1000 / words if task_s is not None and words else None
+
+
 def prefill_tps(events: Sequence[Event]) -> float | None:
     n_in, ttft = input_tokens(events), ttft_s(events)
     return n_in / ttft if n_in and ttft else None
@@ -340,6 +346,7 @@ class TurnMetrics:
     words_per_s: float | None = shown("words/s", "", 1, better="high", places=(COMPARE,))
     chars_per_s: float | None = shown("chars/s", "", 1, better="high")
     tokens_per_word: float | None = shown("tokens/word", "", 2)
+    ms_per_word: float | None = shown("time per word", "ms", 1, short="time/word", better="low", places=(COMPARE, LIVE))
     gpu_peak_mem_mb: float | None = shown("GPU peak memory", "MiB", 0, optional=True)
     # llama.cpp: what NVML says this process holds at the turn's end
     gpu_process_mem_mb: float | None = shown("GPU memory (process)", "MiB", 0, optional=True)
@@ -437,6 +444,7 @@ def compute(events: Sequence[Event]) -> TurnMetrics:
         chars_per_s=rate_per_s(chars, task),
         words_per_s=rate_per_s(words, task),
         tokens_per_word=tokens_per_word(tokens, words),
+        ms_per_word=ms_per_word(task, words),
         stop_reason=done.stop_reason if done else None,
         gpu_peak_mem_mb=done.extra.get("gpu_peak_mem_mb") if done else None,
         gpu_process_mem_mb=done.extra.get("gpu_process_mem_mb") if done else None,
