@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ("startup", "mmlu_load", "overhead", "vs_llama_server", "threads", "ui_overhead", "batch_scaling",
-              "gpu_decode", "soak", "sweep")
+              "gpu_decode", "soak", "sweep", "load_client")
 GPU_OPTION = ("batch_scaling",)  # benchmarks that take --gpu for their GPU sizes
 
 
@@ -64,7 +64,9 @@ def main() -> None:
         "what was done to meet them: docs/PERFORMANCE.md.\n\n"
         f"Machine: {machine()}. Date: {datetime.date.today().isoformat()}."
     )
-    (ROOT / "docs" / "BENCHMARKS.md").write_text(header + "\n\n" + "\n\n".join(sections) + "\n")
+    from taskclock.runtime.storage import write_atomic
+
+    write_atomic(ROOT / "docs" / "BENCHMARKS.md", header + "\n\n" + "\n\n".join(sections) + "\n")
     print("wrote docs/BENCHMARKS.md", file=sys.stderr)
 
 

@@ -113,13 +113,16 @@ class LoadedModel(Protocol):
         """Yield Submitted, Token..., Done for one turn. Never raises once Submitted is yielded:
         failures end the stream with Done(stop_reason="error")."""
 
-    def count_tokens(self, text: str) -> int: ...
+    # Asked outside a turn (the sweep fits prompts with them). ``cancel``: a backend whose answer can take long
+    # (a server's /tokenize) raises errors.Cancelled as soon as it is set; in-process ones answer in
+    # milliseconds and leave the check to the caller, between calls.
+    def count_tokens(self, text: str, cancel: threading.Event | None = None) -> int: ...
 
-    def prompt_tokens(self, messages: list[Message]) -> int | None:
+    def prompt_tokens(self, messages: list[Message], cancel: threading.Event | None = None) -> int | None:
         """The tokens the model will read for this conversation, chat template included (what
         ``Done.input_tokens`` reports after the turn), or None where the backend cannot tell beforehand."""
 
-    def context_size(self) -> int | None:
+    def context_size(self, cancel: threading.Event | None = None) -> int | None:
         """The most tokens a turn may hold, prompt and reply together, or None where it is not known."""
 
     def close(self) -> None: ...

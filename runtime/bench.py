@@ -15,17 +15,17 @@ is wall time, not a sum of overlapping task times.
 """
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from . import fitting, mmlu, storage, tasks
+from . import fitting, mmlu, storage, tasks, values
 from .backend import (
     BatchingModel,
     LoadedModel,
@@ -46,39 +46,17 @@ from .runfolder import (
     RunResults,
     check_models,
     create,
-    models_toml,
     new_run_id,
     row_key,
     row_salt,
-    toml_table,
+    task_plan_toml,
 )
 from .runner import Progress, Runner
 from .turn import run_turn, salted, warm_up, warm_up_note, warm_up_params, warm_up_prompt, with_system
 
 
-def parse_batch_sizes(text: str, option: str, example: str = "1,2,4,8") -> list[int]:
-    """"1,2,4,8" as a list, in the order given, repeats dropped; a bad entry is a one-line DataError."""
-    sizes = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        if not part.isdigit() or int(part) < 1:
-            raise DataError(f"{option}: {part!r} is not a whole number of at least 1", f"pass e.g. {example}")
-        sizes.append(int(part))
-    if not sizes:
-        raise DataError(f"{option} is empty", f"pass e.g. {example}")
-    return list(dict.fromkeys(sizes))
-
-
 def plan_to_toml(plan: RunPlan) -> str:
-    head = {f.name: getattr(plan, f.name) for f in fields(plan) if f.name not in ("models", "tasks", "question_ids")}
-    parts = ["# taskclock bench run: `taskclock bench --resume <this folder>` continues it\n", toml_table("run", head),
-             *models_toml(plan.models)]
-    for task in plan.tasks:
-        parts.append(toml_table(f"tasks.{json.dumps(task.name)}",
-                                {k: v for k, v in asdict(task).items() if k != "name"}))
-    parts.append(toml_table("selection", {"ids": plan.question_ids}))
-    return "\n".join(parts)
+    return task_plan_toml("taskclock bench run: `taskclock bench --resume <this folder>` continues it", plan)
 
 
 def write_plan(folder: Path, plan: RunPlan) -> None:
@@ -100,8 +78,8 @@ class FixedPrompts:
     """One model's prompts of exactly ``tokens`` input tokens (runtime/fitting.py), each under its own salt so no
     cache has seen it; the context's cut is kept and only refitted when a salt makes the count differ."""
 
-    def __init__(self, model: LoadedModel, tokens: int) -> None:
-        self.count = fitting.token_counter(model)
+    def __init__(self, model: LoadedModel, tokens: int, cancel: threading.Event) -> None:
+        self.count = fitting.token_counter(model, cancel)
         self.filler = fitting.filler_text()
         self.tokens = tokens
         self.cut: tuple[int, int] | None = None
@@ -154,6 +132,26 @@ class Cell:
     repeat: int
 
 
+class Pending(dict[Cell, list]):
+    """A model's questions still to run, per cell, with the rows planned and left per task counted as they change:
+    a progress report after each row then costs nothing, where rescanning a plan of PLAN_ROWS_MAX rows for every
+    row would take hours."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total: Counter[str] = Counter()
+        self.left: Counter[str] = Counter()
+
+    def add(self, cell: Cell, planned: int, left: list) -> None:
+        self[cell] = left
+        self.total[cell.task.name] += planned
+        self.left[cell.task.name] += len(left)
+
+    def finish(self, cell: Cell, question: mmlu.Question) -> None:
+        self[cell].remove(question)
+        self.left[cell.task.name] -= 1
+
+
 class BenchRunner(Runner[TaskSpec]):
     """Runs a plan into a folder; safe to call again on the same folder (it resumes). Its progress lines are the
     task sets; the rows left per cell are ``pending`` (the model running now)."""
@@ -172,22 +170,28 @@ class BenchRunner(Runner[TaskSpec]):
         self.plan = plan
         self.questions = [questions[qid] for qid in plan.question_ids]
         self.done: set[tuple] = set()
-        self.pending: dict[Cell, list[mmlu.Question]] = {}
+        self.pending = Pending()  # the model running now's rows left
         self.fixed: FixedPrompts | None = None  # the model running now's, in a fixed-length run
         self.fitted: dict[str, dict[str, Any]] = {}  # question id → what its fixed-length prompt held
 
-    def cells(self, spec: ModelSpec) -> list[Cell]:
+    def cells(self, spec: ModelSpec) -> Iterator[Cell]:
         """Sizes in sweep order, each size's repeats, each repeat's tasks."""
-        return [Cell(task, size, repeat) for size in self.plan.sizes_for(spec)
-                for repeat in range(self.plan.repeats) for task in self.plan.tasks]
+        return (Cell(task, size, repeat) for size in self.plan.sizes_for(spec)
+                for repeat in range(self.plan.repeats) for task in self.plan.tasks)
 
     def resume(self, results: RunResults) -> None:
         self.done = {row_key(r) for r in results.rows}
 
     def plan_model(self, spec: ModelSpec) -> list[TaskSpec]:
-        self.pending = {cell: [q for q in self.questions
-                               if (spec.name, cell.task.name, q.id, cell.batch_size, cell.repeat) not in self.done]
-                        for cell in self.cells(spec)}
+        """The model's rows still to run, planned when its turn comes, a cell at a time: Ctrl-C stops a large plan
+        at once, not after it is built."""
+        self.pending = Pending()
+        for cell in self.cells(spec):
+            if self.cancel.is_set():
+                return []
+            key = (spec.name, cell.task.name)
+            self.pending.add(cell, len(self.questions),
+                             [q for q in self.questions if (*key, q.id, cell.batch_size, cell.repeat) not in self.done])
         for task in self.plan.tasks:
             self.report(spec, task, "done" if not self._left(task) else "waiting")
         return list(dict.fromkeys(cell.task for cell, left in self.pending.items() if left))
@@ -196,22 +200,23 @@ class BenchRunner(Runner[TaskSpec]):
         return line.name
 
     def progress(self, spec: ModelSpec, line: TaskSpec) -> tuple[int, int]:
-        total = sum(len(self.questions) for cell in self.pending if cell.task.name == line.name)
+        total = self.pending.total[line.name]
         return total - self._left(line), total
 
     def _left(self, task: TaskSpec) -> int:
-        return sum(len(left) for cell, left in self.pending.items() if cell.task.name == task.name)
+        return self.pending.left[task.name]
 
     def run_loaded(self, model: LoadedModel, spec: ModelSpec, lines: list[TaskSpec]) -> bool:
         """The model's pending cells; in a fixed-length run a prompt that cannot be fitted, or a tokenizer that
         stopped, raises and the failure policy records it (runtime/runner.py)."""
         try:
             if self.plan.input_tokens:
-                reason = fitting.beyond_context(self.plan.input_tokens, self.plan.output_tokens, model.context_size())
+                reason = fitting.beyond_context(self.plan.input_tokens, self.plan.output_tokens,
+                                                model.context_size(self.cancel))
                 if reason:
                     self.fail(spec, lines, reason)
                     return True
-                self.fixed = FixedPrompts(model, self.plan.input_tokens)
+                self.fixed = FixedPrompts(model, self.plan.input_tokens, self.cancel)
             self._warm_up(model, spec, lines[0])
             for cell, left in self.pending.items():
                 if not left:
@@ -256,7 +261,8 @@ class BenchRunner(Runner[TaskSpec]):
               timing: dict[str, Any] | None = None) -> None:
         row = {**make_row(spec, cell.task, question, events, cell.batch_size, cell.repeat), **(timing or {}),
                **self.fitted.get(question.id, {})}
-        self.pending[cell].remove(question)
+        with self._lock:  # concurrent requests finish on several threads
+            self.pending.finish(cell, question)
         self.keep(spec, cell.task, row, batch_size=cell.batch_size)
 
     def _segment(self, spec: ModelSpec, cell: Cell, segment: str, rows: int, wall_ns: int) -> None:
@@ -341,8 +347,8 @@ def prepare(*, models: list[ModelSpec], task_list: list[TaskSpec], data: mmlu.MM
         task_list = [fixed_task(input_tokens, output_tokens)]
         no_prefix_cache = True  # each request's salt makes it new to every cache
     sizes = list(dict.fromkeys(batch_sizes or [batch_size]))
-    if min(sizes) < 1 or repeats < 1:
-        raise DataError("batch sizes and --repeats must be at least 1", "pass positive whole numbers")
+    values.check_plan(limit=limit, batch_sizes=sizes, repeats=repeats, warmup=warmup, max_tokens=max_tokens or None,
+                      input_tokens=input_tokens or None, output_tokens=output_tokens or None)
     selection = mmlu.select(data, subjects, limit, seed)
     plan = RunPlan(
         run_id=new_run_id(), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), mmlu=data.source,
@@ -352,4 +358,5 @@ def prepare(*, models: list[ModelSpec], task_list: list[TaskSpec], data: mmlu.MM
         batch_sizes=sizes, repeats=repeats, prefix_salt=secrets.token_hex(4) if no_prefix_cache else "",
         system=system.strip(), input_tokens=input_tokens, output_tokens=output_tokens,
     )
+    values.check_rows(plan.total_rows())
     return create(runs_dir, plan.run_id, plan_to_toml(plan)), plan

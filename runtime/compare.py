@@ -58,6 +58,16 @@ def mean_figures(results: Sequence[TurnResult]) -> dict[str, Any]:
     return out
 
 
+def numbered(names: Sequence[str]) -> list[str]:
+    """``names`` with a number after each repeat (``smollm2``, ``smollm2 #2``): how a comparison's table, verdict
+    and columns tell one model run twice apart."""
+    labels: list[str] = []
+    for index, name in enumerate(names):
+        seen = sum(1 for earlier in names[:index] if earlier == name)
+        labels.append(f"{name} #{seen + 1}" if seen else name)
+    return labels
+
+
 @dataclass
 class Comparison:
     """``results``: each model's first timed turn (what its column shows); ``samples``: all its timed turns, one
@@ -79,11 +89,7 @@ class Comparison:
 
     def labels(self) -> list[str]:
         """Model names, numbered where one model appears twice (``smollm2``, ``smollm2 #2``)."""
-        labels: list[str] = []
-        for result in self.results:
-            seen = sum(1 for r in self.results[: len(labels)] if r.model == result.model)
-            labels.append(f"{result.model} #{seen + 1}" if seen else result.model)
-        return labels
+        return numbered([result.model for result in self.results])
 
     def rows(self) -> list[dict[str, Any]]:
         """Per model: its label, backend and every TurnMetrics figure (the JSON keys; means over its repeats),

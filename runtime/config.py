@@ -5,8 +5,11 @@ so a typo never silently falls back to a default.
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
+import stat
 import sys
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -15,6 +18,8 @@ from typing import Any
 from .backend import ModelSpec, SamplingParams
 from .errors import ConfigError
 from .paths import config_dir
+from .storage import ensure_dir, read_text, write_atomic
+from .untrusted import redact_url, safe_line
 from .values import InvalidValue, check_task
 
 if sys.version_info >= (3, 11):
@@ -56,13 +61,13 @@ class Config:
 
 
 def read_toml(path: Path, what: str = "config") -> dict[str, Any]:
-    """Parse a TOML file; every failure is a ConfigError naming the file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{what} file {path} does not exist", "check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {what} file {path}: {exc}", "check the file") from None
+    """Parse a TOML file, read through the outside-file gate (storage.read_text); every failure is a ConfigError
+    naming the file."""
+    return parse_toml(path, read_text(path, f"{what} file", error=ConfigError))
+
+
+def parse_toml(path: Path, text: str) -> dict[str, Any]:
+    """The TOML ``text`` read from ``path``; a syntax error is a ConfigError naming the file."""
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -70,12 +75,10 @@ def read_toml(path: Path, what: str = "config") -> dict[str, Any]:
 
 
 def _line_of(path: Path, key: str) -> str:
-    try:
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    with contextlib.suppress(ConfigError):  # it was read a moment ago; if it cannot be now, no line is named
+        for number, line in enumerate(read_text(path, "config file", error=ConfigError).splitlines(), 1):
             if re.match(rf"\s*\"?{re.escape(key)}\"?\s*=", line):
                 return f" (line {number})"
-    except OSError:
-        pass
     return ""
 
 
@@ -178,3 +181,68 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
         models=models,
         tasks=tasks,
     )
+
+
+# ---- "save as": a [models.NAME] entry added to the user's config ------------------------------------------
+
+SAVED_KEYS = ("backend", "source", "api_model", "api_key_env", "chat", "n_ctx")  # what a picked model is
+_SAVE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # a TOML bare key, so the table header needs no quoting
+
+
+def user_config_path(config: Config) -> Path:
+    """Where "save as" writes: the config file in use, else config.toml in the user config dir (made then)."""
+    return config.path or config_dir() / "config.toml"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    # a JSON string is a TOML basic string, once DEL (which TOML wants escaped and JSON leaves) is escaped
+    return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def model_table(name: str, spec: ModelSpec) -> str:
+    """The ``[models.NAME]`` table for ``spec``: its backend and source, and the keys that differ from the
+    defaults."""
+    default = ModelSpec(name, spec.backend, spec.source)
+    lines = [f"[models.{name}]"]
+    for key in SAVED_KEYS:
+        value = getattr(spec, key)
+        if key in ("backend", "source") or value != getattr(default, key):
+            lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def save_model(path: Path, name: str, spec: ModelSpec, builtin: set[str] | frozenset[str] = frozenset()) -> ModelSpec:
+    """Add ``[models.NAME]`` for ``spec`` to the TOML config at ``path`` (created when missing) and return the
+    spec as that config now names it. The file is checked to still parse with the entry, then written whole
+    and atomically (its permissions kept); an existing entry, a built-in name, a link or a device is refused,
+    and a URL with a password is never written (the key belongs in ``api_key_env``)."""
+    if not _SAVE_NAME.match(name):
+        raise ConfigError(f"{safe_line(name)!r} cannot name a model", "use letters, digits, - and _ (at most 64)")
+    if name in builtin:
+        raise ConfigError(f"{name} is a built-in model name", "pick another name")
+    if redact_url(spec.source) != spec.source:
+        raise ConfigError("the URL holds a password or key, which a config file must not keep",
+                          "save the URL without it and name the key's environment variable in api_key_env")
+    path = Path(path)
+    existing = os.path.lexists(path)
+    text = read_text(path, "config file", error=ConfigError) if existing else ""
+    parsed = parse_toml(path, text)
+    if text and not text.endswith("\n"):
+        text += "\n"
+    if _tables(parsed, "models", path).get(name) is not None:
+        raise ConfigError(f"{path} already has [models.{name}]", "pick another name, or edit the file")
+    new = text + ("\n" if text else "") + model_table(name, spec)
+    try:
+        table = tomllib.loads(new)["models"][name]
+    except (tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
+        raise ConfigError(f"cannot add [models.{name}] to {path}: {safe_line(exc)}", "edit the file by hand") \
+            from None
+    saved = build(ModelSpec, table, path, f"models.{name}", name=name)
+    ensure_dir(path.parent)
+    mode = stat.S_IMODE(path.stat().st_mode) if existing else 0o644
+    write_atomic(path, new, replace=existing, mode=mode)
+    return saved

@@ -47,3 +47,9 @@ class BackendError(TaskclockError):
 
 class StorageError(TaskclockError):
     """A log or results file that cannot be written (permissions, disk full)."""
+
+
+class Cancelled(Exception):
+    """Work stopped because its cancel flag was set (Ctrl-C, Stop, quitting the app) while a model was asked
+    something outside a turn (a token count, its context): not a failure, so a runner reports "stopped" and
+    records nothing. Deliberately not a TaskclockError, which is a failure to show."""

@@ -8,12 +8,13 @@ The cut is found by bisection on the model's own count of the whole prompt, chat
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import mmlu
 from .backend import LoadedModel, Message
-from .errors import BackendError
+from .errors import BackendError, Cancelled
 from .turn import salted
 
 CHARS_PER_TOKEN = 4  # the estimate where a server offers no tokenizer
@@ -30,31 +31,38 @@ def filler_text() -> str:
 
 @dataclass(frozen=True)
 class TokenCounter:
-    """How a model's prompts are counted, and what the count rests on (stored with every row)."""
+    """How a model's prompts are counted, and what the count rests on (stored with every row). Fitting one
+    prompt asks dozens of counts: the cancel flag is checked before each, and a server's count is asked with
+    it (runtime/backends/http.py), so Ctrl-C stops a fit at once even when the server's /tokenize is slow."""
 
-    count: Callable[[list[Message]], int | None]
+    count: Callable[[list[Message], threading.Event], int | None]
     source: str  # tokenizer | server-text | estimate (docs/METRICS.md)
+    cancel: threading.Event
 
     def __call__(self, messages: list[Message]) -> int:
-        n = self.count(messages)
+        if self.cancel.is_set():
+            raise Cancelled("stopped while a prompt was being fitted")
+        n = self.count(messages, self.cancel)
         if n is None:
             raise BackendError("the model's tokenizer stopped answering while a prompt was being fitted",
                                "check the server, then resume the run")
         return n
 
 
-def token_counter(model: LoadedModel) -> TokenCounter:
+def token_counter(model: LoadedModel, cancel: threading.Event | None = None) -> TokenCounter:
     """The model's own count of the whole prompt where it has one; else a server's count of the text alone
     (its chat template's tokens not counted); else an estimate of 4 characters a token."""
+    cancel = cancel or threading.Event()
     probe: list[Message] = [{"role": "user", "content": "Hello"}]
-    if model.prompt_tokens(probe) is not None:
-        return TokenCounter(model.prompt_tokens, "tokenizer")
-    if model.count_tokens("Hello") is not None:
-        def text_tokens(messages: list[Message]) -> int | None:
-            counts = [model.count_tokens(m["content"]) for m in messages]
+    if model.prompt_tokens(probe, cancel) is not None:
+        return TokenCounter(model.prompt_tokens, "tokenizer", cancel)
+    if model.count_tokens("Hello", cancel) is not None:
+        def text_tokens(messages: list[Message], cancel: threading.Event) -> int | None:
+            counts = [model.count_tokens(m["content"], cancel) for m in messages]
             return None if None in counts else sum(counts)
-        return TokenCounter(text_tokens, "server-text")
-    return TokenCounter(lambda messages: sum(-(-len(m["content"]) // CHARS_PER_TOKEN) for m in messages), "estimate")
+        return TokenCounter(text_tokens, "server-text", cancel)
+    return TokenCounter(lambda messages, _: sum(-(-len(m["content"]) // CHARS_PER_TOKEN) for m in messages),
+                        "estimate", cancel)
 
 
 def fit_length(tokens_at: Callable[[int], int], target: int, limit: int) -> tuple[int, int] | None:

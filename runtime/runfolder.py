@@ -26,19 +26,20 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from . import storage, system, tasks
+from . import storage, system, tasks, values
 from .backend import ModelSpec, SamplingParams, supports_batching, supports_concurrency
 from .config import TaskSpec, build, read_toml
 from .errors import DataError, TaskclockError
 from .record import COUNT, FIELD_TYPES, FIGURE, TEXT, TEXT_OR_NONE, read_turn
 from .threads import ThreadChoice
 from .untrusted import redact_url
+from .values import InvalidValue
 
 RUN_FILE = "run.toml"
 RESULTS_FILE = "results.jsonl"
 SYSTEM_FILE = "system.json"
 LOCK_FILE = ".taskclock.lock"
-MAX_LINE_BYTES = 16 << 20  # a results line beyond this is damage, not a row
+RUN_KINDS = ("bench", "sweep", "load")  # the commands whose run folders these are (run.toml's kind)
 STOP_REASONS = {"eos", "length", "stop", "cancelled", "error"}
 
 
@@ -116,6 +117,11 @@ def row_key(row: dict[str, Any]) -> tuple[str, str, str, int, int]:
     return row["model"], row["task"], row["qid"], row.get("batch_size") or 1, row.get("repeat") or 0
 
 
+def load_key(row: dict[str, Any]) -> tuple[str, str, float, str, int]:
+    """A load run's row (runtime/load.py): model, task, offered rate, the rate run's segment, request."""
+    return row["model"], row["task"], row["rate"], row["segment"], row["request"]
+
+
 def sweep_key(row: dict[str, Any]) -> tuple[str, str, int, int]:
     """An input-length sweep's row (runtime/sweep.py): model, phase (cold | cached), requested length, repeat."""
     return row["model"], row["phase"], row["requested_tokens"], row.get("repeat") or 0
@@ -187,9 +193,10 @@ def write_system(folder: Path) -> None:
 
 def read_system(folder: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((folder / SYSTEM_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        system_block = storage.read_json(folder / SYSTEM_FILE, "system file")
+    except DataError:
         return None
+    return system_block if isinstance(system_block, dict) else None
 
 
 def _update_system(folder: Path, key: str, change: Callable[[Any], Any]) -> None:
@@ -226,9 +233,9 @@ def watching_load(folder: Path, models: Sequence[ModelSpec]) -> Iterator[None]:
 # ---- run.toml ------------------------------------------------------------------------------------
 
 _HEAD_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float),
-                                           "list[str]": (list,), "list[int]": (list,)}
+                                           "list[str]": (list,), "list[int]": (list,), "list[float]": (list,)}
 _TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a finite number", "list[str]": "a list of strings",
-               "list[int]": "a list of whole numbers of at least 1"}
+               "list[int]": "a list of whole numbers of at least 1", "list[float]": "a list of numbers above 0"}
 
 
 def check_head(path: Path, head: object, plan_type: type = RunPlan,
@@ -254,12 +261,16 @@ def check_head(path: Path, head: object, plan_type: type = RunPlan,
             ok = ok and all(isinstance(v, str) for v in value)
         if kind == "list[int]":
             ok = ok and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+        if kind == "list[float]":
+            ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+                            for v in value)
         if kind == "float" and ok:
-            ok = math.isfinite(value)
+            ok = abs(value) < 1e300 if isinstance(value, int) else math.isfinite(value)  # a huge int fits no float
         if not ok:
             raise DataError(f"{path}: [run] {key} must be {_TYPE_NAMES[kind]}, not {_short(value)}",
                             "start a new run")
-        values[key] = float(value) if kind == "float" else value
+        values[key] = float(value) if kind == "float" else [float(v) for v in value] if kind == "list[float]" \
+            else value
     return values
 
 
@@ -282,20 +293,20 @@ def _kind(data: dict[str, Any]) -> object:
 
 
 def folder_kind(folder: Path) -> object:
-    """"bench", "sweep", or whatever a damaged run.toml holds (its reader then says what is wrong)."""
+    """"bench", "sweep", "load", or whatever a damaged run.toml holds (its reader then says what is wrong)."""
     return _kind(read_toml(folder / RUN_FILE, "run"))
 
 
 def read_run_toml(folder: Path, kind: str) -> tuple[Path, dict[str, Any]]:
     """run.toml's path and tables; a folder whose run.toml says it holds another kind of run is refused."""
     path = folder / RUN_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):  # anything else at the name is named by the reader (storage.open_outside)
         raise DataError(f"{folder} is not a {kind} run folder (no {RUN_FILE})", "pass a folder under runs/")
     data = read_toml(path, "run")
     found = _kind(data)
     if found != kind:
         raise DataError(f"{folder} holds a {_short(found)} run, not a {kind} run",
-                        f"pass it to `taskclock {found}`" if found in ("bench", "sweep") else "start a new run")
+                        f"pass it to `taskclock {found}`" if found in RUN_KINDS else "start a new run")
     return path, data
 
 
@@ -313,11 +324,8 @@ def _plan_error(path: Path, exc: TaskclockError) -> DataError:
     return DataError(exc.problem if str(path) in exc.problem else f"{path}: {exc.problem}", "start a new run")
 
 
-def read_plan(folder: Path) -> RunPlan:
-    """The run's plan; a missing, damaged or hand-broken run.toml is one DataError naming the key."""
-    path, data = read_run_toml(folder, "bench")
-    head = check_head(path, data.get("run"))
-    models = read_models(path, data)
+def read_tasks(path: Path, data: dict[str, Any]) -> list[TaskSpec]:
+    """run.toml's [tasks.NAME] tables, each checked as a config entry is."""
     try:
         task_list = [build(TaskSpec, table, path, f"tasks.{name}", name=name)
                      for name, table in _tables(path, data, "tasks").items()]
@@ -325,11 +333,62 @@ def read_plan(folder: Path) -> RunPlan:
             tasks.check_template(task)
     except TaskclockError as exc:
         raise _plan_error(path, exc) from None
+    return task_list
+
+
+def read_selection(path: Path, data: dict[str, Any]) -> list[str]:
+    """run.toml's [selection] question ids."""
     selection = data.get("selection")
     ids = selection.get("ids") if isinstance(selection, dict) else None
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise DataError(f"{path}: [selection] ids must be a list of question ids", "start a new run")
-    return RunPlan(**head, models=models, tasks=task_list, question_ids=ids)
+    return ids
+
+
+PLAN_TABLES = ("models", "tasks", "question_ids")  # a task-set plan's parts that have tables of their own
+
+
+def task_plan_toml(title: str, plan: Any) -> str:
+    """run.toml of a plan over task sets and MMLU questions (bench's, load's): its [run] head, then its models,
+    tasks and question ids, under a first line saying how to continue the run."""
+    head = {f.name: getattr(plan, f.name) for f in fields(plan) if f.name not in PLAN_TABLES}
+    parts = [f"# {title}\n", toml_table("run", head), *models_toml(plan.models)]
+    for task in plan.tasks:
+        parts.append(toml_table(f"tasks.{json.dumps(task.name)}",
+                                {k: v for k, v in asdict(task).items() if k != "name"}))
+    parts.append(toml_table("selection", {"ids": plan.question_ids}))
+    return "\n".join(parts)
+
+
+def read_plan(folder: Path) -> RunPlan:
+    """The run's plan; a missing, damaged or hand-broken run.toml is one DataError naming the key."""
+    path, data = read_run_toml(folder, "bench")
+    head = check_head(path, data.get("run"))
+    plan = RunPlan(**head, models=read_models(path, data), tasks=read_tasks(path, data),
+                   question_ids=read_selection(path, data))
+    check_plan_values(path, plan.total_rows(), limit=plan.limit, batch_sizes=plan.sizes(), repeats=plan.repeats,
+                      warmup=plan.warmup, max_tokens=plan.max_tokens or None, input_tokens=plan.input_tokens or None,
+                      output_tokens=plan.output_tokens or None)
+    check_sampling(path, plan)
+    return plan
+
+
+def check_sampling(path: Path, plan: Any) -> None:
+    """run.toml's sampling held to its ranges (runtime/values.py), as a new run's is."""
+    try:
+        SamplingParams(temperature=plan.temperature, top_p=plan.top_p, seed=plan.seed)
+    except InvalidValue as exc:
+        raise DataError(f"{path}: [run] {exc.problem}", "start a new run") from None
+
+
+def check_plan_values(path: Path, rows: int, **plan: Any) -> None:
+    """run.toml's plan held to the ranges a new run's is (values.check_plan): an edited or damaged value is one
+    line naming the file and key on resume, not a run that blames the model or counts -2/-2 rows."""
+    try:
+        values.check_plan(**plan)
+        values.check_rows(rows)
+    except TaskclockError as exc:
+        raise DataError(f"{path}: [run] {exc.problem}", "start a new run") from None
 
 
 # ---- results.jsonl -------------------------------------------------------------------------------
@@ -356,10 +415,23 @@ SEGMENT_FIELDS: dict[str, tuple[type, ...]] = {"model": TEXT, "task": TEXT, "seg
 SWEEP_FIELDS: dict[str, tuple[type, ...]] = {
     **TURN_FIELDS, "phase": TEXT, "requested_tokens": (int,), "prompt_tokens": (int,), "token_source": TEXT,
 }
+# A load run's row (runtime/load.py): one request at one offered rate, with when it was due and sent.
+LOAD_FIELDS: dict[str, tuple[type, ...]] = {
+    **TURN_FIELDS, "task": TEXT, "qid": TEXT, "rate": FIGURE, "segment": TEXT, "request": (int,),
+    "scheduled_s": FIGURE, "queue_delay_s": FIGURE, "schedule_error_ms": (int, float),
+}
+LOAD_OPTIONAL: dict[str, tuple[type, ...]] = {**OPTIONAL_FIELDS, "first_byte_s": FIGURE}
+# What a load rate's segment record adds: the open loop it ran (runtime/load.py rate_record).
+LOAD_SEGMENT_FIELDS: dict[str, tuple[type, ...]] = {
+    "rate": FIGURE, "arrival": TEXT, "planned": COUNT, "finished": COUNT, "dropped": COUNT, "unsent": COUNT,
+    "saturated": (bool,), "sent_span_s": FIGURE, "schedule_p50_ms": FIGURE, "schedule_p99_ms": FIGURE,
+    "cpu_share": FIGURE, "max_in_flight": COUNT, "most_in_flight": COUNT,
+}
 # A sweep length a model cannot run (beyond its context), recorded once with the reason.
 SKIP_FIELDS: dict[str, tuple[type, ...]] = {"model": TEXT, "requested_tokens": (int,), "reason": TEXT}
 # The kinds of record that are rows, with their fields and key.
-ROW_KINDS = {"result": (RESULT_FIELDS, OPTIONAL_FIELDS, row_key), "sweep": (SWEEP_FIELDS, OPTIONAL_FIELDS, sweep_key)}
+ROW_KINDS = {"result": (RESULT_FIELDS, OPTIONAL_FIELDS, row_key), "sweep": (SWEEP_FIELDS, OPTIONAL_FIELDS, sweep_key),
+             "load": (LOAD_FIELDS, LOAD_OPTIONAL, load_key)}
 
 
 def _bad_field(record: dict[str, Any], key: str, allowed: tuple[type, ...]) -> str:
@@ -386,7 +458,7 @@ def check_record(record: object) -> str:
     elif kind in ROW_KINDS:
         required, optional, _ = ROW_KINDS[kind]
     elif kind == "segment":
-        required, optional = SEGMENT_FIELDS, {}
+        required, optional = SEGMENT_FIELDS, LOAD_SEGMENT_FIELDS
     elif kind == "skip":
         required, optional = SKIP_FIELDS, {}
     else:
@@ -404,61 +476,31 @@ def check_record(record: object) -> str:
     return ""
 
 
-def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """Numbered complete lines; a torn last line (a writer killed mid-line) is left out."""
-    with open(path, "rb") as handle:
-        for number, line in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 1), b""), 1):
-            if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
-                yield number, b""  # over-long: reported below as damaged
-                while line and not line.endswith(b"\n"):
-                    line = handle.readline(MAX_LINE_BYTES + 1)
-                continue
-            if line.endswith(b"\n"):
-                yield number, line
-
-
-def _parse(line: bytes) -> tuple[object, str]:
-    if not line:
-        return None, f"longer than {MAX_LINE_BYTES >> 20} MiB"
-    try:
-        return json.loads(line.decode("utf-8")), ""
-    except UnicodeDecodeError:
-        return None, "not UTF-8"
-    except (ValueError, RecursionError):
-        return None, "not JSON"
-
-
 def read_results(folder: Path, row_kind: str = "result") -> RunResults:
     """Every usable record of results.jsonl; damaged lines are skipped and listed in ``damaged``, and so are
     rows of another kind of run (``row_kind``: "result" in a bench run, "sweep" in a sweep)."""
     path = folder / RESULTS_FILE
     results = RunResults()
-    if not path.is_file():
+    if not os.path.lexists(path):
         return results
     rows: dict[tuple, dict[str, Any]] = {}
-    try:
-        for number, line in _lines(path):
-            if not line.strip():
-                continue
-            record, reason = _parse(line)
-            reason = reason or check_record(record)
-            if not reason and isinstance(record, dict) and record["kind"] in ROW_KINDS and record["kind"] != row_kind:
-                reason = f"a {record['kind']} row, not a {row_kind} row"
-            if reason:
-                results.damaged.append(f"line {number}: {reason}")
-                continue
-            assert isinstance(record, dict)
-            if record["kind"] == "failure":
-                results.failures[record["model"]] = record["error"]
-            elif record["kind"] == "segment":
-                results.segments.append(record)
-            elif record["kind"] == "skip":
-                results.skips.append(record)
-            else:
-                rows.setdefault(ROW_KINDS[row_kind][2](record), read_turn(record))
-                results.failures.pop(record["model"], None)
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}", "check the run folder") from None
+    for number, record, reason in storage.read_lines(path, "results file"):
+        reason = reason or check_record(record)
+        if not reason and isinstance(record, dict) and record["kind"] in ROW_KINDS and record["kind"] != row_kind:
+            reason = f"a {record['kind']} row, not a {row_kind} row"
+        if reason:
+            results.damaged.append(f"line {number}: {reason}")
+            continue
+        assert isinstance(record, dict)
+        if record["kind"] == "failure":
+            results.failures[record["model"]] = record["error"]
+        elif record["kind"] == "segment":
+            results.segments.append(record)
+        elif record["kind"] == "skip":
+            results.skips.append(record)
+        else:
+            rows.setdefault(ROW_KINDS[row_kind][2](record), read_turn(record))
+            results.failures.pop(record["model"], None)
     results.rows = list(rows.values())
     return results
 
@@ -467,13 +509,13 @@ def read_results(folder: Path, row_kind: str = "result") -> RunResults:
 
 @contextlib.contextmanager
 def locked(folder: Path, what: str = "bench") -> Iterator[None]:
-    """Hold the folder's lock while a run appends to it; a second runner gets one line naming the holder."""
-    path = folder / LOCK_FILE
+    """Hold the folder's lock while a run appends to it; a second runner gets one line naming the holder. The
+    lock and results.jsonl are opened as the folder's own files (storage.own_file), so a shared folder whose
+    lock or results file is a link is refused, naming the file, before any model loads."""
+    fd = storage.own_file(folder / LOCK_FILE, os.O_RDWR)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise DataError(f"cannot lock {folder}: {exc.strerror or exc}", "check the run folder") from None
-    try:
+        if os.path.lexists(folder / RESULTS_FILE):  # else the first append creates it, as its own file
+            os.close(storage.own_file(folder / RESULTS_FILE))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from . import runfolder, storage
 from .backend import LoadedModel, ModelSpec, first_line, load_model
-from .errors import StorageError, TaskclockError
+from .errors import Cancelled, StorageError, TaskclockError
 from .runfolder import RESULTS_FILE, RunResults
 from .untrusted import redact
 
@@ -45,6 +45,7 @@ class Progress:
     error: str = ""
     batch_size: int = 0
     note: str = ""  # what the state means now, for the console and the tab ("warming up (…)")
+    live: dict[str, Any] | None = None  # a load rate's figures so far (runtime/load.py LIVE_KEYS), while it runs
 
     @property
     def shown(self) -> str:
@@ -146,6 +147,9 @@ class Runner(abc.ABC, Generic[Line]):
         try:
             if not self.run_loaded(model, spec, lines):
                 self.outcome.interrupted = True
+        except Cancelled:  # Ctrl-C while the model was asked for a count or its context: nothing to record
+            self.report(spec, lines[0], "stopped")
+            self.outcome.interrupted = True
         except StorageError:
             raise
         except Exception as exc:  # a model that crashes mid-run: recorded, and the next model runs
@@ -154,9 +158,10 @@ class Runner(abc.ABC, Generic[Line]):
             model.close()
 
     def report(self, spec: ModelSpec, line: Line, state: str, row: dict[str, Any] | None = None, error: str = "",
-               batch_size: int = 0, note: str = "") -> None:
+               batch_size: int = 0, note: str = "", live: dict[str, Any] | None = None) -> None:
         done, total = self.progress(spec, line)
-        self.on_progress(Progress(spec.name, self.label(line), done, total, state, row, error, batch_size, note))
+        self.on_progress(Progress(spec.name, self.label(line), done, total, state, row, error, batch_size, note,
+                                  live))
 
     def append(self, record: dict[str, Any]) -> None:
         """One record appended to results.jsonl and fsynced (runtime/storage.py)."""
@@ -168,6 +173,14 @@ class Runner(abc.ABC, Generic[Line]):
             self.append(row)
             self.outcome.rows_written += 1
             self.report(spec, line, "running", row, batch_size=batch_size)
+
+    def keep_all(self, spec: ModelSpec, line: Line, rows: list[dict[str, Any]], closing: dict[str, Any]) -> None:
+        """Rows that stand only together (a load rate's requests) and the record that closes them, appended as one
+        write (a rate cut short leaves none of its rows), counted and reported done."""
+        with self._lock:
+            storage.append_all(self.results, [*rows, closing])
+            self.outcome.rows_written += len(rows)
+            self.report(spec, line, "done")
 
     def fail(self, spec: ModelSpec, lines: list[Line], error: str) -> None:
         """The failure policy's record: one ``failure`` line, the model's failure in the outcome, and its lines

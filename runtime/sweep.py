@@ -15,18 +15,20 @@ resuming runs exactly the missing rows (a missing cached row first re-primes the
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from statistics import median
 from typing import Any
 
-from . import runfolder, tables
+from . import runfolder, tables, values
 from .backend import LoadedModel, ModelSpec, SamplingParams, load_model
-from .errors import DataError
+from .errors import Cancelled, DataError
 from .fitting import FittedPrompt, TokenCounter, beyond_context, filler_text, fit_text, prompt, token_counter
 from .record import turn_fields
 from .runfolder import (
@@ -50,6 +52,7 @@ from .tables import (
     latency_row,
     md_table,
     results_csv,
+    series_color,
     series_marker,
     text_chart,
 )
@@ -101,19 +104,23 @@ def read_plan(folder: Path) -> SweepPlan:
     """The sweep's plan; a damaged run.toml, or a bench run's, is one DataError."""
     path, data = runfolder.read_run_toml(folder, KIND)
     head = runfolder.check_head(path, data.get("run"), SweepPlan, ("models",))
-    return SweepPlan(**head, models=runfolder.read_models(path, data))
+    plan = SweepPlan(**head, models=runfolder.read_models(path, data))
+    runfolder.check_plan_values(path, plan.total_rows(), input_tokens=plan.input_tokens,
+                                output_tokens=plan.output_tokens, repeats=plan.repeats, warmup=plan.warmup)
+    return plan
 
 
 def prepare(*, models: list[ModelSpec], input_tokens: Sequence[int], output_tokens: int, repeats: int,
             warmup: int, runs_dir: Path) -> tuple[Path, SweepPlan]:
     """Check the plan, create the run folder and write its run.toml and system.json."""
     check_models(models)
-    if not input_tokens or min(input_tokens) < 1 or output_tokens < 1 or repeats < 1 or warmup < 0:
-        raise DataError("input lengths, --output-tokens and --repeats must be at least 1, --warmup at least 0",
-                        "pass positive whole numbers")
+    if not input_tokens:
+        raise DataError("no input lengths given", f"pass e.g. --input-tokens {DEFAULT_LENGTHS}")
+    values.check_plan(input_tokens=list(input_tokens), output_tokens=output_tokens, repeats=repeats, warmup=warmup)
     plan = SweepPlan(run_id=new_run_id(), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), kind=KIND,
                      input_tokens=sorted(set(input_tokens)), output_tokens=output_tokens, repeats=repeats,
                      warmup=warmup, salt=secrets.token_hex(4), models=models)
+    values.check_rows(plan.total_rows())
     return create(runs_dir, plan.run_id, plan_to_toml(plan)), plan
 
 
@@ -179,12 +186,17 @@ class SweepRunner(Runner[int]):
         self.filler = filler_text()
         self.done: set[tuple] = set()
         self.skipped: set[tuple[str, int]] = set()
+        self.left: Counter[tuple[str, int]] = Counter()  # rows left per model × length: reports never rescan
 
     def resume(self, results: RunResults) -> None:
         self.done = {sweep_key(r) for r in results.rows}
         self.skipped = {(s["model"], s["requested_tokens"]) for s in results.skips}
 
     def plan_model(self, spec: ModelSpec) -> list[int]:
+        for n in self.plan.input_tokens:  # planned when the model's turn comes; Ctrl-C stops it at once
+            if self.cancel.is_set():
+                return []
+            self.left[spec.name, n] = self._count_left(spec, n)
         pending = [n for n in self.plan.input_tokens if self._left(spec, n)]
         for n in self.plan.input_tokens:
             skipped = (spec.name, n) in self.skipped
@@ -201,22 +213,26 @@ class SweepRunner(Runner[int]):
     def _keys(self, spec: ModelSpec, target: int, repeat: int) -> dict[str, tuple]:
         return {phase: (spec.name, phase, target, repeat) for phase in PHASES}
 
-    def _left(self, spec: ModelSpec, target: int) -> int:
+    def _count_left(self, spec: ModelSpec, target: int) -> int:
         if (spec.name, target) in self.skipped:
             return 0
         return sum(key not in self.done for repeat in range(self.plan.repeats)
                    for key in self._keys(spec, target, repeat).values())
 
+    def _left(self, spec: ModelSpec, target: int) -> int:
+        return self.left[spec.name, target]
+
     def _skip(self, spec: ModelSpec, target: int, reason: str) -> None:
         self.append({"kind": "skip", "model": spec.name, "requested_tokens": target, "reason": reason})
         self.skipped.add((spec.name, target))
+        self.left[spec.name, target] = 0
         self.report(spec, target, "skipped", error=reason)
 
     def run_loaded(self, model: LoadedModel, spec: ModelSpec, lines: list[int]) -> bool:
         """Every pending length; a tokenizer or chat template that fails while a prompt is fitted raises, and the
         failure policy records it (runtime/runner.py)."""
-        count = token_counter(model)
-        context = model.context_size()
+        count = token_counter(model, self.cancel)
+        context = model.context_size(self.cancel)
         if self.plan.warmup:
             self.report(spec, lines[0], "warmup", note=f"warming up ({warm_up_note(self.plan.warmup)})")
             warm_up(model, self.plan.params(), self.plan.warmup, cancel=self.cancel)
@@ -239,7 +255,10 @@ class SweepRunner(Runner[int]):
             keys = self._keys(spec, target, repeat)
             if all(key in self.done for key in keys.values()):
                 continue
-            fitted = fit_prompts(count, self.filler, target, row_salt(self.plan.salt, spec.name, target, repeat))
+            try:
+                fitted = fit_prompts(count, self.filler, target, row_salt(self.plan.salt, spec.name, target, repeat))
+            except Cancelled:
+                return False
             if isinstance(fitted, str):
                 self._skip(spec, target, fitted)
                 return True
@@ -251,6 +270,7 @@ class SweepRunner(Runner[int]):
                     return False
                 if keys[phase] not in self.done:
                     self.done.add(keys[phase])
+                    self.left[spec.name, target] -= 1
                     self.keep(spec, target, sweep_row(spec, phase, target, repeat, fitted[phase], count.source, events))
         self.report(spec, target, "done")
         return True
@@ -349,18 +369,50 @@ def skip_line(skip: dict[str, Any]) -> str:
     return f"{skip['model']} at {skip['requested_tokens']} tokens: {skip['reason']}"
 
 
+CHART_FRAME_ROWS = 5  # a plotext chart's rows that are not plot area: title, frame, x ticks and x label
+AXIS_COLUMNS = 8  # a plotext chart's columns left of the plot area (y ticks) and the frame's
+
+
 def plot_vs_input(plt, cells: Sequence[SweepCell], key: str, label: str) -> None:
-    """One figure against the requested input tokens, one line per model × prompt (cold, cached)."""
+    """One figure against the requested input tokens, one line per model × prompt (cold, cached), drawn for the
+    chart's size (``plt.plotsize()``, which the caller sets first).
+
+    The lengths sit on a log2 axis (usually powers of two, so evenly apart); each line's points carry its marker,
+    drawn over every line and set a little apart at one length, so no line hides another; and the top of the
+    y axis leaves the legend's rows free, so the legend covers no point."""
     plt.clear_data()
-    for i, (model, phase) in enumerate(dict.fromkeys((c.model, c.phase) for c in cells)):
-        points = [(c.requested_tokens, getattr(c, key)) for c in cells
-                  if c.model == model and c.phase == phase and getattr(c, key) is not None]
-        if points:
-            plt.plot([x for x, _ in points], [y for _, y in points], label=safe_line(f"{model} · {phase}"),
-                     marker=series_marker(i))  # names are outside text: control codes made visible
+    series = [(safe_line(f"{model} · {phase}"), points) for model, phase in dict.fromkeys((c.model, c.phase)
+                                                                                             for c in cells)
+              if (points := [(c.requested_tokens, getattr(c, key)) for c in cells
+                             if c.model == model and c.phase == phase and getattr(c, key) is not None])]
     plt.title(f"{label} vs input tokens (median of repeats)")
     plt.xlabel("input tokens")
     plt.ylabel(label)
+    if not series:
+        return
+    width, height = plt.plotsize()
+    lengths = sorted({x for _, points in series for x, _ in points})
+    span = max(math.log2(lengths[-1] / lengths[0]), 1.0)
+    columns = max(width - AXIS_COLUMNS - 2 * len(series), 10)
+    dodge = 1.5 * span / columns  # a character and a half between neighbouring lines' points at one length
+    middle = (len(series) - 1) / 2
+
+    def at(x: int, index: int) -> float:
+        return math.log2(x) + (index - middle) * dodge
+
+    for index, (_, points) in enumerate(series):
+        plt.plot([at(x, index) for x, _ in points], [y for _, y in points], marker="braille",
+                 color=series_color(index))
+    for index, (name, points) in enumerate(series):  # names are outside text: control codes made visible
+        plt.scatter([at(x, index) for x, _ in points], [y for _, y in points], marker=series_marker(index),
+                    color=series_color(index), label=name)
+    plt.xticks([math.log2(n) for n in lengths], [str(n) for n in lengths])
+    plt.xlim(at(lengths[0], 0) - dodge, at(lengths[-1], len(series) - 1) + dodge)
+    top = max(y for _, points in series for _, y in points)
+    rows = height - CHART_FRAME_ROWS
+    legend = len(series) + 1  # its rows and one row of air
+    if top > 0 and rows > legend + 1:
+        plt.ylim(0, top * (rows - 1) / (rows - 1 - legend))
 
 
 CHARTS = (("ttft_s", "TTFT s"), ("task_time_s", "task time s"))  # (SweepCell field, label): console, files, app

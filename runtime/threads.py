@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import storage
-from .errors import StorageError
+from .errors import StorageError, TaskclockError
 from .paths import cache_dir
 from .system import cpu_model, physical_cores
 
@@ -108,9 +108,12 @@ def _cache_path():
 
 def _read_cache() -> dict[str, Any]:
     """The cached choices; a missing, damaged or foreign file is no cache (it is probed again and rewritten)."""
+    path = _cache_path()
+    if not os.path.lexists(path):
+        return {}
     try:
-        data = json.loads(_cache_path().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = storage.read_json(path, "thread cache")
+    except TaskclockError:
         return {}
     return data if isinstance(data, dict) else {}
 

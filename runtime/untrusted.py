@@ -6,10 +6,14 @@ One place for the rules, so every boundary (CLI lines, widgets, logs, exports) a
 """
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 REDACTED = "***"
+JSON_DEPTH_MAX = 100  # far beyond any record taskclock or a benchmark tool writes
+JSON_DIGITS_MAX = 30  # an integer literal longer than this is no count or timestamp (ns since 1970: 19 digits)
 
 # C0 controls except \t and \n, DEL, the C1 controls (0x80-0x9f: CSI, OSC... in 8-bit form), and the Unicode
 # direction overrides/isolates that reorder what a reader sees.
@@ -91,3 +95,37 @@ def csv_row(row: dict[str, object]) -> dict[str, object]:
 def error_line(text: object) -> str:
     """Outside text for one line on the terminal (an error, a failure reason): ``safe_line`` and ``redact``."""
     return redact(safe_line(text))
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > JSON_DIGITS_MAX:
+        raise ValueError(f"a {len(text)}-digit number")
+    return int(text)
+
+
+def _too_deep(value: dict | list) -> bool:
+    stack: list[tuple[dict | list, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > JSON_DEPTH_MAX:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def parse_json(data: bytes | str) -> Any:
+    """JSON from outside (a log line, a server's body, an imported file), or ValueError for anything that is not
+    usable JSON: a syntax error, invalid UTF-8, nesting deeper than JSON_DEPTH_MAX (100,000 deep would raise
+    RecursionError here, 990 deep later wherever the value is printed or written), or an integer of more than
+    JSON_DIGITS_MAX digits (5,000 would raise a ValueError of Python's own, 400 an OverflowError wherever it meets
+    a float). The one parser of outside JSON, so each reader skips and counts such a line as damage."""
+    text = data.decode("utf-8") if isinstance(data, bytes) else data  # UnicodeDecodeError is a ValueError
+    try:
+        value = json.loads(text, parse_int=_bounded_int)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    if isinstance(value, (dict, list)) and text.count("[") + text.count("{") > JSON_DEPTH_MAX and _too_deep(value):
+        # (fewer brackets cannot nest deeper: no walk)
+        raise ValueError(f"JSON nested deeper than {JSON_DEPTH_MAX}")
+    return value

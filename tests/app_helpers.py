@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from scripted import scripted_loader
-from textual.widgets import Select
+from textual.widgets import Input
 
 from taskclock.runtime.backend import SamplingParams
 from taskclock.runtime.config import Config
@@ -69,11 +69,10 @@ def notes(app, severity: str | None = None) -> list[str]:
 
 
 async def open_compare(pilot, models: list[str]) -> ComparePane:
-    """The Compare tab (F4) with ``models`` picked in its slots."""
+    """The Compare tab (F4) with ``models`` in its models field."""
     await pilot.press("f4")
     pane = pilot.app.query_one(ComparePane)
-    for slot, name in enumerate(models):
-        pane.query_one(f"#compare-model-{slot}", Select).value = name
+    pane.query_one("#compare-models", Input).value = ", ".join(models)
     await pilot.pause()
     return pane
 

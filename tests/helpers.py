@@ -95,6 +95,22 @@ def wait_for_rows(out: Path, proc: subprocess.Popen, rows: int, timeout_s: float
     raise AssertionError(f"no {rows} rows appeared (exit {proc.poll()}): {proc.stderr.read() if proc.poll() else ''}")
 
 
+def records_of(folder: Path, kind: str) -> list[dict]:
+    """A run folder's results.jsonl records of one kind ("load", "segment", ...), in file order."""
+    return [r for r in storage.read(folder / runfolder.RESULTS_FILE) if r["kind"] == kind]
+
+
+def first_closed_rate(out: Path, proc: subprocess.Popen, timeout_s: float = 120) -> Path:
+    """The load run folder under ``out`` once its first rate has ended (its segment record is written)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        for results in out.glob(f"*/{runfolder.RESULTS_FILE}"):
+            if records_of(results.parent, "segment"):
+                return results.parent
+        time.sleep(0.05)
+    raise AssertionError(f"no rate ended (exit {proc.poll()}): {proc.stderr.read() if proc.poll() else ''}")
+
+
 def bench_on(server_url: str, out: Path, *extra: str, mmlu: Path | None = None, config: Path | None = None,
            models: str | None = None):
     """`taskclock bench` of one question (mc, 8 tokens) on an HTTP model, into ``out``."""

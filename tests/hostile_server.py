@@ -238,6 +238,15 @@ EXPECT: dict[str, str] = {
     **{mode: LOAD_ERROR for mode in MODELS},
 }
 SLOW = ("trickle", "ping_only", "pings_then_nothing", "slow_endless")  # modes that end only by a client-side timer
+# What the one error line must name, for the modes whose cause is a client-side limit (the CLI's, and taskclock
+# load's client's but for one: tests/test_load_client.py).
+CAUSE = {
+    "trickle": "no event for 1.5 s", "ping_only": "no event for 1.5 s", "pings_then_nothing": "no event for 1.5 s",
+    "slow_endless": "turn_timeout_s (3 s)", "gzip_bomb": "stopped reading", "gzip_bomb_lines": "exceeded 64 MiB",
+    "huge_line": "longer than 1 MiB", "deep_json": "malformed SSE line", "usage_string": "malformed usage",
+    "usage_huge": "completion_tokens", "usage_negative": "prompt_tokens", "choices_string": "choices",
+    "delta_string": "delta", "content_int": "content is not a string", "int_model_id": "model list",
+}
 
 
 class HostileServer(socketserver.ThreadingTCPServer):

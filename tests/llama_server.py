@@ -118,6 +118,14 @@ class NativeLlamaServer(LlamaServer):
         return sum(1 for slot in slots if slot.get("is_processing"))
 
 
+def native_server_or_skip(gguf, **options) -> NativeLlamaServer:
+    """llama-server on ``gguf``, or the test skipped where no binary was built."""
+    if llama_server_binary() is None:
+        pytest.skip("no llama-server binary: `make install` builds it into .venv/bin "
+                    "(or set TASKCLOCK_LLAMA_SERVER to one)")
+    return NativeLlamaServer(gguf, **options)
+
+
 def smollm2_gguf():
     from taskclock.runtime.models import local_file, resolve
 
@@ -127,6 +135,14 @@ def smollm2_gguf():
 @pytest.fixture(scope="session")
 def llama_server():
     server = LlamaServer(smollm2_gguf())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def one_slot_llama_server():
+    """llama.cpp's own llama-server on SmolLM2: one slot, a 2048-token context."""
+    server = native_server_or_skip(smollm2_gguf(), slots=1, n_ctx=2048)
     yield server
     server.stop()
 
@@ -162,7 +178,9 @@ def thinking_script(thinking: list[str], answer: list[str], gap_s: float, *, tag
 
 
 class ScriptedHandler(http.server.BaseHTTPRequestHandler):
-    """Answers GET /v1/models with one model and POST /v1/chat/completions with ``server.script``:
+    """Answers a GET of a path in ``server.routes`` with that JSON (404 for any other path but /v1/models), GET
+    /v1/models with ``server.models`` (one model, "scripted", unless a test sets others) and POST
+    /v1/chat/completions with ``server.script``:
     a status code and body, or a list of SSE byte strings and float pauses (seconds) to send in order; the time
     each string is sent is appended to ``server.sent``."""
 
@@ -179,7 +197,14 @@ class ScriptedHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:
-        self._send(200, json.dumps({"object": "list", "data": [{"id": "scripted", "object": "model"}]}).encode())
+        self.server.gets.append(self.path)
+        if self.path in self.server.routes:
+            self._send(200, json.dumps(self.server.routes[self.path]).encode())
+        elif self.path.endswith("/models"):
+            self._send(200, json.dumps({"object": "list", "data": [{"id": model, "object": "model"}
+                                                                   for model in self.server.models]}).encode())
+        else:
+            self._send(404, b'{"detail": "Not Found"}')
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
@@ -238,6 +263,9 @@ def running_scripted_server(script=None, *, prompt: bool = False):
     server.daemon_threads = True
     server.script = script or [sse(content_chunk("", "stop")), sse("[DONE]")]
     server.requests = []
+    server.routes = {}  # GET path → JSON answer (Ollama's /api/tags, llama-server's /props)
+    server.models = ["scripted"]
+    server.gets = []
     server.sent = []  # perf_counter_ns as each scripted write starts: when the server really sent it
     server.url = f"http://{HOST}:{server.server_address[1]}/v1"
     with serving(server):

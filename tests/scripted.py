@@ -61,7 +61,7 @@ class ScriptedModel:
             yield self._token(now_ns(), i, text)
         yield Done(now_ns(), "eos", output_tokens=len(texts))
 
-    def count_tokens(self, text: str) -> int:
+    def count_tokens(self, text: str, cancel=None) -> int:
         return len(text.split())
 
     def close(self) -> None:

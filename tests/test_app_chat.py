@@ -7,7 +7,7 @@ import pytest
 from app_helpers import make_app, notes, ready, send, settle, turn, wait_for
 from helpers import run_cli
 from plotext import uncolorize
-from textual.command import CommandInput, CommandList, CommandPalette
+from textual.widgets import Input, OptionList
 from textual_plotext import PlotextPlot
 
 from taskclock.runtime import metrics, sessions
@@ -15,6 +15,7 @@ from taskclock.runtime.backend import ModelSpec
 from taskclock.runtime.config import Config
 from taskclock.runtime.metrics import figure
 from taskclock.tui.panes.sessions import SessionScreen
+from taskclock.tui.screens.model_picker import ModelPicker
 from taskclock.tui.widgets.conversation import ReplyMarkdown
 from taskclock.tui.widgets.meter import Meter
 
@@ -89,12 +90,12 @@ async def test_model_picker_switches_models_and_a_failed_load_keeps_the_current_
     async with app.run_test(size=(140, 40)) as pilot:
         chat = await ready(pilot)
         await pilot.press("ctrl+o")
-        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette), "the model picker")
+        await wait_for(pilot, lambda: isinstance(app.screen, ModelPicker), "the model picker")
         await pilot.press(*"gemma3")
-        commands = app.screen.query_one(CommandList)
-        await wait_for(pilot, lambda: app.screen.query_one(CommandInput).value == "gemma3"
-                       and commands.highlighted_option is not None
-                       and "gemma3-270m" in str(commands.highlighted_option.prompt), "gemma3-270m in the picker")
+        options = app.screen.query_one(OptionList)
+        await wait_for(pilot, lambda: app.screen.query_one(Input).value == "gemma3"
+                       and options.highlighted_option is not None
+                       and "gemma3-270m" in str(options.highlighted_option.prompt), "gemma3-270m in the picker")
         await pilot.press("enter")
         await wait_for(pilot, lambda: chat.model.spec.name == "gemma3-270m" and chat.pending_model is None, "gemma")
         assert "gemma3-270m · llamacpp" in str(app.query_one("#model-status").render())
@@ -144,7 +145,7 @@ async def test_export_key_and_sessions_view(tmp_path):
         row = [str(cell) for cell in table.get_row_at(0)[:4]]
         assert started and row == [started, "Name a planet.", "smollm2", "1"]
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, SessionScreen), "the session viewer")
+        await wait_for(pilot, lambda: isinstance(app.screen, SessionScreen) and app.screen.turns, "the session viewer")
         assert "Name a planet." in app.screen.markdown
         assert not app.screen.query_one("#session-ttft", PlotextPlot).display  # one turn is not a trend
         await pilot.press("escape")
@@ -161,7 +162,7 @@ async def test_session_view_charts_ttft_per_turn(tmp_path):
         await wait_for(pilot, lambda: table.row_count == 1, "the session list")
         table.focus()
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, SessionScreen), "the session viewer")
+        await wait_for(pilot, lambda: isinstance(app.screen, SessionScreen) and app.screen.turns, "the session viewer")
         chart = app.screen.query_one("#session-ttft", PlotextPlot)
         assert chart.display and chart.region.height > 0
         points = sessions.ttft_per_turn(app.screen.turns)

@@ -147,7 +147,8 @@ async def test_settings_change_the_next_turn_are_shown_logged_and_remembered(tmp
         screen.query_one("#settings-max-tokens", Input).value = "0"
         screen.query_one("#settings-system", TextArea).load_text("Be brief.")
         await pilot.press("ctrl+s")
-        assert "max tokens must be a whole number of at least 1" in str(screen.query_one("#settings-error").render())
+        error = str(screen.query_one("#settings-error").render())
+        assert "max tokens must be at least 1 and at most 16777216, not 0" in error
         screen.query_one("#settings-max-tokens", Input).value = "5"
         screen.query_one("#settings-temperature", Input).value = "0.5"
         await pilot.press("ctrl+s")
@@ -347,7 +348,7 @@ async def test_sessions_list_date_and_first_prompt_and_ctrl_s_exports_the_open_o
         assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", date) and str(prompt) == "What is task time?"
         table.focus()
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, SessionScreen), "the session")
+        await wait_for(pilot, lambda: isinstance(app.screen, SessionScreen) and app.screen.turns, "the session")
         (log,) = (tmp_path / "sessions").glob("*.jsonl")
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: len(list(log.parent.glob("*.export.*"))) == 3, "the exports")

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from app_helpers import make_app, open_compare, send_compare, wait_for
 from rich.console import Console
-from textual.widgets import Select, Static, Switch
+from scripted import scripted_loader
+from textual.widgets import Input, Static, Switch
 
 from taskclock.runtime import sessions
 from taskclock.runtime.compare import COLUMNS
@@ -16,6 +18,7 @@ from taskclock.tui.panes.compare import CONCURRENT_LABEL
 from taskclock.tui.widgets.compare_column import CompareColumn
 
 SIZE = (160, 50)
+SIZES = {"80x24": (80, 24), "140x40": (140, 40)}
 
 
 def submitted(result) -> int:
@@ -75,7 +78,7 @@ async def test_concurrent_toggle_and_bad_choices(tmp_path):
         await send_compare(pilot, pane, "Hi")
         await pilot.pause()
         assert pane.live is None and not list(pane.query(CompareColumn))  # one model is not a comparison
-        pane.query_one("#compare-model-1", Select).value = "smollm2"
+        pane.query_one("#compare-models", Input).value = "smollm2, smollm2"
         pane.query_one("#compare-concurrent", Switch).value = True
         pane.query_one("#compare-warmup", Switch).value = False  # measure cold
         await send_compare(pilot, pane, "Hi")
@@ -118,3 +121,34 @@ async def test_four_columns_side_by_side(tmp_path):
         assert len(columns) == 4 and all(c.size.width > 20 for c in columns)
         assert len({c.region.x for c in columns}) == 4
         assert pane.last.labels() == ["smollm2", "smollm2 #2", "smollm2 #3", "smollm2 #4"]
+
+
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+async def test_a_compare_stopped_during_warm_up_says_nothing_was_compared(tmp_path, size):
+    app = make_app(tmp_path / "sessions", loader=scripted_loader(pace_tps=5, tokens=100), max_tokens=100)
+    async with app.run_test(size=size) as pilot:
+        pane = await open_compare(pilot, ["smollm2", "gemma3-270m"])
+        await send_compare(pilot, pane, "Hi")
+        state = lambda: str(pane.query_one("#compare-column-0", CompareColumn).meter.query_one(  # noqa: E731
+            "#meter-state", Static).content)
+        await wait_for(pilot, lambda: "warming up" in state(), "the warm-up")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: pane.live is None and not pane.running, "the stop")
+        table = rendered(pane.query_one("#compare-table", Static).content)
+        states = [str(c.meter.query_one("#meter-state", Static).content) for c in pane.query(CompareColumn)]
+    assert "nothing to compare" in table and "no model slowed another" not in table
+    assert states == ["not run (stopped)"] * 2 and pane.last is not None and not pane.last.results
+
+
+async def test_the_same_url_twice_is_named_alike_in_its_columns_table_and_verdict(tmp_path):
+    url = "http://127.0.0.1:9/v1"
+    app = make_app(tmp_path / "sessions", loader=scripted_loader(), max_tokens=8)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await open_compare(pilot, [url, url])
+        await send_compare(pilot, pane, "Hi")
+        await wait_for(pilot, lambda: pane.last is not None and pane.live is None, "the compare")
+        titles = [str(column.border_title) for column in pane.query(CompareColumn)]
+        table = rendered(pane.query_one("#compare-table", Static).content)
+    assert pane.last.labels() == [url, f"{url} #2"]
+    assert titles == [f"1. {url}", f"2. {url} #2"]
+    assert f"{url} #2" in table and f"{url} #2" in pane.last.verdict()

@@ -177,7 +177,7 @@ async def test_a_compare_log_is_listed_as_a_compare_and_opened_without_a_ttft_pe
             table.focus()
             table.move_cursor(row=row)
             await pilot.press("enter")
-            await wait_for(pilot, lambda: isinstance(app.screen, SessionScreen), "the session viewer")
+            await wait_for(pilot, lambda: isinstance(app.screen, SessionScreen) and app.screen.turns, "the viewer")
             await pilot.pause()
             assert app.screen.query_one("#session-ttft").display == (model == "smollm2")  # a chat's turns only
             await pilot.press("escape")

@@ -61,7 +61,7 @@ async def test_a_recorded_turn_replays_in_the_app_with_its_recorded_figures(two_
         table = await open_sessions(pilot)
         select_session(table, path)
         await pilot.press("p")
-        await wait_for(pilot, lambda: isinstance(app.screen, TurnPicker), "the turn picker")
+        await wait_for(pilot, lambda: isinstance(app.screen, TurnPicker) and app.screen.turns, "the turn picker")
         await pilot.pause()
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen), "the replay")
@@ -88,7 +88,7 @@ async def test_a_recorded_turn_replays_in_the_app_with_its_recorded_figures(two_
         assert doubled.decode_tps == pytest.approx(replayed.decode_tps * 2, rel=1e-6)
         assert "at 2× their recorded pace" in str(screen.query_one("#replay-head", Static).render())
         await pilot.press("escape")
-        await wait_for(pilot, lambda: isinstance(app.screen, TurnPicker), "the picker again")
+        await wait_for(pilot, lambda: isinstance(app.screen, TurnPicker) and app.screen.turns, "the picker again")
 
 
 async def test_two_turns_from_two_sessions_replay_side_by_side(two_sessions):
@@ -100,7 +100,7 @@ async def test_two_turns_from_two_sessions_replay_side_by_side(two_sessions):
         for path, _ in results:  # mark one turn in each session
             select_session(table, path)
             await pilot.press("p")
-            await wait_for(pilot, lambda: isinstance(app.screen, TurnPicker), "the turn picker")
+            await wait_for(pilot, lambda: isinstance(app.screen, TurnPicker) and app.screen.turns, "the turn picker")
             await pilot.pause()
             await pilot.press("space")
             picker = app.screen
@@ -133,7 +133,7 @@ async def test_side_by_side_needs_two_marks(two_sessions):
         table = await open_sessions(pilot)
         select_session(table, results[0][0])
         await pilot.press("p")
-        await wait_for(pilot, lambda: isinstance(app.screen, TurnPicker), "the turn picker")
+        await wait_for(pilot, lambda: isinstance(app.screen, TurnPicker) and app.screen.turns, "the turn picker")
         await pilot.pause()
         await pilot.press("s")
         await pilot.pause()
@@ -155,7 +155,7 @@ async def test_hostile_log_strings_stay_plain_text_in_the_picker(tmp_path):
         await wait_for(pilot, lambda: table.row_count == 1, "the sessions list")
         table.focus()
         await pilot.press("p")
-        await wait_for(pilot, lambda: isinstance(app.screen, TurnPicker), "the turn picker")
+        await wait_for(pilot, lambda: isinstance(app.screen, TurnPicker) and app.screen.turns, "the turn picker")
         row = app.screen.query_one(DataTable).get_row_at(0)
         assert row[3].plain == "[red]evil[/red]␛[2J" and row[4].plain == "[b]hi[/b]"
         assert not row[3].spans

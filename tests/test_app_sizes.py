@@ -8,18 +8,22 @@ Batch runs are folders of stored rows, and the paths on screen are relative to a
 """
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
-from app_helpers import make_app, ready, turn, wait_for, workdir_app
-from scripted import scripted_loader
-from textual.widgets import DataTable, Select
+from app_helpers import make_app, open_compare, ready, send_compare, turn, wait_for, workdir_app
+from scripted import ScriptedModel, scripted_loader
+from textual.widgets import DataTable, Input, Tabs
 
-from taskclock.runtime import bench, fitting, mmlu, runfolder, storage, sweep, system
+from taskclock.runtime import bench, fitting, metrics, mmlu, runfolder, storage, sweep, system
+from taskclock.runtime.backend import SamplingParams
 from taskclock.runtime.config import Config, Defaults
 from taskclock.runtime.models import resolve
 from taskclock.runtime.runfolder import RunPlan
+from taskclock.runtime.sessions import SessionLog, turn_record
 from taskclock.runtime.tasks import BUILTIN
+from taskclock.runtime.turn import run_turn
 from taskclock.tui.app import NARROW_WIDTH
 from taskclock.tui.panes import sessions as sessions_pane
 from taskclock.tui.panes.batch import BatchPane
@@ -57,7 +61,7 @@ def stored_run(runs: Path) -> Path:
                 "kind": "result", "model": model, "backend": "llamacpp", "task": task, "qid": qid,
                 "subject": "anatomy", "batch_size": 1, "input_tokens": 60, "output_tokens": tokens,
                 "output_words": words, "output_chars": words * 5, "ttft_s": 0.05, "decode_tps": tps,
-                "task_time_s": seconds, "stop_reason": "eos", "error": None, "reply": "B",
+                "task_time_s": seconds, "ms_per_word": metrics.ms_per_word(seconds, words), "stop_reason": "eos", "error": None, "reply": "B",
                 "parsed": "B" if scored else None, "answer": ("B" if correct else "C") if scored else None,
                 "correct": correct})
     return folder
@@ -100,7 +104,7 @@ def test_snapshot_compare_after_a_run(workdir, size, snap_compare, monkeypatch):
         await ready(pilot)
         await pilot.press("f4")
         pane = pilot.app.query_one(ComparePane)
-        pane.query_one("#compare-model-1", Select).value = MODELS[1]
+        pane.query_one("#compare-models", Input).value = ", ".join(MODELS)
         prompt = pane.query_one("#compare-prompt")
         prompt.cursor_blink = False
         prompt.load_text("What is task time?")
@@ -180,22 +184,38 @@ async def test_the_rankings_fit_80_columns_without_the_batch_column_of_a_one_siz
         assert (gemma_explain["by tok/s"], gemma_explain["by task s"], gemma_explain["ranks"]) == ("1", "2", "disagree")
 
 
+LONG_MODEL = "http://127.0.0.1:18950/v1#HuggingFaceTB/SmolLM2-135M-Instruct-Q4_1"
+
+
 @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
 async def test_the_sessions_list_fits_its_screen_and_keeps_ttft_and_task_time(workdir, size):
+    """A server model's long name and a Compare log's "compare · 2 models" once pushed TTFT and task time out of
+    the list (to "TT…" at 80 columns): the model is cut in its middle and the list still fits."""
+    folder = Path("sessions")
+    prompt = "A first prompt long enough to be cut short on a narrow screen, and then some more"
+    log = SessionLog(folder, LONG_MODEL, datetime(2026, 11, 22, 9, 30, 0))
+    log.append(turn_record(run_turn(ScriptedModel(resolve(LONG_MODEL)), [{"role": "user", "content": prompt}],
+                                    SamplingParams(max_tokens=6))))
     app = workdir_app()
     async with app.run_test(size=size) as pilot:
         await ready(pilot)
-        await turn(pilot, "A first prompt long enough to be cut short on a narrow screen, and then some more")
+        compare = await open_compare(pilot, list(MODELS))
+        await send_compare(pilot, compare, "Hi")
+        await wait_for(pilot, lambda: compare.last is not None and compare.live is None, "the comparison")
         await pilot.press("f3")
         table = pilot.app.query_one("#sessions-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 1, "the sessions list")
+        await wait_for(pilot, lambda: table.row_count == 2, "the sessions list")
         await pilot.pause()
         narrow = size[0] < NARROW_WIDTH
         assert _headers(table) == (sessions_pane.NARROW_COLUMNS if narrow else sessions_pane.COLUMNS)
         assert _fits(table)
-        row = dict(zip(_headers(table), (str(cell) for cell in table.get_row_at(0)), strict=True))
-        assert row["TTFT" if narrow else "median TTFT"] == "0.150 s"  # the scripted times
-        assert row["first prompt"].endswith("…") and row["task time" if narrow else "median task time"]
+        rows = [dict(zip(_headers(table), (str(cell) for cell in table.get_row_at(i)), strict=True)) for i in (0, 1)]
+        served = next(row for row in rows if row["session"].startswith("A first"))
+        assert served["TTFT"] == "0.150 s" and served["task time"]  # the scripted times
+        assert served["session"].endswith("…") and served["model"].startswith("Huggin")  # a server model by its id
+        assert "…" in served["model"] and served["model"].endswith("Q4_1")  # cut in its middle: both ends show
+        compared = next(row for row in rows if row is not served)
+        assert compared["turns"] == ("cmp" if narrow else "compare · 2 models") and compared["TTFT"] == "0.150 s"
 
 
 @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
@@ -254,3 +274,33 @@ def test_snapshot_batch_context_mode_showing_a_finished_sweep(workdir, snap_comp
 
     app = workdir_app(config=Config(defaults=Defaults(runs_dir="runs")))
     assert snap_compare(app, run_before=open_sweep, terminal_size=SIZES["80x24"])
+
+
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+@pytest.mark.parametrize("tab", ["f4", "f5"], ids=["compare", "batch"])
+async def test_tab_moves_among_the_fields_of_compare_and_batch_never_onto_the_tab_bar(workdir, size, tab):
+    app = workdir_app()
+    async with app.run_test(size=size) as pilot:
+        await ready(pilot)
+        await pilot.press(tab)
+        pane = app.query_one(ComparePane if tab == "f4" else BatchPane)
+        stops = []
+        for _ in range(12):
+            await pilot.press("tab")
+            stops.append((app.focused, app.focused is not None and pane in app.focused.ancestors))
+    assert not any(isinstance(widget, Tabs) for widget, _ in stops)
+    assert all(inside for _, inside in stops)  # focus stays in the tab shown
+
+
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+@pytest.mark.parametrize("tab", ["compare", "batch"])
+async def test_the_models_field_of_compare_and_batch_shows_long_names_whole(workdir, size, tab):
+    names = "smollm2, http://127.0.0.1:18950/v1#qwen2.5-0.5b"
+    app = workdir_app()
+    async with app.run_test(size=size) as pilot:
+        await ready(pilot)
+        await pilot.press("f4" if tab == "compare" else "f5")
+        box = app.query_one(f"#{tab}-models", Input)
+        box.value = names
+        await pilot.pause()
+        assert box.content_region.width > len(names)  # every character in sight, none scrolled away

@@ -9,7 +9,7 @@ from helpers import run_cli
 from llama_server import (
     NativeLlamaServer,
     content_chunk,
-    llama_server_binary,
+    native_server_or_skip,
     running_scripted_server,
     smollm2_gguf,
     sse,
@@ -95,10 +95,7 @@ def test_stopping_mid_sweep_then_resuming_records_every_row_once(tmp_path, data)
 
 @pytest.fixture(scope="module")
 def native_server():
-    if llama_server_binary() is None:
-        pytest.skip("no llama-server binary: `make install` builds it into .venv/bin "
-                    "(or set TASKCLOCK_LLAMA_SERVER to one)")
-    server = NativeLlamaServer(smollm2_gguf(), slots=4)
+    server = native_server_or_skip(smollm2_gguf(), slots=4)
     yield server
     server.stop()
 

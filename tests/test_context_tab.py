@@ -171,7 +171,7 @@ async def test_bad_context_options_are_shown_not_raised(tmp_path):
         pane.query_one("#context-repeats", Input).value = "0"
         pane.query_one("#batch-start", Button).press()
         await pilot.pause()
-        assert "repeats must be a whole number of at least 1" in _status(pane)
+        assert "repeats must be at least 1 and at most 10000" in _status(pane)
         assert pane.query_one("#batch-status", Static).has_class("error") and not pane.running
         assert not (tmp_path / "runs").exists()  # nothing started
 

@@ -132,7 +132,7 @@ async def test_the_sessions_list_shows_hostile_names_plainly(tmp_path):
         hostile_row = table.get_row_index(str(folder / "x[red]b\x1b[2J.jsonl"))
         table.move_cursor(row=hostile_row)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, SessionScreen), "the session view")
+        await wait_for(pilot, lambda: isinstance(app.screen, SessionScreen) and app.screen.turns, "the session view")
         view = screen_text(app)
     assert any("m␛]0;pwned␇[/x]" in cell for cell in cells)
     assert "x[red]b␛[2J.jsonl" in html.unescape(view)  # the file name, in the session view's title

@@ -16,18 +16,10 @@ from pathlib import Path
 
 import pytest
 from helpers import ROOT, run_cli
-from hostile_server import EXPECT, LOAD_ERROR, MODES, REPLY, SLOW, TURN_ERROR, running_hostile_server
+from hostile_server import CAUSE, EXPECT, LOAD_ERROR, MODES, REPLY, SLOW, TURN_ERROR, running_hostile_server
 
 GUARD_S = 120  # a hang fails the test instead of blocking the run
 EXIT = {REPLY: 0, TURN_ERROR: 1, LOAD_ERROR: 2}
-# What the one error line must name, for the modes whose cause is a client-side limit.
-CAUSE = {
-    "trickle": "no event for 1.5 s", "ping_only": "no event for 1.5 s", "pings_then_nothing": "no event for 1.5 s",
-    "slow_endless": "turn_timeout_s (3 s)", "gzip_bomb": "stopped reading", "gzip_bomb_lines": "exceeded 64 MiB",
-    "huge_line": "longer than 1 MiB", "deep_json": "malformed SSE line", "usage_string": "malformed usage",
-    "usage_huge": "completion_tokens", "usage_negative": "prompt_tokens", "choices_string": "choices",
-    "delta_string": "delta", "content_int": "content is not a string", "int_model_id": "model list",
-}
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import shutil
 import pytest
 from helpers import mmlu_folder, run_cli
 
-from taskclock.tui.commands.common import MAX_PROMPT_BYTES
+from taskclock.runtime.storage import TEXT_MAX_BYTES as MAX_PROMPT_BYTES
 
 GUARD_S = 120
 

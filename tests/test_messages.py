@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from helpers import one_error_line, run_cli
 
+from taskclock.runtime import values
+
 
 def test_a_folder_named_like_a_gguf_file_is_called_a_folder(tmp_path):
     folder = tmp_path / "d.gguf"
@@ -19,8 +21,9 @@ def test_a_blank_model_name_is_not_taken_for_the_working_directory(tmp_path):
 
 
 def test_a_huge_context_is_blamed_on_the_context_not_the_file():
-    line = one_error_line(run_cli("run", "hi", "--model", "smollm2", "--ctx", "1000000000", timeout=300))
-    assert "context of 1000000000 tokens" in line and "smaller --ctx" in line and "corrupt" not in line
+    """The largest context the range allows (values.TOKENS_MAX) still fails to allocate for SmolLM2: blamed on it."""
+    line = one_error_line(run_cli("run", "hi", "--model", "smollm2", "--ctx", str(values.TOKENS_MAX), timeout=300))
+    assert f"context of {values.TOKENS_MAX} tokens" in line and "smaller --ctx" in line and "corrupt" not in line
 
 
 def test_all_mixed_with_subjects_says_so(tmp_path):

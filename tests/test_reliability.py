@@ -50,10 +50,10 @@ def test_a_1_mb_prompt_file_is_a_context_error(tmp_path, model):
 
 
 @pytest.mark.parametrize("args, words", [
-    (["run", "hi", "--max-tokens", "0"], "--max-tokens must be at least 1, not 0"),
-    (["run", "hi", "--max-tokens", "-5"], "--max-tokens must be at least 1, not -5"),
+    (["run", "hi", "--max-tokens", "0"], "--max-tokens must be at least 1 and at most 16777216, not 0"),
+    (["run", "hi", "--max-tokens", "-5"], "--max-tokens must be at least 1 and at most 16777216, not -5"),
     (["run", "hi", "--ctx", "0"], "--ctx must be at least 1"),
-    (["compare", "hi", "--models", "smollm2,smollm2", "--warmup", "-1"], "--warmup must not be negative"),
+    (["compare", "hi", "--models", "smollm2,smollm2", "--warmup", "-1"], "--warmup must be at least 0 and at"),
     (["bench", "--models", "smollm2", "--batch-size", "0"], "--batch-size must be at least 1"),
     (["bench", "--models", "smollm2", "--max-tokens", "-1"], "--max-tokens must be at least 1"),
     (["bench", "--resume", "/no/such/run"], "is not a bench run folder"),

@@ -15,9 +15,10 @@ from helpers import run_cli
 from llama_server import reply_script, running_scripted_server
 from rich.console import Console
 
-from taskclock.runtime import bench, mmlu, runfolder, sweep, tasks
+from taskclock.runtime import arrivals, bench, load, mmlu, runfolder, sweep, tasks
 from taskclock.runtime.backend import LoadedModel, ModelSpec, SamplingParams, load_model
 from taskclock.runtime.models import resolve
+from taskclock.runtime.slo import Slo
 from taskclock.tui.commands.common import finish_run
 
 CRASH = "engine died: an illegal memory access was encountered"
@@ -32,14 +33,20 @@ def crashing_on_second_turn(spec: ModelSpec) -> LoadedModel:
     (every backend's own failures end a turn as an error row; this is what gets past them)."""
     model = load_model(spec)
     if spec.name == "crashes":
-        stream, turns = model.stream, itertools.count(1)
+        stream, stream_async, turns = model.stream, model.stream_async, itertools.count(1)
 
         def dies_on_the_second(messages, params, cancel=None):
             if next(turns) == 2:
                 raise RuntimeError(CRASH)
             return stream(messages, params, cancel)
 
+        async def dies_on_the_second_in_a_loop(connections, messages, params):  # taskclock load's turns
+            if next(turns) == 2:
+                raise RuntimeError(CRASH)
+            return await stream_async(connections, messages, params)
+
         model.stream = dies_on_the_second  # type: ignore[method-assign]
+        model.stream_async = dies_on_the_second_in_a_loop  # type: ignore[method-assign]
     return model
 
 
@@ -57,11 +64,22 @@ def prepare_sweep(models: list[ModelSpec], runs: Path):
     return lambda **options: sweep.SweepRunner(folder, plan, **options), folder, plan.total_rows()
 
 
-RUNNERS = {"bench": prepare_bench, "sweep": prepare_sweep}
+def prepare_load(models: list[ModelSpec], runs: Path):
+    """Two rates of one request each: a rate's rows are kept when it ends, so the crash on the second request
+    leaves the first rate's row."""
+    data = mmlu.load_embedded()
+    folder, plan = load.prepare(models=models, rates=[5.0, 10.0], arrival=arrivals.Arrival("constant"), seed=0,
+                                requests=1, duration_s=0.0, warmup=0, max_in_flight=0, slo=Slo(), attainment=0.9,
+                                sampling=SamplingParams(), max_tokens=4, runs_dir=runs,
+                                task_list=tasks.resolve(["mc"]), data=data, limit=1)
+    return lambda **options: load.LoadRunner(folder, plan, data.by_id(), **options), folder, 4
+
+
+RUNNERS = {"bench": prepare_bench, "sweep": prepare_sweep, "load": prepare_load}
 
 
 def exit_status(command: str, folder: Path, failures: dict[str, str], expected: int) -> int:
-    """What the console ends a run with (the bench and sweep commands both end with finish_run)."""
+    """What the console ends a run with (the bench, sweep and load commands all end with finish_run)."""
     rows = [r for r in records(folder) if r["kind"] in runfolder.ROW_KINDS]
     return finish_run(Console(file=io.StringIO()), command, str(folder), failures, rows, expected, False, "", "")
 
@@ -87,7 +105,8 @@ def test_a_model_that_crashes_mid_run_is_recorded_the_same_by_every_runner(tmp_p
 @pytest.mark.parametrize("command", RUNNERS)
 def test_a_model_that_cannot_load_is_recorded_the_same_by_every_command(tmp_path, command):
     args = {"bench": ["--tasks", "mc", "--limit", "2", "--max-tokens", "4"],
-            "sweep": ["--input-tokens", "48", "--output-tokens", "2"]}[command]
+            "sweep": ["--input-tokens", "48", "--output-tokens", "2"],
+            "load": ["--rates", "5", "--requests", "1", "--max-tokens", "4"]}[command]
     with running_scripted_server(reply_script("A")) as server:
         done = run_cli(command, "--models", f"http://127.0.0.1:9/v1#down,{server.url}#scripted", *args,
                        "--warmup", "0", "--out", str(tmp_path), "--no-plots")

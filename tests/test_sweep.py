@@ -11,7 +11,7 @@ from statistics import median
 
 import pytest
 from helpers import interrupted_before_the_first_row, one_error_line, run_cli, start_cli, wait_for_rows
-from llama_server import NativeLlamaServer, llama_server_binary, running_scripted_server, smollm2_gguf
+from llama_server import running_scripted_server
 
 from taskclock.runtime import fitting, runfolder, sweep
 from taskclock.runtime.backend import ModelSpec, SamplingParams, load_model
@@ -204,9 +204,9 @@ def test_ctrl_c_before_any_row_says_so_instead_of_an_empty_table(tmp_path):
     (["--input-tokens", "0"], "--input-tokens: '0' is not a whole number of at least 1"),
     (["--input-tokens", "1k"], "--input-tokens: '1k' is not a whole number of at least 1"),
     (["--input-tokens", ","], "--input-tokens is empty"),
-    (["--output-tokens", "0"], "--output-tokens must be at least 1, not 0"),
-    (["--repeats", "0"], "--repeats must be at least 1, not 0"),
-    (["--warmup", "-1"], "--warmup must be at least 0, not -1"),
+    (["--output-tokens", "0"], "--output-tokens must be at least 1 and at most 16777216, not 0"),
+    (["--repeats", "0"], "--repeats must be at least 1 and at most 10000, not 0"),
+    (["--warmup", "-1"], "--warmup must be at least 0 and at most 1000, not -1"),
     (["--models", "no-such-model"], "unknown model 'no-such-model'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, extra, message):
@@ -244,18 +244,9 @@ def test_a_server_without_a_tokenizer_is_swept_on_an_estimate_that_says_so(tmp_p
     assert f"prompts counted by: {server.url}: estimate" in (folder / "summary.md").read_text()
 
 
-@pytest.fixture(scope="module")
-def native_server():
-    if llama_server_binary() is None:
-        pytest.skip("no llama-server binary: `make install` builds it into .venv/bin "
-                    "(or set TASKCLOCK_LLAMA_SERVER to one)")
-    server = NativeLlamaServer(smollm2_gguf(), slots=1, n_ctx=2048)
-    yield server
-    server.stop()
-
-
-def test_llama_server_prompts_are_exact_its_cache_is_used_and_its_context_is_respected(tmp_path, native_server):
-    spec = ModelSpec("smollm2-server", "http", native_server.url)
+def test_llama_server_prompts_are_exact_its_cache_is_used_and_its_context_is_respected(tmp_path,
+                                                                                       one_slot_llama_server):
+    spec = ModelSpec("smollm2-server", "http", one_slot_llama_server.url)
     folder, _, outcome = run_sweep(tmp_path, [spec], [SHORT, LONG, 4096], repeats=1)
     assert not outcome.failures
     rows = sweep_rows(folder)

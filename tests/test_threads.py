@@ -233,4 +233,5 @@ def test_an_older_runs_single_thread_count_still_reads():
 
 def test_bad_threads_value_is_one_line():
     result = run_cli("run", "Hi", "--model", "smollm2", "--threads", "-1")  # 0 = measured
-    assert result.returncode == 2 and result.stderr == "taskclock: error: --threads must be at least 0, not -1\n"
+    assert result.returncode == 2
+    assert result.stderr == "taskclock: error: --threads must be at least 0 and at most 4096, not -1\n"

@@ -13,15 +13,15 @@ HTTP_MODEL = '[models.m]\nbackend = "http"\nsource = "http://127.0.0.1:9/v1"\n'
 @pytest.mark.parametrize("body, words", [
     ("models = 5\n", "(line 1): models must be a table"),
     ('tasks = "x"\n', "(line 1): tasks must be a table"),
-    (HTTP_MODEL + "timeout_s = -1\n", "(line 4): [models.m] timeout_s must be more than 0, not -1.0"),
+    (HTTP_MODEL + "timeout_s = -1\n", "(line 4): [models.m] timeout_s must be more than 0 and at most 86400, not -1.0"),
     (HTTP_MODEL + "timeout_s = nan\n", "(line 4): [models.m] timeout_s must be a finite number, not nan"),
-    (HTTP_MODEL + "n_ctx = 0\n", "(line 4): [models.m] n_ctx must be at least 1, not 0"),
+    (HTTP_MODEL + "n_ctx = 0\n", "(line 4): [models.m] n_ctx must be at least 1 and at most 16777216, not 0"),
     (HTTP_MODEL + 'dtype = "float8"\n', "(line 4): [models.m] dtype must be one of auto, float16"),
     ("[sampling]\ntemperature = nan\n", "(line 2): [sampling] temperature must be a finite number, not nan"),
     ("[sampling]\ntemperature = inf\n", "(line 2): [sampling] temperature must be a finite number, not inf"),
     ("[sampling]\ntemperature = 2.5\n", "(line 2): [sampling] temperature must be at least 0 and at most 2"),
     ("[sampling]\ntemperature = -0.1\n", "[sampling] temperature must be at least 0 and at most 2, not -0.1"),
-    ("[sampling]\nmax_tokens = -5\n", "(line 2): [sampling] max_tokens must be at least 1, not -5"),
+    ("[sampling]\nmax_tokens = -5\n", "(line 2): [sampling] max_tokens must be at least 1 and at most 16777216"),
     ("[sampling]\ntop_p = 7.5\n", "(line 2): [sampling] top_p must be more than 0 and at most 1, not 7.5"),
     ("[sampling]\ntop_p = 0\n", "[sampling] top_p must be more than 0 and at most 1, not 0.0"),
     ("[sampling]\nseed = -1\n", "(line 2): [sampling] seed must be at least 0 and at most 4294967295, not -1"),
@@ -42,7 +42,7 @@ def test_a_config_value_out_of_range_or_of_the_wrong_type_is_one_line(tmp_path, 
     ("--top-p", "0", "--top-p must be more than 0 and at most 1, not 0.0"),
     ("--top-p", "7.5", "--top-p must be more than 0 and at most 1, not 7.5"),
     ("--seed", "-1", "--seed must be at least 0 and at most 4294967295, not -1"),
-    ("--max-tokens", "-5", "--max-tokens must be at least 1, not -5"),
+    ("--max-tokens", "-5", "--max-tokens must be at least 1 and at most 16777216, not -5"),
 ])
 def test_a_cli_sampling_value_out_of_range_on_an_http_model_is_one_line(option, value, words):
     with running_scripted_server(reply_script("A")) as server:

@@ -18,14 +18,14 @@ from textual.content import Content
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, TabbedContent, TabPane
+from textual.widgets import Footer, TabbedContent, TabPane, Tabs
 
 from taskclock.runtime import remembered
 from taskclock.runtime.errors import StorageError
 from taskclock.runtime.untrusted import safe_line, safe_text
 
 from .context import AppContext
-from .messages import Remember, SettingsChanged
+from .messages import BranchChat, ModelsUsed, Remember, SettingsChanged
 from .panes.batch import BatchPane
 from .panes.chat import ChatPane, ModelCommands
 from .panes.compare import ComparePane
@@ -62,7 +62,7 @@ TABS = (
 class TaskclockApp(App):
     TITLE = "taskclock"
     HELP_SECTION = "App"
-    CSS_PATH = [HERE / "app.tcss", *sorted((HERE / "panes").glob("*.tcss"))]
+    CSS_PATH = [HERE / "app.tcss", *sorted((HERE / "panes").glob("*.tcss")), *sorted((HERE / "screens").glob("*.tcss"))]
     COMMANDS = App.COMMANDS | {ModelCommands}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_WIDTH, "-wide")]
     # The footer keeps to what fits 80 columns; the rest is in help (F1), and each tab names its key.
@@ -98,6 +98,8 @@ class TaskclockApp(App):
         super().notify(safe_text(message), title=safe_line(title), severity=severity, timeout=timeout, markup=False)
 
     def on_mount(self) -> None:
+        # The tab bar takes no focus: F2–F6 switch tabs, and Tab moves only among a tab's own fields
+        self.query_one(TabbedContent).query_one(Tabs).can_focus = False
         self._exit_on_signals()
         for problem in self._theme_problems:
             self.notify(problem, title="Theme file", severity="error", timeout=12)
@@ -121,6 +123,11 @@ class TaskclockApp(App):
         except StorageError as exc:
             self.notify(f"Settings not remembered: {exc}", title="Remembered settings", severity="warning")
 
+    def on_branch_chat(self, message: BranchChat) -> None:
+        """A turn picked in the Sessions tab goes on in the Chat tab, as a new session."""
+        self.action_show_tab("chat")
+        self.query_one(ChatPane).branch(message.history, message.prompt, message.origin)
+
     def on_remember(self, message: Remember) -> None:
         self.remember(replace(self.remembered, **message.values))
 
@@ -130,6 +137,9 @@ class TaskclockApp(App):
             pane.show_settings()
         for batch in self.query(BatchPane):
             batch.show_settings()
+
+    def on_models_used(self, message: ModelsUsed) -> None:
+        self.remember(replace(self.remembered, models=self.remembered.used(message.names)))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

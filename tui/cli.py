@@ -12,7 +12,8 @@ import sys
 import traceback
 from typing import NoReturn
 
-COMMANDS = ("chat", "run", "models", "export", "bench", "sweep", "compare", "doctor", "replay", "pace", "import")
+COMMANDS = ("chat", "run", "models", "export", "bench", "sweep", "load", "compare", "doctor", "replay", "pace",
+            "import")
 
 
 class Parser(argparse.ArgumentParser):
@@ -38,17 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def crash_log(exc: BaseException) -> str:
+    from taskclock.runtime import storage
+    from taskclock.runtime.errors import StorageError
     from taskclock.runtime.paths import log_dir
 
     try:
-        folder = log_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "crash.log"
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write("".join(traceback.format_exception(exc)) + "\n")
+        path = storage.ensure_dir(log_dir()) / "crash.log"
+        storage.append_bytes(path, ("".join(traceback.format_exception(exc)) + "\n").encode("utf-8", "replace"))
         return str(path)
-    except OSError:
-        return "(no log: the log folder is not writable)"
+    except StorageError as error:
+        return f"(no log: {error.problem})"
 
 
 def undecodable_argument(argv: list[str]) -> int | None:

@@ -2,6 +2,7 @@
 one formatter, runtime/metrics.py ``figure``)."""
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
@@ -84,3 +85,31 @@ def figure_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Tex
     for n, row in enumerate(rows):
         table.add_row(*row, style=styles[n] if styles else None)
     return table
+
+
+_FENCE = re.compile(r"(`{3,}|~{3,})(.*)")
+
+
+def code_blocks(text: str) -> list[str]:
+    """The fenced code blocks of a Markdown reply (``` or ~~~, CommonMark's rule for the closing fence), in order;
+    a block the reply was cut off inside (max tokens) runs to its end."""
+    blocks: list[str] = []
+    fence, lines = "", []
+    for line in text.splitlines():
+        stripped = line.lstrip(" ")
+        if len(line) - len(stripped) > 3:
+            if fence:
+                lines.append(line)
+            continue
+        if not fence:
+            opening = _FENCE.match(stripped)
+            if opening and not (opening.group(1)[0] == "`" and "`" in opening.group(2)):
+                fence, lines = opening.group(1), []
+        elif stripped.rstrip().startswith(fence) and set(stripped.rstrip()) == {fence[0]}:
+            blocks.append("\n".join(lines))
+            fence = ""
+        else:
+            lines.append(line)
+    if fence and lines:
+        blocks.append("\n".join(lines))
+    return blocks

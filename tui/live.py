@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from taskclock.runtime import runfolder, sweep
+from taskclock.runtime import load, load_summary, runfolder, sweep
 from taskclock.runtime.backend import ModelSpec
 from taskclock.runtime.events import Event
 from taskclock.runtime.runner import Progress
@@ -143,3 +143,41 @@ class LiveSweep:
 
     def cells(self) -> list[sweep.SweepCell]:
         return sweep.summarize(self.rows, [m.name for m in self.plan.models], self.plan.input_tokens)
+
+
+@dataclass
+class LiveLoad:
+    """Written by the runner's thread, read by the UI timer: the latest report per model × line and the summary
+    of the rates closed so far (re-read when ``stale``)."""
+
+    folder: Path
+    plan: load.LoadPlan
+    reports: dict[tuple[str, str], Progress] = field(default_factory=dict)
+    summary: load_summary.LoadSummary | None = None
+    running: bool = False
+    dirty: bool = True
+    stale: bool = True
+
+    @classmethod
+    def of_folder(cls, folder: Path, plan: load.LoadPlan) -> LiveLoad:
+        live = cls(folder, plan)
+        for model, error in runfolder.read_results(folder, load.KIND).failures.items():
+            live.reports[(model, "")] = Progress(model, "", 0, 0, "failed", error=error)
+        return live
+
+    def record(self, report: Progress) -> None:
+        self.reports[(report.model, report.task)] = report
+        self.stale = self.stale or report.state == "done"
+        self.dirty = True
+
+    def current(self) -> load_summary.LoadSummary:
+        """The summary of the rates on disk, read again once a rate has closed since the last read."""
+        if self.stale or self.summary is None:
+            self.summary = load_summary.load_summary(self.folder)
+            self.stale = False
+        return self.summary
+
+    def progress(self) -> tuple[int, int]:
+        """Requests done and planned over the lines reported so far."""
+        reports = [r for r in self.reports.values() if r.task]
+        return sum(r.done for r in reports), sum(r.total for r in reports)

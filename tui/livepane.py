@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from textual.containers import Vertical
 from textual.message import Message
 from textual.reactive import reactive
+from textual.screen import Screen
 from textual.widget import Widget
 from textual.worker import Worker, WorkerState
 
 from taskclock.runtime.errors import TaskclockError
 
-from .messages import RunFailed
+from .messages import RunFailed, SessionRead, SessionReadFailed
 
 REPAINT_HZ = 10  # the low end of 10-30 Hz: on 2 cores every UI millisecond is taken from the model
 ENDED = (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED)
@@ -41,6 +43,13 @@ def post_from_thread(node: Widget, job: Callable[[], Message], failed: Callable[
         node.post_message(message)
 
     return node.run_worker(work, thread=True, exclusive=True, exit_on_error=False, group=group)
+
+
+def read_in_worker(screen: Screen, read: Callable[[], list[dict[str, Any]]]) -> None:
+    """Read a session log (``read()``) in a thread worker and post SessionRead, or SessionReadFailed, to
+    ``screen``: a 50 MB log takes seconds to read, and the screen must answer Esc meanwhile. A newer read
+    replaces an older one (exclusive), and a screen closed meanwhile simply never receives it."""
+    post_from_thread(screen, lambda: SessionRead(read()), SessionReadFailed, group="read-session")
 
 
 class LivePane(Vertical):

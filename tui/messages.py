@@ -11,6 +11,7 @@ from taskclock.runtime.backend import LoadedModel, ModelSpec
 from taskclock.runtime.compare import Comparison
 from taskclock.runtime.runner import Outcome
 from taskclock.runtime.sessions import SessionSummary
+from taskclock.runtime.trash import Trashed
 from taskclock.runtime.turn import TurnResult
 
 from .live import LiveRun
@@ -42,6 +43,13 @@ class SettingsChanged(Message):
 
 
 @dataclass
+class ModelsUsed(Message):
+    """Models a tab loaded or started a run with: the model picker lists them first from now on."""
+
+    names: list[str]
+
+
+@dataclass
 class SessionsListed(Message):
     """The Sessions tab's scan of its folder found these sessions, newest first."""
 
@@ -50,6 +58,18 @@ class SessionsListed(Message):
 
 @dataclass
 class SessionsListFailed(Message):
+    error: BaseException
+
+
+@dataclass
+class SessionRead(Message):
+    """A session log read in a worker (the session viewer, the turn picker): its turn records."""
+
+    turns: list[dict[str, Any]]
+
+
+@dataclass
+class SessionReadFailed(Message):
     error: BaseException
 
 
@@ -110,3 +130,28 @@ class RunFinished(Message):
 
     folder: Path
     outcome: Outcome
+
+
+@dataclass
+class TrashListed(Message):
+    """The trash screen's look at the trash, read in a worker: each deleted log with its summary (None when it
+    cannot be read as a session, though it can still be restored)."""
+
+    items: list[tuple[Trashed, SessionSummary | None]]
+
+
+@dataclass
+class TrashEmptied(Message):
+    """A launch emptied the sessions trash of these logs (deleted over a week ago)."""
+
+    names: list[str]
+
+
+@dataclass
+class BranchChat(Message):
+    """Continue a recorded conversation in the Chat tab as a new session: ``history`` before the turn branched
+    from, whose ``prompt`` goes back in the box; ``origin`` names that turn ({"session", "turn"})."""
+
+    history: list[dict[str, str]]
+    prompt: str
+    origin: dict[str, Any]

@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -153,9 +154,11 @@ def folder_from_gguf(gguf: Path) -> Path:
     model.hf_quantizer = None  # type: ignore[assignment]  # stubs say Module; transformers checks for None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    partial = target.with_name(f"{target.name}.partial{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
+    partial: Path | None = None
     try:
+        # a fresh name of its own (mkdtemp), never a guessable one a link could be waiting at
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
         model.save_pretrained(partial)
         tokenizer.save_pretrained(partial)
         shutil.rmtree(target, ignore_errors=True)
@@ -165,7 +168,8 @@ def folder_from_gguf(gguf: Path) -> Path:
         raise ModelLoadError(f"cannot write the converted model to {target.parent}: {reason}",
                              "free some disk space (or set TASKCLOCK_CACHE) and try again") from None
     finally:
-        shutil.rmtree(partial, ignore_errors=True)
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)
     return target
 
 
@@ -214,13 +218,13 @@ class HFModel:
         threads = self.torch_threads(batched)
         return DoneExtra(prompt_threads=threads[0], decode_threads=threads[1]) if threads else DoneExtra()
 
-    def count_tokens(self, text: str) -> int:
+    def count_tokens(self, text: str, cancel: threading.Event | None = None) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
-    def prompt_tokens(self, messages: list[Message]) -> int:
+    def prompt_tokens(self, messages: list[Message], cancel: threading.Event | None = None) -> int:
         return len(self.encode(messages))
 
-    def context_size(self) -> int:
+    def context_size(self, cancel: threading.Event | None = None) -> int:
         return self.max_positions
 
     def encode(self, messages: list[Message]) -> list[int]:

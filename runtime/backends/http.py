@@ -17,7 +17,6 @@ turn on cancel, on its deadline or when the server goes idle, from the cancellin
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import socket
@@ -30,12 +29,12 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..backend import Message, ModelSpec, SamplingParams
-from ..errors import BackendError, ModelNotFound, TaskclockError
+from ..errors import BackendError, Cancelled, ModelNotFound, TaskclockError
 from ..events import DoneExtra, Event, StopReason, Submitted, Token, now_ns
 from ..phases import PhaseSplitter
 from ..reply import Reply
 from ..threads import ThreadChoice
-from ..untrusted import redact, safe_line
+from ..untrusted import parse_json, redact, safe_line
 
 FINISH_REASONS: dict[str, StopReason] = {"stop": "eos", "length": "length"}
 # POST bodies of the tokenizer endpoints servers offer, tried in order (llama.cpp and vLLM, llama-cpp-python).
@@ -76,23 +75,20 @@ def read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
     return bytes(body), False
 
 
-def parse_json(data: bytes | str) -> Any:
-    """JSON, or ValueError for anything that is not (RecursionError on very deep nesting included)."""
-    try:
-        return json.loads(data)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
-
-
 def server_message(response: httpx.Response) -> str:
-    """The error text a server put in its reply body ({"error": {"message"}}, {"error": "..."}, {"detail"}),
-    read up to MAX_ERROR_BYTES and shown as one safe line."""
+    """The error text a server put in its reply body, read up to MAX_ERROR_BYTES (``error_text``)."""
     body, _ = read_capped(response, MAX_ERROR_BYTES)
+    return error_text(body, response.reason_phrase)
+
+
+def error_text(body: bytes, reason: str) -> str:
+    """The error text of an error reply's body ({"error": {"message"}}, {"error": "..."}, {"detail"}) as one safe
+    line; ``reason`` (the status's phrase) where the body says nothing."""
     text = body.decode("utf-8", errors="replace")
     try:
         data = parse_json(text)
     except ValueError:
-        return one_line(text) or response.reason_phrase
+        return one_line(text) or reason
     if isinstance(data, dict):
         error = data.get("error", data.get("detail", data.get("message")))
         if isinstance(error, dict):
@@ -103,7 +99,11 @@ def server_message(response: httpx.Response) -> str:
 
 
 def http_error(url: str, response: httpx.Response) -> str:
-    return f"{url} answered HTTP {response.status_code}: {server_message(response)}"
+    return status_error(url, response.status_code, server_message(response))
+
+
+def status_error(url: str, status: int, message: str) -> str:
+    return f"{url} answered HTTP {status}: {message}"
 
 
 def transport_error(url: str, exc: httpx.HTTPError, timeout_s: float) -> str:
@@ -150,12 +150,12 @@ class _Guard:
 
     def check(self) -> None:
         """Raise StreamError when the turn is over its deadline or idle limit (the reader calls this too)."""
-        reason = self._overdue()
+        reason = self.overdue()
         if reason:
             self.reason = reason
             raise StreamError(reason)
 
-    def _overdue(self) -> str | None:
+    def overdue(self) -> str | None:
         now = time.monotonic()
         if now - self.started > self.turn_s:
             return f"the turn took longer than turn_timeout_s ({self.turn_s:g} s)"
@@ -170,7 +170,7 @@ class _Guard:
             if self.cancel.is_set():
                 self._stop("cancelled")
                 return
-            reason = self._overdue()
+            reason = self.overdue()
             if reason:
                 self._stop(reason)
                 return
@@ -189,25 +189,37 @@ class _Guard:
             self._thread.join()
 
 
-def sse_lines(response: httpx.Response) -> Iterator[str]:
-    """The response's complete lines, each at most MAX_LINE_BYTES and all together at most MAX_REPLY_BYTES
-    after decompression; CRLF and LF both end a line."""
-    buffer = bytearray()
-    total = 0
-    for chunk in response.iter_bytes():
-        total += len(chunk)
-        if total > MAX_REPLY_BYTES:
+class LineSplitter:
+    """A reply's bytes as its complete lines, each at most MAX_LINE_BYTES and all together at most MAX_REPLY_BYTES
+    after decompression; CRLF and LF both end a line. A line the stream ends inside is never returned, as the SSE
+    spec says: it is an event that never completed."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.total = 0
+
+    def feed(self, chunk: bytes) -> list[str]:
+        self.total += len(chunk)
+        if self.total > MAX_REPLY_BYTES:
             raise StreamError(f"the reply exceeded {MAX_REPLY_BYTES >> 20} MiB (a decompression bomb or an "
                               "endless stream); stopped reading")
+        buffer = self.buffer
         buffer += chunk
-        start = 0
+        lines, start = [], 0
         while (end := buffer.find(b"\n", start)) >= 0:
-            yield buffer[start:end].rstrip(b"\r").decode("utf-8", errors="replace")
+            lines.append(buffer[start:end].rstrip(b"\r").decode("utf-8", errors="replace"))
             start = end + 1
         del buffer[:start]
         if len(buffer) > MAX_LINE_BYTES:
             raise StreamError(f"the server sent a line longer than {MAX_LINE_BYTES >> 20} MiB; stopped reading")
-    # A line the stream ended inside is dropped, as the SSE spec says: it is an event that never completed.
+        return lines
+
+
+def sse_lines(response: httpx.Response) -> Iterator[str]:
+    """The response's complete lines (LineSplitter)."""
+    splitter = LineSplitter()
+    for chunk in response.iter_bytes():
+        yield from splitter.feed(chunk)
 
 
 class HttpModel:
@@ -263,9 +275,8 @@ class HttpModel:
         self, messages: list[Message], params: SamplingParams, cancel: threading.Event | None = None
     ) -> Iterator[Event]:
         yield Submitted(now_ns())
-        url = f"{self.url}/chat/completions" if self.spec.chat else f"{self.url}/completions"
-        reply = Reply(params.stop, phases=PhaseSplitter(self.spec.think_tags))
-        state = _StreamState(reply, params.max_tokens)
+        url = self.endpoint()
+        state = self.stream_state(params)
         guard = _Guard(cancel, self.spec.timeout_s, self.spec.turn_timeout_s)
         end_ns: int | None = None  # when the stream's last line arrived: the end of the turn
         try:
@@ -283,8 +294,8 @@ class HttpModel:
                         break
                     guard.check()
                 end_ns = end_ns or now_ns()  # the server closed the stream (after its finish, or cut short)
-            if not (state.finished or state.finish_seen or guard.reason or guard.cancel.is_set()):
-                raise StreamError(f"{url} ended the stream without finishing the reply")
+            if not (guard.reason or guard.cancel.is_set()):
+                state.check_finished(url)
         except (httpx.HTTPError, OSError) as exc:  # a read the guard cut short ends here too
             if not (guard.reason or guard.cancel.is_set()):
                 state.error = transport_error(url, exc, self.spec.timeout_s) if isinstance(exc, httpx.HTTPError) \
@@ -296,12 +307,36 @@ class HttpModel:
             guard.end()
         if guard.reason and guard.reason != "cancelled" and not state.error:
             state.error = f"{url}: {guard.reason}"
-        reason: StopReason = "cancelled" if guard.cancel.is_set() and not state.finished else state.reason
-        error = redact(state.error, self.secrets) if state.error else None
-        yield from reply.end(reason, state.input_tokens, state.output_tokens, error=error, extra=state.extra(),
-                             t_ns=end_ns)
+        yield from self.end(state, end_ns, cancelled=guard.cancel.is_set())
 
-    def count_tokens(self, text: str) -> int | None:
+    async def stream_async(self, connections: Any, messages: list[Message], params: SamplingParams) -> Any:
+        """The same turn on the running asyncio loop, for many in flight at once (taskclock load):
+        runtime/backends/http_async.py's ``stream_turn`` over ``connections``, giving its ``Answer``."""
+        from .http_async import stream_turn
+
+        return await stream_turn(self, connections, messages, params)
+
+    def endpoint(self) -> str:
+        return f"{self.url}/chat/completions" if self.spec.chat else f"{self.url}/completions"
+
+    def stream_state(self, params: SamplingParams) -> _StreamState:
+        """A turn's parser, its reply holding the stop strings and the thinking split."""
+        return _StreamState(Reply(params.stop, phases=PhaseSplitter(self.spec.think_tags)), params.max_tokens)
+
+    def end(self, state: _StreamState, end_ns: int | None, cancelled: bool) -> Iterator[Event]:
+        """The turn's last events, whichever transport read it (this model's thread, or taskclock load's asyncio
+        client: runtime/backends/http_async.py); ``end_ns`` is when its last line arrived."""
+        reason: StopReason = "cancelled" if cancelled and not state.finished else state.reason
+        error = redact(state.error, self.secrets) if state.error else None
+        yield from state.reply.end(reason, state.input_tokens, state.output_tokens, error=error, extra=state.extra(),
+                                   t_ns=end_ns)
+
+    def _json(self, method: str, url: str, cancel: threading.Event | None, **kwargs: Any) -> Any:
+        """A non-streamed JSON answer asked outside a turn, held to a turn's limits (guarded_json)."""
+        return guarded_json(self.client, method, url, _Guard(cancel, self.spec.timeout_s, self.spec.turn_timeout_s),
+                            **kwargs)
+
+    def count_tokens(self, text: str, cancel: threading.Event | None = None) -> int | None:
         """The server's own tokenizer count (llama.cpp / vLLM ``/tokenize``, llama-cpp-python
         ``/extras/tokenize``), or None when the server offers no tokenizer endpoint: a guess from words
         would be wrong by a factor that differs per tokenizer."""
@@ -309,35 +344,35 @@ class HttpModel:
         for path in [self._tokenize_path] if self._tokenize_path else TOKENIZE_ENDPOINTS:
             make_body = TOKENIZE_ENDPOINTS[path]
             try:
-                tokens = self._tokenize(root + path, make_body, text)
+                tokens = self._tokenize(root + path, make_body, text, cancel)
                 if self._tokenize_path is None:  # BOS and the like, added to every request
-                    self._tokenize_overhead = len(self._tokenize(root + path, make_body, ""))
+                    self._tokenize_overhead = len(self._tokenize(root + path, make_body, "", cancel))
                     self._tokenize_path = path
             except (httpx.HTTPError, ValueError, KeyError, TypeError):  # no such endpoint, or a malformed answer
                 continue
             return max(len(tokens) - self._tokenize_overhead, 0)
         return None
 
-    def prompt_tokens(self, messages: list[Message]) -> int | None:
+    def prompt_tokens(self, messages: list[Message], cancel: threading.Event | None = None) -> int | None:
         """The prompt's tokens as llama.cpp's server will read them: its own chat template (``/apply-template``)
         and tokenizer with BOS (``/tokenize``); None from servers without these endpoints."""
         root = self.url.removesuffix("/v1")
         try:
             if self.spec.chat:
-                prompt = get_json(self.client, "POST", f"{root}/apply-template", json={"messages": messages})["prompt"]
+                prompt = self._json("POST", f"{root}/apply-template", cancel, json={"messages": messages})["prompt"]
             else:
                 prompt = "\n\n".join(m["content"] for m in messages)
-            tokens = get_json(self.client, "POST", f"{root}/tokenize",
-                              json={"content": prompt, "add_special": True, "parse_special": True})["tokens"]
+            tokens = self._json("POST", f"{root}/tokenize", cancel,
+                                json={"content": prompt, "add_special": True, "parse_special": True})["tokens"]
         except (httpx.HTTPError, ValueError, KeyError, TypeError):  # no such endpoint, or a malformed answer
             return None
         return len(tokens) if isinstance(prompt, str) and isinstance(tokens, list) else None
 
-    def context_size(self) -> int | None:
+    def context_size(self, cancel: threading.Event | None = None) -> int | None:
         """The context the server gives one request, from its model list: llama.cpp's ``meta.n_ctx`` (per
         slot) or vLLM's ``max_model_len``; None where the server does not say."""
         try:
-            entries = get_json(self.client, "GET", f"{self.url}/models")["data"]
+            entries = self._json("GET", f"{self.url}/models", cancel)["data"]
             entry = next(e for e in entries if isinstance(e, dict) and e.get("id") == self.api_model)
         except (httpx.HTTPError, ValueError, KeyError, TypeError, StopIteration):
             return None
@@ -345,8 +380,8 @@ class HttpModel:
         size = meta.get("n_ctx") if isinstance(meta, dict) else entry.get("max_model_len")
         return size if isinstance(size, int) and _is_count(size) and size > 0 else None
 
-    def _tokenize(self, url: str, make_body, text: str) -> list:
-        data = get_json(self.client, "POST", url, json=make_body(text, self.api_model))
+    def _tokenize(self, url: str, make_body, text: str, cancel: threading.Event | None) -> list:
+        data = self._json("POST", url, cancel, json=make_body(text, self.api_model))
         tokens = data["tokens"]
         if not isinstance(tokens, list):
             raise TypeError("tokens is not a list")
@@ -480,6 +515,11 @@ class _StreamState:
             self.usage["reasoning_tokens"] = details["reasoning_tokens"]
         return usage.get("completion_tokens")
 
+    def check_finished(self, url: str) -> None:
+        """A stream that closed before its finish (no [DONE], no finish reason) was cut short."""
+        if not (self.finished or self.finish_seen):
+            raise StreamError(f"{url} ended the stream without finishing the reply")
+
     @property
     def input_tokens(self) -> int | None:
         return self.usage.get("prompt_tokens")
@@ -546,15 +586,49 @@ class _StreamState:
         return extra
 
 
-def get_json(client: httpx.Client, method: str, url: str, **kwargs: Any) -> Any:
-    """A non-streamed JSON answer, read up to MAX_BODY_BYTES; raises httpx.HTTPStatusError for an error status
-    and ValueError for a body that is too large or not JSON."""
-    with client.stream(method, url, **kwargs) as response:
-        response.raise_for_status()
-        body, cut = read_capped(response, MAX_BODY_BYTES)
+def get_json(client: httpx.Client, method: str, url: str, guard: _Guard, **kwargs: Any) -> Any:
+    """A non-streamed JSON answer, read up to MAX_BODY_BYTES under ``guard`` (which cuts the read on cancel, past
+    the deadline or when idle); raises httpx.HTTPStatusError for an error status and ValueError for a body that
+    is too large or not JSON."""
+    try:
+        with client.stream(method, url, **kwargs) as response:
+            guard.watch(response)
+            response.raise_for_status()
+            body, cut = read_capped(response, MAX_BODY_BYTES)
+    finally:
+        guard.end()
     if cut:
         raise ValueError(f"the answer is larger than {MAX_BODY_BYTES >> 20} MiB")
     return parse_json(body)
+
+
+def guarded_json(client: httpx.Client, method: str, url: str, guard: _Guard, **kwargs: Any) -> Any:
+    """get_json held to a turn's limits, for the calls made outside a turn (``/tokenize``, ``/models``): it raises
+    Cancelled as soon as the guard's cancel is set and ValueError naming the limit past turn_timeout_s or
+    timeout_s, even while the server holds back its headers (when nothing can be cut yet): the request runs on
+    a thread of its own, which the guard (once the answer has begun) or httpx's read timeout then ends."""
+    outcome: dict[str, Any] = {}
+    finished = threading.Event()
+
+    def request() -> None:
+        try:
+            outcome["value"] = get_json(client, method, url, guard, **kwargs)
+        except BaseException as exc:  # handed to the caller below
+            outcome["error"] = exc
+        finally:
+            finished.set()
+
+    threading.Thread(target=request, name="taskclock-http-call", daemon=True).start()
+    while not finished.wait(GUARD_POLL_S) and not guard.cancel.is_set() and not guard.overdue():
+        pass
+    if guard.cancel.is_set():
+        raise Cancelled(f"{url}: cancelled")
+    reason = guard.reason if guard.reason else guard.overdue() if not finished.is_set() else None
+    if reason:
+        raise ValueError(f"{url}: {reason}")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 def api_key(spec: ModelSpec) -> str:
     """The key from ``spec.api_key_env`` ("" when none is configured). A key an HTTP header cannot carry is
     rejected here, without echoing it: httpx would otherwise put it in an error line."""
@@ -599,8 +673,10 @@ class HttpBackend:
 
     @staticmethod
     def _check_models(client: httpx.Client, url: str, spec: ModelSpec) -> str:
+        guard = _Guard(None, spec.timeout_s, spec.turn_timeout_s)  # a model list that trickles in ends, too
         try:
             with client.stream("GET", f"{url}/models") as response:
+                guard.watch(response)
                 if response.status_code in (401, 403):
                     fix = f"check ${spec.api_key_env}" if spec.api_key_env else \
                         "set api_key_env for this model in the config"
@@ -610,7 +686,10 @@ class HttpBackend:
                                        "check the URL (it usually ends in /v1)")
                 body, cut = read_capped(response, MAX_BODY_BYTES)
         except httpx.HTTPError as exc:
-            raise BackendError(transport_error(url, exc, spec.timeout_s), "start the server or check the URL") from None
+            problem = f"{url}/models: {guard.reason}" if guard.reason else transport_error(url, exc, spec.timeout_s)
+            raise BackendError(problem, "start the server or check the URL") from None
+        finally:
+            guard.end()
         try:
             if cut:
                 raise ValueError("too large")

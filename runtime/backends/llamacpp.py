@@ -124,13 +124,13 @@ class LlamaCppModel:
                 bos_token=model.token_get_text(bos) if bos != -1 else "",
             )
 
-    def count_tokens(self, text: str) -> int:
+    def count_tokens(self, text: str, cancel: threading.Event | None = None) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    def prompt_tokens(self, messages: list[Message]) -> int:
+    def prompt_tokens(self, messages: list[Message], cancel: threading.Event | None = None) -> int:
         return len(self.encode(messages))
 
-    def context_size(self) -> int:
+    def context_size(self, cancel: threading.Event | None = None) -> int:
         return self.llm.n_ctx()
 
     @functools.cached_property

@@ -36,25 +36,26 @@ def add_parser(sub) -> None:
     p.add_argument("--tasks", help=f"comma-separated task sets (default: {DEFAULT_TASKS})")
     p.add_argument("--mmlu", help="MMLU data folder (default: $TASKCLOCK_MMLU, then config defaults.mmlu)")
     p.add_argument("--subjects", help="comma-separated MMLU subjects, or 'all' (default)")
-    p.add_argument("--limit", type=int, default=None, help="questions in the sample (default 660, as in the paper)")
-    p.add_argument("--seed", type=int, help="sample and sampling seed (default 0)")
-    p.add_argument("--max-tokens", type=int, help="cap every task's token budget")
-    p.add_argument("--batch-size", type=int,
+    p.add_argument("--limit", type=common.whole_number, default=None,
+                   help="questions in the sample (default 660, as in the paper)")
+    p.add_argument("--seed", type=common.whole_number, help="sample and sampling seed (default 0)")
+    p.add_argument("--max-tokens", type=common.whole_number, help="cap every task's token budget")
+    p.add_argument("--batch-size", type=common.whole_number,
                    help="requests per batch: a padded batch on transformers models, requests in flight on HTTP "
                         "models (default 1)")
     p.add_argument("--batch-sizes", metavar="B1,B2,...",
                    help="sweep these batch sizes in one run (e.g. 1,2,4,8); overrides --batch-size")
-    p.add_argument("--repeats", type=int,
+    p.add_argument("--repeats", type=common.whole_number,
                    help="run every model × task × batch size N times; report mean, sd and 95%% CI (default 1)")
     p.add_argument("--no-prefix-cache", action="store_true", default=None,
                    help="salt every prompt so a server's prefix cache cannot serve replayed prompts")
-    p.add_argument("--input-tokens", type=int, metavar="N",
+    p.add_argument("--input-tokens", type=common.whole_number, metavar="N",
                    help="a fixed-length workload in place of the task sets, for like-for-like runs with other tools: "
                         "prompts of exactly N tokens by each model's own tokenizer (needs --output-tokens)")
-    p.add_argument("--output-tokens", type=int, metavar="M",
+    p.add_argument("--output-tokens", type=common.whole_number, metavar="M",
                    help="with --input-tokens: replies of M tokens (ignore_eos where the engine supports it: "
                         "llama.cpp, transformers, llama.cpp's server, vLLM)")
-    p.add_argument("--warmup", type=int, help="untimed turns per model before measuring (default 1)")
+    p.add_argument("--warmup", type=common.whole_number, help="untimed turns per model before measuring (default 1)")
     p.add_argument("--out", help="folder for run folders (default: runs/ in a checkout, else the user data dir)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue an interrupted run folder with the models, tasks and questions it was started "
@@ -63,19 +64,18 @@ def add_parser(sub) -> None:
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
+    """The options as given (before defaults fill in: --limit 0 is refused, not read as "the default"), held to
+    the ranges every plan is (runtime/values.py), before anything is loaded."""
+    from taskclock.runtime import values
     from taskclock.runtime.backend import SamplingParams
     from taskclock.runtime.errors import DataError
 
-    if args.seed is not None:
-        with common.options_named():
-            SamplingParams(seed=args.seed)  # the seed's range is checked where every seed is: runtime/values.py
-
-    for option, value, least in (("--limit", args.limit, 1), ("--max-tokens", args.max_tokens, 1),
-                                 ("--batch-size", args.batch_size, 1), ("--warmup", args.warmup, 0),
-                                 ("--repeats", args.repeats, 1), ("--input-tokens", args.input_tokens, 1),
-                                 ("--output-tokens", args.output_tokens, 1)):
-        if value is not None and value < least:
-            raise DataError(f"{option} must be at least {least}, not {value}", f"pass a valid {option}")
+    with common.options_named():
+        if args.seed is not None:
+            SamplingParams(seed=args.seed)
+        values.check_plan(limit=args.limit, max_tokens=args.max_tokens, batch_size=args.batch_size,
+                          warmup=args.warmup, repeats=args.repeats, input_tokens=args.input_tokens,
+                          output_tokens=args.output_tokens)
     if (args.input_tokens is None) != (args.output_tokens is None):
         raise DataError("--input-tokens and --output-tokens go together", "pass both, or neither")
     if args.input_tokens is not None and (args.tasks or args.max_tokens):
@@ -98,7 +98,7 @@ def _split(text: str) -> list[str]:
 
 def prepare_run(args: argparse.Namespace):
     """A new run folder from the options, or the folder being resumed; returns (folder, plan, data)."""
-    from taskclock.runtime import bench, mmlu, runfolder, tasks
+    from taskclock.runtime import bench, mmlu, runfolder, tasks, values
     from taskclock.runtime.config import load_config
     from taskclock.runtime.errors import DataError
     from taskclock.runtime.paths import default_runs_dir
@@ -116,14 +116,15 @@ def prepare_run(args: argparse.Namespace):
     task_list = tasks.resolve(_split(args.tasks or DEFAULT_TASKS), config.tasks)
     data = mmlu.load(mmlu.resolve_path(args.mmlu, config.defaults.mmlu))
     runs_dir = Path(args.out or config.defaults.runs_dir or default_runs_dir())
-    folder, plan = bench.prepare(
-        models=specs, task_list=task_list, data=data, subjects=_split(args.subjects or "all"),
-        limit=args.limit or mmlu.DEFAULT_LIMIT, seed=args.seed or 0, batch_size=args.batch_size or 1,
-        warmup=1 if args.warmup is None else args.warmup,
-        max_tokens=args.max_tokens or 0, sampling=config.sampling, runs_dir=runs_dir,
-        batch_sizes=bench.parse_batch_sizes(args.batch_sizes, "--batch-sizes") if args.batch_sizes else [],
-        repeats=args.repeats or 1, no_prefix_cache=bool(args.no_prefix_cache), input_tokens=args.input_tokens or 0,
-        output_tokens=args.output_tokens or 0)
+    with common.options_named():
+        folder, plan = bench.prepare(
+            models=specs, task_list=task_list, data=data, subjects=_split(args.subjects or "all"),
+            limit=args.limit or mmlu.DEFAULT_LIMIT, seed=args.seed or 0, batch_size=args.batch_size or 1,
+            warmup=1 if args.warmup is None else args.warmup,
+            max_tokens=args.max_tokens or 0, sampling=config.sampling, runs_dir=runs_dir,
+            batch_sizes=values.parse_counts(args.batch_sizes, "--batch-sizes") if args.batch_sizes else [],
+            repeats=args.repeats or 1, no_prefix_cache=bool(args.no_prefix_cache),
+            input_tokens=args.input_tokens or 0, output_tokens=args.output_tokens or 0)
     return folder, plan, data
 
 

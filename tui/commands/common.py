@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import stat
 import sys
 import threading
+from pathlib import Path
 
+from taskclock.runtime import values
 from taskclock.runtime.untrusted import safe_line
 
 
@@ -18,15 +18,15 @@ def add_model_options(parser: argparse.ArgumentParser, *, many: bool = False) ->
         parser.add_argument("--model", "-m", help="alias, configured name, .gguf path, HF folder or repo id, or http://HOST:PORT/v1#MODEL")
     parser.add_argument("--config", help="config TOML (default: $TASKCLOCK_CONFIG or the user config dir)")
     group = parser.add_argument_group("model options (override the model's config)")
-    group.add_argument("--dtype", choices=["auto", "float16", "bfloat16", "float32"])
-    group.add_argument("--device", choices=["auto", "cuda", "cpu"])
-    group.add_argument("--quant", dest="quantization", choices=["none", "8bit", "4bit"])
+    group.add_argument("--dtype", choices=values.CHOICES["dtype"])
+    group.add_argument("--device", choices=values.CHOICES["device"])
+    group.add_argument("--quant", dest="quantization", choices=values.CHOICES["quantization"])
     group.add_argument("--ctx", dest="n_ctx", type=whole_number, help="context size in tokens")
     group.add_argument("--gpu-layers", dest="n_gpu_layers", type=whole_number,
                        help="llama.cpp layers on the GPU (-1 = all)")
     group.add_argument("--compile", action="store_const", const=True, default=None,
                        help="transformers: static cache + torch.compile (warm-up reported apart)")
-    group.add_argument("--threads", type=int,
+    group.add_argument("--threads", type=whole_number,
                        help="CPU threads for decode and prefill (default: decode measured per machine and model, "
                             "prefill on every CPU; `taskclock doctor` shows the choice)")
     group.add_argument("--no-flash-attn", dest="flash_attn", action="store_const", const=False, default=None,
@@ -35,24 +35,25 @@ def add_model_options(parser: argparse.ArgumentParser, *, many: bool = False) ->
 
 def add_sampling_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("sampling (defaults: greedy, from config)")
-    group.add_argument("--max-tokens", type=whole_number, help="at least 1")
-    group.add_argument("--temperature", type=number, help="0 (greedy) to 2")
+    group.add_argument("--max-tokens", type=whole_number, help=f"1 to {values.TOKENS_MAX}")
+    group.add_argument("--temperature", type=number, help=f"0 (greedy) to {values.TEMPERATURE_MAX:g}")
     group.add_argument("--top-p", type=number, help="more than 0, at most 1")
-    group.add_argument("--seed", type=whole_number, help=f"0 to {2**32 - 1}")
+    group.add_argument("--seed", type=whole_number, help=f"0 to {values.SEED_MAX}")
     group.add_argument("--stop", action="append", help="stop string (repeatable)")
 
 
 def whole_number(text: str) -> int:
-    """Parse only: ranges are checked where the values are used (runtime/values.py), for config and CLI alike."""
+    """Parse only, ASCII digits only (values.parse_whole): ranges are checked where the values are used
+    (runtime/values.py), for config and CLI alike."""
     try:
-        return int(text)
+        return values.parse_whole(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{safe_line(text)!r} is not a whole number") from None
 
 
 def number(text: str) -> float:
     try:
-        return float(text)
+        return values.parse_number(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{safe_line(text)!r} is not a number") from None
 
@@ -62,14 +63,6 @@ def positive_int(text: str) -> int:
     value = whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """For options that are not model or sampling settings (replay's --speed)."""
-    value = number(text)
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, not {safe_line(text)}")
     return value
 
 
@@ -140,36 +133,16 @@ def split_models(text: str) -> list[str]:
     return names
 
 
-MAX_PROMPT_BYTES = 16 << 20  # far beyond any context window; /dev/zero or a log file by mistake stops here
-
-
 def read_prompt(prompt: str | None, prompt_file: str | None) -> str:
-    """The prompt text, from the argument or a UTF-8 file ('-' = stdin). Only a regular file (or stdin) of at
-    most MAX_PROMPT_BYTES is read: a device or FIFO could block or never end."""
+    """The prompt text, from the argument or a UTF-8 file ('-' = stdin), through the outside-file gate
+    (runtime/storage.py: a regular file of at most TEXT_MAX_BYTES; stdin is held to the same cap)."""
+    from taskclock.runtime import storage
     from taskclock.runtime.errors import PromptError
-    from taskclock.runtime.untrusted import safe_line
 
-    if prompt_file:
-        name = safe_line(prompt_file)
-        try:
-            if prompt_file == "-":
-                data = sys.stdin.buffer.read(MAX_PROMPT_BYTES + 1)
-            else:
-                if not stat.S_ISREG(os.stat(prompt_file).st_mode):
-                    raise PromptError(f"prompt file {name} is not a regular file (a device, FIFO or folder)",
-                                      "pass a regular file, or '-' to read stdin")
-                with open(prompt_file, "rb") as handle:
-                    data = handle.read(MAX_PROMPT_BYTES + 1)
-        except OSError as exc:
-            raise PromptError(f"cannot read prompt file {name}: {exc.strerror}", "check the path") from None
-        if len(data) > MAX_PROMPT_BYTES:
-            raise PromptError(f"prompt file {name} is larger than {MAX_PROMPT_BYTES >> 20} MiB",
-                              "pass a shorter prompt")
-        try:
-            prompt = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise PromptError(f"prompt file {name} is not valid UTF-8 (byte {exc.start})",
-                              "save it as UTF-8") from None
+    if prompt_file == "-":
+        prompt = storage.read_all(sys.stdin.buffer, "prompt file -", storage.TEXT_MAX_BYTES, PromptError)
+    elif prompt_file:
+        prompt = storage.read_text(Path(prompt_file), "prompt file", error=PromptError)
     if prompt is None or not prompt.strip():
         raise PromptError("the prompt is empty", "pass a prompt or --prompt-file")
     return prompt

@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("--concurrent", action="store_true",
                    help="run all models at once (they share the machine, so figures include contention)")
     warm = p.add_mutually_exclusive_group()
-    warm.add_argument("--warmup", type=int, default=1, metavar="K",
+    warm.add_argument("--warmup", type=common.whole_number, default=1, metavar="K",
                       help="untimed turns per model before the timed one (default 1), so its figures are warm")
     warm.add_argument("--no-warmup", dest="warmup", action="store_const", const=0,
                       help="measure each model's first turn since its load: cold (docs/METRICS.md)")
@@ -39,16 +39,16 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from taskclock.runtime import values
     from taskclock.runtime.backend import load_model
     from taskclock.runtime.compare import check_model_count, run_compare
     from taskclock.runtime.config import load_config
-    from taskclock.runtime.errors import PromptError
     from taskclock.runtime.turn import warm_up_note, with_system
 
     config = load_config(args.config)
     prompt = common.read_prompt(args.prompt, args.prompt_file)
-    if args.warmup < 0:
-        raise PromptError(f"--warmup must not be negative, not {args.warmup}", "pass 0 or more")
+    with common.options_named():
+        values.check_plan(warmup=args.warmup, repeats=args.repeats)  # the ranges every plan is held to
     names = common.split_models(args.models)
     check_model_count(names)
     specs = common.resolve_specs(names, args, config)

@@ -7,11 +7,13 @@ import argparse
 def add_parser(sub) -> None:
     p = sub.add_parser("import", help="turn another tool's per-request timing file into a replayable session log",
                        description="Read a vLLM serving-benchmark result saved with --save-detailed (per-request "
-                                   "ttfts, itls, output_lens, generated_texts) or a GenAI-Perf profile_export.json "
-                                   "(per-response timestamps) and write it as a new session log that `taskclock "
-                                   "replay` and the app's Sessions tab replay. Field mapping: docs/REPLAY.md.")
+                                   "ttfts, itls, output_lens, generated_texts), a GenAI-Perf profile_export.json "
+                                   "(per-response timestamps) or llama.cpp server completions with their timings, "
+                                   "one per line (what `taskclock export --format llama` writes), and write it as "
+                                   "a new session log that `taskclock replay` and the app's Sessions tab replay. "
+                                   "Field mapping: docs/REPLAY.md.")
     p.add_argument("file", help="the timing file")
-    p.add_argument("--format", "-f", choices=("vllm", "genai-perf"), default="vllm")
+    p.add_argument("--format", "-f", choices=("vllm", "genai-perf", "llama"), default="vllm")
     p.add_argument("-o", "--output", required=True, help="the new session .jsonl to write (never replaced)")
 
 

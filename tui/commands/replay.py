@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from taskclock.runtime import values
+
 from . import common
 
 
@@ -15,16 +17,10 @@ def add_parser(sub) -> None:
                                    "divided by --speed, then print the same figures block as `run`.")
     p.add_argument("source", help="a session .jsonl file, a run's results.jsonl, or a bench or sweep run folder")
     p.add_argument("--turn", type=common.positive_int, metavar="N", help="which turn, from 1 (default: the last)")
-    p.add_argument("--speed", type=positive_float, default=1.0, metavar="X",
-                   help="play X times faster (0.5 = half speed; default 1, the recorded pace)")
+    p.add_argument("--speed", type=common.number, default=1.0, metavar="X",
+                   help=f"play X times faster (0.5 = half speed; {values.REPLAY_SPEED_MIN:g} to "
+                        f"{values.REPLAY_SPEED_MAX:g}; default 1, the recorded pace)")
     p.add_argument("--json", action="store_true", help="print one JSON object of the replayed figures instead")
-
-
-def positive_float(text: str) -> float:
-    value = common.non_negative_float(text)
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
-    return value
 
 
 def stream_to_terminal(recording, speed: float, quiet: bool) -> list:
@@ -63,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
     from taskclock.runtime.replay import load_recording
 
+    with common.options_named():
+        values.check_speed(args.speed)  # before the log is read (rebase checks it too, for the app)
     number, total, recording = load_recording(Path(args.source), args.turn)
     if not args.json:
         common.status(f"replaying turn {number} of {total} ({recording.label}) at {args.speed:g}×…")

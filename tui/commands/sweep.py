@@ -44,15 +44,13 @@ def add_parser(sub) -> None:
 
 def prepare_run(args: argparse.Namespace):
     """A new sweep folder from the options, or the folder being resumed; returns (folder, plan)."""
-    from taskclock.runtime import bench, sweep
+    from taskclock.runtime import sweep, values
     from taskclock.runtime.config import load_config
     from taskclock.runtime.errors import DataError
     from taskclock.runtime.paths import default_runs_dir
 
-    for option, value, least in (("--output-tokens", args.output_tokens, 1), ("--repeats", args.repeats, 1),
-                                 ("--warmup", args.warmup, 0)):
-        if value is not None and value < least:
-            raise DataError(f"{option} must be at least {least}, not {value}", f"pass a valid {option}")
+    with common.options_named():  # the options as given, before defaults fill in (runtime/values.py)
+        values.check_plan(output_tokens=args.output_tokens, repeats=args.repeats, warmup=args.warmup)
     config = load_config(args.config)
     if args.resume:
         common.refuse_plan_options(args, PLAN_OPTIONS)
@@ -60,12 +58,14 @@ def prepare_run(args: argparse.Namespace):
         return folder, sweep.read_plan(folder)
     if not args.models:
         raise DataError("no models given", "pass --models A,B (or --resume RUN_DIR)")
-    lengths = bench.parse_batch_sizes(args.input_tokens or sweep.DEFAULT_LENGTHS, "--input-tokens", "256,1024,4096")
+    lengths = values.parse_counts(args.input_tokens or sweep.DEFAULT_LENGTHS, "--input-tokens", sweep.DEFAULT_LENGTHS)
     specs = common.resolve_specs(common.split_models(args.models), args, config)
     runs_dir = Path(args.out or config.defaults.runs_dir or default_runs_dir())
-    return sweep.prepare(models=specs, input_tokens=lengths,
-                         output_tokens=args.output_tokens or sweep.DEFAULT_OUTPUT_TOKENS, repeats=args.repeats or 1,
-                         warmup=1 if args.warmup is None else args.warmup, runs_dir=runs_dir)
+    with common.options_named():
+        return sweep.prepare(models=specs, input_tokens=lengths,
+                             output_tokens=args.output_tokens or sweep.DEFAULT_OUTPUT_TOKENS,
+                             repeats=args.repeats or 1, warmup=1 if args.warmup is None else args.warmup,
+                             runs_dir=runs_dir)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
 """The Batch tab: run folders interactively, one view per mode (tui/panes/batch_views/): Task sets
-(`taskclock bench`) and Context (`taskclock sweep`). Pick a mode, models and its options, start, watch its table
-fill in, stop and resume, and open past runs of every mode from one list.
+(`taskclock bench`), Context (`taskclock sweep`) and Load (`taskclock load`). Pick a mode, models and its
+options, start, watch its table fill in, stop and resume, and open past runs of every mode from one list.
 
 The pane holds what the modes share; the view of the mode picked builds the run, and the view of the run shown
 repaints it. The runner is a live run (tui/livepane.py) that only records its progress reports in the view's
@@ -25,18 +25,19 @@ from textual_plotext import PlotextPlot
 from taskclock.runtime import runfolder, system
 from taskclock.runtime.backend import ModelSpec
 from taskclock.runtime.errors import DataError, TaskclockError
-from taskclock.runtime.models import resolve
+from taskclock.runtime.models import reach_name, resolve
 from taskclock.runtime.paths import default_runs_dir
 
 from ..context import AppContext
 from ..format import plain
 from ..live import LiveRun
 from ..livepane import LivePane, describe_error
-from ..messages import Remember, RunFailed, RunFinished, RunStarted
-from .batch_views import BatchView, StartRun, context, option_field, tasks
+from ..messages import ModelsUsed, Remember, RunFailed, RunFinished, RunStarted
+from ..widgets.models_field import ModelsField
+from .batch_views import BatchView, StartRun, context, load, option_field, tasks
 
 # The tab's modes, in the order the mode picker lists them; the first is picked at launch.
-VIEWS: tuple[type[BatchView[Any]], ...] = (tasks.TaskSetsView, context.ContextView)
+VIEWS: tuple[type[BatchView[Any]], ...] = (tasks.TaskSetsView, context.ContextView, load.LoadView)
 EMPTY_CHART = "charts appear when a run has rows"  # the title of a chart before any run
 # Every view's widget has the class "batch-part", and OTHER_MODE while another mode is picked (batch.tcss hides it).
 OTHER_MODE = "-other-mode"
@@ -44,7 +45,11 @@ OTHER_MODE = "-other-mode"
 
 class BatchPane(LivePane):
     HELP_SECTION = "Batch"
-    BINDINGS = [Binding("ctrl+r", "refresh_runs", "Runs")]
+    BINDINGS = [Binding("ctrl+r", "refresh_runs", "Runs"),
+                # priority: a focused table would take them for its own rows, and the tab's charts lie below
+                Binding("pageup", "page(-1)", "Scroll the tab up", show=False, priority=True),
+                Binding("pagedown", "page(1)", "Scroll the tab down (to the charts)", show=False, priority=True),
+                Binding("ctrl+o", "pick_models", "Models")]
 
     def __init__(self, context: AppContext) -> None:
         super().__init__(id="batch-pane")
@@ -61,11 +66,12 @@ class BatchPane(LivePane):
 
     def compose(self) -> ComposeResult:
         kept = self.context.remembered
+        yield ModelsField(self.context, [reach_name(self.context.model, self.context.config.models)],
+                          input_id="batch-models")
         with Horizontal(id="batch-options"):
             modes = [(view.TITLE, kind) for kind, view in self.views.items()]
             yield Vertical(Label("mode"), Select(modes, value=self.view.KIND, allow_blank=False, id="batch-mode"),
                            classes="batch-field")
-            yield option_field("models", Input(self.context.model.name, id="batch-models"))
             yield from self._placed(lambda view: view.fields())
             yield option_field("runs folder", Input(kept.runs_dir or self._configured_runs_dir(), id="batch-runs-dir"))
         with Horizontal(id="batch-buttons"):
@@ -133,6 +139,9 @@ class BatchPane(LivePane):
             self.live.dirty = True
             self.repaint()
 
+    def action_page(self, direction: int) -> None:
+        (self.scroll_page_down if direction > 0 else self.scroll_page_up)(animate=False)
+
     def _configured_runs_dir(self) -> str:
         return self.context.config.defaults.runs_dir or str(default_runs_dir())
 
@@ -164,10 +173,15 @@ class BatchPane(LivePane):
         return self.query_one(f"#{field_id}", Input).value.strip()
 
     def _models(self) -> list[ModelSpec]:
-        names = [n.strip() for n in self._value("batch-models").split(",") if n.strip()]
+        names = self.query_one(ModelsField).typed()
         if not names:
-            raise DataError("no models given", "type model names, comma-separated")
-        return [resolve(name, self.context.config.models) for name in names]
+            raise DataError("no models given", "type model names, comma-separated, or pick them (Ctrl+O)")
+        specs = [resolve(name, self.context.config.models) for name in names]
+        self.post_message(ModelsUsed([reach_name(spec, self.context.config.models) for spec in specs]))
+        return specs
+
+    def action_pick_models(self) -> None:
+        self.query_one(ModelsField).pick()
 
     def start(self) -> None:
         """A new run of the mode picked, its options checked here; its folder is made in the worker."""
@@ -255,7 +269,7 @@ class BatchPane(LivePane):
         live.dirty = False
         view.repaint(live)
         done, total = live.progress()
-        self.query_one("#batch-progress", ProgressBar).update(total=total, progress=done)
+        self.query_one("#batch-progress", ProgressBar).update(total=max(total, 1), progress=done)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         """A view's chart may follow the highlighted row of its table (Task sets: the output lengths)."""
@@ -308,11 +322,11 @@ class BatchPane(LivePane):
         live = view.open(folder)
         self.folder, self.live, self.shown = folder, live, view
         self.repaint()
-        done, total = live.progress()
-        self.resumable = done < total
+        opened = view.opened(live)
+        self.resumable = opened.incomplete
         self._set_running()
         busy = system.run_busy_note(runfolder.read_system(folder))
-        self._status(f"{folder.name}: {done}/{total} rows" + (" · Resume continues it" if self.resumable else "")
+        self._status(f"{folder.name}: {opened.what}" + (" · Resume continues it" if self.resumable else "")
                      + (f" · {busy}" if busy else ""))
         # a narrow screen scrolls the tab: bring the run's table up once it is laid out (animated, so it takes
         # over from a scroll still running, such as the one that brought the runs list into view)

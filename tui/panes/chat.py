@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -22,17 +23,27 @@ from taskclock.runtime import metrics, remembered
 from taskclock.runtime.backend import LoadedModel, Message, ModelSpec
 from taskclock.runtime.errors import StorageError, TaskclockError
 from taskclock.runtime.events import now_ns
-from taskclock.runtime.models import all_models
-from taskclock.runtime.sessions import SessionLog, export_all, turn_record
+from taskclock.runtime.models import all_models, reach_name
+from taskclock.runtime.sessions import SessionLog, export_all, plural, read_session, turn_number, turn_record
 from taskclock.runtime.system import LoadWatch
 from taskclock.runtime.turn import TurnResult, is_cold, run_turn, with_system
 from taskclock.runtime.untrusted import redact_url, safe_line
 
 from ..context import AppContext, ChatSettings
-from ..format import plain, reply_line
+from ..format import code_blocks, plain, reply_line
 from ..live import LiveTurn
 from ..livepane import LivePane, describe_error, post_from_thread
-from ..messages import ModelLoaded, ModelLoadFailed, Remember, RunFailed, SendPrompt, SettingsChanged, TurnFinished
+from ..messages import (
+    ModelLoaded,
+    ModelLoadFailed,
+    ModelsUsed,
+    Remember,
+    RunFailed,
+    SendPrompt,
+    SettingsChanged,
+    TurnFinished,
+)
+from ..screens.model_picker import open_picker
 from ..screens.settings import SettingsScreen, settings_line
 from ..widgets.conversation import Conversation, ReplyTurn
 from ..widgets.meter import Meter
@@ -50,8 +61,9 @@ class ChatPane(LivePane):
         Binding("ctrl+o", "pick_model", "Model"),
         Binding("ctrl+g", "settings", "Settings"),
         Binding("ctrl+r", "regenerate", "Retry"),
-        Binding("ctrl+l", "edit_last", "Edit last prompt", show=False),
+        Binding("ctrl+l", "edit_last", "Edit last prompt (again: an earlier one)", show=False),
         Binding("ctrl+b", "copy_reply", "Copy last reply", show=False),
+        Binding("ctrl+f", "copy_code", "Copy the last code block", show=False),
         Binding("ctrl+s", "export", "Export", show=False),
         # priority: the prompt box would take these for its own cursor
         Binding("pageup", "scroll('page_up')", "Scroll the transcript up", show=False, priority=True),
@@ -71,6 +83,9 @@ class ChatPane(LivePane):
         self.reply: ReplyTurn | None = None
         self.last_result: TurnResult | None = None
         self.session: SessionLog | None = None
+        self.branch_of: dict[str, Any] | None = None  # the next session's origin: a turn of an earlier session
+        self._taken_back = 0  # exchanges Ctrl+L took back in a row (two or more: an earlier prompt, a branch)
+        self._edited: str | None = None  # the prompt Ctrl+L last put in the box
         self._log_warned = False
         self._load_started = 0.0
         self._retired: list[LoadedModel] = []  # replaced while answering, closed when the turn ends
@@ -128,6 +143,7 @@ class ChatPane(LivePane):
                 self.query_one(Conversation).add_divider(safe_line(f"now {spec.name} ({spec.backend})"))
             self.notify(f"Switched to {spec.name}; the conversation continues")
         self._show_status()
+        self.post_message(ModelsUsed([reach_name(spec, self.context.config.models)]))
         focused = self.screen.focused
         if focused is None or self in focused.ancestors:  # never pull focus (and the tab) from another tab
             self.query_one(PromptInput).focus()
@@ -167,7 +183,8 @@ class ChatPane(LivePane):
                 for spec in all_models(self.context.config.models)]
 
     def action_pick_model(self) -> None:
-        self.app.search_commands(self.model_commands(), placeholder="Switch model…")
+        """Any model: a name, a path, a hub id or a server's (screens/model_picker.py); the chat goes on."""
+        open_picker(self, self.context, lambda specs: self.load(specs[0]))
 
     # -- settings ----------------------------------------------------------------------------------
 
@@ -218,7 +235,8 @@ class ChatPane(LivePane):
         assert model is not None  # _cannot_answer checked
         watch = None
         if self.session is None:  # a new log: its first turn keeps the machine's other work before and during it
-            self.session = SessionLog(self.context.sessions_dir, model.spec.name)
+            self.session = SessionLog(self.context.sessions_dir, model.spec.name, branch_of=self.branch_of)
+            self.branch_of = None
             watch = self._load_watch
         self.reply = self.query_one(Conversation).add_reply(model.spec.name)
         self.live = live = LiveTurn(model.spec.name)
@@ -307,29 +325,76 @@ class ChatPane(LivePane):
         self._answer()
 
     def action_edit_last(self) -> None:
-        """Put the last prompt back in the box, and take it and its reply out of the conversation."""
+        """Put the last prompt back in the box, and take it and its reply out of the conversation. Pressed again
+        (the box as it left it), the prompt before that: editing an earlier prompt branches, so the next reply
+        starts a new session and this one's log keeps every turn."""
         if self.running:
             self.notify("Stop the reply (Esc) before editing the prompt", severity="warning")
             return
-        if not self.messages:
-            self.notify("No prompt to edit yet", severity="warning")
+        if not any(m["role"] == "user" for m in self.messages):
+            self.notify("No prompt to edit yet" if not self._taken_back else "No earlier prompt to edit",
+                        severity="warning")
             return
+        box = self.query_one(PromptInput)
+        again = self._edited is not None and box.text == self._edited
+        self._taken_back = self._taken_back + 1 if again else 1
         if self.messages[-1]["role"] == "assistant":
             self.messages.pop()
         prompt = self.messages.pop()["content"]
         self.query_one(Conversation).remove_last_exchange()
-        box = self.query_one(PromptInput)
+        if self._taken_back == 2 and self.session is not None and self.session.path.is_file():
+            self.branch_of = {"session": self.session.path.name,
+                              "turn": turn_number(read_session(self.session.path), self.messages, prompt)}
+            self.notify(f"Editing an earlier prompt: sending it starts a new session (a branch); "
+                        f"{self.session.path.name} keeps every turn", title="Branch")
+            self.session = None
+        self._edited = prompt
         box.load_text(prompt)
         box.move_cursor(box.document.end)
         box.focus()
 
-    def action_copy_reply(self) -> None:
+    def branch(self, history: list[Message], prompt: str, origin: dict[str, Any]) -> None:
+        """Go on from a recorded turn (the Sessions tab's turn picker, b): its conversation so far on screen, its
+        prompt in the box to edit and send, as a new session whose first record names ``origin``."""
+        if self.running:
+            self.notify("Stop the reply (Esc) before branching", title="Branch", severity="warning")
+            return
+        self.new_chat()
+        self.messages = list(history)
+        conversation = self.query_one(Conversation)
+        for message in history:
+            conversation.add_recorded(message["role"], message["content"])
+        self.branch_of = origin
+        box = self.query_one(PromptInput)
+        box.load_text(prompt)
+        box.move_cursor(box.document.end)
+        box.focus()
+        self.notify(f"Branched from turn {origin['turn']} of {origin['session']}: edit the prompt and send; that "
+                    "session stays as it was", title="Branch")
+
+    def _last_reply(self) -> str | None:
         replies = [m["content"] for m in self.messages if m["role"] == "assistant"]
         if not replies:
             self.notify("No reply to copy yet", severity="warning")
+            return None
+        return replies[-1]
+
+    def action_copy_reply(self) -> None:
+        reply = self._last_reply()
+        if reply is not None:
+            self.app.copy_to_clipboard(reply)
+            self.notify(f"Copied the last reply ({len(reply)} characters)")
+
+    def action_copy_code(self) -> None:
+        reply = self._last_reply()
+        if reply is None:
             return
-        self.app.copy_to_clipboard(replies[-1])
-        self.notify(f"Copied the last reply ({len(replies[-1])} characters)")
+        blocks = code_blocks(reply)
+        if not blocks:
+            self.notify("The last reply has no code block (Ctrl+B copies the whole reply)", severity="warning")
+            return
+        self.app.copy_to_clipboard(blocks[-1])
+        self.notify(f"Copied the last code block ({plural(len(blocks[-1].splitlines()), 'line')})")
 
     def action_scroll(self, where: str) -> None:
         conversation = self.query_one(Conversation)
@@ -348,6 +413,7 @@ class ChatPane(LivePane):
         self.messages.clear()
         self.session = None
         self._load_watch = LoadWatch.for_models([self.model.spec if self.model else self.context.model])
+        self.branch_of, self._taken_back, self._edited = None, 0, None
         self.query_one(Conversation).clear()
         self.query_one(Meter).reset()
 

@@ -16,25 +16,27 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Input, Label, Select, Static, Switch
+from textual.widgets import Input, Label, Static, Switch
 
 from taskclock.runtime.backend import LoadedModel, Message, ModelSpec, SamplingParams
-from taskclock.runtime.compare import Comparison, check_model_count, mode_name, run_compare
+from taskclock.runtime.compare import Comparison, check_model_count, mode_name, numbered, run_compare
 from taskclock.runtime.errors import StorageError, TaskclockError
 from taskclock.runtime.events import Done, now_ns
-from taskclock.runtime.models import all_models
+from taskclock.runtime.models import reach_name, resolve
 from taskclock.runtime.sessions import SessionLog
 from taskclock.runtime.system import busy_note
 from taskclock.runtime.turn import warm_up_note, with_system
 
 from ..comparison import comparison_table
 from ..context import AppContext
+from ..fields import plan_number
 from ..format import plain
 from ..live import LiveCompare
 from ..livepane import LivePane, describe_error
-from ..messages import ColumnState, CompareFinished, RunFailed, SendPrompt
+from ..messages import ColumnState, CompareFinished, ModelsUsed, RunFailed, SendPrompt
 from ..screens.settings import settings_line
 from ..widgets.compare_column import CompareColumn
+from ..widgets.models_field import ModelsField
 from ..widgets.prompt_input import PromptInput
 from .chat import NOTES
 
@@ -42,6 +44,7 @@ SLOTS = 4
 CONCURRENT_LABEL = "concurrent: run all at once (they share the machine, so figures include contention)"
 WARMUP_LABEL = "warm up: one short untimed turn each first (off: measure cold, docs/METRICS.md)"
 REPEATS_LABEL = "repeats"
+STOPPED_EARLY = "Stopped before any model's timed turn (while loading or warming up): nothing to compare."
 
 
 def note_for(done: Done | None) -> str:
@@ -53,7 +56,8 @@ def note_for(done: Done | None) -> str:
 
 class ComparePane(LivePane):
     HELP_SECTION = "Compare"
-    BINDINGS = [Binding("escape", "stop", "Stop", priority=True)]
+    BINDINGS = [Binding("escape", "stop", "Stop", priority=True),
+                Binding("ctrl+o", "pick_models", "Models")]
 
     def __init__(self, context: AppContext) -> None:
         super().__init__(id="compare-pane")
@@ -64,17 +68,9 @@ class ComparePane(LivePane):
         self.last: Comparison | None = None
 
     def compose(self) -> ComposeResult:
-        specs = all_models(self.context.config.models)
-        names = [s.name for s in specs]
-        if self.context.model.name not in names:
-            specs.insert(0, self.context.model)
-        self.specs = {s.name: s for s in specs}
-        options = [(plain(name), name) for name in self.specs]
-        with Horizontal(id="compare-models"):
-            for slot in range(SLOTS):
-                value = self.context.model.name if slot == 0 else Select.NULL
-                yield Select(options, prompt=f"model {slot + 1}" + ("" if slot < 2 else " (optional)"),
-                             value=value, id=f"compare-model-{slot}", classes="compare-model")
+        yield ModelsField(self.context, [reach_name(self.context.model, self.context.config.models)],
+                          input_id="compare-models", most=SLOTS,
+                          placeholder=f"2 to {SLOTS} model names, comma-separated (Ctrl+O picks)")
         with Horizontal(classes="compare-options"):
             yield Switch(value=True, id="compare-warmup")
             yield Label(WARMUP_LABEL, id="compare-warmup-label")
@@ -108,15 +104,14 @@ class ComparePane(LivePane):
         self.query_one("#compare-settings", Static).update(self.settings_text())
 
     def repeats(self) -> int:
-        text = self.query_one("#compare-repeats", Input).value.strip()
-        if not text.isdigit() or int(text) < 1:
-            raise TaskclockError(f"repeats must be a whole number of at least 1, not {text!r}",
-                                 "fix the repeats field")
-        return int(text)
+        return plan_number(self.query_one("#compare-repeats", Input).value.strip(), "repeats")
 
     def chosen(self) -> list[ModelSpec]:
-        picks = [self.query_one(f"#compare-model-{slot}", Select).value for slot in range(SLOTS)]
-        return [self.specs[str(name)] for name in picks if name is not Select.NULL]
+        """The models named in the models field; ModelNotFound (with "did you mean") for a name that is none."""
+        return [resolve(name, self.context.config.models) for name in self.query_one(ModelsField).typed()]
+
+    def action_pick_models(self) -> None:
+        self.query_one(ModelsField).pick()
 
     # -- running -----------------------------------------------------------------------------------
 
@@ -127,8 +122,8 @@ class ComparePane(LivePane):
         if self.running:
             self.notify("Still comparing: wait or press Esc to stop", severity="warning")
             return
-        specs = self.chosen()
         try:
+            specs = self.chosen()
             check_model_count([s.name for s in specs], maximum=SLOTS)
             repeats = self.repeats()
         except TaskclockError as exc:
@@ -137,6 +132,7 @@ class ComparePane(LivePane):
         concurrent = self.query_one("#compare-concurrent", Switch).value
         warmup = 1 if self.query_one("#compare-warmup", Switch).value else 0
         self.live = live = LiveCompare(specs, concurrent, warmup, repeats)
+        self.post_message(ModelsUsed([reach_name(spec, self.context.config.models) for spec in specs]))
         await self._build_columns(specs, concurrent)
         warm = "after one short untimed warm-up turn each" if warmup else "cold: no warm-up"
         self.query_one("#compare-table", Static).update(
@@ -153,7 +149,8 @@ class ComparePane(LivePane):
         columns = self.query_one("#compare-columns", Horizontal)
         await columns.remove_children()
         waiting = "waiting (runs at once)" if concurrent else "waiting for its turn"
-        new = [CompareColumn(f"{i + 1}. {spec.name}", id=f"compare-column-{i}") for i, spec in enumerate(specs)]
+        labels = numbered([spec.name for spec in specs])  # as the table and the verdict name them
+        new = [CompareColumn(f"{i + 1}. {label}", id=f"compare-column-{i}") for i, label in enumerate(labels)]
         await columns.mount_all(new)
         for column in new:
             column.waiting(waiting)
@@ -225,6 +222,12 @@ class ComparePane(LivePane):
             self._failed(comparison)
             return
         self.last = comparison
+        if not comparison.results:  # stopped while loading or warming up: no timed turn, nothing compared
+            for column in self.query(CompareColumn):
+                column.waiting("not run (stopped)")
+            self.query_one("#compare-table", Static).update(STOPPED_EARLY)
+            self.query_one("#compare-verdict", Static).update("")
+            return
         for index, column in enumerate(self.query(CompareColumn)):
             if index < len(comparison.results):
                 result = comparison.results[index]

@@ -7,6 +7,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Static
 
+from taskclock.runtime import values
 from taskclock.runtime.errors import TaskclockError
 from taskclock.runtime.events import now_ns
 from taskclock.runtime.replay import pace_recording, reading_line
@@ -41,8 +42,8 @@ class PacePane(Vertical):
 
     def _values(self) -> tuple[float, float, int]:
         texts = [self.query_one(f"#{field_id}", Input).value.strip() for field_id, _, _ in FIELDS]
-        try:
-            return float(texts[0]), float(texts[1]), int(texts[2])
+        try:  # ASCII only, as every number typed is read (runtime/values.py); ranges: check_pace
+            return values.parse_number(texts[0]), values.parse_number(texts[1]), values.parse_whole(texts[2])
         except ValueError:
             raise TaskclockError(f"not a number: TTFT {texts[0]!r}, tok/s {texts[1]!r}, words {texts[2]!r}",
                                  "type e.g. 1.5, 12 and 200") from None

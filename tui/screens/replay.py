@@ -1,10 +1,12 @@
-"""Replay in the app: pick recorded turns of a session, replay one like a chat reply or several side by side.
+"""Replay in the app: pick recorded turns of a session, replay one like a chat reply or several side by side, or
+branch the chat from one (its conversation so far goes to the Chat tab as a new session).
 
 Marks for a side-by-side replay live in a dict the Sessions tab keeps, so turns from several sessions (one
 recorded on a GPU box, one on this laptop) can be marked one session at a time and replayed together.
 """
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +23,15 @@ from taskclock.runtime.metrics import figure
 from taskclock.runtime.replay import Recording, read_turns, recording_from_record, turn_label
 from taskclock.runtime.untrusted import safe_line
 
-from ..livepane import REPAINT_HZ
+from ..livepane import REPAINT_HZ, describe_error, read_in_worker
+from ..messages import BranchChat, SessionRead, SessionReadFailed
 from ..panes.compare import SLOTS
 from ..widgets.playback import PlaybackChat, PlaybackColumn
 
 Marks = dict[tuple[str, int], Recording]  # (session path, turn number) → the marked turn
 MARK = "●"
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+ROWS_AT_ONCE = 200  # the turn picker's rows added between two looks at the keys
 
 
 class ReplayScreen(Screen):
@@ -110,7 +114,7 @@ class ReplayScreen(Screen):
 
 class TurnPicker(ModalScreen):
     """The turns of one session: Enter replays the highlighted one; Space marks turns (from any session) and
-    s replays the marked ones side by side."""
+    s replays the marked ones side by side; b branches the chat from the highlighted turn."""
 
     HELP_SECTION = "Sessions: p picker"
     HELP_OPENS = (ReplayScreen,)
@@ -118,6 +122,7 @@ class TurnPicker(ModalScreen):
         Binding("escape", "dismiss", "Close"),
         Binding("space", "mark", "Mark / unmark"),
         Binding("s", "side_by_side", "Replay marked side by side"),
+        Binding("b", "branch", "Branch the chat from here"),
     ]
     DEFAULT_CSS = """
     TurnPicker { align: center middle; }
@@ -135,19 +140,28 @@ class TurnPicker(ModalScreen):
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
-            box.border_title = f"Replay: {safe_line(self.path.name)} · Enter replays · Space marks · s side by side"
+            box.border_title = (f"Replay: {safe_line(self.path.name)} · Enter replays · Space marks · s side by side"
+                                " · b branches")
             table: DataTable = DataTable(cursor_type="row", zebra_stripes=True, id="picker-table")
-            table.add_columns("", "turn", "kind", "model", "prompt", "TTFT", "decode", "tokens")
+            table.add_column("", width=len(MARK))  # as wide as a mark from the start: one drawn at once
+            table.add_columns("turn", "kind", "model", "prompt", "TTFT", "decode", "tokens")
             yield table
             yield Static(id="picker-marks", markup=False)
 
     def on_mount(self) -> None:
-        try:
-            self.turns = read_turns(self.path)
-        except DataError as exc:
-            self.notify(str(exc), title="Replay", severity="error")
-            self.dismiss()
-            return
+        path = self.path
+        read_in_worker(self, lambda: read_turns(path))  # a large log must not freeze the app while it is read
+
+    def on_session_read_failed(self, message: SessionReadFailed) -> None:
+        message.stop()
+        self.notify(describe_error(message.error), title="Replay", severity="error")
+        self.dismiss()
+
+    async def on_session_read(self, message: SessionRead) -> None:
+        """Fill the table ROWS_AT_ONCE rows at a time, letting keys through in between: 10,000 turns take over a
+        second to add, and Esc must close the picker meanwhile."""
+        message.stop()
+        self.turns = message.turns
         table = self.query_one(DataTable)
         for number, record in enumerate(self.turns, 1):
             cells = [MARK if self._key(number) in self.marks else "", str(number), safe_line(record.get("kind", "?")),
@@ -155,6 +169,10 @@ class TurnPicker(ModalScreen):
                      figure(record.get("ttft_s"), 3, "s"), figure(record.get("decode_tps"), 1, "tok/s"),
                      figure(record.get("output_tokens"))]
             table.add_row(*(Text(cell) for cell in cells), key=str(number))  # Text: never parsed as markup
+            if number % ROWS_AT_ONCE == 0:
+                await asyncio.sleep(0)
+                if not self.is_attached:  # closed meanwhile
+                    return
         self._show_marks()
         table.focus()
 
@@ -198,6 +216,24 @@ class TurnPicker(ModalScreen):
         table = self.query_one(DataTable)
         table.update_cell(str(number), table.ordered_columns[0].key, Text(MARK if key in self.marks else ""))
         self._show_marks()
+
+    def action_branch(self) -> None:
+        """The conversation before the highlighted turn goes to the Chat tab as a new session, with the turn's
+        prompt back in the box to edit and send; this session's log is left as it is."""
+        number = self._highlighted()
+        if number is None:
+            return
+        record = self.turns[number - 1]
+        messages = record.get("messages")
+        if record.get("kind") != "chat" or not isinstance(messages, list) or not messages:
+            self.notify("Only a chat turn can be branched from: this one is not part of a conversation",
+                        title="Branch", severity="warning")
+            return
+        history = [{"role": str(m.get("role")), "content": str(m.get("content", ""))} for m in messages[:-1]
+                   if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
+        self.app.post_message(BranchChat(history, str(record.get("prompt", "")),
+                                         {"session": self.path.name, "turn": number}))
+        self.dismiss()
 
     def action_side_by_side(self) -> None:
         if not 2 <= len(self.marks) <= SLOTS:

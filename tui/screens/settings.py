@@ -7,20 +7,17 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static, TextArea
 
+from taskclock.runtime import values
+
 from ..context import ChatSettings
 
-# field id, label, SamplingParams attribute, type, the allowed range in words
+# field id, label, SamplingParams attribute, how the text is parsed (ASCII only; the ranges: runtime/values.py)
 FIELDS = (
-    ("settings-max-tokens", "max tokens", "max_tokens", int, "a whole number of at least 1"),
-    ("settings-temperature", "temperature (0 = greedy)", "temperature", float, "a number from 0 to 2"),
-    ("settings-top-p", "top-p", "top_p", float, "a number above 0, at most 1"),
-    ("settings-seed", "seed", "seed", int, "a whole number of at least 0"),
+    ("settings-max-tokens", "max tokens", "max_tokens", values.parse_whole),
+    ("settings-temperature", "temperature (0 = greedy)", "temperature", values.parse_number),
+    ("settings-top-p", "top-p", "top_p", values.parse_number),
+    ("settings-seed", "seed", "seed", values.parse_whole),
 )
-
-
-def check(attribute: str, value: float) -> bool:
-    return {"max_tokens": value >= 1, "temperature": 0 <= value <= 2, "top_p": 0 < value <= 1,
-            "seed": value >= 0}[attribute]
 
 
 def settings_line(settings: ChatSettings, max_tokens: str = "") -> str:
@@ -79,7 +76,7 @@ class SettingsScreen(ModalScreen[ChatSettings | None]):
             yield Label("system prompt")
             yield TextArea(self.settings.system, id="settings-system", soft_wrap=True)
             with Vertical(id="settings-numbers"):  # two a row: whole labels at 80 columns
-                for field_id, label, attribute, _, _ in FIELDS:
+                for field_id, label, attribute, _ in FIELDS:
                     value = getattr(self.settings.params, attribute)
                     yield Vertical(Label(label), Input(f"{value:g}" if isinstance(value, float) else str(value),
                                                        id=field_id), classes="settings-field")
@@ -96,17 +93,19 @@ class SettingsScreen(ModalScreen[ChatSettings | None]):
         self.dismiss(None)
 
     def action_save(self) -> None:
-        values: dict[str, float] = {}
-        for field_id, label, attribute, kind, allowed in FIELDS:
+        params = self.settings.params
+        for field_id, label, attribute, parse in FIELDS:
             text = self.query_one(f"#{field_id}", Input).value.strip()
-            try:
-                value = kind(text)
+            try:  # one field at a time, so the error names the field; the range is SamplingParams' own
+                params = params.with_overrides(**{attribute: parse(text)})
+                continue
             except ValueError:
-                value = None
-            if value is None or not check(attribute, value):
-                self.query_one("#settings-error", Static).update(f"{label} must be {allowed}, not {text!r}")
-                self.query_one(f"#{field_id}", Input).focus()
-                return
-            values[attribute] = value
+                kind = "a whole number" if parse is values.parse_whole else "a number"
+                error = f"{label} must be {kind}, not {text!r}"
+            except values.InvalidValue as exc:
+                error = f"{label} {exc.problem.removeprefix(attribute).strip()}"
+            self.query_one("#settings-error", Static).update(error)
+            self.query_one(f"#{field_id}", Input).focus()
+            return
         system = self.query_one("#settings-system", TextArea).text
-        self.dismiss(ChatSettings(system, self.settings.params.with_overrides(**values)))
+        self.dismiss(ChatSettings(system, params))

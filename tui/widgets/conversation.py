@@ -81,6 +81,13 @@ class Conversation(AnchoredScroll):
             self.mount(ReplyFigures(figures, markup=False), after=last)
         reply.remove()
 
+    def add_recorded(self, role: str, text: str) -> None:
+        """A message of a recorded conversation (a branch's history): a prompt, or a reply as Markdown."""
+        if role == "user":
+            self.add_prompt(text)
+        else:
+            self.mount(ReplyMarkdown(safe_text(text) or "*(no output)*"))
+
     def add_divider(self, text: str) -> None:
         self.mount(Divider(f"── {text} ──", markup=False))
 

@@ -20,7 +20,6 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Input, Label
 
 from taskclock.runtime.backend import ModelSpec
-from taskclock.runtime.errors import DataError
 from taskclock.runtime.runner import Outcome
 
 from ...context import AppContext
@@ -43,13 +42,6 @@ def option_field(label: str, box: Input) -> Vertical:
     return Vertical(Label(label), box, classes="batch-field")
 
 
-def whole_number(text: str, name: str) -> int:
-    """A field's text that must be a whole number of at least 1, or the one line that says what is wrong."""
-    if not text.isdigit() or int(text) < 1:
-        raise DataError(f"{name} must be a whole number of at least 1, not {text!r}", f"fix the {name} field")
-    return int(text)
-
-
 @dataclass(frozen=True)
 class Listing:
     """A run folder's line in the runs list: its models, what it ran (tasks, input lengths…) and its rows."""
@@ -58,6 +50,14 @@ class Listing:
     what: str
     done: int
     total: int
+
+
+@dataclass(frozen=True)
+class Opened:
+    """What the status line says of a run just opened, and whether Resume has anything left to do."""
+
+    what: str
+    incomplete: bool
 
 
 class BatchView(Generic[Live]):
@@ -130,6 +130,12 @@ class BatchView(Generic[Live]):
     def repaint(self, live: Live) -> None:
         """Show the run so far (on the UI timer while a run is on; once when a run is opened or ends)."""
         raise NotImplementedError
+
+    def opened(self, live: Live) -> Opened:
+        """A run just opened: its rows done of the rows planned (a view whose plan has no fixed size says its
+        own)."""
+        done, total = live.progress()
+        return Opened(f"{done}/{total} rows", done < total)
 
     def follow_row(self, table: DataTable, row: int, live: Live) -> bool:
         """The highlighted row of one of its tables moved while no run is on: True if it followed it."""

@@ -10,16 +10,17 @@ from pathlib import Path
 from rich.text import Text
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
-from textual_plotext import PlotextPlot
 
-from taskclock.runtime import bench, metrics, sweep
+from taskclock.runtime import metrics, sweep
 from taskclock.runtime.backend import ModelSpec
 from taskclock.runtime.runner import Outcome
 
+from ...fields import plan_counts, plan_number
 from ...format import plain
 from ...live import LiveSweep
+from ...widgets.chart import SizedPlot
 from ...widgets.columns import set_columns
-from . import BatchView, Listing, StartRun, text_bar, whole_number
+from . import BatchView, Listing, StartRun, text_bar
 
 SWEEP_COLUMNS = {column.key: column for column in sweep.COLUMNS}  # as the console and summary.md show them
 # (phase, SweepCell field): cold is the real prefill, cached the same context served from the cache; a figure
@@ -63,7 +64,7 @@ class ContextView(BatchView[LiveSweep]):
         yield self.skips
 
     def charts(self) -> Iterable[Widget]:
-        self.plots = {key: PlotextPlot(id=f"context-{key}", classes="batch-chart") for key, _ in sweep.CHARTS}
+        self.plots = {key: SizedPlot(id=f"context-{key}", classes="batch-chart") for key, _ in sweep.CHARTS}
         yield from self.plots.values()
 
     def set_narrow(self, narrow: bool) -> None:
@@ -74,9 +75,9 @@ class ContextView(BatchView[LiveSweep]):
 
     def start(self, specs: list[ModelSpec], runs_dir: Path) -> StartRun:
         """Its options checked here as `taskclock sweep` checks them."""
-        lengths = bench.parse_batch_sizes(self.value("context-input"), "input tokens", sweep.DEFAULT_LENGTHS)
-        output_tokens = whole_number(self.value("context-output"), "output tokens")
-        repeats = whole_number(self.value("context-repeats"), "repeats")
+        lengths = plan_counts(self.value("context-input"), "input_tokens", sweep.DEFAULT_LENGTHS)
+        output_tokens = plan_number(self.value("context-output"), "output_tokens")
+        repeats = plan_number(self.value("context-repeats"), "repeats")
         return self._run(lambda: sweep.prepare(models=specs, input_tokens=lengths, output_tokens=output_tokens,
                                                repeats=repeats, warmup=1, runs_dir=runs_dir))
 
@@ -118,9 +119,7 @@ class ContextView(BatchView[LiveSweep]):
         self.show_skips(live)
         cells = live.cells()
         for key, label in sweep.CHARTS:
-            plot = self.plots[key]
-            sweep.plot_vs_input(plot.plt, cells, key, label)
-            plot.refresh()
+            self.plots[key].draw(sweep.plot_vs_input, cells, key, label)
 
     def fill_table(self, live: LiveSweep) -> None:
         """One row per model × input length: its state, rows done and the medians."""

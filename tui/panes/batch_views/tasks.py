@@ -16,11 +16,12 @@ from taskclock.runtime import bench, metrics, mmlu, runfolder, summary, tables, 
 from taskclock.runtime.backend import ModelSpec
 from taskclock.runtime.runner import Outcome
 
+from ...fields import plan_counts, plan_number
 from ...format import plain
 from ...live import LiveBench
 from ...screens.settings import settings_line
 from ...widgets.columns import set_columns
-from . import BatchView, Listing, StartRun, text_bar, whole_number
+from . import BatchView, Listing, StartRun, text_bar
 
 DEFAULT_LIMIT = 20  # interactive default; the CLI's is the paper's 660
 BUILTIN_MMLU = "built-in"  # the MMLU field's word for the copy inside the package (mmlu.load(None))
@@ -96,8 +97,8 @@ class TaskSetsView(BatchView[LiveBench]):
         config = self.context.config
         task_list = tasks.resolve([t.strip() for t in self.value("batch-tasks").split(",") if t.strip()],
                                   config.tasks)
-        limit = whole_number(self.value("batch-limit"), "limit")
-        sizes = bench.parse_batch_sizes(self.value("batch-size"), "batch sizes")
+        limit = plan_number(self.value("batch-limit"), "limit")
+        sizes = plan_counts(self.value("batch-size"), "batch_sizes", "1,2,4,8")
         typed = self.value("batch-mmlu")
         source = None if typed in ("", BUILTIN_MMLU) else typed
         chat = self.context.settings.chat  # what the settings line says
