@@ -61,7 +61,8 @@ def stored_run(runs: Path) -> Path:
                 "kind": "result", "model": model, "backend": "llamacpp", "task": task, "qid": qid,
                 "subject": "anatomy", "batch_size": 1, "input_tokens": 60, "output_tokens": tokens,
                 "output_words": words, "output_chars": words * 5, "ttft_s": 0.05, "decode_tps": tps,
-                "task_time_s": seconds, "ms_per_word": metrics.ms_per_word(seconds, words), "stop_reason": "eos", "error": None, "reply": "B",
+                "task_time_s": seconds, "ms_per_word": metrics.ms_per_word(seconds, words), "stop_reason": "eos",
+                "error": None, "reply": "B",
                 "parsed": "B" if scored else None, "answer": ("B" if correct else "C") if scored else None,
                 "correct": correct})
     return folder

@@ -203,7 +203,7 @@ def test_cli_export_refuses_session_options_for_a_run_folder(run_folder, tmp_pat
     before = sorted(p.name for p in run_folder.iterdir())
     result = run_cli("export", str(run_folder), *[str(out) if o == "OUT" else o for o in options])
     line = one_error_line(result)
-    assert result.returncode == 2 and options[0] in line and "session logs only" in line
+    assert result.returncode == 2 and options[0] in line and "apply to session logs" in line
     assert not out.exists() and sorted(p.name for p in run_folder.iterdir()) == before
     assert result.stdout == ""
 

@@ -81,6 +81,7 @@ class ChatPane(LivePane):
         self.messages: list[Message] = []
         self.live: LiveTurn | None = None
         self.reply: ReplyTurn | None = None
+        self._events_shown = 0  # the live turn's events the reply on screen was drawn from
         self.last_result: TurnResult | None = None
         self.session: SessionLog | None = None
         self.branch_of: dict[str, Any] | None = None  # the next session's origin: a turn of an earlier session
@@ -240,6 +241,7 @@ class ChatPane(LivePane):
             watch = self._load_watch
         self.reply = self.query_one(Conversation).add_reply(model.spec.name)
         self.live = live = LiveTurn(model.spec.name)
+        self._events_shown = 0
         self.query_one(Meter).start()
         messages = with_system(self.settings.system, self.messages)
         session, params = self.session, self.settings.params
@@ -269,7 +271,9 @@ class ChatPane(LivePane):
             return
         events = live.events[:]  # a consistent copy; the producer keeps appending to the original
         self.query_one(Meter).show_live(events, now_ns())
-        reply.show(metrics.answer_text(events) or metrics.thinking_text(events))  # the thinking until the answer
+        if len(events) != self._events_shown:  # no new token since the last frame: the text shown is the text
+            self._events_shown = len(events)
+            reply.show(metrics.answer_text(events) or metrics.thinking_text(events))  # the thinking until the answer
 
     def _close_retired(self) -> None:
         while self._retired:

@@ -3,7 +3,9 @@ reasoning model, the thinking time counting up ("thinking… 4.2 s") and then th
 
 Every figure is a runtime.metrics function of the turn's recorded events; the UI clock (``now_ns``) only
 decides how far a running count has got, never when a token arrived. The owner repaints it on a timer,
-so many tokens between two repaints cost one repaint.
+so many tokens between two repaints cost one repaint; the meter itself redraws at most METER_HZ times a second
+(and at once when its state changes): figures are read, not watched, and on 2 cores every frame the UI draws
+is taken from the model (docs/PERFORMANCE.md).
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ from taskclock.runtime.metrics import figure
 
 from ..format import plain, shown_lines, with_reading
 
-SPARK_POINTS = 60
+SPARK_POINTS = 60  # the sparkline's last readings: 12 s at METER_HZ
+METER_HZ = 5
 BOLD = Style(bold=True)
 # The compact bar (a narrow terminal, below tui/app.py's NARROW_WIDTH): the figures it keeps, in this order,
 # each as "short name value" (a figure missing from the meter's values is left out).
@@ -248,6 +251,7 @@ class Meter(Vertical):
         self.values: dict[str, str] = {}
         self.repaints = 0
         self._state = ""
+        self._shown_ns = 0  # when show_live last drew
         self._history: deque[float] = deque(maxlen=SPARK_POINTS)
 
     def compose(self) -> ComposeResult:
@@ -277,6 +281,7 @@ class Meter(Vertical):
 
     def reset(self, state: str | None = None) -> None:
         self._history.clear()
+        self._shown_ns = 0
         self.query_one(Spark).show([])
         self._show(self.idle if state is None else state, {})
 
@@ -286,14 +291,18 @@ class Meter(Vertical):
     def show_live(self, events: Sequence[Event], now_ns: int) -> None:
         ttft = metrics.ttft_s(events)
         waiting = ttft is None
+        thinking, answer = metrics.thinking_elapsed_s(events, now_ns), metrics.ttfa_s(events)
+        still_thinking = thinking is not None and answer is None
+        state = "waiting for the first token" if waiting else "thinking" if still_thinking else "streaming"
+        if state == self._state and now_ns - self._shown_ns < metrics.NS // METER_HZ:
+            return
+        self._shown_ns = now_ns
         rate = metrics.instant_tps(events, now_ns)
         if rate is not None:
             self._history.append(rate)
             self.query_one(Spark).show(self._history)
-        thinking, answer = metrics.thinking_elapsed_s(events, now_ns), metrics.ttfa_s(events)
-        still_thinking = thinking is not None and answer is None
         self._show(
-            "waiting for the first token" if waiting else "thinking" if still_thinking else "streaming",
+            state,
             {
                 "TTFT": figure(metrics.elapsed_s(events, now_ns) if waiting else ttft, 3, "s")
                 + (" …" if waiting else ""),
