@@ -64,7 +64,7 @@ def run_http(sizes: list[int], requests: int, tokens: int, mmlu_source: str | No
         bench.BenchRunner(folder, plan, data.by_id()).run()
         cells = summary.load_summary(folder).cells
     return [{"size": c.batch_size, "requests": c.done, "tokens": c.set_output_tokens, "wall_s": c.total_time_s,
-             "aggregate_tps": c.aggregate_tps, "mean_task_s": c.mean_task_time_s, "mean_ttft_s": c.mean_ttft_s}
+             "aggregate_tps": c.aggregate_tps, "mean_task_s": c.mean("task_time_s"), "mean_ttft_s": c.mean("ttft_s")}
             for c in cells]
 
 

@@ -24,6 +24,7 @@ from common import LlamaServer  # noqa: E402
 
 from taskclock.runtime import sweep  # noqa: E402
 from taskclock.runtime.backend import ModelSpec  # noqa: E402
+from taskclock.runtime.metrics import figure  # noqa: E402
 from taskclock.runtime.models import local_file, resolve  # noqa: E402
 
 DEFAULT_MODELS = "smollm2,smollm2-hf,gemma3-270m"
@@ -41,10 +42,6 @@ def run(specs: list[ModelSpec], lengths: list[int], output_tokens: int, repeats:
         return sweep.export(folder)
 
 
-def fmt(value: float | None, digits: int, unit: str = "") -> str:
-    return "—" if value is None else f"{value:.{digits}f}{unit}"
-
-
 def report(result: sweep.SweepSummary, output_tokens: int, repeats: int, markdown: bool) -> None:
     cells = {(c.model, c.requested_tokens, c.phase): c for c in result.cells}
     header = ("| model | backend | input tokens | TTFT cold | TTFT cached | prefill tok/s cold | decode tok/s | "
@@ -55,9 +52,10 @@ def report(result: sweep.SweepSummary, output_tokens: int, repeats: int, markdow
             cold, cached = cells.get((spec.name, n, "cold")), cells.get((spec.name, n, "cached"))
             if cold is None or cached is None:
                 continue
-            lines.append(f"| {spec.name} | {spec.backend} | {n} | {fmt(cold.ttft_s, 3, ' s')} | "
-                         f"{fmt(cached.ttft_s, 3, ' s')} | {fmt(cold.prefill_tps, 0)} | {fmt(cold.decode_tps, 1)} | "
-                         f"{fmt(cold.task_time_s, 2, ' s')} | {fmt(cached.task_time_s, 2, ' s')} |")
+            lines.append(f"| {spec.name} | {spec.backend} | {n} | {figure(cold.ttft_s, 3, 's')} | "
+                         f"{figure(cached.ttft_s, 3, 's')} | {figure(cold.prefill_tps, 0)} | "
+                         f"{figure(cold.decode_tps, 1)} | {figure(cold.task_time_s, 2, 's')} | "
+                         f"{figure(cached.task_time_s, 2, 's')} |")
     skipped = [f"- skipped {sweep.skip_line(s)}" for s in result.skips]
     failed = [f"- {m} failed: {e}" for m, e in result.failures.items()]
     if not markdown:

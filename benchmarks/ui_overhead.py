@@ -3,9 +3,9 @@
 1. Decode TPS of the same greedy SmolLM2 turn, run headless (run_turn) and in the app driven by Pilot
    (App.run_test, the real Chat tab and meter), alternating, 5 rounds each. The ratio is the median of the
    per-round ratios (each app round over the headless round just before it), so a machine whose speed
-   drifts between rounds (a shared VM) moves both sides of a pair alike. Target: app/headless >= 0.95.
+   drifts between rounds (a shared VM) moves both sides of a pair alike. Target: app/headless >= 0.97 (issue 23).
 2. Time from starting `taskclock` (a fresh process in a pseudo-terminal) to its first painted frame, before
-   the model has loaded. Target: <= 1 s.
+   the model has loaded. Target: <= 0.8 s.
 
     .venv/bin/python benchmarks/ui_overhead.py [--rounds 5] [--tokens 200] [--markdown]
 """
@@ -117,14 +117,14 @@ def main() -> None:
               "repainting at 10 Hz. First frame: a fresh `taskclock` process in a 140x40 pseudo-terminal until "
               "the tab bar is drawn (model still loading).\n")
         print("| measure | headless | app | ratio / target |\n|---|---|---|---|")
-        print(f"| decode TPS | {h:.1f} tok/s | {a:.1f} tok/s | **{ratio:.3f}** (target ≥ 0.95) |")
-        print(f"| start → first frame | | {f:.2f} s (max {max(frames):.2f} s) | target ≤ 1 s |")
+        print(f"| decode TPS | {h:.1f} tok/s | {a:.1f} tok/s | **{ratio:.3f}** (target ≥ 0.97) |")
+        print(f"| start → first frame | | {f:.2f} s (max {max(frames):.2f} s) | target ≤ 0.8 s |")
         return
     print(f"model {args.model}, {args.tokens} tokens, {args.rounds} alternating rounds (medians)")
     print(f"headless run_turn: decode {h:7.1f} tok/s   rounds: {', '.join(f'{x:.1f}' for x in headless)}")
     print(f"app (Pilot):       decode {a:7.1f} tok/s   rounds: {', '.join(f'{x:.1f}' for x in in_app)}")
-    print(f"ratio app/headless decode TPS, median of per-round ratios: {ratio:.3f} (target >= 0.95)")
-    print(f"taskclock start -> first frame: median {f:.2f} s, max {max(frames):.2f} s (target <= 1 s)")
+    print(f"ratio app/headless decode TPS, median of per-round ratios: {ratio:.3f} (target >= 0.97)")
+    print(f"taskclock start -> first frame: median {f:.2f} s, max {max(frames):.2f} s (target <= 0.8 s)")
 
 
 if __name__ == "__main__":

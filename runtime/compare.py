@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Any
 
-from . import system, verdict
+from . import metrics, system, verdict
 from .backend import LoadedModel, Message, SamplingParams
 from .errors import ModelLoadError, ModelNotFound
 from .events import Event
@@ -27,25 +27,8 @@ from .turn import TurnResult, check_prompt, run_turn, salted, warm_up
 MIN_MODELS = 2
 
 
-@dataclass(frozen=True)
-class Column:
-    """One compared figure; ``best`` says which end wins."""
-
-    key: str
-    label: str
-    unit: str
-    digits: int
-    best: str  # "low" or "high"
-
-
-COLUMNS = (
-    Column("ttft_s", "TTFT", "s", 3, "low"),
-    Column("decode_tps", "decode", "tok/s", 1, "high"),
-    Column("task_time_s", "task", "s", 3, "low"),
-    Column("output_tokens", "tokens", "", 0, "low"),  # most concise; tokenizers differ, see words
-    Column("output_words", "words", "", 0, "low"),
-    Column("words_per_s", "words/s", "", 1, "high"),
-)
+# The compared figures (the figure registry, runtime/metrics.py: those shown in COMPARE), each with the end that wins.
+COLUMNS = metrics.figures_in(metrics.COMPARE)
 UNFINISHED = verdict.UNFINISHED
 
 
@@ -131,7 +114,7 @@ class Comparison:
             if not values:
                 out[column.key] = []
                 continue
-            pick = min if column.best == "low" else max
+            pick = min if column.better == "low" else max
             best = pick(v for v, _ in values)
             out[column.key] = [model for v, model in values if v == best]
         return out

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import runfolder, tables, verdict
+from . import metrics, runfolder, tables, verdict
 from .load import KIND, LoadPlan, describe_rate, meets, next_probe, read_plan
 from .loadclient import CPU_WARN, SCHEDULE_WARN_MS
 from .metrics import percentile
@@ -290,8 +290,8 @@ CSV_COLUMNS = ("model", "backend", "task", "rate", "request", "qid", "scheduled_
 
 
 def ranking_row(task: str, rank: LoadRank) -> list[str]:
-    return [task, rank.model, tables.figure(rank.sustained_rate), tables.figure(rank.goodput),
-            str(rank.goodput_rank or "—"), tables.figure(rank.decode_tps, 1), str(rank.tps_rank or "—")]
+    return [task, rank.model, metrics.figure(rank.sustained_rate), metrics.figure(rank.goodput),
+            str(rank.goodput_rank or "—"), metrics.figure(rank.decode_tps, 1), str(rank.tps_rank or "—")]
 
 
 def plot_vs_rate(plt, cells: Sequence[LoadCell], series: Sequence[tuple[str, str]], title: str, ylabel: str) -> None:

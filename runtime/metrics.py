@@ -288,14 +288,31 @@ def tokens_per_word(tokens: int, words: int) -> float | None:
     return tokens / words if words else None
 
 
+def ms_per_word(task_s: float | None, words: int) -> float | None:
+    """What the user waits for each word of the reply, its first included: task time over output words. Unlike
+    tok/s it neither depends on the tokenizer nor forgives a wordy reply."""
+    return task_s * 1000 / words if task_s is not None and words else None
+
+
 def prefill_tps(events: Sequence[Event]) -> float | None:
     n_in, ttft = input_tokens(events), ttft_s(events)
     return n_in / ttft if n_in and ttft else None
 
 
-def shown(label: str, unit: str = "", digits: int = 0, optional: bool = False) -> Any:
-    """A TurnMetrics field and how views show it; ``optional`` figures are shown only when a turn has them."""
-    return field(metadata={"label": label, "unit": unit, "digits": digits, "optional": optional})
+# The tables that have a figure as a column (``shown(places=...)``), beyond the lists of every figure (`taskclock
+# run`, the Chat meter's final figures, session logs and their exports, every bench and sweep row):
+COMPARE = "compare"  # the comparison table: `taskclock compare` and the Compare tab, the best one starred
+CELL = "cell"  # its mean per model × task in a bench summary: summary.md and summary.json
+LIVE = "live"  # that mean in the Batch tab's table of a run (a LIVE figure is a CELL figure too)
+
+
+def shown(label: str, unit: str = "", digits: int = 0, optional: bool = False, *, short: str = "", better: str = "",
+          places: tuple[str, ...] = ()) -> Any:
+    """A TurnMetrics field and how every view shows it: ``label`` in the lists of figures, ``short`` (else the
+    label) with the unit as its column header, ``better`` "high" or "low" where one end wins, ``places`` the
+    tables that have it as a column; ``optional`` figures are listed only when a turn has them."""
+    return field(metadata={"label": label, "unit": unit, "digits": digits, "optional": optional, "short": short,
+                           "better": better, "places": frozenset(places)})
 
 
 @dataclass(frozen=True)
@@ -304,30 +321,32 @@ class TurnMetrics:
     ``shown(...)`` are how every view lists them (``figure_formats()``)."""
 
     load_s: float | None = shown("load time", "s", 2, optional=True)
-    input_tokens: int | None = shown("input tokens")
-    output_tokens: int = shown("output tokens")
+    input_tokens: int | None = shown("input tokens", short="in tok", places=(CELL,))
+    output_tokens: int = shown("output tokens", short="out tok", better="low", places=(COMPARE, LIVE))
     # reasoning models (None for a turn that did not think): output tokens split into thinking and answer
     thinking_tokens: int | None = shown("thinking tokens", optional=True)
     answer_tokens: int | None = shown("answer tokens", optional=True)
-    output_words: int = shown("output words")
+    output_words: int = shown("output words", short="words", better="low", places=(COMPARE, LIVE))
     thinking_words: int | None = shown("thinking words", optional=True)
     output_chars: int = shown("output chars")
-    ttft_s: float | None = shown("TTFT", "s", 3)
+    ttft_s: float | None = shown("TTFT", "s", 3, better="low", places=(COMPARE, CELL))
     thinking_s: float | None = shown("thinking time", "s", 3, optional=True)
     ttfa_s: float | None = shown("TTFA", "s", 3, optional=True)  # time to the first answer token
-    prefill_tps: float | None = shown("prefill rate", "tok/s", 1)
-    decode_tps: float | None = shown("decode rate", "tok/s", 1)
-    e2e_tps: float | None = shown("e2e rate", "tok/s", 1)
-    task_time_s: float | None = shown("task time", "s", 3)
-    itl_p50_ms: float | None = shown("ITL p50", "ms", 1)
-    itl_p90_ms: float | None = shown("ITL p90", "ms", 1)
-    itl_p99_ms: float | None = shown("ITL p99", "ms", 1)
+    prefill_tps: float | None = shown("prefill rate", "tok/s", 1, short="prefill", better="high")
+    decode_tps: float | None = shown("decode rate", "tok/s", 1, short="decode", better="high",
+                                      places=(COMPARE, LIVE))
+    e2e_tps: float | None = shown("e2e rate", "tok/s", 1, short="e2e", better="high")
+    task_time_s: float | None = shown("task time", "s", 3, short="task", better="low", places=(COMPARE, LIVE))
+    itl_p50_ms: float | None = shown("ITL p50", "ms", 1, better="low")
+    itl_p90_ms: float | None = shown("ITL p90", "ms", 1, better="low")
+    itl_p99_ms: float | None = shown("ITL p99", "ms", 1, better="low")
     # a server that packs several tokens into a chunk: the gap between its chunks (the ITL figures are per token)
     chunk_gap_p50_ms: float | None = shown("chunk gap p50", "ms", 1, optional=True)
     backend_prefill_s: float | None = shown("prefill time", "s", 3, optional=True)  # as the backend reports it
-    words_per_s: float | None = shown("words/s", "", 1)
-    chars_per_s: float | None = shown("chars/s", "", 1)
+    words_per_s: float | None = shown("words/s", "", 1, better="high", places=(COMPARE,))
+    chars_per_s: float | None = shown("chars/s", "", 1, better="high")
     tokens_per_word: float | None = shown("tokens/word", "", 2)
+    ms_per_word: float | None = shown("time per word", "ms", 1, short="time/word", better="low", places=(COMPARE, LIVE))
     gpu_peak_mem_mb: float | None = shown("GPU peak memory", "MiB", 0, optional=True)
     # llama.cpp: what NVML says this process holds at the turn's end
     gpu_process_mem_mb: float | None = shown("GPU memory (process)", "MiB", 0, optional=True)
@@ -346,16 +365,53 @@ class TurnMetrics:
 
 @dataclass(frozen=True)
 class FigureFormat:
+    """How every view shows one figure (``shown(...)``): the one registry that tables pick their columns from."""
+
     key: str
     label: str
     unit: str
     digits: int
     optional: bool
+    short: str = ""
+    better: str = ""  # "high" or "low": which end wins; "" where neither does
+    places: frozenset[str] = frozenset()
+
+    @property
+    def header(self) -> str:
+        """Its column header: the short label and the unit."""
+        return f"{self.short or self.label} {self.unit}".strip()
+
+    def text(self, value: Any, unit: bool = False) -> str:
+        """The value as its columns show it (``unit``: followed by its unit, as lists of figures show it); the
+        unit "%" marks a fraction shown as a percentage."""
+        if self.unit == "%":
+            return figure(value, self.digits, percent=True)
+        return figure(value, self.digits, self.unit if unit else "")
+
+
+def figure(value: Any, digits: int = 2, unit: str = "", percent: bool = False) -> str:
+    """A figure as every view writes it: ``—`` where it is undefined (never a fake zero), a float to ``digits``
+    decimals (``percent``: a fraction as a percentage), with its unit when one is given."""
+    if value is None:
+        return "—"
+    if percent:
+        return f"{value * 100:.1f}%"
+    text = f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+    return f"{text} {unit}".strip()
 
 
 def figure_formats() -> tuple[FigureFormat, ...]:
     """Every TurnMetrics figure with its label, unit and decimals, in display order."""
     return tuple(FigureFormat(f.name, **f.metadata) for f in fields(TurnMetrics))
+
+
+def figure_format(key: str) -> FigureFormat:
+    return next(f for f in figure_formats() if f.key == key)
+
+
+def figures_in(place: str) -> tuple[FigureFormat, ...]:
+    """The figures that are columns of a table (COMPARE, CELL, LIVE), in display order."""
+    return tuple(f for f in figure_formats() if place in f.places or (place == CELL and LIVE in f.places))
 
 
 def compute(events: Sequence[Event]) -> TurnMetrics:
@@ -388,6 +444,7 @@ def compute(events: Sequence[Event]) -> TurnMetrics:
         chars_per_s=rate_per_s(chars, task),
         words_per_s=rate_per_s(words, task),
         tokens_per_word=tokens_per_word(tokens, words),
+        ms_per_word=ms_per_word(task, words),
         stop_reason=done.stop_reason if done else None,
         gpu_peak_mem_mb=done.extra.get("gpu_peak_mem_mb") if done else None,
         gpu_process_mem_mb=done.extra.get("gpu_process_mem_mb") if done else None,

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import storage, tables
+from . import metrics, storage, tables
 from .errors import DataError, TaskclockError
 from .record import METRIC_KEYS, is_turn, read_turn, turn_fields
 from .runfolder import RESULTS_FILE, ROW_KINDS
@@ -261,10 +261,9 @@ def to_csv(turns: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-MARKDOWN_COLUMNS = (("turn", "turn"), ("model", "model"), ("TTFT s", "ttft_s"), ("decode tok/s", "decode_tps"),
-                    ("e2e tok/s", "e2e_tps"), ("task s", "task_time_s"), ("out tokens", "output_tokens"),
-                    ("words", "output_words"), ("ITL p50 ms", "itl_p50_ms"), ("ITL p99 ms", "itl_p99_ms"),
-                    ("stop", "stop_reason"))
+# The markdown table's figures, as the figure registry heads and writes them.
+MARKDOWN_FIGURES = tuple(metrics.figure_format(key) for key in (
+    "ttft_s", "decode_tps", "e2e_tps", "task_time_s", "output_tokens", "output_words", "itl_p50_ms", "itl_p99_ms"))
 
 
 def _shown(text: object, limit: int | None) -> str:
@@ -282,9 +281,11 @@ def to_markdown(turns: list[dict[str, Any]], title: str = "taskclock session", *
     for number, turn in enumerate(turns, first):
         row = _row(number, turn)
         row["stop_reason"] = stop_word(row["stop_reason"])
-        rows.append([tables.figure(row[key], 3).replace("\n", " ") for _, key in MARKDOWN_COLUMNS])
+        cells = [metrics.figure(row["model"]), *(shown.text(row[shown.key]) for shown in MARKDOWN_FIGURES),
+                 metrics.figure(row["stop_reason"])]
+        rows.append([str(number), *(cell.replace("\n", " ") for cell in cells)])
     lines = [f"# {title}", "", f"{plural(len(turns), 'turn')}.", "",
-             tables.md_table([label for label, _ in MARKDOWN_COLUMNS], rows)]
+             tables.md_table(["turn", "model", *(shown.header for shown in MARKDOWN_FIGURES), "stop"], rows)]
     for number, turn in enumerate(turns, first):
         lines += ["", f"## Turn {number} ({turn.get('model', '?')})", "", "**Prompt**", "",
                   _shown(turn.get("prompt", ""), text_limit), "", "**Reply**", "",

@@ -14,14 +14,13 @@ from statistics import fmean
 from typing import Any
 
 from . import tables, verdict
-from .metrics import TurnMetrics, percentile
+from .metrics import CELL, TurnMetrics, figures_in, percentile
 from .runfolder import RunPlan, read_plan, read_results, read_system
 from .stats import Spread, spread
 from .tables import (
     LATENCY_COLUMNS,
     Latency,
     SummaryColumn,
-    figure,
     latency,
     latency_row,
     md_table,
@@ -31,6 +30,9 @@ from .tables import (
 from .untrusted import safe_line
 
 ALL_TASKS = "all"
+# The TurnMetrics figures that are numbers (not flags or words): each cell keeps the mean of each (CellStats.means).
+MEAN_KEYS = tuple(f.name for f in fields(TurnMetrics)
+                  if not {"bool", "str"} & set(str(f.type).replace("|", " ").split()))
 CSV_COLUMNS = ("model", "backend", "task", "qid", "subject", "batch_size", "repeat",
                *(f.name for f in fields(TurnMetrics)), "cached_tokens", "error", "parsed", "answer",
                "correct", "reply")
@@ -46,15 +48,10 @@ class CellStats:
     errors: int
     truncated: int  # replies cut short: at the token budget, or never out of thinking (metrics.cut)
     batch_size: int
-    mean_input_tokens: float | None
+    means: dict[str, float | None]  # every number TurnMetrics has (MEAN_KEYS), by its key: the mean of the rows
     median_input_tokens: float | None
-    mean_output_tokens: float | None
     median_output_tokens: float | None
-    mean_output_words: float | None
     median_output_words: float | None
-    mean_ttft_s: float | None
-    mean_decode_tps: float | None
-    mean_task_time_s: float | None
     total_time_s: float
     p90_task_time_s: float | None
     words_per_s: float | None
@@ -79,6 +76,10 @@ class CellStats:
     cap: int | None = None  # the output cap its replies ran under
     latency: Latency | None = None
 
+    def mean(self, key: str) -> float | None:
+        """The mean of a TurnMetrics figure over the cell's rows that completed."""
+        return self.means[key]
+
     @property
     def cut_mark(self) -> str:
         """"8/8": replies cut short of those that finished (docs/METRICS.md, ``cut``)."""
@@ -99,6 +100,14 @@ class Ranking:
     words: float | None = None
     mark: str = ""  # DISAGREE, a "within noise (…)" where the ranks differ by less than the run can tell, or ""
     interval: str = ""  # with "within noise": the task-time gap's 95% interval ("±0.21 s")
+
+    @property
+    def by_tps(self) -> int | None:
+        return self.tps_rank or None
+
+    @property
+    def by_time(self) -> int | None:
+        return self.time_rank or None
 
     @property
     def disagree(self) -> bool:
@@ -190,11 +199,9 @@ def cell_stats(model: str, task: str, rows: list[dict], scored: bool,
         model=model, task=task, done=len(rows), errors=len(rows) - len(ok),
         truncated=sum(1 for r in ok if (s := verdict.sample(r)) is not None and s.cut), cap=cap,
         batch_size=max((r.get("batch_size") or 1 for r in rows), default=1),
-        mean_input_tokens=_mean(inputs), median_input_tokens=percentile(inputs, 50),
-        mean_output_tokens=_mean(outputs), median_output_tokens=percentile(outputs, 50),
-        mean_output_words=_mean(word_counts), median_output_words=percentile(word_counts, 50),
-        mean_ttft_s=_mean(_values(ok, "ttft_s")), mean_decode_tps=_mean(_values(ok, "decode_tps")),
-        mean_task_time_s=_mean(times), total_time_s=total, p90_task_time_s=percentile(times, 90),
+        means={key: _mean(_values(ok, key)) for key in MEAN_KEYS},
+        median_input_tokens=percentile(inputs, 50), median_output_tokens=percentile(outputs, 50),
+        median_output_words=percentile(word_counts, 50), total_time_s=total, p90_task_time_s=percentile(times, 90),
         words_per_s=words / repeats / total if total > 0 else None,
         accuracy=sum(1 for r in ok if r.get("correct")) / len(ok) if scored and ok else None,
         no_letter_rate=sum(1 for r in ok if r.get("parsed") is None) / len(ok) if scored and ok else None,
@@ -227,7 +234,7 @@ def summarize(rows: list[dict], models: Sequence[str], task_names: Sequence[str]
 
 
 def _ranks(cells: list[CellStats], key: str, reverse: bool) -> dict[str, int]:
-    ranked = sorted((c for c in cells if getattr(c, key) is not None), key=lambda c: getattr(c, key), reverse=reverse)
+    ranked = sorted((c for c in cells if c.mean(key) is not None), key=lambda c: c.mean(key) or 0.0, reverse=reverse)
     return {c.model: i for i, c in enumerate(ranked, 1)}
 
 
@@ -268,7 +275,7 @@ def _marked(rank: Ranking, ranks: list[Ranking], group: dict[str, CellStats], ro
     swaps = [o for o in ranks if o.tps_rank and o.time_rank and o.model != rank.model
              and (o.tps_rank < rank.tps_rank) != (o.time_rank < rank.time_rank)]
     def later_first(other: str) -> tuple[str, str]:
-        return (rank.model, other) if (group[rank.model].mean_task_time_s or 0) >= (group[other].mean_task_time_s
+        return (rank.model, other) if (group[rank.model].mean("task_time_s") or 0) >= (group[other].mean("task_time_s")
                                                                                     or 0) else (other, rank.model)
 
     pairs = [versus(*later_first(o.model), rows) for o in swaps]
@@ -292,10 +299,10 @@ def rankings(cells: list[CellStats], rows: Sequence[dict] = (), what: str = "que
             continue
         mine = [r for r in rows if (r.get("batch_size") or 1) == size and (task == ALL_TASKS or r["task"] == task)]
         by_model = {m: [r for r in mine if r["model"] == m] for m in group}
-        by_tps, by_time = _ranks(list(group.values()), "mean_decode_tps", True), \
-            _ranks(list(group.values()), "mean_task_time_s", False)
-        ranks = [Ranking(task, c.model, by_tps.get(c.model, 0), by_time.get(c.model, 0), size, c.mean_decode_tps,
-                         c.mean_task_time_s, c.mean_output_words) for c in group.values()]
+        by_tps, by_time = _ranks(list(group.values()), "decode_tps", True), \
+            _ranks(list(group.values()), "task_time_s", False)
+        ranks = [Ranking(task, c.model, by_tps.get(c.model, 0), by_time.get(c.model, 0), size, c.mean("decode_tps"),
+                         c.mean("task_time_s"), c.mean("output_words")) for c in group.values()]
         ranks = [_marked(r, ranks, group, by_model) for r in ranks]
         out.append(TaskRanking(task, size, ranks, _verdict(task, size, ranks, group, by_model, what)))
     return out
@@ -326,7 +333,7 @@ def _verdict(task: str, size: int, ranks: list[Ranking], cells: dict[str, CellSt
         tps = f"; their tok/s differ {pair.tps.noise()}" if pair.tps.n and not pair.tps.stands else ""
         head = (f"{label}: rankings agree on this run ({first.model} is 1st by tok/s and by task time{tps}); "
                 f"{second.model} finishes later")
-    gap = (cells[pair.later].mean_task_time_s or 0.0) - (cells[pair.sooner].mean_task_time_s or 0.0)
+    gap = (cells[pair.later].mean("task_time_s") or 0.0) - (cells[pair.sooner].mean("task_time_s") or 0.0)
     line = head + verdict.explained(verdict.attribute(pair.later, pair.sooner, pair.paired, gap), pair.time, what)
     for model in (r.model for r in ranks):
         cell = cells[model]
@@ -368,7 +375,7 @@ class RunSummary:
             "mmlu_rows_skipped": self.plan.skipped_rows,
             "failed_models": self.failures,
             "damaged_lines": self.damaged,
-            "cells": [asdict(c) for c in self.cells],
+            "cells": [cell_dict(c) for c in self.cells],
             "rankings": [{**asdict(r), "disagree": r.disagree} for r in self.ranks],
             "verdicts": [{"task": g.task, "batch_size": g.batch_size, "verdict": g.verdict} for g in self.rankings],
         }
@@ -391,21 +398,22 @@ def results_csv(rows: list[dict]) -> str:
     return tables.results_csv(rows, CSV_COLUMNS)
 
 
+# The per model × task table: each CELL figure's mean (the figure registry, runtime/metrics.py), then the cell's
+# own figures. summary.md has every column; the console's tables and the Batch tab pick theirs by key.
 TABLE_COLUMNS = (
     SummaryColumn("model", "model"), SummaryColumn("task", "task"), SummaryColumn("done", "done"),
-    SummaryColumn("batch", "batch_size"), SummaryColumn("in tok (mean)", "mean_input_tokens", 1),
-    SummaryColumn("out tok (mean)", "mean_output_tokens", 1),
-    SummaryColumn("out tok (median)", "median_output_tokens", 1),
-    SummaryColumn("words (mean)", "mean_output_words", 1), SummaryColumn("TTFT s", "mean_ttft_s", 3),
-    SummaryColumn("decode tok/s", "mean_decode_tps", 1), SummaryColumn("task time s (mean)", "mean_task_time_s", 3),
+    SummaryColumn("batch", "batch_size"), *(SummaryColumn.mean_of(shown) for shown in figures_in(CELL)),
+    SummaryColumn("out tok (median)", "median_output_tokens", 1, short="out tok (med)"),
     SummaryColumn("p90 task s", "p90_task_time_s", 3), SummaryColumn("total s", "total_time_s", 1),
-    SummaryColumn("words/s", "words_per_s", 1), SummaryColumn("accuracy", "accuracy", percent=True),
+    SummaryColumn("words/s", "words_per_s", 1),
+    SummaryColumn("accuracy", "accuracy", percent=True, short="acc"),
     SummaryColumn("no letter", "no_letter_rate", percent=True), SummaryColumn("errors", "errors"),
     SummaryColumn("cut", "cut_mark"),
-    SummaryColumn("think tok (mean)", "mean_thinking_tokens", 1),
-    SummaryColumn("answer tok (mean)", "mean_answer_tokens", 1),
-    SummaryColumn("think words (mean)", "mean_thinking_words", 1),
-    SummaryColumn("answer words (mean)", "mean_answer_words", 1), SummaryColumn("TTFA s", "mean_ttfa_s", 3),
+    SummaryColumn("think tok (mean)", "mean_thinking_tokens", 1, short="think tok"),
+    SummaryColumn("answer tok (mean)", "mean_answer_tokens", 1, short="answer tok"),
+    SummaryColumn("think words (mean)", "mean_thinking_words", 1, short="think words"),
+    SummaryColumn("answer words (mean)", "mean_answer_words", 1, short="answer words"),
+    SummaryColumn("TTFA s (mean)", "mean_ttfa_s", 3, short="TTFA s"),
 )
 THINKING_KEYS = frozenset(("mean_thinking_tokens", "mean_answer_tokens", "mean_thinking_words",
                            "mean_answer_words", "mean_ttfa_s"))
@@ -430,27 +438,25 @@ def cell_row(cell: CellStats, columns: Sequence[SummaryColumn] = TABLE_COLUMNS) 
     return tables.cell_row(cell, columns)
 
 
-def _spread(value: Spread | None, digits: int) -> str:
-    """``mean ± CI`` (95%, t-based) when there were repeats, else the one figure."""
-    if value is None:
-        return "—"
-    if value.ci95 is None:
-        return f"{value.mean:.{digits}f}"
-    return f"{value.mean:.{digits}f} ± {value.ci95:.{digits}f}"
+def cell_dict(cell: CellStats) -> dict[str, Any]:
+    """A cell as summary.json holds it: its fields, with the mean of every CELL figure as ``mean_<figure>``."""
+    fields_ = {key: value for key, value in asdict(cell).items() if key != "means"}
+    return {**fields_, **{f"mean_{shown.key}": cell.mean(shown.key) for shown in figures_in(CELL)}}
 
 
 # The paper's table, one row per model × task × batch size; "± x" is the 95% CI over --repeats.
-BATCH_HEADERS = ("model", "task", "batch", "repeats", "in tok (set)", "out tok (set)", "cached tok (mean)",
-                 "time/out tok ms", "total s (set)", "aggregate out tok/s", "task time s (mean)", "p90 task s")
-BATCH_HEADERS_SHORT = ("model", "task", "batch", "reps", "in tok", "out tok", "cached", "ms/tok", "total s",
-                       "agg tok/s", "task s", "p90 s")  # the same columns, narrow enough for a terminal
-
-
-def batch_row(cell: CellStats) -> list[str]:
-    return [cell.model, cell.task, str(cell.batch_size), str(cell.repeats), figure(cell.set_input_tokens, 0),
-            figure(cell.set_output_tokens, 0), figure(cell.cached_tokens, 1), figure(cell.tpot_ms, 1),
-            _spread(cell.set_time, 2), _spread(cell.tps_spread, 1), _spread(cell.task_time, 3),
-            figure(cell.p90_task_time_s, 3)]
+BATCH_COLUMNS = (
+    SummaryColumn("model", "model"), SummaryColumn("task", "task"), SummaryColumn("batch", "batch_size"),
+    SummaryColumn("repeats", "repeats", short="reps"),
+    SummaryColumn("in tok (set)", "set_input_tokens", short="in tok"),
+    SummaryColumn("out tok (set)", "set_output_tokens", short="out tok"),
+    SummaryColumn("cached tok (mean)", "cached_tokens", 1, short="cached"),
+    SummaryColumn("time/out tok ms", "tpot_ms", 1, short="ms/tok"),
+    SummaryColumn("total s (set)", "set_time", 2, short="total s"),
+    SummaryColumn("aggregate out tok/s", "tps_spread", 1, short="agg tok/s"),
+    SummaryColumn("task time s (mean)", "task_time", 3, short="task s"),
+    SummaryColumn("p90 task s", "p90_task_time_s", 3, short="p90 s"),
+)
 
 
 def spread_rows(cells: Iterable[CellStats]) -> list[list[str]]:
@@ -467,19 +473,22 @@ def spread_rows(cells: Iterable[CellStats]) -> list[list[str]]:
 
 
 # The rankings table, one row per model in a task set: each rank beside the figure it ranks.
-RANKING_HEADERS = ("task", "batch", "model", "decode tok/s", "rank by tok/s", "task time s (mean)",
-                   "rank by task time", "words (mean)", "ranks")
-RANKING_HEADERS_SHORT = ("task", "batch", "model", "tok/s", "by tok/s", "task s", "by task s", "words",
-                         "")  # the same columns, narrow enough for a terminal
+RANKING_COLUMNS = (
+    SummaryColumn("task", "task"), SummaryColumn("batch", "batch_size"), SummaryColumn("model", "model"),
+    SummaryColumn.of("decode_tps", short="tok/s"), SummaryColumn("rank by tok/s", "by_tps", short="by tok/s"),
+    SummaryColumn.of("task_time_s", "task time s (mean)", short="task s"),
+    SummaryColumn("rank by task time", "by_time", short="by task s"),
+    SummaryColumn("words (mean)", "words", 1, short="words"), SummaryColumn("ranks", "mark"),
+)
 DISAGREE = "disagree"
 
 
 def ranking_row(rank: Ranking, narrow: bool = False) -> list[str]:
     """``narrow``: "within noise (n=4, ±0.21 s)" shortened to "noise ±0.21" (seconds, as the task s column), so
     the table fits 80 columns; the verdict under it says it in full."""
-    mark = f"noise {rank.interval.removesuffix(' s')}" if narrow and rank.interval else rank.mark
-    return [rank.task, str(rank.batch_size), rank.model, figure(rank.decode_tps, 1), str(rank.tps_rank or "—"),
-            figure(rank.task_time_s, 3), str(rank.time_rank or "—"), figure(rank.words, 1), mark]
+    if narrow and rank.interval:
+        rank = replace(rank, mark=f"noise {rank.interval.removesuffix(' s')}")
+    return tables.cell_row(rank, RANKING_COLUMNS)
 
 
 def fixed_notes(summary: RunSummary) -> list[str]:
@@ -534,7 +543,7 @@ def summary_markdown(summary: RunSummary) -> str:
         "Per pass over the question set: input and output tokens, the wall time of the whole set (total s) and "
         "all output tokens / that time (aggregate). With repeats, ± is the 95% confidence interval (t-based).",
         "",
-        md_table(BATCH_HEADERS, (batch_row(c) for c in summary.cells)),
+        md_table([c.header for c in BATCH_COLUMNS], (cell_row(c, BATCH_COLUMNS) for c in summary.cells)),
     ]
     parts += ["", "## Latency percentiles", "",
               "Per model × task: TTFT, per-token ITL (every token of the cell's replies; a chunk of k tokens after a "
@@ -552,7 +561,7 @@ def summary_markdown(summary: RunSummary) -> str:
                   "", f"Rank 1 = fastest. **{DISAGREE}** marks a model whose two ranks differ by more than the "
                       "run's noise (paired 95% intervals over the same questions leave 0 out): tokens/s is not task "
                       "speed; *within noise* marks ranks that differ by less than the run can tell.", "",
-                  md_table(RANKING_HEADERS, rows), "", "### Verdict", ""]
+                  md_table([c.header for c in RANKING_COLUMNS], rows), "", "### Verdict", ""]
         parts += [f"- {group.verdict}" for group in summary.rankings]
     parts += tables.markdown_problems(summary.failures, summary.damaged)
     return "\n".join(parts) + "\n"
@@ -592,8 +601,8 @@ def _label_point(plt, x: float, y: float, text: str, color: str, rightward: bool
 def plot_speed_vs_time(plt, cells: list[CellStats]) -> None:
     """Decode TPS against mean task time, one labelled point per model × task (a colour per model)."""
     plt.clear_data()
-    points = [(c, c.mean_decode_tps, c.mean_task_time_s) for c in cells if c.task != ALL_TASKS
-              and c.mean_decode_tps is not None and c.mean_task_time_s is not None]
+    points = [(c, tps, time_s) for c in cells if c.task != ALL_TASKS
+              and (tps := c.mean("decode_tps")) is not None and (time_s := c.mean("task_time_s")) is not None]
     sizes = {c.batch_size for c, _, _ in points}
     xs = [tps for _, tps, _ in points]
     middle = (min(xs) + max(xs)) / 2 if xs else 0.0
@@ -613,8 +622,8 @@ def plot_words(plt, cells: list[CellStats]) -> None:
     plt.clear_data()
     bars: dict[str, float] = {}
     for c in cells:  # the smallest batch size's cell where a sweep has several: words do not depend on it
-        if c.task != ALL_TASKS and c.mean_output_words is not None:
-            bars.setdefault(_name(c.model, c.task), c.mean_output_words)
+        if c.task != ALL_TASKS and (words := c.mean("output_words")) is not None:
+            bars.setdefault(_name(c.model, c.task), words)
     if bars:
         names = list(bars)[::-1]  # plotext draws the first bar at the bottom
         plt.bar(names, [bars[name] for name in names], orientation="horizontal", width=0.3)

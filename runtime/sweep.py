@@ -355,15 +355,14 @@ def load_summary(folder: Path) -> SweepSummary:
     return SweepSummary(plan, results.rows, cells, skips, results.failures, results.damaged, read_system(folder))
 
 
-# The table's columns (SweepCell fields): summary.md's headers, the console's short ones.
+# The table's columns (SweepCell fields; its medians of TurnMetrics figures as the figure registry shows them):
+# summary.md's headers, the console's short ones.
 COLUMNS = (SummaryColumn("model", "model"), SummaryColumn("input tokens", "requested_tokens", short="in tok"),
            SummaryColumn("prompt", "phase"), SummaryColumn("runs", "done"),
-           SummaryColumn("in tok (measured)", "input_tokens", short="measured"),
-           SummaryColumn("cached tok", "cached_tokens", short="cached"), SummaryColumn("TTFT s", "ttft_s", 3),
-           SummaryColumn("prefill tok/s", "prefill_tps", short="prefill/s"),
-           SummaryColumn("decode tok/s", "decode_tps", 1, short="decode/s"),
-           SummaryColumn("task time s", "task_time_s", 3, short="task s"),
-           SummaryColumn("errors", "errors", short="err"))
+           SummaryColumn.of("input_tokens", "in tok (measured)", short="measured"),
+           SummaryColumn("cached tok", "cached_tokens", short="cached"), SummaryColumn.of("ttft_s"),
+           SummaryColumn.of("prefill_tps", short="prefill/s"), SummaryColumn.of("decode_tps", short="decode/s"),
+           SummaryColumn.of("task_time_s"), SummaryColumn("errors", "errors", short="err"))
 
 
 def skip_line(skip: dict[str, Any]) -> str:

@@ -1,7 +1,8 @@
 """The tables and plots every run summary is built from (bench: runtime/summary.py, sweep: runtime/sweep.py).
 
-One column type for the figures of a summary cell and one way to write a figure (``—`` where it is undefined),
-shared by the console tables, summary.md and the Batch tab; the latency percentiles every summary gives per cell;
+One column type for the figures of a summary cell (a figure's mean per cell is declared by its registry entry,
+runtime/metrics.py ``shown``), written by the one formatter (``metrics.figure``), shared by the console tables,
+summary.md and the Batch tab; the latency percentiles every summary gives per cell;
 Markdown tables, results.csv, the sections every summary.md has (the machine and how busy it was, failed models,
 damaged lines), text plots (plotext) with their series markers and colours, and the exports written into the run
 folder.
@@ -16,35 +17,50 @@ from pathlib import Path
 from typing import Any
 
 from . import metrics, storage, system
+from .stats import Spread
 from .untrusted import csv_row, redact
-
-
-def figure(value: Any, digits: int = 2, percent: bool = False) -> str:
-    """A figure as every summary table writes it: ``—`` where it is undefined."""
-    if value is None:
-        return "—"
-    if percent:
-        return f"{value * 100:.1f}%"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
 @dataclass(frozen=True)
 class SummaryColumn:
     """One column of a summary table: the cell field it shows and how. The console and the app's Batch tab pick
-    theirs by key, so a column is declared once; ``short`` is its header where width is short (the console)."""
+    theirs by key, so a column is declared once; ``short`` is its header where width is short (the console, the
+    Batch tab)."""
 
     header: str
-    key: str  # a field of the summary's cell (summary.CellStats, sweep.SweepCell)
+    key: str  # a field of the summary's cell (summary.CellStats, sweep.SweepCell), or mean_<figure>
     digits: int = 0
     percent: bool = False
     short: str = ""
+    figure: str = ""  # a TurnMetrics figure whose mean per cell it shows (CellStats.means)
+
+    @classmethod
+    def of(cls, key: str, header: str = "", short: str = "") -> SummaryColumn:
+        """A cell field that holds a TurnMetrics figure of the same key (a sweep's medians), shown as the
+        registry says."""
+        shown = metrics.figure_format(key)
+        return cls(header or shown.header, key, shown.digits, short=short)
+
+    @classmethod
+    def mean_of(cls, shown: metrics.FigureFormat) -> SummaryColumn:
+        """A figure's mean per cell, headed as the registry says (its short header where width is short), to a
+        decimal at least (a mean of counts is not a count)."""
+        return cls(f"{shown.header} (mean)", f"mean_{shown.key}", max(shown.digits, 1), short=shown.header,
+                   figure=shown.key)
 
     @property
     def short_header(self) -> str:
         return self.short or self.header
 
+    def value(self, cell: Any) -> Any:
+        return cell.mean(self.figure) if self.figure else getattr(cell, self.key)
+
     def show(self, cell: object) -> str:
-        return figure(getattr(cell, self.key), self.digits, self.percent)
+        value = self.value(cell)
+        if isinstance(value, Spread):  # ``mean ± CI`` (95%, t-based) where there were repeats, else the mean
+            mean = metrics.figure(value.mean, self.digits)
+            return mean if value.ci95 is None else f"{mean} ± {metrics.figure(value.ci95, self.digits)}"
+        return metrics.figure(value, self.digits, percent=self.percent)
 
 
 def cell_row(cell: object, columns: Sequence[SummaryColumn]) -> list[str]:

@@ -13,7 +13,7 @@ from textual_plotext import PlotextPlot
 from taskclock.runtime import metrics, sessions
 from taskclock.runtime.backend import ModelSpec
 from taskclock.runtime.config import Config
-from taskclock.tui.format import fmt
+from taskclock.runtime.metrics import figure
 from taskclock.tui.panes.sessions import SessionScreen
 from taskclock.tui.screens.model_picker import ModelPicker
 from taskclock.tui.widgets.conversation import ReplyMarkdown
@@ -33,11 +33,11 @@ async def test_reply_meter_and_session_log_match_the_recorded_events(tmp_path):
         meter = app.query_one(Meter)
         figures = metrics.compute(result.events)
         assert figures.output_tokens > 0 and result.text
-        assert meter.values["TTFT"] == fmt(figures.ttft_s, "s", 3)
-        assert meter.values["decode rate"] == fmt(figures.decode_tps, "tok/s", 1)
-        assert meter.values["task time"] == fmt(figures.task_time_s, "s", 3)
-        assert meter.values["ITL p99"] == fmt(figures.itl_p99_ms, "ms", 1)
-        assert meter.values["load time"] == fmt(chat.model.load_s, "s", 2)  # first turn after a load
+        assert meter.values["TTFT"] == figure(figures.ttft_s, 3, "s")
+        assert meter.values["decode rate"] == figure(figures.decode_tps, 1, "tok/s")
+        assert meter.values["task time"] == figure(figures.task_time_s, 3, "s")
+        assert meter.values["ITL p99"] == figure(figures.itl_p99_ms, 1, "ms")
+        assert meter.values["load time"] == figure(chat.model.load_s, 2, "s")  # first turn after a load
         threads = chat.model.threads  # the final figures say which CPU threads produced them
         assert (meter.values["decode threads"], meter.values["prompt threads"]) == (str(threads.decode),
                                                                                     str(threads.prompt))

@@ -15,7 +15,8 @@ from taskclock.runtime import remembered, runfolder, sessions
 from taskclock.runtime.models import resolve
 from taskclock.runtime.tasks import BUILTIN
 from taskclock.tui.format import READING_WPS
-from taskclock.tui.panes.batch import BUILTIN_MMLU, BatchPane
+from taskclock.tui.panes.batch import BatchPane
+from taskclock.tui.panes.batch_views.tasks import BUILTIN_MMLU
 from taskclock.tui.panes.sessions import SessionScreen
 from taskclock.tui.screens.help import HelpScreen
 from taskclock.tui.screens.settings import SettingsScreen

@@ -15,8 +15,8 @@ from textual.widgets import DataTable, Input, Static
 from taskclock.runtime import metrics, replay, sessions, storage
 from taskclock.runtime.backend import SamplingParams
 from taskclock.runtime.events import Submitted
+from taskclock.runtime.metrics import figure
 from taskclock.runtime.turn import run_turn
-from taskclock.tui.format import fmt
 from taskclock.tui.panes.pace import PacePane
 from taskclock.tui.panes.sessions import SessionsPane
 from taskclock.tui.screens.replay import MARK, ReplayScreen, TurnPicker
@@ -74,8 +74,8 @@ async def test_a_recorded_turn_replays_in_the_app_with_its_recorded_figures(two_
         assert replayed.decode_tps == pytest.approx(recorded.decode_tps, rel=0.02)
         assert replayed.output_tokens == recorded.output_tokens
         values = view.meter.values
-        assert values["TTFT"] == fmt(replayed.ttft_s, "s", 3)
-        assert values["decode rate"] == fmt(replayed.decode_tps, "tok/s", 1)
+        assert values["TTFT"] == figure(replayed.ttft_s, 3, "s")
+        assert values["decode rate"] == figure(replayed.decode_tps, 1, "tok/s")
         assert float(values["TTFT"].split()[0]) == pytest.approx(recorded.ttft_s, rel=0.02, abs=0.0006)
         assert float(values["decode rate"].split()[0]) == pytest.approx(recorded.decode_tps, rel=0.02)
         reply = screen.query_one(ReplyMarkdown)
@@ -122,7 +122,7 @@ async def test_two_turns_from_two_sessions_replay_side_by_side(two_sessions):
             replayed = metrics.compute(column.current.events)
             assert replayed.ttft_s == pytest.approx(live.metrics.ttft_s, rel=0.02)
             assert replayed.decode_tps == pytest.approx(live.metrics.decode_tps, rel=0.02)
-            assert column.meter.values["TTFT"] == fmt(replayed.ttft_s, "s", 3)
+            assert column.meter.values["TTFT"] == figure(replayed.ttft_s, 3, "s")
             assert column.reply == live.text and column.border_subtitle == "replayed"
 
 

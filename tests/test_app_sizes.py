@@ -16,7 +16,7 @@ from app_helpers import make_app, open_compare, ready, send_compare, turn, wait_
 from scripted import ScriptedModel, scripted_loader
 from textual.widgets import DataTable, Input, Tabs
 
-from taskclock.runtime import bench, fitting, mmlu, runfolder, storage, sweep, system
+from taskclock.runtime import bench, fitting, metrics, mmlu, runfolder, storage, sweep, system
 from taskclock.runtime.backend import SamplingParams
 from taskclock.runtime.config import Config, Defaults
 from taskclock.runtime.models import resolve
@@ -26,9 +26,10 @@ from taskclock.runtime.tasks import BUILTIN
 from taskclock.runtime.turn import run_turn
 from taskclock.tui.app import NARROW_WIDTH
 from taskclock.tui.panes import sessions as sessions_pane
-from taskclock.tui.panes.batch import LIVE_COLUMNS, NARROW_COLUMNS, BatchPane
+from taskclock.tui.panes.batch import BatchPane
+from taskclock.tui.panes.batch_views import context as context_view
+from taskclock.tui.panes.batch_views.tasks import LIVE_COLUMNS, NARROW_COLUMNS
 from taskclock.tui.panes.compare import ComparePane
-from taskclock.tui.widgets import sweep_table
 from taskclock.tui.widgets.meter import Bar, Meter
 
 SIZES = {"80x24": (80, 24), "140x40": (140, 40)}
@@ -60,7 +61,8 @@ def stored_run(runs: Path) -> Path:
                 "kind": "result", "model": model, "backend": "llamacpp", "task": task, "qid": qid,
                 "subject": "anatomy", "batch_size": 1, "input_tokens": 60, "output_tokens": tokens,
                 "output_words": words, "output_chars": words * 5, "ttft_s": 0.05, "decode_tps": tps,
-                "task_time_s": seconds, "stop_reason": "eos", "error": None, "reply": "B",
+                "task_time_s": seconds, "ms_per_word": metrics.ms_per_word(seconds, words), "stop_reason": "eos",
+                "error": None, "reply": "B",
                 "parsed": "B" if scored else None, "answer": ("B" if correct else "C") if scored else None,
                 "correct": correct})
     return folder
@@ -180,7 +182,7 @@ async def test_the_rankings_fit_80_columns_without_the_batch_column_of_a_one_siz
         headers = _headers(ranks)
         gemma_explain = next(dict(zip(headers, row, strict=True)) for row in rows
                              if row[:2] == ["explain", "gemma3-270m"])
-        assert (gemma_explain["by tok/s"], gemma_explain["by task s"], gemma_explain[""]) == ("1", "2", "disagree")
+        assert (gemma_explain["by tok/s"], gemma_explain["by task s"], gemma_explain["ranks"]) == ("1", "2", "disagree")
 
 
 LONG_MODEL = "http://127.0.0.1:18950/v1#HuggingFaceTB/SmolLM2-135M-Instruct-Q4_1"
@@ -267,7 +269,7 @@ def test_snapshot_batch_context_mode_showing_a_finished_sweep(workdir, snap_comp
         pane = await _open_the_only_run(pilot)
         table = pane.query_one("#context-table", DataTable)
         await wait_for(pilot, lambda: table.row_count == len(MODELS) * len(SWEEP_LENGTHS), "the sweep's table")
-        assert pane.has_class("-context") and _headers(table) == sweep_table.NARROW_COLUMNS
+        assert pane.view.KIND == sweep.KIND and _headers(table) == context_view.NARROW_COLUMNS
         await pilot.pause()
         await pilot.wait_for_scheduled_animations()
 

@@ -76,18 +76,18 @@ def test_cell_figures(run_folder):
     assert len(result.rows) == 11  # duplicate and torn line dropped
     cell = _cell(result, "fast-tokens", "explain")
     assert cell.done == 3
-    assert cell.mean_output_tokens == pytest.approx(400)
+    assert cell.mean("output_tokens") == pytest.approx(400)
     assert cell.median_output_tokens == pytest.approx(400)
-    assert cell.mean_output_words == pytest.approx(300)
-    assert cell.mean_task_time_s == pytest.approx(4.0)
+    assert cell.mean("output_words") == pytest.approx(300)
+    assert cell.mean("task_time_s") == pytest.approx(4.0)
     assert cell.total_time_s == pytest.approx(12.0)
     assert cell.p90_task_time_s == pytest.approx(5.6)  # 4 + 0.8 * (6 - 4)
     assert cell.words_per_s == pytest.approx(900 / 12)
-    assert cell.mean_decode_tps == pytest.approx(100)
+    assert cell.mean("decode_tps") == pytest.approx(100)
     assert cell.accuracy is None
     short = _cell(result, "short-replies", "explain")
     assert short.median_output_tokens == pytest.approx(50)
-    assert short.mean_task_time_s == pytest.approx(4 / 3)
+    assert short.mean("task_time_s") == pytest.approx(4 / 3)
 
 
 def test_accuracy_no_letter_rate_and_errors(run_folder):
@@ -95,11 +95,11 @@ def test_accuracy_no_letter_rate_and_errors(run_folder):
     mc = _cell(result, "fast-tokens", "mc")
     assert mc.accuracy == pytest.approx(1 / 3)
     assert mc.no_letter_rate == pytest.approx(1 / 3)
-    assert mc.mean_decode_tps == pytest.approx(20.0)  # undefined rates are left out, not counted as 0
+    assert mc.mean("decode_tps") == pytest.approx(20.0)  # undefined rates are left out, not counted as 0
     other = _cell(result, "short-replies", "mc")
     assert (other.done, other.errors) == (2, 1)
     assert other.accuracy == pytest.approx(1.0)  # over the rows that completed
-    assert other.mean_task_time_s == pytest.approx(0.5)
+    assert other.mean("task_time_s") == pytest.approx(0.5)
 
 
 def test_rankings_swap_where_tokens_per_second_misleads_and_three_questions_cannot_tell(run_folder):
@@ -123,11 +123,12 @@ def test_rankings_swap_where_tokens_per_second_misleads_and_three_questions_cann
 def _stats(model, tps, time_s, words=100.0, ttft=0.1, tokens=None, task="explain", size=1) -> summary.CellStats:
     """A model × task cell with only the figures the rankings and their verdict read."""
     return summary.CellStats(
-        model=model, task=task, done=3, errors=0, truncated=0, batch_size=size, mean_input_tokens=50.0,
-        median_input_tokens=50.0, mean_output_tokens=tokens if tokens is not None else words * 1.3,
-        median_output_tokens=None, mean_output_words=words, median_output_words=None, mean_ttft_s=ttft,
-        mean_decode_tps=tps, mean_task_time_s=time_s, total_time_s=3 * time_s, p90_task_time_s=None,
-        words_per_s=None, accuracy=None, no_letter_rate=None)
+        model=model, task=task, done=3, errors=0, truncated=0, batch_size=size,
+        means={**dict.fromkeys(summary.MEAN_KEYS), "input_tokens": 50.0, "ttft_s": ttft, "decode_tps": tps,
+               "output_tokens": tokens if tokens is not None else words * 1.3, "output_words": words,
+               "task_time_s": time_s},
+        median_input_tokens=50.0, median_output_tokens=None, median_output_words=None, total_time_s=3 * time_s,
+        p90_task_time_s=None, words_per_s=None, accuracy=None, no_letter_rate=None)
 
 
 def _verdict(*cells) -> str:
@@ -162,7 +163,7 @@ def test_plots_label_every_point_and_title_every_axis(run_folder):
     named = [f"{c.model} · {c.task}" for c in result.cells if c.task != summary.ALL_TASKS]
     speed = charts[speed_title]
     plotted = [f"{c.model} · {c.task}" for c in result.cells
-               if c.task != summary.ALL_TASKS and c.mean_decode_tps is not None]
+               if c.task != summary.ALL_TASKS and c.mean("decode_tps") is not None]
     assert all(f"• {name}" in speed or f"{name} •" in speed for name in plotted)  # a label carries its point
     assert all(name in charts["words per reply"] for name in named)
     assert all(model in charts["mc: output tokens per reply"] for model in ("fast-tokens", "short-replies"))
@@ -202,7 +203,7 @@ def test_cli_export_refuses_session_options_for_a_run_folder(run_folder, tmp_pat
     before = sorted(p.name for p in run_folder.iterdir())
     result = run_cli("export", str(run_folder), *[str(out) if o == "OUT" else o for o in options])
     line = one_error_line(result)
-    assert result.returncode == 2 and options[0] in line and "session logs only" in line
+    assert result.returncode == 2 and options[0] in line and "apply to session logs" in line
     assert not out.exists() and sorted(p.name for p in run_folder.iterdir()) == before
     assert result.stdout == ""
 
@@ -317,16 +318,17 @@ def test_console_tables_keep_every_figure_whole_at_80_columns(tmp_path):
                                                          "batch_size": size, "repeat": repeat, "segment": segment,
                                                          "rows": 3, "wall_s": 10.5 + 3.3 * repeat})
     result = summary.load_summary(folder)
-    assert any(" ± " in value for cell in result.cells for value in summary.batch_row(cell))  # repeats: CIs shown
+    batch_rows = [summary.cell_row(cell, summary.BATCH_COLUMNS) for cell in result.cells]
+    assert any(" ± " in value for row in batch_rows for value in row)  # repeats: CIs shown
     shown = []
     for _, keys in bench_command.CONSOLE_TABLES:
         columns = summary.shown_columns(result.cells, summary.table_columns(*keys))
         shown.append(([c.header for c in columns], [summary.cell_row(cell, columns) for cell in result.cells], {0, 1}))
-    batch_rows = [summary.batch_row(cell) for cell in result.cells]
-    cached = summary.BATCH_HEADERS_SHORT.index("cached")  # no cache reported: the console leaves the column out
-    shown.append(([h for i, h in enumerate(summary.BATCH_HEADERS_SHORT) if i != cached],
+    headers = [column.short_header for column in summary.BATCH_COLUMNS]
+    cached = headers.index("cached")  # no cache reported: the console leaves the column out
+    shown.append(([h for i, h in enumerate(headers) if i != cached],
                    [[v for i, v in enumerate(row) if i != cached] for row in batch_rows], {0, 1}))
-    shown.append(([*summary.RANKING_HEADERS_SHORT[:-1], "ranks"],
+    shown.append(([column.short_header for column in summary.RANKING_COLUMNS],
                    [summary.ranking_row(rank) for rank in result.ranks], {0, 2}))
     _renders_whole(bench_command.print_results, result, shown)
 

@@ -8,7 +8,8 @@ from textual_plotext import PlotextPlot
 
 from taskclock.runtime import bench, mmlu, runfolder, storage, summary
 from taskclock.runtime.config import Config, Defaults, TaskSpec
-from taskclock.tui.panes.batch import BatchPane, LiveBench
+from taskclock.tui.live import LiveBench
+from taskclock.tui.panes.batch import BatchPane
 
 SIZE = (160, 50)
 
@@ -178,7 +179,7 @@ async def test_two_models_get_rankings_a_verdict_and_labelled_charts(tmp_path):
             tps = [r["decode_tps"] for r in rows if r["model"] == model and r["decode_tps"] is not None]
             assert cells["tok/s"].plain == f"{sum(tps) / len(tps):.1f}"
             # swapped ranks are a disagreement only beyond the two questions' noise
-            assert cells[""].plain == marks[model] and bool(marks[model]) == (by_tps[model] != by_time[model])
+            assert cells["ranks"].plain == marks[model] and bool(marks[model]) == (by_tps[model] != by_time[model])
             assert (cells["model"].style == "bold yellow") == (marks[model] == summary.DISAGREE)  # highlighted
         verdict = pane.query_one("#batch-verdict", Static)
         fast, slow = sorted(by_tps, key=by_tps.get)

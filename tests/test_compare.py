@@ -45,7 +45,7 @@ def expected_winners(comparison: Comparison) -> dict[str, list[str]]:
     out = {}
     for column in COLUMNS:
         values = {r["model"]: r[column.key] for r in rows if r[column.key] is not None}
-        best = (min if column.best == "low" else max)(values.values()) if values else None
+        best = (min if column.better == "low" else max)(values.values()) if values else None
         out[column.key] = [m for m, v in values.items() if v == best]
     return out
 

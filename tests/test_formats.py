@@ -107,7 +107,7 @@ def test_v1_bench_run_reads_summarizes_and_replays(copy_of):
     for cell in found.cells:
         mine = [r["ttft_s"] for r in rows if r["model"] == cell.model and cell.task in (r["task"], summary.ALL_TASKS)
                 and r["batch_size"] == cell.batch_size]
-        assert cell.mean_ttft_s == pytest.approx(sum(mine) / len(mine))
+        assert cell.mean("ttft_s") == pytest.approx(sum(mine) / len(mine))
     assert (folder / "summary.md").is_file() and len(plan.question_ids) == 2
     for number, row in enumerate(rows, 1):
         again = metrics.compute(replay.load_recording(folder, number)[2].schedule)

@@ -42,8 +42,8 @@ async def _load_mode(pilot, models: str, rates: str, requests: str) -> BatchPane
     mode = pane.query_one("#batch-mode", Select)
     mode.focus()
     await pilot.press("enter", "down", "down", "enter")  # open the list, pick "Load"
-    await wait_for(pilot, lambda: pane.has_class("-load"), "Load mode")
-    assert mode.value == load.KIND and not pane.has_class("-context")
+    await wait_for(pilot, lambda: pane.view.KIND == load.KIND, "Load mode")
+    assert mode.value == load.KIND
     assert pane.query_one("#load-table").display and not pane.query_one("#batch-table").display
     assert not pane.query_one("#context-table").display
     for field_id, value in (("batch-models", models), ("load-tasks", "mc"), ("load-rates", rates),
@@ -130,12 +130,12 @@ async def test_a_stopped_load_run_opens_from_the_runs_list_and_resumes_with_ever
         assert 1 <= len(kept) < 4
 
         pane.query_one("#batch-mode", Select).value = "bench"
-        await wait_for(pilot, lambda: not pane.has_class("-load"), "Task sets mode")
+        await wait_for(pilot, lambda: pane.view.KIND != load.KIND, "Task sets mode")
         runs = pane.query_one("#batch-runs", DataTable)
         runs.focus()
         runs.move_cursor(row=0)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: pane.has_class("-load") and "Resume continues it" in _status(pane),
+        await wait_for(pilot, lambda: pane.view.KIND == load.KIND and "Resume continues it" in _status(pane),
                        "the stopped run to open in Load mode")
         resume = pane.query_one("#batch-resume", Button)
         assert not resume.disabled

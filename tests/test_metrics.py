@@ -62,6 +62,13 @@ def test_tokens_per_word_is_what_a_word_costs_in_tokens():
     assert metrics.compute(turn([], done_ms=50)).tokens_per_word is None  # no words: undefined, not 0
 
 
+def test_time_per_word_is_the_task_time_over_the_words():
+    events = turn([100, 200, 300, 400], done_ms=1000, text="hi ")  # 4 words in 1 s, the first after 0.1 s
+    assert metrics.compute(events).ms_per_word == pytest.approx(250.0)
+    assert metrics.compute(turn([100, 200], done_ms=300, text="x")).ms_per_word == pytest.approx(300.0)  # "xx"
+    assert metrics.compute(turn([], done_ms=50)).ms_per_word is None  # no words: undefined, not 0
+
+
 def test_prefill_tps_and_load_time():
     events = [Loaded(0, 1.5, "m")] + turn([500, 600], input_tokens=100)
     m = metrics.compute(events)

@@ -11,7 +11,7 @@ from datetime import datetime
 import pytest
 from helpers import run_cli
 
-from taskclock.runtime import sessions
+from taskclock.runtime import metrics, sessions
 from taskclock.runtime.backend import SamplingParams
 from taskclock.runtime.errors import DataError, StorageError
 from taskclock.runtime.turn import run_turn
@@ -96,7 +96,8 @@ def test_markdown_has_a_summary_table(session_file, two_turns, tmp_path):
     target = sessions.export_session(session_file, "md", tmp_path / "out.md")
     text = target.read_text()
     assert text.count("\n| ") == 3  # header + two turns
-    assert f"{two_turns[1].metrics.decode_tps:.3f}" in text
+    decode = metrics.figure_format("decode_tps")  # as the figure registry writes it
+    assert f"| {decode.header} |" in text and f"| {decode.text(two_turns[1].metrics.decode_tps)} |" in text
     assert "Name a fruit." in text
 
 

@@ -9,8 +9,6 @@ from taskclock.runtime.compare import COLUMNS, Comparison
 from taskclock.runtime.sessions import stop_word
 from taskclock.runtime.untrusted import safe_line
 
-from .format import fmt
-
 WINNER = "★"
 MODEL_MIN_WIDTH = 24  # longer names may still be shortened (…) on a narrow terminal
 
@@ -21,7 +19,8 @@ def mode_line(concurrent: bool) -> str:
     return "sequential: one model at a time, so no model slowed another"
 
 
-LEGEND = f"{WINNER} best: lowest TTFT, task time, tokens, words; highest tok/s, words/s"
+LEGEND = (f"{WINNER} best: lowest {', '.join(c.header for c in COLUMNS if c.better == 'low')}; "
+          f"highest {', '.join(c.header for c in COLUMNS if c.better == 'high')}")
 
 
 def comparison_table(comparison: Comparison) -> Table:
@@ -33,13 +32,13 @@ def comparison_table(comparison: Comparison) -> Table:
     longest = max((len(safe_line(row["model"])) for row in rows), default=0)
     table.add_column("model", min_width=min(longest, MODEL_MIN_WIDTH))  # a narrow table squeezes the figures first
     for column in COLUMNS:
-        table.add_column(f"{column.label}\n{column.unit}".rstrip(), justify="right")
+        table.add_column(f"{column.short or column.label}\n{column.unit}".rstrip(), justify="right")
     table.add_column("stop")
     for row in rows:
         backend = f"{row['backend']} · cold" if row["cold"] else row["backend"]
         cells: list[Text | str] = [Text.assemble(safe_line(row["model"]), "\n", (safe_line(backend), "dim"))]
         for column in COLUMNS:
-            text = fmt(row[column.key], "", column.digits)
+            text = column.text(row[column.key])
             if row["model"] in winners[column.key]:
                 cells.append(Text(f"{WINNER} {text}", style="bold green"))
             else:

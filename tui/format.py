@@ -1,4 +1,5 @@
-"""Human formatting of metric values, shared by the CLI and the app."""
+"""Human formatting of figures and outside text, shared by the CLI and the app (every figure is written by the
+one formatter, runtime/metrics.py ``figure``)."""
 from __future__ import annotations
 
 import re
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from rich.cells import cell_len
 from rich.text import Text
 
-from taskclock.runtime.metrics import figure_formats
+from taskclock.runtime.metrics import FigureFormat, figure, figure_formats
 from taskclock.runtime.untrusted import safe_line, safe_text
 
 if TYPE_CHECKING:
@@ -22,21 +23,6 @@ def plain(text: object, *, one_line: bool = True, style: str = "") -> Text:
     return Text(safe_line(text) if one_line else safe_text(text), style=style, end="")
 
 
-def fmt(value: Any, unit: str = "", digits: int = 2) -> str:
-    """A figure with its unit, or an em dash where the figure is undefined (never a fake zero)."""
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        text = f"{value:.{digits}f}"
-    else:
-        text = str(value)
-    return f"{text} {unit}".strip()
-
-
-# (label, key, unit, digits) for every per-turn figure: declared once, on TurnMetrics (runtime/metrics.py).
-METRIC_LINES = tuple((f.label, f.key, f.unit, f.digits) for f in figure_formats())
-# Shown only when the turn has them: load time on the first turn after a load, GPU figures on CUDA.
-OPTIONAL_KEYS = frozenset(f.key for f in figure_formats() if f.optional)
 
 
 # Silent reading of English non-fiction: 238 words a minute, ~4 words/s (Brysbaert 2019; docs/METRICS.md).
@@ -46,29 +32,32 @@ READING_WPS = 4.0
 def with_reading(words_per_s: float | None) -> str:
     """words/s with whether the stream outpaces a reader."""
     if words_per_s is None:
-        return fmt(None)
+        return figure(None)
     pace = ">" if words_per_s > READING_WPS else "<"
     return f"{words_per_s:.1f} ({pace} reading ~{READING_WPS:g})"
 
 
 def reply_line(values: dict[str, Any], cold: bool) -> str:
     """The one-line figures kept under a finished chat reply."""
-    thought = ([f"TTFA {fmt(values.get('ttfa_s'), 's', 3)}", f"{fmt(values.get('thinking_tokens'))} thinking tokens"]
+    thought = ([f"TTFA {figure(values.get('ttfa_s'), 3, 's')}",
+                f"{figure(values.get('thinking_tokens'))} thinking tokens"]
                if values.get("thinking_tokens") is not None else [])
-    parts = [f"TTFT {fmt(values.get('ttft_s'), 's', 3)}", *thought, fmt(values.get("decode_tps"), "tok/s", 1),
-             f"task {fmt(values.get('task_time_s'), 's', 3)}", f"{fmt(values.get('output_tokens'))} tokens",
-             f"{fmt(values.get('output_words'))} words"]
+    parts = [f"TTFT {figure(values.get('ttft_s'), 3, 's')}", *thought, figure(values.get("decode_tps"), 1, "tok/s"),
+             f"task {figure(values.get('task_time_s'), 3, 's')}", f"{figure(values.get('output_tokens'))} tokens",
+             f"{figure(values.get('output_words'))} words"]
     return " · ".join(parts + (["cold"] if cold else []))
 
 
-def shown_lines(values: dict[str, Any]):
-    return [line for line in METRIC_LINES if not (line[1] in OPTIONAL_KEYS and values.get(line[1]) is None)]
+def shown_lines(values: dict[str, Any]) -> list[FigureFormat]:
+    """Every per-turn figure (the figure registry, runtime/metrics.py) in display order; an optional one (load
+    time on the first turn after a load, GPU figures on CUDA) only when the turn has it."""
+    return [shown for shown in figure_formats() if not (shown.optional and values.get(shown.key) is None)]
 
 
 def metrics_block(values: dict[str, Any], cold: bool = False) -> str:
     """The block `taskclock run` prints after the reply, like `ollama run --verbose`; a cold turn (the model's
     first since it loaded, docs/METRICS.md) says so, as the app's reply line does."""
-    lines = [(label, fmt(values.get(key), unit, digits)) for label, key, unit, digits in shown_lines(values)]
+    lines = [(shown.label, shown.text(values.get(shown.key), unit=True)) for shown in shown_lines(values)]
     if cold:
         lines.append(("turn", "cold (the model's first since it loaded)"))
     width = max(len(label) for label, _ in lines)

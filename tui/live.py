@@ -1,107 +1,183 @@
-"""Live runs: the plumbing the Chat, Compare and Batch tabs share for work that streams into the UI.
+"""Live state: what a run's thread writes and the UI timer reads, for every tab that streams a run.
 
-A run's job works in a thread and only appends to objects the UI reads (events lists, progress reports);
-when it ends it returns one typed message (tui/messages.py) that is posted to the pane, so every change of
-pane state happens on the UI thread. While a run is on, a timer calls the pane's ``repaint`` at most
-REPAINT_HZ times a second: however fast tokens arrive, the UI does a bounded amount of work.
+The thread only appends (events, progress reports, rows) and sets ``dirty``; the pane's timer (tui/livepane.py)
+reads a copy at most REPAINT_HZ times a second. No pane is imported here, so messages (tui/messages.py) can
+carry these objects without a dependency pointing up at the panes.
 """
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
 
-from textual.containers import Vertical
-from textual.message import Message
-from textual.reactive import reactive
-from textual.screen import Screen
-from textual.widget import Widget
-from textual.worker import Worker, WorkerState
-
-from taskclock.runtime.errors import TaskclockError
-
-from .messages import RunFailed, SessionRead, SessionReadFailed
-
-REPAINT_HZ = 10  # the low end of 10-30 Hz: on 2 cores every UI millisecond is taken from the model
-ENDED = (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED)
+from taskclock.runtime import load, load_summary, runfolder, sweep
+from taskclock.runtime.backend import ModelSpec
+from taskclock.runtime.events import Event
+from taskclock.runtime.runner import Progress
 
 
-def describe_error(error: BaseException) -> str:
-    """A TaskclockError is already a user message; anything else gets its type so it can be reported."""
-    return str(error) if isinstance(error, TaskclockError) else f"{type(error).__name__}: {error}"
+@dataclass
+class LiveTurn:
+    """A Chat turn: the generation thread appends events, the UI timer reads a copy."""
+
+    model: str
+    events: list[Event] = field(default_factory=list)
 
 
-def post_from_thread(node: Widget, job: Callable[[], Message], failed: Callable[[BaseException], Message],
-                     group: str) -> Worker[None]:
-    """Run ``job`` in a thread worker and post the message it returns (or ``failed(error)``) to ``node``."""
+@dataclass
+class LiveCompare:
+    """A Compare run: the generation thread appends events and marks columns started, the UI timer reads."""
 
-    def work() -> None:
-        try:
-            message = job()
-        except Exception as exc:  # reported as a message, never raised into the app
-            message = failed(exc)
-        node.post_message(message)
+    specs: list[ModelSpec]
+    concurrent: bool
+    warmup: int  # untimed turns per model first
+    repeats: int = 1
+    events: list[list[Event]] = field(default_factory=list)  # each model's turn now streaming (or its last)
+    running: set[int] = field(default_factory=set)  # started and not yet shown as finished
 
-    return node.run_worker(work, thread=True, exclusive=True, exit_on_error=False, group=group)
+    def __post_init__(self) -> None:
+        self.events = [[] for _ in self.specs]
+
+    def started(self, index: int, repeat: int) -> None:
+        self.events[index] = []  # a new repeat: its column shows this turn from its start
+        self.running.add(index)
+
+    def record(self, index: int, event: Event) -> None:
+        self.events[index].append(event)
 
 
-def read_in_worker(screen: Screen, read: Callable[[], list[dict[str, Any]]]) -> None:
-    """Read a session log (``read()``) in a thread worker and post SessionRead, or SessionReadFailed, to
-    ``screen``: a 50 MB log takes seconds to read, and the screen must answer Esc meanwhile. A newer read
-    replaces an older one (exclusive), and a screen closed meanwhile simply never receives it."""
-    post_from_thread(screen, lambda: SessionRead(read()), SessionReadFailed, group="read-session")
+class LiveRun(Protocol):
+    """A run folder's run as a Batch tab view shows it: the runner's thread calls ``record`` with each progress
+    report; ``running`` says a runner reports into it (a cell with no report yet is waiting, not incomplete)."""
+
+    folder: Path
+    running: bool
+    dirty: bool
+
+    def record(self, report: Progress) -> None: ...
+
+    def progress(self) -> tuple[int, int]:
+        """Rows done and rows the run will have."""
+        ...
 
 
-class LivePane(Vertical):
-    """A tab that runs one live job at a time, repaints it on a throttled timer, and can stop it.
+@dataclass
+class LiveBench:
+    """A task-set run (runtime/bench.py): the latest report and the rows per model × task."""
 
-    Subclasses implement ``repaint`` and a handler for each message their jobs return; a job that raises
-    arrives as ``RunFailed``. ``running`` drops once the job's message has been handled. Textual calls the
-    ``on_mount``/``on_unmount`` of every class in the MRO, so a subclass's own handlers do not call super().
-    """
+    folder: Path
+    plan: runfolder.RunPlan
+    reports: dict[tuple[str, str], Progress] = field(default_factory=dict)
+    rows: dict[tuple[str, str], list[dict]] = field(default_factory=dict)
+    dirty: bool = True
+    running: bool = False
 
-    running: reactive[bool] = reactive(False, init=False)
+    @classmethod
+    def of_rows(cls, folder: Path, plan: runfolder.RunPlan, rows: list[dict],
+                failures: dict[str, str] | None = None) -> LiveBench:
+        """A run's rows so far, and the models that failed (each of their cells says so)."""
+        live = cls(folder, plan)
+        for row in rows:
+            live.rows.setdefault((row["model"], row["task"]), []).append(row)
+        for model, error in (failures or {}).items():
+            for task in plan.tasks:
+                live.reports[(model, task.name)] = Progress(model, task.name, 0, 0, "failed", error=error)
+        return live
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.cancel = threading.Event()
-        self._run: Worker[None] | None = None
+    def record(self, report: Progress) -> None:
+        key = (report.model, report.task)
+        self.reports[key] = report
+        if report.row is not None:
+            self.rows.setdefault(key, []).append(report.row)
+        self.dirty = True
 
-    def on_mount(self) -> None:
-        self._ticker = self.set_interval(1 / REPAINT_HZ, self.repaint, pause=True)
+    def all_rows(self) -> list[dict]:
+        return [row for rows in self.rows.values() for row in rows]
 
-    def repaint(self) -> None:
-        """Show the run's progress so far (called on the UI thread, at most REPAINT_HZ times a second)."""
-        raise NotImplementedError
+    def progress(self) -> tuple[int, int]:
+        return sum(len(rows) for rows in self.rows.values()), self.plan.total_rows()
 
-    def start_run(self, job: Callable[[threading.Event], Message]) -> None:
-        """Run ``job(cancel)`` in a thread; the message it returns is posted to this pane."""
-        cancel = self.cancel = threading.Event()
-        self.running = True
-        self._run = post_from_thread(self, lambda: job(cancel), RunFailed, group=f"live-{self.id}")
 
-    def watch_running(self, running: bool) -> None:
-        if running:
-            self._ticker.resume()
-        else:
-            self._ticker.pause()
-        self.refresh_bindings()  # Stop shows in the footer only while a run is on
+@dataclass
+class LiveSweep:
+    """An input-length sweep (runtime/sweep.py): the latest report per model × length, the rows, and the lengths
+    skipped with their reason."""
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        # The job's own message was posted before its worker ended, so it has been handled by now.
-        if event.worker is self._run and event.state in ENDED:
-            event.stop()
-            self._run = None
-            self.running = False
+    folder: Path
+    plan: sweep.SweepPlan
+    reports: dict[tuple[str, str], Progress] = field(default_factory=dict)
+    rows: list[dict] = field(default_factory=list)
+    skips: dict[tuple[str, int], str] = field(default_factory=dict)  # (model, input tokens) → the reason
+    running: bool = False
+    dirty: bool = True
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "stop":
-            return self.running or None  # dimmed in the footer, and the key passes through
-        return True
+    @classmethod
+    def of_folder(cls, folder: Path, plan: sweep.SweepPlan) -> LiveSweep:
+        """What the folder holds already: its rows, skips and failed models."""
+        live = cls(folder, plan)
+        results = runfolder.read_results(folder, sweep.KIND)
+        live.rows = list(results.rows)
+        for skip in results.skips:
+            live.skips[(skip["model"], skip["requested_tokens"])] = skip["reason"]
+        for model, error in results.failures.items():
+            for target in plan.input_tokens:
+                label = sweep.length_label(target)
+                live.reports[(model, label)] = Progress(model, label, 0, 0, "failed", error=error)
+        return live
 
-    def action_stop(self) -> None:
-        if self.running:
-            self.cancel.set()
+    def record(self, report: Progress) -> None:
+        key = (report.model, report.task)
+        self.reports[key] = report
+        if report.row is not None:
+            self.rows.append(report.row)
+        if report.state == "skipped" and report.error:
+            target = next(n for n in self.plan.input_tokens if sweep.length_label(n) == report.task)
+            self.skips[(report.model, target)] = report.error
+        self.dirty = True
 
-    def on_unmount(self) -> None:
-        self.cancel.set()  # a job still running is left to the exiting process
+    def expected_rows(self) -> int:
+        return self.plan.total_rows() - len(self.skips) * self.plan.repeats * len(sweep.PHASES)
+
+    def progress(self) -> tuple[int, int]:
+        return len(self.rows), self.expected_rows()
+
+    def cells(self) -> list[sweep.SweepCell]:
+        return sweep.summarize(self.rows, [m.name for m in self.plan.models], self.plan.input_tokens)
+
+
+@dataclass
+class LiveLoad:
+    """Written by the runner's thread, read by the UI timer: the latest report per model × line and the summary
+    of the rates closed so far (re-read when ``stale``)."""
+
+    folder: Path
+    plan: load.LoadPlan
+    reports: dict[tuple[str, str], Progress] = field(default_factory=dict)
+    summary: load_summary.LoadSummary | None = None
+    running: bool = False
+    dirty: bool = True
+    stale: bool = True
+
+    @classmethod
+    def of_folder(cls, folder: Path, plan: load.LoadPlan) -> LiveLoad:
+        live = cls(folder, plan)
+        for model, error in runfolder.read_results(folder, load.KIND).failures.items():
+            live.reports[(model, "")] = Progress(model, "", 0, 0, "failed", error=error)
+        return live
+
+    def record(self, report: Progress) -> None:
+        self.reports[(report.model, report.task)] = report
+        self.stale = self.stale or report.state == "done"
+        self.dirty = True
+
+    def current(self) -> load_summary.LoadSummary:
+        """The summary of the rates on disk, read again once a rate has closed since the last read."""
+        if self.stale or self.summary is None:
+            self.summary = load_summary.load_summary(self.folder)
+            self.stale = False
+        return self.summary
+
+    def progress(self) -> tuple[int, int]:
+        """Requests done and planned over the lines reported so far."""
+        reports = [r for r in self.reports.values() if r.task]
+        return sum(r.done for r in reports), sum(r.total for r in reports)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from textual.message import Message
 
@@ -14,10 +14,7 @@ from taskclock.runtime.sessions import SessionSummary
 from taskclock.runtime.trash import Trashed
 from taskclock.runtime.turn import TurnResult
 
-if TYPE_CHECKING:
-    from .panes.batch import LiveBench
-    from .widgets.load_table import LiveLoad
-    from .widgets.sweep_table import LiveSweep
+from .live import LiveRun
 
 
 @dataclass
@@ -120,16 +117,16 @@ class CompareFinished(Message):
 
 
 @dataclass
-class BenchStarted(Message):
-    """The Batch tab's run (a bench, a sweep in Context mode, a load run in Load mode) has its folder; ``live`` is
-    what the runner reports into."""
+class RunStarted(Message):
+    """A run-folder run (the Batch tab's, in any mode) has its folder; ``live`` is what the runner reports
+    into."""
 
-    live: LiveBench | LiveSweep | LiveLoad
+    live: LiveRun
 
 
 @dataclass
-class BenchFinished(Message):
-    """The Batch tab's run ended (finished or stopped); its summary is written."""
+class RunFinished(Message):
+    """A run-folder run ended (finished or stopped); its summary is written."""
 
     folder: Path
     outcome: Outcome

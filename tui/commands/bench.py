@@ -198,10 +198,8 @@ def print_results(console, result, plots: bool) -> None:
     from rich.text import Text
 
     from taskclock.runtime.summary import (
-        BATCH_HEADERS_SHORT,
-        RANKING_HEADERS,
-        RANKING_HEADERS_SHORT,
-        batch_row,
+        BATCH_COLUMNS,
+        RANKING_COLUMNS,
         cell_row,
         ranking_row,
         shown_columns,
@@ -221,15 +219,15 @@ def print_results(console, result, plots: bool) -> None:
                                ["model", "task", *(column.header for column in LATENCY_COLUMNS)],
                                [[plain(cell.model), plain(cell.task), *map(plain, latency_row(cell.latency))]
                                 for cell in result.cells if cell.latency is not None], names={0, 1}))
-    unused = {BATCH_HEADERS_SHORT.index("cached")} if all(c.cached_tokens is None for c in result.cells) else set()
-    keep = [i for i in range(len(BATCH_HEADERS_SHORT)) if i not in unused]
+    no_cache = all(c.cached_tokens is None for c in result.cells)
+    batch = [column for column in BATCH_COLUMNS if not (no_cache and column.key == "cached_tokens")]
     # a mean ± CI keeps its two figures whole on two lines rather than being cut to fit
-    rows = [[plain(values[i]) if i < 2 else Text(values[i].replace(" ± ", "\n± ")) for i in keep]
-            for values in map(batch_row, result.cells)]
+    rows = [[plain(value) if i < 2 else Text(value.replace(" ± ", "\n± ")) for i, value in enumerate(values)]
+            for values in (cell_row(cell, batch) for cell in result.cells)]
     console.print(figure_table("per batch size (set = one pass over the questions; ± = 95% CI over repeats)",
-                               [BATCH_HEADERS_SHORT[i] for i in keep], rows, names={0, 1}))
+                               [column.short_header for column in batch], rows, names={0, 1}))
     if result.rankings:
-        headers = [*RANKING_HEADERS_SHORT[:-1], RANKING_HEADERS[-1]]  # the disagree mark's column named here too
+        headers = [column.short_header for column in RANKING_COLUMNS]
         console.print(figure_table(
             "rank by decode TPS vs rank by time per task (1 = fastest)", headers,
             [[plain(value) for value in ranking_row(r, narrow=console.width < WIDE_CONSOLE)] for r in result.ranks],

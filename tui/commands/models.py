@@ -48,9 +48,10 @@ def served(server: str, config) -> int:
     from taskclock.runtime.backends.http import api_key
     from taskclock.runtime.discovery import list_served
     from taskclock.runtime.errors import ModelNotFound
+    from taskclock.runtime.metrics import figure
     from taskclock.runtime.models import resolve
 
-    from ..format import fmt, plain
+    from ..format import plain
 
     spec = resolve(server, config.models)
     if spec.backend != "http":
@@ -63,6 +64,6 @@ def served(server: str, config) -> int:
     for column in ("name (pass to --model)", "context", "detail"):
         table.add_column(column, overflow="fold")
     for model in listing.models:  # ids and details come from the server: plain text, never markup
-        table.add_row(plain(listing.name(model)), fmt(model.context, "tokens"), plain(model.detail))
+        table.add_row(plain(listing.name(model)), figure(model.context, unit="tokens"), plain(model.detail))
     Console().print(table)
     return 0

@@ -1,6 +1,6 @@
 """The Chat tab: a conversation with one model under a live meter, each turn appended to a session log.
 
-Generation runs as a live run (tui/live.py): a thread that only appends events to a list, repainted from a
+Generation runs as a live run (tui/livepane.py): a thread that only appends events to a list, repainted from a
 copy of that list at most REPAINT_HZ times a second. The producer never waits for the UI.
 """
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -23,7 +22,7 @@ from textual.widgets import Static
 from taskclock.runtime import metrics, remembered
 from taskclock.runtime.backend import LoadedModel, Message, ModelSpec
 from taskclock.runtime.errors import StorageError, TaskclockError
-from taskclock.runtime.events import Event, now_ns
+from taskclock.runtime.events import now_ns
 from taskclock.runtime.models import all_models, reach_name
 from taskclock.runtime.sessions import SessionLog, export_all, plural, read_session, turn_number, turn_record
 from taskclock.runtime.system import LoadWatch
@@ -32,7 +31,8 @@ from taskclock.runtime.untrusted import redact_url, safe_line
 
 from ..context import AppContext, ChatSettings
 from ..format import code_blocks, plain, reply_line
-from ..live import LivePane, describe_error, post_from_thread
+from ..live import LiveTurn
+from ..livepane import LivePane, describe_error, post_from_thread
 from ..messages import (
     ModelLoaded,
     ModelLoadFailed,
@@ -51,14 +51,6 @@ from ..widgets.prompt_input import PromptInput
 
 NOTES = {"cancelled": "stopped", "length": "max tokens reached", "error": "error"}
 LOAD_CLOCK_S = 0.2  # how often "loading NAME… 3.2 s" counts up (only while a model loads)
-
-
-@dataclass
-class LiveTurn:
-    """Shared by the generation thread (appends events) and the UI timer (reads a copy)."""
-
-    model: str
-    events: list[Event] = field(default_factory=list)
 
 
 class ChatPane(LivePane):
@@ -89,6 +81,7 @@ class ChatPane(LivePane):
         self.messages: list[Message] = []
         self.live: LiveTurn | None = None
         self.reply: ReplyTurn | None = None
+        self._events_shown = 0  # the live turn's events the reply on screen was drawn from
         self.last_result: TurnResult | None = None
         self.session: SessionLog | None = None
         self.branch_of: dict[str, Any] | None = None  # the next session's origin: a turn of an earlier session
@@ -248,6 +241,7 @@ class ChatPane(LivePane):
             watch = self._load_watch
         self.reply = self.query_one(Conversation).add_reply(model.spec.name)
         self.live = live = LiveTurn(model.spec.name)
+        self._events_shown = 0
         self.query_one(Meter).start()
         messages = with_system(self.settings.system, self.messages)
         session, params = self.session, self.settings.params
@@ -277,7 +271,9 @@ class ChatPane(LivePane):
             return
         events = live.events[:]  # a consistent copy; the producer keeps appending to the original
         self.query_one(Meter).show_live(events, now_ns())
-        reply.show(metrics.answer_text(events) or metrics.thinking_text(events))  # the thinking until the answer
+        if len(events) != self._events_shown:  # no new token since the last frame: the text shown is the text
+            self._events_shown = len(events)
+            reply.show(metrics.answer_text(events) or metrics.thinking_text(events))  # the thinking until the answer
 
     def _close_retired(self) -> None:
         while self._retired:

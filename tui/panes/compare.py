@@ -11,7 +11,6 @@ model's turn is appended to the session log as a "compare" record.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -22,7 +21,7 @@ from textual.widgets import Input, Label, Static, Switch
 from taskclock.runtime.backend import LoadedModel, Message, ModelSpec, SamplingParams
 from taskclock.runtime.compare import Comparison, check_model_count, mode_name, numbered, run_compare
 from taskclock.runtime.errors import StorageError, TaskclockError
-from taskclock.runtime.events import Done, Event, now_ns
+from taskclock.runtime.events import Done, now_ns
 from taskclock.runtime.models import reach_name, resolve
 from taskclock.runtime.sessions import SessionLog
 from taskclock.runtime.system import busy_note
@@ -32,7 +31,8 @@ from ..comparison import comparison_table
 from ..context import AppContext
 from ..fields import plan_number
 from ..format import plain
-from ..live import LivePane, describe_error
+from ..live import LiveCompare
+from ..livepane import LivePane, describe_error
 from ..messages import ColumnState, CompareFinished, ModelsUsed, RunFailed, SendPrompt
 from ..screens.settings import settings_line
 from ..widgets.compare_column import CompareColumn
@@ -52,28 +52,6 @@ def note_for(done: Done | None) -> str:
     if done is None:
         return "error"
     return f"error: {done.error}" if done.stop_reason == "error" else NOTES.get(done.stop_reason, "")
-
-
-@dataclass
-class LiveCompare:
-    """Shared by the generation thread (appends events, marks columns started) and the UI timer (reads)."""
-
-    specs: list[ModelSpec]
-    concurrent: bool
-    warmup: int  # untimed turns per model first
-    repeats: int = 1
-    events: list[list[Event]] = field(default_factory=list)  # each model's turn now streaming (or its last)
-    running: set[int] = field(default_factory=set)  # started and not yet shown as finished
-
-    def __post_init__(self) -> None:
-        self.events = [[] for _ in self.specs]
-
-    def started(self, index: int, repeat: int) -> None:
-        self.events[index] = []  # a new repeat: its column shows this turn from its start
-        self.running.add(index)
-
-    def record(self, index: int, event: Event) -> None:
-        self.events[index].append(event)
 
 
 class ComparePane(LivePane):

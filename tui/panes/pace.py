@@ -13,7 +13,7 @@ from taskclock.runtime.events import now_ns
 from taskclock.runtime.replay import pace_recording, reading_line
 
 from ..context import AppContext
-from ..live import REPAINT_HZ
+from ..livepane import REPAINT_HZ
 from ..widgets.playback import PlaybackChat
 
 FIELDS = (("pace-ttft", "TTFT s", "1.5"), ("pace-tps", "tok/s", "12"), ("pace-words", "words", "200"))

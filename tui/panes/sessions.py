@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Markdown, Select, Static
 from textual_plotext import PlotextPlot
 
+from taskclock.runtime import metrics
 from taskclock.runtime.errors import TaskclockError
 from taskclock.runtime.sessions import (
     SessionSummary,
@@ -30,18 +31,21 @@ from taskclock.runtime.trash import KEEP_DAYS, Trashed, empty_trash, restore, tr
 from taskclock.runtime.untrusted import safe_line, safe_text
 
 from ..context import AppContext
-from ..format import fmt, plain
-from ..live import describe_error, post_from_thread, read_in_worker
+from ..format import plain
+from ..livepane import describe_error, post_from_thread, read_in_worker
 from ..messages import SessionRead, SessionReadFailed, SessionsListed, SessionsListFailed, TrashEmptied
 from ..screens.replay import Marks, TurnPicker
 from ..screens.session_tools import RenameScreen, TrashScreen
 from ..widgets.columns import set_columns
 
-# Figures are each session's medians (the line above the table says so), under short headers.
-COLUMNS = ("date", "session", "model", "turns", "TTFT", "decode", "task time")
+# Each session's medians (SessionSummary.median_<key>) of these figures, as the figure registry shows them (the
+# line above the table says they are medians).
+MEDIANS = tuple(metrics.figure_format(key) for key in ("ttft_s", "decode_tps", "task_time_s"))
+COLUMNS = ("date", "session", "model", "turns", *(shown.label for shown in MEDIANS))
 # A narrow screen (tui/app.py NARROW_WIDTH) keeps what a session felt like: its TTFT and task time, the date
 # without its year, a shorter name and model (the decode rate is in the session's own view).
-NARROW_COLUMNS = ("date", "session", "model", "turns", "TTFT", "task time")
+NARROW_MEDIANS = tuple(shown for shown in MEDIANS if shown.key != "decode_tps")
+NARROW_COLUMNS = ("date", "session", "model", "turns", *(shown.label for shown in NARROW_MEDIANS))
 PROMPT_WIDTH = {False: 36, True: 18}  # by narrowness
 MODEL_WIDTH = {False: 28, True: 14}  # a server URL with its model id is longer than both
 ANY_MODEL = ""  # the model filter's "all models"
@@ -173,12 +177,10 @@ class SessionsPane(Vertical):
             # outside text (prompts, names, models): never markup
             name = plain(first_line(s.label, PROMPT_WIDTH[self.narrow]), style="bold" if s.title else "")
             model = plain(short_model(safe_line(s.model), MODEL_WIDTH[self.narrow]))
-            ttft, task_time = fmt(s.median_ttft_s, "s", 3), fmt(s.median_task_time_s, "s", 2)
-            if self.narrow:
-                table.add_row(s.started[5:], name, model, s.short_size, ttft, task_time, key=str(s.path))
-            else:
-                table.add_row(s.started, name, model, s.size, ttft, fmt(s.median_decode_tps, "tok/s", 1), task_time,
-                              key=str(s.path))
+            medians = [figure.text(getattr(s, f"median_{figure.key}"), unit=True)
+                       for figure in (NARROW_MEDIANS if self.narrow else MEDIANS)]
+            table.add_row(s.started[5:] if self.narrow else s.started, name, model,
+                          s.short_size if self.narrow else s.size, *medians, key=str(s.path))
         empty = self.query_one("#sessions-empty", Static)
         empty.display = not shown
         if summaries and not shown:

@@ -19,11 +19,11 @@ from textual.widgets import DataTable, Footer, Static
 
 from taskclock.runtime.errors import DataError
 from taskclock.runtime.events import now_ns
+from taskclock.runtime.metrics import figure
 from taskclock.runtime.replay import Recording, read_turns, recording_from_record, turn_label
 from taskclock.runtime.untrusted import safe_line
 
-from ..format import fmt
-from ..live import REPAINT_HZ, describe_error, read_in_worker
+from ..livepane import REPAINT_HZ, describe_error, read_in_worker
 from ..messages import BranchChat, SessionRead, SessionReadFailed
 from ..panes.compare import SLOTS
 from ..widgets.playback import PlaybackChat, PlaybackColumn
@@ -166,8 +166,8 @@ class TurnPicker(ModalScreen):
         for number, record in enumerate(self.turns, 1):
             cells = [MARK if self._key(number) in self.marks else "", str(number), safe_line(record.get("kind", "?")),
                      safe_line(record.get("model", "?")), safe_line(record.get("prompt", ""))[:60],
-                     fmt(record.get("ttft_s"), "s", 3), fmt(record.get("decode_tps"), "tok/s", 1),
-                     fmt(record.get("output_tokens"))]
+                     figure(record.get("ttft_s"), 3, "s"), figure(record.get("decode_tps"), 1, "tok/s"),
+                     figure(record.get("output_tokens"))]
             table.add_row(*(Text(cell) for cell in cells), key=str(number))  # Text: never parsed as markup
             if number % ROWS_AT_ONCE == 0:
                 await asyncio.sleep(0)

@@ -15,7 +15,7 @@ from taskclock.runtime.trash import KEEP_DAYS, Trashed, list_trash
 from taskclock.runtime.untrusted import safe_line
 
 from ..format import plain
-from ..live import describe_error, post_from_thread
+from ..livepane import describe_error, post_from_thread
 from ..messages import SessionsListFailed, TrashListed
 
 

@@ -8,59 +8,19 @@ reports (current rate, requests in flight, task time p50 and p99 from arrival, S
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-
 from rich.text import Text
 from textual.widgets import DataTable, Static
 
-from taskclock.runtime import load, load_summary, runfolder
+from taskclock.runtime import load_summary
+from taskclock.runtime.metrics import figure
 from taskclock.runtime.runner import Progress
-from taskclock.runtime.tables import figure
 
 from ..format import plain
+from ..live import LiveLoad
 
 COLUMNS = ("model", "task · rate", "state", "done", "in flight", "task p50 s", "task p99 s", "SLO met", "goodput")
 NARROW_COLUMNS = ("model", "task · rate", "done", "p99 s", "SLO", "goodput")
 RANK_COLUMNS = load_summary.RANKING_HEADERS
-
-
-@dataclass
-class LiveLoad:
-    """Written by the runner's thread, read by the UI timer: the latest report per model × line and the summary
-    of the rates closed so far (re-read when ``stale``)."""
-
-    folder: Path
-    plan: load.LoadPlan
-    reports: dict[tuple[str, str], Progress] = field(default_factory=dict)
-    summary: load_summary.LoadSummary | None = None
-    running: bool = False
-    dirty: bool = True
-    stale: bool = True
-
-    @classmethod
-    def of_folder(cls, folder: Path, plan: load.LoadPlan) -> LiveLoad:
-        live = cls(folder, plan)
-        for model, error in runfolder.read_results(folder, load.KIND).failures.items():
-            live.reports[(model, "")] = Progress(model, "", 0, 0, "failed", error=error)
-        return live
-
-    def record(self, report: Progress) -> None:
-        self.reports[(report.model, report.task)] = report
-        self.stale = self.stale or report.state == "done"
-        self.dirty = True
-
-    def current(self) -> load_summary.LoadSummary:
-        """The summary of the rates on disk, read again once a rate has closed since the last read."""
-        if self.stale or self.summary is None:
-            self.summary = load_summary.load_summary(self.folder)
-            self.stale = False
-        return self.summary
-
-    def progress(self) -> tuple[int, int]:
-        """Requests done and planned over the lines reported so far."""
-        reports = [r for r in self.reports.values() if r.task]
-        return sum(r.done for r in reports), sum(r.total for r in reports)
 
 
 def _seconds(value: float | None) -> str:

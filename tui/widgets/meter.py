@@ -3,7 +3,9 @@ reasoning model, the thinking time counting up ("thinking… 4.2 s") and then th
 
 Every figure is a runtime.metrics function of the turn's recorded events; the UI clock (``now_ns``) only
 decides how far a running count has got, never when a token arrived. The owner repaints it on a timer,
-so many tokens between two repaints cost one repaint.
+so many tokens between two repaints cost one repaint; the meter itself redraws at most METER_HZ times a second
+(and at once when its state changes): figures are read, not watched, and on 2 cores every frame the UI draws
+is taken from the model (docs/PERFORMANCE.md).
 """
 from __future__ import annotations
 
@@ -22,10 +24,12 @@ from textual.widgets import Static
 
 from taskclock.runtime import metrics
 from taskclock.runtime.events import Event, Token
+from taskclock.runtime.metrics import figure
 
-from ..format import fmt, plain, shown_lines, with_reading
+from ..format import plain, shown_lines, with_reading
 
-SPARK_POINTS = 60
+SPARK_POINTS = 60  # the sparkline's last readings: 12 s at METER_HZ
+METER_HZ = 5
 BOLD = Style(bold=True)
 # The compact bar (a narrow terminal, below tui/app.py's NARROW_WIDTH): the figures it keeps, in this order,
 # each as "short name value" (a figure missing from the meter's values is left out).
@@ -53,8 +57,8 @@ def _thinking_rows(thinking_s: float | None, ttfa_s: float | None, still: bool) 
     if thinking_s is None:
         return {}
     if still:
-        return {"thinking…": fmt(thinking_s, "s", 1), "TTFA": "…"}
-    return {"thinking": fmt(thinking_s, "s", 1), "TTFA": fmt(ttfa_s, "s", 3)}
+        return {"thinking…": figure(thinking_s, 1, "s"), "TTFA": "…"}
+    return {"thinking": figure(thinking_s, 1, "s"), "TTFA": figure(ttfa_s, 3, "s")}
 
 
 class Figures(Widget):
@@ -247,6 +251,7 @@ class Meter(Vertical):
         self.values: dict[str, str] = {}
         self.repaints = 0
         self._state = ""
+        self._shown_ns = 0  # when show_live last drew
         self._history: deque[float] = deque(maxlen=SPARK_POINTS)
 
     def compose(self) -> ComposeResult:
@@ -276,6 +281,7 @@ class Meter(Vertical):
 
     def reset(self, state: str | None = None) -> None:
         self._history.clear()
+        self._shown_ns = 0
         self.query_one(Spark).show([])
         self._show(self.idle if state is None else state, {})
 
@@ -285,21 +291,26 @@ class Meter(Vertical):
     def show_live(self, events: Sequence[Event], now_ns: int) -> None:
         ttft = metrics.ttft_s(events)
         waiting = ttft is None
+        thinking, answer = metrics.thinking_elapsed_s(events, now_ns), metrics.ttfa_s(events)
+        still_thinking = thinking is not None and answer is None
+        state = "waiting for the first token" if waiting else "thinking" if still_thinking else "streaming"
+        if state == self._state and now_ns - self._shown_ns < metrics.NS // METER_HZ:
+            return
+        self._shown_ns = now_ns
         rate = metrics.instant_tps(events, now_ns)
         if rate is not None:
             self._history.append(rate)
             self.query_one(Spark).show(self._history)
-        thinking, answer = metrics.thinking_elapsed_s(events, now_ns), metrics.ttfa_s(events)
-        still_thinking = thinking is not None and answer is None
         self._show(
-            "waiting for the first token" if waiting else "thinking" if still_thinking else "streaming",
+            state,
             {
-                "TTFT": fmt(metrics.elapsed_s(events, now_ns) if waiting else ttft, "s", 3) + (" …" if waiting else ""),
+                "TTFT": figure(metrics.elapsed_s(events, now_ns) if waiting else ttft, 3, "s")
+                + (" …" if waiting else ""),
                 **_thinking_rows(thinking, answer, still_thinking),
-                "TPS now": fmt(rate, "tok/s", 1),
-                "task time": fmt(metrics.elapsed_s(events, now_ns), "s", 1),
-                "output tokens": fmt(metrics.output_tokens(events)),
-                "output words": fmt(metrics.output_words(events)),
+                "TPS now": figure(rate, 1, "tok/s"),
+                "task time": figure(metrics.elapsed_s(events, now_ns), 1, "s"),
+                "output tokens": figure(metrics.output_tokens(events)),
+                "output words": figure(metrics.output_words(events)),
                 "words/s": with_reading(metrics.rate_per_s(metrics.output_words(events),
                                                            metrics.elapsed_s(events, now_ns))),
             },
@@ -310,9 +321,9 @@ class Meter(Vertical):
         """The finished turn's figures; ``cold``: the model's first turn since its load (docs/METRICS.md)."""
         figures = metrics.compute(events).as_dict()
         values = {
-            label: with_reading(figures[key]) if key == "words_per_s" else fmt(figures[key], unit, digits)
-            for label, key, unit, digits in shown_lines(figures)
-            if key != "stop_reason"
+            shown.label: with_reading(figures[shown.key]) if shown.key == "words_per_s"
+            else shown.text(figures[shown.key], unit=True)
+            for shown in shown_lines(figures) if shown.key != "stop_reason"
         }
         self.query_one(Spark).show(_tps_curve(events))
         state = STATES.get(figures["stop_reason"], "done")
