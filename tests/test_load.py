@@ -5,6 +5,7 @@ the bad input the command refuses with one line."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 from pathlib import Path
 from statistics import fmean
@@ -132,7 +133,9 @@ def test_the_model_that_decodes_faster_but_says_more_sustains_less_and_the_verdi
     assert by_model["verbose"].tps_rank == 1 and by_model["terse"].tps_rank == 2  # and the other way by tok/s
     verdict = ranking.verdict
     assert verdict.startswith("mc: terse sustains ") and "of mc tasks within task time 300 ms (at 25 req/s)" in verdict
-    assert ", verbose " in verdict and "although it decodes 2.0× faster" in verdict
+    # 2× by the schedule; the client's clock on a loaded 2-core machine can round it to 1.9 or 2.1
+    faster = re.search(r", verbose [\d.]+ req/s although it decodes ([\d.]+)× faster", verdict)
+    assert faster and 1.8 <= float(faster.group(1)) <= 2.2, verdict
     assert "at 5 req/s verbose finishes later: it writes 4.0× more words (16 vs 4;" in verdict
     md = (folder / "summary.md").read_text()
     assert "## Verdict" in md and "goodput vs rate" in md and "task time from arrival" in md and verdict in md
