@@ -70,18 +70,9 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def passive_openmp() -> None:
-    """Call before the first ``import llama_cpp``: ggml's OpenMP threads then sleep between operations
-    instead of spinning. With one thread per core, spinning threads on a machine that is also busy with
-    other work starve each other (measured on 2 vCPUs under load: SmolLM2 decode 1 tok/s spinning, 60 tok/s
-    passive). A value the user exported wins."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 def llama_cpp_build() -> str | None:
     if importlib.util.find_spec("llama_cpp") is None:
         return None
-    passive_openmp()
     try:
         # by name: a plain import here would make every importer of the summary (the UI too) depend on llama_cpp
         llama_cpp = importlib.import_module("llama_cpp")

@@ -236,3 +236,31 @@ def test_bad_threads_value_is_one_line():
     result = run_cli("run", "Hi", "--model", "smollm2", "--threads", "-1")  # 0 = measured
     assert result.returncode == 2
     assert result.stderr == "taskclock: error: --threads must be at least 0 and at most 4096, not -1\n"
+
+
+def test_openmp_waits_passively_before_torch_loads_its_runtime():
+    """torch loads its OpenMP runtime globally and llama.cpp then uses that one, which reads OMP_WAIT_POLICY once:
+    `doctor` imports torch before it loads a GGUF, so the policy must be set before torch, or its probe measures
+    spinning threads and picks a count that `run` (no torch) decodes at half the rate."""
+    import subprocess
+    import sys
+
+    seen_at_torch = (
+        "import importlib.abc, os, sys\n"
+        "class Watch(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch':\n"
+        "            print('torch sees', os.environ.get('OMP_WAIT_POLICY'))\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Watch())\n"
+        "from taskclock.runtime import doctor\n"
+        "doctor.check_torch()\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    result = subprocess.run([sys.executable, "-c", seen_at_torch], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "torch sees PASSIVE" in result.stdout
+    exported = subprocess.run([sys.executable, "-c", seen_at_torch], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                              capture_output=True, text=True, timeout=120)
+    assert "torch sees ACTIVE" in exported.stdout  # a value the user exported wins

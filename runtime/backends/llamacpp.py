@@ -24,7 +24,7 @@ from ..models import local_file
 from ..options import LlamaCppOptions
 from ..phases import PhaseSplitter, prompt_opens_thinking
 from ..reply import Reply
-from ..system import passive_openmp, physical_cores, version
+from ..system import physical_cores, version
 from ..textstream import ByteDetokenizer
 from ..threads import ThreadChoice, choose, probe_key, unprobed, usable_cpus, user_choice
 from ..untrusted import safe_line
@@ -312,7 +312,6 @@ class LlamaCppBackend:
         if path is None:
             raise ModelLoadError(f"{spec.source} is not a .gguf file", "the llama.cpp backend needs a .gguf file")
         check_gguf(path)
-        passive_openmp()
         try:
             import llama_cpp
         except ImportError:
