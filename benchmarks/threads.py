@@ -2,9 +2,10 @@
 in process and llama-server, for every offline model; and transformers' torch threads the same way.
 
 For each GGUF model: `llama-bench -t 1,2,… -p P -n N` (llama.cpp's own figure at each count, prefill and decode on
-the same count), then taskclock's llama.cpp backend and llama-server (`-np 1`) at each count for both and at
+the same count), taskclock's llama.cpp backend and llama-server (`-np 1`) at each count for both and at
 taskclock's default (the measured decode count and all CPUs for prefill, runtime/threads.py), every
-configuration loaded at once and the rounds alternating between them (medians). Prompts start with a new salt
+configuration loaded at once; each round runs one llama-bench repetition and then the others, alternating
+(medians over rounds), so a machine that drifts during the run moves the yardstick too. Prompts start with a new salt
 each round, so no prefix cache serves them. For transformers (smollm2-hf, fp32): torch threads at each count
 and the default, bf16 at the default, and inter-op threads 1 against torch's default (each in a fresh process,
 as torch fixes them at its first parallel work). Targets: default in-process decode >= 0.95x the best llama-bench
@@ -21,7 +22,9 @@ import secrets
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 # Run as a script from the checkout: the imports below need this path first, hence their `noqa: E402`.
@@ -47,15 +50,11 @@ def prompt(words: int) -> list[dict[str, str]]:
     return [{"role": "user", "content": f"[{secrets.token_hex(4)}] {text}\n{STORY}"}]
 
 
-def llama_bench(gguf: Path, counts: list[int], prompt_tokens: int, tokens: int) -> dict[int, tuple[float, float]]:
-    """llama-bench's (prefill, decode) tok/s per thread count; empty when no llama-bench is built."""
-    binary = engine_binary("llama-bench", "TASKCLOCK_LLAMA_BENCH")
-    if binary is None:
-        print("no llama-bench (make llama-server builds it, or set TASKCLOCK_LLAMA_BENCH): its rows are left out",
-              file=sys.stderr)
-        return {}
+def llama_bench(binary: Path, gguf: Path, counts: list[int], prompt_tokens: int,
+                tokens: int) -> dict[int, tuple[float, float]]:
+    """One llama-bench repetition's (prefill, decode) tok/s per thread count."""
     out = subprocess.run([str(binary), "-m", str(gguf), "-t", ",".join(map(str, counts)), "-p", str(prompt_tokens),
-                          "-n", str(tokens), "-r", "3", "-o", "json"], capture_output=True, text=True, check=True,
+                          "-n", str(tokens), "-r", "1", "-o", "json"], capture_output=True, text=True, check=True,
                          env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}, timeout=600).stdout
     rates: dict[int, dict[str, float]] = {}
     for test in json.loads(out):
@@ -64,27 +63,41 @@ def llama_bench(gguf: Path, counts: list[int], prompt_tokens: int, tokens: int) 
     return {n: (r["prefill"], r["decode"]) for n, r in rates.items()}
 
 
-def alternate(models: dict[str, object], rounds: int, words: int, tokens: int) -> dict[str, tuple[float, float]]:
-    """Median (prefill, decode) tok/s per configuration, the configurations alternating round by round."""
+def medians(seen: dict[Any, list[tuple[float, float]]]) -> dict[Any, tuple[float, float]]:
+    return {key: (statistics.median(p for p, _ in v), statistics.median(d for _, d in v)) for key, v in seen.items()}
+
+
+def alternate(models: dict[str, object], rounds: int, words: int, tokens: int,
+              each_round: Callable[[], None] = lambda: None) -> dict[str, tuple[float, float]]:
+    """Median (prefill, decode) tok/s per configuration, the configurations alternating round by round;
+    ``each_round`` runs first in every round (llama-bench), so a machine that drifts moves every path alike."""
     seen: dict[str, list[tuple[float, float]]] = {name: [] for name in models}
     params = SamplingParams(max_tokens=tokens)
     for model in models.values():  # untimed: warm every path once
         run_turn(model, prompt(words), SamplingParams(max_tokens=4))
     for round_no in range(rounds):
+        each_round()
         order = list(models) if round_no % 2 == 0 else list(reversed(models))
         for name in order:
             m = run_turn(models[name], prompt(words), params).metrics
             seen[name].append((m.prefill_tps or 0.0, m.decode_tps or 0.0))
-    return {name: (statistics.median(p for p, _ in v), statistics.median(d for _, d in v)) for name, v in seen.items()}
+    return medians(seen)
 
 
 def gguf_rows(name: str, args) -> tuple[list[tuple], str]:
     spec = resolve(name)
     gguf = local_file(spec)
     counts = candidate_counts(system.physical_cores(), usable_cpus())
-    rows = [(name, "llama-bench", f"{n} / {n}", p, d)
-            for n, (p, d) in sorted(llama_bench(gguf, counts, args.prompt_tokens, args.tokens).items())]
-    bench = {r[2]: r for r in rows}
+    binary = engine_binary("llama-bench", "TASKCLOCK_LLAMA_BENCH")
+    if binary is None:
+        print("no llama-bench (make llama-server builds it, or set TASKCLOCK_LLAMA_BENCH): its rows are left out",
+              file=sys.stderr)
+    bench_seen: dict[int, list[tuple[float, float]]] = {n: [] for n in counts} if binary else {}
+
+    def bench_round() -> None:
+        if binary is not None:
+            for n, rates in llama_bench(binary, gguf, counts, args.prompt_tokens, args.tokens).items():
+                bench_seen[n].append(rates)
     configs = {str(n): spec.with_overrides(threads=n, n_ctx=2048) for n in counts}
     configs[DEFAULT] = spec.with_overrides(n_ctx=2048)
     models = {key: load_model(config) for key, config in configs.items()}
@@ -95,19 +108,20 @@ def gguf_rows(name: str, args) -> tuple[list[tuple], str]:
     try:
         urls = {key: server.__enter__() for key, server in servers.items()} if not args.no_server else {}
         clients = {f"server {key}": load_model(ModelSpec(f"server-{key}", "http", url)) for key, url in urls.items()}
-        figures = alternate({**models, **clients}, args.rounds, args.words, args.tokens)
+        figures = alternate({**models, **clients}, args.rounds, args.words, args.tokens, bench_round)
     finally:
         for server in servers.values():
             if getattr(server, "proc", None) is not None:
                 server.__exit__()
         for model in models.values():
             model.close()
+    rows = [(name, "llama-bench", f"{n} / {n}", p, d) for n, (p, d) in sorted(medians(bench_seen).items())]
     for key in configs:
         rows.append((name, "in-process", label[key], *figures[key]))
     for key in urls:
         rows.append((name, "llama-server", label[key], *figures[f"server {key}"]))
     verdict = ""
-    if bench:
+    if bench_seen:
         best_prefill = max(r[3] for r in rows if r[1] == "llama-bench")
         best_decode = max(r[4] for r in rows if r[1] == "llama-bench")
         prefill, decode = figures[DEFAULT]
@@ -186,9 +200,10 @@ def main() -> None:
     if args.markdown:
         print("## CPU threads — `benchmarks/threads.py`\n")
         print(f"{system.cpu_model()}, {system.physical_cores()} physical cores, {usable_cpus()} usable CPUs. "
-              f"llama-bench `-p {args.prompt_tokens} -n {args.tokens} -r 3`; in process and llama-server (`-np 1`): "
-              f"greedy, a salted prompt of about {args.prompt_tokens} tokens, {args.tokens} output tokens, "
-              f"{args.rounds} alternating rounds (medians); `OMP_WAIT_POLICY=PASSIVE` throughout.\n")
+              f"llama-bench `-p {args.prompt_tokens} -n {args.tokens} -r 1` once per round; in process and "
+              f"llama-server (`-np 1`): greedy, a salted prompt of about {args.prompt_tokens} tokens, {args.tokens} "
+              f"output tokens; {args.rounds} rounds, llama-bench first in each, the rest alternating (medians "
+              "over rounds); `OMP_WAIT_POLICY=PASSIVE` throughout.\n")
     print("\n".join(table))
     if verdicts:
         print("\n" + "\n\n".join(verdicts))
