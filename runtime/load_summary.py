@@ -5,7 +5,6 @@ runtime/tables.py). Metrics: docs/METRICS.md ("Load").
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -365,19 +364,13 @@ def summary_markdown(summary: LoadSummary) -> str:
                   "", "## Verdict", ""] + [f"- {g.verdict}" for g in summary.rankings]
     if warnings := summary.warnings():
         parts += ["", "## Warnings", ""] + [f"- {w}" for w in warnings]
-    parts += tables.markdown_problems(summary.failures, summary.damaged)
-    if summary.cells:
-        parts += ["", "## Plots", "", "```text", text_plots(summary), "```"]
+    parts += tables.closing_sections(summary.failures, summary.damaged, text_plots(summary) if summary.cells else "")
     return "\n".join(parts) + "\n"
 
 
 def export(folder: Path) -> LoadSummary:
     """Write results.csv, summary.md, summary.json and plots.txt into the run folder (atomically)."""
     summary = load_summary(folder)
-    tables.write_exports(folder, {
-        "results.csv": tables.results_csv(summary.rows, CSV_COLUMNS),
-        "summary.md": summary_markdown(summary),
-        "summary.json": json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) + "\n",
-        "plots.txt": text_plots(summary) if summary.cells else "",
-    })
+    tables.write_exports(folder, summary, tables.results_csv(summary.rows, CSV_COLUMNS), summary_markdown(summary),
+                         text_plots(summary) if summary.cells else "")
     return summary

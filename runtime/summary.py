@@ -563,7 +563,7 @@ def summary_markdown(summary: RunSummary) -> str:
                       "speed; *within noise* marks ranks that differ by less than the run can tell.", "",
                   md_table([c.header for c in RANKING_COLUMNS], rows), "", "### Verdict", ""]
         parts += [f"- {group.verdict}" for group in summary.rankings]
-    parts += tables.markdown_problems(summary.failures, summary.damaged)
+    parts += tables.closing_sections(summary.failures, summary.damaged)
     return "\n".join(parts) + "\n"
 
 
@@ -571,12 +571,8 @@ def export(folder: Path) -> RunSummary:
     """Write results.csv, summary.md, summary.json and plots.txt into the run folder (atomically); returns the
     summary they were made from."""
     summary = load_summary(folder)
-    tables.write_exports(folder, {
-        "results.csv": results_csv(summary.rows),
-        "summary.md": summary_markdown(summary),
-        "summary.json": json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) + "\n",
-        "plots.txt": text_plots(summary) if summary.rows else "",
-    })
+    tables.write_exports(folder, summary, results_csv(summary.rows), summary_markdown(summary),
+                         text_plots(summary) if summary.rows else "")
     return summary
 
 

@@ -14,7 +14,6 @@ resuming runs exactly the missing rows (a missing cached row first re-primes the
 """
 from __future__ import annotations
 
-import json
 import math
 import secrets
 import threading
@@ -449,20 +448,14 @@ def summary_markdown(summary: SweepSummary) -> str:
                             for c in summary.cells if c.latency is not None))]
     if summary.skips:
         parts += ["", "## Skipped", ""] + [f"- {skip_line(s)}" for s in summary.skips]
-    parts += tables.markdown_problems(summary.failures, summary.damaged)
-    if summary.cells:
-        parts += ["", "## Plots", "", "```text", text_plots(summary), "```"]
+    parts += tables.closing_sections(summary.failures, summary.damaged, text_plots(summary) if summary.cells else "")
     return "\n".join(parts) + "\n"
 
 
 def export(folder: Path) -> SweepSummary:
     """Write results.csv, summary.md, summary.json and plots.txt into the run folder (atomically)."""
     summary = load_summary(folder)
-    tables.write_exports(folder, {
-        "results.csv": results_csv(summary.rows, CSV_COLUMNS),
-        "summary.md": summary_markdown(summary),
-        "summary.json": json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) + "\n",
-        "plots.txt": text_plots(summary) if summary.cells else "",
-    })
+    tables.write_exports(folder, summary, results_csv(summary.rows, CSV_COLUMNS), summary_markdown(summary),
+                         text_plots(summary) if summary.cells else "")
     return summary
 

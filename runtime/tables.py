@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,20 +134,25 @@ def markdown_head(title: str, machine: dict[str, Any] | None) -> list[str]:
     return parts
 
 
-def markdown_problems(failures: dict[str, str], damaged: list[str]) -> list[str]:
-    """The models that failed (the run's failure records) and the results.jsonl lines skipped as damaged."""
+def closing_sections(failures: dict[str, str], damaged: list[str], plots: str = "") -> list[str]:
+    """The sections every summary.md ends with: the models that failed (the run's failure records), the
+    results.jsonl lines skipped as damaged, then the text plots where there are any."""
     parts: list[str] = []
     if failures:
         parts += ["", "## Failed models", ""] + [f"- {m}: {e}" for m, e in failures.items()]
     if damaged:
         parts += ["", f"## Damaged lines in results.jsonl (skipped: {len(damaged)})", ""]
         parts += [f"- {line}" for line in damaged[:20]]
+    if plots:
+        parts += ["", "## Plots", "", "```text", plots, "```"]
     return parts
 
 
-def write_exports(folder: Path, outputs: dict[str, str]) -> None:
-    """A summary's files written into its run folder, each atomically; rows of older runs may hold a URL's
-    password, so every file is redacted."""
+def write_exports(folder: Path, summary: Any, results_csv: str, markdown: str, plots: str) -> None:
+    """A summary's files (results.csv, summary.md, summary.json from its ``to_dict``, plots.txt) written into its
+    run folder, each atomically; rows of older runs may hold a URL's password, so every file is redacted."""
+    outputs = {"results.csv": results_csv, "summary.md": markdown,
+               "summary.json": json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) + "\n", "plots.txt": plots}
     for name, text in outputs.items():
         storage.write_atomic(folder / name, redact(text))
 

@@ -7,15 +7,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import App, AutopilotCallbackType, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.content import Content
+from textual.lazy import Lazy
 from textual.notifications import SeverityLevel
+from textual.pilot import Pilot
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, TabbedContent, TabPane, Tabs
@@ -82,14 +85,41 @@ class TaskclockApp(App):
             self.register_theme(item)
         self.remembered = context.remembered
         self._theme_chosen = False
-        self._wanted_theme = theme or context.remembered.theme or context.config.defaults.theme
+        self._theme_notes: list[str] = []
+        # Chosen before the first style pass: set in on_mount, it restyled every widget of every tab again
+        # (about a quarter of the time to the first frame)
+        self.theme = self._pick_theme(theme or context.remembered.theme or context.config.defaults.theme)
+        self._theme_chosen = True
 
     def compose(self) -> ComposeResult:
         with TabbedContent(initial=TABS[0].id):
-            for tab in TABS:
+            for index, tab in enumerate(TABS):
                 with TabPane(Content.assemble(f"{tab.title} ", (tab.key.upper(), "dim")), id=tab.id):
-                    yield tab.make(self.context)
+                    # the hidden tabs mount after the first frame is drawn
+                    yield tab.make(self.context) if index == 0 else Lazy(tab.make(self.context))
         yield Footer()
+
+    # The hidden tabs mount after the first frame (compose). Code that drives the app, a Pilot session or a
+    # snapshot's autopilot, starts once every tab is mounted, as a person does who presses F3 a moment after.
+
+    @contextlib.asynccontextmanager
+    async def run_test(self, *args: Any, **kwargs: Any) -> AsyncIterator[Pilot]:
+        async with super().run_test(*args, **kwargs) as pilot:
+            await self._tabs_mounted(pilot)
+            yield pilot
+
+    async def run_async(self, *, auto_pilot: AutopilotCallbackType | None = None, **kwargs: Any) -> Any:
+        drive = auto_pilot
+
+        async def after_tabs(pilot: Pilot) -> None:
+            await self._tabs_mounted(pilot)
+            await drive(pilot)  # type: ignore[misc]  # only passed on when there is one
+
+        return await super().run_async(auto_pilot=None if drive is None else after_tabs, **kwargs)
+
+    async def _tabs_mounted(self, pilot: Pilot) -> None:
+        while self.query(Lazy):
+            await pilot.pause()
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = True) -> None:
@@ -103,8 +133,8 @@ class TaskclockApp(App):
         self._exit_on_signals()
         for problem in self._theme_problems:
             self.notify(problem, title="Theme file", severity="error", timeout=12)
-        self.theme = self._pick_theme(self._wanted_theme)
-        self._theme_chosen = True
+        for note in self._theme_notes:
+            self.notify(note, title="Theme", severity="warning")
         if self.context.remembered_problem:
             self.notify(self.context.remembered_problem, title="Remembered settings", severity="warning", timeout=12)
 
@@ -165,7 +195,7 @@ class TaskclockApp(App):
         if name in self.available_themes:
             return name
         fallback = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else FALLBACK_THEME
-        self.notify(f"unknown theme {name!r}; using {fallback} (themes: ctrl+t)", title="Theme", severity="warning")
+        self._theme_notes.append(f"unknown theme {name!r}; using {fallback} (themes: ctrl+t)")  # shown once mounted
         return fallback
 
     def action_show_tab(self, tab: str) -> None:
