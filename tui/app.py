@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import signal
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -16,7 +17,6 @@ from typing import Any
 from textual.app import App, AutopilotCallbackType, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.content import Content
-from textual.lazy import Lazy
 from textual.notifications import SeverityLevel
 from textual.pilot import Pilot
 from textual.screen import Screen
@@ -29,13 +29,10 @@ from taskclock.runtime.untrusted import safe_line, safe_text
 
 from .context import AppContext
 from .messages import BranchChat, ModelsUsed, Remember, SettingsChanged
-from .panes.batch import BatchPane
 from .panes.chat import ChatPane, ModelCommands
-from .panes.compare import ComparePane
-from .panes.pace import PacePane
-from .panes.sessions import SessionsPane
 from .screens.help import HelpScreen, binding_rows
 from .themes import DEFAULT_THEME, load_themes
+from .widgets.later_pane import LaterPane
 
 HERE = Path(__file__).parent
 FALLBACK_THEME = "textual-dark"
@@ -50,15 +47,19 @@ class Tab:
     title: str
     id: str
     key: str
-    make: Callable[[AppContext], Widget]
+    pane: str  # "module:Class" in tui/panes/, imported when the tab mounts (a hidden one, after the first frame)
+
+    def make(self, context: AppContext) -> Widget:
+        module, name = self.pane.split(":")
+        return getattr(importlib.import_module(f"{__package__}.panes.{module}"), name)(context)
 
 
 TABS = (
-    Tab("Chat", "chat", "f2", ChatPane),
-    Tab("Sessions", "sessions", "f3", SessionsPane),
-    Tab("Compare", "compare", "f4", ComparePane),
-    Tab("Batch", "batch", "f5", BatchPane),
-    Tab("Pace", "pace", "f6", PacePane),
+    Tab("Chat", "chat", "f2", "chat:ChatPane"),
+    Tab("Sessions", "sessions", "f3", "sessions:SessionsPane"),
+    Tab("Compare", "compare", "f4", "compare:ComparePane"),
+    Tab("Batch", "batch", "f5", "batch:BatchPane"),
+    Tab("Pace", "pace", "f6", "pace:PacePane"),
 )
 
 
@@ -95,8 +96,7 @@ class TaskclockApp(App):
         with TabbedContent(initial=TABS[0].id):
             for index, tab in enumerate(TABS):
                 with TabPane(Content.assemble(f"{tab.title} ", (tab.key.upper(), "dim")), id=tab.id):
-                    # the hidden tabs mount after the first frame is drawn
-                    yield tab.make(self.context) if index == 0 else Lazy(tab.make(self.context))
+                    yield tab.make(self.context) if index == 0 else LaterPane(partial(tab.make, self.context))
         yield Footer()
 
     # The hidden tabs mount after the first frame (compose). Code that drives the app, a Pilot session or a
@@ -118,7 +118,7 @@ class TaskclockApp(App):
         return await super().run_async(auto_pilot=None if drive is None else after_tabs, **kwargs)
 
     async def _tabs_mounted(self, pilot: Pilot) -> None:
-        while self.query(Lazy):
+        while self.query(LaterPane):
             await pilot.pause()
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
@@ -163,6 +163,9 @@ class TaskclockApp(App):
 
     def on_settings_changed(self, message: SettingsChanged) -> None:
         """Ctrl+G changed the chat settings: the tabs that run with them say the new ones before Start."""
+        from .panes.batch import BatchPane
+        from .panes.compare import ComparePane
+
         for pane in self.query(ComparePane):
             pane.show_settings()
         for batch in self.query(BatchPane):

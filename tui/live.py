@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from taskclock.runtime import load, load_summary, runfolder, sweep
+from taskclock.runtime import runfolder
 from taskclock.runtime.backend import ModelSpec
 from taskclock.runtime.events import Event
 from taskclock.runtime.runner import Progress
+
+if TYPE_CHECKING:  # imported where used: the Chat tab's live state is read at start, these runs only later
+    from taskclock.runtime import load, load_summary, sweep
 
 
 @dataclass
@@ -114,6 +117,8 @@ class LiveSweep:
     @classmethod
     def of_folder(cls, folder: Path, plan: sweep.SweepPlan) -> LiveSweep:
         """What the folder holds already: its rows, skips and failed models."""
+        from taskclock.runtime import sweep
+
         live = cls(folder, plan)
         results = runfolder.read_results(folder, sweep.KIND)
         live.rows = list(results.rows)
@@ -126,6 +131,8 @@ class LiveSweep:
         return live
 
     def record(self, report: Progress) -> None:
+        from taskclock.runtime import sweep
+
         key = (report.model, report.task)
         self.reports[key] = report
         if report.row is not None:
@@ -136,12 +143,16 @@ class LiveSweep:
         self.dirty = True
 
     def expected_rows(self) -> int:
+        from taskclock.runtime import sweep
+
         return self.plan.total_rows() - len(self.skips) * self.plan.repeats * len(sweep.PHASES)
 
     def progress(self) -> tuple[int, int]:
         return len(self.rows), self.expected_rows()
 
     def cells(self) -> list[sweep.SweepCell]:
+        from taskclock.runtime import sweep
+
         return sweep.summarize(self.rows, [m.name for m in self.plan.models], self.plan.input_tokens)
 
 
@@ -160,6 +171,8 @@ class LiveLoad:
 
     @classmethod
     def of_folder(cls, folder: Path, plan: load.LoadPlan) -> LiveLoad:
+        from taskclock.runtime import load
+
         live = cls(folder, plan)
         for model, error in runfolder.read_results(folder, load.KIND).failures.items():
             live.reports[(model, "")] = Progress(model, "", 0, 0, "failed", error=error)
@@ -173,6 +186,8 @@ class LiveLoad:
     def current(self) -> load_summary.LoadSummary:
         """The summary of the rates on disk, read again once a rate has closed since the last read."""
         if self.stale or self.summary is None:
+            from taskclock.runtime import load_summary
+
             self.summary = load_summary.load_summary(self.folder)
             self.stale = False
         return self.summary

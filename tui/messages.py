@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
@@ -14,7 +14,9 @@ from taskclock.runtime.sessions import SessionSummary
 from taskclock.runtime.trash import Trashed
 from taskclock.runtime.turn import TurnResult
 
-from .live import LiveRun
+if TYPE_CHECKING:  # only named in annotations: the live states import the runtime's runners
+    from .live import LiveRun
+
 
 
 @dataclass
