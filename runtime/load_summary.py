@@ -47,7 +47,7 @@ class LoadCell:
     wait_p90_s: float | None
     wait_p99_s: float | None
     ttfa_p50_s: float | None  # reasoning models
-    mean_decode_tps: float | None
+    decode_tps_p50: float | None  # the median: one request whose chunks bunched (a client stall) cannot sway it
     mean_output_tokens: float | None
     mean_output_words: float | None
     accuracy: float | None
@@ -90,7 +90,7 @@ def cell(plan: LoadPlan, segment: dict[str, Any], rows: Sequence[dict[str, Any]]
         ttft_wait_p99_s=percentile(_values(rows, lambda r: measured(r, "ttft")), 99),
         wait_p50_s=percentile(waits, 50), wait_p90_s=percentile(waits, 90), wait_p99_s=percentile(waits, 99),
         ttfa_p50_s=percentile(_values(rows, lambda r: r.get("ttfa_s")), 50),
-        mean_decode_tps=_mean(_values(ok, lambda r: r.get("decode_tps"))),
+        decode_tps_p50=percentile(_values(ok, lambda r: r.get("decode_tps")), 50),
         mean_output_tokens=_mean(_values(ok, lambda r: r.get("output_tokens"))),
         mean_output_words=_mean(_values(ok, lambda r: r.get("output_words"))),
         accuracy=sum(1 for r in ok if r.get("correct")) / len(ok) if scored and ok else None,
@@ -138,19 +138,19 @@ def rankings(plan: LoadPlan, cells: Sequence[LoadCell], rows: Sequence[dict[str,
         low = common[0] if common else None
         sustained = {m: max((c for c in mine if c.model == m and c.meets), key=lambda c: c.rate, default=None)
                      for m in models}
-        tps = {m: next((c.mean_decode_tps for c in mine if c.model == m and c.rate == low), None) for m in models}
+        tps = {m: next((c.decode_tps_p50 for c in mine if c.model == m and c.rate == low), None) for m in models}
         goodput = {m: (s.goodput if s else None) for m, s in sustained.items()}
         by_goodput, by_tps = _ranks(goodput), _ranks(tps)
         ranks = [LoadRank(m, best.rate if (best := sustained[m]) else None, goodput[m], by_goodput.get(m, 0), tps[m],
                           by_tps.get(m, 0)) for m in models]
         ranks.sort(key=lambda r: (r.goodput_rank or len(models) + 1, r.tps_rank or len(models) + 1))
         task_rows = [r for r in rows if r["task"] == task]
-        out.append(LoadRanking(task, ranks, _verdict(plan, task, ranks, mine, task_rows, low)))
+        out.append(LoadRanking(task, ranks, _verdict(plan, task, ranks, task_rows, low)))
     return out
 
 
-def _verdict(plan: LoadPlan, task: str, ranks: list[LoadRank], cells: Sequence[LoadCell],
-             rows: Sequence[dict[str, Any]], low: float | None) -> str:
+def _verdict(plan: LoadPlan, task: str, ranks: list[LoadRank], rows: Sequence[dict[str, Any]],
+             low: float | None) -> str:
     """One line in the Batch tab's form: which model sustains more traffic within the SLO and at what tok/s,
     then, at the lowest rate both ran (where the queue disturbs least), which finishes later and why, with the
     run's interval on it (runtime/verdict.py), and the replies cut short."""
@@ -171,7 +171,6 @@ def _verdict(plan: LoadPlan, task: str, ranks: list[LoadRank], cells: Sequence[L
         head = f"{task}: no --slo, so no goodput to rank by"
     if low is None:
         return head + "; no rate ran for both"
-    at_low = {c.model: c for c in cells if c.rate == low}
     by_model = {m: [r for r in rows if r["model"] == m and r["rate"] == low] for m in (first.model, second.model)}
     means = {m: _mean(_values(by_model[m], lambda r: r.get("task_time_s"))) or 0.0 for m in by_model}
     later, sooner = sorted(by_model, key=lambda m: means[m] or 0.0, reverse=True)
@@ -184,7 +183,6 @@ def _verdict(plan: LoadPlan, task: str, ranks: list[LoadRank], cells: Sequence[L
         cut = verdict.cuts(model, by_model[model], cap)
         if cut.cut:
             line += "; " + cut.phrase()
-    del at_low
     return line
 
 
@@ -274,7 +272,7 @@ COLUMNS = (SummaryColumn("model", "model"), SummaryColumn("task", "task"), Summa
            SummaryColumn("TTFT p99 s (from arrival)", "ttft_wait_p99_s", 3, short="TTFT p99"),
            SummaryColumn("task p50 s (from arrival)", "wait_p50_s", 3, short="task p50"),
            SummaryColumn("task p99 s (from arrival)", "wait_p99_s", 3, short="task p99"),
-           SummaryColumn("decode tok/s", "mean_decode_tps", 1, short="decode/s"),
+           SummaryColumn("decode tok/s p50", "decode_tps_p50", 1, short="decode p50"),
            SummaryColumn("output tok/s (all)", "output_tps", 1, short="out tok/s"),
            SummaryColumn("words", "mean_output_words", 1), SummaryColumn("SLO met", "attainment", percent=True),
            SummaryColumn("goodput req/s", "goodput", 2, short="goodput"),
@@ -344,8 +342,8 @@ def summary_markdown(summary: LoadSummary) -> str:
         "",
         "## By rate",
         "",
-        "Waits run from each request's scheduled arrival (queue delay + the figure); decode tok/s and words are means "
-        "over the finished requests; output tok/s is every request's tokens over the rate's duration.",
+        "Waits run from each request's scheduled arrival (queue delay + the figure); decode tok/s is the median and "
+        "words the mean over the finished requests; output tok/s is every request's tokens over the rate's duration.",
         "",
         md_table([column.header for column in COLUMNS], (cell_row(c, COLUMNS) for c in summary.cells)),
         "",

@@ -71,16 +71,34 @@ def test_below_capacity_a_request_takes_the_service_time_and_above_it_the_queue_
         assert row["first_byte_s"] <= row["ttft_s"] <= row["task_time_s"]
 
 
+def test_one_request_read_in_a_burst_does_not_sway_the_rates_decode_tok_s(tmp_path, server):
+    """When the client's loop stalls (a repaint holding the interpreter), a request's tokens are read together:
+    its decode span is near zero and its rate huge. The rate's figure, and so the verdict's "decodes N× faster",
+    must stay the server's pace (100 tok/s by the script)."""
+    summary, folder = run_load(tmp_path, [spec(server)])
+    (measured,) = summary.cells
+    assert measured.decode_tps_p50 == pytest.approx(1000 / SCRIPT.gap_ms, rel=0.1)
+    results = folder / runfolder.RESULTS_FILE
+    records = list(storage.read(results))
+    burst = next(r for r in records if r["kind"] == "load")
+    burst["decode_tps"] = (SCRIPT.tokens - 1) / 0.001  # every decode token within a millisecond
+    storage.write_atomic(results, "".join(json.dumps(r) + "\n" for r in records))
+    (swayed,) = load_summary.load_summary(folder).cells
+    assert swayed.decode_tps_p50 == pytest.approx(measured.decode_tps_p50, rel=0.05)
+
+
 def test_the_rate_search_finds_the_servers_knee_within_one_bisection_step(tmp_path, server):
     knee = SCRIPT.capacity
     summary, _ = run_load(tmp_path, [spec(server)], rates=[], auto_start=10.0, requests=0, duration_s=2.0,
                           slo=parse_slo(f"task={1.5 * SCRIPT.service_s}"))
     ((low, high),) = summary.searches.values()
     assert low is not None and high is not None, summary.searches
-    assert abs(low - knee) <= high - low + 1e-9 and high - low <= 0.15 * knee, (low, high)
-    rates = [c.rate for c in summary.cells]
-    assert {10.0, 20.0, 40.0, 80.0} <= set(rates)  # doubling to the first failure, then bisecting between
-    assert all(40.0 <= r <= 80.0 for r in set(rates) - {10.0, 20.0})
+    # The bracket holds the knee. The capacity itself (40 req/s, a doubling of 10) meets the SLO or just misses
+    # it as the machine's jitter has it, so the search may close just below it or just above.
+    assert high - low <= load.AUTO_PRECISION * low + 1e-9 and 0.85 * knee <= low < high <= 1.2 * knee, (low, high)
+    rates = {c.rate for c in summary.cells}
+    assert {10.0, 20.0, 40.0} <= rates  # doubling to the first failure, then bisecting
+    assert all(20.0 <= r <= 80.0 for r in rates - {10.0})
 
 
 def test_the_search_doubles_then_bisects_and_resumes_from_what_it_ran():

@@ -19,7 +19,7 @@ CONSOLE_TABLES = (
     ("waits by rate (from each request's arrival)", ("model", "task", "rate", "achieved_rate", "finished",
                                                      "queue_p99_s", "ttft_wait_p99_s", "wait_p50_s", "wait_p99_s",
                                                      "sat_mark")),
-    ("traffic by rate", ("model", "task", "rate", "mean_decode_tps", "output_tps", "mean_output_words",
+    ("traffic by rate", ("model", "task", "rate", "decode_tps_p50", "output_tps", "mean_output_words",
                          "attainment", "goodput", "schedule_p99_ms", "errors")),
 )
 # Options fixed in run.toml when a load run starts: --resume refuses them rather than silently ignoring them.
