@@ -6,7 +6,8 @@ then, model by model, plans what is left, loads the model, runs it and closes it
 fsynced as it finishes (``keep``). One failure policy holds for every runner: a model that fails to load, or
 raises while it runs, gets a ``failure`` record with its error and its progress lines marked failed, and the run
 goes on with the next model (the rows it finished stay; the console then exits 1). A full disk is not a model's
-fault: it ends the run. Ctrl-C (``cancel``) stops between rows and is reported as ``interrupted``.
+fault: it ends the run. Ctrl-C (``cancel``) stops between rows, or at once while a model loads, and is reported
+as ``interrupted``.
 
 A runner fills in its plan and its row: ``resume`` (the rows already done), ``plan_model`` (a model's progress
 lines with work left: bench's task sets, sweep's input lengths), ``label`` and ``progress`` (how a line is named
@@ -66,18 +67,45 @@ def failure_reason(exc: Exception) -> str:
     return str(exc) if isinstance(exc, TaskclockError) else f"{type(exc).__name__}: {first_line(exc)}"
 
 
-def load_for_run(loader: Callable[[ModelSpec], LoadedModel], spec: ModelSpec,
-                 folder: Path) -> tuple[LoadedModel | None, str]:
+LOAD_POLL_S = 0.1  # how often a load in progress looks at Ctrl-C
+
+
+def load_for_run(loader: Callable[[ModelSpec], LoadedModel], spec: ModelSpec, folder: Path,
+                 cancel: threading.Event) -> tuple[LoadedModel | None, str]:
     """The model (its threads recorded in the run's system.json), or None and why it failed to load: in a run, a
-    broken model fails its own rows and must not end the other models' runs."""
-    try:
-        model = loader(spec)
-        threads = getattr(model, "threads", None)  # a loader's own wrapper (tests) may not say
-        if threads is not None:
-            runfolder.record_threads(folder, spec.name, threads)
-        return model, ""
-    except Exception as exc:  # anything a backend raises
-        return None, failure_reason(exc)
+    broken model fails its own rows and must not end the other models' runs. None and no reason when Ctrl-C came
+    first: no backend can stop a load midway (a GGUF or torch load is one native call; a server may hold back its
+    model list for its whole timeout), so the load goes on on a thread of its own, which closes the model if it
+    ends up loaded, and the run stops at once."""
+    box: dict[str, Any] = {}
+    settled = threading.Lock()  # the load ending and the run giving up on it: whichever comes first decides
+    ended, abandoned = threading.Event(), threading.Event()
+
+    def load() -> None:
+        try:
+            box["model"] = loader(spec)
+        except Exception as exc:  # anything a backend raises
+            box["error"] = failure_reason(exc)
+        finally:
+            with settled:
+                ended.set()
+                orphan = abandoned.is_set()
+            if orphan and "model" in box:
+                box.pop("model").close()
+
+    threading.Thread(target=load, name=f"taskclock-load-{spec.name}", daemon=True).start()
+    while not ended.wait(LOAD_POLL_S):
+        with settled:
+            if cancel.is_set() and not ended.is_set():
+                abandoned.set()
+                return None, ""
+    if "model" not in box:
+        return None, box.get("error", "the load ended without a model")
+    model = box["model"]
+    threads = getattr(model, "threads", None)  # a loader's own wrapper (tests) may not say
+    if threads is not None:
+        runfolder.record_threads(folder, spec.name, threads)
+    return model, ""
 
 
 class Runner(abc.ABC, Generic[Line]):
@@ -140,7 +168,11 @@ class Runner(abc.ABC, Generic[Line]):
     def _run_model(self, spec: ModelSpec, lines: list[Line]) -> None:
         """Load, run and close one model under the failure policy (above)."""
         self.report(spec, lines[0], "loading")
-        model, error = load_for_run(self.loader, spec, self.folder)
+        model, error = load_for_run(self.loader, spec, self.folder, self.cancel)
+        if model is None and not error:  # Ctrl-C while it loaded
+            self.report(spec, lines[0], "stopped")
+            self.outcome.interrupted = True
+            return
         if model is None:
             self.fail(spec, lines, error)
             return

@@ -1,12 +1,14 @@
 """Issue 21, S2: Ctrl-C reaches all work, not only rows. A sweep against a server whose /tokenize takes seconds
 stops at once (the call outside a turn is held to a turn's cancel and deadline); a bench whose plan is as large as
-a run may hold stops while it is being planned. Real processes, real loopback servers, a real SIGINT."""
+a run may hold stops while it is being planned; a bench whose server holds back its model list stops while the
+model loads. Real processes, real loopback servers, a real SIGINT."""
 from __future__ import annotations
 
 import signal
+import threading
 import time
 
-from helpers import start_cli
+from helpers import records_of, run_cli, start_cli
 from llama_server import ScriptedHandler, reply_script, running_scripted_server
 
 from taskclock.runtime import values
@@ -27,6 +29,20 @@ class SlowTokenizer(ScriptedHandler):
         self.server.tokenize_calls.append(time.monotonic())
         time.sleep(TOKENIZE_S)  # headers held back too: nothing for the client to cut but its own wait
         self._send(200, b'{"tokens": [1, 2, 3]}')
+
+
+class SlowModelList(ScriptedHandler):
+    """A server that holds back its answer to GET /models (headers too) until the test releases it: a server
+    still loading its own model, or a hostile one. ``server.answered`` says whether it has answered."""
+
+    def do_GET(self) -> None:
+        if not self.path.endswith("/models"):
+            super().do_GET()
+            return
+        self.server.gets.append(self.path)
+        self.server.release.wait(GUARD_S / 2)
+        self.server.answered.set()
+        self._send(200, b'{"object": "list", "data": [{"id": "scripted", "object": "model"}]}')
 
 
 def wait_until(condition, proc, what: str) -> None:
@@ -65,3 +81,25 @@ def test_ctrl_c_while_a_run_of_a_million_rows_is_planned(tmp_path):
     assert proc.returncode == 130, stderr
     assert "interrupted: no rows yet" in stderr and "Traceback" not in stderr
     assert not server.requests
+
+
+def test_ctrl_c_stops_a_bench_while_its_model_loads(tmp_path):
+    """No backend can stop a load midway; the run kit stops waiting for it, so Ctrl-C ends the run while the
+    server still holds back its model list, and the folder resumes later."""
+    with running_scripted_server(reply_script("A")) as server:
+        server.RequestHandlerClass = SlowModelList
+        server.release, server.answered = threading.Event(), threading.Event()
+        proc = start_cli(["bench", "--models", server.url, "--tasks", "mc", "--limit", "1", "--warmup", "0",
+                          "--out", str(tmp_path), "--no-plots"])
+        wait_until(lambda: server.gets, proc, "asked for the model list")
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=GUARD_S)
+        answered_before_the_exit = server.answered.is_set()
+        server.release.set()
+        assert proc.returncode == 130, stderr
+        assert "interrupted: no rows yet" in stderr and "Traceback" not in stderr
+        assert not answered_before_the_exit and not server.requests  # it did not wait for the load, nor send a turn
+        (folder,) = tmp_path.iterdir()
+        resumed = run_cli("bench", "--resume", str(folder), "--no-plots")
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(records_of(folder, "result")) == 1 and len(server.requests) == 1

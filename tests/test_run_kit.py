@@ -4,9 +4,12 @@ console exits 1. Each runner is driven against a real scripted server on loopbac
 the model after the broken one has something to answer it)."""
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import itertools
 import json
+import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -118,3 +121,35 @@ def test_a_model_that_cannot_load_is_recorded_the_same_by_every_command(tmp_path
         "cannot reach http://127.0.0.1:9/v1")
     assert any(r["kind"] in runfolder.ROW_KINDS and r["model"].endswith("#scripted") for r in written)
     assert f"model http://127.0.0.1:9/v1#down failed: {failure['error']}" in " ".join(done.stderr.split())
+
+
+@pytest.mark.parametrize("command", RUNNERS)
+def test_ctrl_c_while_a_model_loads_stops_every_runner_at_once_and_the_late_model_is_closed(tmp_path, command):
+    """No backend can stop a load midway, so the kit stops waiting for it: the run ends interrupted, with no
+    failure and no row, and the model that finishes loading afterwards is closed, not left open."""
+    started, release, closed = threading.Event(), threading.Event(), []
+
+    def loads_once_released(spec: ModelSpec) -> LoadedModel:
+        started.set()
+        release.wait(30)
+        model = load_model(spec)
+        close = model.close
+        model.close = lambda: (closed.append(spec.name), close())  # type: ignore[method-assign]
+        return model
+
+    with running_scripted_server(reply_script("A")) as server:
+        runner, folder, _ = RUNNERS[command]([resolve(f"{server.url}#scripted")], tmp_path)
+        cancel = threading.Event()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            running = pool.submit(runner(loader=loads_once_released, cancel=cancel).run)
+            assert started.wait(30)
+            cancel.set()
+            outcome = running.result(timeout=30)  # while the load still waits to be released
+            assert outcome.interrupted and not outcome.failures and not closed
+            release.set()
+            deadline = time.monotonic() + 30
+            while not closed and time.monotonic() < deadline:
+                time.sleep(0.01)
+        assert closed == [f"{server.url}#scripted"] and not server.requests
+    written = records(folder) if (folder / runfolder.RESULTS_FILE).exists() else []
+    assert not [r for r in written if r["kind"] in runfolder.ROW_KINDS or r["kind"] == "failure"]
